@@ -1,0 +1,396 @@
+"""A scripted stand-in for the Anthropic Messages API on 127.0.0.1, for driving real agent CLIs.
+
+Usage::
+
+    async with open_scripted_model() as model:
+        model.script(BashCall("echo hi > f.txt"), Reply("done"))
+        env = claude_env(model.base_url, home)
+        ...  # run the real ``claude`` CLI with ``env``
+        assert model.requests[-1]["messages"]  # every messages body, parsed
+
+Each queued step answers one *main-loop* call (a streaming ``POST /v1/messages`` that carries the
+agent's tool list): ``BashCall`` answers with a ``tool_use`` block for the Bash tool, ``ToolCall``
+with any tool, ``Reply`` with text and ``stop_reason: end_turn``, ``ApiError`` with an HTTP error,
+and ``Hold`` waits until the test releases it (to cancel a run while the model "thinks").
+Other calls the CLI makes on its own (titles, quota checks: no tools in the request) get a short
+text answer without consuming the script; ``/v1/messages/count_tokens`` gets an estimate.
+A main-loop call that finds the script empty is answered with a text reply and recorded in
+``model.unexpected`` so that a test can assert it never happened.
+
+The server is a small HTTP/1.1 implementation on trio (one request per connection, answered with
+``Connection: close``); it runs in a nursery owned by the context manager.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import itertools
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+import trio
+
+__all__ = [
+    "ApiError",
+    "BashCall",
+    "Hold",
+    "Reply",
+    "ScriptedModel",
+    "Step",
+    "ToolCall",
+    "open_scripted_model",
+]
+
+_MAX_HEADER_BYTES = 64 * 1024
+_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+@attrs.frozen
+class Reply:
+    """Answer with assistant text and ``stop_reason: end_turn``."""
+
+    text: str
+
+
+@attrs.frozen
+class ToolCall:
+    """Answer with one ``tool_use`` block for the tool ``name`` with ``input``."""
+
+    name: str
+    input: dict[str, Any]
+    text: str | None = None
+
+
+def BashCall(command: str, description: str = "scripted command") -> ToolCall:
+    """Answer with a ``tool_use`` block that makes the agent run ``command`` with its Bash tool."""
+    return ToolCall("Bash", {"command": command, "description": description})
+
+
+@attrs.frozen
+class ApiError:
+    """Answer with an HTTP error in the Messages API's error shape."""
+
+    status: int = 400
+    error_type: str = "invalid_request_error"
+    message: str = "scripted error"
+
+
+@attrs.define(eq=False)
+class Hold:
+    """Block the call until ``release()``, then answer with ``then``.
+
+    ``reached`` is set when the call arrives, so a test can act while the agent waits.
+    """
+
+    then: Reply | ToolCall | ApiError = Reply("released")
+    reached: trio.Event = attrs.field(factory=trio.Event)
+    _released: trio.Event = attrs.field(factory=trio.Event)
+
+    def release(self) -> None:
+        """Let the held call answer."""
+        self._released.set()
+
+    async def wait_released(self) -> None:
+        """Wait until the test calls ``release()``."""
+        await self._released.wait()
+
+
+Step = Reply | ToolCall | ApiError | Hold
+
+
+class ScriptedModel:
+    """The running stand-in: its address, what it received and what it still has to say."""
+
+    def __init__(self) -> None:
+        self.base_url = ""
+        self.requests: list[dict[str, Any]] = []
+        """Every ``/v1/messages`` body received (parsed), side calls included, in order."""
+        self.unexpected: list[dict[str, Any]] = []
+        """Main-loop calls that found the script empty."""
+        self._steps: collections.deque[Step] = collections.deque()
+        self._main_calls = 0
+        self._changed = trio.Event()
+        self._ids = itertools.count(1)
+
+    def script(self, *steps: Step) -> None:
+        """Queue steps; each answers one main-loop call, in order."""
+        self._steps.extend(steps)
+
+    @property
+    def main_requests(self) -> list[dict[str, Any]]:
+        """The bodies of main-loop calls (those carrying a tool list), in order."""
+        return [body for body in self.requests if _is_main_loop(body)]
+
+    @property
+    def pending_steps(self) -> int:
+        """How many queued steps have not been used yet."""
+        return len(self._steps)
+
+    async def wait_for_main_calls(self, count: int) -> None:
+        """Wait until at least ``count`` main-loop calls have arrived."""
+        while self._main_calls < count:
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _next_id(self, prefix: str) -> str:
+        return f"{prefix}_scripted_{next(self._ids):04d}"
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        try:
+            request = await _read_request(stream)
+        except (_BadRequest, trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        if request is None:
+            return
+        method, target, body = request
+        path = urlsplit(target).path
+        try:
+            if method == "POST" and path == "/v1/messages/count_tokens":
+                await _send_json(stream, 200, {"input_tokens": max(1, len(body) // 4)})
+            elif method == "POST" and path == "/v1/messages":
+                await self._messages(stream, json.loads(body))
+            else:
+                await _send_json(stream, 404, _error_body("not_found_error", f"no route {path}"))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+    async def _messages(self, stream: trio.SocketStream, body: dict[str, Any]) -> None:
+        self.requests.append(body)
+        main = _is_main_loop(body)
+        step: Step
+        if not main:
+            step = Reply("Scripted session")
+        elif self._steps:
+            step = self._steps.popleft()
+        else:
+            self.unexpected.append(body)
+            step = Reply("scripted model: the script is exhausted")
+        if main:
+            self._main_calls += 1
+        self._notify()
+        if isinstance(step, Hold):
+            step.reached.set()
+            await step.wait_released()
+            step = step.then
+        if isinstance(step, ApiError):
+            await _send_json(stream, step.status, _error_body(step.error_type, step.message))
+            return
+        message = self._message(body, step)
+        if body.get("stream"):
+            await _send_sse(stream, message)
+        else:
+            await _send_json(stream, 200, message)
+
+    def _message(self, body: dict[str, Any], step: Reply | ToolCall) -> dict[str, Any]:
+        content: list[dict[str, Any]] = []
+        if isinstance(step, Reply):
+            content.append({"type": "text", "text": step.text})
+            stop_reason = "end_turn"
+        else:
+            if step.text:
+                content.append({"type": "text", "text": step.text})
+            content.append(
+                {
+                    "type": "tool_use",
+                    "id": self._next_id("toolu"),
+                    "name": step.name,
+                    "input": step.input,
+                }
+            )
+            stop_reason = "tool_use"
+        return {
+            "id": self._next_id("msg"),
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "claude-scripted"),
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": max(1, len(json.dumps(body.get("messages", []))) // 4),
+                "output_tokens": max(1, len(json.dumps(content)) // 4),
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            },
+        }
+
+
+def _is_main_loop(body: dict[str, Any]) -> bool:
+    return bool(body.get("tools"))
+
+
+def _error_body(error_type: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+class _BadRequest(Exception):
+    pass
+
+
+async def _read_request(stream: trio.SocketStream) -> tuple[str, str, bytes] | None:
+    buffer = bytearray()
+    while b"\r\n\r\n" not in buffer:
+        if len(buffer) > _MAX_HEADER_BYTES:
+            raise _BadRequest("headers too large")
+        chunk = await stream.receive_some()
+        if not chunk:
+            return None
+        buffer += chunk
+    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        raise _BadRequest("bad request line")
+    method, target, _version = parts
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise _BadRequest("bad header line")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("expect", "").lower() == "100-continue":
+        await stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = await _read_chunked(stream, bytearray(rest))
+    else:
+        length = int(headers.get("content-length", "0"))
+        if length > _MAX_BODY_BYTES:
+            raise _BadRequest("body too large")
+        body_buffer = bytearray(rest)
+        while len(body_buffer) < length:
+            chunk = await stream.receive_some()
+            if not chunk:
+                raise _BadRequest("body cut short")
+            body_buffer += chunk
+        body = bytes(body_buffer[:length])
+    return method, target, body
+
+
+async def _read_chunked(stream: trio.SocketStream, buffer: bytearray) -> bytes:
+    body = bytearray()
+
+    async def fill(predicate_len: int | None = None, marker: bytes | None = None) -> None:
+        while (marker is not None and marker not in buffer) or (
+            predicate_len is not None and len(buffer) < predicate_len
+        ):
+            chunk = await stream.receive_some()
+            if not chunk:
+                raise _BadRequest("chunked body cut short")
+            buffer.extend(chunk)
+            if len(buffer) > _MAX_BODY_BYTES:
+                raise _BadRequest("body too large")
+
+    while True:
+        await fill(marker=b"\r\n")
+        size_line, _, remainder = bytes(buffer).partition(b"\r\n")
+        size = int(size_line.split(b";")[0].strip(), 16)
+        buffer[:] = remainder
+        if size == 0:
+            await fill(marker=b"\r\n")
+            return bytes(body)
+        await fill(predicate_len=size + 2)
+        body += buffer[:size]
+        del buffer[: size + 2]
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
+
+
+async def _send_json(stream: trio.SocketStream, status: int, payload: dict[str, Any]) -> None:
+    data = json.dumps(payload).encode()
+    reason = _REASONS.get(status, "Error")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\nrequest-id: req_scripted\r\nConnection: close\r\n\r\n"
+    )
+    await stream.send_all(head.encode() + data)
+
+
+async def _send_sse(stream: trio.SocketStream, message: dict[str, Any]) -> None:
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        "request-id: req_scripted\r\nConnection: close\r\n\r\n"
+    )
+    await stream.send_all(head.encode())
+    for event in _sse_events(message):
+        frame = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+        await stream.send_all(frame.encode())
+
+
+def _sse_events(message: dict[str, Any]) -> list[dict[str, Any]]:
+    usage = message["usage"]
+    start = dict(message, content=[], stop_reason=None, usage=dict(usage, output_tokens=1))
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "text":
+            events.append(
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                }
+            )
+            events.append(
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "text_delta", "text": block["text"]},
+                }
+            )
+        else:
+            events.append(
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": dict(block, input={}),
+                }
+            )
+            events.append(
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {
+                        "type": "input_json_delta",
+                        "partial_json": json.dumps(block["input"]),
+                    },
+                }
+            )
+        events.append({"type": "content_block_stop", "index": index})
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": usage["output_tokens"]},
+        }
+    )
+    events.append({"type": "message_stop"})
+    return events
+
+
+@asynccontextmanager
+async def open_scripted_model() -> AsyncIterator[ScriptedModel]:
+    """Serve a ``ScriptedModel`` on ``127.0.0.1:0`` for the duration of the block."""
+    model = ScriptedModel()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            await model._handle(stream)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1")
+        )
+        port = listeners[0].socket.getsockname()[1]
+        model.base_url = f"http://127.0.0.1:{port}"
+        try:
+            yield model
+        finally:
+            nursery.cancel_scope.cancel()
