@@ -1,0 +1,250 @@
+"""Coding tasks as plain records and the state machine that moves them (sans-IO).
+
+A task is one conversation with one agent in one project directory. Each call that gives the
+agent instructions (``create_task``, then every ``update_task``) is a *turn*; a turn is run by the
+host daemon, and its end is recorded as the task's last :class:`RunReport`.
+
+Statuses::
+
+    pending ──start_run──▶ in_progress ──finish_run──▶ waiting | failed | cancelled
+       │                      │                           │
+       │                      └──interrupt──▶ interrupted ┘ (the process died mid-run)
+       └──────────────────────────────────────────────────┴──start_run (a follow-up)──▶ in_progress
+    any status but completed ──end──▶ completed
+
+``waiting``, ``failed``, ``cancelled`` and ``interrupted`` accept a follow-up turn; ``completed``
+is final. Every transition is a pure function that returns a new record or raises
+:class:`InvalidTransition`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any, Literal, get_args
+
+import attrs
+
+from host_daemon._records import AgentName, Outcome
+
+TaskStatus = Literal[
+    "pending", "in_progress", "waiting", "completed", "failed", "cancelled", "interrupted"
+]
+TASK_STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)
+RESUMABLE: frozenset[TaskStatus] = frozenset({"waiting", "failed", "cancelled", "interrupted"})
+"""Statuses from which a follow-up turn may start."""
+
+RunOutcome = Outcome | Literal["interrupted"]
+
+EventKind = Literal[
+    "turn",  # a turn's instructions were accepted
+    "run_started",  # the daemon started the agent process
+    "agent",  # one normalized agent event (data.kind says which)
+    "run_finished",  # the run ended: the report's summary
+    "status",  # the task's status changed
+]
+
+
+def utcnow() -> datetime.datetime:
+    """The current time, timezone-aware (every timestamp in a task is)."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+class InvalidTransition(ValueError):
+    """A transition that the task's current status does not allow."""
+
+
+@attrs.frozen
+class TaskOptions:
+    """How the agent runs each turn; ``None`` leaves the choice to the agent CLI."""
+
+    model: str | None = None
+    max_turns: int | None = None
+    max_budget_usd: float | None = None
+    timeout_s: float | None = None
+    permission_mode: str | None = None
+
+
+@attrs.frozen
+class Turn:
+    """Instructions given to the agent, and when."""
+
+    instructions: str
+    at: datetime.datetime
+
+
+@attrs.frozen
+class RunReport:
+    """How the last run ended, for the client and for the next turn."""
+
+    outcome: RunOutcome
+    started_at: datetime.datetime
+    finished_at: datetime.datetime
+    final_text: str | None = None
+    cost_usd: float | None = None
+    num_turns: int | None = None
+    usage: dict[str, Any] | None = None
+    files_changed: list[str] = attrs.field(factory=list)
+    error: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    session_id: str | None = None
+    session_note: str | None = None
+    """Set when the agent answered a resume with a different session id than asked for."""
+
+
+@attrs.frozen
+class Task:
+    """One coding task: its turns, options, status, timestamps and last run's report."""
+
+    id: str
+    title: str
+    agent: AgentName
+    project_dir: str
+    """As the client gave it, relative to the workspace ("" for the workspace itself)."""
+    cwd: str
+    """The host directory the daemon runs the agent in."""
+    options: TaskOptions
+    status: TaskStatus
+    turns: tuple[Turn, ...]
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    started_at: datetime.datetime | None = None
+    completed_at: datetime.datetime | None = None
+    session_id: str | None = None
+    report: RunReport | None = None
+    event_count: int = 0
+    runs: int = 0
+
+
+@attrs.frozen
+class TaskEvent:
+    """One line of a task's log; ``seq`` runs 1, 2, 3, … without gaps within a task."""
+
+    seq: int
+    time: datetime.datetime
+    kind: EventKind
+    summary: str
+    data: dict[str, Any] | None = None
+    raw: str | None = None
+
+
+def new_task(
+    *,
+    title: str,
+    instructions: str,
+    agent: AgentName,
+    project_dir: str,
+    cwd: str,
+    options: TaskOptions,
+    now: datetime.datetime,
+    task_id: str | None = None,
+) -> Task:
+    """A fresh ``pending`` task holding its first turn."""
+    return Task(
+        id=task_id or str(uuid.uuid4()),
+        title=title,
+        agent=agent,
+        project_dir=project_dir,
+        cwd=cwd,
+        options=options,
+        status="pending",
+        turns=(Turn(instructions=instructions, at=now),),
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _refuse(task: Task, action: str, allowed: str) -> InvalidTransition:
+    return InvalidTransition(
+        f"cannot {action} task {task.id}: it is {task.status} (allowed from {allowed})"
+    )
+
+
+def start_run(task: Task, now: datetime.datetime, instructions: str | None = None) -> Task:
+    """Start a run: the first turn of a ``pending`` task, or a follow-up with ``instructions``."""
+    if task.status == "pending":
+        if instructions is not None:
+            raise InvalidTransition(
+                f"cannot add instructions to task {task.id}: its first turn has not run yet"
+            )
+        turns = task.turns
+    elif task.status in RESUMABLE:
+        if instructions is None:
+            raise InvalidTransition(f"a follow-up turn of task {task.id} needs instructions")
+        turns = (*task.turns, Turn(instructions=instructions, at=now))
+    else:
+        raise _refuse(task, "start a run of", "pending, " + ", ".join(sorted(RESUMABLE)))
+    return attrs.evolve(
+        task,
+        status="in_progress",
+        turns=turns,
+        started_at=task.started_at or now,
+        updated_at=now,
+        runs=task.runs + 1,
+    )
+
+
+def record_session(task: Task, session_id: str, now: datetime.datetime) -> Task:
+    """Remember the agent's conversation id (from its init event) for later follow-ups."""
+    if task.status != "in_progress":
+        raise _refuse(task, "record a session for", "in_progress")
+    return attrs.evolve(task, session_id=session_id, updated_at=now)
+
+
+def finish_run(task: Task, report: RunReport, now: datetime.datetime) -> Task:
+    """A run ended: ``waiting`` on success, ``cancelled`` when cancelled, else ``failed``."""
+    if task.status != "in_progress":
+        raise _refuse(task, "finish a run of", "in_progress")
+    status: TaskStatus
+    if report.outcome == "success":
+        status = "waiting"
+    elif report.outcome == "cancelled":
+        status = "cancelled"
+    elif report.outcome == "interrupted":
+        status = "interrupted"
+    else:
+        status = "failed"
+    return attrs.evolve(
+        task,
+        status=status,
+        report=report,
+        session_id=report.session_id or task.session_id,
+        updated_at=now,
+    )
+
+
+def interrupt(task: Task, now: datetime.datetime) -> Task:
+    """The process that ran the task stopped (crash or shutdown) before the run ended."""
+    if task.status not in ("pending", "in_progress"):
+        raise _refuse(task, "interrupt", "pending, in_progress")
+    return attrs.evolve(task, status="interrupted", updated_at=now)
+
+
+def end(task: Task, now: datetime.datetime) -> Task:
+    """Close the task for good (the runner stops any run in flight first)."""
+    if task.status == "completed":
+        raise _refuse(task, "end", "any status but completed")
+    return attrs.evolve(task, status="completed", completed_at=now, updated_at=now)
+
+
+def count_events(task: Task, event_count: int) -> Task:
+    """Record how many events the task's log holds (not a status change)."""
+    if event_count < task.event_count:
+        raise InvalidTransition(
+            f"event count of task {task.id} cannot go back from {task.event_count} to {event_count}"
+        )
+    return attrs.evolve(task, event_count=event_count)
+
+
+def next_event(
+    last_seq: int,
+    *,
+    kind: EventKind,
+    summary: str,
+    now: datetime.datetime,
+    data: dict[str, Any] | None = None,
+    raw: str | None = None,
+) -> TaskEvent:
+    """The event that follows ``last_seq`` in a task's log."""
+    return TaskEvent(seq=last_seq + 1, time=now, kind=kind, summary=summary, data=data, raw=raw)

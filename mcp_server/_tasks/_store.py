@@ -1,0 +1,402 @@
+"""Durable task state under ``STATE_PATH``: one JSON record per task and one NDJSON event log.
+
+Layout::
+
+    STATE_PATH/tasks/<id>.json            the task record, replaced atomically on every transition
+    STATE_PATH/tasks/<id>.events.ndjson   the task's events, one per line, seq 1, 2, 3, …
+    STATE_PATH/quarantine/                whatever recovery could not read, moved aside, never lost
+
+Durability policy:
+
+- A record is written to a temp file, fsync'd, renamed over the old one, and the directory is
+  fsync'd: a reader (or a crash) sees the old record or the new one, never half of one.
+- Output events are appended with ``write(2)`` by one flusher as soon as it can take them (in
+  batches under load), so a killed server process loses none (they are in the page cache).
+  Each log is fsync'd at most every ``FSYNC_INTERVAL_S`` while output flows, when output pauses,
+  and always before a transition record is written: an acknowledged transition never refers to
+  events that a power loss could take back.
+- Blocking file I/O runs in ``trio.to_thread``; one lock orders all writes.
+
+Recovery (:meth:`TaskStore.load`): a record that does not parse, a log line that does not parse,
+a log whose sequence breaks, or a log without a record is moved into ``quarantine/`` with a
+warning naming it. A torn last log line (the write a crash cut short) is cut back to the last
+whole line, the torn bytes kept in quarantine. A task found ``pending`` or ``in_progress`` becomes
+``interrupted``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import os
+import pathlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import cattrs
+import orjson
+import trio
+from cattrs.preconf.json import make_converter
+
+from ._model import Task, TaskEvent, count_events, interrupt, next_event, utcnow
+
+log = logging.getLogger("mcp_server.tasks")
+
+FSYNC_INTERVAL_S = 0.2
+RECORD_SUFFIX = ".json"
+LOG_SUFFIX = ".events.ndjson"
+
+
+def _strict(kind: type) -> Callable[[Any, type], Any]:
+    def structure(value: Any, _: type) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return structure
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise TypeError(f"expected number, got {type(value).__name__}")
+    return float(value)
+
+
+def _structure_datetime(value: Any, _: type) -> datetime.datetime:
+    if type(value) is not str:
+        raise TypeError(f"expected datetime string, got {type(value).__name__}")
+    parsed = datetime.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"expected a timezone-aware datetime, got {value!r}")
+    return parsed
+
+
+def make_store_converter() -> cattrs.Converter:
+    """The one converter of the state-file boundary: strict, no extra keys."""
+    converter = make_converter(forbid_extra_keys=True)
+    for kind in (str, int, bool):
+        converter.register_structure_hook(kind, _strict(kind))
+    converter.register_structure_hook(float, _structure_float)
+    converter.register_structure_hook(datetime.datetime, _structure_datetime)
+    converter.register_unstructure_hook(datetime.datetime, lambda d: d.isoformat())
+    return converter
+
+
+CONVERTER = make_store_converter()
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line per problem, like ``expected int, got str @ $.event_count``."""
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc, path="$"))
+    return str(exc) or type(exc).__name__
+
+
+def encode_task(task: Task) -> bytes:
+    return orjson.dumps(CONVERTER.unstructure(task), option=orjson.OPT_INDENT_2)
+
+
+def decode_task(data: bytes) -> Task:
+    return CONVERTER.structure(orjson.loads(data), Task)
+
+
+def encode_event(event: TaskEvent) -> bytes:
+    return orjson.dumps(CONVERTER.unstructure(event)) + b"\n"
+
+
+def decode_event(line: bytes) -> TaskEvent:
+    return CONVERTER.structure(orjson.loads(line), TaskEvent)
+
+
+def _decode_record(data: bytes, task_id: str) -> Task:
+    task = decode_task(data)
+    if task.id != task_id:
+        raise ValueError(f"the record names task {task.id}")
+    return task
+
+
+def _decode_line(line: bytes, expected_seq: int) -> TaskEvent:
+    event = decode_event(line)
+    if event.seq != expected_seq:
+        raise ValueError(f"expected seq {expected_seq}, got {event.seq}")
+    return event
+
+
+@attrs.define
+class _Log:
+    """A task's log as the store tracks it: what is on disk and what waits to be written."""
+
+    path: pathlib.Path
+    last_seq: int = 0
+    offsets: list[int] = attrs.field(factory=list)  # offsets[i] = where event seq i+1 starts
+    size: int = 0
+    pending: list[TaskEvent] = attrs.field(factory=list)
+    unsynced: bool = False
+    last_fsync: float = 0.0
+
+
+def _fsync_dir(path: pathlib.Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class TaskStore:
+    """The tasks in memory, written through to ``root`` (see the module docstring)."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root
+        self.tasks_dir = root / "tasks"
+        self.quarantine_dir = root / "quarantine"
+        self.tasks: dict[str, Task] = {}
+        self._logs: dict[str, _Log] = {}
+        self._io_lock = trio.Lock()
+        self._wakeup = trio.Event()
+        self.quarantined: list[pathlib.Path] = []
+
+    # -- loading and recovery -------------------------------------------------------------
+
+    async def load(self) -> list[Task]:
+        """Read every task back, quarantining what cannot be read; returns the tasks loaded."""
+        async with self._io_lock:
+            await trio.to_thread.run_sync(self._load_sync)
+        recovered = []
+        for task_id, task in list(self.tasks.items()):
+            if task.status in ("pending", "in_progress"):
+                log.warning(
+                    "task %s was %s when the server stopped: now interrupted", task_id, task.status
+                )
+                self.tasks[task_id] = interrupt(task, utcnow())
+                recovered.append(task_id)
+        for task_id in recovered:
+            await self.save(task_id)
+        return list(self.tasks.values())
+
+    def _quarantine(self, path: pathlib.Path, why: str) -> pathlib.Path:
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
+        target = self.quarantine_dir / f"{path.name}.{stamp}"
+        os.replace(path, target)
+        _fsync_dir(self.quarantine_dir)
+        _fsync_dir(path.parent)
+        log.warning("quarantined %s: %s (moved to %s)", path, why, target)
+        self.quarantined.append(target)
+        return target
+
+    def _load_sync(self) -> None:
+        self.tasks_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in sorted(self.tasks_dir.glob("*.tmp")):
+            log.warning("removing %s: an unfinished write (the old record stands)", leftover)
+            leftover.unlink()
+        for path in sorted(self.tasks_dir.glob("*" + RECORD_SUFFIX)):
+            task_id = path.name.removesuffix(RECORD_SUFFIX)
+            try:
+                task = _decode_record(path.read_bytes(), task_id)
+            except Exception as exc:
+                self._quarantine(path, f"unreadable task record: {describe_error(exc)}")
+                log_path = self.tasks_dir / (task_id + LOG_SUFFIX)
+                if log_path.exists():
+                    self._quarantine(log_path, "event log of an unreadable task record")
+                continue
+            self.tasks[task_id] = task
+            self._logs[task_id] = self._load_log(task_id)
+            count = self._logs[task_id].last_seq
+            if count != task.event_count:
+                self.tasks[task_id] = attrs.evolve(task, event_count=count)
+        for path in sorted(self.tasks_dir.glob("*" + LOG_SUFFIX)):
+            if path.name.removesuffix(LOG_SUFFIX) not in self.tasks:
+                self._quarantine(path, "event log without a task record")
+
+    def _load_log(self, task_id: str) -> _Log:
+        path = self.tasks_dir / (task_id + LOG_SUFFIX)
+        state = _Log(path=path)
+        if not path.exists():
+            return state
+        data = path.read_bytes()
+        offset = 0
+        good_end = 0
+        problem: str | None = None
+        while offset < len(data):
+            newline = data.find(b"\n", offset)
+            if newline < 0:
+                problem = "torn"
+                break
+            try:
+                event = _decode_line(data[offset:newline], state.last_seq + 1)
+            except Exception as exc:
+                problem = f"line {state.last_seq + 1}: {describe_error(exc)}"
+                break
+            state.offsets.append(offset)
+            state.last_seq = event.seq
+            offset = newline + 1
+            good_end = offset
+        if problem is None:
+            state.size = len(data)
+            return state
+        if problem == "torn":
+            torn = path.with_name(path.name + ".torn")
+            torn.write_bytes(data[good_end:])
+            self._quarantine(torn, f"torn last line of {path.name} ({len(data) - good_end} bytes)")
+        else:
+            kept = path.with_name(path.name + ".tmp-kept")
+            kept.write_bytes(data[:good_end])
+            why = f"corrupt event log at {problem}; events 1..{state.last_seq} kept"
+            self._quarantine(path, why)
+            os.replace(kept, path)
+        with path.open("r+b") as handle:
+            handle.truncate(good_end)
+            os.fsync(handle.fileno())
+        _fsync_dir(path.parent)
+        state.size = good_end
+        return state
+
+    # -- records --------------------------------------------------------------------------
+
+    def add(self, task: Task) -> None:
+        """Hold a new task in memory; :meth:`save` makes it durable."""
+        if task.id in self.tasks:
+            raise ValueError(f"task {task.id} exists")
+        self.tasks[task.id] = task
+        self._logs[task.id] = _Log(path=self.tasks_dir / (task.id + LOG_SUFFIX))
+
+    def update(self, task_id: str, change: Callable[[Task], Task]) -> Task:
+        """Apply a transition in memory (raises what the transition raises)."""
+        task = change(self.tasks[task_id])
+        self.tasks[task_id] = task
+        return task
+
+    async def save(self, task_id: str) -> None:
+        """Write the task's current record through: its events first (fsync'd), then the record."""
+        async with self._io_lock:
+            task = self.tasks.get(task_id)
+            if task is None:
+                return
+            state = self._logs[task_id]
+            batch, state.pending = state.pending, []
+            task = count_events(task, batch[-1].seq if batch else state.last_seq)
+            self.tasks[task_id] = task
+            data = encode_task(task)
+            await trio.to_thread.run_sync(self._save_sync, task_id, state, batch, data)
+
+    def _save_sync(self, task_id: str, state: _Log, batch: list[TaskEvent], data: bytes) -> None:
+        self._write_events_sync(state, batch, force_fsync=True)
+        path = self.tasks_dir / (task_id + RECORD_SUFFIX)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(self.tasks_dir)
+
+    async def delete(self, task_id: str) -> None:
+        """Forget a task and remove its files."""
+        async with self._io_lock:
+            self.tasks.pop(task_id, None)
+            state = self._logs.pop(task_id, None)
+            await trio.to_thread.run_sync(self._delete_sync, task_id, state)
+
+    def _delete_sync(self, task_id: str, state: _Log | None) -> None:
+        for suffix in (RECORD_SUFFIX, LOG_SUFFIX):
+            (self.tasks_dir / (task_id + suffix)).unlink(missing_ok=True)
+        _fsync_dir(self.tasks_dir)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def append_event(self, task_id: str, **fields: Any) -> TaskEvent:
+        """Give the next event of a task its seq and queue it for the flusher."""
+        state = self._logs[task_id]
+        queued_last = state.pending[-1].seq if state.pending else state.last_seq
+        event = next_event(queued_last, now=utcnow(), **fields)
+        state.pending.append(event)
+        self._wakeup.set()
+        return event
+
+    def last_seq(self, task_id: str) -> int:
+        """The seq of the task's latest event (written or queued)."""
+        state = self._logs[task_id]
+        return state.pending[-1].seq if state.pending else state.last_seq
+
+    def _write_events_sync(self, state: _Log, batch: list[TaskEvent], *, force_fsync: bool) -> None:
+        if not batch and not (force_fsync and state.unsynced):
+            return
+        with state.path.open("ab") as handle:
+            if batch:
+                chunks = []
+                position = state.size
+                for event in batch:
+                    line = encode_event(event)
+                    state.offsets.append(position)
+                    position += len(line)
+                    chunks.append(line)
+                handle.write(b"".join(chunks))
+                handle.flush()
+                state.size = position
+                state.last_seq = batch[-1].seq
+                state.unsynced = True
+            now = time.monotonic()
+            if force_fsync or now - state.last_fsync >= FSYNC_INTERVAL_S:
+                os.fsync(handle.fileno())
+                state.unsynced = False
+                state.last_fsync = now
+
+    async def flush(self, *, force_fsync: bool = False) -> None:
+        """Write every queued event; fsync per the policy (or now, with ``force_fsync``)."""
+        async with self._io_lock:
+            work = []
+            for state in self._logs.values():
+                if state.pending or (state.unsynced and force_fsync):
+                    batch, state.pending = state.pending, []
+                    work.append((state, batch))
+            if work:
+                await trio.to_thread.run_sync(self._flush_sync, work, force_fsync)
+
+    def _flush_sync(self, work: Iterable[tuple[_Log, list[TaskEvent]]], force_fsync: bool) -> None:
+        for state, batch in work:
+            self._write_events_sync(state, batch, force_fsync=force_fsync)
+
+    async def run_flusher(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Write queued events as they come; fsync when output pauses. Flushes once more at exit."""
+        task_status.started()
+        try:
+            while True:
+                with trio.move_on_after(FSYNC_INTERVAL_S):
+                    await self._wakeup.wait()
+                if self._wakeup.is_set():
+                    self._wakeup = trio.Event()
+                    await self.flush()
+                else:
+                    await self.flush(force_fsync=True)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.flush(force_fsync=True)
+
+    async def read_events(self, task_id: str, after: int, limit: int) -> list[TaskEvent]:
+        """Events with ``seq > after``, at most ``limit``, from disk and the queue."""
+        state = self._logs[task_id]
+        out: list[TaskEvent] = []
+        if after < state.last_seq:
+            start = state.offsets[after]
+            stop_index = min(after + limit, state.last_seq)
+            stop = state.offsets[stop_index] if stop_index < len(state.offsets) else state.size
+            data = await trio.to_thread.run_sync(self._read_range, state.path, start, stop)
+            out = [decode_event(line) for line in data.splitlines()]
+        for event in list(state.pending):
+            if len(out) >= limit:
+                break
+            if event.seq > after and (not out or event.seq == out[-1].seq + 1):
+                out.append(event)
+        return out[:limit]
+
+    @staticmethod
+    def _read_range(path: pathlib.Path, start: int, stop: int) -> bytes:
+        with path.open("rb") as handle:
+            handle.seek(start)
+            return handle.read(stop - start)

@@ -1,0 +1,196 @@
+"""The task store with real files: write-through, events, crash leftovers and recovery."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import pathlib
+from collections.abc import Callable
+
+import orjson
+import pytest
+import trio
+
+from mcp_server._tasks._model import TaskOptions, new_task, start_run
+from mcp_server._tasks._store import LOG_SUFFIX, RECORD_SUFFIX, TaskStore, decode_task
+
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Wait until ``condition()`` holds (polling: a file has no event to wait on)."""
+    with trio.fail_after(timeout):
+        while True:
+            if condition():
+                return
+            await trio.sleep(0.01)
+
+
+async def stored_task(root: pathlib.Path, *, events: int = 0, running: bool = False) -> str:
+    store = TaskStore(root)
+    await store.load()
+    task = new_task(
+        title="t",
+        instructions="go",
+        agent="claude",
+        project_dir="p",
+        cwd="/w/p",
+        options=TaskOptions(max_turns=3),
+        now=T0,
+    )
+    store.add(task)
+    if running:
+        store.update(task.id, lambda t: start_run(t, T0))
+    for n in range(events):
+        store.append_event(task.id, kind="agent", summary=f"event {n}", data={"n": n})
+    await store.save(task.id)
+    return task.id
+
+
+async def test_record_round_trips(tmp_path: pathlib.Path) -> None:
+    """A saved task loads back equal, with its event count."""
+    task_id = await stored_task(tmp_path, events=3)
+    store = TaskStore(tmp_path)
+    (task,) = await store.load()
+    assert task.id == task_id
+    assert task.options.max_turns == 3
+    assert task.event_count == 3
+    assert not store.quarantined
+
+
+async def test_record_file_is_whole_json(tmp_path: pathlib.Path) -> None:
+    """The record on disk is one JSON document with tz-aware times, no temp file left."""
+    task_id = await stored_task(tmp_path)
+    path = tmp_path / "tasks" / (task_id + RECORD_SUFFIX)
+    assert decode_task(path.read_bytes()).created_at == T0
+    assert not list((tmp_path / "tasks").glob("*.tmp"))
+
+
+async def test_events_contiguous_and_paged(tmp_path: pathlib.Path) -> None:
+    """Events read back from any point in order, across disk and the queue."""
+    task_id = await stored_task(tmp_path, events=10)
+    store = TaskStore(tmp_path)
+    await store.load()
+    for n in range(5):
+        store.append_event(task_id, kind="agent", summary=f"late {n}")
+    events = await store.read_events(task_id, after=7, limit=5)
+    assert [e.seq for e in events] == [8, 9, 10, 11, 12]
+    assert [e.seq for e in await store.read_events(task_id, after=0, limit=100)] == list(
+        range(1, 16)
+    )
+
+
+async def test_flusher_writes_and_fsyncs(tmp_path: pathlib.Path) -> None:
+    """The flusher writes queued events to the log without a transition."""
+    task_id = await stored_task(tmp_path)
+    store = TaskStore(tmp_path)
+    await store.load()
+    log_path = tmp_path / "tasks" / (task_id + LOG_SUFFIX)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run_flusher)
+        store.append_event(task_id, kind="agent", summary="hello")
+        await eventually(lambda: log_path.exists() and b"hello" in log_path.read_bytes())
+        nursery.cancel_scope.cancel()
+    assert orjson.loads(log_path.read_bytes().splitlines()[0])["seq"] == 1
+
+
+async def test_running_task_becomes_interrupted(tmp_path: pathlib.Path) -> None:
+    """A task found in_progress at startup is recorded interrupted, durably."""
+    await stored_task(tmp_path, running=True)
+    (task,) = await TaskStore(tmp_path).load()
+    assert task.status == "interrupted"
+    (again,) = await TaskStore(tmp_path).load()
+    assert again.status == "interrupted"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
+        pytest.param(lambda data: b"\x00garbage\xff", id="garbage"),
+        pytest.param(lambda data: b"", id="empty"),
+        pytest.param(lambda data: data.replace(b'"claude"', b'"cobol"'), id="bad-agent"),
+        pytest.param(
+            lambda data: data.replace(b'"event_count": 2', b'"event_count": "2"'), id="str-int"
+        ),
+    ],
+)
+async def test_bad_record_quarantined(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, damage: object
+) -> None:
+    """A damaged record and its log are moved to quarantine with a log line; no crash."""
+    task_id = await stored_task(tmp_path, events=2)
+    path = tmp_path / "tasks" / (task_id + RECORD_SUFFIX)
+    path.write_bytes(damage(path.read_bytes()))  # type: ignore[operator]
+    with caplog.at_level(logging.WARNING, logger="mcp_server.tasks"):
+        store = TaskStore(tmp_path)
+        assert await store.load() == []
+    assert not path.exists()
+    names = sorted(p.name for p in (tmp_path / "quarantine").iterdir())
+    assert [n.split(".")[0] for n in names] == [task_id, task_id]
+    assert "quarantined" in caplog.text
+    assert task_id in caplog.text
+
+
+async def test_torn_last_line_cut_back(tmp_path: pathlib.Path) -> None:
+    """A log whose last line was cut mid-write keeps its whole lines; the torn bytes go aside."""
+    task_id = await stored_task(tmp_path, events=4)
+    log_path = tmp_path / "tasks" / (task_id + LOG_SUFFIX)
+    with log_path.open("ab") as handle:
+        handle.write(b'{"seq": 5, "time": "2026-')
+    store = TaskStore(tmp_path)
+    (task,) = await store.load()
+    assert task.event_count == 4
+    assert log_path.read_bytes().endswith(b"\n")
+    (torn,) = (tmp_path / "quarantine").iterdir()
+    assert torn.read_bytes() == b'{"seq": 5, "time": "2026-'
+    event = store.append_event(task_id, kind="agent", summary="next")
+    assert event.seq == 5
+
+
+async def test_corrupt_middle_line_keeps_prefix(tmp_path: pathlib.Path) -> None:
+    """A garbage line mid-log: the whole log is quarantined, the good prefix stays in place."""
+    task_id = await stored_task(tmp_path, events=5)
+    log_path = tmp_path / "tasks" / (task_id + LOG_SUFFIX)
+    lines = log_path.read_bytes().splitlines(keepends=True)
+    lines[2] = b"not json\n"
+    log_path.write_bytes(b"".join(lines))
+    store = TaskStore(tmp_path)
+    (task,) = await store.load()
+    assert task.event_count == 2
+    assert [e.seq for e in await store.read_events(task_id, 0, 10)] == [1, 2]
+    (moved,) = (tmp_path / "quarantine").iterdir()
+    assert moved.read_bytes().count(b"\n") == 5
+
+
+async def test_sequence_gap_quarantined(tmp_path: pathlib.Path) -> None:
+    """A log whose seq jumps is cut at the gap and the original kept in quarantine."""
+    task_id = await stored_task(tmp_path, events=3)
+    log_path = tmp_path / "tasks" / (task_id + LOG_SUFFIX)
+    lines = log_path.read_bytes().splitlines(keepends=True)
+    log_path.write_bytes(lines[0] + lines[2])
+    (task,) = await TaskStore(tmp_path).load()
+    assert task.event_count == 1
+    assert len(list((tmp_path / "quarantine").iterdir())) == 1
+
+
+async def test_orphan_log_and_temp_file(tmp_path: pathlib.Path) -> None:
+    """A log without a record is quarantined; a leftover temp record is removed."""
+    task_id = await stored_task(tmp_path, events=1)
+    (tmp_path / "tasks" / "orphan.events.ndjson").write_bytes(b"{}\n")
+    (tmp_path / "tasks" / (task_id + ".json.tmp")).write_bytes(b"{half")
+    tasks = await TaskStore(tmp_path).load()
+    assert [t.id for t in tasks] == [task_id]
+    assert [p.name.split(".")[0] for p in (tmp_path / "quarantine").iterdir()] == ["orphan"]
+    assert not list((tmp_path / "tasks").glob("*.tmp"))
+
+
+async def test_delete_removes_files(tmp_path: pathlib.Path) -> None:
+    """Deleting a task removes its record and log."""
+    task_id = await stored_task(tmp_path, events=1)
+    store = TaskStore(tmp_path)
+    await store.load()
+    await store.delete(task_id)
+    assert os.listdir(tmp_path / "tasks") == []
+    assert await TaskStore(tmp_path).load() == []
