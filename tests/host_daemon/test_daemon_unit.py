@@ -1,4 +1,4 @@
-"""The systemd unit: the shipped file and ``install-unit``'s output pass ``systemd-analyze verify``."""
+"""The systemd unit: the shipped one and `install-unit`'s output pass `systemd-analyze verify`."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def settings(text: str) -> dict[str, list[str]]:
 
 @needs_systemd
 def test_shipped_unit_verifies_as_user_unit(tmp_path: pathlib.Path) -> None:
-    """The unit shipped in the package passes ``systemd-analyze --user verify`` without a warning."""
+    """The unit shipped in the package passes `systemd-analyze --user verify` with no warning."""
     copy = tmp_path / "units" / SHIPPED.name
     copy.parent.mkdir()
     shutil.copy(SHIPPED, copy)
