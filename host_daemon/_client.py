@@ -1,0 +1,211 @@
+"""The client library: ``probe`` the daemon, or ``open_run`` and iterate the run's events.
+
+One TCP connection per operation. ``open_run`` is an async context manager: leaving it (early,
+by an exception or by cancellation) closes the connection, and the daemon then kills the run's
+whole process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+from collections.abc import AsyncIterator
+from typing import Final
+
+import trio
+
+from ._connection import FramedStream, HandshakeFailed, client_handshake
+from ._protocol import (
+    DAEMON_TO_CLIENT,
+    DEFAULT_MAX_EVENT_FRAME_BYTES,
+    ErrorFrame,
+    Message,
+    ProbeRequest,
+    ProtocolViolation,
+)
+from ._records import AgentEvent, ProbeInfo, RunEvent, RunFinished, RunRequest, RunStarted
+
+
+class DaemonError(Exception):
+    """Something went wrong talking to the daemon: ``code`` for programs, ``message`` for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{message} ({code})")
+        self.code = code
+        self.message = message
+
+
+class DaemonUnavailable(DaemonError):
+    """The daemon could not be reached, did not answer in time, or dropped the connection."""
+
+
+class AuthenticationFailed(DaemonError):
+    """The token was refused (or the daemon could not prove it holds it)."""
+
+
+class DaemonBusy(DaemonError):
+    """The daemon is already running as many runs as it allows."""
+
+
+class RequestRejected(DaemonError):
+    """The daemon refused the request (``path_outside_root``, ``unknown_agent``, …)."""
+
+
+class ProtocolError(DaemonError):
+    """One side broke the wire protocol."""
+
+
+_REJECTIONS: Final = frozenset(
+    {
+        "invalid_request",
+        "path_outside_root",
+        "path_not_found",
+        "unknown_agent",
+        "agent_not_found",
+        "permission_mode_not_allowed",
+    }
+)
+
+
+def error_from_code(code: str, message: str) -> DaemonError:
+    """The ``DaemonError`` subclass for an error frame's code."""
+    if code == "auth_failed":
+        return AuthenticationFailed(code, message)
+    if code == "busy":
+        return DaemonBusy(code, message)
+    if code in _REJECTIONS:
+        return RequestRejected(code, message)
+    if code in ("closed", "connection_lost", "timeout", "unreachable"):
+        return DaemonUnavailable(code, message)
+    return ProtocolError(code, message)
+
+
+@contextlib.asynccontextmanager
+async def _connect(
+    host: str, port: int, token: str, *, timeout: float, max_frame_bytes: int
+) -> AsyncIterator[FramedStream]:
+    """An authenticated connection; connect and handshake must finish within ``timeout``."""
+    with trio.move_on_after(timeout) as deadline:
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            reason = errno.errorcode.get(exc.errno or 0, "") or str(exc)
+            raise DaemonUnavailable(
+                "unreachable", f"cannot connect to the daemon at {host}:{port}: {reason}"
+            ) from None
+    if deadline.cancelled_caught:
+        raise DaemonUnavailable("timeout", f"connecting to {host}:{port} timed out")
+    async with stream:
+        conn = FramedStream(stream, DAEMON_TO_CLIENT, max_frame_bytes=max_frame_bytes)
+        with trio.move_on_after(timeout) as deadline:
+            try:
+                await client_handshake(conn, token)
+            except HandshakeFailed as exc:
+                raise error_from_code(exc.code, exc.message) from None
+            except ProtocolViolation as exc:
+                raise ProtocolError(exc.code, exc.message) from None
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise DaemonUnavailable("connection_lost", f"handshake failed: {exc}") from None
+        if deadline.cancelled_caught:
+            raise DaemonUnavailable("timeout", f"the daemon at {host}:{port} did not answer")
+        yield conn
+
+
+def _lost(exc: Exception) -> DaemonUnavailable:
+    return DaemonUnavailable("connection_lost", f"connection to the daemon lost: {exc}")
+
+
+async def _receive(conn: FramedStream) -> Message:
+    """The daemon's next message; error frames, EOF and bad frames become ``DaemonError``s."""
+    try:
+        message = await conn.receive()
+    except ProtocolViolation as exc:
+        raise ProtocolError(exc.code, exc.message) from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise DaemonUnavailable(
+            "connection_lost", f"connection to the daemon lost: {exc}"
+        ) from None
+    if message is None:
+        raise DaemonUnavailable("connection_lost", "the daemon closed the connection")
+    if isinstance(message, ErrorFrame):
+        raise error_from_code(message.code, message.message)
+    return message
+
+
+async def _send(conn: FramedStream, message: Message) -> None:
+    try:
+        await conn.send(message)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise DaemonUnavailable(
+            "connection_lost", f"connection to the daemon lost: {exc}"
+        ) from None
+
+
+async def probe(host: str, port: int, token: str, *, timeout: float = 10.0) -> ProbeInfo:
+    """Ask the daemon what it is, which agents it found and its limits."""
+    async with _connect(
+        host, port, token, timeout=timeout, max_frame_bytes=DEFAULT_MAX_EVENT_FRAME_BYTES
+    ) as conn:
+        with trio.move_on_after(timeout) as deadline:
+            await _send(conn, ProbeRequest())
+            answer = await _receive(conn)
+        if deadline.cancelled_caught:
+            raise DaemonUnavailable("timeout", "the daemon did not answer the probe in time")
+        if not isinstance(answer, ProbeInfo):
+            raise ProtocolError("unexpected_message", "the daemon did not answer with probe_info")
+        return answer
+
+
+class RunStream:
+    """A run's events: ``RunStarted``, ``AgentEvent``s, one ``RunFinished``, then the end."""
+
+    def __init__(self, conn: FramedStream, started: RunStarted) -> None:
+        self._conn = conn
+        self.started = started
+        self._pending: RunStarted | None = started
+        self.finished: RunFinished | None = None
+
+    def __aiter__(self) -> RunStream:
+        return self
+
+    async def __anext__(self) -> RunEvent:
+        if self._pending is not None:
+            event, self._pending = self._pending, None
+            return event
+        if self.finished is not None:
+            raise StopAsyncIteration
+        message = await _receive(self._conn)
+        if isinstance(message, RunFinished):
+            self.finished = message
+            return message
+        if isinstance(message, AgentEvent):
+            return message
+        raise ProtocolError("unexpected_message", f"unexpected {type(message).__name__} in a run")
+
+
+@contextlib.asynccontextmanager
+async def open_run(
+    host: str,
+    port: int,
+    token: str,
+    request: RunRequest,
+    *,
+    timeout: float = 10.0,
+    max_frame_bytes: int = DEFAULT_MAX_EVENT_FRAME_BYTES,
+) -> AsyncIterator[RunStream]:
+    """Start ``request`` on the daemon; yields once the agent runs (a refusal raises here).
+
+    ``timeout`` bounds connecting, the handshake and the daemon's answer to the request (the
+    spawn), not the run itself: the request's own ``timeout_s`` does that, daemon-side.
+    """
+    async with _connect(
+        host, port, token, timeout=timeout, max_frame_bytes=max_frame_bytes
+    ) as conn:
+        with trio.move_on_after(timeout) as deadline:
+            await _send(conn, request)
+            first = await _receive(conn)
+        if deadline.cancelled_caught:
+            raise DaemonUnavailable("timeout", "the daemon did not start the run in time")
+        if not isinstance(first, RunStarted):
+            raise ProtocolError("unexpected_message", "the daemon did not start the run")
+        yield RunStream(conn, first)

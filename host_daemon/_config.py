@@ -1,0 +1,56 @@
+"""The daemon's configuration: one frozen record, built by the CLI or a test, read by the server."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Mapping
+
+import attrs
+
+from ._protocol import DEFAULT_MAX_REQUEST_BYTES
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9876
+
+
+def default_state_dir(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
+    """``$XDG_STATE_HOME/coding-agent`` (``~/.local/state/coding-agent`` when unset)."""
+    base = environ.get("XDG_STATE_HOME") or str(pathlib.Path.home() / ".local" / "state")
+    return pathlib.Path(base) / "coding-agent"
+
+
+def default_token_file(state_dir: pathlib.Path) -> pathlib.Path:
+    """Where the daemon keeps the shared token unless told otherwise."""
+    return state_dir / "daemon.token"
+
+
+@attrs.frozen
+class DaemonConfig:
+    """Everything ``serve_daemon`` needs; the secret ``token`` is kept out of ``repr``."""
+
+    token: str = attrs.field(repr=False)
+    #: The only directories agents may work in (each realpath'd by the CLI before it gets here).
+    roots: tuple[str, ...]
+    listen: tuple[tuple[str, int], ...] = ((DEFAULT_HOST, DEFAULT_PORT),)
+    #: On graceful shutdown, how long runs in flight may go on before they are cancelled.
+    grace_s: float = 30.0
+    #: Concurrent runs; one more gets a ``busy`` error.
+    max_runs: int = 4
+    #: A client must authenticate and send its operation within this time, or be dropped.
+    handshake_timeout_s: float = 10.0
+    #: Largest frame a client may send.
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    #: An output line of an agent longer than this is cut (the event says ``truncated``).
+    max_line_bytes: int = 8 * 1024 * 1024
+    #: A run's total output beyond this is cut with a marker and discarded.
+    max_output_bytes: int = 1024 * 1024 * 1024
+    #: Between SIGTERM and SIGKILL when a run's process group is terminated.
+    kill_grace_s: float = 5.0
+    #: Longest run a request may ask for, and the timeout of a request that names none.
+    max_run_timeout_s: float = 6 * 3600.0
+    #: Permission modes allowed beyond each adapter's safe default, as ``(agent, mode)`` pairs.
+    extra_permission_modes: tuple[tuple[str, str], ...] = ()
+    #: The environment agents are found in and run with (None: the daemon's own ``os.environ``).
+    #: Never logged: it holds the user's secrets.
+    environ: Mapping[str, str] | None = attrs.field(default=None, repr=False)

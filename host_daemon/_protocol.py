@@ -1,0 +1,290 @@
+"""The daemon's wire protocol, sans-IO: frames, messages, the strict converter and the decoder.
+
+A frame is one JSON object on one line (``\\n``-terminated, UTF-8). Its ``type`` field names the
+message; the other fields are the message's attributes. A conversation goes:
+
+1. daemon → client ``challenge`` (protocol version, server nonce);
+2. client → daemon ``hello`` (protocol version, client nonce, client proof);
+3. daemon → client ``welcome`` (server proof: the daemon knows the token too);
+4. client → daemon one operation: ``probe`` or ``run`` (the fields of a ``RunRequest``);
+5. daemon → client ``probe_info``, or ``run_started``, ``agent_event``…, ``run_finished``;
+   or, at any point, one ``error`` frame, after which the daemon closes the connection.
+
+Nothing here touches a socket: ``encode_frame`` turns a message into bytes and ``FrameDecoder``
+turns bytes, fed in arbitrary chunks, into messages or a ``ProtocolViolation``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeAlias
+
+import attrs
+import cattrs
+import orjson
+from cattrs.cols import is_mapping, is_mutable_sequence, list_structure_factory
+from cattrs.preconf.orjson import make_converter
+
+from ._records import AgentEvent, ProbeInfo, RunFinished, RunRequest, RunStarted
+
+PROTOCOL_VERSION: Final = 1
+#: Frames a client may send: a hello and one request, small by nature.
+DEFAULT_MAX_REQUEST_BYTES: Final = 1024 * 1024
+#: Frames the daemon sends: an agent event carries a raw output line (and its text), so it may be
+#: large; the daemon caps lines, and the client accepts frames up to this size.
+DEFAULT_MAX_EVENT_FRAME_BYTES: Final = 128 * 1024 * 1024
+
+
+@attrs.frozen
+class Challenge:
+    """The daemon's first frame: who it is and the nonce the client must prove the token over."""
+
+    protocol_version: int
+    server_nonce: str
+
+
+@attrs.frozen
+class Hello:
+    """The client's first frame: its protocol version, its own nonce and its proof of the token."""
+
+    protocol_version: int
+    client_nonce: str
+    proof: str
+
+
+@attrs.frozen
+class Welcome:
+    """The daemon's proof that it knows the token too (mutual authentication)."""
+
+    proof: str
+
+
+@attrs.frozen
+class ProbeRequest:
+    """Ask the daemon what it is and can do."""
+
+
+@attrs.frozen
+class ErrorFrame:
+    """The last frame of a failed conversation: a machine-readable code and a message."""
+
+    code: str
+    message: str
+
+
+Message: TypeAlias = (
+    Challenge
+    | Hello
+    | Welcome
+    | ProbeRequest
+    | RunRequest
+    | ProbeInfo
+    | RunStarted
+    | AgentEvent
+    | RunFinished
+    | ErrorFrame
+)
+
+_TAGS: Final[Mapping[type[Any], str]] = {
+    Challenge: "challenge",
+    Hello: "hello",
+    Welcome: "welcome",
+    ProbeRequest: "probe",
+    RunRequest: "run",
+    ProbeInfo: "probe_info",
+    RunStarted: "run_started",
+    AgentEvent: "agent_event",
+    RunFinished: "run_finished",
+    ErrorFrame: "error",
+}
+_BY_TAG: Final[Mapping[str, type[Any]]] = {tag: cls for cls, tag in _TAGS.items()}
+
+#: What each side may receive.
+CLIENT_TO_DAEMON: Final[frozenset[type[Any]]] = frozenset({Hello, ProbeRequest, RunRequest})
+DAEMON_TO_CLIENT: Final[frozenset[type[Any]]] = frozenset(
+    {Challenge, Welcome, ProbeInfo, RunStarted, AgentEvent, RunFinished, ErrorFrame}
+)
+
+
+class ProtocolViolation(Exception):
+    """The peer broke the protocol; ``code`` and ``message`` go into the error frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class _Mismatch(TypeError):
+    """A strict hook's refusal, already worded for the error path: ``expected int, got str``."""
+
+
+def _json_type_name(value: object) -> str:
+    names = {bool: "bool", int: "int", float: "float", str: "str", list: "array", dict: "object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _strict(expected: type[Any]) -> Callable[[object, type[Any]], Any]:
+    def hook(value: object, _: type[Any]) -> Any:
+        if type(value) is expected:
+            return value
+        raise _Mismatch(f"expected {expected.__name__}, got {_json_type_name(value)}")
+
+    return hook
+
+
+def _strict_float(value: object, _: type[Any]) -> float:
+    # JSON has one number type: an integral float arrives as an int, and that is fine.
+    if type(value) in (float, int):
+        return float(value)  # type: ignore[arg-type]  # narrowed by the type check above
+    raise _Mismatch(f"expected float, got {_json_type_name(value)}")
+
+
+def _strict_list_factory(
+    type_: Any, converter: cattrs.Converter
+) -> Callable[[object, type[Any]], Any]:
+    inner = list_structure_factory(type_, converter)
+
+    def hook(value: object, cl: type[Any]) -> Any:
+        if type(value) is not list:
+            raise _Mismatch(f"expected array, got {_json_type_name(value)}")
+        return inner(value, cl)
+
+    return hook
+
+
+def _strict_dict(value: object, _: type[Any]) -> dict[str, Any]:
+    # Every dict on the wire is a free-form ``dict[str, Any]``: JSON keys are strings already.
+    if type(value) is not dict:
+        raise _Mismatch(f"expected object, got {_json_type_name(value)}")
+    return value
+
+
+def make_strict_converter() -> cattrs.Converter:
+    """A converter that refuses coercion (``"false"`` is no bool, ``3.7`` no int) and extra keys."""
+    converter = make_converter(forbid_extra_keys=True)
+    for scalar in (bool, int, str):
+        converter.register_structure_hook(scalar, _strict(scalar))
+    converter.register_structure_hook(float, _strict_float)
+    converter.register_structure_hook_factory(is_mutable_sequence, _strict_list_factory)
+    converter.register_structure_hook_func(is_mapping, _strict_dict)
+    return converter
+
+
+CONVERTER: Final = make_strict_converter()
+
+
+def _format_exception(exc: BaseException, type_: type[Any] | None) -> str:
+    if isinstance(exc, _Mismatch):
+        return str(exc)
+    if isinstance(exc, cattrs.errors.CattrsError) and " not in literal " in str(exc):
+        return f"expected one of {', '.join(map(repr, type_.__args__))}" if type_ else str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
+def describe_structure_error(exc: Exception, path: str = "$") -> str:
+    """Render a cattrs failure as ``expected int, got str @ $.max_turns; …``."""
+    return "; ".join(cattrs.transform_error(exc, path, format_exception=_format_exception))
+
+
+def encode_frame(message: Message) -> bytes:
+    """One message as one frame: its JSON object, ``type`` first, then a newline."""
+    fields = CONVERTER.unstructure(message)
+    return orjson.dumps({"type": _TAGS[type(message)], **fields}) + b"\n"
+
+
+def decode_frame(line: bytes, accept: frozenset[type[Any]]) -> Message:
+    """Parse one frame (without its newline) into a message that ``accept`` allows."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolViolation("invalid_utf8", f"frame is not valid UTF-8: {exc.reason}") from None
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolViolation("invalid_json", f"frame is not valid JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise ProtocolViolation(
+            "not_an_object", f"frame must be a JSON object, got {_json_type_name(obj)}"
+        )
+    tag = obj.pop("type", None)
+    if type(tag) is not str:
+        raise ProtocolViolation(
+            "invalid_message", f"expected str, got {_json_type_name(tag)} @ $.type"
+        )
+    cls = _BY_TAG.get(tag)
+    if cls is None or cls not in accept:
+        allowed = ", ".join(sorted(_TAGS[c] for c in accept))
+        raise ProtocolViolation(
+            "unknown_type", f"unknown message type {tag!r} @ $.type (expected one of {allowed})"
+        )
+    try:
+        message: Message = CONVERTER.structure(obj, cls)
+    except Exception as exc:  # any cattrs failure is the peer's malformed frame
+        code = "invalid_request" if cls is RunRequest else "invalid_message"
+        raise ProtocolViolation(code, describe_structure_error(exc)) from None
+    return message
+
+
+class FrameDecoder:
+    """Split a byte stream into frames and decode them; bounded memory, chunking-agnostic.
+
+    ``feed`` appends bytes, ``feed_eof`` marks the end; ``next_message`` returns the next
+    complete message, ``None`` when more bytes are needed, or raises ``ProtocolViolation``.
+    After a violation the decoder keeps raising it: the conversation is over. A frame longer
+    than ``max_frame_bytes`` is refused as soon as that many bytes have arrived without a
+    newline, not after buffering the whole thing.
+    """
+
+    def __init__(self, accept: frozenset[type[Any]], *, max_frame_bytes: int) -> None:
+        self._accept = accept
+        self._max = max_frame_bytes
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of ``_buffer`` already known to hold no newline
+        self._failure: ProtocolViolation | None = None
+        self._eof = False
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are not yet part of a returned message."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes | bytearray) -> None:
+        """Append received bytes (possibly none)."""
+        self._buffer += data
+
+    def feed_eof(self) -> None:
+        """The peer closed its side: a frame left unfinished is now a violation."""
+        self._eof = True
+
+    def next_message(self) -> Message | None:
+        """The next message, or ``None`` if more data is needed (or the stream ended cleanly)."""
+        if self._failure is not None:
+            raise self._failure
+        try:
+            return self._next()
+        except ProtocolViolation as exc:
+            self._failure = exc
+            self._buffer.clear()
+            raise
+
+    def _next(self) -> Message | None:
+        end = self._buffer.find(b"\n", self._scanned)
+        if end < 0:
+            self._scanned = len(self._buffer)
+            if self._scanned > self._max:
+                raise self._too_large()
+            if self._eof and self._buffer:
+                raise ProtocolViolation(
+                    "truncated_frame", "connection closed in the middle of a frame"
+                )
+            return None
+        if end > self._max:
+            raise self._too_large()
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        self._scanned = 0
+        return decode_frame(line, self._accept)
+
+    def _too_large(self) -> ProtocolViolation:
+        return ProtocolViolation("frame_too_large", f"frame exceeds the limit of {self._max} bytes")

@@ -1,0 +1,265 @@
+"""The sans-IO wire protocol: framing, the strict converter and the decoder's refusals."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from host_daemon import AgentEvent, AgentInfo, ProbeInfo, RunFinished, RunRequest, RunStarted
+from host_daemon._protocol import (
+    CLIENT_TO_DAEMON,
+    DAEMON_TO_CLIENT,
+    Challenge,
+    ErrorFrame,
+    FrameDecoder,
+    Hello,
+    Message,
+    ProbeRequest,
+    ProtocolViolation,
+    Welcome,
+    encode_frame,
+)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+free_dicts = st.none() | st.dictionaries(st.text(max_size=8), json_values, max_size=3)
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+run_requests = st.builds(
+    RunRequest,
+    agent=st.sampled_from(["claude", "codex", "gemini"]),
+    prompt=st.text(),
+    cwd=st.text(),
+    resume_session_id=st.none() | st.text(),
+    model=st.none() | st.text(),
+    max_turns=st.none() | st.integers(1, 10**6),
+    max_budget_usd=st.none() | finite,
+    permission_mode=st.none() | st.text(),
+    timeout_s=st.none() | finite,
+)
+agent_events = st.builds(
+    AgentEvent,
+    kind=st.sampled_from(["init", "text", "tool_use", "other", "stderr"]),
+    raw=st.text(),
+    session_id=st.none() | st.text(),
+    text=st.none() | st.text(),
+    tool_input=free_dicts,
+    is_error=st.none() | st.booleans(),
+    data=free_dicts,
+    truncated=st.booleans(),
+)
+daemon_messages: st.SearchStrategy[Message] = st.one_of(
+    st.builds(Challenge, protocol_version=st.integers(0, 9), server_nonce=st.text()),
+    st.builds(Welcome, proof=st.text()),
+    st.builds(RunStarted, pid=st.integers(1, 2**22), argv=st.lists(st.text()), cwd=st.text()),
+    agent_events,
+    st.builds(
+        RunFinished,
+        outcome=st.sampled_from(["success", "error", "cancelled", "timed_out", "killed"]),
+        exit_code=st.none() | st.integers(0, 255),
+        signal=st.none() | st.integers(1, 64),
+        session_id=st.none() | st.text(),
+        final_text=st.none() | st.text(),
+        cost_usd=st.none() | finite,
+        num_turns=st.none() | st.integers(0, 1000),
+        usage=free_dicts,
+        error=st.none() | st.text(),
+    ),
+    st.builds(ErrorFrame, code=st.text(), message=st.text()),
+)
+client_messages: st.SearchStrategy[Message] = st.one_of(
+    st.builds(Hello, protocol_version=st.integers(0, 9), client_nonce=st.text(), proof=st.text()),
+    st.just(ProbeRequest()),
+    run_requests,
+)
+
+
+def decode_all(decoder: FrameDecoder) -> list[Message]:
+    out = []
+    while (message := decoder.next_message()) is not None:
+        out.append(message)
+    return out
+
+
+def violation(data: bytes, accept: frozenset[type] = CLIENT_TO_DAEMON, limit: int = 4096) -> str:
+    decoder = FrameDecoder(accept, max_frame_bytes=limit)
+    decoder.feed(data)
+    with pytest.raises(ProtocolViolation) as caught:
+        decode_all(decoder)
+    return f"{caught.value.code}: {caught.value.message}"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(daemon_messages, min_size=1, max_size=4), st.data())
+def test_daemon_frames_survive_any_chunking(messages: list[Message], data: st.DataObject) -> None:
+    """Messages encoded back to back decode identically however the bytes are split."""
+    wire = b"".join(encode_frame(m) for m in messages)
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(wire)), max_size=12)))
+    decoder = FrameDecoder(DAEMON_TO_CLIENT, max_frame_bytes=len(wire) + 1)
+    got: list[Message] = []
+    for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=True):
+        decoder.feed(wire[start:end])
+        got.extend(decode_all(decoder))
+    assert got == messages
+
+
+@settings(max_examples=30, deadline=None)
+@given(client_messages)
+def test_client_frame_split_at_every_byte(message: Message) -> None:
+    """A request fed one byte at a time decodes to itself, and only at its last byte."""
+    wire = encode_frame(message)
+    decoder = FrameDecoder(CLIENT_TO_DAEMON, max_frame_bytes=len(wire))
+    for i in range(len(wire) - 1):
+        decoder.feed(wire[i : i + 1])
+        assert decoder.next_message() is None
+    decoder.feed(wire[-1:])
+    assert decoder.next_message() == message
+
+
+def test_several_frames_in_one_read() -> None:
+    """Three frames arriving in one chunk come out as three messages, in order."""
+    messages: list[Message] = [
+        ProbeRequest(),
+        Hello(protocol_version=1, client_nonce="a", proof="b"),
+        RunRequest(agent="claude", prompt="hi", cwd="p"),
+    ]
+    decoder = FrameDecoder(CLIENT_TO_DAEMON, max_frame_bytes=1024)
+    decoder.feed(b"".join(encode_frame(m) for m in messages))
+    assert decode_all(decoder) == messages
+
+
+@given(st.integers(1, 64), st.integers(1, 200))
+def test_oversized_frame_refused_before_its_newline(limit: int, excess: int) -> None:
+    """More than the limit without a newline is refused at once, without waiting for the end."""
+    decoder = FrameDecoder(CLIENT_TO_DAEMON, max_frame_bytes=limit)
+    decoder.feed(b"x" * (limit + excess))
+    with pytest.raises(ProtocolViolation) as caught:
+        decoder.next_message()
+    assert caught.value.code == "frame_too_large"
+    assert decoder.buffered == 0
+
+
+def test_frame_of_exactly_the_limit_is_accepted() -> None:
+    """The limit counts the frame without its newline, and is inclusive."""
+    frame = encode_frame(ProbeRequest())
+    decoder = FrameDecoder(CLIENT_TO_DAEMON, max_frame_bytes=len(frame) - 1)
+    decoder.feed(frame)
+    assert decoder.next_message() == ProbeRequest()
+
+
+@given(st.binary(min_size=1, max_size=40))
+def test_invalid_utf8_refused(junk: bytes) -> None:
+    """Bytes that are not UTF-8 get ``invalid_utf8``."""
+    data = b"\xff" + junk.replace(b"\n", b"")
+    assert violation(data + b"\n").startswith("invalid_utf8: ")
+
+
+@given(json_values.filter(lambda v: not isinstance(v, dict)))
+def test_json_that_is_not_an_object_refused(value: object) -> None:
+    """A JSON array, string, number or null is refused as ``not_an_object``."""
+    assert violation(orjson.dumps(value) + b"\n").startswith("not_an_object: ")
+
+
+def test_invalid_json_refused() -> None:
+    """A line that is not JSON at all is refused as ``invalid_json``."""
+    assert violation(b"{nope\n").startswith("invalid_json: ")
+
+
+@given(st.text(min_size=1).filter(lambda t: t not in {"hello", "probe", "run"}))
+def test_unknown_type_refused(tag: str) -> None:
+    """A type this side does not accept is ``unknown_type``, naming the field."""
+    message = violation(orjson.dumps({"type": tag}) + b"\n")
+    assert message.startswith("unknown_type: ")
+    assert "@ $.type" in message
+
+
+def test_daemon_message_not_accepted_from_a_client() -> None:
+    """A client cannot send what only the daemon sends (``run_finished``)."""
+    assert violation(b'{"type":"run_finished"}\n').startswith("unknown_type: ")
+
+
+def test_missing_type_refused() -> None:
+    """An object without a ``type`` names the missing field."""
+    assert violation(b'{"prompt":"x"}\n') == "invalid_message: expected str, got null @ $.type"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("max_turns", "3", "expected int, got str @ $.max_turns"),
+        ("max_turns", 3.7, "expected int, got float @ $.max_turns"),
+        ("max_turns", True, "expected int, got bool @ $.max_turns"),
+        ("prompt", 5, "expected str, got int @ $.prompt"),
+        ("model", ["x"], "expected str, got array @ $.model"),
+        ("max_budget_usd", "1.5", "expected float, got str @ $.max_budget_usd"),
+        ("max_budget_usd", False, "expected float, got bool @ $.max_budget_usd"),
+        ("agent", "vim", "expected one of 'claude', 'codex', 'gemini' @ $.agent"),
+        ("surprise", 1, "extra fields found (surprise) @ $"),
+    ],
+)
+def test_wrong_field_type_named(field: str, value: object, expected: str) -> None:
+    """A run request with a wrongly typed field is refused, naming the field and both types."""
+    frame = {"type": "run", "agent": "claude", "prompt": "p", "cwd": "c", field: value}
+    assert violation(orjson.dumps(frame) + b"\n") == f"invalid_request: {expected}"
+
+
+def test_missing_field_named() -> None:
+    """A run request without its prompt says which field is missing."""
+    frame = {"type": "run", "agent": "claude", "cwd": "c"}
+    assert violation(orjson.dumps(frame) + b"\n") == (
+        "invalid_request: required field missing @ $.prompt"
+    )
+
+
+def test_integral_budget_accepted_as_float() -> None:
+    """JSON has one number type: ``1`` is a fine ``max_budget_usd``."""
+    decoder = FrameDecoder(CLIENT_TO_DAEMON, max_frame_bytes=1024)
+    frame = {"type": "run", "agent": "gemini", "prompt": "p", "cwd": "c", "max_budget_usd": 1}
+    decoder.feed(orjson.dumps(frame) + b"\n")
+    message = decoder.next_message()
+    assert isinstance(message, RunRequest)
+    assert message.max_budget_usd == 1.0
+    assert type(message.max_budget_usd) is float
+
+
+def test_nested_field_path_named() -> None:
+    """An error deep inside a probe answer names its full path."""
+    info = orjson.loads(
+        encode_frame(ProbeInfo("1", 1, [AgentInfo("claude", "/c", "2")], [], 1, 0, 9))
+    )
+    info["agents"][0]["version"] = 2
+    message = violation(orjson.dumps(info) + b"\n", DAEMON_TO_CLIENT)
+    assert message == "invalid_message: expected str, got int @ $.agents[0].version"
+
+
+def test_violation_is_sticky() -> None:
+    """After a violation the decoder refuses everything: the conversation is over."""
+    decoder = FrameDecoder(CLIENT_TO_DAEMON, max_frame_bytes=1024)
+    decoder.feed(b"[]\n" + encode_frame(ProbeRequest()))
+    with pytest.raises(ProtocolViolation):
+        decoder.next_message()
+    with pytest.raises(ProtocolViolation):
+        decoder.next_message()
+
+
+def test_eof_inside_a_frame_is_a_violation() -> None:
+    """A connection closed in the middle of a frame is reported, not silently dropped."""
+    decoder = FrameDecoder(CLIENT_TO_DAEMON, max_frame_bytes=1024)
+    decoder.feed(b'{"type":"pro')
+    decoder.feed_eof()
+    with pytest.raises(ProtocolViolation) as caught:
+        decoder.next_message()
+    assert caught.value.code == "truncated_frame"
+
+
+def test_encoded_frame_is_one_line_with_type_first() -> None:
+    """A frame is one JSON object on one line, its ``type`` first, even with newlines inside."""
+    frame = encode_frame(AgentEvent(kind="text", raw="a\nb", text="a\nb"))
+    assert frame.count(b"\n") == 1
+    assert frame.endswith(b"\n")
+    assert frame.startswith(b'{"type":"agent_event",')
