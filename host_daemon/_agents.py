@@ -1,0 +1,638 @@
+"""Agent CLI adapters: how to start each coding CLI headless, and how to read what it prints.
+
+One adapter per CLI (``claude``, ``codex``, ``gemini``) builds the argv (a list, never a shell
+string) and offers an ``EventParser`` that turns the CLI's NDJSON output into ``AgentEvent``s and
+decides the run's ``RunFinished`` from the CLI's terminal event, the exit code being a secondary
+signal only (each CLI has exit codes that contradict its events: facts/agent-clis.md).
+
+Events and raw lines: every printed line yields at least one event, and the first event of a line
+carries the line in ``raw`` (the transcript). When one line yields several events (an assistant
+message with several content blocks, a result that also reports an error), the later ones carry
+``raw=""`` so that a transcript built from ``raw`` holds each line exactly once.
+
+Permission modes never wait on a prompt: a headless run has nobody to answer one.
+
+- claude: default ``acceptEdits``. It works as root (``bypassPermissions`` and
+  ``--dangerously-skip-permissions`` are refused as root, so that mode is offered only to
+  non-root daemons), lets the agent edit files in its working directory, and in ``-p`` mode
+  anything else that would ask is denied at once (the denial is reported in the result's
+  ``permission_denials``). Users widen it with their own allow rules
+  (``~/.claude/settings.json`` ``permissions.allow``, e.g. ``"Bash(pytest:*)"``), which the CLI
+  reads because agents run with the daemon's environment.
+- codex: default ``workspace-write`` (the ``--sandbox`` value); ``codex exec`` never asks.
+- gemini: default ``auto_edit`` (``--approval-mode``); tools that would ask are not run headless.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal as signal_module
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+import attrs
+import trio
+
+from ._records import AgentEvent, AgentEventKind, Outcome, RunFinished, RunRequest
+
+__all__ = [
+    "ADAPTERS",
+    "AgentAdapter",
+    "AgentVersionError",
+    "EventParser",
+    "Reason",
+    "agent_version",
+]
+
+Reason = Literal["exited", "cancelled", "timed_out", "killed"]
+
+_VERSION_TIMEOUT_S: Final = 10.0
+_VERSION_MAX_CHARS: Final = 200
+
+
+class AgentVersionError(RuntimeError):
+    """``--version`` failed, timed out or printed nothing."""
+
+
+async def agent_version(executable: str, *, timeout: float = _VERSION_TIMEOUT_S) -> str:
+    """The first line ``executable --version`` prints, within ``timeout`` seconds."""
+    result = None
+    with trio.move_on_after(timeout):
+        result = await trio.run_process(
+            [executable, "--version"],
+            stdin=b"",
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    if result is None:
+        raise AgentVersionError(f"{executable} --version did not answer within {timeout:g} s")
+    lines = result.stdout.decode("utf-8", errors="replace").strip().splitlines()
+    if result.returncode != 0 or not lines:
+        detail = result.stderr.decode("utf-8", errors="replace").strip()[-_VERSION_MAX_CHARS:]
+        raise AgentVersionError(
+            f"{executable} --version exited with {result.returncode}: {detail or 'no output'}"
+        )
+    return lines[0].strip()[:_VERSION_MAX_CHARS]
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal_module.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+_INTERRUPTED: Final[Mapping[str, str]] = {
+    "cancelled": "the run was cancelled",
+    "timed_out": "the run timed out",
+    "killed": "the run was killed (daemon shutdown)",
+}
+
+
+class EventParser:
+    """Reads one run's output line by line; ``finish`` decides the outcome.
+
+    Subclasses handle one CLI's event types in ``_on_event`` and decide in ``_decide``.
+    """
+
+    agent = "agent"
+
+    def __init__(self) -> None:
+        self.session_id: str | None = None
+        self.final_text: str | None = None
+        self.cost_usd: float | None = None
+        self.num_turns: int | None = None
+        self.usage: dict[str, Any] | None = None
+        self.output_truncated = False
+        self.last_error: str | None = None
+
+    def feed(self, line: str, *, truncated: bool = False) -> list[AgentEvent]:
+        """Normalize one stdout line; unknown or unparsable lines become ``other`` events."""
+        if truncated:
+            self.output_truncated = True
+        if not line.strip():
+            return []
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict) or truncated:
+            return [AgentEvent(kind="other", raw=line, truncated=truncated)]
+        events = self._on_event(obj)
+        if not events:
+            events = [_event("other", data={"type": obj.get("type")})]
+        return [
+            attrs.evolve(event, raw=line if index == 0 else "")
+            for index, event in enumerate(events)
+        ]
+
+    def finish(self, exit_code: int | None, signal: int | None, *, reason: Reason) -> RunFinished:
+        """The run's outcome: the daemon's reason first, then the terminal event, then the exit."""
+        outcome: Outcome
+        error: str | None
+        if reason != "exited":
+            outcome, error = reason, _INTERRUPTED[reason]
+        elif signal is not None:
+            outcome, error = "killed", f"{self.agent} was killed by {_signal_name(signal)}"
+        else:
+            outcome, error = self._decide(exit_code)
+        return RunFinished(
+            outcome=outcome,
+            exit_code=exit_code,
+            signal=signal,
+            session_id=self.session_id,
+            final_text=self.final_text,
+            cost_usd=self.cost_usd,
+            num_turns=self.num_turns,
+            usage=self.usage,
+            error=error,
+            output_truncated=self.output_truncated,
+        )
+
+    def _on_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        raise NotImplementedError
+
+    def _decide(self, exit_code: int | None) -> tuple[Outcome, str | None]:
+        raise NotImplementedError
+
+    def _exit_without_terminal(self, exit_code: int | None, what: str) -> str:
+        message = f"{self.agent} exited with code {exit_code} before its {what}"
+        if self.last_error:
+            message += f": {self.last_error}"
+        return message
+
+
+def _event(kind: AgentEventKind, **fields: Any) -> AgentEvent:
+    return AgentEvent(kind=kind, raw="", **fields)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _dict(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text_of(content: Any) -> str:
+    """Tool result content: a string, or a list of blocks whose text parts are joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            block["text"]
+            for block in content
+            if isinstance(block, dict) and isinstance(block.get("text"), str)
+        )
+    return ""
+
+
+# --- claude -------------------------------------------------------------------------------------
+
+_CLAUDE_SUBTYPE_ERRORS: Final[Mapping[str, str]] = {
+    "error_max_turns": "reached the maximum number of turns",
+    "error_max_budget_usd": "reached the maximum budget",
+    "error_during_execution": "failed during execution",
+}
+
+
+class ClaudeParser(EventParser):
+    """Claude Code's ``--output-format stream-json --verbose`` events."""
+
+    agent = "claude"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.result: dict[str, Any] | None = None
+
+    def _on_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        kind = obj.get("type")
+        if kind == "system" and obj.get("subtype") == "init":
+            self.session_id = _str(obj.get("session_id")) or self.session_id
+            data = {key: obj.get(key) for key in ("model", "cwd", "permissionMode", "tools")}
+            data["version"] = obj.get("claude_code_version")
+            return [_event("init", session_id=self.session_id, data=data)]
+        if kind == "assistant":
+            return self._assistant(obj)
+        if kind == "user":
+            return self._tool_results(obj)
+        if kind == "rate_limit_event":
+            info = _dict(obj.get("rate_limit_info")) or {}
+            data = dict(info, status=info.get("status"), resets_at=info.get("resetsAt"))
+            return [_event("rate_limit", data=data)]
+        if kind == "result":
+            return self._result(obj)
+        return [_event("other", data={"type": kind, "subtype": obj.get("subtype")})]
+
+    def _assistant(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        message = _dict(obj.get("message")) or {}
+        events = []
+        for block in message.get("content") or []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text" and isinstance(block.get("text"), str):
+                events.append(_event("text", text=block["text"]))
+            elif block.get("type") == "tool_use":
+                events.append(
+                    _event(
+                        "tool_use",
+                        tool_name=_str(block.get("name")),
+                        tool_use_id=_str(block.get("id")),
+                        tool_input=_dict(block.get("input")),
+                    )
+                )
+        if isinstance(obj.get("error"), str):
+            self.last_error = obj["error"]
+        return events
+
+    def _tool_results(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        message = _dict(obj.get("message")) or {}
+        content = message.get("content")
+        events = []
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                events.append(
+                    _event(
+                        "tool_result",
+                        tool_use_id=_str(block.get("tool_use_id")),
+                        text=_text_of(block.get("content")),
+                        is_error=block.get("is_error") is True,
+                    )
+                )
+        return events
+
+    def _result(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        self.result = obj
+        self.session_id = _str(obj.get("session_id")) or self.session_id
+        self.final_text = _str(obj.get("result"))
+        self.cost_usd = _number(obj.get("total_cost_usd"))
+        self.num_turns = _int(obj.get("num_turns"))
+        self.usage = _dict(obj.get("usage"))
+        data = {
+            "usage": self.usage,
+            "cost_usd": self.cost_usd,
+            "num_turns": self.num_turns,
+            "duration_ms": obj.get("duration_ms"),
+            "subtype": obj.get("subtype"),
+            "is_error": obj.get("is_error"),
+            "permission_denials": obj.get("permission_denials"),
+        }
+        events = [_event("usage", session_id=self.session_id, data=data)]
+        if obj.get("is_error") is True or obj.get("subtype") != "success":
+            events.append(_event("error", text=self._result_error(obj), is_error=True))
+        return events
+
+    def _result_error(self, obj: dict[str, Any]) -> str:
+        subtype = _str(obj.get("subtype")) or "unknown"
+        errors = [error for error in obj.get("errors") or [] if isinstance(error, str)]
+        detail = "; ".join(errors) or _str(obj.get("result")) or ""
+        message = _CLAUDE_SUBTYPE_ERRORS.get(subtype)
+        if message is None:
+            status = obj.get("api_error_status")
+            message = f"API error {status}" if status is not None else f"error result ({subtype})"
+        return f"claude {message}: {detail}" if detail else f"claude {message}"
+
+    def _decide(self, exit_code: int | None) -> tuple[Outcome, str | None]:
+        if self.result is None:
+            return "error", self._exit_without_terminal(exit_code, "result event")
+        if self.result.get("is_error") is True or self.result.get("subtype") != "success":
+            return "error", self._result_error(self.result)
+        if exit_code != 0:
+            return "error", f"claude reported success but exited with code {exit_code}"
+        return "success", None
+
+
+# --- codex --------------------------------------------------------------------------------------
+
+
+class CodexParser(EventParser):
+    """``codex exec --json`` events (thread/turn/item)."""
+
+    agent = "codex"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.terminal: dict[str, Any] | None = None
+
+    def _on_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        kind = obj.get("type")
+        if kind == "thread.started":
+            self.session_id = _str(obj.get("thread_id")) or self.session_id
+            return [_event("init", session_id=self.session_id, data={})]
+        if kind == "turn.completed":
+            self.terminal = obj
+            self.num_turns = (self.num_turns or 0) + 1
+            usage = _dict(obj.get("usage"))
+            if usage is not None:
+                self.usage = _add_usage(self.usage, usage)
+            return [_event("usage", data={"usage": usage, "num_turns": self.num_turns})]
+        if kind == "turn.failed":
+            self.terminal = obj
+            error = _dict(obj.get("error")) or {}
+            self.last_error = _str(error.get("message")) or "the turn failed"
+            return [_event("error", text=self.last_error, is_error=True)]
+        if kind == "error":
+            self.last_error = _str(obj.get("message")) or "error"
+            return [_event("error", text=self.last_error, is_error=True)]
+        if kind in ("item.started", "item.updated", "item.completed"):
+            item = _dict(obj.get("item"))
+            if item is not None:
+                return self._item(kind, item)
+        return [_event("other", data={"type": kind})]
+
+    def _item(self, kind: str, item: dict[str, Any]) -> list[AgentEvent]:  # noqa: PLR0911 -- one return per item type reads as a table
+        item_type = item.get("type")
+        item_id = _str(item.get("id"))
+        completed = kind == "item.completed"
+        if item_type == "agent_message" and completed:
+            self.final_text = _str(item.get("text"))
+            return [_event("text", text=self.final_text)]
+        if item_type == "command_execution":
+            if kind == "item.started":
+                command = {"command": item.get("command")}
+                return [
+                    _event("tool_use", tool_name="shell", tool_use_id=item_id, tool_input=command)
+                ]
+            if completed:
+                failed = item.get("status") == "failed" or _int(item.get("exit_code")) not in (0,)
+                return [
+                    _event(
+                        "tool_result",
+                        tool_use_id=item_id,
+                        text=_str(item.get("aggregated_output")) or "",
+                        is_error=failed,
+                        data={"exit_code": item.get("exit_code"), "status": item.get("status")},
+                    )
+                ]
+        if item_type == "file_change" and completed:
+            changes = [c for c in item.get("changes") or [] if isinstance(c, dict)]
+            summary = "\n".join(f"{c.get('kind')} {c.get('path')}" for c in changes)
+            return [
+                _event(
+                    "tool_use",
+                    tool_name="file_change",
+                    tool_use_id=item_id,
+                    tool_input={"changes": changes},
+                ),
+                _event(
+                    "tool_result",
+                    tool_use_id=item_id,
+                    text=summary,
+                    is_error=item.get("status") == "failed",
+                ),
+            ]
+        if item_type == "mcp_tool_call":
+            name = f"{item.get('server')}.{item.get('tool')}"
+            if kind == "item.started":
+                arguments = _dict(item.get("arguments"))
+                return [
+                    _event("tool_use", tool_name=name, tool_use_id=item_id, tool_input=arguments)
+                ]
+            if completed:
+                error = _dict(item.get("error"))
+                text = _str(error.get("message")) if error else json.dumps(item.get("result"))
+                return [
+                    _event(
+                        "tool_result",
+                        tool_use_id=item_id,
+                        text=text,
+                        is_error=error is not None or item.get("status") == "failed",
+                    )
+                ]
+        if item_type == "error":
+            self.last_error = _str(item.get("message")) or "error"
+            return [_event("error", text=self.last_error, is_error=True)]
+        return [_event("other", data={"type": kind, "item_type": item_type})]
+
+    def _decide(self, exit_code: int | None) -> tuple[Outcome, str | None]:
+        if self.terminal is None:
+            return "error", self._exit_without_terminal(exit_code, "turn ended")
+        if self.terminal.get("type") == "turn.failed":
+            return "error", f"codex turn failed: {self.last_error}"
+        if exit_code != 0:
+            return "error", f"codex completed its turn but exited with code {exit_code}"
+        return "success", None
+
+
+def _add_usage(total: dict[str, Any] | None, usage: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(total or {})
+    for key, value in usage.items():
+        if _int(value) is not None and _int(merged.get(key, 0)) is not None:
+            merged[key] = merged.get(key, 0) + value
+        else:
+            merged[key] = value
+    return merged
+
+
+# --- gemini -------------------------------------------------------------------------------------
+
+_GEMINI_EXIT_CODES: Final[Mapping[int, str]] = {
+    1: "a general or API error",
+    41: "an authentication error",
+    42: "an input error",
+    44: "a sandbox error",
+    52: "a configuration error",
+    53: "the turn limit",
+    54: "a tool error",
+    55: "an untrusted workspace (the folder is not trusted)",
+    130: "cancellation",
+}
+
+
+class GeminiParser(EventParser):
+    """Gemini CLI's ``-o stream-json`` events."""
+
+    agent = "gemini"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.result: dict[str, Any] | None = None
+        self._reply: list[str] = []
+
+    def _on_event(self, obj: dict[str, Any]) -> list[AgentEvent]:  # noqa: PLR0911 -- one return per event type reads as a table
+        kind = obj.get("type")
+        if kind == "init":
+            self.session_id = _str(obj.get("session_id")) or self.session_id
+            return [_event("init", session_id=self.session_id, data={"model": obj.get("model")})]
+        if kind == "message":
+            text = _str(obj.get("content")) or ""
+            if obj.get("role") != "assistant":
+                return [_event("other", data={"type": kind, "role": obj.get("role")})]
+            if obj.get("delta") is not True:
+                self._reply = []
+            self._reply.append(text)
+            self.final_text = "".join(self._reply)
+            return [_event("text", text=text, data={"delta": obj.get("delta") is True})]
+        if kind == "tool_use":
+            self._reply = []
+            return [
+                _event(
+                    "tool_use",
+                    tool_name=_str(obj.get("tool_name")),
+                    tool_use_id=_str(obj.get("tool_id")),
+                    tool_input=_dict(obj.get("parameters")),
+                )
+            ]
+        if kind == "tool_result":
+            failure = _dict(obj.get("error"))
+            output = _str(failure.get("message")) if failure else _str(obj.get("output"))
+            return [
+                _event(
+                    "tool_result",
+                    tool_use_id=_str(obj.get("tool_id")),
+                    text=output or "",
+                    is_error=obj.get("status") != "success",
+                )
+            ]
+        if kind == "error":
+            self.last_error = _str(obj.get("message")) or "error"
+            data = {"severity": obj.get("severity")}
+            return [_event("error", text=self.last_error, is_error=True, data=data)]
+        if kind == "result":
+            self.result = obj
+            stats = _dict(obj.get("stats"))
+            self.usage = stats
+            events = [_event("usage", data={"stats": stats, "status": obj.get("status")})]
+            if obj.get("status") != "success":
+                error = _dict(obj.get("error")) or {}
+                self.last_error = _str(error.get("message")) or self.last_error
+                events.append(_event("error", text=self.last_error, is_error=True))
+            return events
+        return [_event("other", data={"type": kind})]
+
+    def _decide(self, exit_code: int | None) -> tuple[Outcome, str | None]:
+        if self.result is not None and self.result.get("status") != "success":
+            return "error", f"gemini reported an error: {self.last_error or 'no message'}"
+        if exit_code != 0:
+            meaning = _GEMINI_EXIT_CODES.get(exit_code or 0, "an unknown error")
+            message = f"gemini exited with code {exit_code} ({meaning})"
+            if self.last_error:
+                message += f": {self.last_error}"
+            return "error", message
+        if self.result is None:
+            return "error", self._exit_without_terminal(exit_code, "result event")
+        return "success", None
+
+
+# --- adapters -----------------------------------------------------------------------------------
+
+
+def _running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+@attrs.frozen
+class AgentAdapter:
+    """How the daemon finds, starts and reads one agent CLI."""
+
+    name: str
+    env_var: str
+    executable_name: str
+    default_permission_mode: str
+    permission_modes: frozenset[str]
+    _argv: Any = attrs.field(repr=False)
+    _parser: type[EventParser] = attrs.field(repr=False)
+
+    def find_executable(self, environ: Mapping[str, str]) -> str | None:
+        """``$<env_var>`` when set (must be executable), else the CLI on ``environ``'s PATH."""
+        explicit = environ.get(self.env_var)
+        if explicit:
+            return explicit if os.access(explicit, os.X_OK) else None
+        return shutil.which(self.executable_name, path=environ.get("PATH", os.defpath))
+
+    def build_argv(self, executable: str, request: RunRequest, permission_mode: str) -> list[str]:
+        """The argv that runs ``request`` headless; the prompt can never be read as a flag."""
+        if permission_mode not in self.permission_modes:
+            raise ValueError(f"{self.name} has no permission mode {permission_mode!r}")
+        argv: list[str] = self._argv(executable, request, permission_mode)
+        return argv
+
+    def new_parser(self) -> EventParser:
+        """A fresh parser for one run's output."""
+        return self._parser()
+
+
+def _claude_argv(executable: str, request: RunRequest, mode: str) -> list[str]:
+    argv = [executable, "-p", "--output-format", "stream-json", "--verbose"]
+    argv += ["--permission-mode", mode]
+    if request.resume_session_id is not None:
+        argv += ["--resume", request.resume_session_id]
+    if request.model is not None:
+        argv += ["--model", request.model]
+    if request.max_turns is not None:
+        argv += ["--max-turns", str(request.max_turns)]
+    if request.max_budget_usd is not None:
+        argv += ["--max-budget-usd", f"{request.max_budget_usd:g}"]
+    # The prompt is a positional argument: after "--" it is never parsed as an option.
+    return [*argv, "--", request.prompt]
+
+
+def _codex_argv(executable: str, request: RunRequest, mode: str) -> list[str]:
+    # Options go on ``exec`` itself, before any ``resume`` subcommand: clap accepts a parent's
+    # options there whether or not the subcommand repeats them.
+    argv = [executable, "exec", "--json", "--skip-git-repo-check", "--sandbox", mode]
+    if request.model is not None:
+        argv += ["-m", request.model]
+    if request.resume_session_id is not None:
+        argv += ["resume", request.resume_session_id]
+    return [*argv, "--", request.prompt]
+
+
+def _gemini_argv(executable: str, request: RunRequest, mode: str) -> list[str]:
+    # ``--prompt=VALUE`` in one word: a prompt that starts with "-" stays the option's value.
+    argv = [executable, f"--prompt={request.prompt}", "-o", "stream-json"]
+    argv += ["--approval-mode", mode, "--skip-trust"]
+    if request.resume_session_id is not None:
+        argv += ["--resume", request.resume_session_id]
+    if request.model is not None:
+        argv += ["-m", request.model]
+    return argv
+
+
+_CLAUDE_MODES = frozenset({"default", "acceptEdits", "plan", "dontAsk", "auto"})
+
+ADAPTERS: Mapping[str, AgentAdapter] = {
+    "claude": AgentAdapter(
+        name="claude",
+        env_var="CLAUDE_PATH",
+        executable_name="claude",
+        default_permission_mode="acceptEdits",
+        permission_modes=(
+            _CLAUDE_MODES if _running_as_root() else _CLAUDE_MODES | {"bypassPermissions"}
+        ),
+        argv=_claude_argv,
+        parser=ClaudeParser,
+    ),
+    "codex": AgentAdapter(
+        name="codex",
+        env_var="CODEX_PATH",
+        executable_name="codex",
+        default_permission_mode="workspace-write",
+        permission_modes=frozenset({"read-only", "workspace-write", "danger-full-access"}),
+        argv=_codex_argv,
+        parser=CodexParser,
+    ),
+    "gemini": AgentAdapter(
+        name="gemini",
+        env_var="GEMINI_PATH",
+        executable_name="gemini",
+        default_permission_mode="auto_edit",
+        permission_modes=frozenset({"default", "auto_edit", "plan", "yolo"}),
+        argv=_gemini_argv,
+        parser=GeminiParser,
+    ),
+}

@@ -1,0 +1,151 @@
+"""Adapters build argv lists that keep prompts out of option parsing, and find their CLIs."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import stat
+
+import pytest
+import trio
+
+from host_daemon._agents import ADAPTERS, AgentVersionError, agent_version
+from host_daemon._records import RunRequest
+
+_TRICKY_PROMPT = "--help; rm -rf / && echo $HOME"
+
+
+def _request(agent: str, **fields: object) -> RunRequest:
+    return RunRequest(agent=agent, prompt=_TRICKY_PROMPT, cwd="/work", **fields)  # type: ignore[arg-type]
+
+
+def test_claude_argv_full() -> None:
+    """Claude gets stream-json, verbose, the mode, every limit, and the prompt after ``--``."""
+    request = _request(
+        "claude", resume_session_id="abc", model="opus", max_turns=7, max_budget_usd=0.25
+    )
+    argv = ADAPTERS["claude"].build_argv("/bin/claude", request, "acceptEdits")
+    assert argv == [
+        "/bin/claude",
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--permission-mode",
+        "acceptEdits",
+        "--resume",
+        "abc",
+        "--model",
+        "opus",
+        "--max-turns",
+        "7",
+        "--max-budget-usd",
+        "0.25",
+        "--",
+        _TRICKY_PROMPT,
+    ]
+
+
+def test_codex_argv_new_and_resumed() -> None:
+    """Codex runs ``exec --json`` with its sandbox; a resume repeats the flags before the id."""
+    adapter = ADAPTERS["codex"]
+    fresh = adapter.build_argv("codex", _request("codex", model="o4"), "workspace-write")
+    assert fresh == [
+        "codex",
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        "--sandbox",
+        "workspace-write",
+        "-m",
+        "o4",
+        "--",
+        _TRICKY_PROMPT,
+    ]
+    resumed = adapter.build_argv("codex", _request("codex", resume_session_id="t1"), "read-only")
+    assert resumed == [
+        "codex",
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        "--sandbox",
+        "read-only",
+        "resume",
+        "t1",
+        "--",
+        _TRICKY_PROMPT,
+    ]
+
+
+def test_gemini_argv_binds_the_prompt_to_its_option() -> None:
+    """Gemini's prompt is one ``--prompt=`` word, so a leading dash cannot make it a flag."""
+    request = _request("gemini", resume_session_id="latest", model="gemini-2.5-pro")
+    argv = ADAPTERS["gemini"].build_argv("gemini", request, "auto_edit")
+    assert argv == [
+        "gemini",
+        f"--prompt={_TRICKY_PROMPT}",
+        "-o",
+        "stream-json",
+        "--approval-mode",
+        "auto_edit",
+        "--skip-trust",
+        "--resume",
+        "latest",
+        "-m",
+        "gemini-2.5-pro",
+    ]
+
+
+@pytest.mark.parametrize("agent", sorted(ADAPTERS))
+def test_default_mode_is_allowed_and_unknown_modes_are_refused(agent: str) -> None:
+    """Each adapter's default mode is one of its modes; a mode outside the set is refused."""
+    adapter = ADAPTERS[agent]
+    assert adapter.default_permission_mode in adapter.permission_modes
+    with pytest.raises(ValueError, match="no permission mode"):
+        adapter.build_argv("x", _request(agent), "please-everything")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root-only rule needs a root test run")
+def test_claude_bypass_is_not_offered_to_root() -> None:
+    """Claude refuses bypassPermissions as root, so a root daemon does not offer it."""
+    assert "bypassPermissions" not in ADAPTERS["claude"].permission_modes
+
+
+def _script(path: pathlib.Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def test_find_executable_prefers_the_env_var_then_path(tmp_path: pathlib.Path) -> None:
+    """``CLAUDE_PATH`` wins; without it the CLI is looked up on the environment's PATH."""
+    adapter = ADAPTERS["claude"]
+    explicit = _script(tmp_path / "my-claude", "exit 0\n")
+    (tmp_path / "bin").mkdir()
+    on_path = _script(tmp_path / "bin" / "claude", "exit 0\n")
+    assert adapter.find_executable({"CLAUDE_PATH": explicit, "PATH": "/nowhere"}) == explicit
+    assert adapter.find_executable({"PATH": str(tmp_path / "bin")}) == on_path
+    assert adapter.find_executable({"PATH": str(tmp_path)}) is None
+    missing = {"CLAUDE_PATH": str(tmp_path / "nope"), "PATH": str(tmp_path / "bin")}
+    assert adapter.find_executable(missing) is None
+
+
+async def test_agent_version_reads_the_first_line(tmp_path: pathlib.Path) -> None:
+    """``agent_version`` returns the first line that ``--version`` prints."""
+    cli = _script(tmp_path / "cli", 'echo "2.1.332 (Claude Code)"; echo extra\n')
+    assert await agent_version(cli) == "2.1.332 (Claude Code)"
+
+
+async def test_agent_version_reports_failures(tmp_path: pathlib.Path) -> None:
+    """A ``--version`` that fails names its exit code and stderr."""
+    cli = _script(tmp_path / "cli", "echo broken >&2; exit 3\n")
+    with pytest.raises(AgentVersionError, match="exited with 3: broken"):
+        await agent_version(cli)
+
+
+async def test_agent_version_times_out(tmp_path: pathlib.Path) -> None:
+    """A ``--version`` that hangs is abandoned after the timeout."""
+    cli = _script(tmp_path / "cli", "exec sleep 60\n")
+    with trio.fail_after(30):
+        with pytest.raises(AgentVersionError, match=r"did not answer within 0\.2 s"):
+            await agent_version(cli, timeout=0.2)

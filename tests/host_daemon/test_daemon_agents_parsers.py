@@ -1,0 +1,260 @@
+"""Agent event parsers read recorded CLI streams and decide outcomes from the terminal event."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import signal
+
+import pytest
+
+from host_daemon._agents import ADAPTERS, EventParser
+from host_daemon._records import AgentEvent, RunFinished
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+
+
+def _replay(
+    agent: str,
+    fixture: str,
+    exit_code: int | None,
+    *,
+    sig: int | None = None,
+    reason: str = "exited",
+) -> tuple[list[AgentEvent], RunFinished, EventParser]:
+    parser = ADAPTERS[agent].new_parser()
+    events: list[AgentEvent] = []
+    for line in (FIXTURES / fixture).read_text().splitlines():
+        events.extend(parser.feed(line))
+    finished = parser.finish(exit_code, sig, reason=reason)  # type: ignore[arg-type]
+    return events, finished, parser
+
+
+def _kinds(events: list[AgentEvent]) -> list[str]:
+    return [event.kind for event in events]
+
+
+def test_claude_success_with_tool_use() -> None:
+    """A Claude run that used Bash succeeds with its session id, final text, cost and turns."""
+    events, finished, _ = _replay("claude", "claude_success_tool_use.jsonl", 0)
+    assert _kinds(events) == ["init", "tool_use", "tool_result", "text", "usage"]
+    init = events[0]
+    assert init.session_id == finished.session_id
+    assert finished.outcome == "success"
+    assert finished.final_text == "Created f.txt."
+    assert finished.num_turns == 2
+    assert finished.cost_usd is not None
+    assert finished.cost_usd > 0
+    assert finished.usage is not None
+    assert finished.usage["output_tokens"] > 0
+    tool_use = events[1]
+    assert tool_use.tool_name == "Bash"
+    assert tool_use.tool_input == {"command": "echo hi > f.txt", "description": "scripted command"}
+    assert events[2].tool_use_id == tool_use.tool_use_id
+    assert events[2].is_error is False
+
+
+def test_every_line_is_kept_once_in_raw() -> None:
+    """Joining the non-empty ``raw`` fields gives back the recorded stream exactly."""
+    text = (FIXTURES / "claude_api_error.jsonl").read_text()
+    events, _, _ = _replay("claude", "claude_api_error.jsonl", 1)
+    assert [event.raw for event in events if event.raw] == text.splitlines()
+
+
+def test_claude_max_turns_is_an_error_with_a_clear_message() -> None:
+    """Max turns (exit 1 after its result) is an error that says the turn limit was reached."""
+    events, finished, _ = _replay("claude", "claude_max_turns.jsonl", 1)
+    assert finished.outcome == "error"
+    assert finished.error is not None
+    assert "maximum number of turns" in finished.error
+    assert "(1)" in finished.error
+    assert finished.num_turns == 2
+    assert events[-1].kind == "error"
+
+
+def test_claude_is_error_result_with_exit_zero_is_an_error() -> None:
+    """A failed API call reported as ``success`` with ``is_error`` is an error even on exit 0."""
+    _, finished, _ = _replay("claude", "claude_api_error.jsonl", 0)
+    assert finished.outcome == "error"
+    assert finished.error is not None
+    assert "API error 400" in finished.error
+    assert "Prompt is too long" in finished.error
+
+
+def test_claude_rate_limit_event_is_surfaced() -> None:
+    """A ``rate_limit_event`` becomes a ``rate_limit`` event with its status and reset time."""
+    events, finished, _ = _replay("claude", "claude_rate_limit.jsonl", 0)
+    [rate_limit] = [event for event in events if event.kind == "rate_limit"]
+    assert rate_limit.data is not None
+    assert rate_limit.data["status"] == "allowed_warning"
+    assert rate_limit.data["resets_at"] == 1764230400
+    assert finished.outcome == "success"
+
+
+def test_claude_unknown_event_types_are_kept_as_other() -> None:
+    """Unknown event types and non-JSON lines are ``other`` events with the raw line."""
+    events, finished, _ = _replay("claude", "claude_unknown_event.jsonl", 0)
+    others = [event for event in events if event.kind == "other"]
+    assert json.loads(others[0].raw)["type"] == "future_event"
+    assert others[1].raw == "this line is not JSON"
+    assert finished.outcome == "success"
+
+
+def test_claude_permission_denial_does_not_fail_the_run() -> None:
+    """A denied tool call is reported in the usage data; the run still succeeds."""
+    events, finished, _ = _replay("claude", "claude_permission_denied.jsonl", 0)
+    [usage] = [event for event in events if event.kind == "usage"]
+    assert usage.data is not None
+    assert usage.data["permission_denials"][0]["tool_name"] == "Bash"
+    assert finished.outcome == "success"
+
+
+def test_claude_without_result_is_an_error_even_on_exit_zero() -> None:
+    """A stream that ends without its result event is an error."""
+    parser = ADAPTERS["claude"].new_parser()
+    first = (FIXTURES / "claude_success_tool_use.jsonl").read_text().splitlines()[0]
+    parser.feed(first)
+    finished = parser.finish(0, None, reason="exited")
+    assert finished.outcome == "error"
+    assert finished.error == "claude exited with code 0 before its result event"
+    assert finished.session_id is not None
+
+
+def test_claude_success_result_with_nonzero_exit_is_an_error() -> None:
+    """The exit code is a secondary signal: a success result followed by exit 2 is an error."""
+    _, finished, _ = _replay("claude", "claude_success_tool_use.jsonl", 2)
+    assert finished.outcome == "error"
+    assert finished.error is not None
+    assert "exited with code 2" in finished.error
+
+
+@pytest.mark.parametrize("reason", ["cancelled", "timed_out", "killed"])
+def test_interrupted_runs_report_the_daemon_reason(reason: str) -> None:
+    """A run the daemon stopped reports why, with what the agent said so far."""
+    _, finished, _ = _replay(
+        "claude", "claude_success_tool_use.jsonl", None, sig=signal.SIGTERM, reason=reason
+    )
+    assert finished.outcome == reason
+    assert finished.signal == signal.SIGTERM
+    assert finished.session_id is not None
+
+
+def test_a_signal_the_daemon_did_not_send_is_killed() -> None:
+    """An agent that died of a signal on its own (OOM killer) is ``killed``, naming it."""
+    _, finished, _ = _replay("claude", "claude_max_turns.jsonl", None, sig=signal.SIGKILL)
+    assert finished.outcome == "killed"
+    assert finished.error == "claude was killed by SIGKILL"
+
+
+def test_truncated_lines_are_kept_and_flagged() -> None:
+    """A line cut at the line limit is an ``other`` event and marks the output truncated."""
+    parser = ADAPTERS["claude"].new_parser()
+    [event] = parser.feed('{"type":"assistant","message":{"content":[{"ty', truncated=True)
+    assert event.kind == "other"
+    assert event.truncated is True
+    assert parser.finish(0, None, reason="exited").output_truncated is True
+
+
+def test_codex_success() -> None:
+    """A completed Codex turn succeeds with the thread id, the last message and token usage."""
+    events, finished, _ = _replay("codex", "codex_success.jsonl", 0)
+    assert _kinds(events) == ["init", "other", "other", "text", "usage"]
+    assert finished.outcome == "success"
+    assert finished.session_id == "019abf2c-7d41-7b32-9a4e-2f6a1c0d9e51"
+    assert finished.final_text == "Added hello.py, which prints a greeting."
+    assert finished.usage == {
+        "input_tokens": 14203,
+        "cached_input_tokens": 13184,
+        "output_tokens": 212,
+    }
+    assert finished.cost_usd is None
+    assert finished.num_turns == 1
+
+
+def test_codex_turn_failed_with_exit_zero_is_an_error() -> None:
+    """Codex exits 0 after ``turn.failed``: the event wins."""
+    events, finished, _ = _replay("codex", "codex_turn_failed.jsonl", 0)
+    assert finished.outcome == "error"
+    assert finished.error is not None
+    assert finished.error.startswith("codex turn failed: stream disconnected")
+    assert _kinds(events).count("error") == 3
+
+
+def test_codex_command_execution_is_a_tool_call_and_result() -> None:
+    """Command executions become tool_use/tool_result pairs; a failing exit code is an error."""
+    events, finished, _ = _replay("codex", "codex_command_execution.jsonl", 0)
+    uses = [event for event in events if event.kind == "tool_use"]
+    results = [event for event in events if event.kind == "tool_result"]
+    assert [use.tool_input for use in uses] == [
+        {"command": "bash -lc 'pytest -q'"},
+        {"command": "bash -lc ls"},
+    ]
+    assert [(r.tool_use_id, r.is_error) for r in results] == [("item_0", True), ("item_1", False)]
+    assert results[0].text == "F.\n1 failed, 1 passed in 0.03s\n"
+    assert finished.outcome == "success"
+
+
+def test_codex_file_change_lists_the_changed_paths() -> None:
+    """A file change becomes a ``file_change`` tool call with its paths, then its result."""
+    events, finished, _ = _replay("codex", "codex_file_change.jsonl", 0)
+    [use] = [event for event in events if event.kind == "tool_use"]
+    [result] = [event for event in events if event.kind == "tool_result"]
+    assert use.tool_name == "file_change"
+    assert use.tool_input is not None
+    assert [c["path"] for c in use.tool_input["changes"]] == [
+        "/work/project/hello.py",
+        "/work/project/README.md",
+    ]
+    assert result.text == "add /work/project/hello.py\nupdate /work/project/README.md"
+    assert result.raw == ""
+    assert finished.outcome == "success"
+
+
+def test_codex_exit_without_turn_end_is_an_error() -> None:
+    """Codex exiting before its turn ended is an error carrying the last error message."""
+    parser = ADAPTERS["codex"].new_parser()
+    lines = (FIXTURES / "codex_turn_failed.jsonl").read_text().splitlines()
+    for line in lines[:3]:
+        parser.feed(line)
+    finished = parser.finish(1, None, reason="exited")
+    assert finished.outcome == "error"
+    assert finished.error is not None
+    assert finished.error.startswith("codex exited with code 1 before its turn ended: Reconnecting")
+
+
+def test_gemini_success() -> None:
+    """A Gemini run succeeds with its session id and the streamed reply joined."""
+    events, finished, _ = _replay("gemini", "gemini_success.jsonl", 0)
+    assert _kinds(events) == ["init", "other", "tool_use", "tool_result", "text", "text", "usage"]
+    assert finished.outcome == "success"
+    assert finished.session_id == "6b0f2c1e-8d4a-4e37-b5a9-1f2c3d4e5f60"
+    assert finished.final_text == "There are two files: README.md and hello.py."
+    assert finished.usage is not None
+    assert finished.usage["tool_calls"] == 1
+    assert events[3].tool_use_id == events[2].tool_use_id
+
+
+def test_gemini_error_result() -> None:
+    """A Gemini ``result`` with status error is an error with the API's message."""
+    _, finished, _ = _replay("gemini", "gemini_error.jsonl", 1)
+    assert finished.outcome == "error"
+    assert finished.error is not None
+    assert "exceeded your current quota" in finished.error
+
+
+def test_gemini_turn_limit_exit_53() -> None:
+    """Gemini's exit 53 without a result names the turn limit."""
+    _, finished, _ = _replay("gemini", "gemini_turn_limit.jsonl", 53)
+    assert finished.outcome == "error"
+    assert finished.error is not None
+    assert finished.error.startswith("gemini exited with code 53 (the turn limit): Reached max")
+
+
+def test_gemini_untrusted_workspace_exit_55() -> None:
+    """Gemini's exit 55 with no output names the untrusted workspace."""
+    events, finished, _ = _replay("gemini", "gemini_untrusted.jsonl", 55)
+    assert events == []
+    assert finished.outcome == "error"
+    assert finished.error == (
+        "gemini exited with code 55 (an untrusted workspace (the folder is not trusted))"
+    )
