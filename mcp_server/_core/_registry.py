@@ -37,11 +37,22 @@ class RequestContext(Protocol):
     async def log(self, level: LogLevel, data: Any, logger: str | None = None) -> None:
         """Send ``notifications/message`` when the client's log level lets it through."""
 
-    async def elicit(self, message: str, requested_schema: JSON) -> JSON:
-        """Ask the user for input (``elicitation/create``); returns the client's result."""
+    async def elicit(self, message: str, requested_schema: JSON, *, key: str | None = None) -> JSON:
+        """Ask the user for input (``elicitation/create``); returns the client's result.
 
-    async def sample(self, params: JSON) -> JSON:
+        On a legacy session this is a server→client request. On the 2026-07-28 leg the call
+        ends with an ``input_required`` result whose input request is named ``key`` (default:
+        numbered per call); the client's retry replays the handler and this returns the answer.
+        """
+
+    async def sample(self, params: JSON, *, key: str | None = None) -> JSON:
         """Ask the client's model (``sampling/createMessage``); returns the client's result."""
+
+    async def list_roots(self, *, key: str | None = None) -> JSON:
+        """Ask the client for its roots (``roots/list``); returns the client's result."""
+
+    async def ask(self, requests: Mapping[str, tuple[str, JSON]]) -> dict[str, JSON]:
+        """Send several client requests at once (key -> (method, params)); returns key -> result."""
 
 
 @attrs.frozen
@@ -150,3 +161,93 @@ class Prompt:
     arguments: tuple[PromptArgument, ...] = ()
     title: str | None = None
     complete: Completer | None = None
+
+
+@attrs.frozen
+class ListChanged:
+    """Registry event: the list of tools, resources or prompts changed."""
+
+    kind: ListKind
+
+
+@attrs.frozen
+class ResourceUpdated:
+    """Registry event: the resource at ``uri`` changed."""
+
+    uri: str
+
+
+RegistryEvent = ListChanged | ResourceUpdated
+Listener = Callable[[RegistryEvent], None]
+
+
+class Registry:
+    """What the server offers, declared once and served in every revision.
+
+    Changes bump a per-kind revision (the dispatcher caches rendered list pages per revision) and
+    fan out ``list_changed``/``resource_updated`` to listeners: each listener is a synchronous
+    callable that must never block (sessions and listen streams push into bounded buffers).
+    """
+
+    def __init__(self) -> None:
+        self.tools: dict[str, Tool] = {}
+        self.resources: dict[str, Resource] = {}
+        self.templates: dict[str, ResourceTemplate] = {}
+        self.prompts: dict[str, Prompt] = {}
+        self.revisions: dict[ListKind, int] = {"tools": 0, "resources": 0, "prompts": 0}
+        self._listeners: dict[int, Listener] = {}
+        self._next_listener = 0
+
+    def add_tool(self, tool: Tool) -> None:
+        """Add or replace a tool; announces ``tools`` list_changed."""
+        self.tools[tool.name] = tool
+        self.list_changed("tools")
+
+    def remove_tool(self, name: str) -> None:
+        """Remove a tool if present; announces ``tools`` list_changed."""
+        if self.tools.pop(name, None) is not None:
+            self.list_changed("tools")
+
+    def add_resource(self, resource: Resource) -> None:
+        """Add or replace a fixed-URI resource; announces ``resources`` list_changed."""
+        self.resources[resource.uri] = resource
+        self.list_changed("resources")
+
+    def remove_resource(self, uri: str) -> None:
+        """Remove a resource if present; announces ``resources`` list_changed."""
+        if self.resources.pop(uri, None) is not None:
+            self.list_changed("resources")
+
+    def add_template(self, template: ResourceTemplate) -> None:
+        """Add or replace a resource template; announces ``resources`` list_changed."""
+        self.templates[template.uri_template] = template
+        self.list_changed("resources")
+
+    def add_prompt(self, prompt: Prompt) -> None:
+        """Add or replace a prompt; announces ``prompts`` list_changed."""
+        self.prompts[prompt.name] = prompt
+        self.list_changed("prompts")
+
+    def resource_updated(self, uri: str) -> None:
+        """Tell every subscriber of ``uri`` that it changed. Never blocks."""
+        self._emit(ResourceUpdated(uri))
+
+    def list_changed(self, kind: ListKind) -> None:
+        """Tell every interested client that a list changed. Never blocks."""
+        self.revisions[kind] += 1
+        self._emit(ListChanged(kind))
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Register a non-blocking listener; returns the function that removes it."""
+        key = self._next_listener
+        self._next_listener += 1
+        self._listeners[key] = listener
+
+        def remove() -> None:
+            self._listeners.pop(key, None)
+
+        return remove
+
+    def _emit(self, event: RegistryEvent) -> None:
+        for listener in list(self._listeners.values()):
+            listener(event)

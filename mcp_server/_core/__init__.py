@@ -1,0 +1,1 @@
+"""The sans-IO MCP core: JSON-RPC messages, the registry, errors, negotiation and dispatch."""

@@ -1,0 +1,802 @@
+"""The ``/mcp`` endpoint as a raw ASGI handler in front of a Quart-trio app.
+
+``/mcp`` is the hot path and needs to decide late between a JSON and an SSE answer while the
+handler runs in a nursery the request owns, so it speaks ASGI directly; everything else
+(``/healthz``, RFC 9728 metadata, lifespan) goes to the Quart-trio app.
+
+Legacy (handshake-era) requests run in their session's nursery: a client disconnect is not a
+cancel there, and their events stay buffered for ``Last-Event-ID`` resumption;
+``notifications/cancelled`` or ending the session cancels them. 2026-07-28 requests run in the
+POST's own nursery, and a closed response stream cancels them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import attrs
+import orjson
+import trio
+
+from .._core import _versions as v
+from .._core._errors import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    McpError,
+    MethodNotFound,
+    ParseError,
+)
+from .._core._jsonrpc import (
+    ErrorResponse,
+    Notification,
+    Request,
+    RequestId,
+    Response,
+    classify,
+    error_message,
+    notification_message,
+    result_message,
+)
+from .._core._registry import JSON, ListChanged, RegistryEvent, ResourceUpdated
+from .._core._server import Core, Envelope, SessionState
+from .._core._tasks import TaskRecord
+from ._settings import HttpSettings
+from ._streams import EventStream
+
+logger = logging.getLogger("mcp_server.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+_SSE_HEADERS: Final = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+_LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+_MAX_STREAMS_PER_SESSION: Final = 64
+_LIST_NOTIFICATIONS: Final = {
+    "tools": "notifications/tools/list_changed",
+    "resources": "notifications/resources/list_changed",
+    "prompts": "notifications/prompts/list_changed",
+}
+_LISTEN_FLAGS: Final = {
+    "tools": "toolsListChanged",
+    "resources": "resourcesListChanged",
+    "prompts": "promptsListChanged",
+}
+
+
+class HttpError(Exception):
+    """An HTTP-level rejection with an optional JSON-RPC error body."""
+
+    def __init__(
+        self,
+        status: int,
+        error: McpError | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        rid: RequestId | None = None,
+    ) -> None:
+        super().__init__(status)
+        self.status = status
+        self.error = error
+        self.headers = headers or []
+        self.rid = rid
+
+
+def _dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+@attrs.define(eq=False)
+class _Stream:
+    """Peer for one request: its messages go to an ``EventStream``."""
+
+    session: HttpSession | None
+    stream: EventStream
+
+    async def notify(self, method: str, params: JSON) -> None:
+        self.stream.push(_dumps(notification_message(method, params)))
+
+    async def request(self, method: str, params: JSON) -> JSON:
+        if self.session is None:
+            raise McpError(INVALID_REQUEST, f"{method} needs a legacy session")
+        return await self.session.ask(self.stream, method, params)
+
+
+@attrs.define(eq=False)
+class HttpSession:
+    """A legacy session: protocol state, streams, in-flight requests and pending asks."""
+
+    state: SessionState
+    limit: int
+    nursery: trio.Nursery | None = None
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    streams: dict[str, EventStream] = attrs.field(factory=dict)
+    in_flight: dict[RequestId, trio.CancelScope] = attrs.field(factory=dict)
+    pending: dict[RequestId, tuple[trio.Event, list[Any]]] = attrs.field(factory=dict)
+    last_seen: float = attrs.field(factory=time.monotonic)
+    connections: int = 0
+    _next: int = 0
+    ended: bool = False
+
+    @property
+    def standalone(self) -> EventStream:
+        """The GET stream's buffer (created on first use)."""
+        stream = self.streams.get("g")
+        if stream is None:
+            stream = self.streams["g"] = EventStream("g", self.limit)
+        return stream
+
+    def new_stream(self) -> EventStream:
+        """A buffer for one request's SSE stream; the oldest finished ones are forgotten."""
+        self._next += 1
+        key = f"r{self._next}"
+        if len(self.streams) >= _MAX_STREAMS_PER_SESSION:
+            for old_key, old in list(self.streams.items()):
+                if old.closed:
+                    del self.streams[old_key]
+                    break
+        stream = self.streams[key] = EventStream(key, self.limit)
+        return stream
+
+    async def ask(self, stream: EventStream, method: str, params: JSON) -> JSON:
+        """Send a server→client request on ``stream`` and wait for the client's answer."""
+        self._next += 1
+        rid = f"srv-{self._next}"
+        done = trio.Event()
+        box: list[Any] = []
+        self.pending[rid] = (done, box)
+        try:
+            stream.push(_dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params}))
+            await done.wait()
+        finally:
+            self.pending.pop(rid, None)
+        answer = box[0]
+        if isinstance(answer, ErrorResponse):
+            error = answer.error
+            code = error.get("code")
+            raise McpError(
+                code if type(code) is int else INTERNAL_ERROR,
+                str(error.get("message", "client error")),
+                error.get("data"),
+            )
+        result: JSON = answer.result
+        return result
+
+    def answer(self, message: Response | ErrorResponse) -> None:
+        """Hand the client's response to the waiting ask, if any."""
+        entry = self.pending.get(message.id) if message.id is not None else None
+        if entry is not None:
+            entry[1].append(message)
+            entry[0].set()
+
+
+@attrs.define(eq=False)
+class _Listen:
+    """A 2026-07-28 ``subscriptions/listen`` stream's filter."""
+
+    rid: RequestId
+    stream: EventStream
+    lists: frozenset[str]
+    uris: frozenset[str]
+    task_ids: frozenset[str] | None
+
+
+class McpApp:
+    """The ASGI application: ``/mcp`` here, everything else to ``fallback`` (Quart-trio)."""
+
+    def __init__(self, core: Core, settings: HttpSettings, fallback: Any) -> None:
+        self.core = core
+        self.settings = settings
+        self.fallback = fallback
+        self.sessions: dict[str, HttpSession] = {}
+        self.listens: set[_Listen] = set()
+        self.draining = False
+        self._nursery: trio.Nursery | None = None
+        self._token = settings.auth_token.encode() if settings.auth_token else None
+        self._hosts, self._origins = _allowlists(settings)
+        core.registry.add_listener(self._on_registry_event)
+        core.task_listeners.append(self._on_task_change)
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the sessions' nurseries and expire idle sessions, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            period = max(0.05, min(30.0, self.settings.session_idle_timeout_s / 4))
+            while True:
+                await trio.sleep(period)
+                self._expire(time.monotonic())
+
+    def drain(self) -> None:
+        """Start draining: streams send a final event and end; new sessions are refused."""
+        self.draining = True
+        for session in self.sessions.values():
+            for stream in session.streams.values():
+                stream.wake()
+        for listen in self.listens:
+            listen.stream.wake()
+
+    def _expire(self, now: float) -> None:
+        timeout = self.settings.session_idle_timeout_s
+        for session_id, session in list(self.sessions.items()):
+            if (
+                session.connections == 0
+                and not session.in_flight
+                and now - session.last_seen > timeout
+            ):
+                self._end(session_id)
+
+    def _end(self, session_id: str) -> None:
+        session = self.sessions.pop(session_id, None)
+        if session is not None:
+            session.ended = True
+            session.scope.cancel()
+            self.core.tasks.drop_owner(session_id)
+            for stream in session.streams.values():
+                stream.closed = True
+                stream.wake()
+
+    # -- notification fan-out -------------------------------------------------------------------
+
+    def _on_registry_event(self, event: RegistryEvent) -> None:
+        if isinstance(event, ListChanged):
+            data = _dumps(notification_message(_LIST_NOTIFICATIONS[event.kind], {}))
+            for session in self.sessions.values():
+                if session.state.initialized:
+                    session.standalone.push(data)
+            for listen in self.listens:
+                if event.kind in listen.lists:
+                    listen.stream.push(
+                        _dumps(
+                            notification_message(
+                                _LIST_NOTIFICATIONS[event.kind], _sub_meta(listen.rid)
+                            )
+                        )
+                    )
+        elif isinstance(event, ResourceUpdated):
+            data = _dumps(
+                notification_message("notifications/resources/updated", {"uri": event.uri})
+            )
+            for session in self.sessions.values():
+                if event.uri in session.state.subscriptions:
+                    session.standalone.push(data)
+            for listen in self.listens:
+                if event.uri in listen.uris:
+                    params = {"uri": event.uri, **_sub_meta(listen.rid)}
+                    listen.stream.push(
+                        _dumps(notification_message("notifications/resources/updated", params))
+                    )
+
+    def _on_task_change(self, record: TaskRecord) -> None:
+        for listen in self.listens:
+            if listen.task_ids is not None and record.task_id in listen.task_ids:
+                params = {**record.modern_json(inline=True), **_sub_meta(listen.rid)}
+                listen.stream.push(_dumps(notification_message("notifications/tasks", params)))
+
+    # -- ASGI -----------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in ("/mcp", "/mcp/"):
+            await self._mcp(scope, receive, send)
+        else:
+            await self.fallback(scope, receive, send)
+
+    async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: dict[bytes, bytes] = {}
+        pairs: list[tuple[str, str]] = []
+        for name, value in scope["headers"]:
+            headers[name] = value
+            if name.startswith(b"mcp-"):
+                pairs.append((name.decode("latin-1"), value.decode("latin-1")))
+        try:
+            self._check_security(scope, headers)
+            method = scope["method"]
+            if method == "POST":
+                await self._post(scope, receive, send, headers, pairs)
+            elif method == "GET":
+                await self._get(receive, send, headers)
+            elif method == "DELETE":
+                await self._delete(send, headers)
+            else:
+                _method_not_allowed()
+        except HttpError as exc:
+            body = b""
+            extra = list(exc.headers)
+            if exc.error is not None:
+                body = _dumps(error_message(exc.rid, exc.error.to_json()))
+                extra += _JSON_HEADERS
+            await _respond(send, exc.status, body, extra)
+
+    # -- security -------------------------------------------------------------------------------
+
+    def _check_security(self, scope: Scope, headers: dict[bytes, bytes]) -> None:
+        host = headers.get(b"host", b"").decode("latin-1").lower()
+        if _hostname(host) not in self._hosts:
+            raise HttpError(421, McpError(INVALID_REQUEST, "Host not allowed"))
+        origin = headers.get(b"origin")
+        if origin is not None and not origin_allowed(origin.decode("latin-1"), self._origins):
+            raise HttpError(403, McpError(INVALID_REQUEST, "Origin not allowed"))
+        if self._token is not None:
+            auth = headers.get(b"authorization", b"")
+            scheme, _, token = auth.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
+                metadata = f"{_base_url(scope, host)}/.well-known/oauth-protected-resource/mcp"
+                challenge = f'Bearer resource_metadata="{metadata}"'
+                if auth:
+                    challenge += ', error="invalid_token"'
+                raise HttpError(
+                    401,
+                    McpError(INVALID_REQUEST, "Unauthorized"),
+                    [(b"www-authenticate", challenge.encode())],
+                )
+
+    # -- POST -----------------------------------------------------------------------------------
+
+    async def _post(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        pairs: list[tuple[str, str]],
+    ) -> None:
+        accept = headers.get(b"accept", b"")
+        if not (b"application/json" in accept or b"*/*" in accept) or not (
+            b"text/event-stream" in accept or b"*/*" in accept
+        ):
+            raise HttpError(
+                406,
+                McpError(
+                    INVALID_REQUEST, "Accept must list application/json and text/event-stream"
+                ),
+            )
+        content_type = headers.get(b"content-type", b"")
+        if not content_type.split(b";")[0].strip().lower() == b"application/json":
+            raise HttpError(415, McpError(INVALID_REQUEST, "Content-Type must be application/json"))
+        body = await self._read_body(receive, headers)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise HttpError(400, ParseError()) from None
+        try:
+            message = classify(data)
+        except McpError as exc:
+            rid = (
+                data.get("id")
+                if type(data) is dict and type(data.get("id")) in (str, int)
+                else None
+            )
+            raise HttpError(400, exc, rid=rid) from None
+        version_header = headers.get(b"mcp-protocol-version")
+        header_version = version_header.decode("latin-1").strip() if version_header else None
+        params = message.params if isinstance(message, Request | Notification) else None
+        if v.classify(header_version, params) == "modern":
+            await self._post_modern(receive, send, message, pairs)
+        else:
+            await self._post_legacy(receive, send, message, headers, header_version)
+
+    async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
+        limit = self.settings.max_body_bytes
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise HttpError(413, McpError(INVALID_REQUEST, "Request body too large"))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                raise HttpError(400)
+            chunk = event.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise HttpError(413, McpError(INVALID_REQUEST, "Request body too large"))
+            chunks.append(chunk)
+            if not event.get("more_body", False):
+                return b"".join(chunks)
+
+    # -- legacy leg -----------------------------------------------------------------------------
+
+    def _session(self, headers: dict[bytes, bytes], rid: RequestId | None = None) -> HttpSession:
+        session_id = headers.get(b"mcp-session-id")
+        if session_id is None:
+            raise HttpError(
+                400, McpError(INVALID_REQUEST, "Missing Mcp-Session-Id header"), rid=rid
+            )
+        session = self.sessions.get(session_id.decode("latin-1"))
+        if session is None:
+            raise HttpError(404, McpError(INVALID_REQUEST, "Session not found"), rid=rid)
+        session.last_seen = time.monotonic()
+        return session
+
+    async def _post_legacy(
+        self,
+        receive: Receive,
+        send: Send,
+        message: Any,
+        headers: dict[bytes, bytes],
+        header_version: str | None,
+    ) -> None:
+        if isinstance(message, Request) and message.method == "initialize":
+            await self._initialize(send, message)
+            return
+        rid = message.id if isinstance(message, Request) else None
+        session = self._session(headers, rid)
+        if header_version is not None and header_version not in v.LEGACY_VERSIONS:
+            raise HttpError(
+                400,
+                McpError(INVALID_REQUEST, f"Unsupported MCP-Protocol-Version: {header_version}"),
+                rid=rid,
+            )
+        if isinstance(message, Notification):
+            self._legacy_notification(session, message)
+            await _respond(send, 202, b"", [])
+            return
+        if isinstance(message, Response | ErrorResponse):
+            session.answer(message)
+            await _respond(send, 202, b"", [])
+            return
+        if not self.core.knows("legacy", message.method):
+            raise HttpError(200, MethodNotFound(message.method), rid=message.id)
+        stream = session.new_stream()
+        env = self.core.legacy_envelope(message, session.state)
+        if session.nursery is None:
+            raise HttpError(404, McpError(INVALID_REQUEST, "Session not found"), rid=message.id)
+        session.nursery.start_soon(self._run_legacy, session, message, env, stream)
+        session.connections += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+                await self._write(send, stream, 0, session, json_ok=True)
+                nursery.cancel_scope.cancel()
+        finally:
+            session.connections -= 1
+            session.last_seen = time.monotonic()
+
+    async def _run_legacy(
+        self, session: HttpSession, request: Request, env: Envelope, stream: EventStream
+    ) -> None:
+        scope = trio.CancelScope()
+        session.in_flight[request.id] = scope
+        response: bytes | None = None
+        try:
+            with scope:
+                response = await self._answer(request, env, _Stream(session, stream))
+        finally:
+            session.in_flight.pop(request.id, None)
+            if response is None:
+                # Cancelled: the spec says no response; end the stream so its writer returns.
+                stream.closed = True
+                stream.wake()
+            else:
+                stream.push(response, final=True)
+
+    async def _answer(self, request: Request, env: Envelope, peer: _Stream) -> bytes:
+        try:
+            result = await self.core.handle(request, env, peer)
+        except McpError as exc:
+            return _dumps(error_message(request.id, exc.to_json()))
+        except Exception as exc:
+            error = _mcp_error_in(exc)
+            if error is None:
+                logger.exception("handler for %s failed", request.method)
+                error = McpError(INTERNAL_ERROR, "Internal error")
+            return _dumps(error_message(request.id, error.to_json()))
+        return _dumps(result_message(request.id, result))
+
+    async def _initialize(self, send: Send, request: Request) -> None:
+        if self.draining:
+            raise HttpError(
+                503, McpError(INTERNAL_ERROR, "Server is shutting down"), rid=request.id
+            )
+        if len(self.sessions) >= self.settings.max_sessions:
+            self._evict_one()
+        session_id = secrets.token_urlsafe(24)
+        try:
+            state, result = self.core.initialize(request.params, session_id)
+        except McpError as exc:
+            raise HttpError(200, exc, rid=request.id) from None
+        session = HttpSession(state, self.settings.max_queued_events)
+        state.peer = _Stream(session, session.standalone)
+        if self._nursery is None:
+            raise HttpError(503, McpError(INTERNAL_ERROR, "Server is not running"), rid=request.id)
+        await self._nursery.start(self._session_task, session)
+        self.sessions[session_id] = session
+        body = _dumps(result_message(request.id, result))
+        extra = [(b"mcp-session-id", session_id.encode())]
+        if self.settings.sse_responses:
+            stream = EventStream("init", 1)
+            stream.push(body, final=True)
+            await self._write(send, stream, 0, None, json_ok=False, extra=extra)
+        else:
+            await _respond(send, 200, body, _JSON_HEADERS + extra)
+
+    async def _session_task(
+        self, session: HttpSession, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        with session.scope:
+            async with trio.open_nursery() as nursery:
+                session.nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+
+    def _evict_one(self) -> None:
+        idle = [(s.last_seen, sid) for sid, s in self.sessions.items() if s.connections == 0]
+        if not idle:
+            raise HttpError(503, McpError(INTERNAL_ERROR, "Too many sessions"))
+        self._end(min(idle)[1])
+
+    def _legacy_notification(self, session: HttpSession, message: Notification) -> None:
+        if message.method == "notifications/initialized":
+            session.state.initialized = True
+        elif message.method == "notifications/cancelled":
+            rid = message.params.get("requestId")
+            if type(rid) in (str, int):
+                scope = session.in_flight.get(rid)  # type: ignore[arg-type]
+                if scope is not None:
+                    scope.cancel()
+
+    # -- GET and DELETE -------------------------------------------------------------------------
+
+    async def _get(self, receive: Receive, send: Send, headers: dict[bytes, bytes]) -> None:
+        version = headers.get(b"mcp-protocol-version")
+        if version is not None and version.decode("latin-1").strip() not in v.LEGACY_VERSIONS:
+            raise HttpError(405, headers=[(b"allow", b"POST")])
+        if b"text/event-stream" not in headers.get(b"accept", b""):
+            raise HttpError(406, McpError(INVALID_REQUEST, "Accept must list text/event-stream"))
+        session = self._session(headers)
+        last = headers.get(b"last-event-id")
+        stream = session.standalone
+        after = 0
+        if last is not None:
+            key, _, seq = last.decode("latin-1").rpartition(":")
+            resumed = session.streams.get(key)
+            if resumed is None or not seq.isdigit():
+                raise HttpError(400, McpError(INVALID_REQUEST, "Unknown Last-Event-ID"))
+            stream, after = resumed, int(seq)
+        session.connections += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+                await self._write(send, stream, after, session, json_ok=False, priming=last is None)
+                nursery.cancel_scope.cancel()
+        finally:
+            session.connections -= 1
+            session.last_seen = time.monotonic()
+
+    async def _delete(self, send: Send, headers: dict[bytes, bytes]) -> None:
+        version = headers.get(b"mcp-protocol-version")
+        if version is not None and version.decode("latin-1").strip() not in v.LEGACY_VERSIONS:
+            raise HttpError(405, headers=[(b"allow", b"POST")])
+        session = self._session(headers)
+        self._end(session.state.session_id)
+        await _respond(send, 204, b"", [])
+
+    # -- modern leg -----------------------------------------------------------------------------
+
+    async def _post_modern(
+        self, receive: Receive, send: Send, message: Any, pairs: list[tuple[str, str]]
+    ) -> None:
+        if not isinstance(message, Request):
+            await _respond(send, 202, b"", [])
+            return
+        if (
+            not self.core.knows("modern", message.method)
+            and message.method != "subscriptions/listen"
+        ):
+            raise HttpError(404, MethodNotFound(message.method), rid=message.id)
+        try:
+            env = self.core.modern_envelope(message, pairs)
+        except McpError as exc:
+            raise HttpError(
+                exc.http_status if exc.http_status != 200 else 400, exc, rid=message.id
+            ) from None
+        if message.method == "subscriptions/listen":
+            await self._listen(receive, send, message)
+            return
+        stream = EventStream("m", self.settings.max_queued_events)
+        peer = _Stream(None, stream)
+
+        async def run() -> None:
+            stream.push(await self._answer(message, env, peer), final=True)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+            nursery.start_soon(run)
+            await self._write(send, stream, 0, None, json_ok=True, priming=False)
+            nursery.cancel_scope.cancel()
+
+    async def _listen(self, receive: Receive, send: Send, request: Request) -> None:
+        wanted = request.params.get("notifications")
+        if type(wanted) is not dict:
+            raise HttpError(
+                400,
+                McpError(-32602, "expected object @ $.params.notifications"),
+                rid=request.id,
+            )
+        uris = wanted.get("resourceSubscriptions") or []
+        task_ids = wanted.get("taskIds")
+        stream = EventStream("l", self.settings.max_queued_events)
+        listen = _Listen(
+            rid=request.id,
+            stream=stream,
+            lists=frozenset(
+                kind for kind, flag in _LISTEN_FLAGS.items() if wanted.get(flag) is True
+            ),
+            uris=frozenset(u for u in uris if type(u) is str)
+            if type(uris) is list
+            else frozenset(),
+            task_ids=frozenset(t for t in task_ids if type(t) is str)
+            if type(task_ids) is list
+            else None,
+        )
+        stream.push(
+            _dumps(
+                notification_message(
+                    "notifications/subscriptions/acknowledged", _sub_meta(request.id)
+                )
+            )
+        )
+        self.listens.add(listen)
+        final = _dumps(
+            result_message(
+                request.id,
+                {
+                    "resultType": "complete",
+                    "_meta": {
+                        v.META_SUBSCRIPTION: request.id,
+                        v.META_SERVER_INFO: {
+                            "name": self.core.info.name,
+                            "version": self.core.info.version,
+                        },
+                    },
+                },
+            )
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+                await self._write(send, stream, 0, None, json_ok=False, priming=False, final=final)
+                nursery.cancel_scope.cancel()
+        finally:
+            self.listens.discard(listen)
+
+    # -- the writer -----------------------------------------------------------------------------
+
+    async def _write(
+        self,
+        send: Send,
+        stream: EventStream,
+        after: int,
+        session: HttpSession | None,
+        *,
+        json_ok: bool,
+        priming: bool = True,
+        extra: list[tuple[bytes, bytes]] | None = None,
+        final: bytes | None = None,
+    ) -> None:
+        """Send ``stream`` as JSON (one final message, when allowed) or as SSE until it ends.
+
+        Draining ends the stream with ``final`` (or a last ``retry`` event the client can resume
+        from); a writer that fell behind the bounded buffer ends so the client resumes.
+        """
+        headers = list(extra or [])
+        if session is not None:
+            headers.append((b"mcp-session-id", session.state.session_id.encode()))
+        json_ok = json_ok and not self.settings.sse_responses
+        while stream.seq <= after and not stream.closed and not self.draining:
+            await stream.wait()
+        if json_ok:
+            only = stream.only_message()
+            if only is not None:
+                await _respond(send, 200, only, _JSON_HEADERS + headers)
+                return
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers}
+        )
+        ids = session is not None
+        retry = self.settings.sse_retry_ms
+        if priming and ids:
+            await _chunk(send, f"id: {stream.key}:{after}\nretry: {retry}\ndata: \n\n".encode())
+        last = after
+        while True:
+            events, gap = stream.after(last)
+            if gap:
+                break
+            for seq, data in events:
+                prefix = f"id: {stream.key}:{seq}\n".encode() if ids else b""
+                await _chunk(send, prefix + b"event: message\ndata: " + data + b"\n\n")
+                last = seq
+            if stream.closed and last >= stream.seq:
+                break
+            if self.draining:
+                if final is not None:
+                    await _chunk(send, b"event: message\ndata: " + final + b"\n\n")
+                elif ids:
+                    await _chunk(
+                        send, f"id: {stream.key}:{last}\nretry: {retry}\ndata: \n\n".encode()
+                    )
+                break
+            await stream.wait()
+        await _end_body(send)
+
+
+def _method_not_allowed() -> None:
+    raise HttpError(405, headers=[(b"allow", b"GET, POST, DELETE")])
+
+
+def _sub_meta(rid: RequestId) -> JSON:
+    return {"_meta": {v.META_SUBSCRIPTION: rid}}
+
+
+def _mcp_error_in(exc: BaseException) -> McpError | None:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, McpError) else None
+
+
+async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    while True:
+        event = await receive()
+        if event["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _chunk(send: Send, data: bytes) -> None:
+    await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def _end_body(send: Send) -> None:
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _hostname(host: str) -> str:
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _allowlists(settings: HttpSettings) -> tuple[frozenset[str], frozenset[str]]:
+    hosts = set(_LOCAL_HOSTS)
+    if settings.host not in ("0.0.0.0", "::", ""):  # noqa: S104 (comparing, not binding)
+        hosts.add(settings.host.lower())
+    origins: set[str] = set()
+    for url in settings.public_urls:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        if parts.hostname:
+            hosts.add(parts.hostname.lower())
+            origins.add(f"{parts.scheme}://{parts.netloc}".lower())
+    return frozenset(hosts), frozenset(origins)
+
+
+def _base_url(scope: Scope, host: str) -> str:
+    return f"{scope.get('scheme', 'http')}://{host}"
+
+
+def origin_allowed(origin: str, origins: frozenset[str]) -> bool:
+    """Loopback origins on any port, plus the configured public ones."""
+    origin = origin.lower().rstrip("/")
+    if origin in origins:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and (parts.hostname or "") in _LOCAL_HOSTS | {"::1"}

@@ -1,0 +1,105 @@
+"""``serve()``: the MCP app on Hypercorn's trio worker, with graceful drain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from .._core._registry import Registry
+from .._core._server import Core, ServerInfo
+from ._app import McpApp, Receive, Scope, Send
+from ._settings import HttpSettings
+
+
+def _quart_app(settings: HttpSettings) -> QuartTrio:
+    """Health and RFC 9728 metadata; also answers the ASGI lifespan Hypercorn requires."""
+    app = QuartTrio("mcp_server")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', content_type="application/json")
+
+    @app.get("/.well-known/oauth-protected-resource")
+    @app.get("/.well-known/oauth-protected-resource/mcp")
+    async def resource_metadata() -> Response:
+        base = f"{request.scheme}://{request.host}"
+        body: dict[str, Any] = {
+            "resource": f"{base}/mcp",
+            "bearer_methods_supported": ["header"],
+            "resource_name": settings.server_name,
+        }
+        return Response(orjson.dumps(body), content_type="application/json")
+
+    return app
+
+
+def shield_final_send(app: Any) -> Any:
+    """Run only the final ``http.response.body`` send shielded (facts/stack.md keep-alive fix).
+
+    Without it a request's cancel lands in Hypercorn's final send and kills its idle timer: idle
+    keep-alive connections then never close and hold graceful shutdown.
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        async def shielded_send(message: Any) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                with trio.CancelScope(shield=True):
+                    await send(message)
+            else:
+                await send(message)
+
+        await app(scope, receive, shielded_send)
+
+    return wrapped
+
+
+def build_app(registry: Registry, settings: HttpSettings) -> tuple[Core, McpApp]:
+    """The core and the ASGI app for ``registry``; run ``core.run`` and ``app.run`` beside it."""
+    info = ServerInfo(settings.server_name, settings.server_version, settings.instructions)
+    core = Core(registry, info, secret=settings.state_secret)
+    return core, McpApp(core, settings, _quart_app(settings))
+
+
+async def serve(
+    registry: Registry,
+    settings: HttpSettings,
+    *,
+    shutdown: trio.Event,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``registry`` on ``/mcp`` until ``shutdown`` is set, then drain and return.
+
+    ``task_status.started(urls)`` reports the bound base URLs (port 0 allowed). Cancelling the
+    caller's scope exits at once.
+    """
+    core, app = build_app(registry, settings)
+    config = Config()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.graceful_timeout = settings.graceful_timeout_s
+    config.keep_alive_timeout = 5.0
+    config.accesslog = None
+    config.errorlog = None
+
+    async def trigger() -> None:
+        await shutdown.wait()
+        app.drain()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(core.run)
+        await nursery.start(app.run)
+
+        async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            await hypercorn_serve(
+                shield_final_send(app), config, shutdown_trigger=trigger, task_status=task_status
+            )
+            nursery.cancel_scope.cancel()
+
+        urls = await nursery.start(run_http)
+        task_status.started(urls)

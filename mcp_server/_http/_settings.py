@@ -1,0 +1,33 @@
+"""Settings of the Streamable HTTP transport."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class HttpSettings:
+    """How ``serve()`` listens, authenticates and bounds its resources.
+
+    ``auth_token=None`` turns bearer auth off (tests and the conformance server only).
+    ``public_urls`` are extra origins/hosts allowed besides the localhost names (e.g. a tunnel).
+    ``sse_responses`` answers every request with an SSE stream; otherwise a request answers with
+    plain JSON unless it sends notifications or requests before its result.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    auth_token: str | None = None
+    public_urls: tuple[str, ...] = ()
+    max_body_bytes: int = 4 * 1024 * 1024
+    session_idle_timeout_s: float = 30 * 60.0
+    max_sessions: int = 1000
+    max_queued_events: int = 256
+    graceful_timeout_s: float = 10.0
+    server_name: str = "coding-agent"
+    server_version: str = "0.1.0"
+    instructions: str | None = None
+    sse_responses: bool = False
+    sse_retry_ms: int = 1000
+    state_secret: bytes | None = None
+    """Key that signs 2026-07-28 ``requestState``; random per process when None."""
