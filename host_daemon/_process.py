@@ -1,0 +1,523 @@
+"""Process groups that really die: spawn a run, stream its output with backpressure, end it whole.
+
+A run is spawned in its own session (so its process group id is the leader's pid) with stdin on
+``/dev/null`` and two pipes for its output. Leaving :func:`spawn_group` for any reason terminates
+every process of the run (SIGTERM, a grace period, then SIGKILL) and reaps it, shielded.
+
+Finding "every process of the run" takes four nets, because children may leave the group:
+
+- the process group (what ``killpg`` reaches);
+- descendants of those by parent-pid chains, while the ancestors live;
+- processes that carry the run's marker in their environment (``CODING_AGENT_RUN_ID``): it is
+  inherited across ``setsid()`` and double forks, so an escaped tree is found even after it was
+  reparented to init;
+- pids seen earlier by any net, verified by their start time (``/proc/PID/stat`` field 22):
+  this catches an escaped process that cleared its environment, once reparented to the daemon
+  when the daemon is a child subreaper (:func:`become_subreaper`).
+
+Signals go through pidfds opened after the start time was checked, so a reused pid is never hit.
+The leader is watched through a pidfd and not reaped until the end, so its pid (the group id)
+cannot be reused while the run lives.
+
+The leader is forked from the trio thread itself, not with ``trio.lowlevel.open_process``: trio
+forks from a worker thread, and ``PR_SET_PDEATHSIG`` fires when the *thread* that forked exits,
+which trio's thread cache does after 10 s idle (measured: the child got SIGTERM 10.0 s after
+spawn). ``preexec_fn`` is used only to call ``prctl`` through a ctypes function resolved
+beforehand, plus ``getppid``: no locks, no imports, nothing that could deadlock after the fork.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import secrets
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Literal
+
+import attrs
+import trio
+
+from ._proc import ProcStat, descendants, environ_has, read_stat, snapshot
+
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "OUTPUT_BUFFER_BYTES",
+    "RUN_MARKER_ENV",
+    "ExitStatus",
+    "GroupProcess",
+    "OutputLine",
+    "become_subreaper",
+    "output_limit_marker",
+    "spawn_group",
+]
+
+logger = logging.getLogger(__name__)
+
+RUN_MARKER_ENV = "CODING_AGENT_RUN_ID"
+DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024
+OUTPUT_BUFFER_BYTES = 1024 * 1024
+"""Bytes of complete lines held for a slow reader before the pumps stop reading the pipes."""
+
+_READ_CHUNK = 64 * 1024
+_LINE_OVERHEAD = 64  # what an OutputLine costs beyond its data, for the buffer's accounting
+_TRACK_INTERVAL = 1.0
+_KILL_WAIT = 5.0  # how long SIGKILLed processes get to vanish (uninterruptible sleep) after grace
+_REAP_WAIT = 5.0
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_prctl = _libc.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.restype = ctypes.c_int
+
+
+@attrs.frozen
+class OutputLine:
+    """One line of a run's output, without its newline; ``truncated`` if it was cut."""
+
+    stream: Literal["stdout", "stderr"]
+    data: bytes
+    truncated: bool = False
+
+
+@attrs.frozen
+class ExitStatus:
+    """How the leader ended: an exit code, or the signal that killed it."""
+
+    exit_code: int | None
+    signal: int | None
+
+
+def output_limit_marker(limit: int) -> bytes:
+    """The line produced once a run's output exceeds ``limit`` bytes."""
+    return f"[coding-agent: output exceeded {limit} bytes; the rest was discarded]".encode()
+
+
+def become_subreaper(enable: bool = True) -> None:
+    """Make this process the reaper of its orphaned descendants (``PR_SET_CHILD_SUBREAPER``).
+
+    Then processes that escaped a run with ``setsid()`` and lost their parent are reparented to
+    the daemon instead of init, where the runner finds, kills and reaps them. Call it once, at
+    daemon start; it lasts for the life of the process (``enable=False`` undoes it, for tests).
+    """
+    if _prctl(_PR_SET_CHILD_SUBREAPER, int(enable), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
+
+
+def _child_setup(parent_pid: int) -> Callable[[], None]:
+    term = int(signal.SIGTERM)
+
+    def setup() -> None:
+        _prctl(_PR_SET_PDEATHSIG, term, 0, 0, 0)
+        # The parent may have died before prctl took effect: then no signal would ever come.
+        if os.getppid() != parent_pid:
+            os._exit(128 + term)
+
+    return setup
+
+
+class _ByteBudget:
+    """Bytes of output waiting for the reader; producers park while it is spent."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._lot = trio.lowlevel.ParkingLot()
+
+    async def acquire(self, amount: int) -> None:
+        # A single line larger than the budget still passes once the buffer is empty.
+        while self._used > 0 and self._used + amount > self._limit:
+            await self._lot.park()
+        self._used += amount
+
+    def release(self, amount: int) -> None:
+        self._used -= amount
+        self._lot.unpark_all()
+
+
+class _LineSplitter:
+    """Split a byte stream into lines, cutting each at ``max_line`` bytes as it arrives."""
+
+    def __init__(self, max_line: int) -> None:
+        self._max_line = max_line
+        self._line = bytearray()
+        self._cut = False  # the current line was cut: discard up to its newline
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bool]]:
+        """The lines completed (or cut) by ``chunk``, as ``(data, truncated)``."""
+        lines: list[tuple[bytes, bool]] = []
+        start = 0
+        while True:
+            newline = chunk.find(b"\n", start)
+            end = len(chunk) if newline < 0 else newline
+            if not self._cut:
+                room = self._max_line - len(self._line)
+                self._line += chunk[start : start + min(room, end - start)]
+                if end - start > room:
+                    self._cut = True
+                    lines.append((bytes(self._line), True))
+                    self._line.clear()
+            if newline < 0:
+                return lines
+            if self._cut:
+                self._cut = False
+            else:
+                lines.append((bytes(self._line), False))
+                self._line.clear()
+            start = newline + 1
+
+    def flush(self) -> bytes:
+        """The unfinished line so far (empty if none), and start afresh."""
+        rest = bytes(self._line)
+        self._line.clear()
+        return rest
+
+
+def _cost(line: OutputLine) -> int:
+    return len(line.data) + _LINE_OVERHEAD
+
+
+def _signal(stat: ProcStat, sig: int) -> None:
+    """Send ``sig`` to the process ``stat`` describes, and never to a pid's new owner."""
+    try:
+        pidfd = os.pidfd_open(stat.pid)
+    except OSError:
+        return
+    try:
+        current = read_stat(stat.pid)
+        if current is not None and current.start_time == stat.start_time:
+            signal.pidfd_send_signal(pidfd, sig)
+    except OSError:
+        pass
+    finally:
+        os.close(pidfd)
+
+
+class GroupProcess:
+    """A running process group: its output lines (async iteration), its exit, its end."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        pidfd: int,
+        start_time: int,
+        marker: bytes,
+        *,
+        kill_grace: float,
+        max_output_bytes: int | None,
+        max_line_bytes: int,
+        receive: trio.MemoryReceiveChannel[OutputLine],
+    ) -> None:
+        self._popen = popen
+        self._pidfd = pidfd
+        self._start_time = start_time
+        self._marker = marker
+        self._kill_grace = kill_grace
+        self._max_line_bytes = max_line_bytes
+        self._max_output_bytes = max_output_bytes
+        self._output_left = max_output_bytes
+        self._receive = receive
+        self._budget = _ByteBudget(OUTPUT_BUFFER_BYTES)
+        self._seen: dict[int, int] = {popen.pid: start_time}
+        self._unmarked: set[tuple[int, int]] = set()
+        self._exited = trio.Event()
+        self._status: ExitStatus | None = None
+        self.output_capped = False
+        """Whether the output limit was reached (the marker line was produced)."""
+
+    @property
+    def pid(self) -> int:
+        """The leader's pid, which is also the process group id."""
+        return self._popen.pid
+
+    def __aiter__(self) -> GroupProcess:
+        return self
+
+    async def __anext__(self) -> OutputLine:
+        try:
+            line = await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+        self._budget.release(_cost(line))
+        return line
+
+    async def wait(self) -> ExitStatus:
+        """Wait for the leader to exit and say how (the group may still be ending)."""
+        await self._exited.wait()
+        assert self._status is not None  # noqa: S101 -- set before the event
+        return self._status
+
+    async def terminate(self) -> None:
+        """End every process of the run (SIGTERM, grace, SIGKILL); return when none runs."""
+        await self._terminate_tree()
+
+    # -- output ------------------------------------------------------------------------------
+
+    async def _pump(
+        self,
+        stream: trio.lowlevel.FdStream,
+        name: Literal["stdout", "stderr"],
+        send: trio.MemorySendChannel[OutputLine],
+    ) -> None:
+        async with send:
+            splitter = _LineSplitter(self._max_line_bytes)
+            while True:
+                chunk = await stream.receive_some(_READ_CHUNK)
+                if not chunk:
+                    break
+                if self.output_capped:
+                    continue  # keep draining so the child is not wedged on a full pipe
+                over = False
+                if self._output_left is not None:
+                    if len(chunk) > self._output_left:
+                        chunk = chunk[: self._output_left]
+                        over = True
+                    self._output_left -= len(chunk)
+                for data, truncated in splitter.feed(chunk):
+                    await self._emit(send, OutputLine(name, data, truncated))
+                if over and not self.output_capped:
+                    self.output_capped = True
+                    rest = splitter.flush()
+                    if rest:
+                        await self._emit(send, OutputLine(name, rest, truncated=True))
+                    assert self._max_output_bytes is not None  # noqa: S101 -- over implies a limit
+                    marker = output_limit_marker(self._max_output_bytes)
+                    await self._emit(send, OutputLine(name, marker, truncated=True))
+            rest = splitter.flush()
+            if rest and not self.output_capped:
+                await self._emit(send, OutputLine(name, rest))
+
+    async def _emit(self, send: trio.MemorySendChannel[OutputLine], line: OutputLine) -> None:
+        await self._budget.acquire(_cost(line))
+        try:
+            send.send_nowait(line)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._budget.release(_cost(line))
+
+    # -- the leader and the tree -------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._track)
+            await trio.lowlevel.wait_readable(self._pidfd)
+            self._record_status()
+            nursery.cancel_scope.cancel()
+        # The leader is gone: stragglers would otherwise hold the pipes open forever.
+        await self._terminate_tree()
+
+    async def _track(self) -> None:
+        while True:
+            await trio.sleep(_TRACK_INTERVAL)
+            self._collect()
+            self._reap_orphans()
+
+    def _record_status(self) -> None:
+        if self._status is not None:
+            return
+        if self._popen.returncode is not None:
+            code = self._popen.returncode
+            self._status = ExitStatus(code, None) if code >= 0 else ExitStatus(None, -code)
+        else:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+            if info is None:
+                return
+            if info.si_code == os.CLD_EXITED:
+                self._status = ExitStatus(info.si_status, None)
+            else:
+                self._status = ExitStatus(None, info.si_status)
+        self._exited.set()
+
+    def _collect(self) -> dict[int, ProcStat]:
+        """Every process of the run that /proc shows now, zombies included."""
+        stats = snapshot()
+        me = os.getpid()
+        roots = {self.pid}
+        for stat in stats.values():
+            if stat.pid == me:
+                continue
+            key = (stat.pid, stat.start_time)
+            if stat.pgid == self.pid or self._seen.get(stat.pid) == stat.start_time:
+                roots.add(stat.pid)
+            elif stat.alive and stat.start_time >= self._start_time and key not in self._unmarked:
+                if environ_has(stat.pid, self._marker):
+                    roots.add(stat.pid)
+                else:
+                    self._unmarked.add(key)
+        members = {pid: stats[pid] for pid in roots if pid in stats}
+        for stat in descendants(roots, stats):
+            members[stat.pid] = stat
+        members.pop(me, None)
+        # A pid absent now never comes back with the same start time: forget it.
+        self._seen = {pid: stat.start_time for pid, stat in members.items()}
+        self._seen.setdefault(self.pid, self._start_time)
+        self._unmarked = {k for k in self._unmarked if k[0] in stats}
+        return members
+
+    def _reap_orphans(self) -> None:
+        """Reap run processes that were reparented to this (subreaper) process and died."""
+        me = os.getpid()
+        for pid, start_time in list(self._seen.items()):
+            if pid == self.pid:
+                continue  # the leader is reaped last, through its Popen
+            stat = read_stat(pid)
+            if stat is None or stat.start_time != start_time or stat.ppid != me or stat.alive:
+                continue
+            with suppress(ChildProcessError):
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
+
+    async def _terminate_tree(self) -> None:
+        grace_end = trio.current_time() + self._kill_grace
+        termed: set[tuple[int, int]] = set()
+        delay = 0.005
+        while True:
+            live = [stat for stat in self._collect().values() if stat.alive]
+            self._reap_orphans()
+            if not live:
+                return
+            now = trio.current_time()
+            if now >= grace_end + _KILL_WAIT:
+                logger.warning(
+                    "run %d: %d process(es) survive SIGKILL (uninterruptible?): %s",
+                    self.pid,
+                    len(live),
+                    sorted(stat.pid for stat in live),
+                )
+                return
+            killing = now >= grace_end
+            sig = signal.SIGKILL if killing else signal.SIGTERM
+            with suppress(OSError):
+                os.killpg(self.pid, sig)
+            for stat in live:
+                key = (stat.pid, stat.start_time)
+                if killing or key not in termed:
+                    _signal(stat, sig)
+                    if not killing:
+                        _signal(stat, signal.SIGCONT)  # a stopped process must see its SIGTERM
+                        termed.add(key)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    async def _finish(self, streams: Sequence[trio.lowlevel.FdStream]) -> None:
+        """Shielded end: the tree once more, then close everything and reap the leader last."""
+        await self._terminate_tree()
+        for stream in streams:
+            await stream.aclose()
+        self._receive.close()
+        if self._popen.poll() is None:
+            with trio.move_on_after(_REAP_WAIT):
+                await trio.lowlevel.wait_readable(self._pidfd)
+        self._record_status()
+        if self._popen.poll() is None:
+            logger.warning("run %d: the leader could not be reaped", self.pid)
+        trio.lowlevel.notify_closing(self._pidfd)
+        os.close(self._pidfd)
+        self._reap_orphans()
+
+
+def _spawn(
+    argv: list[str], cwd: str, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    out_read, out_write = os.pipe2(os.O_CLOEXEC)
+    err_read, err_write = os.pipe2(os.O_CLOEXEC)
+    try:
+        popen = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out_write,
+            stderr=err_write,
+            start_new_session=True,
+            close_fds=True,
+            preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509 -- prctl only; see module doc
+        )
+    except BaseException:
+        os.close(out_read)
+        os.close(err_read)
+        raise
+    finally:
+        os.close(out_write)
+        os.close(err_write)
+    return popen, out_read, err_read
+
+
+@asynccontextmanager
+async def spawn_group(
+    argv: Sequence[str],
+    *,
+    cwd: str,
+    env: Mapping[str, str] | None = None,
+    kill_grace: float = 5.0,
+    max_output_bytes: int | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> AsyncIterator[GroupProcess]:
+    """Run ``argv`` in a new session and process group; end the whole run when the block ends.
+
+    ``env`` defaults to the daemon's own environment; the run's marker variable is added either
+    way. Output is read as lines (async-iterate the yielded :class:`GroupProcess`): a reader
+    that stops pulling stops the pumps once :data:`OUTPUT_BUFFER_BYTES` are waiting, and then
+    the child blocks on its pipe. Leaving the block (normally, by exception or by cancellation)
+    terminates and reaps every process of the run before it returns.
+    """
+    if isinstance(argv, str | bytes) or not argv:
+        raise TypeError("argv must be a non-empty sequence of strings, never a shell string")
+    if max_line_bytes < 1:
+        raise ValueError("max_line_bytes must be positive")
+    if max_output_bytes is not None and max_output_bytes < 0:
+        raise ValueError("max_output_bytes must not be negative")
+    run_id = secrets.token_hex(16)
+    child_env = dict(os.environ if env is None else env)
+    child_env[RUN_MARKER_ENV] = run_id
+    popen, out_fd, err_fd = _spawn(list(argv), cwd, child_env)
+    streams = [trio.lowlevel.FdStream(out_fd), trio.lowlevel.FdStream(err_fd)]
+    try:
+        pidfd = os.pidfd_open(popen.pid)
+    except OSError as exc:  # pragma: no cover -- kernels without pidfds are not supported
+        popen.kill()
+        popen.wait()
+        raise OSError(errno.ENOSYS, "pidfd_open is required (Linux 5.3+)") from exc
+    leader = read_stat(popen.pid)
+    start_time = leader.start_time if leader is not None else 0
+    send, receive = trio.open_memory_channel[OutputLine](float("inf"))
+    proc = GroupProcess(
+        popen,
+        pidfd,
+        start_time,
+        f"{RUN_MARKER_ENV}={run_id}".encode(),
+        kill_grace=kill_grace,
+        max_output_bytes=max_output_bytes,
+        max_line_bytes=max_line_bytes,
+        receive=receive,
+    )
+    # The body's exception is re-raised as itself after the nursery, not wrapped in a group.
+    body_error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            async with send:
+                nursery.start_soon(proc._pump, streams[0], "stdout", send.clone())
+                nursery.start_soon(proc._pump, streams[1], "stderr", send.clone())
+            nursery.start_soon(proc._supervise)
+            try:
+                yield proc
+            except BaseException as exc:
+                body_error = exc
+            finally:
+                with trio.CancelScope(shield=True):
+                    await proc._terminate_tree()
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await proc._finish(streams)
+    if body_error is not None:
+        try:
+            raise body_error
+        finally:
+            body_error = None  # no reference cycle through the traceback

@@ -1,0 +1,294 @@
+"""spawn_group: exit reporting, output lines, backpressure, limits, and no process left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from _support import adversaries
+
+from host_daemon._process import (
+    OUTPUT_BUFFER_BYTES,
+    ExitStatus,
+    OutputLine,
+    become_subreaper,
+    output_limit_marker,
+    spawn_group,
+)
+
+PY = sys.executable
+
+
+@pytest.fixture
+def subreaper() -> Iterator[None]:
+    """The test process plays the daemon: orphans of a run are reparented to it."""
+    become_subreaper()
+    try:
+        yield
+    finally:
+        become_subreaper(enable=False)
+
+
+@pytest.fixture
+def piddir(tmp_path: Path) -> Path:
+    """Where adversaries record their pids."""
+    path = tmp_path / "pids"
+    path.mkdir()
+    return path
+
+
+async def collect(argv: list[str], **kwargs: object) -> tuple[list[OutputLine], ExitStatus]:
+    """Run ``argv`` to its end; its lines and exit status."""
+    async with spawn_group(argv, cwd="/", **kwargs) as proc:  # type: ignore[arg-type]
+        lines = [line async for line in proc]
+        return lines, await proc.wait()
+
+
+async def test_exit_code_reported() -> None:
+    """A leader's exit code is reported, with no signal."""
+    _, status = await collect(["sh", "-c", "exit 7"])
+    assert status == ExitStatus(exit_code=7, signal=None)
+
+
+async def test_signal_reported() -> None:
+    """A leader killed by a signal reports the signal, with no exit code."""
+    _, status = await collect(["sh", "-c", "kill -KILL $$"])
+    assert status == ExitStatus(exit_code=None, signal=signal.SIGKILL)
+
+
+async def test_lines_from_both_streams() -> None:
+    """stdout and stderr lines arrive tagged by stream, without their newlines."""
+    lines, status = await collect(["sh", "-c", "echo out1; echo err1 >&2; printf 'out2'"])
+    assert status.exit_code == 0
+    assert sorted((line.stream, line.data) for line in lines) == [
+        ("stderr", b"err1"),
+        ("stdout", b"out1"),
+        ("stdout", b"out2"),
+    ]
+    assert not any(line.truncated for line in lines)
+
+
+async def test_stdin_is_devnull() -> None:
+    """The child's stdin is /dev/null: a reader of stdin sees EOF at once."""
+    lines, _ = await collect(["sh", "-c", "cat; echo eof"])
+    assert [line.data for line in lines] == [b"eof"]
+
+
+async def test_environment_and_cwd(tmp_path: Path) -> None:
+    """The child runs in ``cwd`` with the given environment plus the run marker."""
+    async with spawn_group(
+        ["sh", "-c", 'pwd; echo "$ONLY"; echo "${CODING_AGENT_RUN_ID:+marked}"'],
+        cwd=str(tmp_path),
+        env={"ONLY": "this", "PATH": os.environ["PATH"]},
+    ) as proc:
+        lines = [line.data async for line in proc]
+    assert lines == [str(tmp_path).encode(), b"this", b"marked"]
+
+
+async def test_shell_string_refused() -> None:
+    """A string argv is refused: argv lists only, never a shell string."""
+    with pytest.raises(TypeError, match="never a shell string"):
+        async with spawn_group("sleep 1", cwd="/"):
+            pass
+
+
+async def test_missing_executable_raises_without_leaking_fds() -> None:
+    """A missing executable raises FileNotFoundError and leaks no descriptor."""
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(FileNotFoundError):
+        async with spawn_group(["/nonexistent/agent"], cwd="/"):
+            pass
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+async def test_terminate_ends_the_group() -> None:
+    """terminate() ends a running leader with SIGTERM, reported as the signal."""
+    async with spawn_group(["sleep", "100"], cwd="/") as proc:
+        await proc.terminate()
+        assert await proc.wait() == ExitStatus(exit_code=None, signal=signal.SIGTERM)
+
+
+async def test_long_line_cut_at_limit() -> None:
+    """A 3 MB line is cut at max_line_bytes with truncated=True; the next line is intact."""
+    script = "import sys; sys.stdout.buffer.write(b'a' * 3_000_000 + b'\\nshort\\n' + b'b' * 10)"
+    lines, status = await collect([PY, "-c", script], max_line_bytes=1000)
+    assert status.exit_code == 0
+    assert [(line.data, line.truncated) for line in lines] == [
+        (b"a" * 1000, True),
+        (b"short", False),
+        (b"b" * 10, False),
+    ]
+
+
+async def test_line_of_exactly_the_limit_is_whole() -> None:
+    """A line of exactly max_line_bytes is not marked truncated."""
+    lines, _ = await collect(["sh", "-c", "printf '%s\\n' 0123456789"], max_line_bytes=10)
+    assert [(line.data, line.truncated) for line in lines] == [(b"0123456789", False)]
+
+
+async def test_output_cap_marker_and_discard() -> None:
+    """Past max_output_bytes a marker line is produced and the rest discarded; the child ends."""
+    script = "import sys\nfor i in range(200_000): sys.stdout.write('123456789\\n')"
+    lines, status = await collect([PY, "-c", script], max_output_bytes=255)
+    assert status.exit_code == 0  # kept draining: the child was never wedged
+    assert lines[-1] == OutputLine("stdout", output_limit_marker(255), truncated=True)
+    body = lines[:-1]
+    assert [line.data for line in body[:25]] == [b"123456789"] * 25
+    assert body[25:] == [OutputLine("stdout", b"12345", truncated=True)]
+
+
+async def test_backpressure_blocks_the_child(piddir: Path) -> None:
+    """A reader that stops pulling makes the child block on its pipe; the buffer stays bounded."""
+    line_size = 4096
+    async with spawn_group(adversaries.argv("flood", piddir, str(line_size)), cwd="/") as proc:
+        (pid,) = await adversaries.wait_recorded(piddir, 1)
+        consumed = 0
+        async for line in proc:
+            consumed += len(line.data) + 1
+            break
+        await wait_blocked_in_write(pid)
+        written = read_progress(piddir)
+        slack = 4 * 64 * 1024 + 2 * line_size  # the pipe, a read chunk, lines in flight
+        assert written - consumed <= OUTPUT_BUFFER_BYTES + slack
+        # Pulling again lets the child write again.
+        async for line in proc:
+            consumed += len(line.data) + 1
+            if consumed > written + OUTPUT_BUFFER_BYTES:
+                break
+        assert read_progress(piddir) > written
+
+
+def read_progress(piddir: Path) -> int:
+    """Bytes the flood adversary has written so far."""
+    text = (piddir / "progress").read_text().strip()
+    return int(text) if text else 0
+
+
+def blocked_in_write(pid: int) -> bool:
+    """Whether ``pid`` sleeps in a write to a full pipe (``anon_pipe_write`` on Linux 6.x)."""
+    wchan = Path(f"/proc/{pid}/wchan").read_text()
+    syscall = Path(f"/proc/{pid}/syscall").read_text().split()
+    return "pipe_write" in wchan or (bool(syscall) and syscall[0] == "1" and wchan != "0")
+
+
+async def wait_blocked_in_write(pid: int) -> None:
+    """Wait until ``pid`` sleeps in a write to a full pipe."""
+    with trio.fail_after(30):
+        # /proc offers no event for another process's state: poll it.
+        while not blocked_in_write(pid):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+EXITS = ["cancel", "body-returns", "exception"]
+
+
+async def end_block(how: str, scope: trio.CancelScope) -> None:
+    """Leave the block the way ``how`` says: cancelled, returning, or raising."""
+    if how == "cancel":
+        scope.cancel()
+        await trio.sleep_forever()
+    if how == "exception":
+        raise LookupError("the caller failed")
+
+
+@pytest.mark.usefixtures("subreaper")
+@pytest.mark.parametrize("how", EXITS)
+@pytest.mark.parametrize("name", sorted(set(adversaries.COUNTS) - {"flood"}))
+async def test_no_descendant_survives(piddir: Path, name: str, how: str) -> None:
+    """Whatever the adversary and however the block ends, no process of the run is left."""
+    raises = pytest.raises(LookupError) if how == "exception" else contextlib.nullcontext()
+    with trio.CancelScope() as scope, raises:
+        async with spawn_group(adversaries.argv(name, piddir), cwd="/", kill_grace=0.3):
+            await adversaries.wait_recorded(piddir, adversaries.COUNTS[name])
+            await end_block(how, scope)
+    assert len(adversaries.recorded(piddir)) == adversaries.COUNTS[name]
+    # Nothing runs any more, and nothing is left even as a zombie: the subreaper reaped it.
+    assert adversaries.survivors(piddir, include_zombies=False) == []
+    assert adversaries.survivors(piddir) == []
+
+
+@pytest.mark.usefixtures("subreaper")
+async def test_leader_exit_ends_output_and_group(piddir: Path) -> None:
+    """A leader that exits leaving a background child on the pipe: output ends, child killed."""
+    argv = adversaries.argv("leader-exits", piddir)
+    async with spawn_group(argv, cwd="/", kill_grace=0.3) as proc:
+        lines = [line.data async for line in proc]
+        assert await proc.wait() == ExitStatus(exit_code=0, signal=None)
+    assert sorted(lines) == [b"background child holds the pipe", b"leader exits"]
+    assert adversaries.survivors(piddir) == []
+
+
+async def test_escapee_found_without_subreaper(piddir: Path) -> None:
+    """Without a subreaper, a setsid double-forked orphan (now init's) is found by its marker."""
+    argv = adversaries.argv("setsid-double-fork", piddir)
+    async with spawn_group(argv, cwd="/", kill_grace=0.3):
+        await adversaries.wait_recorded(piddir, 3)
+    assert adversaries.survivors(piddir, include_zombies=False) == []
+    assert await adversaries.wait_gone(piddir) == []  # init reaps the orphan's zombie
+
+
+def host_env() -> dict[str, str]:
+    """The environment for a stand-in daemon process that imports host_daemon."""
+    import host_daemon._process  # noqa: PLC0415 -- only to locate the package
+
+    source = str(Path(host_daemon._process.__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+async def read_until(stream: trio.abc.ReceiveStream, text: bytes, buffer: bytearray) -> None:
+    """Read ``stream`` into ``buffer`` until ``text`` has arrived."""
+    with trio.fail_after(60):
+        while text not in buffer:
+            chunk = await stream.receive_some()
+            assert chunk, f"stream ended before {text!r}: {bytes(buffer)!r}"
+            buffer += chunk
+
+
+async def test_orphans_reaped_by_the_subreaper_daemon(piddir: Path) -> None:
+    """A daemon that is a subreaper kills and reaps a run's setsid double-forked orphans."""
+    argv = adversaries.argv("host", piddir, "1", "setsid-double-fork", "3")
+    host = await trio.lowlevel.open_process(
+        argv, stdin=-1, stdout=-1, env=host_env(), start_new_session=True
+    )
+    try:
+        assert host.stdin is not None
+        assert host.stdout is not None
+        out = bytearray()
+        await read_until(host.stdout, b"ready\n", out)
+        recorded = adversaries.recorded(piddir)
+        assert len(recorded) == 3
+        await host.stdin.send_all(b"go\n")
+        await read_until(host.stdout, b"ended\n", out)
+        # The stand-in daemon is still alive: any zombie of its run would still show.
+        assert adversaries.survivors(piddir) == []
+        await host.stdin.aclose()
+        assert await host.wait() == 0
+    finally:
+        host.kill()
+        await host.wait()
+
+
+async def test_parent_death_signal(piddir: Path) -> None:
+    """When the daemon is SIGKILLed, its run's leader gets SIGTERM from the kernel and dies."""
+    argv = adversaries.argv("host", piddir, "0", "silent", "1")
+    host = await trio.lowlevel.open_process(
+        argv, stdin=-1, stdout=-1, env=host_env(), start_new_session=True
+    )
+    try:
+        assert host.stdout is not None
+        await read_until(host.stdout, b"ready\n", bytearray())
+        (leader,) = adversaries.recorded(piddir)
+        assert adversaries.survivors(piddir) == [leader]
+        host.kill()
+        assert await host.wait() == -signal.SIGKILL
+        assert await adversaries.wait_gone(piddir, include_zombies=False) == []
+    finally:
+        host.kill()
+        await host.wait()
