@@ -29,6 +29,14 @@ class RequestContext(Protocol):
     def as_task(self) -> bool:
         """True when the client asked for an MCP task: the handler may run long."""
 
+    @property
+    def client_capabilities(self) -> JSON:
+        """The capabilities the client declared (session or 2026-07-28 envelope)."""
+
+    def close_sse_stream(self) -> None:
+        """End this request's SSE response now (legacy); the client resumes with GET +
+        ``Last-Event-ID`` and gets the rest there. Does nothing for JSON or 2026-07-28 answers."""
+
     async def progress(
         self, progress: float, total: float | None = None, message: str | None = None
     ) -> None:
@@ -149,6 +157,7 @@ class PromptResult:
 
 
 PromptRenderer = Callable[[Mapping[str, str]], Awaitable[PromptResult]]
+ContextPromptRenderer = Callable[[RequestContext, Mapping[str, str]], Awaitable[PromptResult]]
 
 
 @attrs.frozen
@@ -161,6 +170,8 @@ class Prompt:
     arguments: tuple[PromptArgument, ...] = ()
     title: str | None = None
     complete: Completer | None = None
+    render_in_context: ContextPromptRenderer | None = None
+    """Used instead of ``render`` when set: for prompts that ask the client (``ctx.elicit``)."""
 
 
 @attrs.frozen
@@ -222,6 +233,16 @@ class Registry:
         """Add or replace a resource template; announces ``resources`` list_changed."""
         self.templates[template.uri_template] = template
         self.list_changed("resources")
+
+    def remove_template(self, uri_template: str) -> None:
+        """Remove a resource template if present; announces ``resources`` list_changed."""
+        if self.templates.pop(uri_template, None) is not None:
+            self.list_changed("resources")
+
+    def remove_prompt(self, name: str) -> None:
+        """Remove a prompt if present; announces ``prompts`` list_changed."""
+        if self.prompts.pop(name, None) is not None:
+            self.list_changed("prompts")
 
     def add_prompt(self, prompt: Prompt) -> None:
         """Add or replace a prompt; announces ``prompts`` list_changed."""

@@ -67,6 +67,9 @@ class Peer(Protocol):
     async def request(self, method: str, params: JSON) -> JSON:
         """Send a server→client request and await its result (legacy sessions only)."""
 
+    def close_stream(self) -> None:
+        """End the request's SSE response early; the client resumes it with GET."""
+
 
 @attrs.frozen
 class ServerInfo:
@@ -146,6 +149,14 @@ class _Context:
     @property
     def as_task(self) -> bool:
         return self.task is not None
+
+    @property
+    def client_capabilities(self) -> JSON:
+        return self.env.client_capabilities
+
+    def close_sse_stream(self) -> None:
+        if self.env.era == "legacy" and self.task is None:
+            self.peer.close_stream()
 
     async def progress(
         self, progress: float, total: float | None = None, message: str | None = None
@@ -360,6 +371,7 @@ class Core:
         version = meta.get(v.META_VERSION)
         if type(version) is not str:
             raise InvalidParams(f"required field missing @ $.params._meta['{v.META_VERSION}']")
+        self.check_headers(request, version, headers)
         if version not in v.MODERN_VERSIONS:
             raise UnsupportedVersion(version, list(v.SUPPORTED_VERSIONS))
         caps = meta.get(v.META_CAPABILITIES)
@@ -368,7 +380,6 @@ class Core:
         level = meta.get(v.META_LOG_LEVEL)
         if level is not None and level not in LOG_LEVELS:
             raise InvalidParams(f"unknown log level @ $.params._meta['{v.META_LOG_LEVEL}']")
-        self.check_headers(request, version, headers)
         token = meta.get("progressToken")
         return Envelope(
             era="modern",
@@ -406,6 +417,8 @@ class Core:
             expect("Mcp-Name", request.params.get("name"))
         elif request.method == "resources/read":
             expect("Mcp-Name", request.params.get("uri"))
+        elif request.method.startswith("tasks/"):
+            expect("Mcp-Name", request.params.get("taskId"))
         if request.method == "tools/call":
             tool = self.registry.tools.get(request.params.get("name"))  # type: ignore[arg-type]
             arguments = request.params.get("arguments")
@@ -579,9 +592,7 @@ class Core:
             if type(task) is not dict:
                 raise InvalidParams(f"expected object, got {_kind(task)} @ $.params.task")
             return tool.task_support != "forbidden"
-        declared = isinstance(env.client_capabilities.get("extensions"), dict) and (
-            v.TASKS_EXTENSION in env.client_capabilities["extensions"]
-        )
+        declared = _declares_tasks(env)
         if tool.task_support == "required" and not declared:
             raise MissingCapability(
                 f"{tool.name} runs only as a task",
@@ -641,7 +652,8 @@ class Core:
                 record.set_status("failed", "Internal error")
                 return
             record.result = _tool_result_json(result)
-            record.set_status("failed" if result.is_error else "completed")
+            failed = result.is_error and record.era == "legacy"
+            record.set_status("failed" if failed else "completed")
         if not record.terminal:
             record.set_status("cancelled", "Cancelled")
 
@@ -710,7 +722,7 @@ class Core:
         env.session.subscriptions.discard(uri)
         return {}
 
-    async def _prompts_get(self, request: Request, env: Envelope, peer: Peer) -> JSON:
+    def _prompt_call(self, request: Request) -> tuple[str, Prompt, dict[str, str]]:
         name = request.params.get("name")
         if type(name) is not str:
             raise InvalidParams(f"expected string, got {_kind(name)} @ $.params.name")
@@ -728,7 +740,22 @@ class Core:
         for arg in prompt.arguments:
             if arg.required and arg.name not in arguments:
                 raise InvalidParams(f"required argument missing @ $.params.arguments.{arg.name}")
-        rendered = await prompt.render(arguments)
+        return name, prompt, arguments
+
+    async def _prompts_get(self, request: Request, env: Envelope, peer: Peer) -> JSON:
+        name, prompt, arguments = self._prompt_call(request)
+        if prompt.render_in_context is None:
+            rendered = await prompt.render(arguments)
+        else:
+            ctx = _Context(self, env, peer, request.id)
+            if env.era == "modern":
+                ctx.answers = self._answers(request, env, name)
+                try:
+                    rendered = await prompt.render_in_context(ctx, arguments)
+                except _NeedInput as need:
+                    return self._input_required(request, env, name, ctx.answers, need)
+            else:
+                rendered = await prompt.render_in_context(ctx, arguments)
         result: JSON = {"messages": rendered.messages}
         if rendered.description is not None:
             result["description"] = rendered.description
@@ -778,6 +805,11 @@ class Core:
         return {}
 
     def _task_of(self, request: Request, env: Envelope) -> TaskRecord:
+        if env.era == "modern" and not _declares_tasks(env):
+            raise MissingCapability(
+                f"{request.method} needs the {v.TASKS_EXTENSION} extension",
+                {"extensions": {v.TASKS_EXTENSION: {}}},
+            )
         owner = env.session.session_id if env.session else None
         return self.tasks.get(request.params.get("taskId"), owner)
 
@@ -822,12 +854,14 @@ class Core:
 
     async def _tasks_cancel(self, request: Request, env: Envelope, peer: Peer) -> JSON:
         record = self._task_of(request, env)
+        if env.era == "modern":
+            record.scope.cancel()
+            record.set_status("cancelled", "Cancelled by the client")
+            return {}
         if record.terminal:
             raise InvalidParams(f"Task {record.task_id} is already {record.status}")
         record.scope.cancel()
         record.set_status("cancelled", "Cancelled by the client")
-        if env.era == "modern":
-            return {}
         return record.legacy_json()
 
     async def _tasks_update(self, request: Request, env: Envelope, peer: Peer) -> JSON:
@@ -850,6 +884,14 @@ class _NullPeer:
 
     async def request(self, method: str, params: JSON) -> JSON:
         raise MissingCapability(f"No stream to send {method} on", {})
+
+    def close_stream(self) -> None:
+        return None
+
+
+def _declares_tasks(env: Envelope) -> bool:
+    extensions = env.client_capabilities.get("extensions")
+    return isinstance(extensions, dict) and v.TASKS_EXTENSION in extensions
 
 
 def _spawn_notify(nursery: trio.Nursery | None, peer: Peer, method: str, params: JSON) -> None:

@@ -112,6 +112,9 @@ class _Stream:
             raise McpError(INVALID_REQUEST, f"{method} needs a legacy session")
         return await self.session.ask(self.stream, method, params)
 
+    def close_stream(self) -> None:
+        self.stream.detach()
+
 
 @attrs.define(eq=False)
 class HttpSession:
@@ -473,7 +476,7 @@ class McpApp:
         response: bytes | None = None
         try:
             with scope:
-                response = await self._answer(request, env, _Stream(session, stream))
+                response, _ = await self._answer(request, env, _Stream(session, stream))
         finally:
             session.in_flight.pop(request.id, None)
             if response is None:
@@ -483,18 +486,22 @@ class McpApp:
             else:
                 stream.push(response, final=True)
 
-    async def _answer(self, request: Request, env: Envelope, peer: _Stream) -> bytes:
+    async def _answer(self, request: Request, env: Envelope, peer: _Stream) -> tuple[bytes, int]:
+        """The response message, and the HTTP status a JSON answer carries on its leg."""
         try:
             result = await self.core.handle(request, env, peer)
         except McpError as exc:
-            return _dumps(error_message(request.id, exc.to_json()))
+            error = exc
         except Exception as exc:
-            error = _mcp_error_in(exc)
-            if error is None:
+            found = _mcp_error_in(exc)
+            if found is None:
                 logger.exception("handler for %s failed", request.method)
-                error = McpError(INTERNAL_ERROR, "Internal error")
-            return _dumps(error_message(request.id, error.to_json()))
-        return _dumps(result_message(request.id, result))
+                found = McpError(INTERNAL_ERROR, "Internal error")
+            error = found
+        else:
+            return _dumps(result_message(request.id, result)), 200
+        status = error.http_status if env.era == "modern" else 200
+        return _dumps(error_message(request.id, error.to_json())), status
 
     async def _initialize(self, send: Send, request: Request) -> None:
         if self.draining:
@@ -610,7 +617,8 @@ class McpApp:
         peer = _Stream(None, stream)
 
         async def run() -> None:
-            stream.push(await self._answer(message, env, peer), final=True)
+            response, stream.status = await self._answer(message, env, peer)
+            stream.push(response, final=True)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
@@ -696,12 +704,18 @@ class McpApp:
         if session is not None:
             headers.append((b"mcp-session-id", session.state.session_id.encode()))
         json_ok = json_ok and not self.settings.sse_responses
-        while stream.seq <= after and not stream.closed and not self.draining:
+        generation = stream.detached
+        while (
+            stream.seq <= after
+            and not stream.closed
+            and not self.draining
+            and stream.detached == generation
+        ):
             await stream.wait()
         if json_ok:
             only = stream.only_message()
             if only is not None:
-                await _respond(send, 200, only, _JSON_HEADERS + headers)
+                await _respond(send, stream.status, only, _JSON_HEADERS + headers)
                 return
         await send(
             {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers}
@@ -719,7 +733,7 @@ class McpApp:
                 prefix = f"id: {stream.key}:{seq}\n".encode() if ids else b""
                 await _chunk(send, prefix + b"event: message\ndata: " + data + b"\n\n")
                 last = seq
-            if stream.closed and last >= stream.seq:
+            if (stream.closed and last >= stream.seq) or stream.detached != generation:
                 break
             if self.draining:
                 if final is not None:

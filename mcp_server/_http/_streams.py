@@ -16,12 +16,16 @@ import trio
 class EventStream:
     """One SSE stream's events, numbered from 1; ``key`` names the stream in event ids."""
 
-    __slots__ = ("_events", "_wakeup", "closed", "key", "seq")
+    __slots__ = ("_events", "_wakeup", "closed", "detached", "key", "seq", "status")
 
     def __init__(self, key: str, limit: int) -> None:
         self.key = key
         self.seq = 0
         self.closed = False
+        self.detached = 0
+        """Bumped by ``detach``: the writer attached before ends, the stream lives on."""
+        self.status = 200
+        """HTTP status of a JSON answer (400 for the errors the 2026-07-28 leg maps so)."""
         self._events: deque[tuple[int, bytes]] = deque(maxlen=limit)
         self._wakeup = trio.Event()
 
@@ -33,6 +37,11 @@ class EventStream:
         self._events.append((self.seq, data))
         if final:
             self.closed = True
+        self.wake()
+
+    def detach(self) -> None:
+        """End the current writer's connection; a later GET + ``Last-Event-ID`` resumes."""
+        self.detached += 1
         self.wake()
 
     def wake(self) -> None:
