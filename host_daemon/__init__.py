@@ -30,6 +30,7 @@ from ._records import (
     RunRequest,
     RunStarted,
 )
+from ._server import serve_daemon
 from ._version import __version__
 
 __all__ = [
@@ -59,5 +60,6 @@ __all__ = [
     "load_or_create_token",
     "open_run",
     "probe",
+    "serve_daemon",
     "token_from_environment",
 ]

@@ -26,7 +26,11 @@ class FramedStream:
     """Messages over a trio stream: ``send`` awaits the peer (backpressure), ``receive`` decodes."""
 
     def __init__(
-        self, stream: trio.abc.Stream, accept: frozenset[type[Any]], *, max_frame_bytes: int
+        self,
+        stream: trio.abc.HalfCloseableStream,
+        accept: frozenset[type[Any]],
+        *,
+        max_frame_bytes: int,
     ) -> None:
         self.stream = stream
         self._decoder = FrameDecoder(accept, max_frame_bytes=max_frame_bytes)

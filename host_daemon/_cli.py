@@ -1,0 +1,310 @@
+"""``coding-agent-daemon`` (and ``python -m host_daemon``): run the daemon, or install its unit.
+
+Signals: the first SIGTERM/SIGINT starts a graceful shutdown (stop accepting, let runs finish
+within ``--grace``, then kill them); a second one exits at once, still killing every run's
+process group on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import pathlib
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import trio
+
+from ._agents import ADAPTERS
+from ._auth import TokenError, token_from_environment
+from ._config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DaemonConfig,
+    default_state_dir,
+    default_token_file,
+)
+from ._process import become_subreaper
+from ._server import serve_daemon
+from ._version import __version__
+
+log = logging.getLogger("host_daemon")
+
+
+class _TextFormatter(logging.Formatter):
+    """``LEVEL message key=value …``: journald adds the time itself."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = getattr(record, "fields", {})
+        line = " ".join(
+            [record.levelname, record.getMessage(), *(f"{k}={v}" for k, v in fields.items())]
+        )
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, message and the record's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(fmt: str, level: str) -> None:
+    """Send the daemon's logs to stderr, as text or JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    logger = logging.getLogger("host_daemon")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+def _address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return number
+
+
+def _permission(value: str) -> tuple[str, str]:
+    agent, sep, mode = value.partition("=")
+    adapter = ADAPTERS.get(agent)
+    if not sep or adapter is None:
+        raise argparse.ArgumentTypeError(
+            f"expected AGENT=MODE with AGENT one of {', '.join(ADAPTERS)}, got {value!r}"
+        )
+    if mode not in adapter.permission_modes:
+        raise argparse.ArgumentTypeError(
+            f"{agent} has no permission mode {mode!r} here "
+            f"(one of {', '.join(sorted(adapter.permission_modes))})"
+        )
+    return agent, mode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The daemon's command line (``install-unit`` is dispatched before this parser runs)."""
+    parser = argparse.ArgumentParser(
+        prog="coding-agent-daemon",
+        description="Run coding-agent CLIs in process groups for authenticated clients. "
+        "Subcommand: `install-unit` writes a systemd unit (see `install-unit --help`).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--listen",
+        type=_address,
+        action="append",
+        metavar="HOST:PORT",
+        help=f"address to listen on, repeatable (default {DEFAULT_HOST}:{DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--root",
+        action="append",
+        metavar="PATH",
+        help="a directory agents may work in, repeatable; required unless $HOST_FILE_ROOT "
+        "names one (there is no default: a home directory holds credentials agents must not "
+        "be pointed at by accident)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=pathlib.Path,
+        help="the daemon's state directory, home of the default token file "
+        "(default $XDG_STATE_HOME/coding-agent or ~/.local/state/coding-agent)",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=pathlib.Path,
+        help="the shared token, created 0600 when absent (default $DAEMON_TOKEN_FILE, else "
+        "STATE_DIR/daemon.token); $DAEMON_TOKEN, when set, wins over any file",
+    )
+    defaults = DaemonConfig(token="", roots=())
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=defaults.grace_s,
+        metavar="SECONDS",
+        help="on SIGTERM, how long runs in flight may finish before they are killed "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-runs",
+        type=int,
+        default=defaults.max_runs,
+        metavar="N",
+        help="concurrent runs; beyond it clients get a busy error (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-run-timeout",
+        type=_positive,
+        default=defaults.max_run_timeout_s,
+        metavar="SECONDS",
+        help="longest run, and the timeout of requests naming none (default %(default)s)",
+    )
+    parser.add_argument(
+        "--kill-grace",
+        type=_positive,
+        default=defaults.kill_grace_s,
+        metavar="SECONDS",
+        help="between SIGTERM and SIGKILL when a run is ended (default %(default)s)",
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=_positive,
+        default=defaults.handshake_timeout_s,
+        metavar="SECONDS",
+        help="a client that has not authenticated and asked within this is dropped "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=defaults.max_request_bytes,
+        metavar="BYTES",
+        help="largest frame a client may send (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-output-bytes",
+        type=int,
+        default=defaults.max_output_bytes,
+        metavar="BYTES",
+        help="a run's output beyond this is cut with a marker (default %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-permission-mode",
+        type=_permission,
+        action="append",
+        default=[],
+        metavar="AGENT=MODE",
+        help="let requests ask for MODE for AGENT, repeatable; without it each agent runs "
+        "only in its safe default (claude acceptEdits, codex workspace-write, "
+        "gemini auto_edit)",
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> DaemonConfig:
+    """Turn parsed arguments into a ``DaemonConfig``; raises ``ValueError`` with a clear message."""
+    raw_roots = args.root or ([environ["HOST_FILE_ROOT"]] if environ.get("HOST_FILE_ROOT") else [])
+    if not raw_roots:
+        raise ValueError("name at least one --root: the only directories agents may work in")
+    roots = []
+    for raw in raw_roots:
+        real = os.path.realpath(os.path.expanduser(raw))
+        if not os.path.isdir(real):
+            raise ValueError(f"--root {raw}: no such directory")
+        roots.append(real)
+    if args.max_runs < 1:
+        raise ValueError("--max-runs must be at least 1")
+    if args.grace < 0:
+        raise ValueError("--grace must not be negative")
+    state_dir = args.state_dir or default_state_dir(environ)
+    if args.token_file is not None:
+        environ = {**environ, "DAEMON_TOKEN_FILE": str(args.token_file)}
+    default_file = default_token_file(state_dir)
+    if "DAEMON_TOKEN" not in environ and "DAEMON_TOKEN_FILE" not in environ:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        token = token_from_environment(environ, default_file)
+    except TokenError as exc:
+        raise ValueError(str(exc)) from None
+    return DaemonConfig(
+        token=token,
+        roots=tuple(dict.fromkeys(roots)),
+        listen=tuple(args.listen or [(DEFAULT_HOST, DEFAULT_PORT)]),
+        grace_s=args.grace,
+        max_runs=args.max_runs,
+        handshake_timeout_s=args.handshake_timeout,
+        max_request_bytes=args.max_request_bytes,
+        max_output_bytes=args.max_output_bytes,
+        kill_grace_s=args.kill_grace,
+        max_run_timeout_s=args.max_run_timeout,
+        extra_permission_modes=tuple(args.allow_permission_mode),
+    )
+
+
+async def run_daemon(config: DaemonConfig) -> None:
+    """Serve until signalled: the first signal drains, a second one cancels everything."""
+    shutdown = trio.Event()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if shutdown.is_set():
+                        log.warning(
+                            "second signal, exiting now", extra={"fields": {"signal": name}}
+                        )
+                        nursery.cancel_scope.cancel()
+                        return
+                    log.info("signal received, draining", extra={"fields": {"signal": name}})
+                    shutdown.set()
+
+            nursery.start_soon(watch_signals)
+            await serve_daemon(config, shutdown=shutdown)
+            nursery.cancel_scope.cancel()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script entry point; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["install-unit"]:
+        from ._unit import install_unit_main  # noqa: PLC0415  # only this subcommand needs it
+
+        return install_unit_main(args_list[1:])
+    args = build_parser().parse_args(args_list)
+    configure_logging(args.log_format, args.log_level)
+    try:
+        config = config_from_args(args, dict(os.environ))
+    except ValueError as exc:
+        log.error("cannot start: %s", exc)  # noqa: TRY400  # the message says it all
+        return 2
+    try:
+        become_subreaper()
+    except OSError as exc:
+        log.warning("cannot become a child subreaper: %s", exc)
+    log.info(
+        "starting",
+        extra={
+            "fields": {
+                "version": __version__,
+                "roots": list(config.roots),
+                "max_runs": config.max_runs,
+                "grace_s": config.grace_s,
+            }
+        },
+    )
+    status = 0
+    try:
+        trio.run(run_daemon, config)
+    except* OSError as group:
+        for error in group.exceptions:
+            log.error("cannot serve: %s", error)  # noqa: TRY400  # e.g. address in use: no trace
+        status = 1
+    return status

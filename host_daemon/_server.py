@@ -1,0 +1,378 @@
+"""The daemon's TCP server: authenticate, serve one operation per connection, shut down cleanly.
+
+The connection's lifetime is the operation's lifetime: a run's process group lives inside the
+connection handler's scope, so a client that closes the connection, a timeout, a shutdown or a
+cancelled daemon all end in the same place: ``spawn_group`` leaving its context and killing the
+whole group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import logging
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+import attrs
+import trio
+
+from ._agents import ADAPTERS, EventParser, agent_version
+from ._config import DaemonConfig
+from ._connection import FramedStream, HandshakeFailed, server_handshake
+from ._paths import PathNotFound, PathOutsideRoots, resolve_inside_roots
+from ._process import ExitStatus, spawn_group
+from ._protocol import (
+    CLIENT_TO_DAEMON,
+    PROTOCOL_VERSION,
+    ErrorFrame,
+    ProbeRequest,
+    ProtocolViolation,
+)
+from ._records import AGENT_NAMES, AgentEvent, AgentInfo, ProbeInfo, RunRequest, RunStarted
+from ._version import __version__
+
+log = logging.getLogger("host_daemon")
+
+Reason = Literal["exited", "cancelled", "timed_out", "killed"]
+
+#: After the grace period, how long cancelled runs get to report ``killed`` before the daemon
+#: stops waiting for them (on top of the group's own SIGTERM→SIGKILL grace).
+_FINAL_REPORT_S: Final = 2.0
+#: How long an error frame may take to reach a client before the connection is dropped.
+_LINGER_S: Final = 2.0
+_LINGER_MAX_BYTES: Final = 4 * 1024 * 1024
+#: Bytes to read at once when watching a running client for its EOF.
+_WATCH_CHUNK: Final = 1024
+
+
+def _fields(**fields: object) -> dict[str, Any]:
+    return {"fields": fields}
+
+
+async def _send_error_and_close(conn: FramedStream, code: str, message: str) -> None:
+    """Send the error frame, then close politely so that the client gets to read it.
+
+    Closing a socket with unread input makes the kernel send a reset, which can destroy the
+    error frame before the client reads it; so shut down our side and drain the client's for
+    a moment first. A client that does not read at all does not hold the handler for long.
+    """
+    with trio.move_on_after(_LINGER_S):
+        await conn.send(ErrorFrame(code=code, message=message))
+        await conn.stream.send_eof()
+        drained = 0
+        while drained < _LINGER_MAX_BYTES and (data := await conn.stream.receive_some(65536)):
+            drained += len(data)
+
+
+class RequestError(Exception):
+    """A request the daemon refuses; ``code`` and ``message`` go into the error frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@attrs.frozen
+class _Plan:
+    """A checked run request: what to execute, where, in which permission mode."""
+
+    request: RunRequest
+    argv: list[str]
+    cwd: str
+    mode: str
+
+
+@attrs.define(eq=False)
+class _ActiveRun:
+    scope: trio.CancelScope
+    reason: Reason = "exited"
+
+
+class _Daemon:
+    """State shared by the connection handlers of one ``serve_daemon`` call."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.environ: Mapping[str, str] = os.environ if config.environ is None else config.environ
+        self.runs: set[_ActiveRun] = set()
+        self.connections = 0
+        self.idle = trio.Event()
+        self.idle.set()
+        self._ids = itertools.count(1)
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        conn_id = next(self._ids)
+        self.connections += 1
+        self.idle = trio.Event() if self.connections == 1 else self.idle
+        try:
+            async with stream:
+                await self._converse(conn_id, stream)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.info("client went away", extra=_fields(conn=conn_id))
+        finally:
+            self.connections -= 1
+            if self.connections == 0:
+                self.idle.set()
+
+    async def _converse(self, conn_id: int, stream: trio.SocketStream) -> None:
+        conn = FramedStream(stream, CLIENT_TO_DAEMON, max_frame_bytes=self.config.max_request_bytes)
+        try:
+            with trio.move_on_after(self.config.handshake_timeout_s) as deadline:
+                await server_handshake(conn, self.config.token)
+                operation = await conn.receive()
+            if deadline.cancelled_caught:
+                log.warning("handshake timed out, dropping client", extra=_fields(conn=conn_id))
+                return
+            await self._operate(conn_id, conn, operation)
+        except HandshakeFailed as exc:
+            log.warning("handshake failed", extra=_fields(conn=conn_id, code=exc.code))
+            if exc.code != "closed":
+                await _send_error_and_close(conn, exc.code, exc.message)
+        except (ProtocolViolation, RequestError) as exc:
+            log.warning(
+                "request refused", extra=_fields(conn=conn_id, code=exc.code, error=exc.message)
+            )
+            await _send_error_and_close(conn, exc.code, exc.message)
+
+    async def _operate(self, conn_id: int, conn: FramedStream, operation: object) -> None:
+        if isinstance(operation, ProbeRequest):
+            await conn.send(await self.probe())
+            log.info("probe served", extra=_fields(conn=conn_id))
+        elif isinstance(operation, RunRequest):
+            await self.run(conn_id, conn, operation)
+        elif operation is not None:
+            raise ProtocolViolation(
+                "unexpected_message", "expected a probe or run request after the handshake"
+            )
+
+    async def probe(self) -> ProbeInfo:
+        """What the daemon is, which agent CLIs it found (with their versions), its limits."""
+        agents = []
+        for name in AGENT_NAMES:
+            adapter = ADAPTERS.get(name)
+            path = adapter.find_executable(self.environ) if adapter is not None else None
+            if adapter is None or path is None:
+                env_var = adapter.env_var if adapter is not None else ""
+                agents.append(
+                    AgentInfo(name=name, path=None, version=None, error=f"not found ({env_var})")
+                )
+                continue
+            try:
+                version = await agent_version(path)
+            except Exception as exc:  # a broken CLI is reported, not fatal
+                agents.append(AgentInfo(name=name, path=path, version=None, error=str(exc)))
+            else:
+                agents.append(AgentInfo(name=name, path=path, version=version))
+        return ProbeInfo(
+            daemon_version=__version__,
+            protocol_version=PROTOCOL_VERSION,
+            agents=agents,
+            roots=list(self.config.roots),
+            max_concurrent_runs=self.config.max_runs,
+            active_runs=len(self.runs),
+            max_frame_bytes=self.config.max_request_bytes,
+        )
+
+    def _prepare(self, request: RunRequest) -> _Plan:
+        """Check a run request against the configuration: its argv, cwd and permission mode."""
+        if not request.prompt.strip():
+            raise RequestError("invalid_request", "the prompt is empty @ $.prompt")
+        for field in ("max_turns", "max_budget_usd", "timeout_s"):
+            value = getattr(request, field)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise RequestError("invalid_request", f"must be positive @ $.{field}")
+        if request.timeout_s is not None and request.timeout_s > self.config.max_run_timeout_s:
+            raise RequestError(
+                "invalid_request",
+                f"at most {self.config.max_run_timeout_s:g} seconds @ $.timeout_s",
+            )
+        adapter = ADAPTERS.get(request.agent)
+        if adapter is None:
+            raise RequestError("unknown_agent", f"this daemon has no adapter for {request.agent}")
+        try:
+            cwd = resolve_inside_roots(request.cwd, self.config.roots)
+        except PathNotFound as exc:
+            raise RequestError("path_not_found", f"{exc.message} @ $.cwd") from None
+        except PathOutsideRoots as exc:
+            raise RequestError("path_outside_root", f"{exc.message} @ $.cwd") from None
+        mode = request.permission_mode or adapter.default_permission_mode
+        if mode not in adapter.permission_modes:
+            raise RequestError(
+                "invalid_request",
+                f"{request.agent} has no permission mode {mode!r} "
+                f"(one of {', '.join(sorted(adapter.permission_modes))}) @ $.permission_mode",
+            )
+        if mode not in self.allowed_modes(request.agent):
+            raise RequestError(
+                "permission_mode_not_allowed",
+                f"this daemon does not allow {request.agent} to run in {mode!r} mode "
+                "(see --allow-permission-mode) @ $.permission_mode",
+            )
+        executable = adapter.find_executable(self.environ)
+        if executable is None:
+            raise RequestError(
+                "agent_not_found",
+                f"{adapter.executable_name} not found (set {adapter.env_var} or PATH)",
+            )
+        return _Plan(request, adapter.build_argv(executable, request, mode), cwd, mode)
+
+    def allowed_modes(self, agent: str) -> set[str]:
+        """The adapter's safe default plus what ``--allow-permission-mode`` added."""
+        allowed = {ADAPTERS[agent].default_permission_mode}
+        allowed.update(mode for name, mode in self.config.extra_permission_modes if name == agent)
+        return allowed
+
+    async def run(self, conn_id: int, conn: FramedStream, request: RunRequest) -> None:
+        """Spawn the agent, stream its events back, then one ``RunFinished``."""
+        plan = self._prepare(request)
+        if len(self.runs) >= self.config.max_runs:
+            raise RequestError("busy", f"the daemon is running {len(self.runs)} runs, its limit")
+        active = _ActiveRun(scope=trio.CancelScope())
+        self.runs.add(active)
+        try:
+            await self._run(conn_id, conn, plan, active)
+        finally:
+            self.runs.discard(active)
+
+    async def _run(self, conn_id: int, conn: FramedStream, plan: _Plan, active: _ActiveRun) -> None:
+        request = plan.request
+        parser = ADAPTERS[request.agent].new_parser()
+        status: ExitStatus | None = None
+        capped = False
+        timeout = request.timeout_s or self.config.max_run_timeout_s
+
+        async def watch_client() -> None:
+            # After its request a client sends nothing: EOF (or anything) means it is gone.
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await conn.stream.receive_some(_WATCH_CHUNK)
+            active.reason = "cancelled"
+            active.scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_client)
+            with active.scope, trio.move_on_after(timeout) as timer:
+                try:
+                    status, capped = await self._stream_run(conn_id, conn, plan, parser)
+                except* (trio.BrokenResourceError, trio.ClosedResourceError):
+                    active.reason = "cancelled"
+            if timer.cancelled_caught:
+                active.reason = "timed_out"
+            nursery.cancel_scope.cancel()
+        finished = parser.finish(
+            status.exit_code if status is not None else None,
+            status.signal if status is not None else None,
+            reason=active.reason,
+        )
+        if capped:
+            finished = attrs.evolve(finished, output_truncated=True)
+        log.info(
+            "run finished",
+            extra=_fields(
+                conn=conn_id,
+                reason=active.reason,
+                outcome=finished.outcome,
+                exit_code=finished.exit_code,
+                signal=finished.signal,
+            ),
+        )
+        if active.reason != "cancelled":
+            await conn.send(finished)
+
+    async def _stream_run(
+        self, conn_id: int, conn: FramedStream, plan: _Plan, parser: EventParser
+    ) -> tuple[ExitStatus, bool]:
+        """Spawn the group and forward its output, one awaited send per event (backpressure).
+
+        Returns the leader's exit status and whether the output limit cut the output.
+        """
+        async with spawn_group(
+            plan.argv,
+            cwd=plan.cwd,
+            env=dict(self.environ),
+            kill_grace=self.config.kill_grace_s,
+            max_output_bytes=self.config.max_output_bytes,
+            max_line_bytes=self.config.max_line_bytes,
+        ) as proc:
+            log.info(
+                "run started",
+                extra=_fields(
+                    conn=conn_id,
+                    agent=plan.request.agent,
+                    pid=proc.pid,
+                    cwd=plan.cwd,
+                    mode=plan.mode,
+                ),
+            )
+            await conn.send(RunStarted(pid=proc.pid, argv=plan.argv, cwd=plan.cwd))
+            async for line in proc:
+                text = line.data.decode("utf-8", errors="replace").rstrip("\r\n")
+                if line.stream == "stderr":
+                    events = [
+                        AgentEvent(kind="stderr", raw=text, text=text, truncated=line.truncated)
+                    ]
+                else:
+                    events = parser.feed(text, truncated=line.truncated)
+                for event in events:
+                    await conn.send(event)
+            return await proc.wait(), proc.output_capped
+
+    def kill_runs(self) -> None:
+        """Cancel every run in flight; each reports ``killed`` to its client."""
+        for active in self.runs:
+            active.reason = "killed"
+            active.scope.cancel()
+
+
+async def serve_daemon(
+    config: DaemonConfig,
+    *,
+    shutdown: trio.Event | None = None,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled (runs are killed at once) or until ``shutdown`` is set (graceful).
+
+    Graceful: stop accepting, let connections in flight finish within ``config.grace_s``, then
+    cancel the runs still going (each client gets a ``killed`` ``RunFinished``) and return.
+    ``task_status.started`` receives the bound ``(host, port)`` pairs (port 0 is allowed).
+    """
+    daemon = _Daemon(config)
+    listeners: list[trio.SocketListener] = []
+    for host, port in config.listen:
+        listeners.extend(await trio.open_tcp_listeners(port, host=host))
+    bound = [listener.socket.getsockname()[:2] for listener in listeners]
+    addresses = [(str(host), int(port)) for host, port in bound]
+    async with trio.open_nursery() as handlers:
+        async with trio.open_nursery() as acceptors:
+            for listener in listeners:
+                acceptors.start_soon(
+                    functools.partial(
+                        trio.serve_listeners, daemon.handle, [listener], handler_nursery=handlers
+                    )
+                )
+            for host, port in addresses:
+                log.info("listening", extra=_fields(host=host, port=port))
+            task_status.started(addresses)
+            if shutdown is None:
+                await trio.sleep_forever()
+            await shutdown.wait()
+            acceptors.cancel_scope.cancel()
+        for listener in listeners:
+            await listener.aclose()
+        log.info(
+            "shutting down",
+            extra=_fields(runs=len(daemon.runs), grace_s=config.grace_s),
+        )
+        with trio.move_on_after(config.grace_s):
+            await daemon.idle.wait()
+        if daemon.connections:
+            log.warning("grace period over, killing runs", extra=_fields(runs=len(daemon.runs)))
+            daemon.kill_runs()
+            with trio.move_on_after(config.kill_grace_s + _FINAL_REPORT_S):
+                await daemon.idle.wait()
+        handlers.cancel_scope.cancel()
+    log.info("stopped")

@@ -1,0 +1,197 @@
+"""``python -m host_daemon`` as a real subprocess: flags, JSON logs, SIGTERM, a second SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+import pytest
+import trio
+from _support.daemon import install_stand_in_agent
+
+import host_daemon
+from host_daemon import AgentEvent, DaemonUnavailable, RunFinished, RunRequest, RunStarted, open_run
+from host_daemon._proc import read_stat
+
+DEADLINE = 30.0
+
+
+@attrs.define
+class DaemonProcess:
+    process: trio.Process
+    logs: list[dict[str, Any]]
+    changed: trio.Event
+    host: str = ""
+    port: int = 0
+    token: str = ""
+
+    async def wait_log(self, message: str) -> dict[str, Any]:
+        with trio.fail_after(DEADLINE):
+            while True:
+                for entry in self.logs:
+                    if entry.get("message") == message:
+                        return entry
+                self.changed = trio.Event()
+                await self.changed.wait()
+
+
+async def _pump_logs(stream: trio.abc.ReceiveStream, daemon: DaemonProcess) -> None:
+    buffer = b""
+    async for chunk in stream:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            daemon.logs.append(json.loads(line))
+        daemon.changed.set()
+
+
+@pytest.fixture
+def layout(tmp_path: pathlib.Path) -> dict[str, pathlib.Path]:
+    root = tmp_path / "root"
+    (root / "project").mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    return {"root": root, "bin": bin_dir, "token": tmp_path / "state" / "daemon.token"}
+
+
+@pytest.fixture
+async def daemon_process(layout: dict[str, pathlib.Path]) -> AsyncIterator[DaemonProcess]:
+    layout["token"].parent.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAEMON_TOKEN")}
+    env["CLAUDE_PATH"] = install_stand_in_agent(layout["bin"])
+    argv = [sys.executable, "-m", "host_daemon", "--listen", "127.0.0.1:0"]
+    argv += ["--root", str(layout["root"]), "--token-file", str(layout["token"])]
+    argv += ["--grace", "20", "--kill-grace", "2", "--log-format", "json"]
+    async with trio.open_nursery() as nursery:
+        process = await trio.lowlevel.open_process(argv, env=env, stderr=subprocess.PIPE)
+        daemon = DaemonProcess(process=process, logs=[], changed=trio.Event())
+        assert process.stderr is not None
+        nursery.start_soon(_pump_logs, process.stderr, daemon)
+        try:
+            listening = await daemon.wait_log("listening")
+            daemon.host, daemon.port = listening["host"], listening["port"]
+            daemon.token = layout["token"].read_text().strip()
+            yield daemon
+        finally:
+            with trio.CancelScope(shield=True):
+                if process.returncode is None:
+                    process.kill()
+                await process.wait()
+            nursery.cancel_scope.cancel()
+
+
+def gone(pid: int) -> bool:
+    status = read_stat(pid)
+    return status is None or not status.alive
+
+
+async def test_daemon_creates_token_and_serves_probe(
+    daemon_process: DaemonProcess, layout: dict[str, pathlib.Path]
+) -> None:
+    """The daemon creates its token file 0600 and answers a probe with it."""
+    assert stat.S_IMODE(layout["token"].stat().st_mode) == 0o600
+    info = await host_daemon.probe(daemon_process.host, daemon_process.port, daemon_process.token)
+    assert info.roots == [str(layout["root"])]
+
+
+async def test_logs_never_hold_the_token(daemon_process: DaemonProcess) -> None:
+    """Neither a served run nor a failed login puts the token in the logs."""
+    d = daemon_process
+    request = RunRequest(agent="claude", prompt="hello", cwd="project")
+    async with open_run(d.host, d.port, d.token, request) as stream:
+        _ = [event async for event in stream]
+    with pytest.raises(host_daemon.AuthenticationFailed):
+        await host_daemon.probe(d.host, d.port, d.token[:-1] + "x")
+    await d.wait_log("run finished")
+    await d.wait_log("handshake failed")
+    assert d.token not in json.dumps(d.logs)
+    assert all(entry["level"] in {"info", "warning"} for entry in d.logs)
+
+
+async def test_sigterm_lets_the_run_finish_then_exits_0(daemon_process: DaemonProcess) -> None:
+    """On SIGTERM a run in flight completes within grace, new clients are refused, exit 0."""
+    d = daemon_process
+    request = RunRequest(agent="claude", prompt="sleep 2", cwd="project")
+    async with open_run(d.host, d.port, d.token, request) as stream:
+        assert isinstance(await stream.__anext__(), RunStarted)
+        d.process.send_signal(signal.SIGTERM)
+        await d.wait_log("shutting down")
+        with pytest.raises(DaemonUnavailable):
+            await host_daemon.probe(d.host, d.port, d.token)
+        events = [event async for event in stream]
+    assert isinstance(events[-1], RunFinished)
+    assert events[-1].outcome == "success"
+    with trio.fail_after(DEADLINE):
+        assert await d.process.wait() == 0
+
+
+async def test_second_sigterm_exits_at_once_killing_the_group(
+    daemon_process: DaemonProcess,
+) -> None:
+    """A second SIGTERM during the grace period exits at once; no process of the run is left."""
+    d = daemon_process
+    request = RunRequest(agent="claude", prompt="hang", cwd="project")
+    async with open_run(d.host, d.port, d.token, request) as stream:
+        pids: list[int] = []
+        async for event in stream:
+            if isinstance(event, AgentEvent) and event.text and event.text.startswith("pids "):
+                pids = [int(word) for word in event.text.split()[1:]]
+                break
+        d.process.send_signal(signal.SIGTERM)
+        await d.wait_log("shutting down")
+        d.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(DEADLINE):
+            assert await d.process.wait() == 0
+        with pytest.raises(DaemonUnavailable):
+            _ = [event async for event in stream]
+    assert pids
+    assert all(gone(pid) for pid in pids)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "host_daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=env,
+        check=False,
+    )
+
+
+def test_no_root_refused_with_exit_2(tmp_path: pathlib.Path) -> None:
+    """Without --root (or $HOST_FILE_ROOT) the daemon refuses to start, and says why."""
+    env = {k: v for k, v in os.environ.items() if k != "HOST_FILE_ROOT"}
+    env["DAEMON_TOKEN"] = "x"
+    result = run_cli("--listen", "127.0.0.1:0", env=env)
+    assert result.returncode == 2
+    assert "--root" in result.stderr
+
+
+def test_bad_listen_address_refused() -> None:
+    """A --listen value that is not HOST:PORT is a usage error."""
+    result = run_cli("--listen", "nowhere")
+    assert result.returncode == 2
+    assert "HOST:PORT" in result.stderr
+
+
+def test_unknown_permission_mode_refused() -> None:
+    """--allow-permission-mode names a mode the agent really has."""
+    result = run_cli("--allow-permission-mode", "claude=yolo")
+    assert result.returncode == 2
+    assert "no permission mode" in result.stderr
+
+
+def test_install_unit_dispatches(tmp_path: pathlib.Path) -> None:
+    """``install-unit`` is handed to the unit installer (its --help is its own)."""
+    result = run_cli("install-unit", "--help")
+    assert result.returncode == 0
+    assert "--print" in result.stdout

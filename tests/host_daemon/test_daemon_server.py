@@ -1,0 +1,383 @@
+"""A real daemon on 127.0.0.1:0 with a stand-in agent: probe, runs, refusals, cancellation."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+from _support.daemon import RunningDaemon, install_stand_in_agent, running_daemon
+
+import host_daemon
+from host_daemon import (
+    AgentEvent,
+    AuthenticationFailed,
+    DaemonBusy,
+    DaemonUnavailable,
+    RequestRejected,
+    RunFinished,
+    RunRequest,
+    RunStarted,
+    open_run,
+)
+from host_daemon._connection import FramedStream, client_handshake
+from host_daemon._proc import read_stat
+from host_daemon._protocol import DAEMON_TO_CLIENT, Challenge, ErrorFrame, ProbeInfo
+
+DEADLINE = 30.0  # generous: the machine is shared and loaded
+
+
+@pytest.fixture
+def root(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "root"
+    (path / "project").mkdir(parents=True)
+    return path
+
+
+@pytest.fixture
+def agent_env(tmp_path: pathlib.Path) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    return {
+        "CLAUDE_PATH": install_stand_in_agent(bin_dir),
+        "CODEX_PATH": str(tmp_path / "no-codex"),
+        "GEMINI_PATH": str(tmp_path / "no-gemini"),
+    }
+
+
+@pytest.fixture
+async def daemon(root: pathlib.Path, agent_env: dict[str, str]) -> AsyncIterator[RunningDaemon]:
+    async with running_daemon(roots=[root], env=agent_env, handshake_timeout_s=5.0) as d:
+        yield d
+
+
+def request(prompt: str, **fields: object) -> RunRequest:
+    return RunRequest(agent="claude", prompt=prompt, cwd="project", **fields)  # type: ignore[arg-type]
+
+
+async def collect(d: RunningDaemon, req: RunRequest) -> list[host_daemon.RunEvent]:
+    async with open_run(d.host, d.port, d.token, req) as stream:
+        return [event async for event in stream]
+
+
+def gone(pid: int) -> bool:
+    stat = read_stat(pid)
+    return stat is None or not stat.alive
+
+
+async def wait_gone(*pids: int) -> None:
+    with trio.fail_after(DEADLINE):
+        # /proc offers no event to wait on: poll it.
+        while not all(gone(pid) for pid in pids):  # noqa: ASYNC110
+            await trio.sleep(0.05)
+
+
+async def raw_authenticated(d: RunningDaemon) -> FramedStream:
+    stream = await trio.open_tcp_stream(d.host, d.port)
+    conn = FramedStream(stream, DAEMON_TO_CLIENT, max_frame_bytes=1 << 20)
+    await client_handshake(conn, d.token)
+    return conn
+
+
+async def test_probe_reports_agents_roots_and_limits(
+    daemon: RunningDaemon, root: pathlib.Path
+) -> None:
+    """Probe names each agent (found with its --version, or why not), the roots and limits."""
+    info = await host_daemon.probe(daemon.host, daemon.port, daemon.token)
+    by_name = {agent.name: agent for agent in info.agents}
+    assert by_name["claude"].version == "9.9.9 (stand-in claude)"
+    assert by_name["codex"].path is None
+    assert by_name["codex"].error
+    assert info.roots == [str(root)]
+    assert info.protocol_version == host_daemon.PROTOCOL_VERSION
+    assert info.max_concurrent_runs == daemon.config.max_runs
+    assert info.active_runs == 0
+
+
+async def test_run_streams_started_events_and_finished(
+    daemon: RunningDaemon, root: pathlib.Path
+) -> None:
+    """A run yields RunStarted, the agent's events (raw lines kept), then one RunFinished."""
+    events = await collect(daemon, request("hello"))
+    started, *middle, finished = events
+    assert isinstance(started, RunStarted)
+    assert started.cwd == str(root / "project")
+    assert started.argv[-1] == "hello"
+    assert all(isinstance(e, AgentEvent) for e in middle)
+    kinds = [e.kind for e in middle if isinstance(e, AgentEvent)]
+    assert kinds[0] == "init"
+    assert "text" in kinds
+    assert any(isinstance(e, AgentEvent) and '"type": "result"' in e.raw for e in middle)
+    assert isinstance(finished, RunFinished)
+    assert finished.outcome == "success"
+    assert finished.final_text == "done"
+    assert finished.exit_code == 0
+
+
+async def test_stderr_lines_become_events(daemon: RunningDaemon) -> None:
+    """What the CLI writes to stderr arrives as ``stderr`` events."""
+    events = await collect(daemon, request("stderr"))
+    stderr = [e for e in events if isinstance(e, AgentEvent) and e.kind == "stderr"]
+    assert [e.text for e in stderr] == ["a warning on stderr"]
+
+
+async def test_many_lines_arrive_complete_and_in_order(daemon: RunningDaemon) -> None:
+    """Two thousand 1 KiB events all arrive, then the final event."""
+    events = await collect(daemon, request("lines 2000"))
+    texts = [e for e in events if isinstance(e, AgentEvent) and e.kind == "text"]
+    assert len(texts) == 2000
+    assert isinstance(events[-1], RunFinished)
+    assert events[-1].outcome == "success"
+
+
+async def test_wrong_token_refused(daemon: RunningDaemon) -> None:
+    """A client with the wrong token gets AuthenticationFailed, and nothing runs."""
+    with pytest.raises(AuthenticationFailed):
+        await host_daemon.probe(daemon.host, daemon.port, "not-the-token")
+
+
+async def test_daemon_must_prove_the_token_too(daemon: RunningDaemon) -> None:
+    """A daemon that cannot prove the token is refused by the client (mutual auth)."""
+    async with (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0] as fake:
+        port = fake.socket.getsockname()[1]
+
+        async def impostor() -> None:
+            stream = await fake.accept()
+            async with stream:
+                conn = FramedStream(
+                    stream, host_daemon._protocol.CLIENT_TO_DAEMON, max_frame_bytes=1 << 16
+                )
+                await conn.send(Challenge(protocol_version=1, server_nonce="00"))
+                await conn.receive()
+                await conn.send(host_daemon._protocol.Welcome(proof="0" * 64))
+                await conn.receive()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(impostor)
+            with pytest.raises(AuthenticationFailed):
+                await host_daemon.probe("127.0.0.1", port, daemon.token)
+
+
+async def test_silent_client_dropped_after_the_deadline(root: pathlib.Path) -> None:
+    """A client that never answers the challenge is disconnected after the handshake timeout."""
+    async with running_daemon(roots=[root], handshake_timeout_s=0.3) as d:
+        stream = await trio.open_tcp_stream(d.host, d.port)
+        async with stream:
+            conn = FramedStream(stream, DAEMON_TO_CLIENT, max_frame_bytes=1 << 16)
+            assert isinstance(await conn.receive(), Challenge)
+            with trio.fail_after(DEADLINE):
+                assert await conn.receive() is None
+
+
+async def test_malformed_frame_gets_error_then_daemon_serves_next(daemon: RunningDaemon) -> None:
+    """A non-object frame gets an error frame and a closed connection; the next client is served."""
+    conn = await raw_authenticated(daemon)
+    async with conn.stream:
+        await conn.stream.send_all(b"[1, 2]\n")
+        error = await conn.receive()
+        assert isinstance(error, ErrorFrame)
+        assert error.code == "not_an_object"
+        assert await conn.receive() is None
+    info = await host_daemon.probe(daemon.host, daemon.port, daemon.token)
+    assert isinstance(info, ProbeInfo)
+
+
+async def test_garbage_instead_of_hello_gets_error(daemon: RunningDaemon) -> None:
+    """Invalid UTF-8 in place of the hello is refused with an error frame."""
+    stream = await trio.open_tcp_stream(daemon.host, daemon.port)
+    async with stream:
+        conn = FramedStream(stream, DAEMON_TO_CLIENT, max_frame_bytes=1 << 16)
+        assert isinstance(await conn.receive(), Challenge)
+        await stream.send_all(b"\xff\xfe\n")
+        error = await conn.receive()
+        assert isinstance(error, ErrorFrame)
+        assert error.code == "invalid_utf8"
+
+
+async def test_oversized_request_refused(root: pathlib.Path, agent_env: dict[str, str]) -> None:
+    """A request larger than the daemon's frame limit gets ``frame_too_large``."""
+    async with running_daemon(roots=[root], env=agent_env, max_request_bytes=4096) as d:
+        with pytest.raises(host_daemon.ProtocolError) as caught:
+            await collect(d, request("x" * 10_000))
+        assert caught.value.code == "frame_too_large"
+
+
+async def test_wrong_field_type_names_the_field(daemon: RunningDaemon) -> None:
+    """A run frame with a string ``max_turns`` is refused naming ``$.max_turns``."""
+    conn = await raw_authenticated(daemon)
+    async with conn.stream:
+        frame = (
+            b'{"type":"run","agent":"claude","prompt":"hello","cwd":"project","max_turns":"3"}\n'
+        )
+        await conn.stream.send_all(frame)
+        error = await conn.receive()
+    assert error == ErrorFrame(
+        code="invalid_request", message="expected int, got str @ $.max_turns"
+    )
+
+
+@pytest.mark.parametrize(
+    ("cwd", "code"),
+    [("..", "path_outside_root"), ("/etc", "path_outside_root"), ("missing", "path_not_found")],
+)
+async def test_cwd_outside_roots_refused(daemon: RunningDaemon, cwd: str, code: str) -> None:
+    """A working directory outside the roots (or missing) is refused before anything runs."""
+    with pytest.raises(RequestRejected) as caught:
+        await collect(daemon, RunRequest(agent="claude", prompt="hello", cwd=cwd))
+    assert caught.value.code == code
+    assert "$.cwd" in caught.value.message
+
+
+async def test_symlink_out_of_root_refused(daemon: RunningDaemon, root: pathlib.Path) -> None:
+    """A symlink inside a root that points out of it is refused."""
+    (root / "escape").symlink_to(root.parent)
+    with pytest.raises(RequestRejected) as caught:
+        await collect(daemon, RunRequest(agent="claude", prompt="hello", cwd="escape"))
+    assert caught.value.code == "path_outside_root"
+
+
+async def test_agent_not_found_refused(daemon: RunningDaemon) -> None:
+    """An agent whose CLI is not installed is refused with ``agent_not_found``."""
+    with pytest.raises(RequestRejected) as caught:
+        await collect(daemon, RunRequest(agent="codex", prompt="hello", cwd="project"))
+    assert caught.value.code == "agent_not_found"
+
+
+async def test_permission_mode_beyond_the_default_refused(daemon: RunningDaemon) -> None:
+    """A permission mode the daemon was not told to allow is refused."""
+    with pytest.raises(RequestRejected) as caught:
+        await collect(daemon, request("hello", permission_mode="plan"))
+    assert caught.value.code == "permission_mode_not_allowed"
+
+
+async def test_allowed_permission_mode_reaches_the_cli(
+    root: pathlib.Path, agent_env: dict[str, str]
+) -> None:
+    """A mode allowed by the configuration is passed to the CLI."""
+    async with running_daemon(
+        roots=[root], env=agent_env, extra_permission_modes=(("claude", "plan"),)
+    ) as d:
+        events = await collect(d, request("hello", permission_mode="plan"))
+    started = events[0]
+    assert isinstance(started, RunStarted)
+    assert started.argv[started.argv.index("--permission-mode") + 1] == "plan"
+    assert isinstance(events[-1], RunFinished)
+
+
+async def test_default_permission_mode_is_the_adapters(daemon: RunningDaemon) -> None:
+    """Without a mode in the request the adapter's safe default is used."""
+    started = (await collect(daemon, request("hello")))[0]
+    assert isinstance(started, RunStarted)
+    assert started.argv[started.argv.index("--permission-mode") + 1] == "acceptEdits"
+
+
+async def test_empty_prompt_refused(daemon: RunningDaemon) -> None:
+    """An empty prompt is an invalid request."""
+    with pytest.raises(RequestRejected) as caught:
+        await collect(daemon, request("  "))
+    assert caught.value.code == "invalid_request"
+
+
+async def test_busy_beyond_the_limit(root: pathlib.Path, agent_env: dict[str, str]) -> None:
+    """With max_runs=1, a second run while one is in flight gets DaemonBusy."""
+    async with running_daemon(roots=[root], env=agent_env, max_runs=1) as d:
+        async with open_run(d.host, d.port, d.token, request("hang")) as first:
+            assert isinstance(await first.__anext__(), RunStarted)
+            with pytest.raises(DaemonBusy):
+                await collect(d, request("hello"))
+        with trio.fail_after(DEADLINE):
+            while True:
+                info = await host_daemon.probe(d.host, d.port, d.token)
+                if info.active_runs == 0:
+                    break
+                await trio.sleep(0.05)
+        assert isinstance((await collect(d, request("hello")))[-1], RunFinished)
+
+
+async def hang_pids(stream: host_daemon.RunStream) -> tuple[int, int]:
+    async for event in stream:
+        if isinstance(event, AgentEvent) and event.text and event.text.startswith("pids "):
+            leader, child = event.text.split()[1:]
+            return int(leader), int(child)
+    raise AssertionError("the stand-in never reported its pids")
+
+
+async def test_leaving_the_run_early_kills_the_group(daemon: RunningDaemon) -> None:
+    """Closing the connection mid-run kills the agent and its grandchild (checked in /proc)."""
+    async with open_run(daemon.host, daemon.port, daemon.token, request("hang")) as stream:
+        leader, child = await hang_pids(stream)
+        assert not gone(leader)
+        assert not gone(child)
+    await wait_gone(leader, child)
+
+
+async def test_cancelling_the_caller_kills_the_group(daemon: RunningDaemon) -> None:
+    """A cancelled caller scope closes the run, and the daemon kills the whole group."""
+    pids: list[int] = []
+    with trio.CancelScope() as scope:
+        async with open_run(daemon.host, daemon.port, daemon.token, request("hang")) as stream:
+            pids.extend(await hang_pids(stream))
+            scope.cancel()
+            await trio.sleep_forever()
+    await wait_gone(*pids)
+
+
+async def test_timeout_reports_timed_out(daemon: RunningDaemon) -> None:
+    """A run that outlives its timeout ends with ``timed_out`` and leaves nothing behind."""
+    async with open_run(
+        daemon.host, daemon.port, daemon.token, request("hang", timeout_s=1.0)
+    ) as stream:
+        leader, child = await hang_pids(stream)
+        rest = [event async for event in stream]
+    finished = rest[-1]
+    assert isinstance(finished, RunFinished)
+    assert finished.outcome == "timed_out"
+    await wait_gone(leader, child)
+
+
+async def test_exit_without_result_is_an_error(daemon: RunningDaemon) -> None:
+    """An agent that exits 7 before its result is reported as an error with its code."""
+    finished = (await collect(daemon, request("exit 7")))[-1]
+    assert isinstance(finished, RunFinished)
+    assert finished.outcome == "error"
+    assert finished.exit_code == 7
+
+
+async def test_unreachable_daemon_is_unavailable() -> None:
+    """Connecting to a port nobody listens on raises DaemonUnavailable."""
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listener.socket.getsockname()[1]
+    await listener.aclose()
+    with pytest.raises(DaemonUnavailable):
+        await host_daemon.probe("127.0.0.1", port, "token", timeout=DEADLINE)
+
+
+async def test_graceful_shutdown_lets_a_run_finish(
+    root: pathlib.Path, agent_env: dict[str, str]
+) -> None:
+    """Setting ``shutdown`` stops accepting but lets a run in flight complete within grace."""
+    async with running_daemon(roots=[root], env=agent_env, grace_s=DEADLINE) as d:
+        async with open_run(d.host, d.port, d.token, request("sleep 1")) as stream:
+            assert isinstance(await stream.__anext__(), RunStarted)
+            d.shutdown.set()
+            events = [event async for event in stream]
+        assert isinstance(events[-1], RunFinished)
+        assert events[-1].outcome == "success"
+        with pytest.raises(DaemonUnavailable):
+            await host_daemon.probe(d.host, d.port, d.token)
+
+
+async def test_shutdown_after_grace_kills_runs(
+    root: pathlib.Path, agent_env: dict[str, str]
+) -> None:
+    """A run still going when the grace period ends is killed and reported as ``killed``."""
+    async with running_daemon(roots=[root], env=agent_env, grace_s=0.5) as d:
+        async with open_run(d.host, d.port, d.token, request("hang")) as stream:
+            leader, child = await hang_pids(stream)
+            d.shutdown.set()
+            events = [event async for event in stream]
+        finished = events[-1]
+        assert isinstance(finished, RunFinished)
+        assert finished.outcome == "killed"
+        await wait_gone(leader, child)
