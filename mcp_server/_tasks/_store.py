@@ -32,7 +32,7 @@ import math
 import os
 import pathlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -127,15 +127,53 @@ def _decode_line(line: bytes, expected_seq: int) -> TaskEvent:
 
 @attrs.define
 class _Log:
-    """A task's log as the store tracks it: what is on disk and what waits to be written."""
+    """A task's log as the store tracks it: what is on disk and what waits to be written.
+
+    Only trio code mutates it (worker threads get copies and return what they did), so a reader
+    always sees a consistent prefix on disk followed by the events still pending.
+    """
 
     path: pathlib.Path
-    last_seq: int = 0
+    written: int = 0  # the last seq on disk
     offsets: list[int] = attrs.field(factory=list)  # offsets[i] = where event seq i+1 starts
     size: int = 0
-    pending: list[TaskEvent] = attrs.field(factory=list)
+    pending: list[TaskEvent] = attrs.field(factory=list)  # includes a batch being written
     unsynced: bool = False
     last_fsync: float = 0.0
+
+    @property
+    def last_seq(self) -> int:
+        return self.pending[-1].seq if self.pending else self.written
+
+
+@attrs.frozen
+class _Written:
+    """What a worker thread appended to one log."""
+
+    offsets: list[int]
+    size: int
+    fsynced: bool
+
+
+def _append_sync(
+    path: pathlib.Path, size: int, batch: list[TaskEvent], fsync: bool, unsynced: bool
+) -> _Written:
+    offsets: list[int] = []
+    if not batch and not (fsync and unsynced):
+        return _Written(offsets, size, fsynced=False)
+    with path.open("ab") as handle:
+        if batch:
+            chunks = []
+            for event in batch:
+                line = encode_event(event)
+                offsets.append(size)
+                size += len(line)
+                chunks.append(line)
+            handle.write(b"".join(chunks))
+            handle.flush()
+        if fsync:
+            os.fsync(handle.fileno())
+    return _Written(offsets, size, fsynced=fsync)
 
 
 def _fsync_dir(path: pathlib.Path) -> None:
@@ -227,12 +265,12 @@ class TaskStore:
                 problem = "torn"
                 break
             try:
-                event = _decode_line(data[offset:newline], state.last_seq + 1)
+                event = _decode_line(data[offset:newline], state.written + 1)
             except Exception as exc:
-                problem = f"line {state.last_seq + 1}: {describe_error(exc)}"
+                problem = f"line {state.written + 1}: {describe_error(exc)}"
                 break
             state.offsets.append(offset)
-            state.last_seq = event.seq
+            state.written = event.seq
             offset = newline + 1
             good_end = offset
         if problem is None:
@@ -245,7 +283,7 @@ class TaskStore:
         else:
             kept = path.with_name(path.name + ".tmp-kept")
             kept.write_bytes(data[:good_end])
-            why = f"corrupt event log at {problem}; events 1..{state.last_seq} kept"
+            why = f"corrupt event log at {problem}; events 1..{state.written} kept"
             self._quarantine(path, why)
             os.replace(kept, path)
         with path.open("r+b") as handle:
@@ -277,14 +315,18 @@ class TaskStore:
             if task is None:
                 return
             state = self._logs[task_id]
-            batch, state.pending = state.pending, []
-            task = count_events(task, batch[-1].seq if batch else state.last_seq)
+            task = count_events(task, state.last_seq)
             self.tasks[task_id] = task
-            data = encode_task(task)
-            await trio.to_thread.run_sync(self._save_sync, task_id, state, batch, data)
+            batch = list(state.pending)
+            written = await trio.to_thread.run_sync(
+                self._save_sync, task_id, state.path, state.size, batch, encode_task(task)
+            )
+            self._written(state, batch, written)
 
-    def _save_sync(self, task_id: str, state: _Log, batch: list[TaskEvent], data: bytes) -> None:
-        self._write_events_sync(state, batch, force_fsync=True)
+    def _save_sync(
+        self, task_id: str, log_path: pathlib.Path, size: int, batch: list[TaskEvent], data: bytes
+    ) -> _Written:
+        written = _append_sync(log_path, size, batch, fsync=True, unsynced=True)
         path = self.tasks_dir / (task_id + RECORD_SUFFIX)
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as handle:
@@ -293,6 +335,19 @@ class TaskStore:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         _fsync_dir(self.tasks_dir)
+        return written
+
+    @staticmethod
+    def _written(state: _Log, batch: list[TaskEvent], written: _Written) -> None:
+        if batch:
+            del state.pending[: len(batch)]
+            state.offsets.extend(written.offsets)
+            state.size = written.size
+            state.written = batch[-1].seq
+            state.unsynced = True
+        if written.fsynced:
+            state.unsynced = False
+            state.last_fsync = time.monotonic()
 
     async def delete(self, task_id: str) -> None:
         """Forget a task and remove its files."""
@@ -311,54 +366,36 @@ class TaskStore:
     def append_event(self, task_id: str, **fields: Any) -> TaskEvent:
         """Give the next event of a task its seq and queue it for the flusher."""
         state = self._logs[task_id]
-        queued_last = state.pending[-1].seq if state.pending else state.last_seq
-        event = next_event(queued_last, now=utcnow(), **fields)
+        event = next_event(state.last_seq, now=utcnow(), **fields)
         state.pending.append(event)
         self._wakeup.set()
         return event
 
     def last_seq(self, task_id: str) -> int:
         """The seq of the task's latest event (written or queued)."""
-        state = self._logs[task_id]
-        return state.pending[-1].seq if state.pending else state.last_seq
-
-    def _write_events_sync(self, state: _Log, batch: list[TaskEvent], *, force_fsync: bool) -> None:
-        if not batch and not (force_fsync and state.unsynced):
-            return
-        with state.path.open("ab") as handle:
-            if batch:
-                chunks = []
-                position = state.size
-                for event in batch:
-                    line = encode_event(event)
-                    state.offsets.append(position)
-                    position += len(line)
-                    chunks.append(line)
-                handle.write(b"".join(chunks))
-                handle.flush()
-                state.size = position
-                state.last_seq = batch[-1].seq
-                state.unsynced = True
-            now = time.monotonic()
-            if force_fsync or now - state.last_fsync >= FSYNC_INTERVAL_S:
-                os.fsync(handle.fileno())
-                state.unsynced = False
-                state.last_fsync = now
+        return self._logs[task_id].last_seq
 
     async def flush(self, *, force_fsync: bool = False) -> None:
         """Write every queued event; fsync per the policy (or now, with ``force_fsync``)."""
         async with self._io_lock:
+            now = time.monotonic()
             work = []
             for state in self._logs.values():
                 if state.pending or (state.unsynced and force_fsync):
-                    batch, state.pending = state.pending, []
-                    work.append((state, batch))
-            if work:
-                await trio.to_thread.run_sync(self._flush_sync, work, force_fsync)
+                    fsync = force_fsync or now - state.last_fsync >= FSYNC_INTERVAL_S
+                    work.append((state, list(state.pending), fsync))
+            if not work:
+                return
+            results = await trio.to_thread.run_sync(self._flush_sync, work)
+            for (state, batch, _), written in zip(work, results, strict=True):
+                self._written(state, batch, written)
 
-    def _flush_sync(self, work: Iterable[tuple[_Log, list[TaskEvent]]], force_fsync: bool) -> None:
-        for state, batch in work:
-            self._write_events_sync(state, batch, force_fsync=force_fsync)
+    @staticmethod
+    def _flush_sync(work: list[tuple[_Log, list[TaskEvent], bool]]) -> list[_Written]:
+        return [
+            _append_sync(state.path, state.size, batch, fsync, state.unsynced)
+            for state, batch, fsync in work
+        ]
 
     async def run_flusher(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -382,18 +419,21 @@ class TaskStore:
         """Events with ``seq > after``, at most ``limit``, from disk and the queue."""
         state = self._logs[task_id]
         out: list[TaskEvent] = []
-        if after < state.last_seq:
+        if after < state.written:
+            stop_index = min(after + limit, state.written)
             start = state.offsets[after]
-            stop_index = min(after + limit, state.last_seq)
-            stop = state.offsets[stop_index] if stop_index < len(state.offsets) else state.size
-            data = await trio.to_thread.run_sync(self._read_range, state.path, start, stop)
+            stop = state.offsets[stop_index] if stop_index < state.written else state.size
+            path = state.path
+            data = await trio.to_thread.run_sync(self._read_range, path, start, stop)
             out = [decode_event(line) for line in data.splitlines()]
+        next_seq = out[-1].seq + 1 if out else after + 1
         for event in list(state.pending):
             if len(out) >= limit:
                 break
-            if event.seq > after and (not out or event.seq == out[-1].seq + 1):
+            if event.seq == next_seq:
                 out.append(event)
-        return out[:limit]
+                next_seq += 1
+        return out
 
     @staticmethod
     def _read_range(path: pathlib.Path, start: int, stop: int) -> bytes:

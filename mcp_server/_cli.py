@@ -1,0 +1,300 @@
+"""``coding-agent``: ``serve`` (the MCP server alone), ``up`` (daemon + server) and ``doctor``.
+
+Signals: the first SIGTERM/SIGINT drains (MCP requests in flight complete, running tasks get a
+grace period and are then recorded ``interrupted``, state is flushed, exit 0); a second one exits
+at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import logging
+import os
+import pathlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import Any
+
+import attrs
+import trio
+
+from host_daemon import DaemonConfig, TokenError, load_or_create_token
+from host_daemon._server import serve_daemon
+from mcp_server._core._registry import Registry
+from mcp_server._http import HttpSettings, serve
+
+from ._config import (
+    ConfigError,
+    ServerConfig,
+    default_data_dir,
+    mcp_token,
+    parse_port,
+    prepare_state_dir,
+    serve_config,
+)
+from ._tasks._runner import DaemonEndpoint, TaskRunner, Workspace
+from ._tasks._store import TaskStore
+from ._tasks._tools import register_tasks
+
+log = logging.getLogger("mcp_server")
+
+
+def _port(value: str) -> int:
+    try:
+        return parse_port(value, "--port")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _grace(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
+    if not 0 <= number <= 3600:
+        raise argparse.ArgumentTypeError(f"must be 0..3600 seconds, got {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``coding-agent`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="coding-agent",
+        description="Hand coding work from MCP clients to coding-agent CLIs on your host.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser(
+        "serve", help="run the MCP server alone (what the container runs)"
+    )
+    serve_parser.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve_parser.add_argument("--port", type=_port, help="MCP HTTP port (env PORT, 3000)")
+    serve_parser.add_argument("--state-path", type=pathlib.Path, help="env STATE_PATH")
+    serve_parser.add_argument("--daemon-host", help="env CLAUDE_PROXY_HOST")
+    serve_parser.add_argument("--daemon-port", type=_port, help="env CLAUDE_PROXY_PORT")
+    serve_parser.add_argument(
+        "--grace", type=_grace, default=5.0, help="seconds running tasks get at shutdown (5)"
+    )
+    up_parser = commands.add_parser(
+        "up", help="run the host daemon and the MCP server together on loopback"
+    )
+    up_parser.add_argument("--port", type=_port, help="MCP HTTP port (env PORT, 3000)")
+    up_parser.add_argument(
+        "--state-path", type=pathlib.Path, help="state dir (env STATE_PATH, a user data dir)"
+    )
+    up_parser.add_argument(
+        "--root",
+        type=pathlib.Path,
+        help="the directory agents may work in (default: the current directory)",
+    )
+    up_parser.add_argument(
+        "--grace", type=_grace, default=5.0, help="seconds running tasks get at shutdown (5)"
+    )
+    commands.add_parser("doctor", help="check the installation", add_help=False)
+    return parser
+
+
+async def _watch_signals(shutdown: trio.Event, scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if shutdown.is_set():
+                log.warning("second %s: exiting now", signal.Signals(signum).name)
+                scope.cancel()
+                return
+            log.info("%s: shutting down gracefully", signal.Signals(signum).name)
+            shutdown.set()
+
+
+async def run_server(
+    config: ServerConfig,
+    *,
+    shutdown: trio.Event,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Load the tasks, serve MCP until ``shutdown``, then stop runs (grace) and flush."""
+    store = TaskStore(config.state_path / "tasks-state")
+    await store.load()
+    runner = TaskRunner(store, config.daemon, config.workspace)
+    registry = Registry()
+    register_tasks(registry, runner, features=config.features)
+    settings = HttpSettings(
+        host=config.host,
+        port=config.port,
+        auth_token=config.auth_token,
+        public_urls=config.public_urls,
+        graceful_timeout_s=config.http_graceful_s,
+        instructions=(
+            "Create coding tasks with create_task, follow them with wait_task or the "
+            "task:// resources, send follow-ups with update_task, close them with end_task."
+        ),
+    )
+    served = trio.Event()
+
+    async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await serve(registry, settings, shutdown=shutdown, task_status=task_status)
+        finally:
+            served.set()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        urls: list[str] = await nursery.start(serve_http)
+        task_status.started(urls)
+        await shutdown.wait()
+        await runner.shutdown(config.grace_s)
+        await served.wait()
+        nursery.cancel_scope.cancel()
+
+
+def _print(*lines: str) -> None:
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+
+
+def _mcp_url(urls: list[str]) -> str:
+    return urls[0].rstrip("/") + "/mcp"
+
+
+async def _serve_main(config: ServerConfig) -> int:
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope)
+        server = _Service(functools.partial(run_server, config, shutdown=shutdown))
+        urls = await nursery.start(server.run)
+        _print(f"MCP URL: {_mcp_url(urls)}")
+        log.info("serving; the daemon is expected at %s:%d", config.daemon.host, config.daemon.port)
+        await server.done.wait()
+        nursery.cancel_scope.cancel()
+    return 0
+
+
+class _Service:
+    """A long-running ``start``-able function whose end the parent can wait for."""
+
+    def __init__(self, run: Callable[..., Awaitable[None]]) -> None:
+        self._run = run
+        self.done = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status=task_status)
+        finally:
+            self.done.set()
+
+
+@attrs.frozen
+class _UpPlan:
+    state: pathlib.Path
+    root: pathlib.Path
+    daemon_token: str = attrs.field(repr=False)
+    daemon_port: int
+    port: int
+    auth_token: str = attrs.field(repr=False)
+    grace_s: float
+
+
+def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
+    """Everything ``up`` needs that touches the disk, resolved before the event loop starts."""
+    state = prepare_state_dir(
+        args.state_path or pathlib.Path(environ.get("STATE_PATH") or default_data_dir(environ))
+    )
+    root = pathlib.Path(os.path.realpath(args.root or os.getcwd()))
+    if not root.is_dir():
+        raise ConfigError(f"--root {root} is not a directory")
+    return _UpPlan(
+        state=state,
+        root=root,
+        daemon_token=load_or_create_token(state / "daemon.token"),
+        daemon_port=parse_port(environ.get("CLAUDE_PROXY_PORT") or "0", "CLAUDE_PROXY_PORT"),
+        port=args.port
+        if args.port is not None
+        else parse_port(environ.get("PORT", "3000"), "PORT"),
+        auth_token=mcp_token(environ, state),
+        grace_s=args.grace,
+    )
+
+
+async def _up_main(plan: _UpPlan) -> int:
+    daemon_config = DaemonConfig(
+        token=plan.daemon_token,
+        roots=(str(plan.root),),
+        listen=(("127.0.0.1", plan.daemon_port),),
+        grace_s=plan.grace_s,
+    )
+    shutdown = trio.Event()
+    daemon_shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope)
+        daemon = _Service(functools.partial(serve_daemon, daemon_config, shutdown=daemon_shutdown))
+        addresses = await nursery.start(daemon.run)
+        daemon_host, bound_port = addresses[0]
+        config = ServerConfig(
+            host="127.0.0.1",
+            port=plan.port,
+            state_path=plan.state,
+            workspace=Workspace(
+                client_root=PurePosixPath(plan.root), host_root=PurePosixPath(plan.root)
+            ),
+            daemon=DaemonEndpoint(host=daemon_host, port=bound_port, token=plan.daemon_token),
+            auth_token=plan.auth_token,
+            grace_s=plan.grace_s,
+        )
+        server = _Service(functools.partial(run_server, config, shutdown=shutdown))
+        url = _mcp_url(await nursery.start(server.run))
+        _print(
+            f"MCP URL: {url}",
+            f"Bearer token: {config.auth_token}",
+            f"Daemon: {daemon_host}:{bound_port} (agents work in {plan.root})",
+            f"State: {plan.state}",
+            "Add it to Claude Code with:",
+            f"  claude mcp add --transport http coding-agent {url} "
+            f'--header "Authorization: Bearer {config.auth_token}"',
+        )
+        await server.done.wait()
+        daemon_shutdown.set()
+        await daemon.done.wait()
+        nursery.cancel_scope.cancel()
+    return 0
+
+
+def _doctor(argv: list[str]) -> int:
+    try:
+        module = importlib.import_module("mcp_server._doctor")
+    except ModuleNotFoundError:
+        print("coding-agent doctor is not available in this build", file=sys.stderr)
+        return 2
+    doctor_main: Callable[[list[str]], int] = module.doctor_main
+    return doctor_main(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``coding-agent`` console script and ``python -m mcp_server``."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["doctor"]:
+        return _doctor(arguments[1:])
+    args = build_parser().parse_args(arguments)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        if args.command == "serve":
+            config = serve_config(
+                os.environ,
+                host=args.host,
+                port=args.port,
+                state_path=args.state_path,
+                daemon_host=args.daemon_host,
+                daemon_port=args.daemon_port,
+                grace_s=args.grace,
+            )
+            return trio.run(_serve_main, config)
+        return trio.run(_up_main, _plan_up(args, os.environ))
+    except (ConfigError, TokenError) as exc:
+        print(f"coding-agent: {exc}", file=sys.stderr)
+        return 2

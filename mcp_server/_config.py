@@ -1,0 +1,141 @@
+"""The MCP server's configuration: environment variables (design.md's names) and flags.
+
+Flags win over the environment. Nothing here logs a token.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+
+import attrs
+
+from host_daemon import load_or_create_token, token_from_environment
+
+from ._tasks._runner import DaemonEndpoint, Workspace
+
+CONTAINER_WORKSPACE = PurePosixPath("/workspace")
+DEFAULT_PORT = 3000
+DEFAULT_DAEMON_HOST = "host.docker.internal"
+DEFAULT_DAEMON_PORT = 9876
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable or flag."""
+
+
+def env_flag(environ: Mapping[str, str], name: str) -> bool:
+    """A boolean variable: true/false, 1/0, yes/no, on/off (unset is false)."""
+    value = environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {environ[name]!r}")
+
+
+def parse_port(value: str, name: str, *, allow_zero: bool = True) -> int:
+    """A TCP port number (0 = any free port, when allowed)."""
+    if not value.isdigit() or not (0 if allow_zero else 1) <= int(value) <= 65535:
+        raise ConfigError(f"{name} must be a port number, got {value!r}")
+    return int(value)
+
+
+def default_data_dir(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
+    """``$XDG_DATA_HOME/coding-agent`` (``~/.local/share/coding-agent`` when unset)."""
+    base = environ.get("XDG_DATA_HOME") or str(pathlib.Path.home() / ".local" / "share")
+    return pathlib.Path(base) / "coding-agent"
+
+
+@attrs.frozen
+class ServerConfig:
+    """What ``coding-agent serve`` (and the server half of ``up``) runs with."""
+
+    host: str
+    port: int
+    state_path: pathlib.Path
+    workspace: Workspace
+    daemon: DaemonEndpoint
+    auth_token: str = attrs.field(repr=False)
+    public_urls: tuple[str, ...] = ()
+    features: Mapping[str, bool] = attrs.field(factory=dict)
+    grace_s: float = 5.0
+    http_graceful_s: float = 8.0
+
+
+def prepare_state_dir(path: pathlib.Path) -> pathlib.Path:
+    """Create the state directory (0700) and return its absolute path."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the state directory {path}: {exc.strerror}") from None
+    return path.absolute()
+
+
+def mcp_token(environ: Mapping[str, str], state_path: pathlib.Path) -> str:
+    """``MCP_AUTH_TOKEN``, else the token stored (0600) in the state dir, made on first use."""
+    token = environ.get("MCP_AUTH_TOKEN", "").strip()
+    return token or load_or_create_token(state_path / "mcp.token")
+
+
+def workspace_from_env(environ: Mapping[str, str]) -> Workspace:
+    """``/workspace`` → ``HOST_FILE_ROOT`` in a container; else ``PROJECTS_PATH`` or the cwd."""
+    host_root = environ.get("HOST_FILE_ROOT", "").strip()
+    if host_root:
+        if not host_root.startswith("/"):
+            raise ConfigError(f"HOST_FILE_ROOT must be an absolute path, got {host_root!r}")
+        return Workspace(client_root=CONTAINER_WORKSPACE, host_root=PurePosixPath(host_root))
+    root = PurePosixPath(os.path.realpath(environ.get("PROJECTS_PATH") or os.getcwd()))
+    return Workspace(client_root=root, host_root=root)
+
+
+def serve_config(
+    environ: Mapping[str, str],
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    state_path: pathlib.Path | None = None,
+    daemon_host: str | None = None,
+    daemon_port: int | None = None,
+    grace_s: float = 5.0,
+) -> ServerConfig:
+    """The ``serve`` configuration from the environment, flags overriding."""
+    state = prepare_state_dir(
+        state_path or pathlib.Path(environ.get("STATE_PATH") or default_data_dir(environ))
+    )
+    public_urls: tuple[str, ...] = ()
+    if env_flag(environ, "TUNNEL_ENABLED"):
+        tunnel = environ.get("TUNNEL_URL", "").strip()
+        if not tunnel:
+            raise ConfigError("TUNNEL_ENABLED is set but TUNNEL_URL is not")
+        public_urls = (tunnel,)
+    daemon_token = token_from_environment(environ, default_file=state / "daemon.token")
+    return ServerConfig(
+        host=host or "127.0.0.1",
+        port=port if port is not None else parse_port(environ.get("PORT", "3000"), "PORT"),
+        state_path=state,
+        workspace=workspace_from_env(environ),
+        daemon=DaemonEndpoint(
+            host=daemon_host or environ.get("CLAUDE_PROXY_HOST") or DEFAULT_DAEMON_HOST,
+            port=daemon_port
+            if daemon_port is not None
+            else parse_port(
+                environ.get("CLAUDE_PROXY_PORT", str(DEFAULT_DAEMON_PORT)),
+                "CLAUDE_PROXY_PORT",
+                allow_zero=False,
+            ),
+            token=daemon_token,
+        ),
+        auth_token=mcp_token(environ, state),
+        public_urls=public_urls,
+        features={
+            "claude_available": env_flag(environ, "CLAUDE_AVAILABLE"),
+            "git_available": env_flag(environ, "GIT_AVAILABLE"),
+            "tunnel_enabled": bool(public_urls),
+        },
+        grace_s=grace_s,
+    )

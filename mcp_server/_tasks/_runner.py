@@ -1,0 +1,562 @@
+"""Runs tasks' turns through the host daemon and writes every step through to the store.
+
+The runner owns one nursery for the server's lifetime (:meth:`TaskRunner.run`); every run is a
+child of it holding one ``open_run`` stream, so a run never outlives the server. Per task there
+is at most one run: a follow-up while a run is in flight is refused with :class:`TaskBusy`
+(the client may ``wait_task`` and retry), so two agents never work in one directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+import attrs
+import trio
+
+from host_daemon import DaemonError, open_run, probe
+from host_daemon._records import (
+    AgentEvent,
+    AgentName,
+    ProbeInfo,
+    RunFinished,
+    RunRequest,
+    RunStarted,
+)
+
+from ._model import (
+    RunOutcome,
+    RunReport,
+    Task,
+    TaskEvent,
+    TaskOptions,
+    end,
+    finish_run,
+    new_task,
+    record_session,
+    start_run,
+    utcnow,
+)
+from ._store import TaskStore
+
+log = logging.getLogger("mcp_server.tasks")
+
+ChangeKind = Literal["created", "transition", "output", "deleted"]
+Listener = Callable[[str, ChangeKind], None]
+
+OUTPUT_NOTIFY_INTERVAL_S = 0.5
+"""Output changes are announced at most this often per task (transitions at once)."""
+
+SUMMARY_CHARS = 300
+_EDIT_WORDS = ("edit", "write", "replace", "patch", "create")
+_PATH_KEYS = ("file_path", "path", "notebook_path", "filename")
+
+
+class TaskNotFound(LookupError):
+    """No task has this id."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task with id {task_id!r}")
+        self.task_id = task_id
+
+
+class TaskBusy(RuntimeError):
+    """The task's run is still in flight; one run per task at a time."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            f"task {task_id} is still running its last turn: wait for it (wait_task) and retry"
+        )
+        self.task_id = task_id
+
+
+class RunNotStarted(RuntimeError):
+    """The daemon could not start the run (down, wrong token, refused): the task failed."""
+
+    def __init__(self, task_id: str, code: str, message: str) -> None:
+        super().__init__(f"task {task_id}: the run did not start: {message}")
+        self.task_id = task_id
+        self.code = code
+
+
+class PathRefused(ValueError):
+    """A project directory outside the workspace."""
+
+
+@attrs.frozen
+class DaemonEndpoint:
+    """Where the host daemon listens, as seen from the server, and its token."""
+
+    host: str
+    port: int
+    token: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Workspace:
+    """Maps project dirs as clients name them to host directories, by path components.
+
+    In the container the client's root is ``/workspace`` and the host root is
+    ``HOST_FILE_ROOT``; with ``coding-agent up`` both are the configured root.
+    """
+
+    client_root: PurePosixPath
+    host_root: PurePosixPath
+
+    def resolve(self, project_dir: str | None) -> tuple[str, str]:
+        """(project dir relative to the workspace, host directory); :class:`PathRefused` if out."""
+        given = project_dir or "."
+        if "\x00" in given:
+            raise PathRefused("project_dir contains a NUL byte")
+        path = PurePosixPath(given)
+        if path.is_absolute():
+            if not path.is_relative_to(self.client_root):
+                raise PathRefused(
+                    f"project_dir {given!r} is outside the workspace {self.client_root}"
+                )
+            path = path.relative_to(self.client_root)
+        if ".." in path.parts:
+            raise PathRefused(f"project_dir {given!r} must not contain '..'")
+        relative = "/".join(path.parts)
+        host = self.host_root.joinpath(*path.parts)
+        return relative, str(host)
+
+
+@attrs.define(eq=False)
+class _ActiveRun:
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    started: trio.Event = attrs.field(factory=trio.Event)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    stop_reason: RunOutcome | None = None
+    start_error: tuple[str, str] | None = None  # (code, message) when the daemon refused
+
+    async def wait_started(self, task_id: str) -> None:
+        await self.started.wait()
+        if self.start_error is not None:
+            await self.done.wait()
+            raise RunNotStarted(task_id, *self.start_error)
+
+
+@attrs.define
+class _ReportBuilder:
+    """Gathers what a run's events say, for its :class:`RunReport`."""
+
+    started_at: Any
+    cwd: str
+    asked_session: str | None
+    session_id: str | None = None
+    session_note: str | None = None
+    files: dict[str, None] = attrs.field(factory=dict)
+    last_error: str | None = None
+
+    def see(self, event: AgentEvent) -> None:
+        if event.kind == "init" and event.session_id:
+            self.session_id = event.session_id
+            if self.asked_session and event.session_id != self.asked_session:
+                self.session_note = (
+                    f"asked the agent to resume session {self.asked_session}, "
+                    f"it reported session {event.session_id}"
+                )
+        elif event.kind == "tool_use" and event.tool_input and event.tool_name:
+            name = event.tool_name.lower()
+            if any(word in name for word in _EDIT_WORDS):
+                for key in _PATH_KEYS:
+                    value = event.tool_input.get(key)
+                    if isinstance(value, str) and value:
+                        self.files[self._relative(value)] = None
+                        break
+        elif event.kind == "error" and event.text:
+            self.last_error = event.text
+
+    def _relative(self, value: str) -> str:
+        path = PurePosixPath(value)
+        if path.is_absolute() and path.is_relative_to(self.cwd):
+            return str(path.relative_to(self.cwd))
+        return value
+
+    def build(
+        self, finished: RunFinished | None, error: str | None, stop_reason: RunOutcome | None
+    ) -> RunReport:
+        now = utcnow()
+        common: dict[str, Any] = {
+            "started_at": self.started_at,
+            "finished_at": now,
+            "files_changed": list(self.files),
+            "session_note": self.session_note,
+        }
+        if finished is not None:
+            return RunReport(
+                outcome=finished.outcome,
+                final_text=finished.final_text,
+                cost_usd=finished.cost_usd,
+                num_turns=finished.num_turns,
+                usage=finished.usage,
+                error=finished.error,
+                exit_code=finished.exit_code,
+                signal=finished.signal,
+                session_id=finished.session_id or self.session_id,
+                **common,
+            )
+        if stop_reason is not None:
+            why = "ended by the client" if stop_reason == "cancelled" else "the server stopped"
+            return RunReport(
+                outcome=stop_reason,
+                error=f"run stopped: {why}",
+                session_id=self.session_id,
+                **common,
+            )
+        return RunReport(
+            outcome="interrupted" if error is None else "error",
+            error=error or "the run stopped before the agent finished",
+            session_id=self.session_id,
+            **common,
+        )
+
+
+def summarize(event: AgentEvent) -> str:
+    """A one-line human summary of an agent event."""
+    if event.kind == "tool_use":
+        detail = ""
+        if event.tool_input:
+            first = next(iter(event.tool_input.values()))
+            detail = f" {first}" if isinstance(first, str) else ""
+        text = f"{event.tool_name or 'tool'}{detail}"
+    elif event.kind == "init":
+        text = f"session {event.session_id}"
+    elif event.kind == "usage" and event.data:
+        scalars = [(k, v) for k, v in event.data.items() if isinstance(v, int | float | str)]
+        text = ", ".join(f"{k}={v}" for k, v in scalars[:6])
+    else:
+        text = event.text or event.raw
+    text = " ".join(text.split())
+    if len(text) > SUMMARY_CHARS:
+        text = text[: SUMMARY_CHARS - 1] + "…"
+    return f"{event.kind}: {text}"
+
+
+def _event_data(event: AgentEvent) -> dict[str, Any]:
+    fields = attrs.asdict(event, recurse=False)
+    fields.pop("raw")
+    return {key: value for key, value in fields.items() if value not in (None, False)}
+
+
+class TaskRunner:
+    """Creates, runs, follows up, ends and forgets tasks; see the module docstring."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        daemon: DaemonEndpoint,
+        workspace: Workspace,
+        *,
+        listener: Listener | None = None,
+    ) -> None:
+        self.store = store
+        self.daemon = daemon
+        self.workspace = workspace
+        self._listener = listener
+        self._active: dict[str, _ActiveRun] = {}
+        self._changed: dict[str, trio.Event] = {}
+        self._dirty_output: set[str] = set()
+        self._nursery: trio.Nursery | None = None
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the runs and the store's flusher until cancelled (runs then become interrupted)."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.store.run_flusher)
+            nursery.start_soon(self._announce_output)
+            self._nursery = nursery
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+                for active in self._active.values():
+                    active.stop_reason = active.stop_reason or "interrupted"
+                    active.scope.cancel()
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Give running tasks ``grace_s`` to finish, then stop them (recorded ``interrupted``)."""
+        with trio.move_on_after(grace_s):
+            for active in list(self._active.values()):
+                await active.done.wait()
+        for active in list(self._active.values()):
+            active.stop_reason = active.stop_reason or "interrupted"
+            active.scope.cancel()
+        for active in list(self._active.values()):
+            await active.done.wait()
+        await self.store.flush(force_fsync=True)
+
+    def set_listener(self, listener: Listener) -> None:
+        """Where changes are announced (the MCP layer's notifications)."""
+        self._listener = listener
+
+    def _notify(self, task_id: str, kind: ChangeKind) -> None:
+        changed = self._changed.pop(task_id, None)
+        if changed is not None:
+            changed.set()
+        if self._listener is not None:
+            self._listener(task_id, kind)
+
+    async def _announce_output(self) -> None:
+        while True:
+            await trio.sleep(OUTPUT_NOTIFY_INTERVAL_S)
+            dirty, self._dirty_output = self._dirty_output, set()
+            for task_id in dirty:
+                if task_id in self.store.tasks and self._listener is not None:
+                    self._listener(task_id, "output")
+
+    # -- queries --------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task:
+        """The task's current record, or :class:`TaskNotFound`."""
+        task = self.store.tasks.get(task_id)
+        if task is None:
+            raise TaskNotFound(task_id)
+        return task
+
+    def tasks(self) -> list[Task]:
+        """Every task, oldest first."""
+        return sorted(self.store.tasks.values(), key=lambda t: t.created_at)
+
+    def running(self) -> int:
+        """How many runs are in flight."""
+        return len(self._active)
+
+    def last_seq(self, task_id: str) -> int:
+        """The seq of the task's latest event."""
+        self.get(task_id)
+        return self.store.last_seq(task_id)
+
+    def changed(self, task_id: str) -> trio.Event:
+        """An event set at the task's next change (transition or output)."""
+        self.get(task_id)
+        return self._changed.setdefault(task_id, trio.Event())
+
+    async def events(self, task_id: str, after: int, limit: int) -> list[TaskEvent]:
+        """The task's events with ``seq > after``, at most ``limit``."""
+        self.get(task_id)
+        return await self.store.read_events(task_id, after, limit)
+
+    async def wait(self, task_id: str, timeout_s: float) -> Task:
+        """Wait until the task is not ``in_progress`` or ``timeout_s`` passed; its record."""
+        with trio.move_on_after(timeout_s):
+            while self.get(task_id).status == "in_progress" or task_id in self._active:
+                await self.changed(task_id).wait()
+        return self.get(task_id)
+
+    async def probe(self, timeout: float = 5.0) -> ProbeInfo:
+        """Ask the daemon what it is and can do (raises ``DaemonError`` when it cannot answer)."""
+        return await probe(self.daemon.host, self.daemon.port, self.daemon.token, timeout=timeout)
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        title: str,
+        instructions: str,
+        agent: AgentName,
+        project_dir: str | None,
+        options: TaskOptions,
+    ) -> Task:
+        """Create a task and start its first run; returns once the start is durable."""
+        relative, cwd = self.workspace.resolve(project_dir)
+        nursery = self._require_nursery()
+        now = utcnow()
+        task = new_task(
+            title=title,
+            instructions=instructions,
+            agent=agent,
+            project_dir=relative,
+            cwd=cwd,
+            options=options,
+            now=now,
+        )
+        self.store.add(start_run(task, now))
+        self._append(task.id, "turn", f"turn 1: {_short(instructions)}", {"turn": 1}, wake=False)
+        active = self._begin(task.id)
+        await self.store.save(task.id)
+        self._notify(task.id, "created")
+        nursery.start_soon(self._run_turn, task.id, active)
+        await active.wait_started(task.id)
+        return self.get(task.id)
+
+    async def follow_up(self, task_id: str, instructions: str) -> Task:
+        """Start the next turn in the same agent conversation (raises :class:`TaskBusy`)."""
+        if task_id in self._active:
+            raise TaskBusy(task_id)
+        self.get(task_id)
+        nursery = self._require_nursery()
+        task = self.store.update(task_id, lambda t: start_run(t, utcnow(), instructions))
+        self._append(
+            task_id,
+            "turn",
+            f"turn {len(task.turns)}: {_short(instructions)}",
+            {"turn": len(task.turns)},
+            wake=False,
+        )
+        active = self._begin(task_id)
+        await self.store.save(task_id)
+        self._notify(task_id, "transition")
+        nursery.start_soon(self._run_turn, task_id, active)
+        await active.wait_started(task_id)
+        return self.get(task_id)
+
+    async def end(self, task_id: str) -> Task:
+        """Stop the run in flight (the daemon kills its process group), then close the task."""
+        self.get(task_id)
+        await self.stop(task_id)
+        task = self.store.update(task_id, lambda t: end(t, utcnow()))
+        self._append(
+            task_id,
+            "status",
+            "completed: ended by the client",
+            {"status": "completed"},
+            wake=False,
+        )
+        await self.store.save(task_id)
+        self._notify(task_id, "transition")
+        return task
+
+    async def stop(self, task_id: str, reason: RunOutcome = "cancelled") -> None:
+        """Cancel the task's run, if any, and wait until its end is recorded."""
+        active = self._active.get(task_id)
+        if active is None:
+            return
+        active.stop_reason = active.stop_reason or reason
+        active.scope.cancel()
+        await active.done.wait()
+
+    async def clean(self) -> int:
+        """Stop every run, then delete every task; returns how many were deleted."""
+        for task_id in list(self._active):
+            await self.stop(task_id)
+        ids = list(self.store.tasks)
+        for task_id in ids:
+            await self.store.delete(task_id)
+            self._notify(task_id, "deleted")
+        return len(ids)
+
+    # -- running --------------------------------------------------------------------------
+
+    def _require_nursery(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise RuntimeError("the task runner is not running (the server is stopping)")
+        return self._nursery
+
+    def _begin(self, task_id: str) -> _ActiveRun:
+        active = _ActiveRun()
+        self._active[task_id] = active
+        return active
+
+    def _append(
+        self,
+        task_id: str,
+        kind: Any,
+        summary: str,
+        data: dict[str, Any] | None = None,
+        raw: str | None = None,
+        *,
+        wake: bool = True,
+    ) -> None:
+        """Queue an event; ``wake=False`` for a transition's events (waiters wake after save)."""
+        self.store.append_event(task_id, kind=kind, summary=summary, data=data, raw=raw)
+        self._dirty_output.add(task_id)
+        if wake:
+            changed = self._changed.pop(task_id, None)
+            if changed is not None:
+                changed.set()
+
+    def _request(self, task: Task) -> RunRequest:
+        options = task.options
+        return RunRequest(
+            agent=task.agent,
+            prompt=task.turns[-1].instructions,
+            cwd=task.cwd,
+            resume_session_id=task.session_id if task.runs > 1 else None,
+            model=options.model,
+            max_turns=options.max_turns,
+            max_budget_usd=options.max_budget_usd,
+            permission_mode=options.permission_mode,
+            timeout_s=options.timeout_s,
+        )
+
+    async def _run_turn(self, task_id: str, active: _ActiveRun) -> None:
+        task = self.get(task_id)
+        request = self._request(task)
+        builder = _ReportBuilder(
+            started_at=utcnow(), cwd=task.cwd, asked_session=request.resume_session_id
+        )
+        finished: RunFinished | None = None
+        error: str | None = None
+        try:
+            with active.scope:
+                daemon = self.daemon
+                async with open_run(daemon.host, daemon.port, daemon.token, request) as stream:
+                    active.started.set()
+                    async for event in stream:
+                        if isinstance(event, RunStarted):
+                            self._append(
+                                task_id,
+                                "run_started",
+                                f"run started: pid {event.pid}",
+                                {"pid": event.pid, "argv": event.argv, "cwd": event.cwd},
+                            )
+                        elif isinstance(event, AgentEvent):
+                            builder.see(event)
+                            self._append(
+                                task_id, "agent", summarize(event), _event_data(event), event.raw
+                            )
+                            if event.kind == "init" and event.session_id:
+                                await self._record_session(task_id, event.session_id)
+                        else:
+                            finished = event
+        except DaemonError as exc:
+            error = f"daemon: {exc.code}: {exc.message}"
+            if not active.started.is_set():
+                active.start_error = (exc.code, f"{exc.code}: {exc.message}")
+        except OSError as exc:
+            error = f"daemon connection failed: {exc}"
+            if not active.started.is_set():
+                active.start_error = ("daemon_unavailable", error)
+        finally:
+            active.started.set()
+            with trio.CancelScope(shield=True):
+                await self._finish(task_id, builder.build(finished, error, active.stop_reason))
+                self._active.pop(task_id, None)
+                active.done.set()
+
+    async def _record_session(self, task_id: str, session_id: str) -> None:
+        if self.get(task_id).session_id == session_id:
+            return
+        self.store.update(task_id, lambda t: record_session(t, session_id, utcnow()))
+        await self.store.save(task_id)
+
+    async def _finish(self, task_id: str, report: RunReport) -> None:
+        if task_id not in self.store.tasks:
+            return
+        task = self.store.update(task_id, lambda t: finish_run(t, report, utcnow()))
+        cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"
+        turns = "" if report.num_turns is None else f", {report.num_turns} turns"
+        self._append(
+            task_id,
+            "run_finished",
+            f"run finished: {report.outcome}{turns}{cost}"
+            + (f" ({_short(report.error)})" if report.error else ""),
+            {"outcome": report.outcome, "error": report.error, "cost_usd": report.cost_usd},
+            wake=False,
+        )
+        self._append(task_id, "status", task.status, {"status": task.status}, wake=False)
+        await self.store.save(task_id)
+        log.info("task %s: run %d ended %s", task_id, task.runs, report.outcome)
+        self._notify(task_id, "transition")
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

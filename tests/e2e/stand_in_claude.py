@@ -1,0 +1,117 @@
+"""A stand-in for the ``claude`` CLI for task tests: stream-json lines chosen by the prompt.
+
+Installed as ``CLAUDE_PATH`` for the daemon; the prompt is the last argv word. It honours
+``--resume ID`` (the init event reports ID, so follow-ups keep the conversation) and prints
+``resumed ID`` as its first text when resuming. Prompts:
+
+- ``hello``: a text and a success result.
+- ``edit NAME WORDS...``: an ``Edit`` tool use that writes WORDS to NAME (in the cwd), its
+  tool result, and a success result.
+- ``sleep S``: sleeps S seconds, then succeeds.
+- ``hang``: starts ``sleep 600`` in a new session (like Claude's Bash tool does), reports
+  ``pids LEADER CHILD`` and waits to be killed.
+- ``lines N``: N short texts, then succeeds.
+- ``fail``: an error result (``is_error``), exit 1.
+- ``newsession``: like ``hello`` but reports a new session id even when resuming.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+
+def emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def assistant(session: str, *content: dict) -> None:
+    emit({"type": "assistant", "session_id": session, "message": {"content": list(content)}})
+
+
+def result(session: str, final: str, *, error: bool = False, turns: int = 1) -> None:
+    emit(
+        {
+            "type": "result",
+            "subtype": "error_during_execution" if error else "success",
+            "is_error": error,
+            "result": final,
+            "session_id": session,
+            "num_turns": turns,
+            "total_cost_usd": 0.0125,
+            "usage": {"input_tokens": 12, "output_tokens": 34},
+        }
+    )
+
+
+def main() -> int:  # noqa: PLR0911 -- one return per scripted prompt
+    argv = sys.argv[1:]
+    if argv == ["--version"]:
+        print("9.9.9 (stand-in claude for tasks)")
+        return 0
+    prompt = argv[-1]
+    resumed = argv[argv.index("--resume") + 1] if "--resume" in argv else None
+    word, _, rest = prompt.partition(" ")
+    session = resumed or str(uuid.uuid4())
+    if word == "newsession":
+        session = str(uuid.uuid4())
+    emit({"type": "system", "subtype": "init", "session_id": session, "cwd": os.getcwd()})
+    if resumed:
+        assistant(session, {"type": "text", "text": f"resumed {resumed}"})
+    if word in ("hello", "newsession"):
+        assistant(session, {"type": "text", "text": f"hello from {os.getcwd()}"})
+        result(session, "said hello")
+        return 0
+    if word == "edit":
+        name, _, words = rest.partition(" ")
+        path = os.path.join(os.getcwd(), name)
+        assistant(
+            session,
+            {
+                "type": "tool_use",
+                "id": "toolu_1",
+                "name": "Edit",
+                "input": {"file_path": path, "old_string": "", "new_string": words},
+            },
+        )
+        with open(path, "w") as handle:
+            handle.write(words + "\n")
+        emit(
+            {
+                "type": "user",
+                "session_id": session,
+                "message": {
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "edited"}
+                    ]
+                },
+            }
+        )
+        result(session, f"wrote {name}", turns=2)
+        return 0
+    if word == "sleep":
+        time.sleep(float(rest))
+        result(session, "slept")
+        return 0
+    if word == "hang":
+        child = subprocess.Popen(["sleep", "600"], start_new_session=True)
+        assistant(session, {"type": "text", "text": f"pids {os.getpid()} {child.pid}"})
+        while True:
+            time.sleep(60)
+    if word == "lines":
+        for n in range(int(rest)):
+            assistant(session, {"type": "text", "text": f"line {n}"})
+        result(session, "done")
+        return 0
+    if word == "fail":
+        result(session, "it went wrong", error=True)
+        return 1
+    assistant(session, {"type": "text", "text": f"unknown prompt {prompt!r}"})
+    return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
