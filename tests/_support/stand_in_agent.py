@@ -9,6 +9,7 @@ daemon builds the real Claude adapter's argv, whose last word is the prompt. Pro
   assistant text as ``pids <leader> <grandchild>``, and sleeps until killed.
 - ``sleep S``: init, sleeps S seconds, then a success result.
 - ``lines N``: N assistant texts of 1 KiB, then a success result.
+- ``flood``: init, then 1 KiB assistant texts without end (for backpressure tests).
 - ``exit N``: init, then exits with code N without a result.
 """
 
@@ -79,6 +80,9 @@ def main() -> int:
             text("x" * 1024)
         result("done")
         return 0
+    if word == "flood":
+        while True:
+            text("y" * 1024)
     if word == "exit":
         return int(arg)
     text(f"unknown prompt {prompt!r}")

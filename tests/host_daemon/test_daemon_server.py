@@ -381,3 +381,29 @@ async def test_shutdown_after_grace_kills_runs(
         assert isinstance(finished, RunFinished)
         assert finished.outcome == "killed"
         await wait_gone(leader, child)
+
+
+def written_bytes(pid: int) -> int:
+    io = pathlib.Path(f"/proc/{pid}/io").read_text()
+    return next(int(line.split()[1]) for line in io.splitlines() if line.startswith("wchar:"))
+
+
+async def test_slow_client_blocks_the_agent(daemon: RunningDaemon) -> None:
+    """A client that stops reading stops the agent: its writes stall at a bounded total."""
+    async with open_run(daemon.host, daemon.port, daemon.token, request("flood")) as stream:
+        started = await stream.__anext__()
+        assert isinstance(started, RunStarted)
+        await stream.__anext__()
+        previous = -1
+        with trio.fail_after(DEADLINE):
+            while (current := written_bytes(started.pid)) != previous:
+                previous = current
+                await trio.sleep(0.5)
+        # Pipe, the runner's 1 MiB buffer and the loopback socket buffers: far below 64 MiB.
+        assert current < 64 * 1024 * 1024
+        events = 0
+        async for _ in stream:
+            events += 1
+            if events == 1000:
+                break
+        assert written_bytes(started.pid) > current
