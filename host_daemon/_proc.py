@@ -116,11 +116,17 @@ def descendants(
     return list(found.values())
 
 
-def environ_has(pid: int, entry: bytes) -> bool:
-    """Whether ``entry`` (``b"NAME=value"``) is in the environment ``pid`` was started with."""
+def environ_has(pid: int, entry: bytes) -> bool | None:
+    """Whether ``entry`` (``b"NAME=value"``) is in the environment ``pid`` was started with.
+
+    None when it cannot be told: the process is gone or not ours to read, or its environment
+    reads empty (a zombie, or a process caught inside ``execve`` before its new stack is set).
+    """
     try:
         with open(f"/proc/{pid}/environ", "rb") as file:
             data = file.read()
     except OSError:
-        return False
+        return None
+    if not data:
+        return None
     return entry in data.split(b"\0")

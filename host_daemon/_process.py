@@ -347,9 +347,10 @@ class GroupProcess:
             if stat.pgid == self.pid or self._seen.get(stat.pid) == stat.start_time:
                 roots.add(stat.pid)
             elif stat.alive and stat.start_time >= self._start_time and key not in self._unmarked:
-                if environ_has(stat.pid, self._marker):
+                marked = environ_has(stat.pid, self._marker)
+                if marked:
                     roots.add(stat.pid)
-                else:
+                elif marked is not None:  # only a definite "no" is remembered
                     self._unmarked.add(key)
         members = {pid: stats[pid] for pid in roots if pid in stats}
         for stat in descendants(roots, stats):
