@@ -109,6 +109,7 @@ class EventParser:
         self.usage: dict[str, Any] | None = None
         self.output_truncated = False
         self.last_error: str | None = None
+        self._raw = ""
 
     def feed(self, line: str, *, truncated: bool = False) -> list[AgentEvent]:
         """Normalize one stdout line; unknown or unparsable lines become ``other`` events."""
@@ -122,13 +123,16 @@ class EventParser:
             obj = None
         if not isinstance(obj, dict) or truncated:
             return [AgentEvent(kind="other", raw=line, truncated=truncated)]
+        self._raw = line
         events = self._on_event(obj)
         if not events:
-            events = [_event("other", data={"type": obj.get("type")})]
-        return [
-            attrs.evolve(event, raw=line if index == 0 else "")
-            for index, event in enumerate(events)
-        ]
+            events = [self._event("other", data={"type": obj.get("type")})]
+        return events
+
+    def _event(self, kind: AgentEventKind, **fields: Any) -> AgentEvent:
+        """An event of the line being fed: the first one of the line carries it in ``raw``."""
+        raw, self._raw = self._raw, ""
+        return AgentEvent(kind=kind, raw=raw, **fields)
 
     def finish(self, exit_code: int | None, signal: int | None, *, reason: Reason) -> RunFinished:
         """The run's outcome: the daemon's reason first, then the terminal event, then the exit."""
@@ -164,10 +168,6 @@ class EventParser:
         if self.last_error:
             message += f": {self.last_error}"
         return message
-
-
-def _event(kind: AgentEventKind, **fields: Any) -> AgentEvent:
-    return AgentEvent(kind=kind, raw="", **fields)
 
 
 def _str(value: Any) -> str | None:
@@ -225,7 +225,7 @@ class ClaudeParser(EventParser):
             self.session_id = _str(obj.get("session_id")) or self.session_id
             data = {key: obj.get(key) for key in ("model", "cwd", "permissionMode", "tools")}
             data["version"] = obj.get("claude_code_version")
-            return [_event("init", session_id=self.session_id, data=data)]
+            return [self._event("init", session_id=self.session_id, data=data)]
         if kind == "assistant":
             return self._assistant(obj)
         if kind == "user":
@@ -233,10 +233,10 @@ class ClaudeParser(EventParser):
         if kind == "rate_limit_event":
             info = _dict(obj.get("rate_limit_info")) or {}
             data = dict(info, status=info.get("status"), resets_at=info.get("resetsAt"))
-            return [_event("rate_limit", data=data)]
+            return [self._event("rate_limit", data=data)]
         if kind == "result":
             return self._result(obj)
-        return [_event("other", data={"type": kind, "subtype": obj.get("subtype")})]
+        return [self._event("other", data={"type": kind, "subtype": obj.get("subtype")})]
 
     def _assistant(self, obj: dict[str, Any]) -> list[AgentEvent]:
         message = _dict(obj.get("message")) or {}
@@ -245,10 +245,10 @@ class ClaudeParser(EventParser):
             if not isinstance(block, dict):
                 continue
             if block.get("type") == "text" and isinstance(block.get("text"), str):
-                events.append(_event("text", text=block["text"]))
+                events.append(self._event("text", text=block["text"]))
             elif block.get("type") == "tool_use":
                 events.append(
-                    _event(
+                    self._event(
                         "tool_use",
                         tool_name=_str(block.get("name")),
                         tool_use_id=_str(block.get("id")),
@@ -266,7 +266,7 @@ class ClaudeParser(EventParser):
         for block in content if isinstance(content, list) else []:
             if isinstance(block, dict) and block.get("type") == "tool_result":
                 events.append(
-                    _event(
+                    self._event(
                         "tool_result",
                         tool_use_id=_str(block.get("tool_use_id")),
                         text=_text_of(block.get("content")),
@@ -291,9 +291,9 @@ class ClaudeParser(EventParser):
             "is_error": obj.get("is_error"),
             "permission_denials": obj.get("permission_denials"),
         }
-        events = [_event("usage", session_id=self.session_id, data=data)]
+        events = [self._event("usage", session_id=self.session_id, data=data)]
         if obj.get("is_error") is True or obj.get("subtype") != "success":
-            events.append(_event("error", text=self._result_error(obj), is_error=True))
+            events.append(self._event("error", text=self._result_error(obj), is_error=True))
         return events
 
     def _result_error(self, obj: dict[str, Any]) -> str:
@@ -332,27 +332,27 @@ class CodexParser(EventParser):
         kind = obj.get("type")
         if kind == "thread.started":
             self.session_id = _str(obj.get("thread_id")) or self.session_id
-            return [_event("init", session_id=self.session_id, data={})]
+            return [self._event("init", session_id=self.session_id, data={})]
         if kind == "turn.completed":
             self.terminal = obj
             self.num_turns = (self.num_turns or 0) + 1
             usage = _dict(obj.get("usage"))
             if usage is not None:
                 self.usage = _add_usage(self.usage, usage)
-            return [_event("usage", data={"usage": usage, "num_turns": self.num_turns})]
+            return [self._event("usage", data={"usage": usage, "num_turns": self.num_turns})]
         if kind == "turn.failed":
             self.terminal = obj
             error = _dict(obj.get("error")) or {}
             self.last_error = _str(error.get("message")) or "the turn failed"
-            return [_event("error", text=self.last_error, is_error=True)]
+            return [self._event("error", text=self.last_error, is_error=True)]
         if kind == "error":
             self.last_error = _str(obj.get("message")) or "error"
-            return [_event("error", text=self.last_error, is_error=True)]
+            return [self._event("error", text=self.last_error, is_error=True)]
         if kind in ("item.started", "item.updated", "item.completed"):
             item = _dict(obj.get("item"))
             if item is not None:
                 return self._item(kind, item)
-        return [_event("other", data={"type": kind})]
+        return [self._event("other", data={"type": kind})]
 
     def _item(self, kind: str, item: dict[str, Any]) -> list[AgentEvent]:  # noqa: PLR0911 -- one return per item type reads as a table
         item_type = item.get("type")
@@ -360,17 +360,19 @@ class CodexParser(EventParser):
         completed = kind == "item.completed"
         if item_type == "agent_message" and completed:
             self.final_text = _str(item.get("text"))
-            return [_event("text", text=self.final_text)]
+            return [self._event("text", text=self.final_text)]
         if item_type == "command_execution":
             if kind == "item.started":
                 command = {"command": item.get("command")}
                 return [
-                    _event("tool_use", tool_name="shell", tool_use_id=item_id, tool_input=command)
+                    self._event(
+                        "tool_use", tool_name="shell", tool_use_id=item_id, tool_input=command
+                    )
                 ]
             if completed:
                 failed = item.get("status") == "failed" or _int(item.get("exit_code")) not in (0,)
                 return [
-                    _event(
+                    self._event(
                         "tool_result",
                         tool_use_id=item_id,
                         text=_str(item.get("aggregated_output")) or "",
@@ -382,13 +384,13 @@ class CodexParser(EventParser):
             changes = [c for c in item.get("changes") or [] if isinstance(c, dict)]
             summary = "\n".join(f"{c.get('kind')} {c.get('path')}" for c in changes)
             return [
-                _event(
+                self._event(
                     "tool_use",
                     tool_name="file_change",
                     tool_use_id=item_id,
                     tool_input={"changes": changes},
                 ),
-                _event(
+                self._event(
                     "tool_result",
                     tool_use_id=item_id,
                     text=summary,
@@ -400,13 +402,15 @@ class CodexParser(EventParser):
             if kind == "item.started":
                 arguments = _dict(item.get("arguments"))
                 return [
-                    _event("tool_use", tool_name=name, tool_use_id=item_id, tool_input=arguments)
+                    self._event(
+                        "tool_use", tool_name=name, tool_use_id=item_id, tool_input=arguments
+                    )
                 ]
             if completed:
                 error = _dict(item.get("error"))
                 text = _str(error.get("message")) if error else json.dumps(item.get("result"))
                 return [
-                    _event(
+                    self._event(
                         "tool_result",
                         tool_use_id=item_id,
                         text=text,
@@ -415,8 +419,8 @@ class CodexParser(EventParser):
                 ]
         if item_type == "error":
             self.last_error = _str(item.get("message")) or "error"
-            return [_event("error", text=self.last_error, is_error=True)]
-        return [_event("other", data={"type": kind, "item_type": item_type})]
+            return [self._event("error", text=self.last_error, is_error=True)]
+        return [self._event("other", data={"type": kind, "item_type": item_type})]
 
     def _decide(self, exit_code: int | None) -> tuple[Outcome, str | None]:
         if self.terminal is None:
@@ -467,20 +471,22 @@ class GeminiParser(EventParser):
         kind = obj.get("type")
         if kind == "init":
             self.session_id = _str(obj.get("session_id")) or self.session_id
-            return [_event("init", session_id=self.session_id, data={"model": obj.get("model")})]
+            return [
+                self._event("init", session_id=self.session_id, data={"model": obj.get("model")})
+            ]
         if kind == "message":
             text = _str(obj.get("content")) or ""
             if obj.get("role") != "assistant":
-                return [_event("other", data={"type": kind, "role": obj.get("role")})]
+                return [self._event("other", data={"type": kind, "role": obj.get("role")})]
             if obj.get("delta") is not True:
                 self._reply = []
             self._reply.append(text)
             self.final_text = "".join(self._reply)
-            return [_event("text", text=text, data={"delta": obj.get("delta") is True})]
+            return [self._event("text", text=text, data={"delta": obj.get("delta") is True})]
         if kind == "tool_use":
             self._reply = []
             return [
-                _event(
+                self._event(
                     "tool_use",
                     tool_name=_str(obj.get("tool_name")),
                     tool_use_id=_str(obj.get("tool_id")),
@@ -491,7 +497,7 @@ class GeminiParser(EventParser):
             failure = _dict(obj.get("error"))
             output = _str(failure.get("message")) if failure else _str(obj.get("output"))
             return [
-                _event(
+                self._event(
                     "tool_result",
                     tool_use_id=_str(obj.get("tool_id")),
                     text=output or "",
@@ -501,18 +507,18 @@ class GeminiParser(EventParser):
         if kind == "error":
             self.last_error = _str(obj.get("message")) or "error"
             data = {"severity": obj.get("severity")}
-            return [_event("error", text=self.last_error, is_error=True, data=data)]
+            return [self._event("error", text=self.last_error, is_error=True, data=data)]
         if kind == "result":
             self.result = obj
             stats = _dict(obj.get("stats"))
             self.usage = stats
-            events = [_event("usage", data={"stats": stats, "status": obj.get("status")})]
+            events = [self._event("usage", data={"stats": stats, "status": obj.get("status")})]
             if obj.get("status") != "success":
                 error = _dict(obj.get("error")) or {}
                 self.last_error = _str(error.get("message")) or self.last_error
-                events.append(_event("error", text=self.last_error, is_error=True))
+                events.append(self._event("error", text=self.last_error, is_error=True))
             return events
-        return [_event("other", data={"type": kind})]
+        return [self._event("other", data={"type": kind})]
 
     def _decide(self, exit_code: int | None) -> tuple[Outcome, str | None]:
         if self.result is not None and self.result.get("status") != "success":

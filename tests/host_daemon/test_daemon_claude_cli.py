@@ -1,0 +1,228 @@
+"""The real Claude Code CLI, run by the daemon against a scripted model on loopback.
+
+Every path is real: the daemon's TCP server and handshake, the process group, the CLI's own
+tool execution and file edits, cancellation while a tool runs, and a resumed conversation.
+Each run's environment carries a unique marker variable, so "nothing of the run is left" is
+checked by scanning ``/proc/*/environ`` for it (which also finds the tool processes that Claude
+Code starts in sessions of their own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import attrs
+import pytest
+import trio
+from _support.claude_cli import claude_env, claude_executable
+from _support.daemon import running_daemon
+from _support.scripted_model import (
+    BashCall,
+    Reply,
+    ScriptedModel,
+    ToolCall,
+    open_scripted_model,
+)
+
+from host_daemon import AgentEvent, RunEvent, RunFinished, RunRequest, open_run
+from host_daemon._process import become_subreaper
+
+pytestmark = pytest.mark.claude_cli
+
+_MARKER = "CODING_AGENT_TEST_RUN"
+_DEADLINE_S = 60.0
+# The cancellation test's process tree: a plain sleep and one that ignores SIGTERM, both in the
+# background of the tool's shell, which waits for them.
+_TREE_SCRIPT = """\
+sh -c 'trap "" TERM; exec sleep 3001' &
+sleep 3002 &
+echo started > started.txt
+wait
+"""
+
+
+@attrs.frozen
+class Daemon:
+    host: str
+    port: int
+    token: str
+    root: pathlib.Path
+    marker: str
+
+
+@pytest.fixture(scope="session")
+def claude() -> str:
+    """The pinned Claude Code binary (installed on first use; never skipped)."""
+    return claude_executable()
+
+
+@pytest.fixture
+def subreaper() -> Iterator[None]:
+    """Make the test process a child subreaper, as the daemon's CLI does at start."""
+    become_subreaper()
+    try:
+        yield
+    finally:
+        become_subreaper(False)
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[ScriptedModel]:
+    async with open_scripted_model() as scripted:
+        yield scripted
+        assert scripted.unexpected == []
+
+
+@pytest.fixture
+async def daemon(
+    claude: str, model: ScriptedModel, tmp_path: pathlib.Path, subreaper: None
+) -> AsyncIterator[Daemon]:
+    """A daemon on 127.0.0.1:0 with one root, running Claude with the scripted model."""
+    root = tmp_path / "root"
+    root.mkdir()
+    home = tmp_path / "home"
+    (home / ".claude").mkdir(parents=True)
+    # The user's own allow rule for the cancellation test's script, as a developer would set it.
+    settings = {"permissions": {"allow": ["Bash(sh tree.sh)"]}}
+    (home / ".claude" / "settings.json").write_text(json.dumps(settings))
+    marker = uuid.uuid4().hex
+    env = dict(claude_env(model.base_url, home), CLAUDE_PATH=claude, **{_MARKER: marker})
+    async with running_daemon([root], env, kill_grace_s=2.0) as served:
+        yield Daemon(served.host, served.port, served.token, root, marker)
+
+
+def _marked_processes(marker: str) -> list[tuple[int, str]]:
+    """Live processes whose environment carries ``marker``: (pid, command name)."""
+    needle = f"{_MARKER}={marker}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = pathlib.Path(f"/proc/{entry}/environ").read_bytes()
+            comm = pathlib.Path(f"/proc/{entry}/comm").read_text().strip()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append((int(entry), comm))
+    return found
+
+
+async def _wait_until(predicate: Callable[[], bool], what: str) -> None:
+    with trio.move_on_after(_DEADLINE_S) as deadline:
+        # /proc offers no notification: poll it, bounded by the deadline.
+        while not predicate():  # noqa: ASYNC110 -- nothing to wait on but /proc itself
+            await trio.sleep(0.05)
+    if deadline.cancelled_caught:
+        raise AssertionError(f"timed out after {_DEADLINE_S:g} s waiting for {what}")
+
+
+async def _run(daemon: Daemon, request: RunRequest) -> list[RunEvent]:
+    events: list[RunEvent] = []
+    with trio.fail_after(_DEADLINE_S):
+        async with open_run(daemon.host, daemon.port, daemon.token, request) as stream:
+            events.extend([event async for event in stream])
+    return events
+
+
+def _finished(events: list[RunEvent]) -> RunFinished:
+    assert isinstance(events[-1], RunFinished)
+    return events[-1]
+
+
+async def test_claude_edits_a_file_in_the_root(daemon: Daemon, model: ScriptedModel) -> None:
+    """A run whose model writes then edits a file leaves that file with the edited content."""
+    target = daemon.root / "hello.py"
+    model.script(
+        ToolCall("Write", {"file_path": str(target), "content": "print('hello')\n"}),
+        ToolCall(
+            "Edit",
+            {"file_path": str(target), "old_string": "hello", "new_string": "hello, world"},
+        ),
+        Reply("Wrote hello.py."),
+    )
+    request = RunRequest(agent="claude", prompt="write hello.py", cwd=str(daemon.root))
+    events = await _run(daemon, request)
+    finished = _finished(events)
+    assert finished.outcome == "success", finished.error
+    assert finished.exit_code == 0
+    assert finished.final_text == "Wrote hello.py."
+    assert target.read_text() == "print('hello, world')\n"
+    results = [e for e in events if isinstance(e, AgentEvent) and e.kind == "tool_result"]
+    assert [r.is_error for r in results] == [False, False]
+    assert _marked_processes(daemon.marker) == []
+
+
+async def test_claude_run_cancelled_mid_tool_leaves_no_process(
+    daemon: Daemon, model: ScriptedModel
+) -> None:
+    """Leaving the run while its Bash tool runs a process tree ends every process of the run."""
+    (daemon.root / "tree.sh").write_text(_TREE_SCRIPT)
+    model.script(BashCall("sh tree.sh"), Reply("never reached"))
+    request = RunRequest(agent="claude", prompt="run the tree", cwd=str(daemon.root))
+
+    def sleeps_running() -> bool:
+        return [c for _, c in _marked_processes(daemon.marker)].count("sleep") == 2
+
+    with trio.fail_after(_DEADLINE_S):
+        async with open_run(daemon.host, daemon.port, daemon.token, request) as stream:
+            async for event in stream:
+                if isinstance(event, AgentEvent) and event.kind == "tool_use":
+                    break
+            await _wait_until(sleeps_running, "the tool's two sleeps")
+    await _wait_until(lambda: not _marked_processes(daemon.marker), "the run's processes to end")
+    assert model.pending_steps == 1
+
+
+async def test_claude_resumed_conversation_carries_the_earlier_turns(
+    daemon: Daemon, model: ScriptedModel
+) -> None:
+    """A follow-up run with ``resume_session_id`` sends the model the first run's turns."""
+    model.script(Reply("Noted: the word is PINEAPPLE."), Reply("The word was PINEAPPLE."))
+    first = _finished(
+        await _run(
+            daemon,
+            RunRequest(agent="claude", prompt="Remember PINEAPPLE.", cwd=str(daemon.root)),
+        )
+    )
+    assert first.outcome == "success", first.error
+    assert first.session_id is not None
+    second_events = await _run(
+        daemon,
+        RunRequest(
+            agent="claude",
+            prompt="Which word?",
+            cwd=str(daemon.root),
+            resume_session_id=first.session_id,
+        ),
+    )
+    second = _finished(second_events)
+    assert second.outcome == "success", second.error
+    assert second.final_text == "The word was PINEAPPLE."
+    sent = json.dumps(model.main_requests[-1]["messages"])
+    assert "Remember PINEAPPLE." in sent
+    assert "Noted: the word is PINEAPPLE." in sent
+    assert "Which word?" in sent
+    [init] = [e for e in second_events if isinstance(e, AgentEvent) and e.kind == "init"]
+    assert init.session_id is not None
+
+
+async def test_claude_default_mode_denies_instead_of_asking(
+    daemon: Daemon, model: ScriptedModel
+) -> None:
+    """In the default mode a command that would need approval is denied and the run goes on."""
+    model.script(BashCall("sh -c 'echo denied > nope.txt'"), Reply("It was denied."))
+    request = RunRequest(agent="claude", prompt="try it", cwd=str(daemon.root))
+    events = await _run(daemon, request)
+    finished = _finished(events)
+    assert finished.outcome == "success", finished.error
+    assert not (daemon.root / "nope.txt").exists()
+    [result] = [e for e in events if isinstance(e, AgentEvent) and e.kind == "tool_result"]
+    assert result.is_error is True
+    [usage] = [e for e in events if isinstance(e, AgentEvent) and e.kind == "usage"]
+    assert usage.data is not None
+    assert [d["tool_name"] for d in usage.data["permission_denials"]] == ["Bash"]
