@@ -36,6 +36,7 @@ from typing import Any, Final, Literal
 import attrs
 import trio
 
+from ._process import ExitStatus, spawn_group
 from ._records import AgentEvent, AgentEventKind, Outcome, RunFinished, RunRequest
 
 __all__ = [
@@ -51,32 +52,57 @@ Reason = Literal["exited", "cancelled", "timed_out", "killed"]
 
 _VERSION_TIMEOUT_S: Final = 10.0
 _VERSION_MAX_CHARS: Final = 200
+_VERSION_MAX_OUTPUT: Final = 64 * 1024
 
 
 class AgentVersionError(RuntimeError):
     """``--version`` failed, timed out or printed nothing."""
 
 
-async def agent_version(executable: str, *, timeout: float = _VERSION_TIMEOUT_S) -> str:
-    """The first line ``executable --version`` prints, within ``timeout`` seconds."""
-    result = None
+async def agent_version(
+    executable: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = _VERSION_TIMEOUT_S,
+) -> str:
+    """The first line ``executable --version`` prints, within ``timeout`` seconds.
+
+    Runs in its own process group like any agent (``spawn_group``), with a small output cap:
+    a broken or hostile executable can neither hang the probe nor make the daemon hold its
+    output. ``env`` defaults to the daemon's environment.
+    """
+    first: str | None = None
+    stderr: list[str] = []
+    status: ExitStatus | None = None
     with trio.move_on_after(timeout):
-        result = await trio.run_process(
+        async with spawn_group(
             [executable, "--version"],
-            stdin=b"",
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    if result is None:
+            cwd=os.sep,
+            env=env,
+            kill_grace=1.0,
+            max_output_bytes=_VERSION_MAX_OUTPUT,
+            max_line_bytes=_VERSION_MAX_CHARS,
+        ) as proc:
+            async for line in proc:
+                text = line.data.decode("utf-8", errors="replace").strip()
+                if not text:
+                    continue
+                if line.stream == "stdout" and first is None:
+                    first = text
+                elif line.stream == "stderr":
+                    stderr = [*stderr[-4:], text]
+            status = await proc.wait()
+    if status is None:
         raise AgentVersionError(f"{executable} --version did not answer within {timeout:g} s")
-    lines = result.stdout.decode("utf-8", errors="replace").strip().splitlines()
-    if result.returncode != 0 or not lines:
-        detail = result.stderr.decode("utf-8", errors="replace").strip()[-_VERSION_MAX_CHARS:]
-        raise AgentVersionError(
-            f"{executable} --version exited with {result.returncode}: {detail or 'no output'}"
+    if status.exit_code != 0 or first is None:
+        how = (
+            f"exited with {status.exit_code}"
+            if status.signal is None
+            else f"was killed by {_signal_name(status.signal)}"
         )
-    return lines[0].strip()[:_VERSION_MAX_CHARS]
+        detail = " ".join(stderr)[-_VERSION_MAX_CHARS:] or "no output"
+        raise AgentVersionError(f"{executable} --version {how}: {detail}")
+    return first[:_VERSION_MAX_CHARS]
 
 
 def _signal_name(number: int) -> str:

@@ -149,3 +149,19 @@ async def test_agent_version_times_out(tmp_path: pathlib.Path) -> None:
     with trio.fail_after(30):
         with pytest.raises(AgentVersionError, match=r"did not answer within 0\.2 s"):
             await agent_version(cli, timeout=0.2)
+
+
+async def test_agent_version_holds_no_more_than_its_cap(tmp_path: pathlib.Path) -> None:
+    """A ``--version`` that floods stdout still yields its first line, without holding the rest."""
+    cli = _script(tmp_path / "cli", "echo 9.9.9; exec head -c 50000000 /dev/zero\n")
+    with trio.fail_after(60):
+        assert await agent_version(cli) == "9.9.9"
+
+
+async def test_agent_version_uses_the_given_environment(tmp_path: pathlib.Path) -> None:
+    """``env`` is the environment the CLI runs with (the daemon passes its configured one)."""
+    cli = _script(tmp_path / "cli", 'echo "v-$BENCH_VERSION_SUFFIX"\n')
+    assert (
+        await agent_version(cli, env={"BENCH_VERSION_SUFFIX": "ok", "PATH": "/usr/bin:/bin"})
+        == "v-ok"
+    )
