@@ -6,10 +6,12 @@ import pathlib
 import re
 from typing import Any
 
+import attrs
 import pytest
 import yaml
 
 from mcp_server import HttpSettings
+from mcp_server._config import ServerConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CONTAINER = REPO / "container"
@@ -108,9 +110,12 @@ def test_compose_tokens_come_from_files(service: dict[str, Any]) -> None:
 
 
 def test_compose_stop_grace_outlasts_the_server_drain(service: dict[str, Any]) -> None:
-    """Docker waits longer than the server's own graceful drain before it sends SIGKILL."""
+    """Docker waits longer than the server's task grace plus its HTTP drain before SIGKILL."""
+    fields = attrs.fields(ServerConfig)
+    drain = fields.grace_s.default + fields.http_graceful_s.default
+    assert drain >= HttpSettings().graceful_timeout_s
     assert service["stop_signal"] == "SIGTERM"
-    assert seconds(service["stop_grace_period"]) > HttpSettings().graceful_timeout_s
+    assert seconds(service["stop_grace_period"]) > drain
 
 
 def test_compose_healthcheck_matches_the_image(service: dict[str, Any]) -> None:
@@ -155,3 +160,15 @@ def test_dockerfile_carries_no_agent_credentials() -> None:
     text = (CONTAINER / "Dockerfile").read_text()
     for name in (*AGENT_CREDENTIALS, "CLAUDE_CODE_OAUTH_TOKEN", ".claude", ".codex", ".gemini"):
         assert name not in text
+
+
+def test_dockerignore_lets_every_copied_path_through() -> None:
+    """The build context filter excludes everything but what the Dockerfile copies."""
+    patterns = (CONTAINER / "Dockerfile.dockerignore").read_text().splitlines()
+    allowed = {line[1:].rstrip("/") for line in patterns if line.startswith("!")}
+    assert "*" in patterns
+    for keyword, args in instructions():
+        if keyword == "COPY" and "--from=" not in args:
+            *sources, _destination = [word for word in args.split() if not word.startswith("--")]
+            for source in sources:
+                assert source.rstrip("/").removeprefix("./") in allowed, source

@@ -6,6 +6,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -232,3 +233,20 @@ def test_missing_root_is_refused(
     assert "no such directory" in capsys.readouterr().err
     assert install_unit_main(["--print"]) == 2
     assert "--root" in capsys.readouterr().err
+
+
+def test_install_unit_is_wired_into_the_daemon_cli(tmp_path: pathlib.Path) -> None:
+    """`coding-agent-daemon install-unit --output PATH` (the real CLI) writes the unit there."""
+    (tmp_path / "projects").mkdir()
+    target = tmp_path / "out" / "coding-agent-daemon.service"
+    argv = [sys.executable, "-m", "host_daemon", "install-unit", "--output", str(target)]
+    result = subprocess.run(
+        [*argv, "--root", str(tmp_path / "projects"), "--listen", "127.0.0.1:9876"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {target}" in result.stdout
+    assert "--listen 127.0.0.1:9876 --token-file" in target.read_text()
