@@ -63,6 +63,7 @@ _REJECTIONS: Final = frozenset(
         "unknown_agent",
         "agent_not_found",
         "permission_mode_not_allowed",
+        "spawn_failed",
     }
 )
 

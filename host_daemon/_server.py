@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import attrs
 import trio
@@ -51,6 +51,17 @@ _WATCH_CHUNK: Final = 1024
 
 def _fields(**fields: object) -> dict[str, Any]:
     return {"fields": fields}
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _leaf(group: BaseExceptionGroup[_E]) -> _E:
+    """The first exception of a group (nurseries wrap what their bodies raise)."""
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 async def _send_error_and_close(conn: FramedStream, code: str, message: str) -> None:
@@ -114,6 +125,9 @@ class _Daemon:
                 await self._converse(conn_id, stream)
         except* (trio.BrokenResourceError, trio.ClosedResourceError):
             log.info("client went away", extra=_fields(conn=conn_id))
+        except* Exception:
+            # A bug must cost one connection, never the daemon (its runs' groups are gone).
+            log.exception("internal error", extra=_fields(conn=conn_id))
         finally:
             self.connections -= 1
             if self.connections == 0:
@@ -129,15 +143,18 @@ class _Daemon:
                 log.warning("handshake timed out, dropping client", extra=_fields(conn=conn_id))
                 return
             await self._operate(conn_id, conn, operation)
-        except HandshakeFailed as exc:
-            log.warning("handshake failed", extra=_fields(conn=conn_id, code=exc.code))
-            if exc.code != "closed":
-                await _send_error_and_close(conn, exc.code, exc.message)
-        except (ProtocolViolation, RequestError) as exc:
+        except* HandshakeFailed as group:
+            failed = _leaf(group)
+            log.warning("handshake failed", extra=_fields(conn=conn_id, code=failed.code))
+            if failed.code != "closed":
+                await _send_error_and_close(conn, failed.code, failed.message)
+        except* (ProtocolViolation, RequestError) as group:
+            refused = _leaf(group)
             log.warning(
-                "request refused", extra=_fields(conn=conn_id, code=exc.code, error=exc.message)
+                "request refused",
+                extra=_fields(conn=conn_id, code=refused.code, error=refused.message),
             )
-            await _send_error_and_close(conn, exc.code, exc.message)
+            await _send_error_and_close(conn, refused.code, refused.message)
 
     async def _operate(self, conn_id: int, conn: FramedStream, operation: object) -> None:
         if isinstance(operation, ProbeRequest):
@@ -290,14 +307,22 @@ class _Daemon:
 
         Returns the leader's exit status and whether the output limit cut the output.
         """
-        async with spawn_group(
-            plan.argv,
-            cwd=plan.cwd,
-            env=dict(self.environ),
-            kill_grace=self.config.kill_grace_s,
-            max_output_bytes=self.config.max_output_bytes,
-            max_line_bytes=self.config.max_line_bytes,
-        ) as proc:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                proc = await stack.enter_async_context(
+                    spawn_group(
+                        plan.argv,
+                        cwd=plan.cwd,
+                        env=dict(self.environ),
+                        kill_grace=self.config.kill_grace_s,
+                        max_output_bytes=self.config.max_output_bytes,
+                        max_line_bytes=self.config.max_line_bytes,
+                    )
+                )
+            except OSError as exc:
+                raise RequestError(
+                    "spawn_failed", f"cannot start {plan.argv[0]}: {exc.strerror or exc}"
+                ) from None
             log.info(
                 "run started",
                 extra=_fields(

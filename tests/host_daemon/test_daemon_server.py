@@ -244,6 +244,21 @@ async def test_agent_not_found_refused(daemon: RunningDaemon) -> None:
     assert caught.value.code == "agent_not_found"
 
 
+async def test_agent_that_cannot_start_refused_and_daemon_serves_on(
+    root: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """An agent whose exec fails (bad interpreter) gets ``spawn_failed``; the daemon lives on."""
+    broken = tmp_path / "broken-claude"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    async with running_daemon(roots=[root], env={"CLAUDE_PATH": str(broken)}) as d:
+        with pytest.raises(RequestRejected) as caught:
+            await collect(d, request("hello"))
+        assert caught.value.code == "spawn_failed"
+        info = await host_daemon.probe(d.host, d.port, d.token)
+        assert info.active_runs == 0
+
+
 async def test_permission_mode_beyond_the_default_refused(daemon: RunningDaemon) -> None:
     """A permission mode the daemon was not told to allow is refused."""
     with pytest.raises(RequestRejected) as caught:
