@@ -1,0 +1,461 @@
+"""The coding-task tools through a real ``serve()``, a real daemon and a stand-in agent."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import PurePosixPath
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+from _support.daemon import running_daemon
+from _support.mcp_http import serving
+
+from mcp_server import Registry
+from mcp_server._tasks._runner import DaemonEndpoint, TaskRunner, Workspace
+from mcp_server._tasks._store import TaskStore
+from mcp_server._tasks._tools import register_tasks
+
+VERSION = "2025-11-25"
+STAND_IN = pathlib.Path(__file__).parents[1] / "e2e" / "stand_in_claude.py"
+
+
+def install_agent(directory: pathlib.Path) -> str:
+    """The task stand-in as an executable ``claude``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "claude"
+    path.write_text(f"#!{sys.executable}\n{STAND_IN.read_text()}")
+    path.chmod(0o755)
+    return str(path)
+
+
+def _messages(response: httpx.Response) -> list[dict[str, Any]]:
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        return [
+            json.loads(line[5:])
+            for line in response.text.splitlines()
+            if line.startswith("data:") and line[5:].strip()
+        ]
+    return [response.json()]
+
+
+@attrs.define
+class Client:
+    """A minimal legacy-era MCP client over Streamable HTTP (JSON or SSE answers)."""
+
+    http: httpx.AsyncClient
+    url: str
+    session: str | None = None
+    next_id: int = 0
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json, text/event-stream"}
+        if self.session:
+            headers |= {"Mcp-Session-Id": self.session, "MCP-Protocol-Version": VERSION}
+        return headers
+
+    async def initialize(self) -> None:
+        response = await self.http.post(
+            self.url,
+            headers=self.headers(),
+            json={
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": VERSION,
+                    "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "1"},
+                },
+            },
+        )
+        response.raise_for_status()
+        self.session = response.headers["mcp-session-id"]
+        await self.http.post(
+            self.url,
+            headers=self.headers(),
+            json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+        )
+
+    async def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.next_id += 1
+        body = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
+        response = await self.http.post(self.url, headers=self.headers(), json=body)
+        answer = [m for m in _messages(response) if m.get("id") == self.next_id]
+        assert answer, response.text
+        return answer[0]
+
+    async def call(self, name: str, **arguments: Any) -> dict[str, Any]:
+        answer = await self.rpc("tools/call", {"name": name, "arguments": arguments})
+        result: dict[str, Any] = answer["result"]
+        return result
+
+    async def ok(self, name: str, **arguments: Any) -> dict[str, Any]:
+        result = await self.call(name, **arguments)
+        assert not result.get("isError"), result
+        assert result["structuredContent"]["status"] == "success"
+        value: dict[str, Any] = result["structuredContent"]["result"]
+        return value
+
+    async def error_code(self, name: str, **arguments: Any) -> str:
+        result = await self.call(name, **arguments)
+        assert result.get("isError") is True, result
+        structured = result.get("structuredContent")
+        return "schema" if structured is None else str(structured["error"]["code"])
+
+    async def read(self, uri: str) -> Any:
+        answer = await self.rpc("resources/read", {"uri": uri})
+        assert "result" in answer, answer
+        return json.loads(answer["result"]["contents"][0]["text"])
+
+
+@attrs.frozen
+class Env:
+    client: Client
+    runner: TaskRunner
+    root: pathlib.Path
+    state: pathlib.Path
+
+
+@contextlib.asynccontextmanager
+async def task_server(
+    tmp_path: pathlib.Path, *, token: str | None = None, port: int | None = None
+) -> AsyncIterator[Env]:
+    """Daemon + runner + MCP server on loopback; ``token``/``port`` override the server's view."""
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    agent = install_agent(tmp_path / "bin")
+    async with running_daemon(roots=[root], env={"CLAUDE_PATH": agent}) as daemon:
+        store = TaskStore(tmp_path / "state")
+        await store.load()
+        endpoint = DaemonEndpoint(
+            host=daemon.host,
+            port=daemon.port if port is None else port,
+            token=daemon.token if token is None else token,
+        )
+        runner = TaskRunner(store, endpoint, Workspace(PurePosixPath(root), PurePosixPath(root)))
+        registry = Registry()
+        register_tasks(registry, runner)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runner.run)
+            async with serving(registry) as url, httpx.AsyncClient(timeout=60) as http:
+                client = Client(http, url)
+                await client.initialize()
+                yield Env(client, runner, root, tmp_path / "state")
+            nursery.cancel_scope.cancel()
+
+
+async def wait_done(client: Client, task_id: str) -> dict[str, Any]:
+    """wait_task until the run ended."""
+    with trio.fail_after(60):
+        while True:
+            task = await client.ok("wait_task", id=task_id, timeout_s=20)
+            if task["status"] != "in_progress":
+                return task
+
+
+async def all_events(client: Client, task_id: str) -> list[dict[str, Any]]:
+    """Every event of a task, following the pages."""
+    events: list[dict[str, Any]] = []
+    uri: str | None = f"task://{task_id}/logs"
+    while uri is not None:
+        page = await client.read(uri)
+        events += page["events"]
+        uri = page["next"]
+    return events
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 30) -> None:
+    """Wait until ``condition()`` holds (polling: process exit has no event to wait on here)."""
+    with trio.fail_after(timeout):
+        while True:
+            if condition():
+                return
+            await trio.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` is a live process (not a zombie)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_task_edits_file_and_waits(tmp_path: pathlib.Path) -> None:
+    """create_task returns at once; the run edits a file and the task ends waiting with a report."""
+    async with task_server(tmp_path) as env:
+        created = await env.client.ok("create_task", title="edit", instructions="edit a.txt hi")
+        assert created["status"] == "in_progress"
+        task = await wait_done(env.client, created["task_id"])
+        assert task["status"] == "waiting"
+        report = task["report"]
+        assert report["files_changed"] == ["a.txt"]
+        assert (report["num_turns"], report["cost_usd"]) == (2, 0.0125)
+        assert report["session_id"] == task["session_id"]
+        assert (env.root / "a.txt").read_text() == "hi\n"
+
+
+async def test_follow_up_resumes_session(tmp_path: pathlib.Path) -> None:
+    """update_task runs the next turn in the agent's session (the agent sees --resume)."""
+    async with task_server(tmp_path) as env:
+        created = await env.client.ok("create_task", title="t", instructions="hello")
+        first = await wait_done(env.client, created["task_id"])
+        await env.client.ok("update_task", id=created["task_id"], instructions="hello")
+        second = await wait_done(env.client, created["task_id"])
+        assert second["turns"] == 2
+        assert second["session_id"] == first["session_id"]
+        summaries = [e["summary"] for e in await all_events(env.client, created["task_id"])]
+        assert f"text: resumed {first['session_id']}" in summaries
+
+
+async def test_session_mismatch_reported(tmp_path: pathlib.Path) -> None:
+    """An agent that answers a resume with another session id gets a note in the report."""
+    async with task_server(tmp_path) as env:
+        created = await env.client.ok("create_task", title="t", instructions="hello")
+        await wait_done(env.client, created["task_id"])
+        await env.client.ok("update_task", id=created["task_id"], instructions="newsession")
+        task = await wait_done(env.client, created["task_id"])
+        assert "it reported session" in task["report"]["session_note"]
+
+
+async def test_update_while_running_is_busy(tmp_path: pathlib.Path) -> None:
+    """A follow-up while the run is in flight gets a clear 'busy' error."""
+    async with task_server(tmp_path) as env:
+        created = await env.client.ok("create_task", title="t", instructions="sleep 30")
+        code = await env.client.error_code("update_task", id=created["task_id"], instructions="x")
+        assert code == "busy"
+        ended = await env.client.ok("end_task", id=created["task_id"])
+        assert ended["status"] == "completed"
+        assert ended["report"]["outcome"] == "cancelled"
+
+
+async def test_end_task_kills_process_tree(tmp_path: pathlib.Path) -> None:
+    """end_task stops the agent and the process it started in its own session."""
+    async with task_server(tmp_path) as env:
+        created = await env.client.ok("create_task", title="t", instructions="hang")
+        task_id = created["task_id"]
+        with trio.fail_after(30):
+            while True:
+                texts = [e["summary"] for e in await all_events(env.client, task_id)]
+                pids = [t.split()[2:] for t in texts if t.startswith("text: pids ")]
+                if pids:
+                    break
+                await env.runner.changed(task_id).wait()
+        leader, child = (int(p) for p in pids[0])
+        assert alive(leader)
+        assert alive(child)
+        await env.client.ok("end_task", id=task_id)
+        await eventually(lambda: not alive(leader) and not alive(child))
+
+
+async def test_unknown_ids_are_clear_errors(tmp_path: pathlib.Path) -> None:
+    """Unknown task ids give task_not_found results and resource errors; nothing breaks."""
+    async with task_server(tmp_path) as env:
+        for name, extra in [
+            ("update_task", {"instructions": "x"}),
+            ("end_task", {}),
+            ("report", {}),
+            ("wait_task", {"timeout_s": 0}),
+        ]:
+            assert await env.client.error_code(name, id="nope", **extra) == "task_not_found"
+        answer = await env.client.rpc("resources/read", {"uri": "task://nope/logs"})
+        assert "error" in answer
+        assert (await env.client.ok("check_status"))["total_tasks"] == 0
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param({"title": "t", "instructions": "x" * 10_001}, id="oversized-instructions"),
+        pytest.param({"title": "", "instructions": "x"}, id="empty-title"),
+        pytest.param({"title": "t", "instructions": "x", "max_turns": "3"}, id="str-int"),
+        pytest.param({"title": "t", "instructions": "x", "max_turns": 2.5}, id="float-int"),
+        pytest.param({"title": "t", "instructions": "x", "agent": "cobol"}, id="bad-agent"),
+        pytest.param({"title": "t", "instructions": "x", "extra": 1}, id="extra-key"),
+        pytest.param({"title": "t", "instructions": "x", "max_budget_usd": -1}, id="negative"),
+        pytest.param({"title": 5, "instructions": "x"}, id="int-title"),
+    ],
+)
+async def test_bad_arguments_rejected(tmp_path: pathlib.Path, arguments: dict[str, Any]) -> None:
+    """Wrong types and sizes give an error result and create no task."""
+    async with task_server(tmp_path) as env:
+        result = await env.client.call("create_task", **arguments)
+        assert result["isError"] is True
+        assert env.runner.tasks() == []
+
+
+@pytest.mark.parametrize("project_dir", ["../x", "/etc", "a/../../b", str(PurePosixPath("/"))])
+async def test_path_escape_refused(tmp_path: pathlib.Path, project_dir: str) -> None:
+    """A project_dir outside the workspace is refused by path components."""
+    async with task_server(tmp_path) as env:
+        code = await env.client.error_code(
+            "create_task", title="t", instructions="hello", project_dir=project_dir
+        )
+        assert code == "path_outside_workspace"
+
+
+async def test_project_dir_inside_workspace(tmp_path: pathlib.Path) -> None:
+    """A subdirectory (relative or absolute under the root) is where the agent runs."""
+    (tmp_path / "root" / "sub").mkdir(parents=True)
+    async with task_server(tmp_path) as env:
+        absolute = str(env.root / "sub")
+        created = await env.client.ok(
+            "create_task", title="t", instructions="edit b.txt yes", project_dir=absolute
+        )
+        await wait_done(env.client, created["task_id"])
+        assert (env.root / "sub" / "b.txt").read_text() == "yes\n"
+
+
+async def test_daemon_down(tmp_path: pathlib.Path) -> None:
+    """With no daemon, check_status and create_task fail clearly and the server keeps serving."""
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    async with task_server(tmp_path, port=free_port) as env:
+        status = await env.client.call("check_status")
+        assert status["isError"] is True
+        assert status["structuredContent"]["result"]["daemon"]["reachable"] is False
+        result = await env.client.call("create_task", title="t", instructions="hello")
+        assert result["isError"] is True
+        assert result["structuredContent"]["result"]["status"] == "failed"
+        listed = await env.client.read("agent://tasks")
+        assert listed["total_tasks"] == 1
+
+
+async def test_wrong_daemon_token(tmp_path: pathlib.Path) -> None:
+    """A wrong daemon token is reported as such, not as a working daemon."""
+    async with task_server(tmp_path, token="wrong-token") as env:
+        status = await env.client.call("check_status")
+        assert status["isError"] is True
+        error = status["structuredContent"]["result"]["daemon"]["error"]
+        assert "auth" in error.lower()
+        result = await env.client.call("create_task", title="t", instructions="hello")
+        assert result["isError"] is True
+
+
+async def test_wait_task_times_out(tmp_path: pathlib.Path) -> None:
+    """wait_task returns the running task when its timeout passes."""
+    async with task_server(tmp_path) as env:
+        created = await env.client.ok("create_task", title="t", instructions="sleep 30")
+        waited = await env.client.ok("wait_task", id=created["task_id"], timeout_s=0.2)
+        assert waited["status"] == "in_progress"
+        assert await env.client.error_code("wait_task", id=created["task_id"], timeout_s=51)
+        await env.client.ok("end_task", id=created["task_id"])
+
+
+async def test_logs_paged_and_contiguous(tmp_path: pathlib.Path) -> None:
+    """Logs come in pages by seq; following 'next' gives every event once, in order."""
+    async with task_server(tmp_path) as env:
+        created = await env.client.ok("create_task", title="t", instructions="lines 450")
+        await wait_done(env.client, created["task_id"])
+        first = await env.client.read(f"task://{created['task_id']}/logs")
+        last = first["events"][-1]["seq"]
+        assert 100 < last <= 200
+        assert first["next"] == f"task://{created['task_id']}/logs/{last}"
+        events = await all_events(env.client, created["task_id"])
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert len(events) > 450
+        middle = await env.client.read(f"task://{created['task_id']}/logs/300")
+        assert middle["events"][0]["seq"] == 301
+
+
+async def test_mcp_task_returns_report(tmp_path: pathlib.Path) -> None:
+    """create_task as an MCP task completes with the run's report."""
+    async with task_server(tmp_path) as env:
+        answer = await env.client.rpc(
+            "tools/call",
+            {
+                "name": "create_task",
+                "arguments": {"title": "t", "instructions": "edit c.txt done"},
+                "task": {},
+            },
+        )
+        task_id = answer["result"]["task"]["taskId"]
+        result = await env.client.rpc("tasks/result", {"taskId": task_id})
+        structured = result["result"]["structuredContent"]
+        assert structured["status"] == "success"
+        assert structured["result"]["report"]["files_changed"] == ["c.txt"]
+
+
+async def test_subscription_gets_updates(tmp_path: pathlib.Path) -> None:
+    """A client subscribed to task://{id} gets resources/updated on its GET stream."""
+    async with task_server(tmp_path) as env:
+        created = await env.client.ok("create_task", title="t", instructions="sleep 1")
+        uri = f"task://{created['task_id']}"
+        await env.client.rpc("resources/subscribe", {"uri": uri})
+        client = env.client
+        async with client.http.stream("GET", client.url, headers=client.headers()) as stream:
+            with trio.fail_after(30):
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:") and "resources/updated" in line:
+                        message = json.loads(line[5:])
+                        if message["params"]["uri"] == uri:
+                            break
+        task = await wait_done(env.client, created["task_id"])
+        assert task["status"] == "waiting"
+
+
+async def test_clean_state_stops_runs(tmp_path: pathlib.Path) -> None:
+    """clean_state stops runs in flight, then deletes every task and its files."""
+    async with task_server(tmp_path) as env:
+        await env.client.ok("create_task", title="t", instructions="sleep 30")
+        cleaned = await env.client.ok("clean_state")
+        assert cleaned["deleted"] == 1
+        assert env.runner.running() == 0
+        assert os.listdir(env.state / "tasks") == []
+
+
+async def test_prompts(tmp_path: pathlib.Path) -> None:
+    """Prompts render with their arguments and enforce the required ones."""
+    async with task_server(tmp_path) as env:
+        listed = await env.client.ok("get_prompt")
+        assert {p["id"] for p in listed} == {
+            "fix_bug",
+            "create_unit_tests",
+            "create_react_component",
+        }
+        missing = await env.client.rpc("prompts/get", {"name": "fix_bug", "arguments": {}})
+        assert "bug_description" in missing["error"]["message"]
+        rendered = await env.client.rpc(
+            "prompts/get", {"name": "fix_bug", "arguments": {"bug_description": "it crashes"}}
+        )
+        text = rendered["result"]["messages"][0]["content"]["text"]
+        assert "it crashes" in text
+        assert await env.client.error_code("get_prompt", prompt_id="nope") == "prompt_not_found"
+
+
+async def test_report_statistics(tmp_path: pathlib.Path) -> None:
+    """report without an id gives the original's statistics."""
+    async with task_server(tmp_path) as env:
+        created = await env.client.ok("create_task", title="t", instructions="fail")
+        task = await wait_done(env.client, created["task_id"])
+        assert task["status"] == "failed"
+        stats = await env.client.ok("report")
+        assert stats["by_status"] == {"failed": 1}
+        assert stats["success_rate"] == 0
+
+
+async def test_restart_interrupts_and_resumes(tmp_path: pathlib.Path) -> None:
+    """A runner stopped mid-run leaves the task interrupted; after a restart a follow-up resumes."""
+    async with task_server(tmp_path) as env:
+        created = await env.client.ok("create_task", title="t", instructions="sleep 30")
+        task_id = created["task_id"]
+        with trio.fail_after(30):
+            while env.runner.get(task_id).session_id is None:
+                await env.runner.changed(task_id).wait()
+        session = env.runner.get(task_id).session_id
+    async with task_server(tmp_path) as env:
+        task = await env.client.ok("report", id=task_id)
+        assert task["status"] == "interrupted"
+        await env.client.ok("update_task", id=task_id, instructions="hello")
+        task = await wait_done(env.client, task_id)
+        assert (task["status"], task["session_id"]) == ("waiting", session)
