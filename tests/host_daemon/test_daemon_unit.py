@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import pwd
 import re
 import shutil
 import subprocess
@@ -250,3 +251,21 @@ def test_install_unit_is_wired_into_the_daemon_cli(tmp_path: pathlib.Path) -> No
     assert result.returncode == 0, result.stderr
     assert f"wrote {target}" in result.stdout
     assert "--listen 127.0.0.1:9876 --token-file" in target.read_text()
+
+
+def test_system_unit_runs_as_the_sudo_user(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under sudo, a --system unit runs as the invoking user, with that user's home and state."""
+    try:
+        account = pwd.getpwuid(65534)
+    except KeyError:
+        pytest.skip("no uid 65534 account on this machine")
+    monkeypatch.setenv("SUDO_USER", account.pw_name)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    found = settings(generate(tmp_path, capsys, "--system").read_text())
+    assert found["User"] == [account.pw_name]
+    assert account.pw_dir in found["ReadWritePaths"]
+    state = f"{account.pw_dir}/.local/state/coding-agent"
+    assert f"--state-dir {state} " in found["ExecStart"][0]
+    assert f"--token-file {state}/daemon.token " in found["ExecStart"][0]
