@@ -16,6 +16,8 @@ Adversaries (the number of processes each records is in :data:`COUNTS`):
   does) and sleeps forever.
 - ``setsid-double-fork``: a child calls ``setsid()``, forks a grandchild and exits, so the
   grandchild is reparented (to init, or to a subreaper).
+- ``setsid-clear-env``: a child calls ``setsid()`` and starts a grandchild with an *empty*
+  environment (so no inherited marker), then exits once ``PIDDIR/release`` exists, orphaning it.
 - ``flood SIZE``: writes lines of SIZE bytes forever, keeping the running total of bytes
   written in ``PIDDIR/progress``.
 - ``host SUBREAPER ADVERSARY COUNT``: a stand-in daemon. It becomes a subreaper if SUBREAPER is
@@ -43,6 +45,7 @@ COUNTS = {
     "silent": 1,
     "setsid": 2,
     "setsid-double-fork": 3,
+    "setsid-clear-env": 3,
     "flood": 1,
 }
 
@@ -195,6 +198,21 @@ def _setsid(piddir: Path, *, double_fork: bool) -> None:
     _sleep_forever()
 
 
+def _setsid_clear_env(piddir: Path) -> None:
+    def child() -> None:
+        os.setsid()
+        _record(piddir)
+        if os.fork() == 0:
+            # An empty environment on purpose: the escapee must carry no run marker.
+            os.execve(sys.executable, [sys.executable, str(SCRIPT), "silent", str(piddir)], {})  # noqa: S606
+        while not (piddir / "release").exists():
+            time.sleep(0.01)
+
+    _record(piddir)
+    _fork(child)
+    _sleep_forever()
+
+
 def _flood(piddir: Path, size: int) -> None:
     _record(piddir)
     line = b"x" * (size - 1) + b"\n"
@@ -248,6 +266,8 @@ def main(args: list[str]) -> None:
         _sleep_forever()
     elif name in ("setsid", "setsid-double-fork"):
         _setsid(piddir, double_fork=name == "setsid-double-fork")
+    elif name == "setsid-clear-env":
+        _setsid_clear_env(piddir)
     elif name == "flood":
         _flood(piddir, int(args[2]))
     elif name == "host":

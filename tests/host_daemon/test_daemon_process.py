@@ -13,6 +13,7 @@ import pytest
 import trio
 from _support import adversaries
 
+from host_daemon._proc import read_stat
 from host_daemon._process import (
     OUTPUT_BUFFER_BYTES,
     ExitStatus,
@@ -199,7 +200,7 @@ async def end_block(how: str, scope: trio.CancelScope) -> None:
 
 @pytest.mark.usefixtures("subreaper")
 @pytest.mark.parametrize("how", EXITS)
-@pytest.mark.parametrize("name", sorted(set(adversaries.COUNTS) - {"flood"}))
+@pytest.mark.parametrize("name", sorted(set(adversaries.COUNTS) - {"flood", "setsid-clear-env"}))
 async def test_no_descendant_survives(piddir: Path, name: str, how: str) -> None:
     """Whatever the adversary and however the block ends, no process of the run is left."""
     raises = pytest.raises(LookupError) if how == "exception" else contextlib.nullcontext()
@@ -231,6 +232,48 @@ async def test_escapee_found_without_subreaper(piddir: Path) -> None:
         await adversaries.wait_recorded(piddir, 3)
     assert adversaries.survivors(piddir, include_zombies=False) == []
     assert await adversaries.wait_gone(piddir) == []  # init reaps the orphan's zombie
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of ``pid``, None once it is gone."""
+    stat = read_stat(pid)
+    return stat.ppid if stat is not None else None
+
+
+@pytest.mark.usefixtures("subreaper")
+async def test_orphan_with_cleared_environment_found_by_seen_pid(piddir: Path) -> None:
+    """An escapee with no marker, orphaned to the subreaper, is still known by pid + start time."""
+    argv = adversaries.argv("setsid-clear-env", piddir)
+    async with spawn_group(argv, cwd="/", kill_grace=0.3) as proc:
+        recorded = await adversaries.wait_recorded(piddir, 3)
+        (child,) = [pid for pid in recorded if parent_of(pid) == proc.pid]
+        (orphan,) = [pid for pid in recorded if parent_of(pid) == child]
+        # White-box: wait for the runner's periodic scan to have seen it while its parent lived.
+        with trio.fail_after(30):
+            while orphan not in proc._seen:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        (piddir / "release").touch()
+        with trio.fail_after(30):
+            while parent_of(orphan) != os.getpid():  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        # Now it is in no group of the run, carries no marker and has no ancestor in the run.
+    assert adversaries.survivors(piddir) == []
+
+
+@pytest.mark.usefixtures("subreaper")
+async def test_concurrent_runs_kill_only_their_own(tmp_path: Path) -> None:
+    """Ending one run leaves another run's processes, escaped ones included, untouched."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    name = "setsid-double-fork"
+    async with spawn_group(adversaries.argv(name, second), cwd="/", kill_grace=0.3):
+        await adversaries.wait_recorded(second, 3)
+        async with spawn_group(adversaries.argv(name, first), cwd="/", kill_grace=0.3):
+            await adversaries.wait_recorded(first, 3)
+        assert adversaries.survivors(first) == []
+        assert len(adversaries.survivors(second, include_zombies=False)) == 2
+    assert adversaries.survivors(second) == []
 
 
 def host_env() -> dict[str, str]:
