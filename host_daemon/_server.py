@@ -20,7 +20,7 @@ from typing import Any, Final, Literal, TypeVar
 import attrs
 import trio
 
-from ._agents import ADAPTERS, EventParser, agent_version
+from ._agents import ADAPTERS, AgentVersionError, EventParser, agent_version
 from ._config import DaemonConfig
 from ._connection import FramedStream, HandshakeFailed, server_handshake
 from ._paths import PathNotFound, PathOutsideRoots, resolve_inside_roots
@@ -115,6 +115,7 @@ class _Daemon:
         self.idle = trio.Event()
         self.idle.set()
         self._ids = itertools.count(1)
+        self._versions: dict[tuple[str, int, int], str] = {}
 
     async def handle(self, stream: trio.SocketStream) -> None:
         conn_id = next(self._ids)
@@ -180,8 +181,8 @@ class _Daemon:
                 )
                 continue
             try:
-                version = await agent_version(path)
-            except Exception as exc:  # a broken CLI is reported, not fatal
+                version = await self._version(path)
+            except (AgentVersionError, OSError) as exc:  # a broken CLI is reported, not fatal
                 agents.append(AgentInfo(name=name, path=path, version=None, error=str(exc)))
             else:
                 agents.append(AgentInfo(name=name, path=path, version=version))
@@ -194,6 +195,14 @@ class _Daemon:
             active_runs=len(self.runs),
             max_frame_bytes=self.config.max_request_bytes,
         )
+
+    async def _version(self, path: str) -> str:
+        """``path --version``, remembered until the file changes (a CLI may take a second)."""
+        stat = await trio.Path(path).stat()
+        key = (path, stat.st_ino, stat.st_mtime_ns)
+        if key not in self._versions:
+            self._versions[key] = await agent_version(path)
+        return self._versions[key]
 
     def _prepare(self, request: RunRequest) -> _Plan:
         """Check a run request against the configuration: its argv, cwd and permission mode."""
@@ -367,8 +376,13 @@ async def serve_daemon(
     """
     daemon = _Daemon(config)
     listeners: list[trio.SocketListener] = []
-    for host, port in config.listen:
-        listeners.extend(await trio.open_tcp_listeners(port, host=host))
+    try:
+        for host, port in config.listen:
+            listeners.extend(await trio.open_tcp_listeners(port, host=host))
+    except BaseException:
+        for listener in listeners:
+            listener.socket.close()
+        raise
     bound = [listener.socket.getsockname()[:2] for listener in listeners]
     addresses = [(str(host), int(port)) for host, port in bound]
     async with trio.open_nursery() as handlers:

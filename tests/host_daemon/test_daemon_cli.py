@@ -176,6 +176,20 @@ def test_no_root_refused_with_exit_2(tmp_path: pathlib.Path) -> None:
     assert "--root" in result.stderr
 
 
+def test_address_in_use_exits_1(tmp_path: pathlib.Path) -> None:
+    """A --listen address already taken ends the daemon with status 1 and a clear message."""
+    import socket  # noqa: PLC0415  # only this test holds a raw socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "DAEMON_TOKEN": "x"}
+        result = run_cli("--listen", f"127.0.0.1:{port}", "--root", str(tmp_path), env=env)
+    assert result.returncode == 1
+    assert "cannot serve" in result.stderr
+
+
 def test_bad_listen_address_refused() -> None:
     """A --listen value that is not HOST:PORT is a usage error."""
     result = run_cli("--listen", "nowhere")

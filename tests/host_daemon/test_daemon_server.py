@@ -95,6 +95,28 @@ async def test_probe_reports_agents_roots_and_limits(
     assert info.active_runs == 0
 
 
+async def test_probe_remembers_versions_until_the_cli_changes(
+    root: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """``--version`` runs once per CLI file, and again once the file is replaced."""
+    calls = tmp_path / "calls"
+    cli = tmp_path / "versioned-claude"
+    script = f"#!/bin/sh\necho x >> {calls}\necho {{}}\n"
+    cli.write_text(script.format("1.0"))
+    cli.chmod(0o755)
+    async with running_daemon(roots=[root], env={"CLAUDE_PATH": str(cli)}) as d:
+        for _ in range(3):
+            info = await host_daemon.probe(d.host, d.port, d.token)
+        assert calls.read_text().count("x") == 1
+        replacement = tmp_path / "new-claude"
+        replacement.write_text(script.format("2.0"))
+        replacement.chmod(0o755)
+        replacement.rename(cli)
+        info = await host_daemon.probe(d.host, d.port, d.token)
+    assert [a.version for a in info.agents if a.name == "claude"] == ["2.0"]
+    assert calls.read_text().count("x") == 2
+
+
 async def test_run_streams_started_events_and_finished(
     daemon: RunningDaemon, root: pathlib.Path
 ) -> None:
