@@ -21,9 +21,10 @@ from host_daemon import (
     RunStarted,
     open_run,
 )
+from host_daemon._auth import compute_proof
 from host_daemon._connection import FramedStream, client_handshake
 from host_daemon._proc import read_stat
-from host_daemon._protocol import DAEMON_TO_CLIENT, Challenge, ErrorFrame, ProbeInfo
+from host_daemon._protocol import DAEMON_TO_CLIENT, Challenge, ErrorFrame, Hello, ProbeInfo
 
 DEADLINE = 30.0  # generous: the machine is shared and loaded
 
@@ -215,6 +216,21 @@ async def test_garbage_instead_of_hello_gets_error(daemon: RunningDaemon) -> Non
         error = await conn.receive()
         assert isinstance(error, ErrorFrame)
         assert error.code == "invalid_utf8"
+
+
+async def test_other_protocol_version_refused(daemon: RunningDaemon) -> None:
+    """A hello with a protocol version the daemon does not speak gets ``unsupported_version``."""
+    stream = await trio.open_tcp_stream(daemon.host, daemon.port)
+    async with stream:
+        conn = FramedStream(stream, DAEMON_TO_CLIENT, max_frame_bytes=1 << 16)
+        challenge = await conn.receive()
+        assert isinstance(challenge, Challenge)
+        proof = compute_proof(daemon.token, "client", challenge.server_nonce, "n")
+        await conn.send(Hello(protocol_version=99, client_nonce="n", proof=proof))
+        error = await conn.receive()
+    assert isinstance(error, ErrorFrame)
+    assert error.code == "unsupported_version"
+    assert "$.protocol_version" in error.message
 
 
 async def test_oversized_request_refused(root: pathlib.Path, agent_env: dict[str, str]) -> None:
