@@ -21,6 +21,7 @@ the harness itself fails. Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -194,12 +195,30 @@ def tally(output: str) -> Tally:
     return Tally(passed, failed, unscored_passed, unscored_failed, tuple(failing))
 
 
+def failed_checks(results: Path) -> list[str]:
+    """``scenario: check id: message`` of every FAILURE the harness saved under ``results``."""
+    lines = []
+    for path in sorted(results.glob("*/checks.json")):
+        scenario = path.parent.name.removeprefix("server-").rsplit("-20", 1)[0]
+        try:
+            checks = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for check in checks if isinstance(checks, list) else []:
+            if isinstance(check, dict) and check.get("status") == "FAILURE":
+                message = str(check.get("errorMessage", ""))[:300]
+                lines.append(f"{scenario}: {check.get('id')}: {message}")
+    return lines
+
+
 def run_suite(node: str, entry: Path, suite: Suite, url: str, extra: Sequence[str]) -> bool:
     """Run one suite, print its line; True when it has no scored failure."""
     logs = cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{suite.name}.log"
-    argv = [node, str(entry), "server", "--url", url, *suite.args, *extra]
+    results = logs / f"{suite.name}-results"
+    shutil.rmtree(results, ignore_errors=True)
+    argv = [node, str(entry), "server", "--url", url, *suite.args, "-o", str(results), *extra]
     log(f"{suite.name}: harness {suite.version} {' '.join(suite.args)} (full log: {log_path})")
     try:
         completed = subprocess.run(
@@ -222,6 +241,8 @@ def run_suite(node: str, entry: Path, suite: Suite, url: str, extra: Sequence[st
         )
     for name in result.failing:
         log(f"{suite.name}: failing scenario {name}")
+    for line in failed_checks(results):
+        log(f"{suite.name}:   {line}")
     no_summary = result.passed + result.failed == 0
     if no_summary:
         log(f"{suite.name}: the harness printed no scenario results (exit {returncode})")

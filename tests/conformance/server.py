@@ -52,12 +52,35 @@ JSON_SCHEMA_2020_12: JSON = {
     "type": "object",
     "$defs": {
         "address": {
+            "$anchor": "addressDef",
             "type": "object",
             "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
         }
     },
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
     "additionalProperties": False,
+}
+X_MCP_HEADER_SCHEMA: JSON = {
+    "type": "object",
+    "properties": {
+        "region": {
+            "type": "string",
+            "description": "Mirrored as Mcp-Param-Region",
+            "x-mcp-header": "Region",
+        },
+        "query": {"type": "string", "description": "Not mirrored"},
+    },
+    "required": ["region"],
 }
 
 
@@ -181,6 +204,21 @@ class Fixtures:
             [text("This tool intentionally returns an error for testing")], is_error=True
         )
 
+    async def x_mcp_header(self, ctx: RequestContext, args: JSON) -> ToolResult:
+        return ToolResult([text(f"region={args.get('region')}")])
+
+    async def reconnection(self, ctx: RequestContext, args: JSON) -> ToolResult:
+        ctx.close_sse_stream()
+        await trio.sleep(0.1)
+        return ToolResult(
+            [
+                text(
+                    "Reconnection test completed successfully. If you received this, the client "
+                    "properly reconnected after stream closure."
+                )
+            ]
+        )
+
     async def json_schema_2020_12(self, ctx: RequestContext, args: JSON) -> ToolResult:
         return ToolResult([text(f"JSON Schema 2020-12 tool called with: {json.dumps(args)}")])
 
@@ -302,16 +340,18 @@ class Fixtures:
         return ToolResult([text(f"test_dynamic_tool listed: {self.dynamic_tool}")])
 
     async def trigger_prompt_change(self, ctx: RequestContext, args: JSON) -> ToolResult:
-        # Registry offers no remove_prompt: re-adding the prompt is the change being announced.
-        self.dynamic_prompt = True
-        self.registry.add_prompt(
-            Prompt(
-                "test_dynamic_prompt",
-                "A prompt that test_trigger_prompt_change (re)declares",
-                self.simple_prompt,
+        if self.dynamic_prompt:
+            self.registry.remove_prompt("test_dynamic_prompt")
+        else:
+            self.registry.add_prompt(
+                Prompt(
+                    "test_dynamic_prompt",
+                    "A prompt that test_trigger_prompt_change adds and removes",
+                    self.simple_prompt,
+                )
             )
-        )
-        return ToolResult([text("test_dynamic_prompt declared")])
+        self.dynamic_prompt = not self.dynamic_prompt
+        return ToolResult([text(f"test_dynamic_prompt listed: {self.dynamic_prompt}")])
 
     async def touch_watched(self, ctx: RequestContext, args: JSON) -> ToolResult:
         self.watched_version += 1
@@ -396,6 +436,34 @@ class Fixtures:
             {"confirm": elicitation("Please confirm", {"ok": {"type": "boolean"}}, ["ok"])},
         )
         return ToolResult([text(f"state-ok: {elicited(answers['confirm'])}")])
+
+    async def ir_capabilities(self, ctx: RequestContext, args: JSON) -> ToolResult:
+        declared = ctx.client_capabilities
+        wanted: dict[str, InputRequest] = {}
+        if "elicitation" in declared:
+            wanted["user_name"] = elicitation(
+                "What is your name?", {"name": {"type": "string"}}, ["name"]
+            )
+        if "sampling" in declared:
+            wanted["greeting"] = sampling("Generate a greeting", 50)
+        if not wanted:
+            return ToolResult([text("The client declared neither elicitation nor sampling")])
+        answers = await request_input(ctx, wanted)
+        return ToolResult([text(f"Answered: {', '.join(sorted(answers))}")])
+
+    async def ir_prompt(self, ctx: RequestContext, args: Mapping[str, str]) -> PromptResult:
+        answers = await request_input(
+            ctx,
+            {
+                "user_context": elicitation(
+                    "What context should the prompt use?",
+                    {"context": {"type": "string"}},
+                    ["context"],
+                )
+            },
+        )
+        context = (answers["user_context"].get("content") or {}).get("context", "none")
+        return PromptResult([{"role": "user", "content": text(f"Use this context: {context}")}])
 
     # ----- tasks (2025-11-25 utility and the 2026-07-28 extension) -----
 
@@ -554,6 +622,11 @@ def build_registry() -> Registry:
     )
     tool("test_error_handling", "Tests error response handling", f.error_handling)
     tool(
+        "test_reconnection",
+        "Closes its SSE stream mid-call; the result arrives after the client reconnects",
+        f.reconnection,
+    )
+    tool(
         "test_sampling",
         "Tests server-initiated sampling (LLM completion request)",
         f.sampling,
@@ -594,6 +667,12 @@ def build_registry() -> Registry:
         JSON_SCHEMA_2020_12,
     )
     tool(
+        "test_x_mcp_header",
+        "Takes a region mirrored in the Mcp-Param-Region header (SEP-2243)",
+        f.x_mcp_header,
+        X_MCP_HEADER_SCHEMA,
+    )
+    tool(
         "test_streaming_elicitation",
         "Reports progress, then asks the user for input",
         f.streaming_elicitation,
@@ -610,7 +689,7 @@ def build_registry() -> Registry:
     )
     tool(
         "test_trigger_prompt_change",
-        "Declares test_dynamic_prompt (announces prompts list_changed)",
+        "Adds or removes test_dynamic_prompt (announces prompts list_changed)",
         f.trigger_prompt_change,
     )
     tool(
@@ -626,6 +705,7 @@ def build_registry() -> Registry:
         ("multiple_inputs", f.ir_multiple_inputs),
         ("multi_round", f.ir_multi_round),
         ("tampered_state", f.ir_tampered_state),
+        ("capabilities", f.ir_capabilities),
     ):
         tool(
             f"test_input_required_result_{name}",
@@ -762,6 +842,15 @@ def build_registry() -> Registry:
             "A prompt that includes image content",
             f.prompt_with_image,
             title="Prompt With Image",
+        )
+    )
+    registry.add_prompt(
+        Prompt(
+            "test_input_required_result_prompt",
+            "Asks the user for context before rendering (SEP-2322 on prompts/get)",
+            f.simple_prompt,
+            title="Prompt Needing Input",
+            render_in_context=f.ir_prompt,
         )
     )
     return registry
