@@ -127,7 +127,8 @@ class EventParser:
 
     agent = "agent"
 
-    def __init__(self) -> None:
+    def __init__(self, request: RunRequest | None = None) -> None:
+        self.request = request
         self.session_id: str | None = None
         self.final_text: str | None = None
         self.cost_usd: float | None = None
@@ -241,9 +242,10 @@ class ClaudeParser(EventParser):
 
     agent = "claude"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, request: RunRequest | None = None) -> None:
+        super().__init__(request)
         self.result: dict[str, Any] | None = None
+        self.resume_mismatch: str | None = None
 
     def _on_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
         kind = obj.get("type")
@@ -251,7 +253,15 @@ class ClaudeParser(EventParser):
             self.session_id = _str(obj.get("session_id")) or self.session_id
             data = {key: obj.get(key) for key in ("model", "cwd", "permissionMode", "tools")}
             data["version"] = obj.get("claude_code_version")
-            return [self._event("init", session_id=self.session_id, data=data)]
+            events = [self._event("init", session_id=self.session_id, data=data)]
+            expected = self.request.resume_session_id if self.request is not None else None
+            if expected is not None and self.session_id != expected:
+                # Claude keeps the session id when it resumes: another id is a new conversation.
+                self.resume_mismatch = (
+                    f"claude started conversation {self.session_id} instead of resuming {expected}"
+                )
+                events.append(self._event("error", text=self.resume_mismatch, is_error=True))
+            return events
         if kind == "assistant":
             return self._assistant(obj)
         if kind == "user":
@@ -335,6 +345,8 @@ class ClaudeParser(EventParser):
     def _decide(self, exit_code: int | None) -> tuple[Outcome, str | None]:
         if self.result is None:
             return "error", self._exit_without_terminal(exit_code, "result event")
+        if self.resume_mismatch is not None:
+            return "error", self.resume_mismatch
         if self.result.get("is_error") is True or self.result.get("subtype") != "success":
             return "error", self._result_error(self.result)
         if exit_code != 0:
@@ -350,8 +362,8 @@ class CodexParser(EventParser):
 
     agent = "codex"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, request: RunRequest | None = None) -> None:
+        super().__init__(request)
         self.terminal: dict[str, Any] | None = None
 
     def _on_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
@@ -488,8 +500,8 @@ class GeminiParser(EventParser):
 
     agent = "gemini"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, request: RunRequest | None = None) -> None:
+        super().__init__(request)
         self.result: dict[str, Any] | None = None
         self._reply: list[str] = []
 
@@ -593,9 +605,9 @@ class AgentAdapter:
         argv: list[str] = self._argv(executable, request, permission_mode)
         return argv
 
-    def new_parser(self) -> EventParser:
-        """A fresh parser for one run's output."""
-        return self._parser()
+    def new_parser(self, request: RunRequest | None = None) -> EventParser:
+        """A fresh parser for one run's output; with ``request`` it also checks a resume."""
+        return self._parser(request)
 
 
 def _claude_argv(executable: str, request: RunRequest, mode: str) -> list[str]:

@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from host_daemon._agents import ADAPTERS, EventParser
-from host_daemon._records import AgentEvent, RunFinished
+from host_daemon._records import AgentEvent, RunFinished, RunRequest
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
@@ -258,3 +258,30 @@ def test_gemini_untrusted_workspace_exit_55() -> None:
     assert finished.error == (
         "gemini exited with code 55 (an untrusted workspace (the folder is not trusted))"
     )
+
+
+def _claude_request(resume: str | None) -> RunRequest:
+    return RunRequest(agent="claude", prompt="go", cwd="/work", resume_session_id=resume)
+
+
+def test_claude_resume_that_starts_a_new_conversation_is_an_error() -> None:
+    """A resume whose init names another session id (a silent new conversation) is an error."""
+    parser = ADAPTERS["claude"].new_parser(_claude_request("11111111-2222-4333-8444-555555555555"))
+    events = []
+    for line in (FIXTURES / "claude_success_tool_use.jsonl").read_text().splitlines():
+        events.extend(parser.feed(line))
+    finished = parser.finish(0, None, reason="exited")
+    assert finished.outcome == "error"
+    assert finished.error is not None
+    assert "instead of resuming 11111111-2222-4333-8444-555555555555" in finished.error
+    assert [e.kind for e in events][:2] == ["init", "error"]
+
+
+def test_claude_resume_of_the_same_session_succeeds() -> None:
+    """A resume whose init keeps the requested session id is a normal run."""
+    lines = (FIXTURES / "claude_success_tool_use.jsonl").read_text().splitlines()
+    session_id = json.loads(lines[0])["session_id"]
+    parser = ADAPTERS["claude"].new_parser(_claude_request(session_id))
+    for line in lines:
+        parser.feed(line)
+    assert parser.finish(0, None, reason="exited").outcome == "success"

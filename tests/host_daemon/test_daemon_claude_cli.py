@@ -22,6 +22,7 @@ from _support.claude_cli import claude_env, claude_executable
 from _support.daemon import running_daemon
 from _support.scripted_model import (
     BashCall,
+    Hold,
     Reply,
     ScriptedModel,
     ToolCall,
@@ -226,3 +227,23 @@ async def test_claude_default_mode_denies_instead_of_asking(
     [usage] = [e for e in events if isinstance(e, AgentEvent) and e.kind == "usage"]
     assert usage.data is not None
     assert [d["tool_name"] for d in usage.data["permission_denials"]] == ["Bash"]
+
+
+async def test_claude_run_timed_out_while_the_model_thinks(
+    daemon: Daemon, model: ScriptedModel
+) -> None:
+    """A run whose model call outlasts ``timeout_s`` ends ``timed_out`` with nothing left."""
+    hold = Hold(Reply("too late"))
+    model.script(hold)
+    request = RunRequest(agent="claude", prompt="think", cwd=str(daemon.root), timeout_s=3.0)
+    try:
+        events = await _run(daemon, request)
+    finally:
+        hold.release()
+    assert hold.reached.is_set()
+    finished = _finished(events)
+    assert finished.outcome == "timed_out"
+    assert finished.error == "the run timed out"
+    [init] = [e for e in events if isinstance(e, AgentEvent) and e.kind == "init"]
+    assert finished.session_id == init.session_id
+    await _wait_until(lambda: not _marked_processes(daemon.marker), "the run's processes to end")
