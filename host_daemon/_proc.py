@@ -40,18 +40,17 @@ class ProcStat:
         return self.state not in ("Z", "X")
 
 
-def parse_stat(text: str) -> ProcStat:
+def parse_stat(text: str | bytes) -> ProcStat:
     """Parse the content of a ``/proc/PID/stat`` file."""
-    open_paren = text.index("(")
-    close_paren = text.rindex(")")
-    pid = int(text[:open_paren])
-    comm = text[open_paren + 1 : close_paren]
+    raw = text.encode() if isinstance(text, str) else text
+    open_paren = raw.index(b"(")
+    close_paren = raw.rindex(b")")
     # Fields after comm start at field 3 (state); start time is field 22, i.e. index 19 here.
-    rest = text[close_paren + 2 :].split()
+    rest = raw[close_paren + 2 :].split()
     return ProcStat(
-        pid=pid,
-        comm=comm,
-        state=rest[0],
+        pid=int(raw[:open_paren]),
+        comm=raw[open_paren + 1 : close_paren].decode("utf-8", errors="replace"),
+        state=rest[0].decode("ascii", errors="replace"),
         ppid=int(rest[1]),
         pgid=int(rest[2]),
         sid=int(rest[3]),
@@ -62,12 +61,17 @@ def parse_stat(text: str) -> ProcStat:
 def read_stat(pid: int) -> ProcStat | None:
     """The status of ``pid``, or None when no such process exists (any more)."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as file:
-            text = file.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
         return None
     try:
-        return parse_stat(text)
+        raw = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        return parse_stat(raw)
     except (ValueError, IndexError):
         return None
 

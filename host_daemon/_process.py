@@ -22,19 +22,28 @@ cannot be reused while the run lives.
 The leader is forked from the trio thread itself, not with ``trio.lowlevel.open_process``: trio
 forks from a worker thread, and ``PR_SET_PDEATHSIG`` fires when the *thread* that forked exits,
 which trio's thread cache does after 10 s idle (measured: the child got SIGTERM 10.0 s after
-spawn). ``preexec_fn`` is used only to call ``prctl`` through a ctypes function resolved
-beforehand, plus ``getppid``: no locks, no imports, nothing that could deadlock after the fork.
+spawn). The signal is set by util-linux ``setpriv --pdeathsig TERM`` (an exec wrapper, from
+``/usr/bin`` or ``/bin`` only), which keeps the fast vfork path of ``subprocess``: measured here,
+2.4 ms per spawn against 9-10 ms with a ``preexec_fn``, whose fork copies the daemon's memory
+on write. Without a capable ``setpriv``, a ``preexec_fn`` calls ``prctl`` through a ctypes
+function resolved beforehand, then checks ``getppid()`` in case the daemon died before the
+``prctl`` (only a syscall and a foreign call: no lock to deadlock on after the fork). With
+``setpriv`` that check is not possible: a daemon killed in the microseconds between the fork and
+``setpriv``'s ``prctl`` leaves the leader running, a window accepted for the speed.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Literal
@@ -68,6 +77,9 @@ _LINE_OVERHEAD = 64  # what an OutputLine costs beyond its data, for the buffer'
 _TRACK_INTERVAL = 1.0
 _KILL_WAIT = 5.0  # how long SIGKILLed processes get to vanish (uninterruptible sleep) after grace
 _REAP_WAIT = 5.0
+
+_SETPRIV_PATHS: tuple[str, ...] = ("/usr/bin/setpriv", "/bin/setpriv")
+"""Where util-linux ``setpriv`` is looked for (never on PATH, which the environment controls)."""
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -214,7 +226,7 @@ class GroupProcess:
         kill_grace: float,
         max_output_bytes: int | None,
         max_line_bytes: int,
-        receive: trio.MemoryReceiveChannel[OutputLine],
+        receive: trio.MemoryReceiveChannel[list[OutputLine]],
     ) -> None:
         self._popen = popen
         self._pidfd = pidfd
@@ -225,6 +237,8 @@ class GroupProcess:
         self._max_output_bytes = max_output_bytes
         self._output_left = max_output_bytes
         self._receive = receive
+        self._pending: deque[OutputLine] = deque()
+        self._ended = False
         self._budget = _ByteBudget(OUTPUT_BUFFER_BYTES)
         self._seen: dict[int, int] = {popen.pid: start_time}
         self._unmarked: set[tuple[int, int]] = set()
@@ -242,10 +256,16 @@ class GroupProcess:
         return self
 
     async def __anext__(self) -> OutputLine:
-        try:
-            line = await self._receive.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise StopAsyncIteration from None
+        # Lines arrive in batches (one per pipe read): serving a line already here costs no
+        # trip through the scheduler, which multiplies throughput for short lines.
+        if self._pending:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        else:
+            try:
+                self._pending.extend(await self._receive.receive())
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                raise StopAsyncIteration from None
+        line = self._pending.popleft()
         self._budget.release(_cost(line))
         return line
 
@@ -265,7 +285,7 @@ class GroupProcess:
         self,
         stream: trio.lowlevel.FdStream,
         name: Literal["stdout", "stderr"],
-        send: trio.MemorySendChannel[OutputLine],
+        send: trio.MemorySendChannel[list[OutputLine]],
     ) -> None:
         async with send:
             splitter = _LineSplitter(self._max_line_bytes)
@@ -281,26 +301,31 @@ class GroupProcess:
                         chunk = chunk[: self._output_left]
                         over = True
                     self._output_left -= len(chunk)
-                for data, truncated in splitter.feed(chunk):
-                    await self._emit(send, OutputLine(name, data, truncated))
+                batch = [OutputLine(name, data, cut) for data, cut in splitter.feed(chunk)]
+                await self._emit(send, batch)
                 if over and not self.output_capped:
                     self.output_capped = True
                     rest = splitter.flush()
                     if rest:
-                        await self._emit(send, OutputLine(name, rest, truncated=True))
+                        await self._emit(send, [OutputLine(name, rest, truncated=True)])
                     assert self._max_output_bytes is not None  # noqa: S101 -- over implies a limit
                     marker = output_limit_marker(self._max_output_bytes)
-                    await self._emit(send, OutputLine(name, marker, truncated=True))
+                    await self._emit(send, [OutputLine(name, marker, truncated=True)])
             rest = splitter.flush()
             if rest and not self.output_capped:
-                await self._emit(send, OutputLine(name, rest))
+                await self._emit(send, [OutputLine(name, rest)])
 
-    async def _emit(self, send: trio.MemorySendChannel[OutputLine], line: OutputLine) -> None:
-        await self._budget.acquire(_cost(line))
+    async def _emit(
+        self, send: trio.MemorySendChannel[list[OutputLine]], batch: list[OutputLine]
+    ) -> None:
+        if not batch:
+            return
+        cost = sum(_cost(line) for line in batch)
+        await self._budget.acquire(cost)
         try:
-            send.send_nowait(line)
+            send.send_nowait(batch)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._budget.release(_cost(line))
+            self._budget.release(cost)
 
     # -- the leader and the tree -------------------------------------------------------------
 
@@ -375,6 +400,8 @@ class GroupProcess:
                 os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
 
     async def _terminate_tree(self) -> None:
+        if self._ended:
+            return  # everything, the leader included, was seen dead: nothing can come back
         grace_end = trio.current_time() + self._kill_grace
         termed: set[tuple[int, int]] = set()
         delay = 0.005
@@ -382,6 +409,7 @@ class GroupProcess:
             live = [stat for stat in self._collect().values() if stat.alive]
             self._reap_orphans()
             if not live:
+                self._ended = True
                 return
             now = trio.current_time()
             if now >= grace_end + _KILL_WAIT:
@@ -423,9 +451,46 @@ class GroupProcess:
         self._reap_orphans()
 
 
+@functools.cache
+def _find_setpriv(candidates: tuple[str, ...]) -> str | None:
+    """util-linux ``setpriv`` if one of ``candidates`` can set the parent-death signal."""
+    for path in candidates:
+        if not os.access(path, os.X_OK):
+            continue
+        try:
+            result = subprocess.run(
+                [path, "--help"], capture_output=True, timeout=10, check=False, env={}
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if b"--pdeathsig" in result.stdout:
+            return path
+    return None
+
+
+def _resolve_executable(name: str, cwd: str, env: Mapping[str, str]) -> str:
+    """The executable ``name`` names, the way exec would find it; FileNotFoundError if none."""
+    if "/" in name:
+        path = os.path.join(cwd, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return name
+        raise FileNotFoundError(errno.ENOENT, "no such executable", name)
+    found = shutil.which(name, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, "executable not found on PATH", name)
+    return found
+
+
 def _spawn(
     argv: list[str], cwd: str, env: dict[str, str]
 ) -> tuple[subprocess.Popen[bytes], int, int]:
+    setpriv = _find_setpriv(_SETPRIV_PATHS)
+    setup: Callable[[], None] | None = None
+    if setpriv is not None:
+        target = _resolve_executable(argv[0], cwd, env)
+        argv = [setpriv, "--pdeathsig", "TERM", "--", target, *argv[1:]]
+    else:
+        setup = _child_setup(os.getpid())
     out_read, out_write = os.pipe2(os.O_CLOEXEC)
     err_read, err_write = os.pipe2(os.O_CLOEXEC)
     try:
@@ -438,7 +503,7 @@ def _spawn(
             stderr=err_write,
             start_new_session=True,
             close_fds=True,
-            preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509 -- prctl only; see module doc
+            preexec_fn=setup,  # noqa: PLW1509 -- prctl only, and only without setpriv: module doc
         )
     except BaseException:
         os.close(out_read)
@@ -487,7 +552,8 @@ async def spawn_group(
         raise OSError(errno.ENOSYS, "pidfd_open is required (Linux 5.3+)") from exc
     leader = read_stat(popen.pid)
     start_time = leader.start_time if leader is not None else 0
-    send, receive = trio.open_memory_channel[OutputLine](float("inf"))
+    # Unbounded in items, bounded in bytes: the pumps wait on the byte budget before sending.
+    send, receive = trio.open_memory_channel[list[OutputLine]](float("inf"))
     proc = GroupProcess(
         popen,
         pidfd,

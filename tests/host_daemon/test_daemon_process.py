@@ -51,6 +51,13 @@ async def collect(argv: list[str], **kwargs: object) -> tuple[list[OutputLine], 
         return lines, await proc.wait()
 
 
+async def collect_in(argv: list[str], cwd: Path) -> tuple[list[bytes], ExitStatus]:
+    """Run ``argv`` in ``cwd`` to its end; its line contents and exit status."""
+    async with spawn_group(argv, cwd=str(cwd)) as proc:
+        lines = [line.data async for line in proc]
+        return lines, await proc.wait()
+
+
 async def test_exit_code_reported() -> None:
     """A leader's exit code is reported, with no signal."""
     _, status = await collect(["sh", "-c", "exit 7"])
@@ -99,13 +106,30 @@ async def test_shell_string_refused() -> None:
             pass
 
 
-async def test_missing_executable_raises_without_leaking_fds() -> None:
+@pytest.mark.parametrize("name", ["/nonexistent/agent", "no-such-agent-on-path", "./bin/agent"])
+async def test_missing_executable_raises_without_leaking_fds(name: str) -> None:
     """A missing executable raises FileNotFoundError and leaks no descriptor."""
     before = len(os.listdir("/proc/self/fd"))
     with pytest.raises(FileNotFoundError):
-        async with spawn_group(["/nonexistent/agent"], cwd="/"):
+        async with spawn_group([name], cwd="/"):
             pass
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+async def test_missing_cwd_raises() -> None:
+    """A working directory that does not exist raises FileNotFoundError."""
+    with pytest.raises(FileNotFoundError):
+        async with spawn_group(["true"], cwd="/nonexistent/dir"):
+            pass
+
+
+async def test_relative_executable_found_from_cwd(tmp_path: Path) -> None:
+    """``./tool`` is looked up in the run's working directory, as exec would."""
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho ran\n")
+    tool.chmod(0o755)
+    lines, status = await collect_in(["./tool"], tmp_path)
+    assert (lines, status.exit_code) == ([b"ran"], 0)
 
 
 async def test_terminate_ends_the_group() -> None:
@@ -318,9 +342,10 @@ async def test_orphans_reaped_by_the_subreaper_daemon(piddir: Path) -> None:
         await host.wait()
 
 
-async def test_parent_death_signal(piddir: Path) -> None:
+@pytest.mark.parametrize("mechanism", ["setpriv", "preexec"])
+async def test_parent_death_signal(piddir: Path, mechanism: str) -> None:
     """When the daemon is SIGKILLed, its run's leader gets SIGTERM from the kernel and dies."""
-    argv = adversaries.argv("host", piddir, "0", "silent", "1")
+    argv = adversaries.argv("host", piddir, "0", "silent", "1", mechanism)
     host = await trio.lowlevel.open_process(
         argv, stdin=-1, stdout=-1, env=host_env(), start_new_session=True
     )
