@@ -152,7 +152,8 @@ class _ByteBudget:
 
     def release(self, amount: int) -> None:
         self._used -= amount
-        self._lot.unpark_all()
+        if self._lot:
+            self._lot.unpark_all()
 
 
 class _LineSplitter:
@@ -169,6 +170,10 @@ class _LineSplitter:
         start = 0
         while True:
             newline = chunk.find(b"\n", start)
+            if 0 <= newline - start <= self._max_line and not self._line and not self._cut:
+                lines.append((chunk[start:newline], False))  # the common case: a whole line
+                start = newline + 1
+                continue
             end = len(chunk) if newline < 0 else newline
             if not self._cut:
                 room = self._max_line - len(self._line)
