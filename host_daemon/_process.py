@@ -22,25 +22,23 @@ cannot be reused while the run lives.
 The leader is forked from the trio thread itself, not with ``trio.lowlevel.open_process``: trio
 forks from a worker thread, and ``PR_SET_PDEATHSIG`` fires when the *thread* that forked exits,
 which trio's thread cache does after 10 s idle (measured: the child got SIGTERM 10.0 s after
-spawn). The signal is set by util-linux ``setpriv --pdeathsig TERM`` (an exec wrapper, from
-``/usr/bin`` or ``/bin`` only), which keeps the fast vfork path of ``subprocess``: measured here,
-2.4 ms per spawn against 9-10 ms with a ``preexec_fn``, whose fork copies the daemon's memory
-on write. Without a capable ``setpriv``, a ``preexec_fn`` calls ``prctl`` through a ctypes
-function resolved beforehand, then checks ``getppid()`` in case the daemon died before the
-``prctl`` (only a syscall and a foreign call: no lock to deadlock on after the fork). With
-``setpriv`` that check is not possible: a daemon killed in the microseconds between the fork and
-``setpriv``'s ``prctl`` leaves the leader running, a window accepted for the speed.
+spawn). A ``preexec_fn`` sets it, calling ``prctl`` through a ctypes function resolved
+beforehand, then checks ``getppid()`` in case the daemon died before the ``prctl``: a syscall
+and a foreign call, no lock that another thread could hold across the fork. The price is a
+plain fork instead of vfork, about 5-10 ms per spawn here; util-linux ``setpriv --pdeathsig``
+as an exec wrapper spawns in about 2 ms but was rejected: an exec failure of the agent (a
+missing interpreter, say) then shows up as an exit code instead of an ``OSError`` from the
+spawn, ``execvp`` runs non-executable formats through ``/bin/sh``, and the ``getppid()`` check
+is lost.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import logging
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 from collections import deque
@@ -77,9 +75,6 @@ _LINE_OVERHEAD = 64  # what an OutputLine costs beyond its data, for the buffer'
 _TRACK_INTERVAL = 1.0
 _KILL_WAIT = 5.0  # how long SIGKILLed processes get to vanish (uninterruptible sleep) after grace
 _REAP_WAIT = 5.0
-
-_SETPRIV_PATHS: tuple[str, ...] = ("/usr/bin/setpriv", "/bin/setpriv")
-"""Where util-linux ``setpriv`` is looked for (never on PATH, which the environment controls)."""
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -456,46 +451,9 @@ class GroupProcess:
         self._reap_orphans()
 
 
-@functools.cache
-def _find_setpriv(candidates: tuple[str, ...]) -> str | None:
-    """util-linux ``setpriv`` if one of ``candidates`` can set the parent-death signal."""
-    for path in candidates:
-        if not os.access(path, os.X_OK):
-            continue
-        try:
-            result = subprocess.run(
-                [path, "--help"], capture_output=True, timeout=10, check=False, env={}
-            )
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if b"--pdeathsig" in result.stdout:
-            return path
-    return None
-
-
-def _resolve_executable(name: str, cwd: str, env: Mapping[str, str]) -> str:
-    """The executable ``name`` names, the way exec would find it; FileNotFoundError if none."""
-    if "/" in name:
-        path = os.path.join(cwd, name)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return name
-        raise FileNotFoundError(errno.ENOENT, "no such executable", name)
-    found = shutil.which(name, path=env.get("PATH", os.defpath))
-    if found is None:
-        raise FileNotFoundError(errno.ENOENT, "executable not found on PATH", name)
-    return found
-
-
 def _spawn(
     argv: list[str], cwd: str, env: dict[str, str]
 ) -> tuple[subprocess.Popen[bytes], int, int]:
-    setpriv = _find_setpriv(_SETPRIV_PATHS)
-    setup: Callable[[], None] | None = None
-    if setpriv is not None:
-        target = _resolve_executable(argv[0], cwd, env)
-        argv = [setpriv, "--pdeathsig", "TERM", "--", target, *argv[1:]]
-    else:
-        setup = _child_setup(os.getpid())
     out_read, out_write = os.pipe2(os.O_CLOEXEC)
     err_read, err_write = os.pipe2(os.O_CLOEXEC)
     try:
@@ -508,7 +466,7 @@ def _spawn(
             stderr=err_write,
             start_new_session=True,
             close_fds=True,
-            preexec_fn=setup,  # noqa: PLW1509 -- prctl only, and only without setpriv: module doc
+            preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509 -- prctl only; see module doc
         )
     except BaseException:
         os.close(out_read)

@@ -20,9 +20,8 @@ Adversaries (the number of processes each records is in :data:`COUNTS`):
   environment (so no inherited marker), then exits once ``PIDDIR/release`` exists, orphaning it.
 - ``flood SIZE``: writes lines of SIZE bytes forever, keeping the running total of bytes
   written in ``PIDDIR/progress``.
-- ``host SUBREAPER ADVERSARY COUNT [MECHANISM]``: a stand-in daemon. It becomes a subreaper if
-  SUBREAPER is ``1``, sets the parent-death signal with MECHANISM (``setpriv``, the default when
-  available, or ``preexec``), runs ADVERSARY through ``spawn_group`` (recording into PIDDIR),
+- ``host SUBREAPER ADVERSARY COUNT``: a stand-in daemon. It becomes a subreaper if SUBREAPER is
+  ``1``, runs ADVERSARY through ``spawn_group`` (recording into PIDDIR),
   waits until COUNT processes are recorded and prints ``ready``; on a line from stdin it leaves
   the block (cancelling it) and prints ``ended``, then exits at stdin's EOF. ``host_daemon``
   must be importable (``PYTHONPATH``).
@@ -224,14 +223,11 @@ def _flood(piddir: Path, size: int) -> None:
         os.pwrite(fd, f"{written:>20}".encode(), 0)
 
 
-def _host(piddir: Path, subreaper: bool, adversary: str, count: int, mechanism: str) -> None:
+def _host(piddir: Path, subreaper: bool, adversary: str, count: int) -> None:
     import trio  # noqa: PLC0415 -- only this mode needs trio and the runner
 
-    from host_daemon import _process  # noqa: PLC0415
     from host_daemon._process import become_subreaper, spawn_group  # noqa: PLC0415
 
-    if mechanism == "preexec":
-        _process._SETPRIV_PATHS = ()  # as on a machine without util-linux setpriv
     if subreaper:
         become_subreaper()
 
@@ -275,7 +271,7 @@ def main(args: list[str]) -> None:
     elif name == "flood":
         _flood(piddir, int(args[2]))
     elif name == "host":
-        _host(piddir, args[2] == "1", args[3], int(args[4]), (args[5:] or ["setpriv"])[0])
+        _host(piddir, args[2] == "1", args[3], int(args[4]))
     else:
         raise SystemExit(f"unknown adversary {name!r}")
 
