@@ -23,6 +23,7 @@ import attrs
 import trio
 
 from host_daemon import DaemonConfig, TokenError, load_or_create_token
+from host_daemon._process import become_subreaper
 from host_daemon._server import serve_daemon
 from mcp_server._core._registry import Registry
 from mcp_server._http import HttpSettings, serve
@@ -132,10 +133,11 @@ async def run_server(
         ),
     )
     served = trio.Event()
+    http_shutdown = trio.Event()
 
     async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
         try:
-            await serve(registry, settings, shutdown=shutdown, task_status=task_status)
+            await serve(registry, settings, shutdown=http_shutdown, task_status=task_status)
         finally:
             served.set()
 
@@ -144,7 +146,10 @@ async def run_server(
         urls: list[str] = await nursery.start(serve_http)
         task_status.started(urls)
         await shutdown.wait()
+        # Runs first: calls waiting on them (wait_task, MCP tasks) then answer before the
+        # transport drains, so requests in flight complete.
         await runner.shutdown(config.grace_s)
+        http_shutdown.set()
         await served.wait()
         nursery.cancel_scope.cancel()
 
@@ -294,7 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 grace_s=args.grace,
             )
             return trio.run(_serve_main, config)
-        return trio.run(_up_main, _plan_up(args, os.environ))
+        plan = _plan_up(args, os.environ)
+        try:
+            # The daemon runs in this process: orphans of a run are reparented here to be killed.
+            become_subreaper()
+        except OSError as exc:
+            log.warning("cannot become a child subreaper: %s", exc)
+        return trio.run(_up_main, plan)
     except (ConfigError, TokenError) as exc:
         print(f"coding-agent: {exc}", file=sys.stderr)
         return 2

@@ -81,6 +81,10 @@ class RunNotStarted(RuntimeError):
         self.code = code
 
 
+class ShuttingDown(RuntimeError):
+    """The server is stopping: runs in flight get their grace period, no new run starts."""
+
+
 class PathRefused(ValueError):
     """A project directory outside the workspace."""
 
@@ -261,6 +265,7 @@ class TaskRunner:
         self._changed: dict[str, trio.Event] = {}
         self._dirty_output: set[str] = set()
         self._nursery: trio.Nursery | None = None
+        self._closing = False
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -280,7 +285,11 @@ class TaskRunner:
                     active.scope.cancel()
 
     async def shutdown(self, grace_s: float) -> None:
-        """Give running tasks ``grace_s`` to finish, then stop them (recorded ``interrupted``)."""
+        """Give running tasks ``grace_s`` to finish, then stop them (recorded ``interrupted``).
+
+        From now on no run starts: ``create``/``follow_up`` raise :class:`ShuttingDown`.
+        """
+        self._closing = True
         with trio.move_on_after(grace_s):
             for active in list(self._active.values()):
                 await active.done.wait()
@@ -445,8 +454,8 @@ class TaskRunner:
     # -- running --------------------------------------------------------------------------
 
     def _require_nursery(self) -> trio.Nursery:
-        if self._nursery is None:
-            raise RuntimeError("the task runner is not running (the server is stopping)")
+        if self._nursery is None or self._closing:
+            raise ShuttingDown("the server is shutting down: no new runs start")
         return self._nursery
 
     def _begin(self, task_id: str) -> _ActiveRun:

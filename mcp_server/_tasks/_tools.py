@@ -11,6 +11,7 @@ Logs are paged by sequence number: ``task://{id}/logs`` is the first page, and
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections import Counter
@@ -46,10 +47,13 @@ from ._runner import (
     ChangeKind,
     PathRefused,
     RunNotStarted,
+    ShuttingDown,
     TaskBusy,
     TaskNotFound,
     TaskRunner,
 )
+
+log = logging.getLogger("mcp_server.tasks")
 
 MAX_TEXT_CHARS = 60_000
 """Cap on one answer's text (~15k tokens), well under a client's 25k-token limit."""
@@ -327,6 +331,7 @@ class TaskTools:
             TaskBusy: "busy",
             PathRefused: "path_outside_workspace",
             InvalidTransition: "invalid_state",
+            ShuttingDown: "shutting_down",
         }
     )
 
@@ -338,7 +343,7 @@ class TaskTools:
                 return await handler(ctx, arguments)
             except ToolFailure as exc:
                 return failure(exc.code, exc.message, exc.result)
-            except (TaskNotFound, TaskBusy, PathRefused, InvalidTransition) as exc:
+            except (TaskNotFound, TaskBusy, PathRefused, InvalidTransition, ShuttingDown) as exc:
                 return failure(self._errors[type(exc)], str(exc))
             except RunNotStarted as exc:
                 task = self.runner.get(exc.task_id)
@@ -448,6 +453,8 @@ class TaskTools:
 
     async def wait_task(self, ctx: RequestContext, arguments: JSON) -> ToolResult:
         args = parse_args(WaitArgs, arguments)
+        self.runner.get(args.id)
+        log.info("wait_task: waiting for task %s (up to %g s)", args.id, args.timeout_s)
         task = await self.runner.wait(args.id, args.timeout_s)
         still = task.status == "in_progress"
         message = (
