@@ -705,14 +705,14 @@ class McpApp:
             headers.append((b"mcp-session-id", session.state.session_id.encode()))
         json_ok = json_ok and not self.settings.sse_responses
         generation = stream.detached
-        while (
-            stream.seq <= after
-            and not stream.closed
-            and not self.draining
-            and stream.detached == generation
-        ):
-            await stream.wait()
         if json_ok:
+            while (
+                stream.seq <= after
+                and not stream.closed
+                and not self.draining
+                and stream.detached == generation
+            ):
+                await stream.wait()
             only = stream.only_message()
             if only is not None:
                 await _respond(send, stream.status, only, _JSON_HEADERS + headers)
@@ -720,7 +720,29 @@ class McpApp:
         await send(
             {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers}
         )
-        ids = session is not None
+        await self._events(
+            send,
+            stream,
+            after,
+            ids=session is not None,
+            priming=priming,
+            final=final,
+            generation=generation,
+        )
+        await _end_body(send)
+
+    async def _events(
+        self,
+        send: Send,
+        stream: EventStream,
+        after: int,
+        *,
+        ids: bool,
+        priming: bool,
+        final: bytes | None,
+        generation: int,
+    ) -> None:
+        """The SSE events of ``stream`` after ``after``, until it ends, detaches or drains."""
         retry = self.settings.sse_retry_ms
         if priming and ids:
             await _chunk(send, f"id: {stream.key}:{after}\nretry: {retry}\ndata: \n\n".encode())
@@ -743,8 +765,8 @@ class McpApp:
                         send, f"id: {stream.key}:{last}\nretry: {retry}\ndata: \n\n".encode()
                     )
                 break
-            await stream.wait()
-        await _end_body(send)
+            if stream.seq == last:
+                await stream.wait()
 
 
 def _method_not_allowed() -> None:
