@@ -50,7 +50,7 @@ OUTPUT_NOTIFY_INTERVAL_S = 0.5
 """Output changes are announced at most this often per task (transitions at once)."""
 
 SUMMARY_CHARS = 300
-_EDIT_WORDS = ("edit", "write", "replace", "patch", "create")
+_EDIT_WORDS = ("edit", "write", "replace", "patch", "create", "change")
 _PATH_KEYS = ("file_path", "path", "notebook_path", "filename")
 
 
@@ -166,13 +166,22 @@ class _ReportBuilder:
         elif event.kind == "tool_use" and event.tool_input and event.tool_name:
             name = event.tool_name.lower()
             if any(word in name for word in _EDIT_WORDS):
-                for key in _PATH_KEYS:
-                    value = event.tool_input.get(key)
-                    if isinstance(value, str) and value:
-                        self.files[self._relative(value)] = None
-                        break
+                self._see_paths(event.tool_input)
         elif event.kind == "error" and event.text:
             self.last_error = event.text
+
+    def _see_paths(self, tool_input: dict[str, Any]) -> None:
+        """File paths an editing tool names: a path argument, or a list of changes (codex)."""
+        changes = tool_input.get("changes")
+        candidates = changes if isinstance(changes, list) else [tool_input]
+        for candidate in candidates:
+            if not isinstance(candidate, dict):
+                continue
+            for key in _PATH_KEYS:
+                value = candidate.get(key)
+                if isinstance(value, str) and value:
+                    self.files[self._relative(value)] = None
+                    break
 
     def _relative(self, value: str) -> str:
         path = PurePosixPath(value)
