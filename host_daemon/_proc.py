@@ -17,6 +17,7 @@ __all__ = [
     "descendants",
     "environ_has",
     "group_members",
+    "parse_stat",
     "read_stat",
     "snapshot",
 ]

@@ -420,17 +420,26 @@ class GroupProcess:
                     sorted(stat.pid for stat in live),
                 )
                 return
-            killing = now >= grace_end
-            sig = signal.SIGKILL if killing else signal.SIGTERM
-            with suppress(OSError):
-                os.killpg(self.pid, sig)
-            for stat in live:
-                key = (stat.pid, stat.start_time)
-                if killing or key not in termed:
-                    _signal(stat, sig)
-                    if not killing:
-                        _signal(stat, signal.SIGCONT)  # a stopped process must see its SIGTERM
-                        termed.add(key)
+            if now >= grace_end:
+                # SIGKILL, again each round: it cannot be caught, and catches late forks.
+                with suppress(OSError):
+                    os.killpg(self.pid, signal.SIGKILL)
+                for stat in live:
+                    _signal(stat, signal.SIGKILL)
+            else:
+                # SIGTERM exactly once per process: a second one makes some CLIs skip their
+                # cleanup, or re-enters a handler that is still cleaning up.
+                fresh = [stat for stat in live if (stat.pid, stat.start_time) not in termed]
+                if not termed:
+                    with suppress(OSError):
+                        os.killpg(self.pid, signal.SIGTERM)
+                        os.killpg(self.pid, signal.SIGCONT)  # a stopped one must see its TERM
+                    fresh = [stat for stat in fresh if stat.pgid != self.pid]
+                    termed.update((s.pid, s.start_time) for s in live if s.pgid == self.pid)
+                for stat in fresh:
+                    _signal(stat, signal.SIGTERM)
+                    _signal(stat, signal.SIGCONT)
+                    termed.add((stat.pid, stat.start_time))
             await trio.sleep(delay)
             delay = min(delay * 2, 0.1)
 

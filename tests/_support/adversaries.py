@@ -18,6 +18,8 @@ Adversaries (the number of processes each records is in :data:`COUNTS`):
   grandchild is reparented (to init, or to a subreaper).
 - ``setsid-clear-env``: a child calls ``setsid()`` and starts a grandchild with an *empty*
   environment (so no inherited marker), then exits once ``PIDDIR/release`` exists, orphaning it.
+- ``graceful``: on SIGTERM takes 0.3 s to clean up (as Claude Code kills its tool trees), writes
+  ``PIDDIR/cleaned`` and exits 143.
 - ``flood SIZE``: writes lines of SIZE bytes forever, keeping the running total of bytes
   written in ``PIDDIR/progress``.
 - ``host SUBREAPER ADVERSARY COUNT``: a stand-in daemon. It becomes a subreaper if SUBREAPER is
@@ -46,6 +48,7 @@ COUNTS = {
     "setsid": 2,
     "setsid-double-fork": 3,
     "setsid-clear-env": 3,
+    "graceful": 1,
     "flood": 1,
 }
 
@@ -213,6 +216,17 @@ def _setsid_clear_env(piddir: Path) -> None:
     _sleep_forever()
 
 
+def _graceful(piddir: Path) -> None:
+    def on_term(signum: int, frame: object) -> None:
+        time.sleep(0.3)
+        (piddir / "cleaned").write_text("cleaned\n")
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    _record(piddir)
+    _sleep_forever()
+
+
 def _flood(piddir: Path, size: int) -> None:
     _record(piddir)
     line = b"x" * (size - 1) + b"\n"
@@ -268,6 +282,8 @@ def main(args: list[str]) -> None:
         _setsid(piddir, double_fork=name == "setsid-double-fork")
     elif name == "setsid-clear-env":
         _setsid_clear_env(piddir)
+    elif name == "graceful":
+        _graceful(piddir)
     elif name == "flood":
         _flood(piddir, int(args[2]))
     elif name == "host":

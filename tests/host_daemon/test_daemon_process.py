@@ -234,7 +234,9 @@ async def end_block(how: str, scope: trio.CancelScope) -> None:
 
 @pytest.mark.usefixtures("subreaper")
 @pytest.mark.parametrize("how", EXITS)
-@pytest.mark.parametrize("name", sorted(set(adversaries.COUNTS) - {"flood", "setsid-clear-env"}))
+@pytest.mark.parametrize(
+    "name", sorted(set(adversaries.COUNTS) - {"flood", "setsid-clear-env", "graceful"})
+)
 async def test_no_descendant_survives(piddir: Path, name: str, how: str) -> None:
     """Whatever the adversary and however the block ends, no process of the run is left."""
     raises = pytest.raises(LookupError) if how == "exception" else contextlib.nullcontext()
@@ -266,6 +268,35 @@ async def test_escapee_found_without_subreaper(piddir: Path) -> None:
         await adversaries.wait_recorded(piddir, 3)
     assert adversaries.survivors(piddir, include_zombies=False) == []
     assert await adversaries.wait_gone(piddir) == []  # init reaps the orphan's zombie
+
+
+async def test_grace_lets_the_agent_clean_up(piddir: Path) -> None:
+    """SIGTERM comes first and the grace is honoured: a slow, clean exit is not cut short."""
+    with trio.move_on_after(60) as scope:
+        async with spawn_group(
+            adversaries.argv("graceful", piddir), cwd="/", kill_grace=30
+        ) as proc:
+            await adversaries.wait_recorded(piddir, 1)
+            scope.cancel()
+    assert (piddir / "cleaned").read_text() == "cleaned\n"
+    assert await proc.wait() == ExitStatus(exit_code=143, signal=None)
+
+
+async def test_no_wait_for_the_grace_once_the_group_is_gone(piddir: Path) -> None:
+    """A group that obeys SIGTERM ends the block at once, long before the grace runs out."""
+    start = trio.current_time()
+    with trio.CancelScope() as scope:
+        async with spawn_group(adversaries.argv("silent", piddir), cwd="/", kill_grace=600):
+            await adversaries.wait_recorded(piddir, 1)
+            scope.cancel()
+    assert trio.current_time() - start < 60
+    assert adversaries.survivors(piddir, include_zombies=False) == []
+
+
+async def test_output_exactly_at_the_cap_is_whole() -> None:
+    """Output of exactly max_output_bytes is delivered whole, with no marker."""
+    lines, _ = await collect(["sh", "-c", "printf '123456789\\n%.0s' 1 2 3"], max_output_bytes=30)
+    assert [(line.data, line.truncated) for line in lines] == [(b"123456789", False)] * 3
 
 
 def parent_of(pid: int) -> int | None:
