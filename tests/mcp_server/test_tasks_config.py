@@ -1,0 +1,170 @@
+"""Configuration, workspace path mapping and the ``coding-agent`` command line."""
+
+from __future__ import annotations
+
+import pathlib
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import PurePosixPath
+
+import httpx
+import pytest
+import trio
+from _support.agent_up import base_env, coding_agent_up
+
+from mcp_server._config import ConfigError, env_flag, serve_config, workspace_from_env
+from mcp_server._tasks._runner import PathRefused, Workspace
+
+CONTAINER = Workspace(PurePosixPath("/workspace"), PurePosixPath("/home/me/code"))
+
+
+@pytest.mark.parametrize(
+    ("given", "relative", "host"),
+    [
+        (None, "", "/home/me/code"),
+        ("", "", "/home/me/code"),
+        ("app", "app", "/home/me/code/app"),
+        ("app/./src/", "app/src", "/home/me/code/app/src"),
+        ("/workspace", "", "/home/me/code"),
+        ("/workspace/app", "app", "/home/me/code/app"),
+    ],
+)
+def test_workspace_maps_by_components(given: str | None, relative: str, host: str) -> None:
+    """Project dirs under /workspace map onto HOST_FILE_ROOT component by component."""
+    assert CONTAINER.resolve(given) == (relative, host)
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["/workspacefoo", "/workspace-other/x", "/etc", "..", "app/../..", "/workspace/../x", "a\x00b"],
+)
+def test_workspace_refuses_outside(given: str) -> None:
+    """A sibling with the same prefix, '..' and absolute paths elsewhere are refused."""
+    with pytest.raises(PathRefused):
+        CONTAINER.resolve(given)
+
+
+def test_workspace_from_env_container() -> None:
+    """HOST_FILE_ROOT makes /workspace the client's root."""
+    workspace = workspace_from_env({"HOST_FILE_ROOT": "/srv/code"})
+    assert workspace.resolve("/workspace/a") == ("a", "/srv/code/a")
+
+
+def test_workspace_from_env_relative_root_refused() -> None:
+    """A relative HOST_FILE_ROOT is a configuration error."""
+    with pytest.raises(ConfigError, match="HOST_FILE_ROOT"):
+        workspace_from_env({"HOST_FILE_ROOT": "code"})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("true", True), ("1", True), ("", False), ("no", False)]
+)
+def test_env_flag(value: str, expected: bool) -> None:
+    """Feature flags read true/false spellings."""
+    assert env_flag({"X": value}, "X") is expected
+
+
+def test_env_flag_rejects_other_words() -> None:
+    """A flag that is neither true nor false is an error naming the variable."""
+    with pytest.raises(ConfigError, match="GIT_AVAILABLE"):
+        env_flag({"GIT_AVAILABLE": "maybe"}, "GIT_AVAILABLE")
+
+
+def test_serve_config_env_and_flags(tmp_path: pathlib.Path) -> None:
+    """Environment variables configure serve; flags win over them."""
+    environ = {
+        "PORT": "4000",
+        "STATE_PATH": str(tmp_path / "state"),
+        "CLAUDE_PROXY_HOST": "daemon.local",
+        "CLAUDE_PROXY_PORT": "9999",
+        "DAEMON_TOKEN": "shared",
+        "MCP_AUTH_TOKEN": "bearer",
+        "TUNNEL_ENABLED": "true",
+        "TUNNEL_URL": "https://tunnel.example",
+        "HOST_FILE_ROOT": "/srv/code",
+        "CLAUDE_AVAILABLE": "true",
+    }
+    config = serve_config(environ)
+    assert (config.port, config.daemon.host, config.daemon.port) == (4000, "daemon.local", 9999)
+    assert (config.daemon.token, config.auth_token) == ("shared", "bearer")
+    assert config.public_urls == ("https://tunnel.example",)
+    assert config.host == "127.0.0.1"
+    assert config.features["claude_available"] is True
+    flagged = serve_config(environ, port=5000, host="0.0.0.0", daemon_port=1234)
+    assert (flagged.port, flagged.host, flagged.daemon.port) == (5000, "0.0.0.0", 1234)
+
+
+def test_serve_config_generates_token_0600(tmp_path: pathlib.Path) -> None:
+    """Without MCP_AUTH_TOKEN a token is generated once and stored 0600 in the state dir."""
+    environ = {"STATE_PATH": str(tmp_path / "s"), "DAEMON_TOKEN": "d"}
+    first = serve_config(environ)
+    again = serve_config(environ)
+    assert first.auth_token == again.auth_token
+    assert len(first.auth_token) >= 32
+    mode = stat.S_IMODE((tmp_path / "s" / "mcp.token").stat().st_mode)
+    assert mode == 0o600
+
+
+@pytest.mark.parametrize(
+    ("environ", "match"),
+    [
+        ({"TUNNEL_ENABLED": "true"}, "TUNNEL_URL"),
+        ({"PORT": "http"}, "PORT"),
+        ({"CLAUDE_PROXY_PORT": "0"}, "CLAUDE_PROXY_PORT"),
+    ],
+)
+def test_serve_config_errors(tmp_path: pathlib.Path, environ: dict[str, str], match: str) -> None:
+    """Bad settings are errors that name the variable."""
+    with pytest.raises(ConfigError, match=match):
+        serve_config({"STATE_PATH": str(tmp_path), "DAEMON_TOKEN": "d", **environ})
+
+
+async def test_serve_starts_and_stops_on_sigterm(tmp_path: pathlib.Path) -> None:
+    """coding-agent serve prints its URL, answers /healthz and exits 0 on SIGTERM."""
+    env = base_env(
+        STATE_PATH=str(tmp_path / "state"), DAEMON_TOKEN="d", PROJECTS_PATH=str(tmp_path)
+    )
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "mcp_server", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert process.stdout is not None
+    try:
+        with trio.fail_after(60):
+            line = b""
+            while not line.endswith(b"\n"):
+                line += await process.stdout.receive_some(1)
+        url = line.decode().split(": ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient() as http:
+            health = await http.get(url.removesuffix("/mcp") + "/healthz")
+            assert health.status_code == 200
+            refused = await http.post(url, json={})
+            assert refused.status_code == 401
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await process.stdout.aclose()
+
+
+async def test_up_prints_client_line_and_stores_tokens(tmp_path: pathlib.Path) -> None:
+    """coding-agent up prints URL and token; both tokens are stored 0600 in the state dir."""
+    state = tmp_path / "state"
+    root = tmp_path / "root"
+    root.mkdir()
+    async with coding_agent_up(state, root, base_env()) as up:
+        assert up.url.startswith("http://127.0.0.1:")
+        assert up.url.endswith("/mcp")
+        assert up.token == (state / "mcp.token").read_text().strip()
+    for name in ("mcp.token", "daemon.token"):
+        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
+    assert up.process.returncode == 0
+    assert stat.S_ISDIR((state / "tasks-state" / "tasks").stat().st_mode)
