@@ -285,3 +285,26 @@ def test_claude_resume_of_the_same_session_succeeds() -> None:
     for line in lines:
         parser.feed(line)
     assert parser.finish(0, None, reason="exited").outcome == "success"
+
+
+def test_codex_captured_resume_without_a_turn_end() -> None:
+    """Real codex output: warning items are errors, but only a turn event ends the turn."""
+    events, finished, _ = _replay("codex", "codex_resume_offline.jsonl", None, reason="timed_out")
+    assert events[0].kind == "init"
+    assert finished.session_id == "01a21b04-f044-7a22-9e54-1e5463a34261"
+    assert finished.outcome == "timed_out"
+    assert "error" in _kinds(events)
+    _, exited, _ = _replay("codex", "codex_resume_offline.jsonl", 1)
+    assert exited.outcome == "error"
+    assert exited.error is not None
+    assert exited.error.startswith("codex exited with code 1 before its turn ended: Reconnecting")
+
+
+def test_gemini_captured_api_error_with_exit_144() -> None:
+    """Real gemini output: an error result decides the outcome whatever the exit code."""
+    events, finished, _ = _replay("gemini", "gemini_api_error_captured.jsonl", 144)
+    assert _kinds(events) == ["init", "other", "usage", "error"]
+    assert finished.outcome == "error"
+    assert finished.error is not None
+    assert "API key not valid" in finished.error
+    assert finished.session_id == "7d09902a-0890-497d-bdec-22964958f494"
