@@ -12,8 +12,11 @@ Finding "every process of the run" takes four nets, because children may leave t
   inherited across ``setsid()`` and double forks, so an escaped tree is found even after it was
   reparented to init;
 - pids seen earlier by any net, verified by their start time (``/proc/PID/stat`` field 22):
-  this catches an escaped process that cleared its environment, once reparented to the daemon
-  when the daemon is a child subreaper (:func:`become_subreaper`).
+  this catches an escaped process that cleared its environment and was then reparented to the
+  daemon (a child subreaper, :func:`become_subreaper`), provided a scan saw it while its parent
+  lived (scans run every second, and at every step of a termination). One that clears its
+  environment, escapes and loses its parent within that second is beyond these nets: systemd's
+  ``KillMode=control-group`` still ends it with the daemon.
 
 Signals go through pidfds opened after the start time was checked, so a reused pid is never hit.
 The leader is watched through a pidfd and not reaped until the end, so its pid (the group id)
@@ -22,14 +25,14 @@ cannot be reused while the run lives.
 The leader is forked from the trio thread itself, not with ``trio.lowlevel.open_process``: trio
 forks from a worker thread, and ``PR_SET_PDEATHSIG`` fires when the *thread* that forked exits,
 which trio's thread cache does after 10 s idle (measured: the child got SIGTERM 10.0 s after
-spawn). A ``preexec_fn`` sets it, calling ``prctl`` through a ctypes function resolved
+spawn). A ``preexec_fn`` sets the signal, calling ``prctl`` through a ctypes function resolved
 beforehand, then checks ``getppid()`` in case the daemon died before the ``prctl``: a syscall
 and a foreign call, no lock that another thread could hold across the fork. The price is a
-plain fork instead of vfork, about 5-10 ms per spawn here; util-linux ``setpriv --pdeathsig``
-as an exec wrapper spawns in about 2 ms but was rejected: an exec failure of the agent (a
-missing interpreter, say) then shows up as an exit code instead of an ``OSError`` from the
-spawn, ``execvp`` runs non-executable formats through ``/bin/sh``, and the ``getppid()`` check
-is lost.
+plain fork instead of vfork, about 5-10 ms per spawn here, during which the event loop waits;
+util-linux ``setpriv --pdeathsig`` as an exec wrapper spawns in about 2 ms but was rejected: an
+exec failure of the agent (a missing interpreter, say) then shows up as an exit code instead of
+an ``OSError`` from the spawn, ``execvp`` runs non-executable formats through ``/bin/sh``, and
+the ``getppid()`` check is lost.
 """
 
 from __future__ import annotations
