@@ -201,7 +201,7 @@ class _Daemon:
         stat = await trio.Path(path).stat()
         key = (path, stat.st_ino, stat.st_mtime_ns)
         if key not in self._versions:
-            self._versions[key] = await agent_version(path)
+            self._versions[key] = await agent_version(path, env=self.environ)
         return self._versions[key]
 
     def _prepare(self, request: RunRequest) -> _Plan:
@@ -267,7 +267,7 @@ class _Daemon:
 
     async def _run(self, conn_id: int, conn: FramedStream, plan: _Plan, active: _ActiveRun) -> None:
         request = plan.request
-        parser = ADAPTERS[request.agent].new_parser()
+        parser = ADAPTERS[request.agent].new_parser(request)
         status: ExitStatus | None = None
         capped = False
         timeout = request.timeout_s or self.config.max_run_timeout_s
