@@ -61,6 +61,12 @@ def _grace(value: str) -> float:
     return number
 
 
+def _count(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        raise argparse.ArgumentTypeError(f"expected 1..1000, got {value!r}")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``coding-agent`` command line."""
     parser = argparse.ArgumentParser(
@@ -93,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up_parser.add_argument(
         "--grace", type=_grace, default=5.0, help="seconds running tasks get at shutdown (5)"
+    )
+    up_parser.add_argument(
+        "--max-runs", type=_count, default=8, help="agent runs at once; more get 'busy' (8)"
     )
     commands.add_parser("doctor", help="check the installation", add_help=False)
     return parser
@@ -200,6 +209,7 @@ class _UpPlan:
     port: int
     auth_token: str = attrs.field(repr=False)
     grace_s: float
+    max_runs: int
 
 
 def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
@@ -220,6 +230,7 @@ def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
         else parse_port(environ.get("PORT", "3000"), "PORT"),
         auth_token=mcp_token(environ, state),
         grace_s=args.grace,
+        max_runs=args.max_runs,
     )
 
 
@@ -229,6 +240,7 @@ async def _up_main(plan: _UpPlan) -> int:
         roots=(str(plan.root),),
         listen=(("127.0.0.1", plan.daemon_port),),
         grace_s=plan.grace_s,
+        max_runs=plan.max_runs,
     )
     shutdown = trio.Event()
     daemon_shutdown = trio.Event()

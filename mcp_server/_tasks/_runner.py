@@ -401,7 +401,7 @@ class TaskRunner:
         await self.store.save(task.id)
         self._notify(task.id, "created")
         nursery.start_soon(self._run_turn, task.id, active)
-        await active.wait_started(task.id)
+        await self._wait_started(task.id, active)
         return self.get(task.id)
 
     async def follow_up(self, task_id: str, instructions: str) -> Task:
@@ -422,7 +422,7 @@ class TaskRunner:
         await self.store.save(task_id)
         self._notify(task_id, "transition")
         nursery.start_soon(self._run_turn, task_id, active)
-        await active.wait_started(task_id)
+        await self._wait_started(task_id, active)
         return self.get(task_id)
 
     async def end(self, task_id: str) -> Task:
@@ -461,6 +461,15 @@ class TaskRunner:
         return len(ids)
 
     # -- running --------------------------------------------------------------------------
+
+    async def _wait_started(self, task_id: str, active: _ActiveRun) -> None:
+        """Wait until the daemon started the run; a caller cancelled meanwhile stops it."""
+        try:
+            await active.wait_started(task_id)
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True):
+                await self.stop(task_id)
+            raise
 
     def _require_nursery(self) -> trio.Nursery:
         if self._nursery is None or self._closing:

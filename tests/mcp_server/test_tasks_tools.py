@@ -245,11 +245,12 @@ async def test_end_task_kills_process_tree(tmp_path: pathlib.Path) -> None:
         task_id = created["task_id"]
         with trio.fail_after(30):
             while True:
+                changed = env.runner.changed(task_id)  # before reading: no missed wake-up
                 texts = [e["summary"] for e in await all_events(env.client, task_id)]
                 pids = [t.split()[2:] for t in texts if t.startswith("text: pids ")]
                 if pids:
                     break
-                await env.runner.changed(task_id).wait()
+                await changed.wait()
         leader, child = (int(p) for p in pids[0])
         assert alive(leader)
         assert alive(child)
@@ -459,3 +460,28 @@ async def test_restart_interrupts_and_resumes(tmp_path: pathlib.Path) -> None:
         await env.client.ok("update_task", id=task_id, instructions="hello")
         task = await wait_done(env.client, task_id)
         assert (task["status"], task["session_id"]) == ("waiting", session)
+
+
+@pytest.mark.parametrize("when", ["starting", "running"])
+async def test_mcp_task_cancel_stops_run(tmp_path: pathlib.Path, when: str) -> None:
+    """Cancelling the MCP task of create_task stops the run: the task ends cancelled."""
+    async with task_server(tmp_path) as env:
+        answer = await env.client.rpc(
+            "tools/call",
+            {
+                "name": "create_task",
+                "arguments": {"title": "t", "instructions": "sleep 30"},
+                "task": {},
+            },
+        )
+        mcp_task = answer["result"]["task"]["taskId"]
+        await eventually(lambda: env.runner.running() == 1)
+        [task] = env.runner.tasks()
+        if when == "running":
+            await eventually(lambda: env.runner.get(task.id).session_id is not None)
+        cancelled = await env.client.rpc("tasks/cancel", {"taskId": mcp_task})
+        assert "result" in cancelled, cancelled
+        with trio.fail_after(30):
+            while env.runner.get(task.id).status == "in_progress":
+                await env.runner.changed(task.id).wait()
+        assert env.runner.get(task.id).status == "cancelled"
