@@ -8,6 +8,7 @@ is at most one run: a follow-up while a run is in flight is refused with :class:
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Callable
 from pathlib import PurePosixPath
@@ -147,7 +148,7 @@ class _ActiveRun:
 class _ReportBuilder:
     """Gathers what a run's events say, for its :class:`RunReport`."""
 
-    started_at: Any
+    started_at: datetime.datetime
     cwd: str
     asked_session: str | None
     session_id: str | None = None
@@ -273,6 +274,7 @@ class TaskRunner:
         self._active: dict[str, _ActiveRun] = {}
         self._changed: dict[str, trio.Event] = {}
         self._dirty_output: set[str] = set()
+        self._output_queued = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._closing = False
 
@@ -321,12 +323,15 @@ class TaskRunner:
             self._listener(task_id, kind)
 
     async def _announce_output(self) -> None:
+        """Announce tasks with new output, at most every ``OUTPUT_NOTIFY_INTERVAL_S``."""
         while True:
-            await trio.sleep(OUTPUT_NOTIFY_INTERVAL_S)
+            await self._output_queued.wait()
+            self._output_queued = trio.Event()
             dirty, self._dirty_output = self._dirty_output, set()
             for task_id in dirty:
                 if task_id in self.store.tasks and self._listener is not None:
                     self._listener(task_id, "output")
+            await trio.sleep(OUTPUT_NOTIFY_INTERVAL_S)
 
     # -- queries --------------------------------------------------------------------------
 
@@ -494,6 +499,7 @@ class TaskRunner:
         """Queue an event; ``wake=False`` for a transition's events (waiters wake after save)."""
         self.store.append_event(task_id, kind=kind, summary=summary, data=data, raw=raw)
         self._dirty_output.add(task_id)
+        self._output_queued.set()
         if wake:
             changed = self._changed.pop(task_id, None)
             if changed is not None:

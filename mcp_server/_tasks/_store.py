@@ -400,11 +400,17 @@ class TaskStore:
     async def run_flusher(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Write queued events as they come; fsync when output pauses. Flushes once more at exit."""
+        """Write queued events as they come; fsync when output pauses. Flushes once more at exit.
+
+        Idle (nothing queued, nothing unsynced) it sleeps until the next event is queued.
+        """
         task_status.started()
         try:
             while True:
-                with trio.move_on_after(FSYNC_INTERVAL_S):
+                if any(state.unsynced for state in self._logs.values()):
+                    with trio.move_on_after(FSYNC_INTERVAL_S):
+                        await self._wakeup.wait()
+                else:
                     await self._wakeup.wait()
                 if self._wakeup.is_set():
                     self._wakeup = trio.Event()

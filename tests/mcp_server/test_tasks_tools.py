@@ -485,3 +485,27 @@ async def test_mcp_task_cancel_stops_run(tmp_path: pathlib.Path, when: str) -> N
             while env.runner.get(task.id).status == "in_progress":
                 await env.runner.changed(task.id).wait()
         assert env.runner.get(task.id).status == "cancelled"
+
+
+async def test_mcp_task_sends_progress(tmp_path: pathlib.Path) -> None:
+    """An MCP task's run reports progress on the session's stream while it runs."""
+    async with task_server(tmp_path) as env:
+        client = env.client
+        async with client.http.stream("GET", client.url, headers=client.headers()) as stream:
+            answer = await client.rpc(
+                "tools/call",
+                {
+                    "name": "create_task",
+                    "arguments": {"title": "t", "instructions": "sleep 2"},
+                    "task": {},
+                    "_meta": {"progressToken": "p-1"},
+                },
+            )
+            assert "task" in answer["result"]
+            with trio.fail_after(30):
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:") and "notifications/progress" in line:
+                        message = json.loads(line[5:])
+                        assert message["params"]["progressToken"] == "p-1"
+                        assert message["params"]["progress"] >= 1
+                        break
