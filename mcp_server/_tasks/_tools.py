@@ -60,6 +60,8 @@ MAX_TEXT_CHARS = 60_000
 MAX_FIELD_CHARS = 20_000
 """Cap on one long field (an agent's final text) inside an answer."""
 LOG_PAGE_EVENTS = 200
+LIST_TASKS = 50
+"""Tasks listed in one answer (each ~0.7 kB): the rest are counted, and readable one by one."""
 MAX_WAIT_S = 50.0
 DEFAULT_WAIT_S = 30.0
 PROGRESS_INTERVAL_S = 1.0
@@ -566,8 +568,11 @@ class TaskTools:
 
     async def _read_tasks(self, uri: str) -> list[ResourceContents]:
         tasks = self.runner.tasks()
-        views = [task_view(task) for task in tasks[-200:]]
-        return _json_contents(uri, {"total_tasks": len(tasks), "tasks": views})
+        views = [task_view(task) for task in tasks[-LIST_TASKS:]]
+        return _json_contents(
+            uri,
+            {"total_tasks": len(tasks), "tasks_omitted": len(tasks) - len(views), "tasks": views},
+        )
 
     # -- registration ---------------------------------------------------------------------
 
@@ -679,7 +684,7 @@ class TaskTools:
             Resource(
                 uri="agent://tasks",
                 name="agent-tasks",
-                description="Every task (latest 200), newest last.",
+                description=f"The tasks (the latest {LIST_TASKS}), newest last.",
                 mime_type="application/json",
                 read=self._read_tasks,
             )
@@ -760,7 +765,7 @@ def _json_contents(uri: str, value: Any) -> list[ResourceContents]:
 
 
 def statistics_view(tasks: list[Task]) -> JSON:
-    """The original's statistics over every task, plus the latest 100 tasks."""
+    """The original's statistics over every task, plus the latest ``LIST_TASKS`` tasks."""
     durations = [
         (t.report.finished_at - t.report.started_at).total_seconds() for t in tasks if t.report
     ]
@@ -772,7 +777,8 @@ def statistics_view(tasks: list[Task]) -> JSON:
         "by_tool": dict(Counter(t.agent for t in tasks)),
         "average_duration_seconds": round(statistics.fmean(durations), 3) if durations else None,
         "success_rate": round(len(succeeded) / len(finished), 4) if finished else None,
-        "tasks": [task_view(t) for t in tasks[-100:]],
+        "tasks_omitted": max(0, len(tasks) - LIST_TASKS),
+        "tasks": [task_view(t) for t in tasks[-LIST_TASKS:]],
     }
 
 
