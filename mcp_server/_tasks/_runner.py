@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from host_daemon._records import (
     AgentEvent,
     AgentName,
     ProbeInfo,
+    RunEvent,
     RunFinished,
     RunRequest,
     RunStarted,
@@ -136,6 +137,12 @@ class _ActiveRun:
     done: trio.Event = attrs.field(factory=trio.Event)
     stop_reason: RunOutcome | None = None
     start_error: tuple[str, str] | None = None  # (code, message) when the daemon refused
+
+    def failed(self, code: str, message: str) -> str:
+        """Note why the run failed (a start error if it never started); returns ``message``."""
+        if not self.started.is_set():
+            self.start_error = (code, message)
+        return message
 
     async def wait_started(self, task_id: str) -> None:
         await self.started.wait()
@@ -403,7 +410,7 @@ class TaskRunner:
         self.store.add(start_run(task, now))
         self._append(task.id, "turn", f"turn 1: {_short(instructions)}", {"turn": 1}, wake=False)
         active = self._begin(task.id)
-        await self.store.save(task.id)
+        await self._save_start(task.id, active)
         self._notify(task.id, "created")
         nursery.start_soon(self._run_turn, task.id, active)
         await self._wait_started(task.id, active)
@@ -424,7 +431,7 @@ class TaskRunner:
             wake=False,
         )
         active = self._begin(task_id)
-        await self.store.save(task_id)
+        await self._save_start(task_id, active)
         self._notify(task_id, "transition")
         nursery.start_soon(self._run_turn, task_id, active)
         await self._wait_started(task_id, active)
@@ -466,6 +473,25 @@ class TaskRunner:
         return len(ids)
 
     # -- running --------------------------------------------------------------------------
+
+    async def _save_start(self, task_id: str, active: _ActiveRun) -> None:
+        """Make a run's start durable (shielded: it is short, and half a start is worse).
+
+        If it cannot be written, the run does not start and the task is recorded failed.
+        """
+        with trio.CancelScope(shield=True):
+            try:
+                await self.store.save(task_id)
+            except OSError as exc:
+                log.exception("task %s: could not record the start of a run", task_id)
+                now = utcnow()
+                report = RunReport(
+                    outcome="error", started_at=now, finished_at=now, error=f"state: {exc}"
+                )
+                self.store.update(task_id, lambda t: finish_run(t, report, now))
+                self._active.pop(task_id, None)
+                active.done.set()
+                raise
 
     async def _wait_started(self, task_id: str, active: _ActiveRun) -> None:
         """Wait until the daemon started the run; a caller cancelled meanwhile stops it."""
@@ -532,37 +558,48 @@ class TaskRunner:
                 daemon = self.daemon
                 async with open_run(daemon.host, daemon.port, daemon.token, request) as stream:
                     active.started.set()
-                    async for event in stream:
-                        if isinstance(event, RunStarted):
-                            self._append(
-                                task_id,
-                                "run_started",
-                                f"run started: pid {event.pid}",
-                                {"pid": event.pid, "argv": event.argv, "cwd": event.cwd},
-                            )
-                        elif isinstance(event, AgentEvent):
-                            builder.see(event)
-                            self._append(
-                                task_id, "agent", summarize(event), _event_data(event), event.raw
-                            )
-                            if event.kind == "init" and event.session_id:
-                                await self._record_session(task_id, event.session_id)
-                        else:
-                            finished = event
+                    finished = await self._consume(task_id, stream, builder)
         except DaemonError as exc:
-            error = f"daemon: {exc.code}: {exc.message}"
-            if not active.started.is_set():
-                active.start_error = (exc.code, f"{exc.code}: {exc.message}")
+            error = active.failed(exc.code, f"daemon: {exc.code}: {exc.message}")
         except OSError as exc:
-            error = f"daemon connection failed: {exc}"
-            if not active.started.is_set():
-                active.start_error = ("daemon_unavailable", error)
+            error = active.failed("daemon_unavailable", f"daemon connection failed: {exc}")
+        except Exception as exc:
+            # A bug here must fail this run, not the server and every other run with it.
+            log.exception("task %s: the run failed unexpectedly", task_id)
+            error = active.failed("internal_error", f"internal error: {type(exc).__name__}")
         finally:
             active.started.set()
             with trio.CancelScope(shield=True):
-                await self._finish(task_id, builder.build(finished, error, active.stop_reason))
-                self._active.pop(task_id, None)
-                active.done.set()
+                try:
+                    report = builder.build(finished, error, active.stop_reason)
+                    await self._finish(task_id, report)
+                except OSError:
+                    log.exception("task %s: could not record the end of its run", task_id)
+                finally:
+                    self._active.pop(task_id, None)
+                    active.done.set()
+
+    async def _consume(
+        self, task_id: str, stream: AsyncIterator[RunEvent], builder: _ReportBuilder
+    ) -> RunFinished | None:
+        """Store a run's events as they arrive; the run's ``RunFinished``, if it came."""
+        finished: RunFinished | None = None
+        async for event in stream:
+            if isinstance(event, RunStarted):
+                self._append(
+                    task_id,
+                    "run_started",
+                    f"run started: pid {event.pid}",
+                    {"pid": event.pid, "argv": event.argv, "cwd": event.cwd},
+                )
+            elif isinstance(event, AgentEvent):
+                builder.see(event)
+                self._append(task_id, "agent", summarize(event), _event_data(event), event.raw)
+                if event.kind == "init" and event.session_id:
+                    await self._record_session(task_id, event.session_id)
+            else:
+                finished = event
+        return finished
 
     async def _record_session(self, task_id: str, session_id: str) -> None:
         if self.get(task_id).session_id == session_id:
