@@ -509,3 +509,32 @@ async def test_mcp_task_sends_progress(tmp_path: pathlib.Path) -> None:
                         assert message["params"]["progressToken"] == "p-1"
                         assert message["params"]["progress"] >= 1
                         break
+
+
+async def test_create_and_clean_announce_list_changed(tmp_path: pathlib.Path) -> None:
+    """Creating and deleting tasks sends resources/list_changed; the list names the task."""
+    async with task_server(tmp_path) as env:
+        client = env.client
+        async with client.http.stream("GET", client.url, headers=client.headers()) as stream:
+            lines = stream.aiter_lines()
+            created = await client.ok("create_task", title="listed", instructions="hello")
+            await _next_notification(lines, "notifications/resources/list_changed")
+            listed = await client.rpc("resources/list", {})
+            uris = [r["uri"] for r in listed["result"]["resources"]]
+            assert f"task://{created['task_id']}" in uris
+            await wait_done(client, created["task_id"])
+            await client.ok("clean_state")
+            await _next_notification(lines, "notifications/resources/list_changed")
+            listed = await client.rpc("resources/list", {})
+            assert f"task://{created['task_id']}" not in [
+                r["uri"] for r in listed["result"]["resources"]
+            ]
+
+
+async def _next_notification(lines: AsyncIterator[str], method: str) -> dict[str, Any]:
+    with trio.fail_after(30):
+        async for line in lines:
+            if line.startswith("data:") and method in line:
+                message: dict[str, Any] = json.loads(line[5:])
+                return message
+    raise AssertionError(f"the stream ended before {method}")
