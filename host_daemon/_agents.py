@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 import attrs
+import orjson
 import trio
 
 from ._process import ExitStatus, spawn_group
@@ -142,12 +143,12 @@ class EventParser:
         """Normalize one stdout line; unknown or unparsable lines become ``other`` events."""
         if truncated:
             self.output_truncated = True
-        if not line.strip():
+        if not line or line.isspace():
             return []
         try:
-            obj = json.loads(line)
-        except ValueError:
-            obj = None
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            obj = _loads_lenient(line)
         if not isinstance(obj, dict) or truncated:
             return [AgentEvent(kind="other", raw=line, truncated=truncated)]
         self._raw = line
@@ -195,6 +196,14 @@ class EventParser:
         if self.last_error:
             message += f": {self.last_error}"
         return message
+
+
+def _loads_lenient(line: str) -> Any:
+    """What the stdlib makes of a line orjson refused (``NaN``, ``Infinity``), else ``None``."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def _str(value: Any) -> str | None:

@@ -19,7 +19,8 @@ from ._protocol import (
     encode_frame,
 )
 
-_RECEIVE_CHUNK: Final = 64 * 1024
+#: Bytes to ask for per read: a run streams many frames, and each read costs a trip to the loop.
+_RECEIVE_CHUNK: Final = 256 * 1024
 
 
 class FramedStream:
@@ -39,6 +40,10 @@ class FramedStream:
     async def send(self, message: Message) -> None:
         """Send one frame; returns once the transport has taken it."""
         await self.stream.send_all(encode_frame(message))
+
+    async def send_frames(self, frames: bytes | bytearray) -> None:
+        """Send frames already encoded with ``encode_frame``, in one write (a run's batch)."""
+        await self.stream.send_all(frames)
 
     async def receive(self) -> Message | None:
         """The next message, ``None`` at a clean end of stream; raises ``ProtocolViolation``."""

@@ -272,6 +272,34 @@ class GroupProcess:
         self._budget.release(_cost(line))
         return line
 
+    async def next_batch(self, max_bytes: int) -> list[OutputLine]:
+        """The lines waiting now, in order: at least one, then up to ``max_bytes`` of them.
+
+        Waits only when no line is waiting; returns ``[]`` once the output has ended. Taking a
+        batch frees its room in the buffer at once, so the pumps refill it while the caller
+        forwards the batch; what the caller holds is bounded by ``max_bytes`` (or one line).
+        """
+        if self._pending:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        else:
+            try:
+                self._pending.extend(await self._receive.receive())
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return []
+        while True:  # every batch the pumps have sent already, without waiting
+            try:
+                self._pending.extend(self._receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        pending = self._pending
+        batch = [pending.popleft()]
+        size = _cost(batch[0])
+        while pending and size + (cost := _cost(pending[0])) <= max_bytes:
+            batch.append(pending.popleft())
+            size += cost
+        self._budget.release(size)
+        return batch
+
     async def wait(self) -> ExitStatus:
         """Wait for the leader to exit and say how (the group may still be ending)."""
         await self._exited.wait()

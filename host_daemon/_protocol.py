@@ -17,7 +17,7 @@ turns bytes, fed in arbitrary chunks, into messages or a ``ProtocolViolation``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, get_args
 
 import attrs
 import cattrs
@@ -25,7 +25,7 @@ import orjson
 from cattrs.cols import is_mapping, is_mutable_sequence, list_structure_factory
 from cattrs.preconf.orjson import make_converter
 
-from ._records import AgentEvent, ProbeInfo, RunFinished, RunRequest, RunStarted
+from ._records import AgentEvent, AgentEventKind, ProbeInfo, RunFinished, RunRequest, RunStarted
 
 PROTOCOL_VERSION: Final = 1
 #: Frames a client may send: a hello and one request, small by nature.
@@ -187,21 +187,72 @@ def describe_structure_error(exc: Exception, path: str = "$") -> str:
     return "; ".join(cattrs.transform_error(exc, path, format_exception=_format_exception))
 
 
+def _unstructure_agent_event(event: AgentEvent) -> dict[str, Any]:
+    # The hot path of a run: one per output line. Equal to the converter's output (tested).
+    return {
+        "type": "agent_event",
+        "kind": event.kind,
+        "raw": event.raw,
+        "session_id": event.session_id,
+        "text": event.text,
+        "tool_name": event.tool_name,
+        "tool_use_id": event.tool_use_id,
+        "tool_input": event.tool_input,
+        "is_error": event.is_error,
+        "data": event.data,
+        "truncated": event.truncated,
+    }
+
+
+_AGENT_EVENT_FIELDS: Final = frozenset(field.name for field in attrs.fields(AgentEvent))
+_AGENT_EVENT_KINDS: Final = frozenset(get_args(AgentEventKind))
+
+
+def _structure_agent_event(obj: dict[str, Any]) -> AgentEvent | None:
+    """An ``AgentEvent`` if ``obj`` is plainly valid, else ``None`` (the converter then decides).
+
+    Accepts only what the strict converter accepts, and builds the same event (tested); any
+    doubt falls back to the converter, which also words the error.
+    """
+    get = obj.get
+    if (
+        not obj.keys() <= _AGENT_EVENT_FIELDS
+        or type(kind := get("kind")) is not str
+        or kind not in _AGENT_EVENT_KINDS
+        or type(get("raw")) is not str
+        or type(get("truncated", False)) is not bool
+    ):
+        return None
+    for name in ("session_id", "text", "tool_name", "tool_use_id"):
+        if (value := get(name)) is not None and type(value) is not str:
+            return None
+    for name in ("tool_input", "data"):
+        if (value := get(name)) is not None and type(value) is not dict:
+            return None
+    if (value := get("is_error")) is not None and type(value) is not bool:
+        return None
+    return AgentEvent(**obj)
+
+
 def encode_frame(message: Message) -> bytes:
     """One message as one frame: its JSON object, ``type`` first, then a newline."""
+    if type(message) is AgentEvent:
+        return orjson.dumps(_unstructure_agent_event(message), option=orjson.OPT_APPEND_NEWLINE)
     fields = CONVERTER.unstructure(message)
-    return orjson.dumps({"type": _TAGS[type(message)], **fields}) + b"\n"
+    return orjson.dumps({"type": _TAGS[type(message)], **fields}, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def decode_frame(line: bytes, accept: frozenset[type[Any]]) -> Message:
+def decode_frame(line: bytes | bytearray, accept: frozenset[type[Any]]) -> Message:
     """Parse one frame (without its newline) into a message that ``accept`` allows."""
     try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ProtocolViolation("invalid_utf8", f"frame is not valid UTF-8: {exc.reason}") from None
-    try:
-        obj = orjson.loads(text)
+        obj = orjson.loads(line)  # validates UTF-8 too
     except orjson.JSONDecodeError as exc:
+        try:
+            bytes(line).decode("utf-8")
+        except UnicodeDecodeError as utf8:
+            raise ProtocolViolation(
+                "invalid_utf8", f"frame is not valid UTF-8: {utf8.reason}"
+            ) from None
         raise ProtocolViolation("invalid_json", f"frame is not valid JSON: {exc}") from None
     if type(obj) is not dict:
         raise ProtocolViolation(
@@ -218,6 +269,8 @@ def decode_frame(line: bytes, accept: frozenset[type[Any]]) -> Message:
         raise ProtocolViolation(
             "unknown_type", f"unknown message type {tag!r} @ $.type (expected one of {allowed})"
         )
+    if cls is AgentEvent and (event := _structure_agent_event(obj)) is not None:
+        return event
     try:
         message: Message = CONVERTER.structure(obj, cls)
     except Exception as exc:  # any cattrs failure is the peer's malformed frame
@@ -240,17 +293,24 @@ class FrameDecoder:
         self._accept = accept
         self._max = max_frame_bytes
         self._buffer = bytearray()
-        self._scanned = 0  # bytes of ``_buffer`` already known to hold no newline
+        # Frames are read in place: ``_start`` is where the next one begins, and the bytes
+        # before it are dropped at the next ``feed`` (one move per chunk, not one per frame).
+        self._start = 0
+        self._scanned = 0  # ``_buffer[_start:_scanned]`` is known to hold no newline
         self._failure: ProtocolViolation | None = None
         self._eof = False
 
     @property
     def buffered(self) -> int:
         """How many received bytes are not yet part of a returned message."""
-        return len(self._buffer)
+        return len(self._buffer) - self._start
 
     def feed(self, data: bytes | bytearray) -> None:
         """Append received bytes (possibly none)."""
+        if self._start:
+            del self._buffer[: self._start]
+            self._scanned -= self._start
+            self._start = 0
         self._buffer += data
 
     def feed_eof(self) -> None:
@@ -266,24 +326,25 @@ class FrameDecoder:
         except ProtocolViolation as exc:
             self._failure = exc
             self._buffer.clear()
+            self._start = self._scanned = 0
             raise
 
     def _next(self) -> Message | None:
-        end = self._buffer.find(b"\n", self._scanned)
+        buffer, start = self._buffer, self._start
+        end = buffer.find(b"\n", self._scanned)
         if end < 0:
-            self._scanned = len(self._buffer)
-            if self._scanned > self._max:
+            self._scanned = len(buffer)
+            if self._scanned - start > self._max:
                 raise self._too_large()
-            if self._eof and self._buffer:
+            if self._eof and self._scanned > start:
                 raise ProtocolViolation(
                     "truncated_frame", "connection closed in the middle of a frame"
                 )
             return None
-        if end > self._max:
+        if end - start > self._max:
             raise self._too_large()
-        line = bytes(self._buffer[:end])
-        del self._buffer[: end + 1]
-        self._scanned = 0
+        line = buffer[start:end]
+        self._start = self._scanned = end + 1
         return decode_frame(line, self._accept)
 
     def _too_large(self) -> ProtocolViolation:
