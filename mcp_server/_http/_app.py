@@ -99,21 +99,65 @@ def _dumps(obj: Any) -> bytes:
 
 @attrs.define(eq=False)
 class _Stream:
-    """Peer for one request: its messages go to an ``EventStream``."""
+    """Peer for one request (or a session's GET stream): messages go to an ``EventStream``.
+
+    ``exchange`` is set for a POST being answered: the first message before the result turns
+    the answer into an SSE stream.
+    """
 
     session: HttpSession | None
     stream: EventStream
+    exchange: _Exchange | None = None
 
     async def notify(self, method: str, params: JSON) -> None:
+        if self.exchange is not None:
+            self.exchange.stream_now()
         self.stream.push(_dumps(notification_message(method, params)))
 
     async def request(self, method: str, params: JSON) -> JSON:
         if self.session is None:
             raise McpError(INVALID_REQUEST, f"{method} needs a legacy session")
+        if self.exchange is not None:
+            self.exchange.stream_now()
         return await self.session.ask(self.stream, method, params)
 
     def close_stream(self) -> None:
+        if self.exchange is not None:
+            self.exchange.stream_now()
         self.stream.detach()
+
+
+@attrs.define(eq=False)
+class _Exchange:
+    """One POSTed request being answered: JSON by default, SSE once something precedes the result.
+
+    The handler runs in the POST's own task; the SSE writer is started only when needed, in the
+    request's nursery.
+    """
+
+    app: McpApp
+    send: Send
+    stream: EventStream
+    session: HttpSession | None
+    nursery: trio.Nursery
+    writer_started: bool = False
+
+    def stream_now(self) -> None:
+        """Start the SSE writer (once)."""
+        if not self.writer_started:
+            self.writer_started = True
+            self.nursery.start_soon(self._writer, self.stream.detached)
+
+    async def _writer(self, generation: int) -> None:
+        await self.app._write(
+            self.send, self.stream, 0, self.session, json_ok=False, generation=generation
+        )
+
+    async def finish(self) -> None:
+        """After the result was pushed: answer with JSON unless a stream already carries it."""
+        if not self.writer_started:
+            self.writer_started = True
+            await self.app._write(self.send, self.stream, 0, self.session, json_ok=True)
 
 
 @attrs.define(eq=False)
@@ -122,8 +166,6 @@ class HttpSession:
 
     state: SessionState
     limit: int
-    nursery: trio.Nursery | None = None
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     streams: dict[str, EventStream] = attrs.field(factory=dict)
     in_flight: dict[RequestId, trio.CancelScope] = attrs.field(factory=dict)
     pending: dict[RequestId, tuple[trio.Event, list[Any]]] = attrs.field(factory=dict)
@@ -246,7 +288,8 @@ class McpApp:
         session = self.sessions.pop(session_id, None)
         if session is not None:
             session.ended = True
-            session.scope.cancel()
+            for scope in session.in_flight.values():
+                scope.cancel()
             self.core.tasks.drop_owner(session_id)
             for stream in session.streams.values():
                 stream.closed = True
@@ -453,38 +496,48 @@ class McpApp:
             return
         if not self.core.knows("legacy", message.method):
             raise HttpError(200, MethodNotFound(message.method), rid=message.id)
-        stream = session.new_stream()
         env = self.core.legacy_envelope(message, session.state)
-        if session.nursery is None:
-            raise HttpError(404, McpError(INVALID_REQUEST, "Session not found"), rid=message.id)
-        session.nursery.start_soon(self._run_legacy, session, message, env, stream)
         session.connections += 1
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
-                await self._write(send, stream, 0, session, json_ok=True)
-                nursery.cancel_scope.cancel()
+            await self._exchange(send, message, env, session, session.new_stream())
         finally:
             session.connections -= 1
             session.last_seen = time.monotonic()
 
-    async def _run_legacy(
-        self, session: HttpSession, request: Request, env: Envelope, stream: EventStream
+    async def _exchange(
+        self,
+        send: Send,
+        request: Request,
+        env: Envelope,
+        session: HttpSession | None,
+        stream: EventStream,
+        *,
+        receive: Receive | None = None,
     ) -> None:
+        """Run one request in this task and answer it; ``receive`` given: disconnect cancels."""
         scope = trio.CancelScope()
-        session.in_flight[request.id] = scope
+        if session is not None:
+            session.in_flight[request.id] = scope
         response: bytes | None = None
         try:
-            with scope:
-                response, _ = await self._answer(request, env, _Stream(session, stream))
+            async with trio.open_nursery() as nursery:
+                exchange = _Exchange(self, send, stream, session, nursery)
+                if receive is not None:
+                    nursery.start_soon(_watch_disconnect, receive, scope)
+                with scope:
+                    response, stream.status = await self._answer(
+                        request, env, _Stream(session, stream, exchange)
+                    )
+                if response is None:
+                    # Cancelled: no response is sent; end the stream so its writer returns.
+                    stream.closed = True
+                    stream.wake()
+                else:
+                    stream.push(response, final=True)
+                await exchange.finish()
         finally:
-            session.in_flight.pop(request.id, None)
-            if response is None:
-                # Cancelled: the spec says no response; end the stream so its writer returns.
-                stream.closed = True
-                stream.wake()
-            else:
-                stream.push(response, final=True)
+            if session is not None:
+                session.in_flight.pop(request.id, None)
 
     async def _answer(self, request: Request, env: Envelope, peer: _Stream) -> tuple[bytes, int]:
         """The response message, and the HTTP status a JSON answer carries on its leg."""
@@ -517,9 +570,6 @@ class McpApp:
             raise HttpError(200, exc, rid=request.id) from None
         session = HttpSession(state, self.settings.max_queued_events)
         state.peer = _Stream(session, session.standalone)
-        if self._nursery is None:
-            raise HttpError(503, McpError(INTERNAL_ERROR, "Server is not running"), rid=request.id)
-        await self._nursery.start(self._session_task, session)
         self.sessions[session_id] = session
         body = _dumps(result_message(request.id, result))
         extra = [(b"mcp-session-id", session_id.encode())]
@@ -529,15 +579,6 @@ class McpApp:
             await self._write(send, stream, 0, None, json_ok=False, extra=extra)
         else:
             await _respond(send, 200, body, _JSON_HEADERS + extra)
-
-    async def _session_task(
-        self, session: HttpSession, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        with session.scope:
-            async with trio.open_nursery() as nursery:
-                session.nursery = nursery
-                task_status.started()
-                await trio.sleep_forever()
 
     def _evict_one(self) -> None:
         idle = [(s.last_seen, sid) for sid, s in self.sessions.items() if s.connections == 0]
@@ -614,17 +655,7 @@ class McpApp:
             await self._listen(receive, send, message)
             return
         stream = EventStream("m", self.settings.max_queued_events)
-        peer = _Stream(None, stream)
-
-        async def run() -> None:
-            response, stream.status = await self._answer(message, env, peer)
-            stream.push(response, final=True)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
-            nursery.start_soon(run)
-            await self._write(send, stream, 0, None, json_ok=True, priming=False)
-            nursery.cancel_scope.cancel()
+        await self._exchange(send, message, env, None, stream, receive=receive)
 
     async def _listen(self, receive: Receive, send: Send, request: Request) -> None:
         wanted = request.params.get("notifications")
@@ -694,6 +725,7 @@ class McpApp:
         priming: bool = True,
         extra: list[tuple[bytes, bytes]] | None = None,
         final: bytes | None = None,
+        generation: int | None = None,
     ) -> None:
         """Send ``stream`` as JSON (one final message, when allowed) or as SSE until it ends.
 
@@ -704,7 +736,8 @@ class McpApp:
         if session is not None:
             headers.append((b"mcp-session-id", session.state.session_id.encode()))
         json_ok = json_ok and not self.settings.sse_responses
-        generation = stream.detached
+        if generation is None:
+            generation = stream.detached
         if json_ok:
             while (
                 stream.seq <= after
@@ -784,6 +817,11 @@ def _mcp_error_in(exc: BaseException) -> McpError | None:
 
 
 async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` when the client goes away.
+
+    Hypercorn also delivers ``http.disconnect`` right after the response's last byte, so this
+    returns by itself once the answer is sent (cancelling a finished scope does nothing).
+    """
     while True:
         event = await receive()
         if event["type"] == "http.disconnect":

@@ -445,6 +445,8 @@ async def test_idle_keep_alive_client_does_not_hold_shutdown(probe: Probe) -> No
     async with httpx.AsyncClient(timeout=20) as client:
         async with serving(make_registry(probe), graceful_timeout_s=30) as url:
             await initialize(client, url)
+            health = await client.get(url.rsplit("/", 1)[0] + "/healthz")
+            assert health.status_code == 200
             started = trio.current_time()
         # The client still holds its pooled keep-alive connection here.
         assert trio.current_time() - started < 15
