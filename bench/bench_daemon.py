@@ -5,8 +5,12 @@
 1. Run latency: a ``run`` of a trivial stand-in agent through the daemon (connect, handshake,
    spawn, one result line, exit, ``RunFinished``) against ``trio.run_process`` of the same argv.
 2. Streaming: a child writing ``--stream-mb`` MB of NDJSON lines, read through the daemon by a
-   client (every line parsed and forwarded as an event), against the same child writing to
-   /dev/null. The daemon's peak RSS (``VmHWM``) is read from ``/proc`` after the stream.
+   client (every line parsed and forwarded as an event), against the layers below it: the same
+   child writing to /dev/null, read by a bare trio reader, read as lines by ``spawn_group``
+   alone, and read by ``spawn_group`` with the daemon's parsing and frame encoding (no socket).
+   The CPU time of the daemon and of the client during the stream shows which side is busier
+   (on a loaded machine the wall time also counts waiting for a core). The daemon's peak RSS
+   (``VmHWM``) is read from ``/proc`` after the stream.
 
 The daemon runs as a subprocess (``python -m host_daemon``) on a loopback port, as in production.
 Absolute figures depend on the machine and its load: compare the ratios.
@@ -30,6 +34,9 @@ import trio
 
 from host_daemon import DaemonUnavailable, RunFinished, RunRequest, open_run, probe
 from host_daemon._agents import ADAPTERS
+from host_daemon._process import spawn_group
+from host_daemon._protocol import encode_frame
+from host_daemon._server import _SEND_BATCH_BYTES as _BATCH_BYTES
 
 _RESULT_LINE = (
     '{"type":"result","subtype":"success","is_error":false,"result":"ok",'
@@ -185,9 +192,12 @@ async def bench_streaming(root: pathlib.Path, megabytes: int) -> list[str]:
         await daemon.start()
         assert daemon.process is not None
         idle_rss = _vm_hwm_kib(daemon.process.pid)
+        daemon_cpu, client_cpu = _cpu_seconds(daemon.process.pid), time.process_time()
         start = time.perf_counter()
         events, finished = await daemon.run("stream")
         through = time.perf_counter() - start
+        daemon_cpu = _cpu_seconds(daemon.process.pid) - daemon_cpu
+        client_cpu = time.process_time() - client_cpu
         assert finished.outcome == "success", finished.error
         assert not finished.output_truncated
         peak_rss = _vm_hwm_kib(daemon.process.pid)
@@ -200,13 +210,24 @@ async def bench_streaming(root: pathlib.Path, megabytes: int) -> list[str]:
     read = await _read_all(argv, root)
     piped = time.perf_counter() - start
     assert read > megabytes * 1_000_000
+    start = time.perf_counter()
+    lines = await _read_lines(argv, root)
+    grouped = time.perf_counter() - start
+    assert lines + 2 == events  # RunStarted and RunFinished: one event per line between
+    start = time.perf_counter()
+    parsed = await _parse_lines(argv, root)
+    parsing = time.perf_counter() - start
+    assert parsed > megabytes * 1_000_000
     return [
         f"2. streaming {megabytes} MB of NDJSON ({events} events through the daemon)",
         f"{'':<34} {'seconds':>9} {'MB/s':>9}",
         f"{'through the daemon to a client':<34} {through:>9.2f} {megabytes / through:>9.1f}",
         f"{'child piped to /dev/null':<34} {direct:>9.2f} {megabytes / direct:>9.1f}",
         f"{'child piped to a trio reader':<34} {piped:>9.2f} {megabytes / piped:>9.1f}",
+        f"{'spawn_group lines, no daemon':<34} {grouped:>9.2f} {megabytes / grouped:>9.1f}",
+        f"{'spawn_group + parse + encode':<34} {parsing:>9.2f} {megabytes / parsing:>9.1f}",
         f"{'ratio daemon / direct (time)':<34} {through / direct:>8.2f}x",
+        f"CPU during the stream: daemon {daemon_cpu:.2f} s, client {client_cpu:.2f} s",
         f"daemon peak RSS (VmHWM): {peak_rss / 1024:.1f} MiB "
         f"(after start: {idle_rss / 1024:.1f} MiB)",
     ]
@@ -226,6 +247,36 @@ async def _read_all(argv: list[str], root: pathlib.Path) -> int:
         with trio.CancelScope(shield=True):
             await process.wait()
     return total
+
+
+async def _read_lines(argv: list[str], root: pathlib.Path) -> int:
+    """Run ``argv`` through ``spawn_group`` alone and take its lines as the daemon does."""
+    count = 0
+    async with spawn_group(argv, cwd=str(root)) as proc:
+        while batch := await proc.next_batch(_BATCH_BYTES):
+            count += len(batch)
+        await proc.wait()
+    return count
+
+
+async def _parse_lines(argv: list[str], root: pathlib.Path) -> int:
+    """As ``_read_lines``, plus the daemon's per-line work: parse into events, encode frames."""
+    parser = ADAPTERS["claude"].new_parser()
+    framed = 0
+    async with spawn_group(argv, cwd=str(root)) as proc:
+        while batch := await proc.next_batch(_BATCH_BYTES):
+            for line in batch:
+                text = line.data.decode("utf-8", errors="replace").rstrip("\r\n")
+                for event in parser.feed(text, truncated=line.truncated):
+                    framed += len(encode_frame(event))
+        await proc.wait()
+    return framed
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid`` so far."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def main(root: pathlib.Path, runs: int, megabytes: int) -> None:
