@@ -293,8 +293,8 @@ class GroupProcess:
                 break
         pending = self._pending
         batch = [pending.popleft()]
-        size = _cost(batch[0])
-        while pending and size + (cost := _cost(pending[0])) <= max_bytes:
+        size = len(batch[0].data) + _LINE_OVERHEAD
+        while pending and size + (cost := len(pending[0].data) + _LINE_OVERHEAD) <= max_bytes:
             batch.append(pending.popleft())
             size += cost
         self._budget.release(size)
@@ -351,7 +351,7 @@ class GroupProcess:
     ) -> None:
         if not batch:
             return
-        cost = sum(_cost(line) for line in batch)
+        cost = sum([len(line.data) for line in batch]) + _LINE_OVERHEAD * len(batch)
         await self._budget.acquire(cost)
         try:
             send.send_nowait(batch)

@@ -16,6 +16,7 @@ turns bytes, fed in arbitrary chunks, into messages or a ``ProtocolViolation``.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeAlias, get_args
 
@@ -204,7 +205,8 @@ def _unstructure_agent_event(event: AgentEvent) -> dict[str, Any]:
     }
 
 
-_AGENT_EVENT_FIELDS: Final = frozenset(field.name for field in attrs.fields(AgentEvent))
+_AGENT_EVENT_ORDER: Final = tuple(field.name for field in attrs.fields(AgentEvent))
+_AGENT_EVENT_FIELDS: Final = frozenset(_AGENT_EVENT_ORDER)
 _AGENT_EVENT_KINDS: Final = frozenset(get_args(AgentEventKind))
 
 
@@ -214,24 +216,35 @@ def _structure_agent_event(obj: dict[str, Any]) -> AgentEvent | None:
     Accepts only what the strict converter accepts, and builds the same event (tested); any
     doubt falls back to the converter, which also words the error.
     """
-    get = obj.get
+    if tuple(obj) == _AGENT_EVENT_ORDER:  # every field, in the order this module writes them
+        kind, raw, session_id, text, tool_name, tool_use_id, tool_input, is_error, data, cut = (
+            obj.values()
+        )
+    elif obj.keys() <= _AGENT_EVENT_FIELDS:
+        get = obj.get
+        kind, raw, session_id, text = get("kind"), get("raw"), get("session_id"), get("text")
+        tool_name, tool_use_id, tool_input = get("tool_name"), get("tool_use_id"), get("tool_input")
+        is_error, data, cut = get("is_error"), get("data"), get("truncated", False)
+    else:
+        return None
     if (
-        not obj.keys() <= _AGENT_EVENT_FIELDS
-        or type(kind := get("kind")) is not str
-        or kind not in _AGENT_EVENT_KINDS
-        or type(get("raw")) is not str
-        or type(get("truncated", False)) is not bool
+        type(kind) is str
+        and kind in _AGENT_EVENT_KINDS
+        and type(raw) is str
+        and (session_id is None or type(session_id) is str)
+        and (text is None or type(text) is str)
+        and (tool_name is None or type(tool_name) is str)
+        and (tool_use_id is None or type(tool_use_id) is str)
+        and (tool_input is None or type(tool_input) is dict)
+        and (is_error is None or type(is_error) is bool)
+        and (data is None or type(data) is dict)
+        and type(cut) is bool
     ):
-        return None
-    for name in ("session_id", "text", "tool_name", "tool_use_id"):
-        if (value := get(name)) is not None and type(value) is not str:
-            return None
-    for name in ("tool_input", "data"):
-        if (value := get(name)) is not None and type(value) is not dict:
-            return None
-    if (value := get("is_error")) is not None and type(value) is not bool:
-        return None
-    return AgentEvent(**obj)
+        kind = typing.cast(AgentEventKind, kind)  # checked against the literal's values
+        return AgentEvent(
+            kind, raw, session_id, text, tool_name, tool_use_id, tool_input, is_error, data, cut
+        )
+    return None
 
 
 def encode_frame(message: Message) -> bytes:
