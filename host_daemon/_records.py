@@ -75,7 +75,9 @@ class RunStarted:
     cwd: str
 
 
-@attrs.frozen
+# Not slotted: a frozen slotted class sets each field through ``object.__setattr__``, which makes
+# construction twice as slow, and a run builds one of these per output line on each side.
+@attrs.frozen(slots=False)
 class AgentEvent:
     """One normalized event from the agent's output; ``raw`` keeps the line for the transcript."""
 
