@@ -59,8 +59,15 @@ class RequestContext(Protocol):
     async def list_roots(self, *, key: str | None = None) -> JSON:
         """Ask the client for its roots (``roots/list``); returns the client's result."""
 
-    async def ask(self, requests: Mapping[str, tuple[str, JSON]]) -> dict[str, JSON]:
-        """Send several client requests at once (key -> (method, params)); returns key -> result."""
+    async def ask(
+        self, requests: Mapping[str, tuple[str, JSON]], *, before_task: bool = False
+    ) -> dict[str, JSON]:
+        """Send several client requests at once (key -> (method, params)); returns key -> result.
+
+        ``before_task=True`` marks input a task needs before it starts: on the 2026-07-28 leg,
+        asked right away by a task handler, it is gathered through ``input_required`` rounds
+        before the task is created (MRTR, then the task); otherwise it is an ordinary ask.
+        """
 
 
 @attrs.frozen

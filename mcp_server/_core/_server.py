@@ -129,6 +129,17 @@ _CAPABILITY_OF: Final = {
 }
 
 
+PRE_TASK_WINDOW_S: Final = 0.05
+
+
+@attrs.define(eq=False)
+class _PreTask:
+    """A 2026-07-28 task call not yet answered: its handler may still ask for pre-task input."""
+
+    decided: trio.Event = attrs.field(factory=trio.Event)
+    need: dict[str, JSON] | None = None
+
+
 @attrs.define(eq=False)
 class _Context:
     """The ``RequestContext`` a handler sees."""
@@ -139,6 +150,7 @@ class _Context:
     rid: RequestId
     task: TaskRecord | None = None
     answers: dict[str, Any] = attrs.field(factory=dict)
+    pre_task: _PreTask | None = None
     _counter: int = 0
     _last_progress: float | None = None
 
@@ -158,9 +170,16 @@ class _Context:
         if self.env.era == "legacy" and self.task is None:
             self.peer.close_stream()
 
+    def commit(self) -> None:
+        """The handler is past its pre-task input: the 2026-07-28 task can be announced."""
+        if self.pre_task is not None:
+            self.pre_task.decided.set()
+            self.pre_task = None
+
     async def progress(
         self, progress: float, total: float | None = None, message: str | None = None
     ) -> None:
+        self.commit()
         if self.env.progress_token is None:
             return
         if self._last_progress is not None and progress < self._last_progress:
@@ -174,6 +193,7 @@ class _Context:
         await self.peer.notify("notifications/progress", params)
 
     async def log(self, level: LogLevel, data: Any, logger: str | None = None) -> None:
+        self.commit()
         threshold = self.env.session.log_level if self.env.session else self.env.log_level
         if self.env.era == "modern" and threshold is None:
             return
@@ -200,8 +220,23 @@ class _Context:
             self._counter += 1
         return (await self.ask({key: (method, params)}))[key]
 
-    async def ask(self, requests: Mapping[str, tuple[str, JSON]]) -> dict[str, JSON]:
+    async def ask(
+        self, requests: Mapping[str, tuple[str, JSON]], *, before_task: bool = False
+    ) -> dict[str, JSON]:
         self._check_capabilities(requests)
+        pre = self.pre_task
+        if pre is not None and before_task:
+            missing = {
+                key: {"method": method, "params": params}
+                for key, (method, params) in requests.items()
+                if key not in self.answers
+            }
+            if missing:
+                pre.need = missing
+                pre.decided.set()
+                await trio.sleep_forever()
+            return {key: self.answers[key] for key in requests}
+        self.commit()
         if self.task is not None and self.env.era == "modern":
             return await self._ask_parked(requests)
         if self.env.era == "modern":
@@ -570,7 +605,7 @@ class Core:
                 "isError": True,
             }
         if as_task:
-            return self._start_task(request, tool, arguments, env, peer)
+            return await self._start_task(request, tool, arguments, env, peer)
         ctx = _Context(self, env, peer, request.id)
         if env.era == "modern":
             ctx.answers = self._answers(request, env, name)
@@ -600,9 +635,15 @@ class Core:
             )
         return declared and tool.task_support != "forbidden"
 
-    def _start_task(
+    async def _start_task(
         self, request: Request, tool: Tool, arguments: JSON, env: Envelope, peer: Peer
     ) -> JSON:
+        """Create a task and run the handler in the core's nursery.
+
+        On the 2026-07-28 leg the handler first gets ``PRE_TASK_WINDOW_S`` (or until it reports
+        progress, logs, asks ordinary input or returns) to ask ``before_task`` input: missing
+        answers end the call with ``input_required`` (MRTR) and no task is created.
+        """
         if self._nursery is None:
             raise McpError(-32603, "tasks are not available")
         ttl = DEFAULT_TTL_MS
@@ -625,11 +666,22 @@ class Core:
             record.on_change = self._task_changed
         task_peer: Peer = session.peer if session is not None and session.peer else _NullPeer()
         ctx = _Context(self, env, task_peer, request.id, task=record)
-        self._nursery.start_soon(self._run_task, record, tool, arguments, ctx)
         if env.era == "modern":
+            name = str(request.params.get("name"))
+            ctx.answers = self._answers(request, env, name)
+            pre = ctx.pre_task = _PreTask()
+            self._nursery.start_soon(self._run_task, record, tool, arguments, ctx)
+            with trio.move_on_after(PRE_TASK_WINDOW_S):
+                await pre.decided.wait()
+            ctx.pre_task = None
+            if pre.need is not None:
+                record.scope.cancel()
+                self.tasks.discard(record.task_id)
+                return self._input_required(request, env, name, ctx.answers, _NeedInput(pre.need))
             result = record.modern_json(inline=False)
             result["resultType"] = "task"
             return result
+        self._nursery.start_soon(self._run_task, record, tool, arguments, ctx)
         return {"task": record.legacy_json()}
 
     def _task_changed(self, record: TaskRecord) -> None:
@@ -642,7 +694,9 @@ class Core:
         with record.scope:
             try:
                 result = await tool.handler(ctx, arguments)
+                ctx.commit()
             except McpError as exc:
+                ctx.commit()
                 record.error = exc.to_json()
                 record.set_status("failed", exc.message)
                 return

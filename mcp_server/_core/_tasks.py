@@ -142,6 +142,10 @@ class TaskStore:
             raise InvalidParams(f"Unknown task: {task_id}")
         return record
 
+    def discard(self, task_id: str) -> None:
+        """Forget a task that was never announced."""
+        self._tasks.pop(task_id, None)
+
     def listing(self, owner: str | None) -> list[TaskRecord]:
         """Every live task of ``owner``, oldest first."""
         now = time.time()

@@ -558,3 +558,32 @@ def test_envelope_is_frozen() -> None:
     env = Envelope("legacy", "2025-11-25", {}, None, None)
     with pytest.raises(AttributeError):
         env.version = "x"  # type: ignore[misc]
+
+
+async def test_pre_task_input_is_gathered_before_the_task(running_core: Any) -> None:
+    """before_task input ends the call with input_required; the answered retry creates the task."""
+    core, registry = running_core
+
+    async def greet(ctx: RequestContext, args: JSON) -> ToolResult:
+        asked = {"user_name": ("elicitation/create", {"message": "name?", "requestedSchema": {}})}
+        answers = await ctx.ask(asked, before_task=True)
+        return ToolResult([{"type": "text", "text": f"hi {answers['user_name']['content']}"}])
+
+    registry.add_tool(Tool("greet", "G", {"type": "object"}, greet, task_support="required"))
+    caps: JSON = {"elicitation": {}, "extensions": {"io.modelcontextprotocol/tasks": {}}}
+    first = await call_modern(core, "tools/call", {"name": "greet"}, "greet", caps)
+    assert first["resultType"] == "input_required"
+    assert "taskId" not in first
+    answer = {"user_name": {"action": "accept", "content": "Ada"}}
+    params = {"name": "greet", "inputResponses": answer, "requestState": first["requestState"]}
+    created = await call_modern(core, "tools/call", params, "greet", caps)
+    assert created["resultType"] == "task"
+    assert "requestState" not in created
+    task_id = created["taskId"]
+    with trio.fail_after(10):
+        while True:
+            task = await call_modern(core, "tasks/get", {"taskId": task_id}, task_id, caps)
+            if task["status"] == "completed":
+                break
+            await trio.sleep(0.01)
+    assert task["result"]["content"][0]["text"] == "hi Ada"
