@@ -10,12 +10,13 @@ Starts, each in its own process on a free loopback port:
 then drives each with the same ``tools/call echo`` load from a separate load-generator process
 (raw keep-alive HTTP/1.1 over asyncio, so the client never shares the server's interpreter), at
 concurrency 1 and 16, in both protocol eras (legacy: one ``initialize``d session shared by the
-connections; 2026-07-28: stateless, ``_meta`` and ``Mcp-*`` headers). Rows run one after the
-other, ours and the SDK's interleaved, so both see the same machine load. Prints requests/s,
-p50 and p99 per row and our/SDK ratios (same response mode, era and concurrency).
+connections; 2026-07-28: stateless, ``_meta`` and ``Mcp-*`` headers). Runs go one after the
+other, ours and the SDK's interleaved in rotating order, ``--rounds`` times per row, so all see
+the same machine load; the table shows medians: requests/s, p50 and p99 per row, and our
+requests/s over the SDK's in its SSE and in its JSON mode (same era and concurrency).
 
-    .venv/bin/python bench/bench_mcp.py                 # full table, 3 s per row
-    .venv/bin/python bench/bench_mcp.py --duration 1    # quicker, noisier
+    .venv/bin/python bench/bench_mcp.py                 # full table: median of 3 runs of 2 s
+    .venv/bin/python bench/bench_mcp.py --rounds 1 --duration 1    # quicker, noisier
     .venv/bin/python bench/bench_mcp.py --profile /tmp/ours.prof --only ours-json
         # cProfile of our server under load; read with python -m pstats
 """
@@ -355,48 +356,63 @@ def run_load(port: int, era: str, concurrency: int, duration: float) -> dict[str
     return result
 
 
+def median_row(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over the rounds; errors add up."""
+    return {
+        "rps": statistics.median(sample["rps"] for sample in samples),
+        "p50_ms": statistics.median(sample["p50_ms"] for sample in samples),
+        "p99_ms": statistics.median(sample["p99_ms"] for sample in samples),
+        "errors": sum(sample["errors"] for sample in samples),
+    }
+
+
 def orchestrate(args: argparse.Namespace) -> int:
+    """Start every server, run every row ``--rounds`` times interleaved, print the table."""
     servers = [s for s in SERVERS if not args.only or s.name in args.only]
     running = {}
+    rows: dict[tuple[str, str, int], dict[str, Any]] = {}
     try:
         for server in servers:
             running[server.name] = start_server(server, args.profile)
-        rows: dict[tuple[str, str, int], dict[str, Any]] = {}
         for era in ("legacy", "modern"):
             for concurrency in (1, 16):
-                for server in servers:
-                    if era not in server.eras:
-                        continue
-                    _, port = running[server.name]
-                    rows[(server.name, era, concurrency)] = run_load(
-                        port, era, concurrency, args.duration
-                    )
-                    r = rows[(server.name, era, concurrency)]
-                    print(
-                        f"  {server.name:9} {era:6} c={concurrency:<2} {r['rps']:8.0f} req/s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                samples: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+                for round_ in range(args.rounds):
+                    # Rotate the order each round so no server always runs first.
+                    shift = round_ % len(servers)
+                    for server in servers[shift:] + servers[:shift]:
+                        _, port = running[server.name]
+                        sample = run_load(port, era, concurrency, args.duration)
+                        samples[server.name].append(sample)
+                        print(
+                            f"  {server.name:9} {era:6} c={concurrency:<2} "
+                            f"{sample['rps']:8.0f} req/s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                for name, taken in samples.items():
+                    rows[(name, era, concurrency)] = median_row(taken)
     finally:
         for process, _ in running.values():
             stop_server(process)
 
     print()
     print(
-        "| server    | era    | conc | req/s  | p50 ms | p99 ms | errors | ours/SDK (same mode) |"
+        f"tools/call echo, median of {args.rounds} rounds of {args.duration:g} s; "
+        "ratios = our req/s over the SDK's at the same era and concurrency"
     )
-    print(
-        "|-----------|--------|------|--------|--------|--------|--------|----------------------|"
-    )
+    print()
+    print("| server    | era    | conc | req/s | p50 ms | p99 ms | errors | /sdk-sse | /sdk-json |")
+    print("|-----------|--------|-----:|------:|-------:|-------:|-------:|---------:|----------:|")
     for (name, era, concurrency), r in rows.items():
-        ratio = ""
-        if name.startswith("ours"):
-            sdk = rows.get((name.replace("ours", "sdk"), era, concurrency))
-            if sdk and sdk["rps"]:
-                ratio = f"{r['rps'] / sdk['rps']:.2f}x"
+        ratios = []
+        for sdk_name in ("sdk-sse", "sdk-json"):
+            sdk = rows.get((sdk_name, era, concurrency))
+            ok = name.startswith("ours") and sdk is not None and sdk["rps"] > 0
+            ratios.append(f"{r['rps'] / sdk['rps']:.2f}x" if ok and sdk else "")
         print(
-            f"| {name:9} | {era:6} | {concurrency:4} | {r['rps']:6.0f} | {r['p50_ms']:6.2f} | "
-            f"{r['p99_ms']:6.2f} | {r['errors']:6} | {ratio:20} |"
+            f"| {name:9} | {era:6} | {concurrency:4} | {r['rps']:5.0f} | {r['p50_ms']:6.2f} | "
+            f"{r['p99_ms']:6.2f} | {r['errors']:6} | {ratios[0]:>8} | {ratios[1]:>9} |"
         )
     return 0
 
@@ -414,7 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_p.add_argument("--concurrency", type=int, required=True)
     load_p.add_argument("--duration", type=float, required=True)
     load_p.add_argument("--warmup", type=float, default=0.5)
-    parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per row")
+    parser.add_argument("--duration", type=float, default=2.0, help="measured seconds per run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per row (median reported)")
     parser.add_argument("--only", action="append", choices=[s.name for s in SERVERS])
     parser.add_argument("--profile", help="write a cProfile of our server(s) to this file")
     args = parser.parse_args(argv)
