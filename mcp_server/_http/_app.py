@@ -347,12 +347,17 @@ class McpApp:
             headers[name] = value
             if name.startswith(b"mcp-"):
                 pairs.append((name.decode("latin-1"), value.decode("latin-1")))
+        method = scope["method"]
         try:
-            self._check_security(scope, headers)
-            method = scope["method"]
             if method == "POST":
-                await self._post(scope, receive, send, headers, pairs)
-            elif method == "GET":
+                # Read the body first: answering before it is consumed leaves HTTP/1.1
+                # keep-alive connections in a state the next request cannot reuse.
+                body = await self._read_body(receive, headers)
+                self._check_security(scope, headers)
+                await self._post(scope, receive, send, headers, pairs, body=body)
+                return
+            self._check_security(scope, headers)
+            if method == "GET":
                 await self._get(receive, send, headers)
             elif method == "DELETE":
                 await self._delete(send, headers)
@@ -398,6 +403,8 @@ class McpApp:
         send: Send,
         headers: dict[bytes, bytes],
         pairs: list[tuple[str, str]],
+        *,
+        body: bytes,
     ) -> None:
         accept = headers.get(b"accept", b"")
         if not (b"application/json" in accept or b"*/*" in accept) or not (
@@ -412,7 +419,6 @@ class McpApp:
         content_type = headers.get(b"content-type", b"")
         if not content_type.split(b";")[0].strip().lower() == b"application/json":
             raise HttpError(415, McpError(INVALID_REQUEST, "Content-Type must be application/json"))
-        body = await self._read_body(receive, headers)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -437,8 +443,13 @@ class McpApp:
     async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         limit = self.settings.max_body_bytes
         length = headers.get(b"content-length")
+        too_large = HttpError(
+            413,
+            McpError(INVALID_REQUEST, "Request body too large"),
+            [(b"connection", b"close")],
+        )
         if length is not None and length.isdigit() and int(length) > limit:
-            raise HttpError(413, McpError(INVALID_REQUEST, "Request body too large"))
+            raise too_large
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -448,7 +459,7 @@ class McpApp:
             chunk = event.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise HttpError(413, McpError(INVALID_REQUEST, "Request body too large"))
+                raise too_large
             chunks.append(chunk)
             if not event.get("more_body", False):
                 return b"".join(chunks)
@@ -681,13 +692,13 @@ class McpApp:
             if type(task_ids) is list
             else None,
         )
-        stream.push(
-            _dumps(
-                notification_message(
-                    "notifications/subscriptions/acknowledged", _sub_meta(request.id)
-                )
-            )
-        )
+        honoured: JSON = {_LISTEN_FLAGS[kind]: True for kind in sorted(listen.lists)}
+        if listen.uris:
+            honoured["resourceSubscriptions"] = sorted(listen.uris)
+        if listen.task_ids is not None:
+            honoured["taskIds"] = sorted(listen.task_ids)
+        ack = {"notifications": honoured, **_sub_meta(request.id)}
+        stream.push(_dumps(notification_message("notifications/subscriptions/acknowledged", ack)))
         self.listens.add(listen)
         final = _dumps(
             result_message(

@@ -275,6 +275,19 @@ async def test_oversized_body_is_413(probe: Probe, client: httpx.AsyncClient) ->
     assert response.status_code == 413
 
 
+async def test_connection_reused_after_an_early_rejection(
+    url: str, client: httpx.AsyncClient
+) -> None:
+    """A keep-alive connection keeps serving after a 406 answered before the body mattered."""
+    for _ in range(50):
+        rejected = await client.post(
+            url, headers={**BASE_HEADERS, "accept": "application/json"}, content=b"{}"
+        )
+        assert rejected.status_code == 406
+        ping = await client.post(url, headers=BASE_HEADERS, json=rpc(1, "ping"))
+        assert ping.status_code == 400  # no session: still a real answer on the same connection
+
+
 async def test_accept_and_content_type_checked(url: str, client: httpx.AsyncClient) -> None:
     """A POST not accepting both types is 406; a non-JSON content type is 415."""
     no_sse = await client.post(
@@ -405,6 +418,7 @@ async def test_listen_stream_gets_list_changed(probe: Probe, client: httpx.Async
                 else:
                     break
     assert messages[0]["method"] == "notifications/subscriptions/acknowledged", messages
+    assert messages[0]["params"]["notifications"] == {"toolsListChanged": True}
     assert messages[1]["method"] == "notifications/tools/list_changed"
     assert messages[1]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "L"
 
