@@ -175,7 +175,14 @@ class RunStream:
             return event
         if self.finished is not None:
             raise StopAsyncIteration
-        message = await _receive(self._conn)
+        try:  # the frames of a batch are mostly here already: skip the awaits
+            message = self._conn.receive_buffered()
+        except ProtocolViolation as exc:
+            raise ProtocolError(exc.code, exc.message) from None
+        if message is None:
+            message = await _receive(self._conn)
+        elif isinstance(message, ErrorFrame):
+            raise error_from_code(message.code, message.message)
         if isinstance(message, RunFinished):
             self.finished = message
             return message

@@ -45,6 +45,10 @@ class FramedStream:
         """Send frames already encoded with ``encode_frame``, in one write (a run's batch)."""
         await self.stream.send_all(frames)
 
+    def receive_buffered(self) -> Message | None:
+        """The next message if its bytes are here already, else ``None``; never waits."""
+        return self._decoder.next_message()
+
     async def receive(self) -> Message | None:
         """The next message, ``None`` at a clean end of stream; raises ``ProtocolViolation``."""
         while True:

@@ -292,11 +292,16 @@ class GroupProcess:
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
         pending = self._pending
-        batch = [pending.popleft()]
-        size = len(batch[0].data) + _LINE_OVERHEAD
-        while pending and size + (cost := len(pending[0].data) + _LINE_OVERHEAD) <= max_bytes:
-            batch.append(pending.popleft())
-            size += cost
+        size = sum([len(line.data) for line in pending]) + _LINE_OVERHEAD * len(pending)
+        if size <= max_bytes:  # the common case: take everything
+            batch = list(pending)
+            pending.clear()
+        else:
+            batch = [pending.popleft()]
+            size = len(batch[0].data) + _LINE_OVERHEAD
+            while pending and size + (cost := len(pending[0].data) + _LINE_OVERHEAD) <= max_bytes:
+                batch.append(pending.popleft())
+                size += cost
         self._budget.release(size)
         return batch
 
