@@ -13,6 +13,7 @@ import trio
 from _support.mcp_http import serving
 
 from mcp_server import Registry, RequestContext, Resource, TextContents, Tool, ToolResult
+from mcp_server._http._streams import EventStream
 
 JSON = dict[str, Any]
 ACCEPT = "application/json, text/event-stream"
@@ -464,3 +465,40 @@ async def test_idle_keep_alive_client_does_not_hold_shutdown(probe: Probe) -> No
             started = trio.current_time()
         # The client still holds its pooled keep-alive connection here.
         assert trio.current_time() - started < 15
+
+
+# -- resource bounds -----------------------------------------------------------------------------
+
+
+async def test_idle_session_expires(probe: Probe, client: httpx.AsyncClient) -> None:
+    """A session idle for longer than session_idle_timeout_s is gone (404)."""
+    async with serving(make_registry(probe), session_idle_timeout_s=0.2) as url:
+        headers = await initialize(client, url)
+        # Expiry runs every timeout/4; any request would refresh the session, so wait, then ask.
+        await trio.sleep(2.0)
+        response = await client.post(url, headers=headers, json=rpc(1, "ping"))
+    assert response.status_code == 404
+
+
+async def test_session_cap_evicts_the_least_recently_used(
+    probe: Probe, client: httpx.AsyncClient
+) -> None:
+    """Past max_sessions the least recently used idle session is ended."""
+    async with serving(make_registry(probe), max_sessions=2) as url:
+        first = await initialize(client, url)
+        second = await initialize(client, url)
+        await initialize(client, url)
+        evicted = await client.post(url, headers=first, json=rpc(1, "ping"))
+        kept = await client.post(url, headers=second, json=rpc(1, "ping"))
+    assert (evicted.status_code, kept.status_code) == (404, 200)
+
+
+def test_event_stream_is_bounded() -> None:
+    """A stream keeps at most its limit of events and reports the gap to a lagging reader."""
+    stream = EventStream("r1", 4)
+    for index in range(10):
+        stream.push(str(index).encode())
+    events, gap = stream.after(0)
+    assert gap
+    assert [seq for seq, _ in events] == [7, 8, 9, 10]
+    assert stream.after(8) == ([(9, b"8"), (10, b"9")], False)
