@@ -117,10 +117,13 @@ async def coding_agent_up(
 
 
 @contextlib.asynccontextmanager
-async def sdk_client(up: Up) -> AsyncIterator[Client]:
-    """The official SDK client (legacy era), authenticated with the bearer token."""
+async def sdk_client(up: Up, mode: str = "legacy") -> AsyncIterator[Client]:
+    """The official SDK client, authenticated with the bearer token.
+
+    ``mode="legacy"`` speaks the initialize-handshake era; ``"auto"`` negotiates the newest.
+    """
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {up.token}"})
-    async with http, Client(streamable_http_client(up.url, http_client=http), mode="legacy") as c:
+    async with http, Client(streamable_http_client(up.url, http_client=http), mode=mode) as c:
         yield c
 
 
