@@ -217,7 +217,7 @@ async def bench(tasks: int, events: int, work: pathlib.Path) -> dict[str, Any]:
     finally:
         await stop(daemon)
     assert all(s == "waiting" for s in statuses.values()), statuses
-    total = check_logs(work / "state" / "tasks-state" / "tasks", ids)
+    total = check_logs(work / "state" / "tasks", ids)
     return {
         "tasks": tasks,
         "events": total,

@@ -125,7 +125,7 @@ async def run_server(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Load the tasks, serve MCP until ``shutdown``, then stop runs (grace) and flush."""
-    store = TaskStore(config.state_path / "tasks-state")
+    store = TaskStore(config.state_path)
     await store.load()
     runner = TaskRunner(store, config.daemon, config.workspace)
     registry = Registry()

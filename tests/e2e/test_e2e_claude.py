@@ -239,5 +239,5 @@ async def test_e2e_sigterm_completes_request_in_flight(world: World, model: Scri
         assert code == 0, up.log()
         assert answers[0]["status"] == "interrupted"
     await eventually(lambda: not marked_processes(world.marker), "the run's processes")
-    records = (world.state / "tasks-state" / "tasks").glob("*.json")
+    records = (world.state / "tasks").glob("*.json")
     assert [json.loads(r.read_text())["status"] for r in records] == ["interrupted"]

@@ -167,4 +167,4 @@ async def test_up_prints_client_line_and_stores_tokens(tmp_path: pathlib.Path) -
     for name in ("mcp.token", "daemon.token"):
         assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
     assert up.process.returncode == 0
-    assert stat.S_ISDIR((state / "tasks-state" / "tasks").stat().st_mode)
+    assert stat.S_ISDIR((state / "tasks").stat().st_mode)
