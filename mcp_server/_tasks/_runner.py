@@ -353,6 +353,10 @@ class TaskRunner:
         """Every task, oldest first."""
         return sorted(self.store.tasks.values(), key=lambda t: t.created_at)
 
+    def is_running(self, task_id: str) -> bool:
+        """True while the task's run is in flight or its end is not yet recorded."""
+        return self.get(task_id).status == "in_progress" or task_id in self._active
+
     def running(self) -> int:
         """How many runs are in flight."""
         return len(self._active)
@@ -375,7 +379,7 @@ class TaskRunner:
     async def wait(self, task_id: str, timeout_s: float) -> Task:
         """Wait until the task is not ``in_progress`` or ``timeout_s`` passed; its record."""
         with trio.move_on_after(timeout_s):
-            while self.get(task_id).status == "in_progress" or task_id in self._active:
+            while self.is_running(task_id):
                 await self.changed(task_id).wait()
         return self.get(task_id)
 

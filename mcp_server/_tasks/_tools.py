@@ -387,7 +387,7 @@ class TaskTools:
     async def _follow(self, ctx: RequestContext, task_id: str) -> Task:
         """Wait for the run's end, sending progress; a cancelled MCP task stops the run."""
         try:
-            while (task := self.runner.get(task_id)).status == "in_progress":
+            while self.runner.is_running(task_id):
                 seq = self.runner.last_seq(task_id)
                 await ctx.progress(float(seq), None, f"{seq} events")
                 with trio.move_on_after(PROGRESS_INTERVAL_S):
@@ -396,7 +396,7 @@ class TaskTools:
             with trio.CancelScope(shield=True):
                 await self.runner.stop(task_id)
             raise
-        return task
+        return self.runner.get(task_id)
 
     async def end_task(self, ctx: RequestContext, arguments: JSON) -> ToolResult:
         args = parse_args(IdArgs, arguments)
