@@ -285,8 +285,10 @@ class ClaudeParser(EventParser):
 
     def _assistant(self, obj: dict[str, Any]) -> list[AgentEvent]:
         message = _dict(obj.get("message")) or {}
+        content = message.get("content")
         events = []
-        for block in message.get("content") or []:
+        # Only a list holds blocks (iterating a long string would visit every character).
+        for block in content if isinstance(content, list) else []:
             if not isinstance(block, dict):
                 continue
             if block.get("type") == "text" and isinstance(block.get("text"), str):
