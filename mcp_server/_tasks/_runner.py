@@ -51,6 +51,8 @@ Listener = Callable[[str, ChangeKind], None]
 OUTPUT_NOTIFY_INTERVAL_S = 0.5
 """Output changes are announced at most this often per task (transitions at once)."""
 
+START_TIMEOUT_S = 30.0
+"""How long connecting, the handshake and the agent's spawn may take (a loaded host is slow)."""
 SUMMARY_CHARS = 300
 _EDIT_WORDS = ("edit", "write", "replace", "patch", "create", "change")
 _PATH_KEYS = ("file_path", "path", "notebook_path", "filename")
@@ -273,8 +275,10 @@ class TaskRunner:
         workspace: Workspace,
         *,
         listener: Listener | None = None,
+        start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
         self.store = store
+        self.start_timeout_s = start_timeout_s
         self.daemon = daemon
         self.workspace = workspace
         self._listener = listener
@@ -560,7 +564,9 @@ class TaskRunner:
         try:
             with active.scope:
                 daemon = self.daemon
-                async with open_run(daemon.host, daemon.port, daemon.token, request) as stream:
+                async with open_run(
+                    daemon.host, daemon.port, daemon.token, request, timeout=self.start_timeout_s
+                ) as stream:
                     active.started.set()
                     finished = await self._consume(task_id, stream, builder)
         except DaemonError as exc:
