@@ -295,13 +295,6 @@ async def test_sdk_legacy_unsubscribed_client_gets_no_updates(url: str) -> None:
     assert updated == []
 
 
-# H-core: the ack lacks params.notifications, so the SDK never finishes entering listen().
-ACK_GAP = pytest.mark.xfail(
-    reason="subscriptions/acknowledged without params.notifications (KNOWN_GAPS.md)", strict=True
-)
-
-
-@ACK_GAP
 async def test_sdk_listen_receives_resource_updates_on_2026(url: str) -> None:
     """subscriptions/listen with a resource filter delivers its update events."""
     with trio.fail_after(10):
@@ -314,7 +307,6 @@ async def test_sdk_listen_receives_resource_updates_on_2026(url: str) -> None:
     assert WATCHED_URI in repr(event)
 
 
-@ACK_GAP
 async def test_sdk_listen_receives_tool_list_changes_on_2026(url: str) -> None:
     """A tools list change reaches a listen stream that asked for it, and the list did change."""
     with trio.fail_after(10):
