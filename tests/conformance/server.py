@@ -512,13 +512,14 @@ class Fixtures:
         return ToolResult([text(f"Got {values[0]} and {values[1]}")])
 
     async def tool_with_task(self, ctx: RequestContext, args: JSON) -> ToolResult:
-        answers = await request_input(
-            ctx,
+        # The name is gathered by input_required rounds before the task exists (SEP-2663).
+        answers = await ctx.ask(
             {
                 "user_name": elicitation(
                     "What is your name?", {"name": {"type": "string"}}, ["name"]
                 )
             },
+            before_task=True,
         )
         name = (answers["user_name"].get("content") or {}).get("name", "unknown")
         await trio.sleep(0.5)
