@@ -607,6 +607,7 @@ class TaskRunner:
                 self._append(task_id, "agent", summarize(event), _event_data(event), event.raw)
                 if event.kind == "init" and event.session_id:
                     await self._record_session(task_id, event.session_id)
+                await self.store.backpressure(task_id)
             else:
                 finished = event
         return finished

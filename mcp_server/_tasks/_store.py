@@ -46,6 +46,8 @@ from ._model import Task, TaskEvent, count_events, interrupt, next_event, utcnow
 log = logging.getLogger("mcp_server.tasks")
 
 FSYNC_INTERVAL_S = 0.2
+MAX_PENDING_EVENTS = 2000
+"""A task with this many events not yet written makes its producer wait (backpressure)."""
 RECORD_SUFFIX = ".json"
 LOG_SUFFIX = ".events.ndjson"
 
@@ -195,6 +197,7 @@ class TaskStore:
         self._logs: dict[str, _Log] = {}
         self._io_lock = trio.Lock()
         self._wakeup = trio.Event()
+        self._drained = trio.Event()
         self.quarantined: list[pathlib.Path] = []
 
     # -- loading and recovery -------------------------------------------------------------
@@ -322,6 +325,8 @@ class TaskStore:
                 self._save_sync, task_id, state.path, state.size, batch, encode_task(task)
             )
             self._written(state, batch, written)
+            self._drained.set()
+            self._drained = trio.Event()
 
     def _save_sync(
         self, task_id: str, log_path: pathlib.Path, size: int, batch: list[TaskEvent], data: bytes
@@ -389,6 +394,18 @@ class TaskStore:
             results = await trio.to_thread.run_sync(self._flush_sync, work)
             for (state, batch, _), written in zip(work, results, strict=True):
                 self._written(state, batch, written)
+            self._drained.set()
+            self._drained = trio.Event()
+
+    async def backpressure(self, task_id: str) -> None:
+        """Wait while the task has ``MAX_PENDING_EVENTS`` events queued.
+
+        Memory stays bounded: a fast agent is slowed down instead (through the daemon's
+        backpressure, down to its pipe).
+        """
+        state = self._logs.get(task_id)
+        while state is not None and len(state.pending) >= MAX_PENDING_EVENTS:
+            await self._drained.wait()
 
     @staticmethod
     def _flush_sync(work: list[tuple[_Log, list[TaskEvent], bool]]) -> list[_Written]:

@@ -13,7 +13,13 @@ import pytest
 import trio
 
 from mcp_server._tasks._model import TaskOptions, new_task, start_run
-from mcp_server._tasks._store import LOG_SUFFIX, RECORD_SUFFIX, TaskStore, decode_task
+from mcp_server._tasks._store import (
+    LOG_SUFFIX,
+    MAX_PENDING_EVENTS,
+    RECORD_SUFFIX,
+    TaskStore,
+    decode_task,
+)
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -194,3 +200,21 @@ async def test_delete_removes_files(tmp_path: pathlib.Path) -> None:
     await store.delete(task_id)
     assert os.listdir(tmp_path / "tasks") == []
     assert await TaskStore(tmp_path).load() == []
+
+
+async def test_backpressure_waits_for_the_flusher(tmp_path: pathlib.Path) -> None:
+    """A producer with too many unwritten events waits until the flusher drains them."""
+    task_id = await stored_task(tmp_path)
+    store = TaskStore(tmp_path)
+    await store.load()
+    for n in range(MAX_PENDING_EVENTS):
+        store.append_event(task_id, kind="agent", summary=f"e{n}")
+    with trio.move_on_after(0.3) as blocked:
+        await store.backpressure(task_id)
+    assert blocked.cancelled_caught
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run_flusher)
+        with trio.fail_after(30):
+            await store.backpressure(task_id)
+        nursery.cancel_scope.cancel()
+    assert store.last_seq(task_id) == MAX_PENDING_EVENTS
