@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,16 @@ import pytest
 import trio
 from _support.mcp_http import serving
 
-from mcp_server import Registry, RequestContext, Resource, TextContents, Tool, ToolResult
+from mcp_server import (
+    HttpSettings,
+    Registry,
+    RequestContext,
+    Resource,
+    TextContents,
+    Tool,
+    ToolResult,
+    serve,
+)
 from mcp_server._http._streams import EventStream
 
 JSON = dict[str, Any]
@@ -50,6 +60,11 @@ def make_registry(probe: Probe) -> Registry:
         await ctx.progress(2, 2)
         return ToolResult([{"type": "text", "text": "resumed"}])
 
+    async def gated(ctx: RequestContext, args: JSON) -> ToolResult:
+        probe.started.set()
+        await probe.release.wait()
+        return ToolResult([{"type": "text", "text": "released"}])
+
     async def read(uri: str) -> list[Any]:
         return [TextContents(uri, "v")]
 
@@ -57,6 +72,7 @@ def make_registry(probe: Probe) -> Registry:
     registry.add_tool(Tool("echo", "Echo", schema, echo))
     registry.add_tool(Tool("slow", "Waits until cancelled", schema, slow))
     registry.add_tool(Tool("resumable", "Closes its stream", schema, resumable))
+    registry.add_tool(Tool("gated", "Waits for the test", schema, gated))
     registry.add_resource(Resource("x://watched", "watched", read))
     return registry
 
@@ -453,6 +469,46 @@ async def test_drain_ends_sse_stream_with_a_final_event(probe: Probe) -> None:
             await ended.wait()
     assert len(events) >= 2
     assert events[-1][0] is not None
+
+
+async def test_drain_lets_a_request_in_flight_complete(probe: Probe) -> None:
+    """A request running when shutdown is set still gets its result; then serve() returns."""
+    shutdown = trio.Event()
+    settings = HttpSettings(port=0, graceful_timeout_s=30)
+    answers: list[httpx.Response] = []
+    async with httpx.AsyncClient(timeout=20) as client, trio.open_nursery() as nursery:
+        urls = await nursery.start(
+            functools.partial(serve, make_registry(probe), settings, shutdown=shutdown)
+        )
+        url = urls[0].replace("127.0.0.1", "localhost") + "/mcp"
+        headers = await initialize(client, url)
+
+        async def call() -> None:
+            body = rpc(3, "tools/call", {"name": "gated"})
+            answers.append(await client.post(url, headers=headers, json=body))
+
+        nursery.start_soon(call)
+        with trio.fail_after(10):
+            await probe.started.wait()
+        shutdown.set()
+        port = int(urls[0].rsplit(":", 1)[1])
+        with trio.fail_after(10):
+            await _until_refused(port)
+        probe.release.set()
+        started = trio.current_time()
+    assert trio.current_time() - started < 15
+    assert answers[0].json()["result"]["content"][0]["text"] == "released"
+
+
+async def _until_refused(port: int) -> None:
+    """Return once the server stopped accepting connections (draining)."""
+    while True:
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+        except OSError:
+            return
+        await stream.aclose()
+        await trio.sleep(0.01)
 
 
 async def test_idle_keep_alive_client_does_not_hold_shutdown(probe: Probe) -> None:
