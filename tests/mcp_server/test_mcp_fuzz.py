@@ -2,9 +2,9 @@
 
 Every answer must be a documented HTTP status (never 5xx), a 202 must be empty, and any body must
 be well-formed JSON-RPC (a response with ``result`` xor ``error``, or SSE events carrying such
-messages); after each example the same server still answers a plain request. Hypothesis runs in a
-worker thread (``trio.to_thread``) with a blocking httpx client while the server runs on the
-test's trio loop, so one live server sees every example.
+messages); after each example the same kept-alive connection still answers a ping. Hypothesis
+runs in a worker thread (``trio.to_thread``) with a blocking httpx client while the server runs
+on the test's trio loop, so one live server sees every example.
 """
 
 from __future__ import annotations
@@ -294,10 +294,12 @@ def run_examples(base: str) -> None:
             check_answer(answer)
             try:
                 still_serving()
-            except httpx.RemoteProtocolError:
-                # Rarely the server drops a kept-alive connection after an answer (KNOWN_GAPS.md);
-                # what must hold is that it still serves: the pool opens a new connection.
-                still_serving()
+            except httpx.TransportError as exc:
+                # The kept-alive connection must survive any answer: say which one broke it.
+                raise AssertionError(
+                    f"connection lost after HTTP {answer.status_code} "
+                    f"{dict(answer.headers)} to {sent} {body!r}"
+                ) from exc
 
         example()
 
