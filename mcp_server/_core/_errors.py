@@ -54,6 +54,7 @@ class InvalidRequest(McpError):
 
     def __init__(self, message: str, data: Any = None) -> None:
         super().__init__(INVALID_REQUEST, message, data)
+        self.request_id: str | int | None = None
 
 
 class MethodNotFound(McpError):

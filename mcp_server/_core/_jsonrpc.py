@@ -9,7 +9,7 @@ import cattrs
 import orjson
 from cattrs.gen import make_dict_structure_fn
 
-from ._errors import InvalidParams, InvalidRequest, ParseError
+from ._errors import InvalidRequest, ParseError
 
 RequestId = str | int
 
@@ -122,12 +122,19 @@ def _format(exc: BaseException, _type: Any) -> str:
 
 
 def parse(body: bytes) -> Message:
-    """Decode one JSON-RPC message; raises ``ParseError`` or ``InvalidRequest``."""
+    """Decode one JSON-RPC message; raises ``ParseError`` or ``InvalidRequest``.
+
+    An ``InvalidRequest`` carries the message's id in ``request_id`` when one could be read.
+    """
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ParseError() from None
-    return classify(data)
+    try:
+        return classify(data)
+    except InvalidRequest as exc:
+        exc.request_id = request_id_of(data)
+        raise
 
 
 def classify(data: Any) -> Message:
@@ -161,11 +168,6 @@ def request_id_of(data: Any) -> RequestId | None:
     return None
 
 
-def dumps(obj: Any) -> bytes:
-    """Serialize a JSON value."""
-    return orjson.dumps(obj)
-
-
 def result_message(rid: RequestId, result: dict[str, Any]) -> dict[str, Any]:
     """A success response."""
     return {"jsonrpc": "2.0", "id": rid, "result": result}
@@ -182,8 +184,3 @@ def notification_message(method: str, params: dict[str, Any] | None = None) -> d
     if params is not None:
         msg["params"] = params
     return msg
-
-
-def invalid_params_from(exc: Exception, prefix: str = "$.params") -> InvalidParams:
-    """Wrap a cattrs error about params into ``InvalidParams``."""
-    return InvalidParams(describe(exc).replace("@ $", f"@ {prefix}", 1))

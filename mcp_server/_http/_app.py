@@ -28,6 +28,7 @@ from .._core import _versions as v
 from .._core._errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
+    InvalidRequest,
     McpError,
     MethodNotFound,
     ParseError,
@@ -38,9 +39,9 @@ from .._core._jsonrpc import (
     Request,
     RequestId,
     Response,
-    classify,
     error_message,
     notification_message,
+    parse,
     result_message,
 )
 from .._core._registry import JSON, ListChanged, RegistryEvent, ResourceUpdated
@@ -172,7 +173,6 @@ class HttpSession:
     last_seen: float = attrs.field(factory=time.monotonic)
     connections: int = 0
     _next: int = 0
-    ended: bool = False
 
     @property
     def standalone(self) -> EventStream:
@@ -247,7 +247,6 @@ class McpApp:
         self.sessions: dict[str, HttpSession] = {}
         self.listens: set[_Listen] = set()
         self.draining = False
-        self._nursery: trio.Nursery | None = None
         self._token = settings.auth_token.encode() if settings.auth_token else None
         self._hosts, self._origins = _allowlists(settings)
         core.registry.add_listener(self._on_registry_event)
@@ -256,14 +255,12 @@ class McpApp:
     # -- lifetime -------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the sessions' nurseries and expire idle sessions, until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
-            period = max(0.05, min(30.0, self.settings.session_idle_timeout_s / 4))
-            while True:
-                await trio.sleep(period)
-                self._expire(time.monotonic())
+        """Expire idle sessions, until cancelled."""
+        task_status.started()
+        period = max(0.05, min(30.0, self.settings.session_idle_timeout_s / 4))
+        while True:
+            await trio.sleep(period)
+            self._expire(time.monotonic())
 
     def drain(self) -> None:
         """Start draining: streams send a final event and end; new sessions are refused."""
@@ -287,7 +284,6 @@ class McpApp:
     def _end(self, session_id: str) -> None:
         session = self.sessions.pop(session_id, None)
         if session is not None:
-            session.ended = True
             for scope in session.in_flight.values():
                 scope.cancel()
             self.core.tasks.drop_owner(session_id)
@@ -420,18 +416,11 @@ class McpApp:
         if not content_type.split(b";")[0].strip().lower() == b"application/json":
             raise HttpError(415, McpError(INVALID_REQUEST, "Content-Type must be application/json"))
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise HttpError(400, ParseError()) from None
-        try:
-            message = classify(data)
-        except McpError as exc:
-            rid = (
-                data.get("id")
-                if type(data) is dict and type(data.get("id")) in (str, int)
-                else None
-            )
-            raise HttpError(400, exc, rid=rid) from None
+            message = parse(body)
+        except ParseError as exc:
+            raise HttpError(400, exc) from None
+        except InvalidRequest as exc:
+            raise HttpError(400, exc, rid=exc.request_id) from None
         version_header = headers.get(b"mcp-protocol-version")
         header_version = version_header.decode("latin-1").strip() if version_header else None
         params = message.params if isinstance(message, Request | Notification) else None
