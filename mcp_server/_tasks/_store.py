@@ -46,7 +46,7 @@ from ._model import Task, TaskEvent, count_events, interrupt, next_event, utcnow
 log = logging.getLogger("mcp_server.tasks")
 
 FSYNC_INTERVAL_S = 0.2
-MAX_PENDING_EVENTS = 2000
+MAX_PENDING_EVENTS = 500
 """A task with this many events not yet written makes its producer wait (backpressure)."""
 RECORD_SUFFIX = ".json"
 LOG_SUFFIX = ".events.ndjson"
