@@ -318,6 +318,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             log.warning("cannot become a child subreaper: %s", exc)
         return trio.run(_up_main, plan)
-    except (ConfigError, TokenError) as exc:
+    except (ConfigError, TokenError, OSError) as exc:
         print(f"coding-agent: {exc}", file=sys.stderr)
         return 2
+    except BaseExceptionGroup as group:
+        # trio reports a failed start (e.g. the port is taken) as a group: say it in one line.
+        found = _first_os_error(group)
+        if found is None:
+            raise
+        print(f"coding-agent: {found}", file=sys.stderr)
+        return 2
+
+
+def _first_os_error(error: BaseException) -> OSError | None:
+    if isinstance(error, OSError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _first_os_error(inner)
+            if found is not None:
+                return found
+    return None

@@ -168,3 +168,23 @@ async def test_up_prints_client_line_and_stores_tokens(tmp_path: pathlib.Path) -
         assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
     assert up.process.returncode == 0
     assert stat.S_ISDIR((state / "tasks").stat().st_mode)
+
+
+async def test_serve_on_a_taken_port_fails_clearly(tmp_path: pathlib.Path) -> None:
+    """A port already in use ends serve with exit 2 and a one-line reason, no traceback."""
+    with trio.socket.socket() as taken:
+        await taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = base_env(STATE_PATH=str(tmp_path / "state"), DAEMON_TOKEN="d")
+        with trio.fail_after(60):
+            result = await trio.run_process(
+                [sys.executable, "-m", "mcp_server", "serve", "--port", str(port)],
+                env=env,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+    assert result.returncode == 2
+    assert b"Traceback" not in result.stderr
+    assert b"coding-agent: [Errno 98]" in result.stderr
