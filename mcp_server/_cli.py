@@ -29,6 +29,7 @@ from mcp_server._core._registry import Registry
 from mcp_server._http import HttpSettings, serve
 
 from ._config import (
+    DEFAULT_PORT,
     ConfigError,
     ServerConfig,
     default_data_dir,
@@ -227,7 +228,7 @@ def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
         daemon_port=parse_port(environ.get("CLAUDE_PROXY_PORT") or "0", "CLAUDE_PROXY_PORT"),
         port=args.port
         if args.port is not None
-        else parse_port(environ.get("PORT", "3000"), "PORT"),
+        else parse_port(environ.get("PORT", str(DEFAULT_PORT)), "PORT"),
         auth_token=mcp_token(environ, state),
         grace_s=args.grace,
         max_runs=args.max_runs,

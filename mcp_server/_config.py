@@ -116,7 +116,9 @@ def serve_config(
     daemon_token = token_from_environment(environ, default_file=state / "daemon.token")
     return ServerConfig(
         host=host or "127.0.0.1",
-        port=port if port is not None else parse_port(environ.get("PORT", "3000"), "PORT"),
+        port=port
+        if port is not None
+        else parse_port(environ.get("PORT", str(DEFAULT_PORT)), "PORT"),
         state_path=state,
         workspace=workspace_from_env(environ),
         daemon=DaemonEndpoint(
