@@ -188,3 +188,23 @@ async def test_serve_on_a_taken_port_fails_clearly(tmp_path: pathlib.Path) -> No
     assert result.returncode == 2
     assert b"Traceback" not in result.stderr
     assert b"coding-agent: [Errno 98]" in result.stderr
+
+
+async def test_doctor_is_dispatched(tmp_path: pathlib.Path) -> None:
+    """coding-agent doctor runs the doctor (here: no daemon, so it reports problems)."""
+    env = base_env(
+        STATE_PATH=str(tmp_path / "state"),
+        DAEMON_TOKEN_FILE=str(tmp_path / "missing.token"),
+        CLAUDE_PROXY_HOST="127.0.0.1",
+        CLAUDE_PROXY_PORT="1",
+    )
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [sys.executable, "-m", "mcp_server", "doctor"],
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode != 0
+    assert b"token" in result.stdout + result.stderr
