@@ -12,10 +12,11 @@ then drives each with the same ``tools/call echo`` load from a separate load-gen
 concurrency 1 and 16, in both protocol eras (legacy: one ``initialize``d session shared by the
 connections; 2026-07-28: stateless, ``_meta`` and ``Mcp-*`` headers). Runs go one after the
 other, ours and the SDK's interleaved in rotating order, ``--rounds`` times per row, so all see
-the same machine load; the table shows medians: requests/s, p50 and p99 per row, and our
-requests/s over the SDK's in its SSE and in its JSON mode (same era and concurrency).
+the same machine load. On a shared machine the best run is the least disturbed one: the table
+shows its requests/s, p50 and p99, the median requests/s beside it, and our best requests/s over
+the SDK's in its SSE and in its JSON mode (same era and concurrency).
 
-    .venv/bin/python bench/bench_mcp.py                 # full table: median of 3 runs of 2 s
+    .venv/bin/python bench/bench_mcp.py                 # full table: best of 5 runs of 1.5 s
     .venv/bin/python bench/bench_mcp.py --rounds 1 --duration 1    # quicker, noisier
     .venv/bin/python bench/bench_mcp.py --profile /tmp/ours.prof --only ours-json
         # cProfile of our server under load; read with python -m pstats
@@ -356,12 +357,12 @@ def run_load(port: int, era: str, concurrency: int, duration: float) -> dict[str
     return result
 
 
-def median_row(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median of each figure over the rounds; errors add up."""
+def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best run (the least disturbed on a shared machine) plus the median req/s."""
+    best = max(samples, key=lambda sample: sample["rps"])
     return {
-        "rps": statistics.median(sample["rps"] for sample in samples),
-        "p50_ms": statistics.median(sample["p50_ms"] for sample in samples),
-        "p99_ms": statistics.median(sample["p99_ms"] for sample in samples),
+        **best,
+        "median_rps": statistics.median(sample["rps"] for sample in samples),
         "errors": sum(sample["errors"] for sample in samples),
     }
 
@@ -391,19 +392,26 @@ def orchestrate(args: argparse.Namespace) -> int:
                             flush=True,
                         )
                 for name, taken in samples.items():
-                    rows[(name, era, concurrency)] = median_row(taken)
+                    rows[(name, era, concurrency)] = summarize(taken)
     finally:
         for process, _ in running.values():
             stop_server(process)
 
     print()
     print(
-        f"tools/call echo, median of {args.rounds} rounds of {args.duration:g} s; "
-        "ratios = our req/s over the SDK's at the same era and concurrency"
+        f"tools/call echo; best of {args.rounds} interleaved runs of {args.duration:g} s "
+        "(req/s, p50, p99 of that run), median req/s beside it; ratios = our best req/s over "
+        "the SDK's at the same era and concurrency"
     )
     print()
-    print("| server    | era    | conc | req/s | p50 ms | p99 ms | errors | /sdk-sse | /sdk-json |")
-    print("|-----------|--------|-----:|------:|-------:|-------:|-------:|---------:|----------:|")
+    print(
+        "| server    | era    | conc | req/s | median | p50 ms | p99 ms | errors "
+        "| /sdk-sse | /sdk-json |"
+    )
+    print(
+        "|-----------|--------|-----:|------:|-------:|-------:|-------:|-------:"
+        "|---------:|----------:|"
+    )
     for (name, era, concurrency), r in rows.items():
         ratios = []
         for sdk_name in ("sdk-sse", "sdk-json"):
@@ -411,8 +419,9 @@ def orchestrate(args: argparse.Namespace) -> int:
             ok = name.startswith("ours") and sdk is not None and sdk["rps"] > 0
             ratios.append(f"{r['rps'] / sdk['rps']:.2f}x" if ok and sdk else "")
         print(
-            f"| {name:9} | {era:6} | {concurrency:4} | {r['rps']:5.0f} | {r['p50_ms']:6.2f} | "
-            f"{r['p99_ms']:6.2f} | {r['errors']:6} | {ratios[0]:>8} | {ratios[1]:>9} |"
+            f"| {name:9} | {era:6} | {concurrency:4} | {r['rps']:5.0f} | {r['median_rps']:6.0f} "
+            f"| {r['p50_ms']:6.2f} | {r['p99_ms']:6.2f} | {r['errors']:6} "
+            f"| {ratios[0]:>8} | {ratios[1]:>9} |"
         )
     return 0
 
@@ -430,8 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_p.add_argument("--concurrency", type=int, required=True)
     load_p.add_argument("--duration", type=float, required=True)
     load_p.add_argument("--warmup", type=float, default=0.5)
-    parser.add_argument("--duration", type=float, default=2.0, help="measured seconds per run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per row (median reported)")
+    parser.add_argument("--duration", type=float, default=1.5, help="measured seconds per run")
+    parser.add_argument("--rounds", type=int, default=5, help="runs per row (best reported)")
     parser.add_argument("--only", action="append", choices=[s.name for s in SERVERS])
     parser.add_argument("--profile", help="write a cProfile of our server(s) to this file")
     args = parser.parse_args(argv)
