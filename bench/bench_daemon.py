@@ -8,9 +8,10 @@
    client (every line parsed and forwarded as an event), against the layers below it: the same
    child writing to /dev/null, read by a bare trio reader, read as lines by ``spawn_group``
    alone, and read by ``spawn_group`` with the daemon's parsing and frame encoding (no socket).
-   The CPU time of the daemon and of the client during the stream shows which side is busier
-   (on a loaded machine the wall time also counts waiting for a core). The daemon's peak RSS
-   (``VmHWM``) is read from ``/proc`` after the stream.
+   The CPU time of the daemon and of the client during the stream shows which side is busier;
+   on a loaded machine the wall time also counts waiting for a core, which the daemon's
+   ``/proc/PID/schedstat`` shows, and "MB per CPU second" is the rate the daemon would reach on
+   a core of its own. The daemon's peak RSS (``VmHWM``) is read from ``/proc`` after the stream.
 
 The daemon runs as a subprocess (``python -m host_daemon``) on a loopback port, as in production.
 Absolute figures depend on the machine and its load: compare the ratios.
@@ -193,11 +194,13 @@ async def bench_streaming(root: pathlib.Path, megabytes: int) -> list[str]:
         assert daemon.process is not None
         idle_rss = _vm_hwm_kib(daemon.process.pid)
         daemon_cpu, client_cpu = _cpu_seconds(daemon.process.pid), time.process_time()
+        daemon_waited = _run_queue_seconds(daemon.process.pid)
         start = time.perf_counter()
         events, finished = await daemon.run("stream")
         through = time.perf_counter() - start
         daemon_cpu = _cpu_seconds(daemon.process.pid) - daemon_cpu
         client_cpu = time.process_time() - client_cpu
+        daemon_waited = _run_queue_seconds(daemon.process.pid) - daemon_waited
         assert finished.outcome == "success", finished.error
         assert not finished.output_truncated
         peak_rss = _vm_hwm_kib(daemon.process.pid)
@@ -227,7 +230,9 @@ async def bench_streaming(root: pathlib.Path, megabytes: int) -> list[str]:
         f"{'spawn_group lines, no daemon':<34} {grouped:>9.2f} {megabytes / grouped:>9.1f}",
         f"{'spawn_group + parse + encode':<34} {parsing:>9.2f} {megabytes / parsing:>9.1f}",
         f"{'ratio daemon / direct (time)':<34} {through / direct:>8.2f}x",
-        f"CPU during the stream: daemon {daemon_cpu:.2f} s, client {client_cpu:.2f} s",
+        f"CPU during the stream: daemon {daemon_cpu:.2f} s, client {client_cpu:.2f} s; "
+        f"the daemon waited {daemon_waited:.2f} s for a free core",
+        f"{'daemon MB per CPU second':<34} {'':>9} {megabytes / daemon_cpu:>9.1f}",
         f"daemon peak RSS (VmHWM): {peak_rss / 1024:.1f} MiB "
         f"(after start: {idle_rss / 1024:.1f} MiB)",
     ]
@@ -271,6 +276,11 @@ async def _parse_lines(argv: list[str], root: pathlib.Path) -> int:
                     framed += len(encode_frame(event))
         await proc.wait()
     return framed
+
+
+def _run_queue_seconds(pid: int) -> float:
+    """How long ``pid``'s main thread has been runnable but waiting for a CPU (schedstat)."""
+    return int(pathlib.Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 def _cpu_seconds(pid: int) -> float:
