@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
@@ -598,11 +598,14 @@ def build_registry() -> Registry:
     f = Fixtures(registry)
 
     def tool(
-        name: str, description: str, handler: Any, schema: JSON | None = None, **kw: Any
+        name: str,
+        description: str,
+        handler: Callable[[RequestContext, JSON], Awaitable[ToolResult]],
+        schema: JSON | None = None,
+        **kw: Any,
     ) -> None:
         registry.add_tool(Tool(name, description, schema or NO_ARGS, handler, **kw))
 
-    string_arg = {"type": "object", "properties": {}}
     tool("test_simple_text", "Tests simple text content response", f.simple_text)
     tool("test_image_content", "Tests image content response", f.image)
     tool("test_audio_content", "Tests audio content response", f.audio)
@@ -761,7 +764,6 @@ def build_registry() -> Registry:
         "test_tool_with_task",
         "Asks for user_name, then finishes as a task",
         f.tool_with_task,
-        string_arg,
         task_support="required",
     )
 
