@@ -430,37 +430,29 @@ class Core:
         self, request: Request, version: str, headers: Sequence[tuple[str, str]]
     ) -> None:
         """The 2026-07-28 routing headers must be present, single and equal to the body."""
-        seen: dict[str, list[str]] = {}
+        seen: dict[str, str] = {}
         for name, value in headers:
             lower = name.lower()
-            if lower == "mcp-protocol-version" or lower.startswith("mcp-"):
-                seen.setdefault(lower, []).append(value.strip())
-        for name, values in seen.items():
-            if len(values) > 1:
-                raise HeaderMismatch(f"{name} header appears more than once")
-
-        def expect(name: str, body_value: Any) -> None:
-            values = seen.get(name.lower())
-            if values is None:
-                raise HeaderMismatch(f"{name} header missing")
-            if _decode_header(values[0], name) != body_value:
-                raise HeaderMismatch(f"{name} header does not match the request body")
-
-        expect("MCP-Protocol-Version", version)
-        expect("Mcp-Method", request.method)
-        if request.method in ("tools/call", "prompts/get"):
-            expect("Mcp-Name", request.params.get("name"))
-        elif request.method == "resources/read":
-            expect("Mcp-Name", request.params.get("uri"))
-        elif request.method.startswith("tasks/"):
-            expect("Mcp-Name", request.params.get("taskId"))
-        if request.method == "tools/call":
+            if lower.startswith("mcp-"):
+                if lower in seen:
+                    raise HeaderMismatch(f"{lower} header appears more than once")
+                seen[lower] = value.strip()
+        _expect(seen, "MCP-Protocol-Version", version)
+        method = request.method
+        _expect(seen, "Mcp-Method", method)
+        if method in {"tools/call", "prompts/get"}:
+            _expect(seen, "Mcp-Name", request.params.get("name"))
+        elif method == "resources/read":
+            _expect(seen, "Mcp-Name", request.params.get("uri"))
+        elif method.startswith("tasks/"):
+            _expect(seen, "Mcp-Name", request.params.get("taskId"))
+        if method == "tools/call":
             tool = self.registry.tools.get(request.params.get("name"))  # type: ignore[arg-type]
             arguments = request.params.get("arguments")
             if tool is not None and type(arguments) is dict:
                 for prop, header in _header_params(tool):
                     if prop in arguments:
-                        expect(f"Mcp-Param-{header}", _header_text(arguments[prop]))
+                        _expect(seen, f"Mcp-Param-{header}", _header_text(arguments[prop]))
                     elif f"mcp-param-{header.lower()}" in seen:
                         raise HeaderMismatch(f"Mcp-Param-{header} header without a body value")
 
@@ -1064,7 +1056,17 @@ def _header_text(value: Any) -> Any:
 _B64 = re.compile(r"=\?base64\?(.*)\?=\Z", re.IGNORECASE | re.DOTALL)
 
 
+def _expect(seen: dict[str, str], name: str, body_value: Any) -> None:
+    value = seen.get(name.lower())
+    if value is None:
+        raise HeaderMismatch(f"{name} header missing")
+    if _decode_header(value, name) != body_value:
+        raise HeaderMismatch(f"{name} header does not match the request body")
+
+
 def _decode_header(value: str, name: str) -> str:
+    if not value.startswith("=?"):
+        return value
     match = _B64.match(value)
     if match is None:
         return value
