@@ -14,7 +14,9 @@ connections; 2026-07-28: stateless, ``_meta`` and ``Mcp-*`` headers). Runs go on
 other, ours and the SDK's interleaved in rotating order, ``--rounds`` times per row, so all see
 the same machine load. On a shared machine the best run is the least disturbed one: the table
 shows its requests/s, p50 and p99, the median requests/s beside it, and our best requests/s over
-the SDK's in its SSE and in its JSON mode (same era and concurrency).
+the SDK's in its SSE and in its JSON mode (same era and concurrency). Note that on 2026-07-28
+the SDK's SSE mode answers plain JSON when nothing precedes the result (as ours does without
+``sse_responses``), while ``ours-sse`` always streams.
 
     .venv/bin/python bench/bench_mcp.py                 # full table: best of 5 runs of 1.5 s
     .venv/bin/python bench/bench_mcp.py --rounds 1 --duration 1    # quicker, noisier
