@@ -467,3 +467,20 @@ async def test_sdk_legacy_client_cancels_a_task(url: str) -> None:
                 await client.session.send_request(cancel, types.CancelTaskResult)
     assert cancelled.status == "cancelled"
     assert caught.value.error.code == types.INVALID_PARAMS
+
+
+async def test_sdk_legacy_client_hears_tool_list_changes(url: str) -> None:
+    """On a legacy session a tools list change arrives as notifications/tools/list_changed."""
+    changed = trio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    with trio.fail_after(20):
+        async with Client(url, mode="legacy", message_handler=on_message) as client:
+            before = {tool.name for tool in (await client.list_tools()).tools}
+            await client.call_tool("test_trigger_tool_change", {})
+            await changed.wait()
+            after = {tool.name for tool in (await client.list_tools()).tools}
+    assert after - before == {"test_dynamic_tool"}
