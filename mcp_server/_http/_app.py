@@ -607,13 +607,15 @@ class McpApp:
         session = self._session(headers)
         last = headers.get(b"last-event-id")
         stream = session.standalone
-        after = 0
+        after = stream.delivered
         if last is not None:
             key, _, seq = last.decode("latin-1").rpartition(":")
             resumed = session.streams.get(key)
             if resumed is None or not seq.isdigit():
                 raise HttpError(400, McpError(INVALID_REQUEST, "Unknown Last-Event-ID"))
             stream, after = resumed, int(seq)
+        # One connection per stream, so each message goes out on exactly one: the newest wins.
+        stream.detach()
         session.connections += 1
         try:
             async with trio.open_nursery() as nursery:
@@ -788,6 +790,7 @@ class McpApp:
                 prefix = f"id: {stream.key}:{seq}\n".encode() if ids else b""
                 await _chunk(send, prefix + b"event: message\ndata: " + data + b"\n\n")
                 last = seq
+                stream.delivered = max(stream.delivered, seq)
             if (stream.closed and last >= stream.seq) or stream.detached != generation:
                 break
             if self.draining:

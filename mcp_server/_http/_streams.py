@@ -16,11 +16,13 @@ import trio
 class EventStream:
     """One SSE stream's events, numbered from 1; ``key`` names the stream in event ids."""
 
-    __slots__ = ("_events", "_wakeup", "closed", "detached", "key", "seq", "status")
+    __slots__ = ("_events", "_wakeup", "closed", "delivered", "detached", "key", "seq", "status")
 
     def __init__(self, key: str, limit: int) -> None:
         self.key = key
         self.seq = 0
+        self.delivered = 0
+        """The last event some connection was sent: a fresh GET continues from there."""
         self.closed = False
         self.detached = 0
         """Bumped by ``detach``: the writer attached before ends, the stream lives on."""

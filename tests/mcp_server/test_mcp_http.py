@@ -558,3 +558,26 @@ def test_event_stream_is_bounded() -> None:
     assert gap
     assert [seq for seq, _ in events] == [7, 8, 9, 10]
     assert stream.after(8) == ([(9, b"8"), (10, b"9")], False)
+
+
+async def test_second_get_stream_replaces_the_first(probe: Probe) -> None:
+    """A new GET stream takes over: the old one ends, messages go out on the new one only."""
+    registry = make_registry(probe)
+    async with httpx.AsyncClient(timeout=20) as client, serving(registry) as url:
+        headers = await initialize(client, url)
+        subscribe = rpc(1, "resources/subscribe", {"uri": "x://watched"})
+        assert (await client.post(url, headers=headers, json=subscribe)).status_code == 200
+        async with client.stream("GET", url, headers=headers) as first:
+            first_events = read_events(first)
+            assert (await anext(first_events))[1] is None  # priming
+            async with client.stream("GET", url, headers=headers) as second:
+                second_events = read_events(second)
+                assert (await anext(second_events))[1] is None
+                with trio.fail_after(10):
+                    leftovers = [event async for event in first_events]
+                registry.resource_updated("x://watched")
+                with trio.fail_after(10):
+                    _, message = await anext(second_events)
+    assert leftovers == []
+    assert message is not None
+    assert message["method"] == "notifications/resources/updated"
