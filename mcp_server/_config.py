@@ -12,7 +12,12 @@ from pathlib import PurePosixPath
 
 import attrs
 
-from host_daemon import load_or_create_token, token_from_environment
+from host_daemon import (
+    default_state_dir,
+    default_token_file,
+    load_or_create_token,
+    token_from_environment,
+)
 
 from ._tasks._runner import DaemonEndpoint, Workspace
 
@@ -113,7 +118,11 @@ def serve_config(
         if not tunnel:
             raise ConfigError("TUNNEL_ENABLED is set but TUNNEL_URL is not")
         public_urls = (tunnel,)
-    daemon_token = token_from_environment(environ, default_file=state / "daemon.token")
+    # On the host, serve and the daemon read the same default token file; the container is
+    # given DAEMON_TOKEN_FILE (the daemon's file, mounted read-only).
+    daemon_token = token_from_environment(
+        environ, default_file=default_token_file(default_state_dir(environ))
+    )
     return ServerConfig(
         host=host or "127.0.0.1",
         port=port

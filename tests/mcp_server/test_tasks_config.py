@@ -14,6 +14,7 @@ import pytest
 import trio
 from _support.agent_up import base_env, coding_agent_up
 
+from host_daemon import default_state_dir, default_token_file
 from mcp_server._config import ConfigError, env_flag, serve_config, workspace_from_env
 from mcp_server._tasks._runner import PathRefused, Workspace
 
@@ -105,6 +106,15 @@ def test_serve_config_generates_token_0600(tmp_path: pathlib.Path) -> None:
     assert len(first.auth_token) >= 32
     mode = stat.S_IMODE((tmp_path / "s" / "mcp.token").stat().st_mode)
     assert mode == 0o600
+
+
+def test_serve_config_shares_the_daemons_default_token_file(tmp_path: pathlib.Path) -> None:
+    """Without DAEMON_TOKEN(_FILE), serve reads the token file the daemon itself defaults to."""
+    environ = {"STATE_PATH": str(tmp_path / "s"), "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    daemon_file = default_token_file(default_state_dir(environ))
+    daemon_file.parent.mkdir(parents=True)
+    daemon_file.write_text("the-daemons-token\n")
+    assert serve_config(environ).daemon.token == "the-daemons-token"
 
 
 @pytest.mark.parametrize(
