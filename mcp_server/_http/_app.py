@@ -752,6 +752,17 @@ class McpApp:
             if only is not None:
                 await _respond(send, stream.status, only, _JSON_HEADERS + headers)
                 return
+        ids = session is not None
+        if stream.closed and stream.detached == generation:
+            # Everything is known already: one SSE body with a length, no chunked streaming.
+            events, gap = stream.after(after)
+            if not gap:
+                frames = [self._priming(stream, after)] if priming and ids else []
+                frames += [_frame(stream.key, seq, data, ids) for seq, data in events]
+                if events:
+                    stream.delivered = max(stream.delivered, events[-1][0])
+                await _respond(send, 200, b"".join(frames), _SSE_HEADERS + headers)
+                return
         await send(
             {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers}
         )
@@ -759,12 +770,16 @@ class McpApp:
             send,
             stream,
             after,
-            ids=session is not None,
+            ids=ids,
             priming=priming,
             final=final,
             generation=generation,
         )
         await _end_body(send)
+
+    def _priming(self, stream: EventStream, seq: int) -> bytes:
+        """An event with an id and a retry delay and no data: where a client resumes from."""
+        return f"id: {stream.key}:{seq}\nretry: {self.settings.sse_retry_ms}\ndata: \n\n".encode()
 
     async def _events(
         self,
@@ -778,17 +793,15 @@ class McpApp:
         generation: int,
     ) -> None:
         """The SSE events of ``stream`` after ``after``, until it ends, detaches or drains."""
-        retry = self.settings.sse_retry_ms
         if priming and ids:
-            await _chunk(send, f"id: {stream.key}:{after}\nretry: {retry}\ndata: \n\n".encode())
+            await _chunk(send, self._priming(stream, after))
         last = after
         while True:
             events, gap = stream.after(last)
             if gap:
                 break
             for seq, data in events:
-                prefix = f"id: {stream.key}:{seq}\n".encode() if ids else b""
-                await _chunk(send, prefix + b"event: message\ndata: " + data + b"\n\n")
+                await _chunk(send, _frame(stream.key, seq, data, ids))
                 last = seq
                 stream.delivered = max(stream.delivered, seq)
             if (stream.closed and last >= stream.seq) or stream.detached != generation:
@@ -797,12 +810,15 @@ class McpApp:
                 if final is not None:
                     await _chunk(send, b"event: message\ndata: " + final + b"\n\n")
                 elif ids:
-                    await _chunk(
-                        send, f"id: {stream.key}:{last}\nretry: {retry}\ndata: \n\n".encode()
-                    )
+                    await _chunk(send, self._priming(stream, last))
                 break
             if stream.seq == last:
                 await stream.wait()
+
+
+def _frame(key: str, seq: int, data: bytes, ids: bool) -> bytes:
+    prefix = f"id: {key}:{seq}\n".encode() if ids else b""
+    return prefix + b"event: message\ndata: " + data + b"\n\n"
 
 
 def _method_not_allowed() -> None:
@@ -835,6 +851,9 @@ async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
 async def _respond(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
 ) -> None:
+    """A complete answer; ``content-length`` spares chunked framing and a terminator write."""
+    if status != 204:
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
