@@ -65,6 +65,7 @@ _SSE_HEADERS: Final = [
 ]
 _LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _MAX_STREAMS_PER_SESSION: Final = 64
+WATCH_DELAY_S: Final = 0.02
 _LIST_NOTIFICATIONS: Final = {
     "tools": "notifications/tools/list_changed",
     "resources": "notifications/resources/list_changed",
@@ -247,6 +248,8 @@ class McpApp:
         self.sessions: dict[str, HttpSession] = {}
         self.listens: set[_Listen] = set()
         self.draining = False
+        self._unwatched: dict[int, tuple[trio.Nursery, Receive, trio.CancelScope]] = {}
+        self._unwatched_added = trio.Event()
         self._token = settings.auth_token.encode() if settings.auth_token else None
         self._hosts, self._origins = _allowlists(settings)
         core.registry.add_listener(self._on_registry_event)
@@ -255,12 +258,32 @@ class McpApp:
     # -- lifetime -------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Expire idle sessions, until cancelled."""
-        task_status.started()
+        """Expire idle sessions and start disconnect watchers, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._expire_idle)
+            nursery.start_soon(self._start_watchers)
+            task_status.started()
+
+    async def _expire_idle(self) -> None:
         period = max(0.05, min(30.0, self.settings.session_idle_timeout_s / 4))
         while True:
             await trio.sleep(period)
             self._expire(time.monotonic())
+
+    async def _start_watchers(self) -> None:
+        """Give a disconnect watcher to each 2026-07-28 request still running after a moment.
+
+        Most requests finish within milliseconds; watching each from its first instant would
+        cost a task per request. A request still running at the next tick gets a watcher in its
+        own nursery, so a closed stream cancels it at most ``WATCH_DELAY_S`` later.
+        """
+        while True:
+            await self._unwatched_added.wait()
+            await trio.sleep(WATCH_DELAY_S)
+            pending, self._unwatched = self._unwatched, {}
+            self._unwatched_added = trio.Event()
+            for nursery, receive, scope in pending.values():
+                nursery.start_soon(_watch_disconnect, receive, scope)
 
     def drain(self) -> None:
         """Start draining: streams send a final event and end; new sessions are refused."""
@@ -523,11 +546,15 @@ class McpApp:
             async with trio.open_nursery() as nursery:
                 exchange = _Exchange(self, send, stream, session, nursery)
                 if receive is not None:
-                    nursery.start_soon(_watch_disconnect, receive, scope)
-                with scope:
-                    response, stream.status = await self._answer(
-                        request, env, _Stream(session, stream, exchange)
-                    )
+                    self._unwatched[id(scope)] = (nursery, receive, scope)
+                    self._unwatched_added.set()
+                try:
+                    with scope:
+                        response, stream.status = await self._answer(
+                            request, env, _Stream(session, stream, exchange)
+                        )
+                finally:
+                    self._unwatched.pop(id(scope), None)
                 if response is None:
                     # Cancelled: no response is sent; end the stream so its writer returns.
                     stream.closed = True
