@@ -286,7 +286,8 @@ class McpApp:
                 nursery.start_soon(_watch_disconnect, receive, scope)
 
     def drain(self) -> None:
-        """Start draining: streams send a final event and end; new sessions are refused."""
+        """Start draining: GET and listen streams send a final event and end, requests in flight
+        run to their result, new sessions are refused."""
         self.draining = True
         for session in self.sessions.values():
             for stream in session.streams.values():
@@ -647,7 +648,15 @@ class McpApp:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
-                await self._write(send, stream, after, session, json_ok=False, priming=last is None)
+                await self._write(
+                    send,
+                    stream,
+                    after,
+                    session,
+                    json_ok=False,
+                    priming=last is None,
+                    drain_ends=stream is session.standalone,
+                )
                 nursery.cancel_scope.cancel()
         finally:
             session.connections -= 1
@@ -736,7 +745,16 @@ class McpApp:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
-                await self._write(send, stream, 0, None, json_ok=False, priming=False, final=final)
+                await self._write(
+                    send,
+                    stream,
+                    0,
+                    None,
+                    json_ok=False,
+                    priming=False,
+                    final=final,
+                    drain_ends=True,
+                )
                 nursery.cancel_scope.cancel()
         finally:
             self.listens.discard(listen)
@@ -755,11 +773,14 @@ class McpApp:
         extra: list[tuple[bytes, bytes]] | None = None,
         final: bytes | None = None,
         generation: int | None = None,
+        drain_ends: bool = False,
     ) -> None:
         """Send ``stream`` as JSON (one final message, when allowed) or as SSE until it ends.
 
-        Draining ends the stream with ``final`` (or a last ``retry`` event the client can resume
-        from); a writer that fell behind the bounded buffer ends so the client resumes.
+        With ``drain_ends`` (GET and listen streams, which never end by themselves) draining
+        ends the stream with ``final`` (or a last ``retry`` event the client can resume from); a
+        request's stream runs to its result. A writer that fell behind the bounded buffer ends
+        so the client resumes.
         """
         headers = list(extra or [])
         if session is not None:
@@ -768,12 +789,7 @@ class McpApp:
         if generation is None:
             generation = stream.detached
         if json_ok:
-            while (
-                stream.seq <= after
-                and not stream.closed
-                and not self.draining
-                and stream.detached == generation
-            ):
+            while stream.seq <= after and not stream.closed and stream.detached == generation:
                 await stream.wait()
             only = stream.only_message()
             if only is not None:
@@ -801,6 +817,7 @@ class McpApp:
             priming=priming,
             final=final,
             generation=generation,
+            drain_ends=drain_ends,
         )
         await _end_body(send)
 
@@ -818,6 +835,7 @@ class McpApp:
         priming: bool,
         final: bytes | None,
         generation: int,
+        drain_ends: bool,
     ) -> None:
         """The SSE events of ``stream`` after ``after``, until it ends, detaches or drains."""
         if priming and ids:
@@ -833,7 +851,7 @@ class McpApp:
                 stream.delivered = max(stream.delivered, seq)
             if (stream.closed and last >= stream.seq) or stream.detached != generation:
                 break
-            if self.draining:
+            if drain_ends and self.draining:
                 if final is not None:
                     await _chunk(send, b"event: message\ndata: " + final + b"\n\n")
                 elif ids:

@@ -61,6 +61,7 @@ def make_registry(probe: Probe) -> Registry:
         return ToolResult([{"type": "text", "text": "resumed"}])
 
     async def gated(ctx: RequestContext, args: JSON) -> ToolResult:
+        await ctx.progress(1, 2)
         probe.started.set()
         await probe.release.wait()
         return ToolResult([{"type": "text", "text": "released"}])
@@ -472,10 +473,10 @@ async def test_drain_ends_sse_stream_with_a_final_event(probe: Probe) -> None:
 
 
 async def test_drain_lets_a_request_in_flight_complete(probe: Probe) -> None:
-    """A request running when shutdown is set still gets its result; then serve() returns."""
+    """A request streaming when shutdown is set still gets its result; then serve() returns."""
     shutdown = trio.Event()
     settings = HttpSettings(port=0, graceful_timeout_s=30)
-    answers: list[httpx.Response] = []
+    messages: list[JSON] = []
     async with httpx.AsyncClient(timeout=20) as client, trio.open_nursery() as nursery:
         urls = await nursery.start(
             functools.partial(serve, make_registry(probe), settings, shutdown=shutdown)
@@ -484,8 +485,9 @@ async def test_drain_lets_a_request_in_flight_complete(probe: Probe) -> None:
         headers = await initialize(client, url)
 
         async def call() -> None:
-            body = rpc(3, "tools/call", {"name": "gated"})
-            answers.append(await client.post(url, headers=headers, json=body))
+            body = rpc(3, "tools/call", {"name": "gated", "_meta": {"progressToken": "p"}})
+            async with client.stream("POST", url, headers=headers, json=body) as response:
+                messages.extend([m async for _, m in read_events(response) if m is not None])
 
         nursery.start_soon(call)
         with trio.fail_after(10):
@@ -497,7 +499,8 @@ async def test_drain_lets_a_request_in_flight_complete(probe: Probe) -> None:
         probe.release.set()
         started = trio.current_time()
     assert trio.current_time() - started < 15
-    assert answers[0].json()["result"]["content"][0]["text"] == "released"
+    assert messages[0]["method"] == "notifications/progress"
+    assert messages[-1]["result"]["content"][0]["text"] == "released"
 
 
 async def _until_refused(port: int) -> None:
