@@ -252,6 +252,7 @@ class McpApp:
         self._unwatched_added = trio.Event()
         self._token = settings.auth_token.encode() if settings.auth_token else None
         self._hosts, self._origins = _allowlists(settings)
+        self._public = public_bases(settings)
         core.registry.add_listener(self._on_registry_event)
         core.task_listeners.append(self._on_task_change)
 
@@ -404,7 +405,8 @@ class McpApp:
             auth = headers.get(b"authorization", b"")
             scheme, _, token = auth.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
-                metadata = f"{_base_url(scope, host)}/.well-known/oauth-protected-resource/mcp"
+                base = advertised_base(scope.get("scheme", "http"), host, self._public)
+                metadata = f"{base}/.well-known/oauth-protected-resource/mcp"
                 challenge = f'Bearer resource_metadata="{metadata}"'
                 if auth:
                     challenge += ', error="invalid_token"'
@@ -930,8 +932,36 @@ def _allowlists(settings: HttpSettings) -> tuple[frozenset[str], frozenset[str]]
     return frozenset(hosts), frozenset(origins)
 
 
-def _base_url(scope: Scope, host: str) -> str:
-    return f"{scope.get('scheme', 'http')}://{host}"
+def public_bases(settings: HttpSettings) -> dict[str, list[tuple[int, str]]]:
+    """``public_urls`` by lower-case hostname: (port, ``scheme://netloc``) of each."""
+    bases: dict[str, list[tuple[int, str]]] = {}
+    for url in settings.public_urls:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        if parts.hostname:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            bases.setdefault(parts.hostname.lower(), []).append(
+                (port, f"{parts.scheme}://{parts.netloc}")
+            )
+    return bases
+
+
+def advertised_base(scheme: str, host: str, bases: dict[str, list[tuple[int, str]]]) -> str:
+    """The base URL to advertise for a request to ``host`` (its Host header).
+
+    A request whose Host names a public URL (a tunnel terminating TLS in front of us) is
+    told that public URL, preferring the one on the same explicit port; otherwise the
+    request's own scheme and Host.
+    """
+    name = _hostname(host.lower())
+    candidates = bases.get(name.strip("[]")) or bases.get(name)
+    if not candidates:
+        return f"{scheme}://{host}"
+    port = host[len(name) + 1 :] if len(host) > len(name) else ""
+    if port.isdigit():
+        for public_port, base in candidates:
+            if public_port == int(port):
+                return base
+    return candidates[0][1]
 
 
 def origin_allowed(origin: str, origins: frozenset[str]) -> bool:

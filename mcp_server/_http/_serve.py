@@ -13,13 +13,14 @@ from quart_trio import QuartTrio
 
 from .._core._registry import Registry
 from .._core._server import Core, ServerInfo
-from ._app import McpApp, Receive, Scope, Send
+from ._app import McpApp, Receive, Scope, Send, advertised_base, public_bases
 from ._settings import HttpSettings
 
 
 def _quart_app(settings: HttpSettings) -> QuartTrio:
     """Health and RFC 9728 metadata; also answers the ASGI lifespan Hypercorn requires."""
     app = QuartTrio("mcp_server")
+    public = public_bases(settings)
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -28,7 +29,7 @@ def _quart_app(settings: HttpSettings) -> QuartTrio:
     @app.get("/.well-known/oauth-protected-resource")
     @app.get("/.well-known/oauth-protected-resource/mcp")
     async def resource_metadata() -> Response:
-        base = f"{request.scheme}://{request.host}"
+        base = advertised_base(request.scheme, request.host, public)
         body: dict[str, Any] = {
             "resource": f"{base}/mcp",
             "bearer_methods_supported": ["header"],

@@ -23,6 +23,7 @@ from mcp_server import (
     ToolResult,
     serve,
 )
+from mcp_server._http._app import advertised_base, public_bases
 from mcp_server._http._streams import EventStream
 
 JSON = dict[str, Any]
@@ -66,6 +67,11 @@ def make_registry(probe: Probe) -> Registry:
         await probe.release.wait()
         return ToolResult([{"type": "text", "text": "released"}])
 
+    async def waiter(ctx: RequestContext, args: JSON) -> ToolResult:
+        probe.started.set()
+        await probe.release.wait()
+        return ToolResult([{"type": "text", "text": "waited"}])
+
     async def read(uri: str) -> list[Any]:
         return [TextContents(uri, "v")]
 
@@ -74,6 +80,7 @@ def make_registry(probe: Probe) -> Registry:
     registry.add_tool(Tool("slow", "Waits until cancelled", schema, slow))
     registry.add_tool(Tool("resumable", "Closes its stream", schema, resumable))
     registry.add_tool(Tool("gated", "Waits for the test", schema, gated))
+    registry.add_tool(Tool("waiter", "Waits for the test, silently", schema, waiter))
     registry.add_resource(Resource("x://watched", "watched", read))
     return registry
 
@@ -363,6 +370,45 @@ async def test_bearer_token_required(probe: Probe, client: httpx.AsyncClient) ->
     assert metadata.json()["resource"] == url
 
 
+async def test_auth_metadata_names_the_tunnel_url(probe: Probe, client: httpx.AsyncClient) -> None:
+    """A request whose Host is a public URL's is told that URL in the 401 and RFC 9728 body."""
+    tunnel = "https://x.trycloudflare.com"
+    async with serving(make_registry(probe), auth_token="s3cret", public_urls=(tunnel,)) as url:
+        host = {"host": "x.trycloudflare.com"}
+        denied = await client.post(url, headers={**BASE_HEADERS, **host}, json=rpc(1, "ping"))
+        base = url.rsplit("/", 1)[0]
+        metadata = await client.get(
+            f"{base}/.well-known/oauth-protected-resource/mcp", headers=host
+        )
+    assert denied.status_code == 401
+    expected = f'Bearer resource_metadata="{tunnel}/.well-known/oauth-protected-resource/mcp"'
+    assert denied.headers["www-authenticate"] == expected
+    assert metadata.json()["resource"] == f"{tunnel}/mcp"
+
+
+async def test_auth_metadata_keeps_a_local_request_url(
+    probe: Probe, client: httpx.AsyncClient
+) -> None:
+    """A request to a local Host is told its own scheme and Host, even with a tunnel set."""
+    tunnel = "https://x.trycloudflare.com"
+    async with serving(make_registry(probe), auth_token="s3cret", public_urls=(tunnel,)) as url:
+        denied = await client.post(url, headers=BASE_HEADERS, json=rpc(1, "ping"))
+        base = url.rsplit("/", 1)[0]
+        metadata = await client.get(f"{base}/.well-known/oauth-protected-resource/mcp")
+    expected = f'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"'
+    assert denied.headers["www-authenticate"] == expected
+    assert metadata.json()["resource"] == url
+
+
+def test_advertised_base_prefers_the_public_url_on_the_same_port() -> None:
+    """Two public URLs on one hostname: the Host's explicit port picks; none picks the first."""
+    settings = HttpSettings(public_urls=("https://t.example", "http://t.example:8080"))
+    bases = public_bases(settings)
+    assert advertised_base("http", "T.example:8080", bases) == "http://t.example:8080"
+    assert advertised_base("http", "t.example", bases) == "https://t.example"
+    assert advertised_base("http", "localhost:3000", bases) == "http://localhost:3000"
+
+
 # -- modern leg ----------------------------------------------------------------------------------
 
 
@@ -501,6 +547,52 @@ async def test_drain_lets_a_request_in_flight_complete(probe: Probe) -> None:
     assert trio.current_time() - started < 15
     assert messages[0]["method"] == "notifications/progress"
     assert messages[-1]["result"]["content"][0]["text"] == "released"
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+@pytest.mark.parametrize(("tool", "text"), [("waiter", "waited"), ("gated", "released")])
+async def test_drain_lets_each_request_in_flight_complete(
+    probe: Probe, era: str, tool: str, text: str
+) -> None:
+    """A request in flight (plain JSON or streaming) when shutdown is set gets its real result."""
+    shutdown = trio.Event()
+    settings = HttpSettings(port=0, graceful_timeout_s=30)
+    messages: list[JSON] = []
+    async with httpx.AsyncClient(timeout=20) as client, trio.open_nursery() as nursery:
+        urls = await nursery.start(
+            functools.partial(serve, make_registry(probe), settings, shutdown=shutdown)
+        )
+        url = urls[0].replace("127.0.0.1", "localhost") + "/mcp"
+        if era == "legacy":
+            headers = await initialize(client, url)
+            body = rpc(3, "tools/call", {"name": tool, "_meta": {"progressToken": "p"}})
+        else:
+            headers = modern_headers("tools/call", tool)
+            params = modern_params(name=tool)
+            params["_meta"]["progressToken"] = "p"
+            body = rpc(3, "tools/call", params)
+
+        async def call() -> None:
+            response = await client.post(url, headers=headers, json=body)
+            assert response.status_code == 200
+            if response.headers["content-type"].startswith("application/json"):
+                messages.append(response.json())
+            else:
+                messages.extend(sse_messages(response.text))
+
+        nursery.start_soon(call)
+        with trio.fail_after(10):
+            await probe.started.wait()
+        shutdown.set()
+        port = int(urls[0].rsplit(":", 1)[1])
+        with trio.fail_after(10):
+            await _until_refused(port)
+        probe.release.set()
+        started = trio.current_time()
+    # serve() returned (the nursery exited) well before the 30 s graceful timeout.
+    assert trio.current_time() - started < 15
+    assert messages[-1]["id"] == 3
+    assert messages[-1]["result"]["content"][0]["text"] == text
 
 
 async def _until_refused(port: int) -> None:
