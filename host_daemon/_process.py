@@ -62,7 +62,9 @@ __all__ = [
     "GroupProcess",
     "OutputLine",
     "become_subreaper",
+    "is_subreaper",
     "output_limit_marker",
+    "reap_adopted_orphans",
     "spawn_group",
 ]
 
@@ -81,11 +83,16 @@ _REAP_WAIT = 5.0
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _prctl = _libc.prctl
 _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _prctl.restype = ctypes.c_int
+
+#: Pids of run leaders forked by ``spawn_group`` and not yet reaped by it: their exit status
+#: belongs to their run, so :func:`reap_adopted_orphans` leaves them alone.
+_leaders: set[int] = set()
 
 
 @attrs.frozen
@@ -114,12 +121,42 @@ def become_subreaper(enable: bool = True) -> None:
     """Make this process the reaper of its orphaned descendants (``PR_SET_CHILD_SUBREAPER``).
 
     Then processes that escaped a run with ``setsid()`` and lost their parent are reparented to
-    the daemon instead of init, where the runner finds, kills and reaps them. Call it once, at
-    daemon start; it lasts for the life of the process (``enable=False`` undoes it, for tests).
+    the daemon instead of init, where the runner finds, kills and reaps them; those no run
+    finds are reaped by :func:`reap_adopted_orphans` (``serve_daemon`` calls it every second).
+    A subreaper must fork only through :func:`spawn_group`, whose leaders that function spares.
+    Call it once, at daemon start; it lasts for the life of the process (``enable=False``
+    undoes it, for tests).
     """
     if _prctl(_PR_SET_CHILD_SUBREAPER, int(enable), 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
+
+
+def is_subreaper() -> bool:
+    """Whether this process is a child subreaper (see :func:`become_subreaper`)."""
+    flag = ctypes.c_int(0)
+    if _prctl(_PR_GET_CHILD_SUBREAPER, ctypes.addressof(flag), 0, 0, 0) != 0:
+        return False
+    return bool(flag.value)
+
+
+def reap_adopted_orphans() -> list[int]:
+    """Reap the dead children of this process that no run leader is; returns their pids.
+
+    A subreaper adopts every orphan below it, including processes that escaped a run unseen
+    (a ``setsid()`` with a cleared environment whose parent died before a scan) and those of
+    a short run such as ``agent_version``. Without this they would stay zombies for the
+    daemon's lifetime. Leaders of live runs are spared: ``spawn_group`` reaps them itself.
+    """
+    me = os.getpid()
+    reaped = []
+    for stat in snapshot().values():
+        if stat.ppid != me or stat.alive or stat.pid in _leaders:
+            continue
+        with suppress(ChildProcessError):
+            if os.waitid(os.P_PID, stat.pid, os.WEXITED | os.WNOHANG) is not None:
+                reaped.append(stat.pid)
+    return reaped
 
 
 def _child_setup(parent_pid: int) -> Callable[[], None]:
@@ -493,6 +530,7 @@ class GroupProcess:
             logger.warning("run %d: the leader could not be reaped", self.pid)
         trio.lowlevel.notify_closing(self._pidfd)
         os.close(self._pidfd)
+        _leaders.discard(self.pid)
         self._reap_orphans()
 
 
@@ -520,6 +558,7 @@ def _spawn(
     finally:
         os.close(out_write)
         os.close(err_write)
+    _leaders.add(popen.pid)
     return popen, out_read, err_read
 
 
@@ -557,6 +596,7 @@ async def spawn_group(
     except OSError as exc:  # pragma: no cover -- kernels without pidfds are not supported
         popen.kill()
         popen.wait()
+        _leaders.discard(popen.pid)
         raise OSError(errno.ENOSYS, "pidfd_open is required (Linux 5.3+)") from exc
     leader = read_stat(popen.pid)
     start_time = leader.start_time if leader is not None else 0

@@ -24,7 +24,7 @@ from ._agents import ADAPTERS, AgentVersionError, EventParser, agent_version
 from ._config import DaemonConfig
 from ._connection import FramedStream, HandshakeFailed, server_handshake
 from ._paths import PathNotFound, PathOutsideRoots, resolve_inside_roots
-from ._process import ExitStatus, spawn_group
+from ._process import ExitStatus, is_subreaper, reap_adopted_orphans, spawn_group
 from ._protocol import (
     CLIENT_TO_DAEMON,
     PROTOCOL_VERSION,
@@ -51,6 +51,8 @@ _WATCH_CHUNK: Final = 1024
 #: Output lines taken from a run at once, and the frames sent in one write: large enough that
 #: the per-write and per-wakeup costs vanish, small enough to hold per run without a thought.
 _SEND_BATCH_BYTES: Final = 256 * 1024
+#: How often a subreaper daemon reaps the orphans it adopted that no run claimed.
+_REAP_INTERVAL_S: Final = 1.0
 
 
 def _fields(**fields: object) -> dict[str, Any]:
@@ -371,6 +373,13 @@ class _Daemon:
                     await conn.send_frames(frames)
             return await proc.wait(), proc.output_capped
 
+    async def reap_adopted_orphans_forever(self) -> None:
+        """Reap, every second, dead adopted processes that belong to no run (subreaper only)."""
+        while True:
+            for pid in reap_adopted_orphans():
+                log.info("reaped an adopted orphan", extra=_fields(pid=pid))
+            await trio.sleep(_REAP_INTERVAL_S)
+
     def kill_runs(self) -> None:
         """Cancel every run in flight; each reports ``killed`` to its client."""
         for active in self.runs:
@@ -402,6 +411,8 @@ async def serve_daemon(
     bound = [listener.socket.getsockname()[:2] for listener in listeners]
     addresses = [(str(host), int(port)) for host, port in bound]
     async with trio.open_nursery() as handlers:
+        if is_subreaper():
+            handlers.start_soon(daemon.reap_adopted_orphans_forever)
         async with trio.open_nursery() as acceptors:
             for listener in listeners:
                 acceptors.start_soon(
