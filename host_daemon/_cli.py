@@ -36,13 +36,29 @@ from ._version import __version__
 log = logging.getLogger("host_daemon")
 
 
+def _text_value(value: object) -> str:
+    """``value`` as one token: JSON-quoted unless it is plain (no space, quote, ``=`` or control).
+
+    Field values carry what clients sent (a refused frame's field names, a path): a newline in
+    one would otherwise forge a log line of its own in journald.
+    """
+    text = str(value)
+    if text and all(char.isprintable() and char not in ' "=' for char in text):
+        return text
+    return orjson.dumps(text).decode()
+
+
 class _TextFormatter(logging.Formatter):
     """``LEVEL message key=value …``: journald adds the time itself."""
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = getattr(record, "fields", {})
         line = " ".join(
-            [record.levelname, record.getMessage(), *(f"{k}={v}" for k, v in fields.items())]
+            [
+                record.levelname,
+                record.getMessage(),
+                *(f"{k}={_text_value(v)}" for k, v in fields.items()),
+            ]
         )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
