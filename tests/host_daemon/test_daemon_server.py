@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 from collections.abc import AsyncIterator
 
@@ -460,3 +461,27 @@ async def test_slow_client_blocks_the_agent(daemon: RunningDaemon) -> None:
             if events == 1000:
                 break
         assert written_bytes(started.pid) > current
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_no_fd_leaks_across_many_operations(daemon: RunningDaemon) -> None:
+    """Runs, early exits, refusals and probes return every descriptor (``/proc/self/fd``)."""
+    await collect(daemon, request("hello"))
+    await host_daemon.probe(daemon.host, daemon.port, daemon.token)
+    baseline = open_fds()
+    for _ in range(15):
+        await collect(daemon, request("hello"))
+        with pytest.raises(RequestRejected):
+            await collect(daemon, RunRequest(agent="claude", prompt="hello", cwd="/"))
+        await host_daemon.probe(daemon.host, daemon.port, daemon.token)
+    for _ in range(2):
+        async with open_run(daemon.host, daemon.port, daemon.token, request("hang")) as stream:
+            pids = await hang_pids(stream)
+        await wait_gone(*pids)
+    with trio.fail_after(DEADLINE):
+        # The daemon's handlers close their side just after the client's: wait for them.
+        while open_fds() > baseline:  # noqa: ASYNC110
+            await trio.sleep(0.05)
