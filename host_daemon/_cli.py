@@ -29,6 +29,7 @@ from ._config import (
     default_state_dir,
     default_token_file,
 )
+from ._paths import resolve_roots
 from ._process import become_subreaper
 from ._server import serve_daemon
 from ._version import __version__
@@ -226,15 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> DaemonConfig:
     """Turn parsed arguments into a ``DaemonConfig``; raises ``ValueError`` with a clear message."""
-    raw_roots = args.root or ([environ["HOST_FILE_ROOT"]] if environ.get("HOST_FILE_ROOT") else [])
-    if not raw_roots:
-        raise ValueError("name at least one --root: the only directories agents may work in")
-    roots = []
-    for raw in raw_roots:
-        real = os.path.realpath(os.path.expanduser(raw))
-        if not os.path.isdir(real):
-            raise ValueError(f"--root {raw}: no such directory")
-        roots.append(real)
+    roots = resolve_roots(args.root, environ)
     if args.max_runs < 1:
         raise ValueError("--max-runs must be at least 1")
     if args.grace < 0:
@@ -251,7 +244,7 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         raise ValueError(str(exc)) from None
     return DaemonConfig(
         token=token,
-        roots=tuple(dict.fromkeys(roots)),
+        roots=roots,
         listen=tuple(args.listen or [(DEFAULT_HOST, DEFAULT_PORT)]),
         grace_s=args.grace,
         max_runs=args.max_runs,

@@ -7,9 +7,9 @@ prefix: ``/srv/a`` is not inside ``/srv/ab``'s sibling ``/srv/a`` just because i
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-__all__ = ["PathNotFound", "PathOutsideRoots", "resolve_inside_roots"]
+__all__ = ["PathNotFound", "PathOutsideRoots", "resolve_inside_roots", "resolve_roots"]
 
 
 class PathOutsideRoots(ValueError):
@@ -61,3 +61,21 @@ def resolve_inside_roots(path: str, roots: Sequence[str]) -> str:
         _check_inside(path, real, real_roots)
         return real
     raise PathNotFound(path, f"{path!r} does not exist inside the allowed roots")
+
+
+def resolve_roots(raw_roots: Sequence[str] | None, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The ``--root`` arguments (else ``$HOST_FILE_ROOT``) as real directories, duplicates dropped.
+
+    Raises ``ValueError`` with a message for the user when none is named or one is no directory.
+    """
+    from_environ = [environ["HOST_FILE_ROOT"]] if environ.get("HOST_FILE_ROOT") else []
+    named = list(raw_roots or from_environ)
+    if not named:
+        raise ValueError("name at least one --root: the only directories agents may work in")
+    roots = []
+    for raw in named:
+        real = os.path.realpath(os.path.expanduser(raw))
+        if not os.path.isdir(real):
+            raise ValueError(f"--root {raw}: no such directory")
+        roots.append(real)
+    return tuple(dict.fromkeys(roots))

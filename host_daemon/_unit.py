@@ -25,6 +25,7 @@ from typing import Literal
 import attrs
 
 from ._config import DEFAULT_PORT, DaemonConfig, default_state_dir, default_token_file
+from ._paths import resolve_roots
 
 UNIT_NAME = "coding-agent-daemon.service"
 DOCKER_INTERFACE = "docker0"
@@ -228,15 +229,7 @@ def build_spec(args: argparse.Namespace, environ: Mapping[str, str]) -> UnitSpec
     """The unit for these arguments; raises ``ValueError`` with a message for the user."""
     account = _account(args, environ)
     home = account.pw_dir
-    raw_roots = args.root or ([environ["HOST_FILE_ROOT"]] if environ.get("HOST_FILE_ROOT") else [])
-    if not raw_roots:
-        raise ValueError("name at least one --root (the directories agents may work in)")
-    roots = []
-    for raw in raw_roots:
-        root = os.path.realpath(os.path.expanduser(raw))
-        if not os.path.isdir(root):
-            raise ValueError(f"--root {raw}: no such directory")
-        roots.append(root)
+    roots = resolve_roots(args.root, environ)
     user_environ = {**environ, "HOME": home} if account.pw_uid != os.getuid() else environ
     state_dir = args.state_dir or _state_dir_for(home, user_environ)
     token_file = args.token_file or default_token_file(state_dir)
@@ -255,7 +248,7 @@ def build_spec(args: argparse.Namespace, environ: Mapping[str, str]) -> UnitSpec
         listen=tuple(args.listen or default_listen(args.port, args.docker_interface)),
         token_file=os.path.abspath(os.path.expanduser(token_file)),
         state_dir=os.path.abspath(os.path.expanduser(state_dir)),
-        roots=tuple(roots),
+        roots=roots,
         path_env=path_env,
         agent_env=agent_env,
         user=account.pw_name if args.mode == "system" else None,

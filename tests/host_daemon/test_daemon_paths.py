@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from host_daemon._paths import PathNotFound, PathOutsideRoots, resolve_inside_roots
+from host_daemon._paths import PathNotFound, PathOutsideRoots, resolve_inside_roots, resolve_roots
 
 
 @pytest.fixture
@@ -128,3 +128,22 @@ def test_invalid_path_refused(root: Path, bad: str) -> None:
 def test_filesystem_root_contains_everything(root: Path) -> None:
     """A root of ``/`` accepts any existing absolute path (component comparison holds at /)."""
     assert resolve_inside_roots(str(root), [os.sep]) == str(root)
+
+
+def test_configured_roots_are_real_and_unique(root: Path, tmp_path: Path) -> None:
+    """``--root`` values are realpath'd, and two names of one directory count once."""
+    (tmp_path / "link").symlink_to(root)
+    assert resolve_roots([str(root), str(tmp_path / "link")], {}) == (str(root),)
+
+
+def test_configured_root_falls_back_to_host_file_root(root: Path) -> None:
+    """Without ``--root``, ``$HOST_FILE_ROOT`` names the root."""
+    assert resolve_roots(None, {"HOST_FILE_ROOT": str(root)}) == (str(root),)
+
+
+def test_configured_root_must_exist(tmp_path: Path) -> None:
+    """A ``--root`` that is no directory, or none at all, is refused with a clear message."""
+    with pytest.raises(ValueError, match="no such directory"):
+        resolve_roots([str(tmp_path / "missing")], {})
+    with pytest.raises(ValueError, match="at least one --root"):
+        resolve_roots(None, {})
