@@ -106,8 +106,15 @@ class _Plan:
 
 @attrs.define(eq=False)
 class _ActiveRun:
+    """A run in flight: how to cancel it, why it was, and what is known of its end."""
+
     scope: trio.CancelScope
     reason: Reason = "exited"
+    #: The leader's status, set once it exited and the output ended; a cancel that comes later
+    #: (while stragglers are killed, say) does not make a finished agent ``killed``.
+    status: ExitStatus | None = None
+    output_capped: bool = False
+    client_gone: bool = False
 
 
 class _Daemon:
@@ -274,14 +281,13 @@ class _Daemon:
     async def _run(self, conn_id: int, conn: FramedStream, plan: _Plan, active: _ActiveRun) -> None:
         request = plan.request
         parser = ADAPTERS[request.agent].new_parser(request)
-        status: ExitStatus | None = None
-        capped = False
         timeout = request.timeout_s or self.config.max_run_timeout_s
 
         async def watch_client() -> None:
             # After its request a client sends nothing: EOF (or anything) means it is gone.
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await conn.stream.receive_some(_WATCH_CHUNK)
+            active.client_gone = True
             active.reason = "cancelled"
             active.scope.cancel()
 
@@ -289,35 +295,38 @@ class _Daemon:
             nursery.start_soon(watch_client)
             with active.scope, trio.move_on_after(timeout) as timer:
                 try:
-                    status, capped = await self._stream_run(conn_id, conn, plan, parser)
+                    await self._stream_run(conn_id, conn, plan, parser, active)
                 except* (trio.BrokenResourceError, trio.ClosedResourceError):
+                    active.client_gone = True
                     active.reason = "cancelled"
             if timer.cancelled_caught:
                 active.reason = "timed_out"
             nursery.cancel_scope.cancel()
+        status = active.status
+        reason = "exited" if status is not None else active.reason
         finished = parser.finish(
             status.exit_code if status is not None else None,
             status.signal if status is not None else None,
-            reason=active.reason,
+            reason=reason,
         )
-        if capped:
+        if active.output_capped:
             finished = attrs.evolve(finished, output_truncated=True)
         log.info(
             "run finished",
             extra=_fields(
                 conn=conn_id,
-                reason=active.reason,
+                reason=reason,
                 outcome=finished.outcome,
                 exit_code=finished.exit_code,
                 signal=finished.signal,
             ),
         )
-        if active.reason != "cancelled":
+        if not active.client_gone:
             await conn.send(finished)
 
     async def _stream_run(
-        self, conn_id: int, conn: FramedStream, plan: _Plan, parser: EventParser
-    ) -> tuple[ExitStatus, bool]:
+        self, conn_id: int, conn: FramedStream, plan: _Plan, parser: EventParser, active: _ActiveRun
+    ) -> None:
         """Spawn the group and forward its output, in order, with backpressure.
 
         The lines waiting in the runner are taken as one batch and their events sent in one
@@ -325,7 +334,8 @@ class _Daemon:
         client that stops reading stops the batches, the runner's buffer fills and the agent
         blocks on its pipe.
 
-        Returns the leader's exit status and whether the output limit cut the output.
+        Once the output ended and the leader exited, its status and whether the output limit cut
+        the output go into ``active``, before the group's stragglers are killed.
         """
         async with contextlib.AsyncExitStack() as stack:
             try:
@@ -371,7 +381,8 @@ class _Daemon:
                         frames = bytearray()
                 if frames:
                     await conn.send_frames(frames)
-            return await proc.wait(), proc.output_capped
+            active.status = await proc.wait()
+            active.output_capped = proc.output_capped
 
     async def reap_adopted_orphans_forever(self) -> None:
         """Reap, every second, dead adopted processes that belong to no run (subreaper only)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -485,3 +486,46 @@ async def test_no_fd_leaks_across_many_operations(daemon: RunningDaemon) -> None
         # The daemon's handlers close their side just after the client's: wait for them.
         while open_fds() > baseline:  # noqa: ASYNC110
             await trio.sleep(0.05)
+
+
+# A claude stand-in that succeeds and exits, leaving a background shell in its group that
+# ignores SIGTERM (it notes the signal in the file named by its prompt) until SIGKILL.
+_LINGERING_CLI = """\
+import json, subprocess, sys
+note = sys.argv[-1]
+for event in (
+    {"type": "system", "subtype": "init", "session_id": "s1"},
+    {"type": "result", "subtype": "success", "is_error": False, "result": "done",
+     "session_id": "s1", "num_turns": 1},
+):
+    print(json.dumps(event), flush=True)
+subprocess.Popen(
+    ["sh", "-c", f"trap 'echo term >> {note}' TERM; while :; do sleep 0.1; done"],
+    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+)
+"""
+
+
+async def test_shutdown_while_stragglers_die_keeps_a_finished_runs_outcome(
+    root: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """A run whose agent already exited is reported as it ended, not ``killed``, at shutdown."""
+    cli = tmp_path / "lingering-claude"
+    cli.write_text(f"#!{sys.executable}\n{_LINGERING_CLI}")
+    cli.chmod(0o755)
+    note = tmp_path / "term-note"
+    req = RunRequest(agent="claude", prompt=str(note), cwd="project")
+    env = {"CLAUDE_PATH": str(cli)}
+    async with (
+        running_daemon(roots=[root], env=env, grace_s=0.0, kill_grace_s=1.0) as d,
+        open_run(d.host, d.port, d.token, req) as stream,
+    ):
+        with trio.fail_after(DEADLINE):
+            # The leader exited and the daemon is terminating its group: poll for the note.
+            while not await trio.Path(note).exists():  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        d.shutdown.set()
+        events = [event async for event in stream]
+    finished = events[-1]
+    assert isinstance(finished, RunFinished)
+    assert (finished.outcome, finished.exit_code) == ("success", 0)
