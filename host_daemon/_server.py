@@ -128,7 +128,9 @@ class _Daemon:
         self.idle = trio.Event()
         self.idle.set()
         self._ids = itertools.count(1)
-        self._versions: dict[tuple[str, int, int], str] = {}
+        #: Per CLI path: the file's identity (inode, mtime) when it answered, and its version.
+        self._versions: dict[str, tuple[tuple[int, int], str]] = {}
+        self._version_locks: dict[str, trio.Lock] = {}
 
     async def handle(self, stream: trio.SocketStream) -> None:
         conn_id = next(self._ids)
@@ -211,11 +213,16 @@ class _Daemon:
 
     async def _version(self, path: str) -> str:
         """``path --version``, remembered until the file changes (a CLI may take a second)."""
-        stat = await trio.Path(path).stat()
-        key = (path, stat.st_ino, stat.st_mtime_ns)
-        if key not in self._versions:
-            self._versions[key] = await agent_version(path, env=self.environ)
-        return self._versions[key]
+        # One ``--version`` per CLI at a time: concurrent probes wait for it instead of each
+        # spawning its own.
+        async with self._version_locks.setdefault(path, trio.Lock()):
+            stat = await trio.Path(path).stat()
+            identity = (stat.st_ino, stat.st_mtime_ns)
+            cached = self._versions.get(path)
+            if cached is None or cached[0] != identity:
+                cached = (identity, await agent_version(path, env=self.environ))
+                self._versions[path] = cached
+            return cached[1]
 
     def _prepare(self, request: RunRequest) -> _Plan:
         """Check a run request against the configuration: its argv, cwd and permission mode."""

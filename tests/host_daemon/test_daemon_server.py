@@ -120,6 +120,30 @@ async def test_probe_remembers_versions_until_the_cli_changes(
     assert calls.read_text().count("x") == 2
 
 
+async def test_concurrent_probes_share_one_version_run(
+    root: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """Probes arriving together run a slow ``--version`` once, not once each."""
+    calls = tmp_path / "calls"
+    cli = tmp_path / "slow-claude"
+    cli.write_text(f"#!/bin/sh\necho x >> {calls}\nsleep 2\necho 3.0\n")
+    cli.chmod(0o755)
+    versions: list[str | None] = []
+
+    async def probe(d: RunningDaemon) -> None:
+        info = await host_daemon.probe(d.host, d.port, d.token, timeout=DEADLINE)
+        versions.extend(a.version for a in info.agents if a.name == "claude")
+
+    async with (
+        running_daemon(roots=[root], env={"CLAUDE_PATH": str(cli)}) as d,
+        trio.open_nursery() as nursery,
+    ):
+        for _ in range(4):
+            nursery.start_soon(probe, d)
+    assert versions == ["3.0"] * 4
+    assert calls.read_text().count("x") == 1
+
+
 async def test_run_streams_started_events_and_finished(
     daemon: RunningDaemon, root: pathlib.Path
 ) -> None:
