@@ -33,7 +33,15 @@ from ._protocol import (
     ProtocolViolation,
     encode_frame,
 )
-from ._records import AGENT_NAMES, AgentEvent, AgentInfo, ProbeInfo, RunRequest, RunStarted
+from ._records import (
+    AGENT_NAMES,
+    AgentEvent,
+    AgentInfo,
+    AgentName,
+    ProbeInfo,
+    RunRequest,
+    RunStarted,
+)
 from ._version import __version__
 
 log = logging.getLogger("host_daemon")
@@ -51,6 +59,10 @@ _WATCH_CHUNK: Final = 1024
 #: Output lines taken from a run at once, and the frames sent in one write: large enough that
 #: the per-write and per-wakeup costs vanish, small enough to hold per run without a thought.
 _SEND_BATCH_BYTES: Final = 256 * 1024
+#: How long a CLI gets to answer ``--version`` in a probe (they answer in milliseconds). With
+#: the kill grace of ``agent_version`` it stays below the 5 s the MCP server gives a probe, so
+#: that a hung CLI shows as that agent's error rather than as a daemon that does not answer.
+_PROBE_VERSION_TIMEOUT_S: Final = 3.0
 #: How often a subreaper daemon reaps the orphans it adopted that no run claimed.
 _REAP_INTERVAL_S: Final = 1.0
 
@@ -184,23 +196,19 @@ class _Daemon:
             )
 
     async def probe(self) -> ProbeInfo:
-        """What the daemon is, which agent CLIs it found (with their versions), its limits."""
-        agents = []
-        for name in AGENT_NAMES:
-            adapter = ADAPTERS.get(name)
-            path = adapter.find_executable(self.environ) if adapter is not None else None
-            if adapter is None or path is None:
-                env_var = adapter.env_var if adapter is not None else ""
-                agents.append(
-                    AgentInfo(name=name, path=None, version=None, error=f"not found ({env_var})")
-                )
-                continue
-            try:
-                version = await self._version(path)
-            except (AgentVersionError, OSError) as exc:  # a broken CLI is reported, not fatal
-                agents.append(AgentInfo(name=name, path=path, version=None, error=str(exc)))
-            else:
-                agents.append(AgentInfo(name=name, path=path, version=version))
+        """What the daemon is, which agent CLIs it found (with their versions), its limits.
+
+        The CLIs answer ``--version`` concurrently, each within ``_PROBE_VERSION_TIMEOUT_S``.
+        """
+        found: dict[str, AgentInfo] = {}
+
+        async def describe(name: AgentName) -> None:
+            found[name] = await self._agent_info(name)
+
+        async with trio.open_nursery() as nursery:
+            for name in AGENT_NAMES:
+                nursery.start_soon(describe, name)
+        agents = [found[name] for name in AGENT_NAMES]
         return ProbeInfo(
             daemon_version=__version__,
             protocol_version=PROTOCOL_VERSION,
@@ -211,6 +219,18 @@ class _Daemon:
             max_frame_bytes=self.config.max_request_bytes,
         )
 
+    async def _agent_info(self, name: AgentName) -> AgentInfo:
+        adapter = ADAPTERS.get(name)
+        path = adapter.find_executable(self.environ) if adapter is not None else None
+        if adapter is None or path is None:
+            env_var = adapter.env_var if adapter is not None else ""
+            return AgentInfo(name=name, path=None, version=None, error=f"not found ({env_var})")
+        try:
+            version = await self._version(path)
+        except (AgentVersionError, OSError) as exc:  # a broken CLI is reported, not fatal
+            return AgentInfo(name=name, path=path, version=None, error=str(exc))
+        return AgentInfo(name=name, path=path, version=version)
+
     async def _version(self, path: str) -> str:
         """``path --version``, remembered until the file changes (a CLI may take a second)."""
         # One ``--version`` per CLI at a time: concurrent probes wait for it instead of each
@@ -220,7 +240,10 @@ class _Daemon:
             identity = (stat.st_ino, stat.st_mtime_ns)
             cached = self._versions.get(path)
             if cached is None or cached[0] != identity:
-                cached = (identity, await agent_version(path, env=self.environ))
+                version = await agent_version(
+                    path, env=self.environ, timeout=_PROBE_VERSION_TIMEOUT_S
+                )
+                cached = (identity, version)
                 self._versions[path] = cached
             return cached[1]
 

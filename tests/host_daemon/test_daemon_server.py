@@ -144,6 +144,23 @@ async def test_concurrent_probes_share_one_version_run(
     assert calls.read_text().count("x") == 1
 
 
+async def test_probe_names_a_hung_cli_before_the_servers_timeout(
+    root: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """A ``--version`` that hangs is that agent's error, within the MCP server's 5 s probe."""
+    env = {}
+    for name in ("claude", "codex", "gemini"):
+        cli = tmp_path / f"hung-{name}"
+        cli.write_text("#!/bin/sh\nexec sleep 600\n")
+        cli.chmod(0o755)
+        env[f"{name.upper()}_PATH"] = str(cli)
+    async with running_daemon(roots=[root], env=env) as d:
+        info = await host_daemon.probe(d.host, d.port, d.token, timeout=5.0)
+    errors = [agent.error or "" for agent in info.agents]
+    assert len(errors) == 3
+    assert all("did not answer within" in error for error in errors)
+
+
 async def test_run_streams_started_events_and_finished(
     daemon: RunningDaemon, root: pathlib.Path
 ) -> None:
