@@ -15,12 +15,12 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 import trio
 
-from ._agents import ADAPTERS, AgentVersionError, EventParser, agent_version
+from ._agents import ADAPTERS, AgentVersionError, EventParser, Reason, agent_version
 from ._config import DaemonConfig
 from ._connection import FramedStream, HandshakeFailed, server_handshake
 from ._paths import PathNotFound, PathOutsideRoots, resolve_inside_roots
@@ -45,8 +45,6 @@ from ._records import (
 from ._version import __version__
 
 log = logging.getLogger("host_daemon")
-
-Reason = Literal["exited", "cancelled", "timed_out", "killed"]
 
 #: After the grace period, how long cancelled runs get to report ``killed`` before the daemon
 #: stops waiting for them (on top of the group's own SIGTERM→SIGKILL grace).
