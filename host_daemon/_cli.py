@@ -173,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent runs; beyond it clients get a busy error (default %(default)s)",
     )
     parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        metavar="N",
+        help="connections at once, authenticated or not; beyond it clients get a busy error "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--max-run-timeout",
         type=_positive,
         default=defaults.max_run_timeout_s,
@@ -230,6 +238,8 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
     roots = resolve_roots(args.root, environ)
     if args.max_runs < 1:
         raise ValueError("--max-runs must be at least 1")
+    if args.max_connections < 1:
+        raise ValueError("--max-connections must be at least 1")
     if args.grace < 0:
         raise ValueError("--grace must not be negative")
     state_dir = args.state_dir or default_state_dir(environ)
@@ -248,6 +258,7 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         listen=tuple(args.listen or [(DEFAULT_HOST, DEFAULT_PORT)]),
         grace_s=args.grace,
         max_runs=args.max_runs,
+        max_connections=args.max_connections,
         handshake_timeout_s=args.handshake_timeout,
         max_request_bytes=args.max_request_bytes,
         max_output_bytes=args.max_output_bytes,

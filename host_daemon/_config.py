@@ -37,6 +37,9 @@ class DaemonConfig:
     grace_s: float = 30.0
     #: Concurrent runs; one more gets a ``busy`` error.
     max_runs: int = 4
+    #: Connections at once, authenticated or not (each holds a descriptor); one more gets a
+    #: ``busy`` error frame and is closed, so that silent clients cannot exhaust descriptors.
+    max_connections: int = 64
     #: A client must authenticate and send its operation within this time, or be dropped.
     handshake_timeout_s: float = 10.0
     #: Largest frame a client may send.

@@ -148,7 +148,10 @@ class _Daemon:
         self.idle = trio.Event() if self.connections == 1 else self.idle
         try:
             async with stream:
-                await self._converse(conn_id, stream)
+                if self.connections > self.config.max_connections:
+                    await self._refuse_busy(conn_id, stream)
+                else:
+                    await self._converse(conn_id, stream)
         except* (trio.BrokenResourceError, trio.ClosedResourceError):
             log.info("client went away", extra=_fields(conn=conn_id))
         except* Exception:
@@ -158,6 +161,16 @@ class _Daemon:
             self.connections -= 1
             if self.connections == 0:
                 self.idle.set()
+
+    async def _refuse_busy(self, conn_id: int, stream: trio.SocketStream) -> None:
+        """Tell a client beyond ``max_connections`` so, before any handshake, and close."""
+        log.warning(
+            "too many connections, refusing one",
+            extra=_fields(conn=conn_id, limit=self.config.max_connections),
+        )
+        message = f"the daemon has {self.config.max_connections} connections open, its limit"
+        with trio.move_on_after(_LINGER_S):
+            await stream.send_all(encode_frame(ErrorFrame(code="busy", message=message)))
 
     async def _converse(self, conn_id: int, stream: trio.SocketStream) -> None:
         conn = FramedStream(stream, CLIENT_TO_DAEMON, max_frame_bytes=self.config.max_request_bytes)

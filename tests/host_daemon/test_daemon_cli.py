@@ -209,3 +209,11 @@ def test_install_unit_dispatches(tmp_path: pathlib.Path) -> None:
     result = run_cli("install-unit", "--help")
     assert result.returncode == 0
     assert "--print" in result.stdout
+
+
+def test_zero_connection_limit_refused(tmp_path: pathlib.Path) -> None:
+    """``--max-connections 0`` is refused at start with status 2 and a clear message."""
+    env = {**os.environ, "DAEMON_TOKEN": "x"}
+    result = run_cli("--root", str(tmp_path), "--max-connections", "0", env=env)
+    assert result.returncode == 2
+    assert "--max-connections must be at least 1" in result.stderr

@@ -399,6 +399,26 @@ async def hang_pids(stream: host_daemon.RunStream) -> tuple[int, int]:
     raise AssertionError("the stand-in never reported its pids")
 
 
+async def test_connections_beyond_the_limit_refused_busy(root: pathlib.Path) -> None:
+    """Silent clients fill ``max_connections``; the next gets ``busy``, then a freed slot works."""
+    async with running_daemon(roots=[root], max_connections=2, handshake_timeout_s=DEADLINE) as d:
+        silent = [await trio.open_tcp_stream(d.host, d.port) for _ in range(2)]
+        for stream in silent:
+            conn = FramedStream(stream, DAEMON_TO_CLIENT, max_frame_bytes=1 << 16)
+            assert isinstance(await conn.receive(), Challenge)
+        with pytest.raises(DaemonBusy):
+            await host_daemon.probe(d.host, d.port, d.token)
+        await silent.pop().aclose()
+        with trio.fail_after(DEADLINE):
+            while True:  # the daemon frees the slot once it has read the EOF
+                try:
+                    await host_daemon.probe(d.host, d.port, d.token)
+                    break
+                except DaemonBusy:
+                    await trio.sleep(0.05)
+        await silent.pop().aclose()
+
+
 async def test_leaving_the_run_early_kills_the_group(daemon: RunningDaemon) -> None:
     """Closing the connection mid-run kills the agent and its grandchild (checked in /proc)."""
     async with open_run(daemon.host, daemon.port, daemon.token, request("hang")) as stream:
