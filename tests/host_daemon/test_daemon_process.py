@@ -324,6 +324,7 @@ async def test_orphan_with_cleared_environment_found_by_seen_pid(piddir: Path) -
                 await trio.sleep(0.05)
         (piddir / "release").touch()
         with trio.fail_after(30):
+            # /proc offers no event for a reparenting: poll it.
             while parent_of(orphan) != os.getpid():  # noqa: ASYNC110
                 await trio.sleep(0.01)
         # Now it is in no group of the run, carries no marker and has no ancestor in the run.
