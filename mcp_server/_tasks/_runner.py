@@ -448,7 +448,10 @@ class TaskRunner:
     async def end(self, task_id: str) -> Task:
         """Stop the run in flight (the daemon kills its process group), then close the task."""
         self.get(task_id)
-        await self.stop(task_id)
+        # A follow-up may start a run while the last one is being stopped: stop until none is
+        # left, then close the task with no checkpoint in between.
+        while task_id in self._active:
+            await self.stop(task_id)
         task = self.store.update(task_id, lambda t: end(t, utcnow()))
         self._append(
             task_id,
@@ -471,14 +474,20 @@ class TaskRunner:
         await active.done.wait()
 
     async def clean(self) -> int:
-        """Stop every run, then delete every task; returns how many were deleted."""
-        for task_id in list(self._active):
-            await self.stop(task_id)
-        ids = list(self.store.tasks)
-        for task_id in ids:
+        """Stop every run, then delete every task; returns how many were deleted.
+
+        Each task is forgotten with no checkpoint after its last run stopped, so a run started
+        meanwhile (a ``create_task`` or ``update_task`` during the clean) is stopped too.
+        """
+        deleted = 0
+        while self.store.tasks:
+            task_id = next(iter(self.store.tasks))
+            while task_id in self._active:
+                await self.stop(task_id)
             await self.store.delete(task_id)
             self._notify(task_id, "deleted")
-        return len(ids)
+            deleted += 1
+        return deleted
 
     # -- running --------------------------------------------------------------------------
 

@@ -355,13 +355,13 @@ class TaskStore:
             state.last_fsync = time.monotonic()
 
     async def delete(self, task_id: str) -> None:
-        """Forget a task and remove its files."""
+        """Forget a task at once (before any checkpoint), then remove its files."""
+        self.tasks.pop(task_id, None)
+        self._logs.pop(task_id, None)
         async with self._io_lock:
-            self.tasks.pop(task_id, None)
-            state = self._logs.pop(task_id, None)
-            await trio.to_thread.run_sync(self._delete_sync, task_id, state)
+            await trio.to_thread.run_sync(self._delete_sync, task_id)
 
-    def _delete_sync(self, task_id: str, state: _Log | None) -> None:
+    def _delete_sync(self, task_id: str) -> None:
         for suffix in (RECORD_SUFFIX, LOG_SUFFIX):
             (self.tasks_dir / (task_id + suffix)).unlink(missing_ok=True)
         _fsync_dir(self.tasks_dir)

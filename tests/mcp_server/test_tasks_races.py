@@ -1,0 +1,122 @@
+"""Races between ``end_task``/``clean_state`` and a follow-up, on a real runner and daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pathlib
+import sys
+from collections.abc import AsyncIterator
+from pathlib import PurePosixPath
+
+import attrs
+import pytest
+import trio
+import trio.testing
+from _support.daemon import running_daemon
+
+from mcp_server._tasks._model import InvalidTransition, TaskOptions
+from mcp_server._tasks._runner import (
+    ChangeKind,
+    DaemonEndpoint,
+    TaskNotFound,
+    TaskRunner,
+    Workspace,
+)
+from mcp_server._tasks._store import TaskStore
+
+STAND_IN = pathlib.Path(__file__).parents[1] / "e2e" / "stand_in_claude.py"
+ROUNDS = 6
+"""Trio orders the two woken tasks at random: each round has an even chance to hit the race."""
+
+
+@attrs.define
+class Env:
+    runner: TaskRunner
+    nursery: trio.Nursery
+    on_transition: list[tuple[str, ChangeKind]] = attrs.field(factory=list)
+
+
+@contextlib.asynccontextmanager
+async def runner_env(tmp_path: pathlib.Path) -> AsyncIterator[Env]:
+    """A task runner on a real daemon running the stand-in ``claude``."""
+    root = tmp_path / "root"
+    root.mkdir()
+    agent = tmp_path / "claude"
+    agent.write_text(f"#!{sys.executable}\n{STAND_IN.read_text()}")
+    agent.chmod(0o755)
+    async with running_daemon(roots=[root], env={"CLAUDE_PATH": str(agent)}) as daemon:
+        store = TaskStore(tmp_path / "state")
+        await store.load()
+        endpoint = DaemonEndpoint(host=daemon.host, port=daemon.port, token=daemon.token)
+        runner = TaskRunner(store, endpoint, Workspace(PurePosixPath(root), PurePosixPath(root)))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runner.run)
+            yield Env(runner, nursery)
+            nursery.cancel_scope.cancel()
+
+
+async def follow_up_quietly(runner: TaskRunner, task_id: str, instructions: str) -> None:
+    """A follow-up that may lose the race (the task already ended or was deleted)."""
+    with contextlib.suppress(InvalidTransition, TaskNotFound):
+        await runner.follow_up(task_id, instructions)
+
+
+async def create(runner: TaskRunner, instructions: str) -> str:
+    task = await runner.create(
+        title="t",
+        instructions=instructions,
+        agent="claude",
+        project_dir=None,
+        options=TaskOptions(),
+    )
+    return task.id
+
+
+async def test_end_stops_a_follow_up_started_while_ending(tmp_path: pathlib.Path) -> None:
+    """A follow-up started while end_task stops the run is stopped too; the task ends."""
+    async with runner_env(tmp_path) as env:
+        for _ in range(ROUNDS):
+            task_id = await create(env.runner, "sleep 30")
+            fired = False
+
+            def on_change(changed: str, kind: ChangeKind, task_id: str = task_id) -> None:
+                nonlocal fired
+                if changed == task_id and kind == "transition" and not fired:
+                    fired = True  # the run's end is recorded; end_task is about to resume
+                    env.nursery.start_soon(follow_up_quietly, env.runner, task_id, "hello")
+
+            env.runner.set_listener(on_change)
+            with trio.fail_after(60):
+                ended = await env.runner.end(task_id)
+                assert ended.status == "completed"
+                await trio.testing.wait_all_tasks_blocked()
+            assert fired
+            assert not env.runner.is_running(task_id)
+            assert env.runner.get(task_id).status == "completed"
+
+
+async def test_clean_stops_a_run_started_while_cleaning(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A follow-up started while clean_state stops another run is stopped before its delete."""
+    async with runner_env(tmp_path) as env:
+        running = await create(env.runner, "sleep 30")
+        idle = await create(env.runner, "hello")
+        with trio.fail_after(60):
+            await env.runner.wait(idle, 50)
+        assert env.runner.get(idle).status == "waiting"
+
+        def on_change(changed: str, kind: ChangeKind) -> None:
+            if changed == running and kind == "transition":
+                env.nursery.start_soon(follow_up_quietly, env.runner, idle, "sleep 30")
+
+        env.runner.set_listener(on_change)
+        with trio.fail_after(60):
+            deleted = await env.runner.clean()
+        assert deleted == 2
+        assert env.runner.running() == 0
+        assert env.runner.tasks() == []
+        await trio.testing.wait_all_tasks_blocked()
+        failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert failures == []  # a run whose task vanished under it fails "unexpectedly"
