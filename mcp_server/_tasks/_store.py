@@ -67,6 +67,16 @@ def _structure_float(value: Any, _: type) -> float:
     return float(value)
 
 
+def register_strict_scalars(converter: cattrs.Converter) -> None:
+    """Scalars exactly as typed: ``"false"`` is no bool, ``3.7`` no int, ``5`` no str.
+
+    Shared by the tool-argument and the state-file converters (one converter per boundary).
+    """
+    for kind in (str, int, bool):
+        converter.register_structure_hook(kind, _strict(kind))
+    converter.register_structure_hook(float, _structure_float)
+
+
 def _structure_datetime(value: Any, _: type) -> datetime.datetime:
     if type(value) is not str:
         raise TypeError(f"expected datetime string, got {type(value).__name__}")
@@ -79,9 +89,7 @@ def _structure_datetime(value: Any, _: type) -> datetime.datetime:
 def make_store_converter() -> cattrs.Converter:
     """The one converter of the state-file boundary: strict, no extra keys."""
     converter = make_converter(forbid_extra_keys=True)
-    for kind in (str, int, bool):
-        converter.register_structure_hook(kind, _strict(kind))
-    converter.register_structure_hook(float, _structure_float)
+    register_strict_scalars(converter)
     converter.register_structure_hook(datetime.datetime, _structure_datetime)
     converter.register_unstructure_hook(datetime.datetime, lambda d: d.isoformat())
     return converter

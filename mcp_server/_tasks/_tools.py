@@ -12,7 +12,6 @@ Logs are paged by sequence number: ``task://{id}/logs`` is the first page, and
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -52,6 +51,7 @@ from ._runner import (
     TaskNotFound,
     TaskRunner,
 )
+from ._store import register_strict_scalars
 
 log = logging.getLogger("mcp_server.tasks")
 
@@ -69,25 +69,8 @@ PROGRESS_INTERVAL_S = 1.0
 # -- arguments: the tool-call boundary's one strict converter ------------------------------
 
 
-def _strict(kind: type) -> Callable[[Any, type], Any]:
-    def structure(value: Any, _: type) -> Any:
-        if type(value) is not kind:
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return value
-
-    return structure
-
-
-def _structure_float(value: Any, _: type) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise TypeError(f"expected number, got {type(value).__name__}")
-    return float(value)
-
-
 ARGS = make_converter(forbid_extra_keys=True)
-for _kind in (str, int, bool):
-    ARGS.register_structure_hook(_kind, _strict(_kind))
-ARGS.register_structure_hook(float, _structure_float)
+register_strict_scalars(ARGS)
 
 
 def _positive(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
