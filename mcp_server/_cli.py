@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import logging
 import os
 import pathlib
@@ -38,6 +37,7 @@ from ._config import (
     prepare_state_dir,
     serve_config,
 )
+from ._doctor import doctor_main
 from ._tasks._runner import DaemonEndpoint, TaskRunner, Workspace
 from ._tasks._store import TaskStore
 from ._tasks._tools import register_tasks
@@ -279,21 +279,11 @@ async def _up_main(plan: _UpPlan) -> int:
     return 0
 
 
-def _doctor(argv: list[str]) -> int:
-    try:
-        module = importlib.import_module("mcp_server._doctor")
-    except ModuleNotFoundError:
-        print("coding-agent doctor is not available in this build", file=sys.stderr)
-        return 2
-    doctor_main: Callable[[list[str]], int] = module.doctor_main
-    return doctor_main(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``coding-agent`` console script and ``python -m mcp_server``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["doctor"]:
-        return _doctor(arguments[1:])
+        return doctor_main(arguments[1:])
     args = build_parser().parse_args(arguments)
     logging.basicConfig(
         level=logging.INFO,
