@@ -513,7 +513,8 @@ class TaskTools:
     async def _read_logs(self, uri: str, variables: Mapping[str, str]) -> list[ResourceContents]:
         task = self._task_or_not_found(uri, variables["id"])
         after_text = variables["after"]
-        if not after_text.isdigit() or len(after_text) > 12:
+        # str.isdigit() alone admits '²' (int() then fails) and '٣' (int() reads 3).
+        if not (after_text.isascii() and after_text.isdigit()) or len(after_text) > 12:
             raise InvalidParams(f"expected a sequence number, got {after_text!r} @ $.params.uri")
         after = int(after_text)
         events = await self.runner.events(task.id, after, LOG_PAGE_EVENTS)

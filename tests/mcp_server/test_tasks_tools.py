@@ -369,6 +369,18 @@ async def test_logs_paged_and_contiguous(tmp_path: pathlib.Path) -> None:
         assert middle["events"][0]["seq"] == 301
 
 
+@pytest.mark.parametrize("after", ["\u00b2", "\u0663", "-1", "x"])
+async def test_logs_cursor_must_be_ascii_digits(tmp_path: pathlib.Path, after: str) -> None:
+    """A logs page cursor that is not plain ASCII digits is an invalid-params error."""
+    async with task_server(tmp_path) as env:
+        created = await env.client.ok("create_task", title="t", instructions="hello")
+        await wait_done(env.client, created["task_id"])
+        answer = await env.client.rpc(
+            "resources/read", {"uri": f"task://{created['task_id']}/logs/{after}"}
+        )
+        assert answer.get("error", {}).get("code") == -32602, answer
+
+
 async def test_mcp_task_returns_report(tmp_path: pathlib.Path) -> None:
     """create_task as an MCP task completes with the run's report."""
     async with task_server(tmp_path) as env:
