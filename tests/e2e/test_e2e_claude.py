@@ -27,6 +27,7 @@ from _support.scripted_model import (
     open_scripted_model,
 )
 from mcp import Client
+from mcp.types import TextResourceContents
 
 pytestmark = pytest.mark.claude_cli
 
@@ -129,7 +130,9 @@ async def events(client: Client, task_id: str) -> list[dict[str, Any]]:
     uri: str | None = f"task://{task_id}/logs"
     while uri is not None:
         read = await client.read_resource(uri)
-        page = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+        content = read.contents[0]
+        assert isinstance(content, TextResourceContents), content
+        page = json.loads(content.text)
         out += page["events"]
         uri = page["next"]
     return out

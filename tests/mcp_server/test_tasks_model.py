@@ -11,6 +11,7 @@ from mcp_server._tasks._model import (
     RESUMABLE,
     TASK_STATUSES,
     InvalidTransition,
+    RunOutcome,
     RunReport,
     Task,
     TaskOptions,
@@ -48,12 +49,17 @@ def make(status: TaskStatus = "pending") -> Task:
         return interrupt(task, T0)
     if status == "completed":
         return end(task, T0)
-    outcome = {"waiting": "success", "failed": "error", "cancelled": "cancelled"}[status]
+    outcomes: dict[str, RunOutcome] = {
+        "waiting": "success",
+        "failed": "error",
+        "cancelled": "cancelled",
+    }
+    outcome = outcomes[status]
     return finish_run(task, report(outcome), T0)
 
 
-def report(outcome: str, session_id: str | None = None) -> RunReport:
-    return RunReport(outcome=outcome, started_at=T0, finished_at=T1, session_id=session_id)  # type: ignore[arg-type]
+def report(outcome: RunOutcome, session_id: str | None = None) -> RunReport:
+    return RunReport(outcome=outcome, started_at=T0, finished_at=T1, session_id=session_id)
 
 
 def test_new_task_is_pending_with_first_turn() -> None:
@@ -112,7 +118,7 @@ def test_start_run_refused(status: TaskStatus) -> None:
         ("interrupted", "interrupted"),
     ],
 )
-def test_finish_run(outcome: str, status: TaskStatus) -> None:
+def test_finish_run(outcome: RunOutcome, status: TaskStatus) -> None:
     """A run's outcome decides the status; the report and session id are kept."""
     task = finish_run(make("in_progress"), report(outcome, "s-1"), T1)
     assert task.status == status

@@ -123,12 +123,12 @@ async def test_running_task_becomes_interrupted(tmp_path: pathlib.Path) -> None:
     ],
 )
 async def test_bad_record_quarantined(
-    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, damage: object
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, damage: Callable[[bytes], bytes]
 ) -> None:
     """A damaged record and its log are moved to quarantine with a log line; no crash."""
     task_id = await stored_task(tmp_path, events=2)
     path = tmp_path / "tasks" / (task_id + RECORD_SUFFIX)
-    path.write_bytes(damage(path.read_bytes()))  # type: ignore[operator]
+    path.write_bytes(damage(path.read_bytes()))
     with caplog.at_level(logging.WARNING, logger="mcp_server.tasks"):
         store = TaskStore(tmp_path)
         assert await store.load() == []
