@@ -476,6 +476,8 @@ class McpApp:
             if size > limit:
                 raise too_large
             chunks.append(chunk)
+            # Wait for the closing event even when all declared bytes are here: until Hypercorn
+            # has parsed the request's end, answering would make it close the connection.
             if not event.get("more_body", False):
                 return b"".join(chunks)
 

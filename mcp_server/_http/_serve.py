@@ -13,6 +13,7 @@ from quart_trio import QuartTrio
 
 from .._core._registry import Registry
 from .._core._server import Core, ServerInfo
+from . import _h11
 from ._app import McpApp, Receive, Scope, Send, advertised_base, public_bases
 from ._settings import HttpSettings
 
@@ -79,6 +80,7 @@ async def serve(
     ``task_status.started(urls)`` reports the bound base URLs (port 0 allowed). Cancelling the
     caller's scope exits at once.
     """
+    _h11.install()
     core, app = build_app(registry, settings)
     config = Config()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -38,7 +38,8 @@ JSON = dict[str, Any]
 LEGACY = "2025-11-25"
 MODERN = "2026-07-28"
 ACCEPT = "application/json, text/event-stream"
-DOCUMENTED_STATUSES = {200, 202, 400, 404, 405, 406, 413, 415}
+# 431: Hypercorn's answer when a drawn name copied into ``Mcp-Name`` outgrows h11's header limit.
+DOCUMENTED_STATUSES = {200, 202, 400, 404, 405, 406, 413, 415, 431}
 EXAMPLES = 120
 KNOWN_METHODS = [
     "initialize",

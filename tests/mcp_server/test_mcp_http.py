@@ -409,6 +409,28 @@ def test_advertised_base_prefers_the_public_url_on_the_same_port() -> None:
     assert advertised_base("http", "localhost:3000", bases) == "http://localhost:3000"
 
 
+async def test_json_answer_is_one_write_on_a_reused_connection(url: str) -> None:
+    """A JSON answer's head and body arrive in one write; the keep-alive connection serves on."""
+    port = int(url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    body = json.dumps(rpc(1, "tools/call", modern_params(name="echo", arguments={"text": "hi"})))
+    head = "".join(f"{k}: {v}\r\n" for k, v in modern_headers("tools/call", "echo").items())
+    request = (
+        f"POST /mcp HTTP/1.1\r\nhost: localhost:{port}\r\n{head}"
+        f"content-length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        for _ in range(2):
+            await stream.send_all(request)
+            with trio.fail_after(10):
+                data = await stream.receive_some(65536)
+            raw_head, _, payload = data.partition(b"\r\n\r\n")
+            assert raw_head.startswith(b"HTTP/1.1 200")
+            length = int(raw_head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            assert len(payload) == length
+            assert json.loads(payload)["result"]["content"][0]["text"] == "hi"
+
+
 # -- modern leg ----------------------------------------------------------------------------------
 
 
