@@ -59,6 +59,8 @@ MAX_TEXT_CHARS = 60_000
 """Cap on one answer's text (~15k tokens), well under a client's 25k-token limit."""
 MAX_FIELD_CHARS = 20_000
 """Cap on one long field (an agent's final text) inside an answer."""
+MAX_MESSAGE_CHARS = 2_000
+"""Cap on an error message, which may quote an argument."""
 LOG_PAGE_EVENTS = 200
 LIST_TASKS = 50
 """Tasks listed in one answer (each ~0.7 kB): the rest are counted, and readable one by one."""
@@ -248,7 +250,12 @@ def success(message: str, result: Any) -> ToolResult:
 
 
 def failure(code: str, message: str, result: Any = None) -> ToolResult:
-    """A failed answer (``isError``) in the original's shape."""
+    """A failed answer (``isError``) in the original's shape.
+
+    The message is cut to ``MAX_MESSAGE_CHARS``: it may quote an argument, and arguments can be
+    megabytes (an unknown id, an unexpected key).
+    """
+    message = cap(message, MAX_MESSAGE_CHARS, "the arguments of the call") or ""
     structured: JSON = {"status": "error", "message": message, "error": {"code": code}}
     if result is not None:
         structured["result"] = result

@@ -294,6 +294,33 @@ async def test_bad_arguments_rejected(tmp_path: pathlib.Path, arguments: dict[st
         assert env.runner.tasks() == []
 
 
+HUGE = "x" * 300_000
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [
+        pytest.param("end_task", {"id": HUGE}, id="unknown-id"),
+        pytest.param("update_task", {"id": HUGE, "instructions": "x"}, id="unknown-id-update"),
+        pytest.param(
+            "create_task",
+            {"title": "t", "instructions": "x", "project_dir": "/" + HUGE[:9000]},
+            id="path",
+        ),
+    ],
+)
+async def test_error_echoing_input_stays_small(
+    tmp_path: pathlib.Path, name: str, arguments: dict[str, Any]
+) -> None:
+    """An error result that quotes a huge argument is cut with a marker, structured content too."""
+    async with task_server(tmp_path) as env:
+        result = await env.client.call(name, **arguments)
+        assert result["isError"] is True
+        message = result["structuredContent"]["message"]
+        assert len(json.dumps(result)) < 20_000, message[:200]
+        assert "[cut:" in message
+
+
 @pytest.mark.parametrize("project_dir", ["../x", "/etc", "a/../../b", str(PurePosixPath("/"))])
 async def test_path_escape_refused(tmp_path: pathlib.Path, project_dir: str) -> None:
     """A project_dir outside the workspace is refused by path components."""
