@@ -26,6 +26,7 @@ whole line, the torn bytes kept in quarantine. A task found ``pending`` or ``in_
 
 from __future__ import annotations
 
+import array
 import datetime
 import logging
 import math
@@ -145,7 +146,8 @@ class _Log:
 
     path: pathlib.Path
     written: int = 0  # the last seq on disk
-    offsets: list[int] = attrs.field(factory=list)  # offsets[i] = where event seq i+1 starts
+    # offsets[i] = where event seq i+1 starts; an array: 8 bytes per event, not an int object
+    offsets: array.array[int] = attrs.field(factory=lambda: array.array("q"))
     size: int = 0
     pending: list[TaskEvent] = attrs.field(factory=list)  # includes a batch being written
     unsynced: bool = False

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import logging
 import os
 import pathlib
+import tracemalloc
 from collections.abc import Callable
 
 import orjson
@@ -218,3 +220,25 @@ async def test_backpressure_waits_for_the_flusher(tmp_path: pathlib.Path) -> Non
             await store.backpressure(task_id)
         nursery.cancel_scope.cancel()
     assert store.last_seq(task_id) == MAX_PENDING_EVENTS
+
+
+async def test_written_events_cost_little_memory(tmp_path: pathlib.Path) -> None:
+    """Once written, an event costs the store about one 8-byte offset (the event is on disk)."""
+    task_id = await stored_task(tmp_path)
+    store = TaskStore(tmp_path)
+    await store.load()
+    count = 40_000
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for start in range(0, count, 1000):
+            for n in range(start, start + 1000):
+                store.append_event(task_id, kind="agent", summary=f"event {n}", data={"n": n})
+            await store.flush()
+        gc.collect()
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert store.last_seq(task_id) == count
+    assert retained / count < 20, f"{retained / count:.1f} bytes per written event"
