@@ -35,6 +35,7 @@ class Up:
 
     url: str
     token: str
+    daemon: str  # the banner's "Daemon:" line: "HOST:PORT (agents work in ROOT)"
     process: trio.Process
     log_path: pathlib.Path
 
@@ -56,7 +57,7 @@ async def _read_banner(process: trio.Process) -> dict[str, str]:
     buffer = b""
     fields: dict[str, str] = {}
     with trio.fail_after(STARTUP_TIMEOUT_S):
-        while "Bearer token" not in fields:
+        while "Daemon" not in fields:
             chunk = await process.stdout.receive_some(4096)
             if not chunk:
                 raise RuntimeError("coding-agent up exited before printing its URL")
@@ -102,7 +103,7 @@ async def coding_agent_up(
         )
     try:
         fields = await _read_banner(process)
-        yield Up(fields["MCP URL"], fields["Bearer token"], process, log_path)
+        yield Up(fields["MCP URL"], fields["Bearer token"], fields["Daemon"], process, log_path)
     finally:
         with trio.CancelScope(shield=True):
             if process.returncode is None:

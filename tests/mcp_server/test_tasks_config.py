@@ -180,6 +180,18 @@ async def test_up_prints_client_line_and_stores_tokens(tmp_path: pathlib.Path) -
     assert stat.S_ISDIR((state / "tasks").stat().st_mode)
 
 
+async def test_up_takes_the_daemon_port_from_claude_proxy_port(tmp_path: pathlib.Path) -> None:
+    """coding-agent up listens for its daemon on CLAUDE_PROXY_PORT when it is set."""
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = tmp_path / "root"
+    root.mkdir()
+    env = base_env(CLAUDE_PROXY_PORT=str(port))
+    async with coding_agent_up(tmp_path / "state", root, env) as up:
+        assert up.daemon.startswith(f"127.0.0.1:{port} "), up.daemon
+
+
 async def test_serve_on_a_taken_port_fails_clearly(tmp_path: pathlib.Path) -> None:
     """A port already in use ends serve with exit 2 and a one-line reason, no traceback."""
     with trio.socket.socket() as taken:
