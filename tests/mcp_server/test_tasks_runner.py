@@ -1,8 +1,9 @@
-"""Races between ``end_task``/``clean_state`` and a follow-up, on a real runner and daemon."""
+"""The task runner on a real daemon: races with follow-ups, and how often output is announced."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import pathlib
 import sys
@@ -17,6 +18,7 @@ from _support.daemon import running_daemon
 
 from mcp_server._tasks._model import InvalidTransition, TaskOptions
 from mcp_server._tasks._runner import (
+    OUTPUT_NOTIFY_INTERVAL_S,
     ChangeKind,
     DaemonEndpoint,
     TaskNotFound,
@@ -120,3 +122,22 @@ async def test_clean_stops_a_run_started_while_cleaning(
         await trio.testing.wait_all_tasks_blocked()
         failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert failures == []  # a run whose task vanished under it fails "unexpectedly"
+
+
+async def test_output_announced_at_a_bounded_rate(tmp_path: pathlib.Path) -> None:
+    """A run printing thousands of events is announced at most every OUTPUT_NOTIFY_INTERVAL_S."""
+    async with runner_env(tmp_path) as env:
+        announced: list[float] = []
+
+        def on_change(changed: str, kind: ChangeKind) -> None:
+            if kind == "output":
+                announced.append(trio.current_time())
+
+        env.runner.set_listener(on_change)
+        task_id = await create(env.runner, "lines 40000")
+        with trio.fail_after(60):
+            await env.runner.wait(task_id, 50)
+        assert env.runner.last_seq(task_id) > 40000
+        assert len(announced) >= 2, announced  # the run spans several intervals
+        gaps = [b - a for a, b in itertools.pairwise(announced)]
+        assert min(gaps, default=OUTPUT_NOTIFY_INTERVAL_S) >= OUTPUT_NOTIFY_INTERVAL_S * 0.99, gaps
