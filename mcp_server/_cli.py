@@ -63,7 +63,7 @@ def _grace(value: str) -> float:
 
 
 def _count(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 1000:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 1000:
         raise argparse.ArgumentTypeError(f"expected 1..1000, got {value!r}")
     return int(value)
 

@@ -45,7 +45,8 @@ def env_flag(environ: Mapping[str, str], name: str) -> bool:
 
 def parse_port(value: str, name: str, *, allow_zero: bool = True) -> int:
     """A TCP port number (0 = any free port, when allowed)."""
-    if not value.isdigit() or not (0 if allow_zero else 1) <= int(value) <= 65535:
+    digits = value.isascii() and value.isdigit()  # isdigit() alone admits '²' and '٣'
+    if not digits or not (0 if allow_zero else 1) <= int(value) <= 65535:
         raise ConfigError(f"{name} must be a port number, got {value!r}")
     return int(value)
 

@@ -29,7 +29,13 @@ from host_daemon import (
     probe,
 )
 
-from ._config import CONTAINER_WORKSPACE, DEFAULT_DAEMON_PORT, default_data_dir
+from ._config import (
+    CONTAINER_WORKSPACE,
+    DEFAULT_DAEMON_PORT,
+    ConfigError,
+    default_data_dir,
+    parse_port,
+)
 
 Status = Literal["ok", "warn", "fail"]
 _LABELS: Mapping[Status, str] = {"ok": "[ ok ]", "warn": "[warn]", "fail": "[FAIL]"}
@@ -309,8 +315,8 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Docto
     token, source = _read_token(environ, args.token_file)
     port = args.daemon_port
     if port is None:
-        raw = environ.get("CLAUDE_PROXY_PORT", "")
-        port = int(raw) if raw.isdigit() else DEFAULT_DAEMON_PORT
+        raw = environ.get("CLAUDE_PROXY_PORT") or str(DEFAULT_DAEMON_PORT)
+        port = parse_port(raw, "CLAUDE_PROXY_PORT", allow_zero=False)
     return DoctorSettings(
         daemon_host=args.daemon_host or environ.get("CLAUDE_PROXY_HOST") or "127.0.0.1",
         daemon_port=port,
@@ -325,8 +331,12 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Docto
 
 
 def doctor_main(argv: list[str]) -> int:
-    """Entry point of ``coding-agent doctor``: 0 when nothing failed, 1 otherwise."""
-    settings = settings_from(_parser().parse_args(argv), os.environ)
+    """Entry point of ``coding-agent doctor``: 0 all good, 1 a check failed, 2 bad settings."""
+    try:
+        settings = settings_from(_parser().parse_args(argv), os.environ)
+    except ConfigError as exc:
+        print(f"coding-agent doctor: {exc}", file=sys.stderr)
+        return 2
     checks = trio.run(run_checks, settings)
     sys.stdout.write(render(checks))
     return 1 if any(check.status == "fail" for check in checks) else 0

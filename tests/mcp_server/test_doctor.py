@@ -173,3 +173,16 @@ def daemon_version() -> str:
     from host_daemon import __version__  # noqa: PLC0415 -- only this assertion needs it
 
     return __version__
+
+
+@pytest.mark.parametrize("value", ["http", "\u00b2", "70000"])
+async def test_doctor_refuses_a_bad_claude_proxy_port(site: Site, value: str) -> None:
+    """A CLAUDE_PROXY_PORT that is no port is named (not replaced by the default port)."""
+    argv = [sys.executable, "-m", "mcp_server", "doctor", "--token-file", str(site.token_file)]
+    env = {"PATH": os.environ["PATH"], "HOME": str(site.tmp), "CLAUDE_PROXY_PORT": value}
+    result = await trio.run_process(
+        argv, env=env, capture_stdout=True, capture_stderr=True, check=False
+    )
+    assert result.returncode == 2, result.stdout
+    assert b"Traceback" not in result.stderr
+    assert f"CLAUDE_PROXY_PORT must be a port number, got {value!r}".encode() in result.stderr

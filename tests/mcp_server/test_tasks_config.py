@@ -15,6 +15,7 @@ import trio
 from _support.agent_up import base_env, coding_agent_up
 
 from host_daemon import default_state_dir, default_token_file
+from mcp_server._cli import build_parser
 from mcp_server._config import ConfigError, env_flag, serve_config, workspace_from_env
 from mcp_server._tasks._runner import PathRefused, Workspace
 
@@ -118,10 +119,29 @@ def test_serve_config_shares_the_daemons_default_token_file(tmp_path: pathlib.Pa
 
 
 @pytest.mark.parametrize(
+    "argv",
+    [
+        ["up", "--max-runs", "\u0663"],
+        ["up", "--max-runs", "\u00b2"],
+        ["up", "--port", "\u0663\u0660\u0660\u0660"],
+        ["serve", "--daemon-port", "\u00b2"],
+    ],
+)
+def test_flags_take_ascii_digits_only(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Numeric flags refuse digits other than 0-9 with a usage error naming the value."""
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+    assert exited.value.code == 2
+    assert argv[-1] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     ("environ", "match"),
     [
         ({"TUNNEL_ENABLED": "true"}, "TUNNEL_URL"),
         ({"PORT": "http"}, "PORT"),
+        ({"PORT": "\u00b2"}, "PORT"),
+        ({"CLAUDE_PROXY_PORT": "\u0663\u0660\u0660\u0660"}, "CLAUDE_PROXY_PORT"),
         ({"CLAUDE_PROXY_PORT": "0"}, "CLAUDE_PROXY_PORT"),
     ],
 )
