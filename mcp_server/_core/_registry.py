@@ -65,8 +65,10 @@ class RequestContext(Protocol):
         """Send several client requests at once (key -> (method, params)); returns key -> result.
 
         ``before_task=True`` marks input a task needs before it starts: on the 2026-07-28 leg,
-        asked right away by a task handler, it is gathered through ``input_required`` rounds
-        before the task is created (MRTR, then the task); otherwise it is an ordinary ask.
+        asked right away by a task handler (before any progress, log, other ask or slow work:
+        within 50 ms, see ``_server.PRE_TASK_WINDOW_S``), it is gathered through
+        ``input_required`` rounds before the task is created (MRTR, then the task); otherwise it
+        is an ordinary ask.
         """
 
 

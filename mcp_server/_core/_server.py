@@ -130,6 +130,16 @@ _CAPABILITY_OF: Final = {
 
 
 PRE_TASK_WINDOW_S: Final = 0.05
+"""How long a 2026-07-28 task call waits for ``ask(..., before_task=True)`` (a timing rule).
+
+The call answers as soon as the handler decides: it asks ``before_task`` input (missing answers
+end the call ``input_required``, no task is created), or it reports progress, logs, asks
+ordinary input or returns (the task is announced). A handler that does none of these within
+the window gets its task announced at the window's end; a ``before_task`` ask after that is
+treated as ordinary input asked by the running task. So a handler that needs input before its
+task must ask it first, before any slow work. Waiting without a bound instead would hold every
+silent long-running call until it finished, which is what a task exists to avoid.
+"""
 
 
 @attrs.define(eq=False)
