@@ -61,6 +61,9 @@ _SEND_BATCH_BYTES: Final = 256 * 1024
 #: the kill grace of ``agent_version`` it stays below the 5 s the MCP server gives a probe, so
 #: that a hung CLI shows as that agent's error rather than as a daemon that does not answer.
 _PROBE_VERSION_TIMEOUT_S: Final = 3.0
+#: A failed ``--version`` is reported as is to probes within this time, unless the file changed:
+#: probes waiting on a hung CLI get its error at once instead of each waiting out the timeout.
+_RETRY_VERSION_S: Final = 10.0
 #: How often a subreaper daemon reaps the orphans it adopted that no run claimed.
 _REAP_INTERVAL_S: Final = 1.0
 
@@ -141,6 +144,8 @@ class _Daemon:
         #: Per CLI path: the file's identity (inode, mtime) when it answered, and its version.
         self._versions: dict[str, tuple[tuple[int, int], str]] = {}
         self._version_locks: dict[str, trio.Lock] = {}
+        #: Per CLI path: its identity, why ``--version`` failed, and when (``trio.current_time``).
+        self._version_failures: dict[str, tuple[tuple[int, int], str, float]] = {}
 
     async def handle(self, stream: trio.SocketStream) -> None:
         conn_id = next(self._ids)
@@ -250,13 +255,22 @@ class _Daemon:
             stat = await trio.Path(path).stat()
             identity = (stat.st_ino, stat.st_mtime_ns)
             cached = self._versions.get(path)
-            if cached is None or cached[0] != identity:
+            if cached is not None and cached[0] == identity:
+                return cached[1]
+            failed = self._version_failures.get(path)
+            now = trio.current_time()
+            if failed is not None and failed[0] == identity and now - failed[2] < _RETRY_VERSION_S:
+                raise AgentVersionError(failed[1])
+            try:
                 version = await agent_version(
                     path, env=self.environ, timeout=_PROBE_VERSION_TIMEOUT_S
                 )
-                cached = (identity, version)
-                self._versions[path] = cached
-            return cached[1]
+            except AgentVersionError as exc:
+                self._version_failures[path] = (identity, str(exc), trio.current_time())
+                raise
+            self._version_failures.pop(path, None)
+            self._versions[path] = (identity, version)
+            return version
 
     def _prepare(self, request: RunRequest) -> _Plan:
         """Check a run request against the configuration: its argv, cwd and permission mode."""

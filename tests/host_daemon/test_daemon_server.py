@@ -161,6 +161,31 @@ async def test_probe_names_a_hung_cli_before_the_servers_timeout(
     assert all("did not answer within" in error for error in errors)
 
 
+async def test_concurrent_probes_share_a_hung_clis_failure(
+    root: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """Probes waiting on the same hung ``--version`` all get its error within 5 s."""
+    calls = tmp_path / "calls"
+    cli = tmp_path / "hung-claude"
+    cli.write_text(f"#!/bin/sh\necho x >> {calls}\nexec sleep 600\n")
+    cli.chmod(0o755)
+    errors: list[str | None] = []
+
+    async def probe(d: RunningDaemon) -> None:
+        info = await host_daemon.probe(d.host, d.port, d.token, timeout=5.0)
+        errors.extend(a.error for a in info.agents if a.name == "claude")
+
+    async with (
+        running_daemon(roots=[root], env={"CLAUDE_PATH": str(cli)}) as d,
+        trio.open_nursery() as nursery,
+    ):
+        for _ in range(3):
+            nursery.start_soon(probe, d)
+    assert len(errors) == 3
+    assert all("did not answer within" in (error or "") for error in errors)
+    assert calls.read_text().count("x") == 1
+
+
 async def test_run_streams_started_events_and_finished(
     daemon: RunningDaemon, root: pathlib.Path
 ) -> None:
