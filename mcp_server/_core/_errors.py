@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._schema import clip
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -61,7 +63,7 @@ class MethodNotFound(McpError):
     """The method is unknown (or not offered in this protocol revision)."""
 
     def __init__(self, method: str) -> None:
-        super().__init__(METHOD_NOT_FOUND, f"Method not found: {method}")
+        super().__init__(METHOD_NOT_FOUND, f"Method not found: {clip(method)}")
 
 
 class InvalidParams(McpError):
@@ -82,7 +84,9 @@ class ResourceNotFound(McpError):
     """No resource has this URI (-32602 with ``data.uri``, as 2025-11-25 and later specify)."""
 
     def __init__(self, uri: str) -> None:
-        super().__init__(INVALID_PARAMS, f"Resource not found: {uri}", {"uri": uri})
+        super().__init__(
+            INVALID_PARAMS, f"Resource not found: {clip(uri)}", {"uri": clip(uri, 2048)}
+        )
         self.uri = uri
 
 

@@ -42,7 +42,7 @@ from ._registry import (
     Tool,
     ToolResult,
 )
-from ._schema import validate
+from ._schema import clip, validate
 from ._state import Signer, open_state, sign_state
 from ._tasks import DEFAULT_TTL_MS, TaskRecord, TaskStore
 
@@ -593,7 +593,7 @@ class Core:
             raise InvalidParams(f"expected string, got {_kind(name)} @ $.params.name")
         tool = self.registry.tools.get(name)
         if tool is None:
-            raise InvalidParams(f"Unknown tool: {name}")
+            raise InvalidParams(f"Unknown tool: {clip(name)}")
         arguments = params.get("arguments", {})
         if arguments is None:
             arguments = {}
@@ -726,7 +726,7 @@ class Core:
             for key, value in responses.items():
                 if type(value) is not dict:
                     raise InvalidParams(
-                        f"expected object, got {_kind(value)} @ $.params.inputResponses.{key}"
+                        f"expected object, got {_kind(value)} @ $.params.inputResponses.{clip(key)}"
                     )
             answers.update(responses)
         return answers
@@ -784,14 +784,14 @@ class Core:
             raise InvalidParams(f"expected string, got {_kind(name)} @ $.params.name")
         prompt = self.registry.prompts.get(name)
         if prompt is None:
-            raise InvalidParams(f"Unknown prompt: {name}")
+            raise InvalidParams(f"Unknown prompt: {clip(name)}")
         arguments = request.params.get("arguments") or {}
         if type(arguments) is not dict:
             raise InvalidParams(f"expected object, got {_kind(arguments)} @ $.params.arguments")
         for key, value in arguments.items():
             if type(value) is not str:
                 raise InvalidParams(
-                    f"expected string, got {_kind(value)} @ $.params.arguments.{key}"
+                    f"expected string, got {_kind(value)} @ $.params.arguments.{clip(key)}"
                 )
         for arg in prompt.arguments:
             if arg.required and arg.name not in arguments:
@@ -831,12 +831,12 @@ class Core:
         if ref.get("type") == "ref/prompt":
             prompt = self.registry.prompts.get(ref.get("name"))  # type: ignore[arg-type]
             if prompt is None:
-                raise InvalidParams(f"Unknown prompt: {ref.get('name')}")
+                raise InvalidParams(f"Unknown prompt: {clip(ref.get('name'))}")
             completer = prompt.complete
         elif ref.get("type") == "ref/resource":
             template = self.registry.templates.get(ref.get("uri"))  # type: ignore[arg-type]
             if template is None:
-                raise InvalidParams(f"Unknown resource template: {ref.get('uri')}")
+                raise InvalidParams(f"Unknown resource template: {clip(ref.get('uri'))}")
             completer = template.complete
         else:
             raise InvalidParams("expected ref/prompt or ref/resource @ $.params.ref.type")
@@ -855,7 +855,7 @@ class Core:
     async def _set_level(self, request: Request, env: Envelope, peer: Peer) -> JSON:
         level = request.params.get("level")
         if level not in LOG_LEVELS:
-            raise InvalidParams(f"unknown log level @ $.params.level: {level!r}")
+            raise InvalidParams(f"unknown log level @ $.params.level: {clip(repr(level))}")
         assert env.session is not None  # noqa: S101 (legacy methods always have a session)
         env.session.log_level = level
         return {}

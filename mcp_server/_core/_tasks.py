@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from ._errors import InvalidParams
+from ._schema import clip
 from ._versions import Era
 
 TaskStatus = Literal["working", "input_required", "completed", "failed", "cancelled"]
@@ -139,7 +140,7 @@ class TaskStore:
         """The task, or ``InvalidParams`` when unknown, expired or someone else's."""
         record = self._tasks.get(task_id) if type(task_id) is str else None
         if record is None or record.expired(time.time()) or record.owner != owner:
-            raise InvalidParams(f"Unknown task: {task_id}")
+            raise InvalidParams(f"Unknown task: {clip(task_id)}")
         return record
 
     def discard(self, task_id: str) -> None:
