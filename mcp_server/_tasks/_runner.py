@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -41,7 +41,7 @@ from ._model import (
     start_run,
     utcnow,
 )
-from ._store import TaskStore
+from ._store import TaskStore, UnknownTask
 
 log = logging.getLogger("mcp_server.tasks")
 
@@ -288,6 +288,7 @@ class TaskRunner:
         self._output_queued = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._closing = False
+        store.on_written = self._on_written
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -332,6 +333,14 @@ class TaskRunner:
             changed.set()
         if self._listener is not None:
             self._listener(task_id, kind)
+
+    def _on_written(self, task_id: str) -> None:
+        """More of the task is visible: wake its waiters, announce its output (rate-limited)."""
+        self._dirty_output.add(task_id)
+        self._output_queued.set()
+        changed = self._changed.pop(task_id, None)
+        if changed is not None:
+            changed.set()
 
     async def _announce_output(self) -> None:
         """Announce tasks with new output, at most every ``OUTPUT_NOTIFY_INTERVAL_S``."""
@@ -415,10 +424,11 @@ class TaskRunner:
             options=options,
             now=now,
         )
-        self.store.add(start_run(task, now))
-        self._append(task.id, "turn", f"turn 1: {_short(instructions)}", {"turn": 1}, wake=False)
+        first = _event("turn", f"turn 1: {_short(instructions)}", {"turn": 1})
         active = self._begin(task.id)
-        await self._save_start(task.id, active)
+        await self._save_start(
+            task.id, active, lambda: self.store.create(start_run(task, now), lambda t: [first])
+        )
         self._notify(task.id, "created")
         nursery.start_soon(self._run_turn, task.id, active)
         await self._wait_started(task.id, active)
@@ -430,16 +440,19 @@ class TaskRunner:
             raise TaskBusy(task_id)
         self.get(task_id)
         nursery = self._require_nursery()
-        task = self.store.update(task_id, lambda t: start_run(t, utcnow(), instructions))
-        self._append(
-            task_id,
-            "turn",
-            f"turn {len(task.turns)}: {_short(instructions)}",
-            {"turn": len(task.turns)},
-            wake=False,
-        )
+
+        def turn(task: Task) -> list[dict[str, Any]]:
+            count = len(task.turns)
+            return [_event("turn", f"turn {count}: {_short(instructions)}", {"turn": count})]
+
         active = self._begin(task_id)
-        await self._save_start(task_id, active)
+        await self._save_start(
+            task_id,
+            active,
+            lambda: self.store.commit(
+                task_id, lambda t: start_run(t, utcnow(), instructions), turn
+            ),
+        )
         self._notify(task_id, "transition")
         nursery.start_soon(self._run_turn, task_id, active)
         await self._wait_started(task_id, active)
@@ -448,21 +461,25 @@ class TaskRunner:
     async def end(self, task_id: str) -> Task:
         """Stop the run in flight (the daemon kills its process group), then close the task."""
         self.get(task_id)
-        # A follow-up may start a run while the last one is being stopped: stop until none is
-        # left, then close the task with no checkpoint in between.
-        while task_id in self._active:
-            await self.stop(task_id)
-        task = self.store.update(task_id, lambda t: end(t, utcnow()))
-        self._append(
-            task_id,
-            "status",
-            "completed: ended by the client",
-            {"status": "completed"},
-            wake=False,
-        )
-        await self.store.save(task_id)
-        self._notify(task_id, "transition")
-        return task
+
+        def close(task: Task) -> Task:
+            # Runs under the task's lock: a follow-up that began meanwhile is stopped first.
+            if task_id in self._active:
+                raise TaskBusy(task_id)
+            return end(task, utcnow())
+
+        ended = _event("status", "completed: ended by the client", {"status": "completed"})
+        while True:
+            while task_id in self._active:
+                await self.stop(task_id)
+            try:
+                task = await self.store.commit(task_id, close, lambda t: [ended])
+            except TaskBusy:
+                continue
+            except UnknownTask:
+                raise TaskNotFound(task_id) from None
+            self._notify(task_id, "transition")
+            return task
 
     async def stop(self, task_id: str, reason: RunOutcome = "cancelled") -> None:
         """Cancel the task's run, if any, and wait until its end is recorded."""
@@ -491,23 +508,24 @@ class TaskRunner:
 
     # -- running --------------------------------------------------------------------------
 
-    async def _save_start(self, task_id: str, active: _ActiveRun) -> None:
+    async def _save_start(
+        self, task_id: str, active: _ActiveRun, write: Callable[[], Awaitable[Task]]
+    ) -> None:
         """Make a run's start durable (shielded: it is short, and half a start is worse).
 
-        If it cannot be written, the run does not start and the task is recorded failed.
+        If it is refused or cannot be written, the run does not start and the task keeps its
+        last durable record.
         """
         with trio.CancelScope(shield=True):
             try:
-                await self.store.save(task_id)
-            except OSError as exc:
-                log.exception("task %s: could not record the start of a run", task_id)
-                now = utcnow()
-                report = RunReport(
-                    outcome="error", started_at=now, finished_at=now, error=f"state: {exc}"
-                )
-                self.store.update(task_id, lambda t: finish_run(t, report, now))
+                await write()
+            except BaseException as exc:
                 self._active.pop(task_id, None)
                 active.done.set()
+                if isinstance(exc, OSError):
+                    log.exception("task %s: could not record the start of a run", task_id)
+                if isinstance(exc, UnknownTask):
+                    raise TaskNotFound(task_id) from None
                 raise
 
     async def _wait_started(self, task_id: str, active: _ActiveRun) -> None:
@@ -536,17 +554,9 @@ class TaskRunner:
         summary: str,
         data: dict[str, Any] | None = None,
         raw: str | None = None,
-        *,
-        wake: bool = True,
     ) -> None:
-        """Queue an event; ``wake=False`` for a transition's events (waiters wake after save)."""
+        """Queue an output event; it is visible (and announced) once written."""
         self.store.append_event(task_id, kind=kind, summary=summary, data=data, raw=raw)
-        self._dirty_output.add(task_id)
-        self._output_queued.set()
-        if wake:
-            changed = self._changed.pop(task_id, None)
-            if changed is not None:
-                changed.set()
 
     def _request(self, task: Task) -> RunRequest:
         options = task.options
@@ -624,27 +634,37 @@ class TaskRunner:
     async def _record_session(self, task_id: str, session_id: str) -> None:
         if self.get(task_id).session_id == session_id:
             return
-        self.store.update(task_id, lambda t: record_session(t, session_id, utcnow()))
-        await self.store.save(task_id)
+        try:
+            await self.store.commit(task_id, lambda t: record_session(t, session_id, utcnow()))
+        except UnknownTask:
+            raise TaskNotFound(task_id) from None
 
     async def _finish(self, task_id: str, report: RunReport) -> None:
-        if task_id not in self.store.tasks:
-            return
-        task = self.store.update(task_id, lambda t: finish_run(t, report, utcnow()))
         cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"
         turns = "" if report.num_turns is None else f", {report.num_turns} turns"
-        self._append(
-            task_id,
+        finished = _event(
             "run_finished",
             f"run finished: {report.outcome}{turns}{cost}"
             + (f" ({_short(report.error)})" if report.error else ""),
             {"outcome": report.outcome, "error": report.error, "cost_usd": report.cost_usd},
-            wake=False,
         )
-        self._append(task_id, "status", task.status, {"status": task.status}, wake=False)
-        await self.store.save(task_id)
+
+        def events(task: Task) -> list[dict[str, Any]]:
+            return [finished, _event("status", task.status, {"status": task.status})]
+
+        try:
+            task = await self.store.commit(
+                task_id, lambda t: finish_run(t, report, utcnow()), events
+            )
+        except UnknownTask:
+            return  # deleted (clean_state) while the run was stopping
         log.info("task %s: run %d ended %s", task_id, task.runs, report.outcome)
         self._notify(task_id, "transition")
+
+
+def _event(kind: str, summary: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A transition's event, as :meth:`TaskStore.commit` takes it."""
+    return {"kind": kind, "summary": summary, "data": data}
 
 
 def _short(text: str, limit: int = 120) -> str:

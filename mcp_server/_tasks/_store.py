@@ -17,6 +17,15 @@ Durability policy:
   events that a power loss could take back.
 - Blocking file I/O runs in ``trio.to_thread``; one lock orders all writes.
 
+Visibility (what readers of :attr:`TaskStore.tasks`, :meth:`TaskStore.read_events` and
+:meth:`TaskStore.last_seq` see, hence every tool result, resource and notification):
+
+- A transition (:meth:`TaskStore.create`, :meth:`TaskStore.commit`) is computed from the
+  published record under the task's own lock, written (its events appended and fsync'd, then the
+  record replaced and fsync'd) and only then published. Until then readers see the old record.
+- An event is visible once ``write(2)`` put it in the log file (the page cache: it survives a
+  killed process, and an fsync follows within ``FSYNC_INTERVAL_S``); queued events are not.
+
 Recovery (:meth:`TaskStore.load`): a record that does not parse, a log line that does not parse,
 a log whose sequence breaks, or a log without a record is moved into ``quarantine/`` with a
 warning naming it. A torn last log line (the write a crash cut short) is cut back to the last
@@ -33,7 +42,7 @@ import math
 import os
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -196,16 +205,32 @@ def _fsync_dir(path: pathlib.Path) -> None:
         os.close(fd)
 
 
+class UnknownTask(LookupError):
+    """No task with this id is in the store (it was never created, or was deleted)."""
+
+
+Events = Callable[[Task], Iterable[Mapping[str, Any]]]
+"""The events a transition logs, given the new record (``kind``, ``summary``, ``data``…)."""
+
+
+def _no_events(task: Task) -> Iterable[Mapping[str, Any]]:
+    return ()
+
+
 class TaskStore:
-    """The tasks in memory, written through to ``root`` (see the module docstring)."""
+    """The durable tasks, written through to ``root`` (see the module docstring)."""
 
     def __init__(self, root: pathlib.Path) -> None:
         self.root = root
         self.tasks_dir = root / "tasks"
         self.quarantine_dir = root / "quarantine"
         self.tasks: dict[str, Task] = {}
+        """The published records: each one durable (written and fsync'd) before it is here."""
         self._logs: dict[str, _Log] = {}
+        self._locks: dict[str, trio.Lock] = {}
         self._io_lock = trio.Lock()
+        self.on_written: Callable[[str], None] | None = None
+        """Called with a task's id once more of it is visible (events written, a record)."""
         self._wakeup = trio.Event()
         self._drained = trio.Event()
         self.quarantined: list[pathlib.Path] = []
@@ -215,17 +240,16 @@ class TaskStore:
     async def load(self) -> list[Task]:
         """Read every task back, quarantining what cannot be read; returns the tasks loaded."""
         async with self._io_lock:
-            await trio.to_thread.run_sync(self._load_sync)
-        recovered = []
-        for task_id, task in list(self.tasks.items()):
+            loaded = await trio.to_thread.run_sync(self._load_sync)
+        for task_id, task in loaded.items():
             if task.status in ("pending", "in_progress"):
                 log.warning(
                     "task %s was %s when the server stopped: now interrupted", task_id, task.status
                 )
-                self.tasks[task_id] = interrupt(task, utcnow())
-                recovered.append(task_id)
-        for task_id in recovered:
-            await self.save(task_id)
+                async with self._lock(task_id):
+                    await self._write(self._logs[task_id], interrupt(task, utcnow()), _no_events)
+            else:
+                self.tasks[task_id] = task
         return list(self.tasks.values())
 
     def _quarantine(self, path: pathlib.Path, why: str) -> pathlib.Path:
@@ -239,7 +263,8 @@ class TaskStore:
         self.quarantined.append(target)
         return target
 
-    def _load_sync(self) -> None:
+    def _load_sync(self) -> dict[str, Task]:
+        loaded: dict[str, Task] = {}
         self.tasks_dir.mkdir(parents=True, exist_ok=True)
         for leftover in sorted(self.tasks_dir.glob("*.tmp")):
             log.warning("removing %s: an unfinished write (the old record stands)", leftover)
@@ -254,14 +279,15 @@ class TaskStore:
                 if log_path.exists():
                     self._quarantine(log_path, "event log of an unreadable task record")
                 continue
-            self.tasks[task_id] = task
             self._logs[task_id] = self._load_log(task_id)
             count = self._logs[task_id].last_seq
-            if count != task.event_count:
-                self.tasks[task_id] = attrs.evolve(task, event_count=count)
+            loaded[task_id] = (
+                task if count == task.event_count else attrs.evolve(task, event_count=count)
+            )
         for path in sorted(self.tasks_dir.glob("*" + LOG_SUFFIX)):
-            if path.name.removesuffix(LOG_SUFFIX) not in self.tasks:
+            if path.name.removesuffix(LOG_SUFFIX) not in loaded:
                 self._quarantine(path, "event log without a task record")
+        return loaded
 
     def _load_log(self, task_id: str) -> _Log:
         path = self.tasks_dir / (task_id + LOG_SUFFIX)
@@ -308,35 +334,73 @@ class TaskStore:
 
     # -- records --------------------------------------------------------------------------
 
-    def add(self, task: Task) -> None:
-        """Hold a new task in memory; :meth:`save` makes it durable."""
-        if task.id in self.tasks:
-            raise ValueError(f"task {task.id} exists")
-        self.tasks[task.id] = task
-        self._logs[task.id] = _Log(path=self.tasks_dir / (task.id + LOG_SUFFIX))
+    def _lock(self, task_id: str) -> trio.Lock:
+        return self._locks.setdefault(task_id, trio.Lock())
 
-    def update(self, task_id: str, change: Callable[[Task], Task]) -> Task:
-        """Apply a transition in memory (raises what the transition raises)."""
-        task = change(self.tasks[task_id])
-        self.tasks[task_id] = task
-        return task
+    async def create(self, task: Task, events: Events = _no_events) -> Task:
+        """Write a new task (and its first events) through, then publish it; returns it."""
+        if task.id in self._logs:
+            raise ValueError(f"task {task.id} exists")
+        state = _Log(path=self.tasks_dir / (task.id + LOG_SUFFIX))
+        self._logs[task.id] = state
+        try:
+            async with self._lock(task.id):
+                return await self._write(state, task, events)
+        finally:
+            if task.id not in self.tasks and self._logs.get(task.id) is state:
+                del self._logs[task.id]
+                self._locks.pop(task.id, None)
+
+    async def commit(
+        self, task_id: str, change: Callable[[Task], Task], events: Events = _no_events
+    ) -> Task:
+        """Apply a transition durably: compute it from the published record under the task's
+        lock, write it (and its events) through, then publish it; returns the new record.
+
+        Raises :class:`UnknownTask`, or what ``change`` raises (nothing is written then).
+        """
+        async with self._lock(task_id):
+            current = self.tasks.get(task_id)
+            state = self._logs.get(task_id)
+            if current is None or state is None:
+                raise UnknownTask(task_id)
+            return await self._write(state, change(current), events)
 
     async def save(self, task_id: str) -> None:
-        """Write the task's current record through: its events first (fsync'd), then the record."""
+        """Write the task's queued events through (fsync'd) with its record, event count updated."""
+        try:
+            await self.commit(task_id, lambda task: task)
+        except UnknownTask:
+            return
+
+    async def _write(self, state: _Log, task: Task, events: Events) -> Task:
+        """Write ``task`` and its events (after those queued) through; publish it if still ours."""
         async with self._io_lock:
-            task = self.tasks.get(task_id)
-            if task is None:
-                return
-            state = self._logs[task_id]
+            own = [
+                next_event(state.last_seq + n, now=utcnow(), **f)
+                for n, f in enumerate(events(task))
+            ]
+            state.pending.extend(own)
             task = count_events(task, state.last_seq)
-            self.tasks[task_id] = task
             batch = list(state.pending)
-            written = await trio.to_thread.run_sync(
-                self._save_sync, task_id, state.path, state.size, batch, encode_task(task)
-            )
+            try:
+                written = await trio.to_thread.run_sync(
+                    self._save_sync, task.id, state.path, state.size, batch, encode_task(task)
+                )
+            except BaseException:
+                # The transition is not recorded: neither are its events, unless output queued
+                # after them already follows them (the log's seqs must stay contiguous).
+                if own and state.pending[-len(own) :] == own:
+                    del state.pending[-len(own) :]
+                raise
             self._written(state, batch, written)
+            if self._logs.get(task.id) is state:
+                self.tasks[task.id] = task
             self._drained.set()
             self._drained = trio.Event()
+        if self.on_written is not None and self._logs.get(task.id) is state:
+            self.on_written(task.id)
+        return task
 
     def _save_sync(
         self, task_id: str, log_path: pathlib.Path, size: int, batch: list[TaskEvent], data: bytes
@@ -368,6 +432,7 @@ class TaskStore:
         """Forget a task at once (before any checkpoint), then remove its files."""
         self.tasks.pop(task_id, None)
         self._logs.pop(task_id, None)
+        self._locks.pop(task_id, None)
         async with self._io_lock:
             await trio.to_thread.run_sync(self._delete_sync, task_id)
 
@@ -387,25 +452,29 @@ class TaskStore:
         return event
 
     def last_seq(self, task_id: str) -> int:
-        """The seq of the task's latest event (written or queued)."""
-        return self._logs[task_id].last_seq
+        """The seq of the task's latest visible (written) event."""
+        return self._logs[task_id].written
 
     async def flush(self, *, force_fsync: bool = False) -> None:
         """Write every queued event; fsync per the policy (or now, with ``force_fsync``)."""
         async with self._io_lock:
             now = time.monotonic()
             work = []
-            for state in self._logs.values():
+            for task_id, state in self._logs.items():
                 if state.pending or (state.unsynced and force_fsync):
                     fsync = force_fsync or now - state.last_fsync >= FSYNC_INTERVAL_S
-                    work.append((state, list(state.pending), fsync))
+                    work.append((task_id, state, list(state.pending), fsync))
             if not work:
                 return
             results = await trio.to_thread.run_sync(self._flush_sync, work)
-            for (state, batch, _), written in zip(work, results, strict=True):
+            for (_, state, batch, _), written in zip(work, results, strict=True):
                 self._written(state, batch, written)
             self._drained.set()
             self._drained = trio.Event()
+        if self.on_written is not None:
+            for task_id, state, batch, _ in work:
+                if batch and self._logs.get(task_id) is state:
+                    self.on_written(task_id)
 
     async def backpressure(self, task_id: str) -> None:
         """Wait while the task has ``MAX_PENDING_EVENTS`` events queued.
@@ -418,10 +487,10 @@ class TaskStore:
             await self._drained.wait()
 
     @staticmethod
-    def _flush_sync(work: list[tuple[_Log, list[TaskEvent], bool]]) -> list[_Written]:
+    def _flush_sync(work: list[tuple[str, _Log, list[TaskEvent], bool]]) -> list[_Written]:
         return [
             _append_sync(state.path, state.size, batch, fsync, state.unsynced)
-            for state, batch, fsync in work
+            for _, state, batch, fsync in work
         ]
 
     async def run_flusher(
@@ -449,7 +518,7 @@ class TaskStore:
                 await self.flush(force_fsync=True)
 
     async def read_events(self, task_id: str, after: int, limit: int) -> list[TaskEvent]:
-        """Events with ``seq > after``, at most ``limit``, from disk and the queue."""
+        """Visible events with ``seq > after``, at most ``limit`` (queued ones are not yet)."""
         state = self._logs[task_id]
         out: list[TaskEvent] = []
         if after < state.written:
@@ -459,13 +528,6 @@ class TaskStore:
             path = state.path
             data = await trio.to_thread.run_sync(self._read_range, path, start, stop)
             out = [decode_event(line) for line in data.splitlines()]
-        next_seq = out[-1].seq + 1 if out else after + 1
-        for event in list(state.pending):
-            if len(out) >= limit:
-                break
-            if event.seq == next_seq:
-                out.append(event)
-                next_seq += 1
         return out
 
     @staticmethod

@@ -47,9 +47,9 @@ async def stored_task(root: pathlib.Path, *, events: int = 0, running: bool = Fa
         options=TaskOptions(max_turns=3),
         now=T0,
     )
-    store.add(task)
+    await store.create(task)
     if running:
-        store.update(task.id, lambda t: start_run(t, T0))
+        await store.commit(task.id, lambda t: start_run(t, T0))
     for n in range(events):
         store.append_event(task.id, kind="agent", summary=f"event {n}", data={"n": n})
     await store.save(task.id)
@@ -76,12 +76,15 @@ async def test_record_file_is_whole_json(tmp_path: pathlib.Path) -> None:
 
 
 async def test_events_contiguous_and_paged(tmp_path: pathlib.Path) -> None:
-    """Events read back from any point in order, across disk and the queue."""
+    """Written events read back from any point in order; queued ones only once written."""
     task_id = await stored_task(tmp_path, events=10)
     store = TaskStore(tmp_path)
     await store.load()
     for n in range(5):
         store.append_event(task_id, kind="agent", summary=f"late {n}")
+    assert [e.seq for e in await store.read_events(task_id, after=7, limit=5)] == [8, 9, 10]
+    assert store.last_seq(task_id) == 10
+    await store.flush()
     events = await store.read_events(task_id, after=7, limit=5)
     assert [e.seq for e in events] == [8, 9, 10, 11, 12]
     assert [e.seq for e in await store.read_events(task_id, after=0, limit=100)] == list(

@@ -7,12 +7,14 @@ import json
 import os
 import pathlib
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import PurePosixPath
 from typing import Any
 
 import attrs
 import httpx
+import orjson
 import pytest
 import trio
 from _support.daemon import running_daemon
@@ -126,14 +128,18 @@ class Env:
 
 @contextlib.asynccontextmanager
 async def task_server(
-    tmp_path: pathlib.Path, *, token: str | None = None, port: int | None = None
+    tmp_path: pathlib.Path,
+    *,
+    token: str | None = None,
+    port: int | None = None,
+    store: TaskStore | None = None,
 ) -> AsyncIterator[Env]:
     """Daemon + runner + MCP server on loopback; ``token``/``port`` override the server's view."""
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
     agent = install_agent(tmp_path / "bin")
     async with running_daemon(roots=[root], env={"CLAUDE_PATH": agent}) as daemon:
-        store = TaskStore(tmp_path / "state")
+        store = store or TaskStore(tmp_path / "state")
         await store.load()
         endpoint = DaemonEndpoint(
             host=daemon.host,
@@ -514,7 +520,8 @@ async def test_mcp_task_cancel_stops_run(tmp_path: pathlib.Path, when: str) -> N
             },
         )
         mcp_task = answer["result"]["task"]["taskId"]
-        await eventually(lambda: env.runner.running() == 1)
+        # The task is listed once its start is durable, its run counted once begun.
+        await eventually(lambda: env.runner.running() == 1 and len(env.runner.tasks()) == 1)
         [task] = env.runner.tasks()
         if when == "running":
             await eventually(lambda: env.runner.get(task.id).session_id is not None)
@@ -577,3 +584,73 @@ async def _next_notification(lines: AsyncIterator[str], method: str) -> dict[str
                 message: dict[str, Any] = json.loads(line[5:])
                 return message
     raise AssertionError(f"the stream ended before {method}")
+
+
+class HeldStore(TaskStore):
+    """A store whose write of a record with status ``hold`` waits until ``release`` (test hook)."""
+
+    def __init__(self, root: pathlib.Path, hold: str) -> None:
+        super().__init__(root)
+        self.hold = hold
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def _save_sync(
+        self, task_id: str, log_path: pathlib.Path, size: int, batch: list[Any], data: bytes
+    ) -> Any:
+        if orjson.loads(data)["status"] == self.hold:
+            self.held.set()
+            self.release.wait(60)
+        return super()._save_sync(task_id, log_path, size, batch, data)
+
+
+async def client_view(client: Client, task_id: str) -> tuple[str, str, list[str]]:
+    """The task's status per report and per task://, and its logged event summaries."""
+    reported = await client.ok("report", id=task_id)
+    resource = await client.read(f"task://{task_id}")
+    summaries = [e["summary"] for e in await all_events(client, task_id)]
+    return reported["status"], resource["status"], summaries
+
+
+async def test_end_task_invisible_until_durable(tmp_path: pathlib.Path) -> None:
+    """While end_task's record is being written, clients still see the old status and events."""
+    store = HeldStore(tmp_path / "state", "completed")
+    async with task_server(tmp_path, store=store) as env, trio.open_nursery() as nursery:
+        created = await env.client.ok("create_task", title="t", instructions="hello")
+        await wait_done(env.client, created["task_id"])
+        ended = trio.Event()
+        other = Client(env.client.http, env.client.url)
+        await other.initialize()
+
+        async def end() -> None:
+            await other.ok("end_task", id=created["task_id"])
+            ended.set()
+
+        nursery.start_soon(end)
+        try:
+            assert await trio.to_thread.run_sync(store.held.wait, 60)
+            reported, resource, summaries = await client_view(env.client, created["task_id"])
+            assert (reported, resource) == ("waiting", "waiting")
+            assert "completed: ended by the client" not in summaries
+        finally:
+            store.release.set()
+        with trio.fail_after(60):
+            await ended.wait()
+        reported, resource, summaries = await client_view(env.client, created["task_id"])
+        assert (reported, resource) == ("completed", "completed")
+        assert summaries[-1] == "completed: ended by the client"
+
+
+async def test_run_end_invisible_until_durable(tmp_path: pathlib.Path) -> None:
+    """While a run's end is being written, clients still see it in_progress, without its end."""
+    store = HeldStore(tmp_path / "state", "waiting")
+    async with task_server(tmp_path, store=store) as env:
+        created = await env.client.ok("create_task", title="t", instructions="hello")
+        try:
+            assert await trio.to_thread.run_sync(store.held.wait, 60)
+            reported, resource, summaries = await client_view(env.client, created["task_id"])
+            assert (reported, resource) == ("in_progress", "in_progress")
+            assert not [s for s in summaries if s.startswith("run finished")]
+        finally:
+            store.release.set()
+        assert (await wait_done(env.client, created["task_id"]))["status"] == "waiting"
