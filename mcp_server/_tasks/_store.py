@@ -408,12 +408,19 @@ class TaskStore:
         written = _append_sync(log_path, size, batch, fsync=True, unsynced=True)
         path = self.tasks_dir / (task_id + RECORD_SUFFIX)
         tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(self.tasks_dir)
+        try:
+            with tmp.open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(self.tasks_dir)
+        except OSError:
+            # Unrecorded, the batch is still queued: take it back out of the log so the next
+            # write does not repeat its seqs.
+            if batch:
+                os.truncate(log_path, size)
+            raise
         return written
 
     @staticmethod

@@ -245,3 +245,25 @@ async def test_written_events_cost_little_memory(tmp_path: pathlib.Path) -> None
         tracemalloc.stop()
     assert store.last_seq(task_id) == count
     assert retained / count < 20, f"{retained / count:.1f} bytes per written event"
+
+
+async def test_unwritable_transition_is_not_published(tmp_path: pathlib.Path) -> None:
+    """A transition whose record cannot be written raises; readers keep the old record and log."""
+    task_id = await stored_task(tmp_path, events=2)
+    store = TaskStore(tmp_path)
+    await store.load()
+    store.append_event(task_id, kind="agent", summary="queued")
+    blocker = tmp_path / "tasks" / (task_id + RECORD_SUFFIX + ".tmp")
+    blocker.mkdir()  # the record's temp file cannot be created
+    status = {"kind": "status", "summary": "in_progress"}
+    before = store.tasks[task_id]
+    with pytest.raises(IsADirectoryError):
+        await store.commit(task_id, lambda t: start_run(t, T0, "again"), lambda t: [status])
+    assert store.tasks[task_id] == before
+    assert [e.seq for e in await store.read_events(task_id, 0, 10)] == [1, 2]
+    blocker.rmdir()
+    await store.flush()
+    events = await store.read_events(task_id, 0, 10)
+    assert [(e.seq, e.summary) for e in events] == [(1, "event 0"), (2, "event 1"), (3, "queued")]
+    (again,) = await TaskStore(tmp_path).load()
+    assert (again.status, again.event_count) == (before.status, 3)
