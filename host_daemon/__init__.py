@@ -31,6 +31,7 @@ from ._records import (
     RunStarted,
 )
 from ._server import serve_daemon
+from ._signals import watch_shutdown_signals
 from ._version import __version__
 
 __all__ = [
@@ -62,4 +63,5 @@ __all__ = [
     "probe",
     "serve_daemon",
     "token_from_environment",
+    "watch_shutdown_signals",
 ]

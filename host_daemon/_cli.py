@@ -12,7 +12,6 @@ import datetime
 import logging
 import os
 import pathlib
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +31,7 @@ from ._config import (
 from ._paths import resolve_roots
 from ._process import become_subreaper
 from ._server import serve_daemon
+from ._signals import watch_shutdown_signals
 from ._version import __version__
 
 log = logging.getLogger("host_daemon")
@@ -271,24 +271,10 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
 async def run_daemon(config: DaemonConfig) -> None:
     """Serve until signalled: the first signal drains, a second one cancels everything."""
     shutdown = trio.Event()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def watch_signals() -> None:
-                async for signum in signals:
-                    name = signal.Signals(signum).name
-                    if shutdown.is_set():
-                        log.warning(
-                            "second signal, exiting now", extra={"fields": {"signal": name}}
-                        )
-                        nursery.cancel_scope.cancel()
-                        return
-                    log.info("signal received, draining", extra={"fields": {"signal": name}})
-                    shutdown.set()
-
-            nursery.start_soon(watch_signals)
-            await serve_daemon(config, shutdown=shutdown)
-            nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch_shutdown_signals, shutdown, nursery.cancel_scope, log)
+        await serve_daemon(config, shutdown=shutdown)
+        nursery.cancel_scope.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

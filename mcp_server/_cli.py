@@ -12,7 +12,6 @@ import functools
 import logging
 import os
 import pathlib
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import PurePosixPath
@@ -21,7 +20,12 @@ from typing import Any
 import attrs
 import trio
 
-from host_daemon import DaemonConfig, TokenError, load_or_create_token
+from host_daemon import (
+    DaemonConfig,
+    TokenError,
+    load_or_create_token,
+    watch_shutdown_signals,
+)
 from host_daemon._process import become_subreaper
 from host_daemon._server import serve_daemon
 from mcp_server._core._registry import Registry
@@ -108,17 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _watch_signals(shutdown: trio.Event, scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            if shutdown.is_set():
-                log.warning("second %s: exiting now", signal.Signals(signum).name)
-                scope.cancel()
-                return
-            log.info("%s: shutting down gracefully", signal.Signals(signum).name)
-            shutdown.set()
-
-
 async def run_server(
     config: ServerConfig,
     *,
@@ -177,7 +170,7 @@ def _mcp_url(urls: list[str]) -> str:
 async def _serve_main(config: ServerConfig) -> int:
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope)
+        await nursery.start(watch_shutdown_signals, shutdown, nursery.cancel_scope, log)
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))
         urls = await nursery.start(server.run)
         _print(f"MCP URL: {_mcp_url(urls)}")
@@ -246,7 +239,7 @@ async def _up_main(plan: _UpPlan) -> int:
     shutdown = trio.Event()
     daemon_shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope)
+        await nursery.start(watch_shutdown_signals, shutdown, nursery.cancel_scope, log)
         daemon = _Service(functools.partial(serve_daemon, daemon_config, shutdown=daemon_shutdown))
         addresses = await nursery.start(daemon.run)
         daemon_host, bound_port = addresses[0]

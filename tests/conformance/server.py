@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
 
+from host_daemon import watch_shutdown_signals
 from mcp_server import (
     BlobContents,
     HttpSettings,
@@ -37,6 +38,7 @@ from mcp_server import (
     serve,
 )
 
+log = logging.getLogger("conformance")
 JSON = dict[str, Any]
 
 # A 1x1 red PNG and a minimal WAV, as the harness's reference server sends them.
@@ -870,23 +872,16 @@ async def run(port: int) -> None:
     )
     shutdown = trio.Event()
     registry = build_registry()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch_shutdown_signals, shutdown, nursery.cancel_scope, log)
 
-            async def first_drains_second_exits() -> None:
-                async for _ in signals:
-                    if shutdown.is_set():
-                        nursery.cancel_scope.cancel()
-                    shutdown.set()
+        async def serve_then_stop(task_status: trio.TaskStatus[list[str]]) -> None:
+            await serve(registry, settings, shutdown=shutdown, task_status=task_status)
+            nursery.cancel_scope.cancel()
 
-            async def serve_then_stop(task_status: trio.TaskStatus[list[str]]) -> None:
-                await serve(registry, settings, shutdown=shutdown, task_status=task_status)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(first_drains_second_exits)
-            urls = await nursery.start(serve_then_stop)
-            for url in urls:
-                print(f"serving {url}", flush=True)
+        urls = await nursery.start(serve_then_stop)
+        for url in urls:
+            print(f"serving {url}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
