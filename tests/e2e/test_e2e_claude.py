@@ -6,11 +6,12 @@ The model is scripted on loopback. Every run's environment carries a marker vari
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -18,6 +19,7 @@ import pytest
 import trio
 from _support.agent_up import Up, coding_agent_up, sdk_client
 from _support.claude_cli import claude_env, claude_executable
+from _support.polling import eventually as _eventually
 from _support.scripted_model import (
     BashCall,
     Hold,
@@ -33,6 +35,8 @@ pytestmark = pytest.mark.claude_cli
 
 MARKER = "CODING_AGENT_TEST_RUN"
 DEADLINE_S = 90.0
+# The real CLI on a loaded machine: a longer wait than the suite's default.
+eventually = functools.partial(_eventually, timeout=DEADLINE_S)
 TREE_SCRIPT = """\
 sh -c 'trap "" TERM; exec sleep 3001' &
 sleep 3002 &
@@ -91,19 +95,6 @@ def marked_processes(marker: str, server: Up | None = None) -> list[tuple[int, s
         if needle in environ.split(b"\0") and stat.rsplit(")", 1)[1].split()[0] != "Z":
             found.append((int(entry), stat.split("(", 1)[1].split(")", 1)[0]))
     return found
-
-
-async def eventually(
-    condition: Callable[[], bool], what: str, detail: Callable[[], str] = str
-) -> None:
-    """Poll ``condition`` (``/proc`` offers no notification) until the deadline."""
-    with trio.move_on_after(DEADLINE_S) as deadline:
-        while True:
-            if condition():
-                return
-            await trio.sleep(0.05)
-    if deadline.cancelled_caught:
-        raise AssertionError(f"timed out waiting for {what}: {detail()}")
 
 
 async def ok(client: Client, name: str, **arguments: Any) -> dict[str, Any]:

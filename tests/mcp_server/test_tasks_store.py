@@ -13,6 +13,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 import trio
+from _support.polling import eventually
 
 from mcp_server._tasks._model import TaskOptions, new_task, start_run
 from mcp_server._tasks._store import (
@@ -24,15 +25,6 @@ from mcp_server._tasks._store import (
 )
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10) -> None:
-    """Wait until ``condition()`` holds (polling: a file has no event to wait on)."""
-    with trio.fail_after(timeout):
-        while True:
-            if condition():
-                return
-            await trio.sleep(0.01)
 
 
 async def stored_task(root: pathlib.Path, *, events: int = 0, running: bool = False) -> str:

@@ -8,7 +8,7 @@ import os
 import pathlib
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 import trio
 from _support.daemon import running_daemon
 from _support.mcp_http import serving
+from _support.polling import eventually
 
 from mcp_server import Registry
 from mcp_server._tasks._runner import DaemonEndpoint, TaskRunner, Workspace
@@ -176,15 +177,6 @@ async def all_events(client: Client, task_id: str) -> list[dict[str, Any]]:
         events += page["events"]
         uri = page["next"]
     return events
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 30) -> None:
-    """Wait until ``condition()`` holds (polling: process exit has no event to wait on here)."""
-    with trio.fail_after(timeout):
-        while True:
-            if condition():
-                return
-            await trio.sleep(0.05)
 
 
 def alive(pid: int) -> bool:
