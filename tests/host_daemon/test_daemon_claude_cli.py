@@ -13,7 +13,7 @@ import json
 import os
 import pathlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import attrs
 import pytest
@@ -30,7 +30,6 @@ from _support.scripted_model import (
 )
 
 from host_daemon import AgentEvent, RunEvent, RunFinished, RunRequest, open_run
-from host_daemon._process import become_subreaper
 
 pytestmark = pytest.mark.claude_cli
 
@@ -59,16 +58,6 @@ class Daemon:
 def claude() -> str:
     """The pinned Claude Code binary (installed on first use; never skipped)."""
     return claude_executable()
-
-
-@pytest.fixture
-def subreaper() -> Iterator[None]:
-    """Make the test process a child subreaper, as the daemon's CLI does at start."""
-    become_subreaper()
-    try:
-        yield
-    finally:
-        become_subreaper(False)
 
 
 @pytest.fixture

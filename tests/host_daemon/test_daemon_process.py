@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,11 @@ from host_daemon._process import (
     OUTPUT_BUFFER_BYTES,
     ExitStatus,
     OutputLine,
-    become_subreaper,
     output_limit_marker,
     spawn_group,
 )
 
 PY = sys.executable
-
-
-@pytest.fixture
-def subreaper() -> Iterator[None]:
-    """The test process plays the daemon: orphans of a run are reparented to it."""
-    become_subreaper()
-    try:
-        yield
-    finally:
-        become_subreaper(enable=False)
 
 
 @pytest.fixture

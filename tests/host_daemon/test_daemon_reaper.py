@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
-from collections.abc import Iterator
 from contextlib import suppress
 
 import pytest
@@ -14,7 +13,7 @@ from _support.daemon import running_daemon
 
 import host_daemon
 from host_daemon._proc import read_stat
-from host_daemon._process import become_subreaper, reap_adopted_orphans, spawn_group
+from host_daemon._process import reap_adopted_orphans, spawn_group
 
 DEADLINE = 30.0  # generous: the machine is shared and loaded
 
@@ -36,16 +35,6 @@ if os.fork() == 0:
 os.wait()
 print("1.2.3 (escaping)")
 """
-
-
-@pytest.fixture
-def subreaper() -> Iterator[None]:
-    """Make the test process a child subreaper, as the daemon's CLI does at start."""
-    become_subreaper()
-    try:
-        yield
-    finally:
-        become_subreaper(False)
 
 
 def _reap_if_left(pid: int) -> None:
