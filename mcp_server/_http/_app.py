@@ -45,6 +45,7 @@ from .._core._jsonrpc import (
     result_message,
 )
 from .._core._registry import JSON, ListChanged, RegistryEvent, ResourceUpdated
+from .._core._schema import clip
 from .._core._server import Core, Envelope, SessionState
 from .._core._tasks import TaskRecord
 from ._settings import HttpSettings
@@ -65,6 +66,7 @@ _SSE_HEADERS: Final = [
 ]
 _LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _MAX_STREAMS_PER_SESSION: Final = 64
+_MAX_SEQ_DIGITS: Final = 18
 WATCH_DELAY_S: Final = 0.02
 _LIST_NOTIFICATIONS: Final = {
     "tools": "notifications/tools/list_changed",
@@ -641,11 +643,7 @@ class McpApp:
         stream = session.standalone
         after = stream.delivered
         if last is not None:
-            key, _, seq = last.decode("latin-1").rpartition(":")
-            resumed = session.streams.get(key)
-            if resumed is None or not seq.isdigit():
-                raise HttpError(400, McpError(INVALID_REQUEST, "Unknown Last-Event-ID"))
-            stream, after = resumed, int(seq)
+            stream, after = _resume_point(session, last.decode("latin-1"))
         # One connection per stream, so each message goes out on exactly one: the newest wins.
         stream.detach()
         session.connections += 1
@@ -863,6 +861,46 @@ class McpApp:
                 break
             if stream.seq == last:
                 await stream.wait()
+
+
+def _resume_point(session: HttpSession, last_event_id: str) -> tuple[EventStream, int]:
+    """The stream and sequence number a ``Last-Event-ID`` names; 400 unless it names an event
+    this session's streams really sent (or the priming point ``KEY:0``).
+
+    An id past a stream's last event was never sent, so there is nothing to resume after it:
+    waiting for the stream to reach it would silently skip the events in between.
+    """
+    key, _, seq = last_event_id.rpartition(":")
+    stream = session.streams.get(key)
+    shown = clip(last_event_id)
+    if stream is None:
+        raise HttpError(
+            400,
+            McpError(
+                INVALID_REQUEST,
+                f"Unknown Last-Event-ID: expected an event id of this session, got {shown!r}",
+            ),
+        )
+    if not (seq.isascii() and seq.isdigit() and len(seq) <= _MAX_SEQ_DIGITS):
+        raise HttpError(
+            400,
+            McpError(
+                INVALID_REQUEST,
+                f"Malformed Last-Event-ID: expected STREAM:SEQ with SEQ in ASCII digits, "
+                f"got {shown!r}",
+            ),
+        )
+    after = int(seq)
+    if after > stream.seq:
+        raise HttpError(
+            400,
+            McpError(
+                INVALID_REQUEST,
+                f"Unknown Last-Event-ID: {shown!r} was never sent; stream {key!r} has sent "
+                f"{stream.seq} event(s) so far",
+            ),
+        )
+    return stream, after
 
 
 def _frame(key: str, seq: int, data: bytes, ids: bool) -> bytes:

@@ -56,10 +56,14 @@ class EventStream:
         await self._wakeup.wait()
 
     def after(self, seq: int) -> tuple[list[tuple[int, bytes]], bool]:
-        """Events numbered above ``seq``, and whether some of them were already dropped."""
+        """Events numbered above ``seq``, and whether they fail to continue right after ``seq``.
+
+        A gap is events already dropped, or a ``seq`` this stream never reached: either way a
+        writer cannot continue from there (and must not wait for what it cannot get).
+        """
         events = [e for e in self._events if e[0] > seq]
-        gap = bool(events) and events[0][0] != seq + 1
-        return events, gap
+        first = events[0][0] if events else self.seq + 1
+        return events, first != seq + 1
 
     def only_message(self) -> bytes | None:
         """The single final message, when the stream carried nothing else (JSON answer)."""
