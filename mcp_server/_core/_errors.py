@@ -116,6 +116,6 @@ class UnsupportedVersion(McpError):
     def __init__(self, requested: str, supported: list[str]) -> None:
         super().__init__(
             UNSUPPORTED_VERSION,
-            f"Unsupported protocol version: {requested}",
+            f"Unsupported protocol version: {clip(requested)} (supported: {', '.join(supported)})",
             {"supported": supported, "requested": requested},
         )

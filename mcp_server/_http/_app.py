@@ -32,6 +32,7 @@ from .._core._errors import (
     McpError,
     MethodNotFound,
     ParseError,
+    UnsupportedVersion,
 )
 from .._core._jsonrpc import (
     ErrorResponse,
@@ -449,8 +450,9 @@ class McpApp:
             raise HttpError(400, exc) from None
         except InvalidRequest as exc:
             raise HttpError(400, exc, rid=exc.request_id) from None
-        version_header = headers.get(b"mcp-protocol-version")
-        header_version = version_header.decode("latin-1").strip() if version_header else None
+        header_version = _header_version(
+            headers, message.id if isinstance(message, Request) else None
+        )
         params = message.params if isinstance(message, Request | Notification) else None
         if v.classify(header_version, params) == "modern":
             await self._post_modern(receive, send, message, pairs)
@@ -510,12 +512,6 @@ class McpApp:
             return
         rid = message.id if isinstance(message, Request) else None
         session = self._session(headers, rid)
-        if header_version is not None and header_version not in v.LEGACY_VERSIONS:
-            raise HttpError(
-                400,
-                McpError(INVALID_REQUEST, f"Unsupported MCP-Protocol-Version: {header_version}"),
-                rid=rid,
-            )
         if isinstance(message, Notification):
             self._legacy_notification(session, message)
             await _respond(send, 202, b"", [])
@@ -633,8 +629,7 @@ class McpApp:
     # -- GET and DELETE -------------------------------------------------------------------------
 
     async def _get(self, receive: Receive, send: Send, headers: dict[bytes, bytes]) -> None:
-        version = headers.get(b"mcp-protocol-version")
-        if version is not None and version.decode("latin-1").strip() not in v.LEGACY_VERSIONS:
+        if _header_version(headers) in v.MODERN_VERSIONS:
             raise HttpError(405, headers=[(b"allow", b"POST")])
         if b"text/event-stream" not in headers.get(b"accept", b""):
             raise HttpError(406, McpError(INVALID_REQUEST, "Accept must list text/event-stream"))
@@ -665,8 +660,7 @@ class McpApp:
             session.last_seen = time.monotonic()
 
     async def _delete(self, send: Send, headers: dict[bytes, bytes]) -> None:
-        version = headers.get(b"mcp-protocol-version")
-        if version is not None and version.decode("latin-1").strip() not in v.LEGACY_VERSIONS:
+        if _header_version(headers) in v.MODERN_VERSIONS:
             raise HttpError(405, headers=[(b"allow", b"POST")])
         session = self._session(headers)
         self._end(session.state.session_id)
@@ -861,6 +855,21 @@ class McpApp:
                 break
             if stream.seq == last:
                 await stream.wait()
+
+
+def _header_version(headers: dict[bytes, bytes], rid: RequestId | None = None) -> str | None:
+    """The ``MCP-Protocol-Version`` header; 400 naming the served versions when it names none.
+
+    Checked before routing by era: an unknown version is neither era's, so it must not be
+    handled as a 2026-07-28 request (whose answer to a legacy method would be a 404).
+    """
+    raw = headers.get(b"mcp-protocol-version")
+    if raw is None:
+        return None
+    version = raw.decode("latin-1").strip()
+    if version not in v.SUPPORTED_VERSIONS:
+        raise HttpError(400, UnsupportedVersion(version, list(v.SUPPORTED_VERSIONS)), rid=rid)
+    return version
 
 
 def _resume_point(session: HttpSession, last_event_id: str) -> tuple[EventStream, int]:
