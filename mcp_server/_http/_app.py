@@ -27,6 +27,7 @@ import trio
 from .._core import _versions as v
 from .._core._errors import (
     INTERNAL_ERROR,
+    INVALID_PARAMS,
     INVALID_REQUEST,
     InvalidRequest,
     McpError,
@@ -46,7 +47,7 @@ from .._core._jsonrpc import (
     result_message,
 )
 from .._core._registry import JSON, ListChanged, RegistryEvent, ResourceUpdated
-from .._core._schema import clip
+from .._core._schema import clip, validate
 from .._core._server import Core, Envelope, SessionState
 from .._core._tasks import TaskRecord
 from ._settings import HttpSettings
@@ -68,6 +69,8 @@ _SSE_HEADERS: Final = [
 _LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _MAX_STREAMS_PER_SESSION: Final = 64
 _MAX_SEQ_DIGITS: Final = 18
+_MAX_URI_CHARS: Final = 2048
+_MAX_TASK_ID_CHARS: Final = 256
 WATCH_DELAY_S: Final = 0.02
 _LIST_NOTIFICATIONS: Final = {
     "tools": "notifications/tools/list_changed",
@@ -256,6 +259,7 @@ class McpApp:
         self._token = settings.auth_token.encode() if settings.auth_token else None
         self._hosts, self._origins = _allowlists(settings)
         self._public = public_bases(settings)
+        self._listen_schema = _listen_filter_schema(settings.max_listen_filter)
         core.registry.add_listener(self._on_registry_event)
         core.task_listeners.append(self._on_task_change)
 
@@ -693,13 +697,23 @@ class McpApp:
 
     async def _listen(self, receive: Receive, send: Send, request: Request) -> None:
         wanted = request.params.get("notifications")
-        if type(wanted) is not dict:
+        error = validate(self._listen_schema, wanted, "$.params.notifications")
+        if error is not None or type(wanted) is not dict:
+            message = error or "expected object @ $.params.notifications"
+            raise HttpError(400, McpError(INVALID_PARAMS, message), rid=request.id)
+        if len(self.listens) >= self.settings.max_listens:
+            limit = self.settings.max_listens
             raise HttpError(
-                400,
-                McpError(-32602, "expected object @ $.params.notifications"),
+                429,
+                McpError(
+                    INVALID_REQUEST,
+                    f"Too many open subscriptions/listen streams: at most {limit} at a time; "
+                    "close one and retry",
+                ),
+                [(b"retry-after", b"1")],
                 rid=request.id,
             )
-        uris = wanted.get("resourceSubscriptions") or []
+        uris = wanted.get("resourceSubscriptions", [])
         task_ids = wanted.get("taskIds")
         stream = EventStream("l", self.settings.max_queued_events)
         listen = _Listen(
@@ -708,12 +722,8 @@ class McpApp:
             lists=frozenset(
                 kind for kind, flag in _LISTEN_FLAGS.items() if wanted.get(flag) is True
             ),
-            uris=frozenset(u for u in uris if type(u) is str)
-            if type(uris) is list
-            else frozenset(),
-            task_ids=frozenset(t for t in task_ids if type(t) is str)
-            if type(task_ids) is list
-            else None,
+            uris=frozenset(uris),
+            task_ids=frozenset(task_ids) if task_ids is not None else None,
         )
         honoured: JSON = {_LISTEN_FLAGS[kind]: True for kind in sorted(listen.lists)}
         if listen.uris:
@@ -855,6 +865,24 @@ class McpApp:
                 break
             if stream.seq == last:
                 await stream.wait()
+
+
+def _listen_filter_schema(max_entries: int) -> JSON:
+    """What ``subscriptions/listen`` may ask for: flags, and bounded lists of bounded strings."""
+
+    def strings(max_chars: int) -> JSON:
+        items = {"type": "string", "maxLength": max_chars}
+        return {"type": "array", "maxItems": max_entries, "items": items}
+
+    flags: JSON = {flag: {"type": "boolean"} for flag in _LISTEN_FLAGS.values()}
+    return {
+        "type": "object",
+        "properties": {
+            **flags,
+            "resourceSubscriptions": strings(_MAX_URI_CHARS),
+            "taskIds": strings(_MAX_TASK_ID_CHARS),
+        },
+    }
 
 
 def _header_version(headers: dict[bytes, bytes], rid: RequestId | None = None) -> str | None:

@@ -22,6 +22,10 @@ class HttpSettings:
     max_body_bytes: int = 4 * 1024 * 1024
     session_idle_timeout_s: float = 30 * 60.0
     max_sessions: int = 1000
+    max_listens: int = 256
+    """Open 2026-07-28 ``subscriptions/listen`` streams at a time (they have no session)."""
+    max_listen_filter: int = 256
+    """Entries a listen's ``taskIds`` or ``resourceSubscriptions`` may list."""
     max_queued_events: int = 256
     graceful_timeout_s: float = 10.0
     server_name: str = "coding-agent"

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import attrs
 import httpx
 import pytest
+import trio
 from _support.mcp_http import (
     JSON,
     modern_headers,
     modern_params,
     open_session,
+    read_events,
     rpc,
     serving,
 )
@@ -98,3 +101,101 @@ async def test_modern_version_header(url: str, client: httpx.AsyncClient, method
     headers = {**modern_headers(method), "mcp-protocol-version": "2099-01-01"}
     unsupported = await client.post(url, headers=headers, json=rpc(2, method, params))
     assert_names_supported_versions(unsupported, "2099-01-01")
+
+
+# -- subscriptions/listen bounds -----------------------------------------------------------------
+
+
+async def try_listen(
+    client: httpx.AsyncClient, url: str, rid: str, notifications: JSON
+) -> tuple[int, JSON]:
+    """Open a listen and close it at once: its status and first message (or error body)."""
+    body = rpc(rid, "subscriptions/listen", modern_params(notifications=notifications))
+    headers = modern_headers("subscriptions/listen")
+    async with client.stream("POST", url, headers=headers, json=body) as response:
+        if response.headers["content-type"].startswith("application/json"):
+            await response.aread()
+            answer: JSON = response.json()
+            return response.status_code, answer
+        async for _, message in read_events(response):
+            if message is not None:
+                return response.status_code, message
+    raise AssertionError("the listen stream ended without a message")
+
+
+@attrs.define(eq=False)
+class HeldListen:
+    """A listen stream a test keeps open, and the tools list_changed it was sent."""
+
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    changed: trio.Event = attrs.field(factory=trio.Event)
+
+    async def hold(
+        self, client: httpx.AsyncClient, url: str, rid: str, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        notifications = {"toolsListChanged": True}
+        body = rpc(rid, "subscriptions/listen", modern_params(notifications=notifications))
+        headers = modern_headers("subscriptions/listen")
+        with self.scope:
+            async with client.stream("POST", url, headers=headers, json=body) as response:
+                assert response.status_code == 200
+                async for _, message in read_events(response):
+                    method = message and message.get("method")
+                    if method == "notifications/subscriptions/acknowledged":
+                        task_status.started()
+                    elif method == "notifications/tools/list_changed":
+                        self.changed.set()
+
+
+async def test_listen_flood_beyond_the_cap_is_refused_while_open_ones_keep_working(
+    client: httpx.AsyncClient,
+) -> None:
+    """Past max_listens a listen is 429 naming the limit; open ones still get notifications."""
+    registry = make_registry()
+    async with serving(registry, max_listens=3) as url, trio.open_nursery() as nursery:
+        held = [HeldListen() for _ in range(3)]
+        for index, listen in enumerate(held):
+            await nursery.start(listen.hold, client, url, f"L{index}")
+        status, refused = await try_listen(client, url, "L3", {"toolsListChanged": True})
+        assert status == 429, refused
+        assert refused["id"] == "L3"
+        assert "at most 3" in refused["error"]["message"]
+        registry.remove_tool("echo")
+        with trio.fail_after(10):
+            for listen in held:
+                await listen.changed.wait()
+        held[0].scope.cancel()
+        # The server notices the closed stream on its own schedule: retry until a slot is free.
+        with trio.fail_after(10):
+            while (await try_listen(client, url, "L4", {}))[0] == 429:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("notifications", "expected"),
+    [
+        ({"taskIds": [f"t{i}" for i in range(257)]}, "expected at most 256 items"),
+        ({"resourceSubscriptions": [f"x://{i}" for i in range(257)]}, "expected at most 256"),
+        ({"taskIds": ["t" * 257]}, "expected at most 256 characters"),
+        ({"taskIds": ["t", 7]}, "expected string, got integer"),
+        ({"resourceSubscriptions": "x://one"}, "expected array, got string"),
+    ],
+)
+async def test_listen_filter_beyond_its_limits_is_refused(
+    url: str, client: httpx.AsyncClient, notifications: JSON, expected: str
+) -> None:
+    """A listen filter too long, with a too long entry or of the wrong shape is 400 -32602."""
+    status, refused = await try_listen(client, url, "L", notifications)
+    assert status == 400, refused
+    assert refused["error"]["code"] == -32602
+    assert expected in refused["error"]["message"]
+    assert "@ $.params.notifications." in refused["error"]["message"]
+
+
+async def test_listen_filter_at_its_limits_is_accepted(url: str, client: httpx.AsyncClient) -> None:
+    """256 task ids of 256 characters are acknowledged in full."""
+    task_ids = [f"{i:03}" + "t" * 253 for i in range(256)]
+    status, ack = await try_listen(client, url, "L", {"taskIds": task_ids})
+    assert status == 200
+    assert ack["params"]["notifications"]["taskIds"] == sorted(task_ids)
