@@ -18,7 +18,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import attrs
 import orjson
@@ -50,6 +49,7 @@ from .._core._registry import JSON, ListChanged, RegistryEvent, ResourceUpdated
 from .._core._schema import clip, validate
 from .._core._server import Core, Envelope, SessionState
 from .._core._tasks import TaskRecord
+from ._authority import HostFence
 from ._settings import HttpSettings
 from ._streams import EventStream
 
@@ -66,7 +66,6 @@ _SSE_HEADERS: Final = [
     (b"cache-control", b"no-cache, no-transform"),
     (b"x-accel-buffering", b"no"),
 ]
-_LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _MAX_STREAMS_PER_SESSION: Final = 64
 _MAX_SEQ_DIGITS: Final = 18
 _MAX_URI_CHARS: Final = 2048
@@ -257,8 +256,7 @@ class McpApp:
         self._unwatched: dict[int, tuple[trio.Nursery, Receive, trio.CancelScope]] = {}
         self._unwatched_added = trio.Event()
         self._token = settings.auth_token.encode() if settings.auth_token else None
-        self._hosts, self._origins = _allowlists(settings)
-        self._public = public_bases(settings)
+        self._fence = HostFence.from_settings(settings)
         self._listen_schema = _listen_filter_schema(settings.max_listen_filter)
         core.registry.add_listener(self._on_registry_event)
         core.task_listeners.append(self._on_task_change)
@@ -402,17 +400,25 @@ class McpApp:
     # -- security -------------------------------------------------------------------------------
 
     def _check_security(self, scope: Scope, headers: dict[bytes, bytes]) -> None:
-        host = headers.get(b"host", b"").decode("latin-1").lower()
-        if _hostname(host) not in self._hosts:
-            raise HttpError(421, McpError(INVALID_REQUEST, "Host not allowed"))
+        host_header = headers.get(b"host", b"").decode("latin-1")
+        host = self._fence.allowed_host(host_header)
+        if host is None:
+            raise HttpError(421, McpError(INVALID_REQUEST, self._fence.refusal(host_header)))
         origin = headers.get(b"origin")
-        if origin is not None and not origin_allowed(origin.decode("latin-1"), self._origins):
-            raise HttpError(403, McpError(INVALID_REQUEST, "Origin not allowed"))
+        if origin is not None and not self._fence.allows_origin(origin.decode("latin-1")):
+            raise HttpError(
+                403,
+                McpError(
+                    INVALID_REQUEST,
+                    "Origin not allowed: expected http(s)://HOST[:PORT] naming this server, "
+                    f"got {clip(origin.decode('latin-1'))!r}",
+                ),
+            )
         if self._token is not None:
             auth = headers.get(b"authorization", b"")
             scheme, _, token = auth.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
-                base = advertised_base(scope.get("scheme", "http"), host, self._public)
+                base = self._fence.base_url(scope.get("scheme", "http"), host)
                 metadata = f"{base}/.well-known/oauth-protected-resource/mcp"
                 challenge = f'Bearer resource_metadata="{metadata}"'
                 if auth:
@@ -988,63 +994,3 @@ async def _chunk(send: Send, data: bytes) -> None:
 
 async def _end_body(send: Send) -> None:
     await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _hostname(host: str) -> str:
-    if host.startswith("["):
-        return host.partition("]")[0] + "]"
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
-
-
-def _allowlists(settings: HttpSettings) -> tuple[frozenset[str], frozenset[str]]:
-    hosts = set(_LOCAL_HOSTS)
-    if settings.host not in ("0.0.0.0", "::", ""):  # noqa: S104 (comparing, not binding)
-        hosts.add(settings.host.lower())
-    origins: set[str] = set()
-    for url in settings.public_urls:
-        parts = urlsplit(url if "://" in url else f"https://{url}")
-        if parts.hostname:
-            hosts.add(parts.hostname.lower())
-            origins.add(f"{parts.scheme}://{parts.netloc}".lower())
-    return frozenset(hosts), frozenset(origins)
-
-
-def public_bases(settings: HttpSettings) -> dict[str, list[tuple[int, str]]]:
-    """``public_urls`` by lower-case hostname: (port, ``scheme://netloc``) of each."""
-    bases: dict[str, list[tuple[int, str]]] = {}
-    for url in settings.public_urls:
-        parts = urlsplit(url if "://" in url else f"https://{url}")
-        if parts.hostname:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            bases.setdefault(parts.hostname.lower(), []).append(
-                (port, f"{parts.scheme}://{parts.netloc}")
-            )
-    return bases
-
-
-def advertised_base(scheme: str, host: str, bases: dict[str, list[tuple[int, str]]]) -> str:
-    """The base URL to advertise for a request to ``host`` (its Host header).
-
-    A request whose Host names a public URL (a tunnel terminating TLS in front of us) is
-    told that public URL, preferring the one on the same explicit port; otherwise the
-    request's own scheme and Host.
-    """
-    name = _hostname(host.lower())
-    candidates = bases.get(name.strip("[]")) or bases.get(name)
-    if not candidates:
-        return f"{scheme}://{host}"
-    port = host[len(name) + 1 :] if len(host) > len(name) else ""
-    if port.isdigit():
-        for public_port, base in candidates:
-            if public_port == int(port):
-                return base
-    return candidates[0][1]
-
-
-def origin_allowed(origin: str, origins: frozenset[str]) -> bool:
-    """Loopback origins on any port, plus the configured public ones."""
-    origin = origin.lower().rstrip("/")
-    if origin in origins:
-        return True
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and (parts.hostname or "") in _LOCAL_HOSTS | {"::1"}

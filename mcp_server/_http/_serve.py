@@ -14,14 +14,15 @@ from quart_trio import QuartTrio
 from .._core._registry import Registry
 from .._core._server import Core, ServerInfo
 from . import _h11
-from ._app import McpApp, Receive, Scope, Send, advertised_base, public_bases
+from ._app import McpApp, Receive, Scope, Send
+from ._authority import HostFence
 from ._settings import HttpSettings
 
 
 def _quart_app(settings: HttpSettings) -> QuartTrio:
     """Health and RFC 9728 metadata; also answers the ASGI lifespan Hypercorn requires."""
     app = QuartTrio("mcp_server")
-    public = public_bases(settings)
+    fence = HostFence.from_settings(settings)
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -30,9 +31,13 @@ def _quart_app(settings: HttpSettings) -> QuartTrio:
     @app.get("/.well-known/oauth-protected-resource")
     @app.get("/.well-known/oauth-protected-resource/mcp")
     async def resource_metadata() -> Response:
-        base = advertised_base(request.scheme, request.host, public)
+        host_header = request.headers.get("host", "")
+        host = fence.allowed_host(host_header)
+        if host is None:
+            refused = {"error": "invalid_request", "error_description": fence.refusal(host_header)}
+            return Response(orjson.dumps(refused), 421, content_type="application/json")
         body: dict[str, Any] = {
-            "resource": f"{base}/mcp",
+            "resource": f"{fence.base_url(request.scheme, host)}/mcp",
             "bearer_methods_supported": ["header"],
             "resource_name": settings.server_name,
         }

@@ -23,7 +23,7 @@ from mcp_server import (
     ToolResult,
     serve,
 )
-from mcp_server._http._app import advertised_base, public_bases
+from mcp_server._http._authority import advertised_base, public_bases
 from mcp_server._http._streams import EventStream
 
 JSON = dict[str, Any]

@@ -10,7 +10,9 @@ import httpx
 import pytest
 import trio
 from _support.mcp_http import (
+    BASE_HEADERS,
     JSON,
+    LEGACY,
     modern_headers,
     modern_params,
     open_session,
@@ -199,3 +201,165 @@ async def test_listen_filter_at_its_limits_is_accepted(url: str, client: httpx.A
     status, ack = await try_listen(client, url, "L", {"taskIds": task_ids})
     assert status == 200
     assert ack["params"]["notifications"]["taskIds"] == sorted(task_ids)
+
+
+# -- Host and Origin -----------------------------------------------------------------------------
+
+TOKEN = "s3cret"
+TUNNEL = "https://x.trycloudflare.com"
+INITIALIZE = rpc(0, "initialize", {"protocolVersion": LEGACY, "capabilities": {}})
+
+
+@pytest.fixture
+async def fenced_url() -> AsyncIterator[str]:
+    async with serving(make_registry(), auth_token=TOKEN, public_urls=(TUNNEL,)) as served:
+        yield served
+
+
+def port_of(url: str) -> str:
+    return url.rsplit(":", 1)[1].split("/", 1)[0]
+
+
+async def post_raw(
+    client: httpx.AsyncClient, url: str, extra: list[tuple[bytes, bytes]]
+) -> httpx.Response:
+    """POST an initialize with ``extra`` raw header bytes (Host and Origin sent as given)."""
+    headers = [(name.encode(), value.encode()) for name, value in BASE_HEADERS.items()]
+    return await client.post(url, headers=headers + extra, json=INITIALIZE)
+
+
+ALLOWED_HOSTS = [
+    ("localhost:{port}", "localhost:{port}"),
+    ("localhost", "localhost"),
+    ("LocalHost:{port}", "localhost:{port}"),
+    ("127.0.0.1:{port}", "127.0.0.1:{port}"),
+    ("[::1]:{port}", "[::1]:{port}"),
+]
+REFUSED_HOSTS = [
+    "localhost:evil.com",
+    "localhost:{port}@evil.com",
+    "localhost@evil.com",
+    "evil.com",
+    "evil.com:{port}",
+    "localhost.evil.com:{port}",
+    "localhost:{port}:{port}",
+    "localhost:",
+    "localhost:+80",
+    "localhost:99999",
+    "localhost:000{port}",
+    "localhost:\xb2",
+    "localhost\\@evil.com",
+    "localhost:{port}/evil",
+    "::1",
+    "[::1",
+    "",
+]
+
+
+@pytest.mark.parametrize(("host", "canonical"), ALLOWED_HOSTS)
+async def test_allowed_host_is_served_and_advertised_as_parsed(
+    fenced_url: str, client: httpx.AsyncClient, host: str, canonical: str
+) -> None:
+    """A well-formed local Host is served; the 401 challenge and metadata name it re-serialized."""
+    port = port_of(fenced_url)
+    raw = host.format(port=port).encode("latin-1")
+    expected = f"http://{canonical.format(port=port)}"
+    authorized = (b"authorization", f"Bearer {TOKEN}".encode())
+    served = await post_raw(client, fenced_url, [(b"host", raw), authorized])
+    assert served.status_code == 200, served.text
+    challenged = await post_raw(client, fenced_url, [(b"host", raw)])
+    assert challenged.status_code == 401
+    assert challenged.headers["www-authenticate"] == (
+        f'Bearer resource_metadata="{expected}/.well-known/oauth-protected-resource/mcp"'
+    )
+    metadata = await client.get(
+        fenced_url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp"),
+        headers=[(b"host", raw)],
+    )
+    assert metadata.status_code == 200
+    assert metadata.json()["resource"] == f"{expected}/mcp"
+
+
+@pytest.mark.parametrize("host", REFUSED_HOSTS)
+async def test_malformed_or_foreign_host_is_refused_and_never_reflected(
+    fenced_url: str, client: httpx.AsyncClient, host: str
+) -> None:
+    """A Host that is not exactly an allowed host[:digits] is 421 on /mcp and on the metadata."""
+    raw = host.format(port=port_of(fenced_url)).encode("latin-1")
+    for authorization in ([], [(b"authorization", f"Bearer {TOKEN}".encode())]):
+        refused = await post_raw(client, fenced_url, [(b"host", raw), *authorization])
+        assert refused.status_code == 421, (refused.status_code, refused.text)
+        assert "www-authenticate" not in refused.headers
+        assert "Host not allowed: expected one of" in refused.json()["error"]["message"]
+    for path in (
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ):
+        metadata = await client.get(fenced_url.replace("/mcp", path), headers=[(b"host", raw)])
+        assert metadata.status_code == 421, (metadata.status_code, metadata.text)
+        assert "resource" not in metadata.json()
+
+
+async def test_public_url_host_is_advertised_as_the_public_url(
+    fenced_url: str, client: httpx.AsyncClient
+) -> None:
+    """The tunnel's Host (any case, with its port) is told the configured public URL only."""
+    for host in (b"x.trycloudflare.com", b"X.TryCloudflare.com:443"):
+        challenged = await post_raw(client, fenced_url, [(b"host", host)])
+        assert challenged.headers["www-authenticate"] == (
+            f'Bearer resource_metadata="{TUNNEL}/.well-known/oauth-protected-resource/mcp"'
+        )
+    refused = await post_raw(client, fenced_url, [(b"host", b"x.trycloudflare.com:1@evil.com")])
+    assert refused.status_code == 421
+
+
+ALLOWED_ORIGINS = [
+    "http://localhost:{port}",
+    "http://localhost",
+    "https://127.0.0.1:8443",
+    "http://[::1]:{port}",
+    "HTTP://LocalHost:{port}",
+    TUNNEL,
+    f"{TUNNEL}:443",
+]
+REFUSED_ORIGINS = [
+    "http://evil.com\\@localhost",
+    "http://evil.com\\@localhost:{port}",
+    "http://user@localhost:{port}",
+    "http://evil.com",
+    "http://localhost.evil.com",
+    "http://localhost:evil.com",
+    "http://localhost:{port}/",
+    "http://localhost:{port}/mcp",
+    "http://localhost:99999",
+    "http://localhost:\xb2",
+    "ftp://localhost",
+    "localhost:{port}",
+    "null",
+    "http://x.trycloudflare.com",
+    f"{TUNNEL}:8443",
+    f"{TUNNEL}.evil.com",
+]
+
+
+@pytest.mark.parametrize("origin", ALLOWED_ORIGINS)
+async def test_allowed_origin_is_served(
+    fenced_url: str, client: httpx.AsyncClient, origin: str
+) -> None:
+    """A loopback Origin on any port, or a public URL's exact origin, is served."""
+    raw = origin.format(port=port_of(fenced_url)).encode("latin-1")
+    authorized = (b"authorization", f"Bearer {TOKEN}".encode())
+    served = await post_raw(client, fenced_url, [(b"origin", raw), authorized])
+    assert served.status_code == 200, served.text
+
+
+@pytest.mark.parametrize("origin", REFUSED_ORIGINS)
+async def test_malformed_or_foreign_origin_is_403(
+    fenced_url: str, client: httpx.AsyncClient, origin: str
+) -> None:
+    """An Origin that is not exactly scheme://allowed-host[:digits] is 403."""
+    raw = origin.format(port=port_of(fenced_url)).encode("latin-1")
+    authorized = (b"authorization", f"Bearer {TOKEN}".encode())
+    refused = await post_raw(client, fenced_url, [(b"origin", raw), authorized])
+    assert refused.status_code == 403, (refused.status_code, refused.text)
+    assert "Origin not allowed: expected" in refused.json()["error"]["message"]
