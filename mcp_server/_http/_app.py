@@ -719,7 +719,7 @@ class McpApp:
                 [(b"retry-after", b"1")],
                 rid=request.id,
             )
-        uris = wanted.get("resourceSubscriptions", [])
+        uris = wanted.get("resourceSubscriptions") or []
         task_ids = wanted.get("taskIds")
         stream = EventStream("l", self.settings.max_queued_events)
         listen = _Listen(
@@ -878,9 +878,9 @@ def _listen_filter_schema(max_entries: int) -> JSON:
 
     def strings(max_chars: int) -> JSON:
         items = {"type": "string", "maxLength": max_chars}
-        return {"type": "array", "maxItems": max_entries, "items": items}
+        return {"type": ["array", "null"], "maxItems": max_entries, "items": items}
 
-    flags: JSON = {flag: {"type": "boolean"} for flag in _LISTEN_FLAGS.values()}
+    flags: JSON = {flag: {"type": ["boolean", "null"]} for flag in _LISTEN_FLAGS.values()}
     return {
         "type": "object",
         "properties": {
