@@ -467,7 +467,7 @@ class McpApp:
         if v.classify(header_version, params) == "modern":
             await self._post_modern(receive, send, message, pairs)
         else:
-            await self._post_legacy(receive, send, message, headers, header_version)
+            await self._post_legacy(receive, send, message, headers)
 
     async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         limit = self.settings.max_body_bytes
@@ -515,7 +515,6 @@ class McpApp:
         send: Send,
         message: Any,
         headers: dict[bytes, bytes],
-        header_version: str | None,
     ) -> None:
         if isinstance(message, Request) and message.method == "initialize":
             await self._initialize(send, message)
