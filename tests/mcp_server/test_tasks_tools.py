@@ -2,181 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
-import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
 from typing import Any
 
-import attrs
-import httpx
 import orjson
 import pytest
 import trio
-from _support.daemon import running_daemon
-from _support.mcp_http import serving
 from _support.polling import eventually
+from _support.task_server import Client, all_events, task_server, wait_done
 
-from mcp_server import Registry
-from mcp_server._tasks._runner import DaemonEndpoint, TaskRunner, Workspace
 from mcp_server._tasks._store import TaskStore
-from mcp_server._tasks._tools import register_tasks
-
-VERSION = "2025-11-25"
-STAND_IN = pathlib.Path(__file__).parents[1] / "e2e" / "stand_in_claude.py"
-
-
-def install_agent(directory: pathlib.Path) -> str:
-    """The task stand-in as an executable ``claude``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "claude"
-    path.write_text(f"#!{sys.executable}\n{STAND_IN.read_text()}")
-    path.chmod(0o755)
-    return str(path)
-
-
-def _messages(response: httpx.Response) -> list[dict[str, Any]]:
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
-        return [
-            json.loads(line[5:])
-            for line in response.text.splitlines()
-            if line.startswith("data:") and line[5:].strip()
-        ]
-    return [response.json()]
-
-
-@attrs.define
-class Client:
-    """A minimal legacy-era MCP client over Streamable HTTP (JSON or SSE answers)."""
-
-    http: httpx.AsyncClient
-    url: str
-    session: str | None = None
-    next_id: int = 0
-
-    def headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json, text/event-stream"}
-        if self.session:
-            headers |= {"Mcp-Session-Id": self.session, "MCP-Protocol-Version": VERSION}
-        return headers
-
-    async def initialize(self) -> None:
-        response = await self.http.post(
-            self.url,
-            headers=self.headers(),
-            json={
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": VERSION,
-                    "capabilities": {},
-                    "clientInfo": {"name": "test", "version": "1"},
-                },
-            },
-        )
-        response.raise_for_status()
-        self.session = response.headers["mcp-session-id"]
-        await self.http.post(
-            self.url,
-            headers=self.headers(),
-            json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-        )
-
-    async def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        self.next_id += 1
-        body = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
-        response = await self.http.post(self.url, headers=self.headers(), json=body)
-        answer = [m for m in _messages(response) if m.get("id") == self.next_id]
-        assert answer, response.text
-        return answer[0]
-
-    async def call(self, name: str, **arguments: Any) -> dict[str, Any]:
-        answer = await self.rpc("tools/call", {"name": name, "arguments": arguments})
-        result: dict[str, Any] = answer["result"]
-        return result
-
-    async def ok(self, name: str, **arguments: Any) -> dict[str, Any]:
-        result = await self.call(name, **arguments)
-        assert not result.get("isError"), result
-        assert result["structuredContent"]["status"] == "success"
-        value: dict[str, Any] = result["structuredContent"]["result"]
-        return value
-
-    async def error_code(self, name: str, **arguments: Any) -> str:
-        result = await self.call(name, **arguments)
-        assert result.get("isError") is True, result
-        structured = result.get("structuredContent")
-        return "schema" if structured is None else str(structured["error"]["code"])
-
-    async def read(self, uri: str) -> Any:
-        answer = await self.rpc("resources/read", {"uri": uri})
-        assert "result" in answer, answer
-        return json.loads(answer["result"]["contents"][0]["text"])
-
-
-@attrs.frozen
-class Env:
-    client: Client
-    runner: TaskRunner
-    root: pathlib.Path
-    state: pathlib.Path
-
-
-@contextlib.asynccontextmanager
-async def task_server(
-    tmp_path: pathlib.Path,
-    *,
-    token: str | None = None,
-    port: int | None = None,
-    store: TaskStore | None = None,
-) -> AsyncIterator[Env]:
-    """Daemon + runner + MCP server on loopback; ``token``/``port`` override the server's view."""
-    root = tmp_path / "root"
-    root.mkdir(exist_ok=True)
-    agent = install_agent(tmp_path / "bin")
-    async with running_daemon(roots=[root], env={"CLAUDE_PATH": agent}) as daemon:
-        store = store or TaskStore(tmp_path / "state")
-        await store.load()
-        endpoint = DaemonEndpoint(
-            host=daemon.host,
-            port=daemon.port if port is None else port,
-            token=daemon.token if token is None else token,
-        )
-        runner = TaskRunner(store, endpoint, Workspace(PurePosixPath(root), PurePosixPath(root)))
-        registry = Registry()
-        register_tasks(registry, runner)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runner.run)
-            async with serving(registry) as url, httpx.AsyncClient(timeout=60) as http:
-                client = Client(http, url)
-                await client.initialize()
-                yield Env(client, runner, root, tmp_path / "state")
-            nursery.cancel_scope.cancel()
-
-
-async def wait_done(client: Client, task_id: str) -> dict[str, Any]:
-    """wait_task until the run ended."""
-    with trio.fail_after(60):
-        while True:
-            task = await client.ok("wait_task", id=task_id, timeout_s=20)
-            if task["status"] != "in_progress":
-                return task
-
-
-async def all_events(client: Client, task_id: str) -> list[dict[str, Any]]:
-    """Every event of a task, following the pages."""
-    events: list[dict[str, Any]] = []
-    uri: str | None = f"task://{task_id}/logs"
-    while uri is not None:
-        page = await client.read(uri)
-        events += page["events"]
-        uri = page["next"]
-    return events
 
 
 def alive(pid: int) -> bool:
