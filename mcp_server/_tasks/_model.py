@@ -20,7 +20,9 @@ is final. Every transition is a pure function that returns a new record or raise
 from __future__ import annotations
 
 import datetime
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 import attrs
@@ -48,6 +50,18 @@ EventKind = Literal[
 def utcnow() -> datetime.datetime:
     """The current time, timezone-aware (every timestamp in a task is)."""
     return datetime.datetime.now(datetime.UTC)
+
+
+@attrs.frozen
+class Clock:
+    """Where tasks get the time: the wall clock stamps records, the monotonic clock measures.
+
+    A wall clock may jump (NTP, a VM resumed, an operator); durations and the order of tasks must
+    not, so they come from ``monotonic`` and from a creation sequence. Tests inject a clock.
+    """
+
+    wall: Callable[[], datetime.datetime] = utcnow
+    monotonic: Callable[[], float] = time.monotonic
 
 
 class InvalidTransition(ValueError):
@@ -91,6 +105,14 @@ class RunReport:
     session_id: str | None = None
     session_note: str | None = None
     """Set when the agent answered a resume with a different session id than asked for."""
+    duration_s: float | None = None
+    """The run's length on the monotonic clock (``None`` in records from before it was kept)."""
+
+    def duration(self) -> float:
+        """Seconds the run took: monotonic if measured, else by the wall clock but never < 0."""
+        if self.duration_s is not None:
+            return self.duration_s
+        return max(0.0, (self.finished_at - self.started_at).total_seconds())
 
 
 @attrs.frozen
@@ -115,6 +137,13 @@ class Task:
     report: RunReport | None = None
     event_count: int = 0
     runs: int = 0
+    seq: int = 0
+    """Creation order, from the store's counter (0 in records from before it was kept)."""
+
+    @property
+    def order(self) -> tuple[int, datetime.datetime]:
+        """Sort key of listings, oldest first: by creation sequence, not by a wall-clock stamp."""
+        return (self.seq, self.created_at)
 
 
 @attrs.frozen

@@ -29,6 +29,7 @@ from host_daemon._records import (
 )
 
 from ._model import (
+    Clock,
     RunOutcome,
     RunReport,
     Task,
@@ -39,7 +40,6 @@ from ._model import (
     new_task,
     record_session,
     start_run,
-    utcnow,
 )
 from ._store import TaskStore, UnknownTask
 
@@ -157,13 +157,19 @@ class _ActiveRun:
 class _ReportBuilder:
     """Gathers what a run's events say, for its :class:`RunReport`."""
 
-    started_at: datetime.datetime
+    clock: Clock
     cwd: str
     asked_session: str | None
+    started_at: datetime.datetime = attrs.field(init=False)
+    started_monotonic: float = attrs.field(init=False)
     session_id: str | None = None
     session_note: str | None = None
     files: dict[str, None] = attrs.field(factory=dict)
     last_error: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self.started_at = self.clock.wall()
+        self.started_monotonic = self.clock.monotonic()
 
     def see(self, event: AgentEvent) -> None:
         if event.kind == "init" and event.session_id:
@@ -202,10 +208,10 @@ class _ReportBuilder:
     def build(
         self, finished: RunFinished | None, error: str | None, stop_reason: RunOutcome | None
     ) -> RunReport:
-        now = utcnow()
         common: dict[str, Any] = {
             "started_at": self.started_at,
-            "finished_at": now,
+            "finished_at": self.clock.wall(),
+            "duration_s": round(self.clock.monotonic() - self.started_monotonic, 3),
             "files_changed": list(self.files),
             "session_note": self.session_note,
         }
@@ -278,6 +284,7 @@ class TaskRunner:
         start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
         self.store = store
+        self.clock = store.clock
         self.start_timeout_s = start_timeout_s
         self.daemon = daemon
         self.workspace = workspace
@@ -363,8 +370,8 @@ class TaskRunner:
         return task
 
     def tasks(self) -> list[Task]:
-        """Every task, oldest first."""
-        return sorted(self.store.tasks.values(), key=lambda t: t.created_at)
+        """Every task, oldest first: in creation order, whatever the wall clock did meanwhile."""
+        return sorted(self.store.tasks.values(), key=lambda t: t.order)
 
     def is_running(self, task_id: str) -> bool:
         """True while the task's run is in flight or its end is not yet recorded."""
@@ -414,7 +421,7 @@ class TaskRunner:
         """Create a task and start its first run; returns once the start is durable."""
         relative, cwd = self.workspace.resolve(project_dir)
         nursery = self._require_nursery()
-        now = utcnow()
+        now = self.clock.wall()
         task = new_task(
             title=title,
             instructions=instructions,
@@ -450,7 +457,7 @@ class TaskRunner:
             task_id,
             active,
             lambda: self.store.commit(
-                task_id, lambda t: start_run(t, utcnow(), instructions), turn
+                task_id, lambda t: start_run(t, self.clock.wall(), instructions), turn
             ),
         )
         self._notify(task_id, "transition")
@@ -466,7 +473,7 @@ class TaskRunner:
             # Runs under the task's lock: a follow-up that began meanwhile is stopped first.
             if task_id in self._active:
                 raise TaskBusy(task_id)
-            return end(task, utcnow())
+            return end(task, self.clock.wall())
 
         ended = _event("status", "completed: ended by the client", {"status": "completed"})
         while True:
@@ -576,7 +583,7 @@ class TaskRunner:
         task = self.get(task_id)
         request = self._request(task)
         builder = _ReportBuilder(
-            started_at=utcnow(), cwd=task.cwd, asked_session=request.resume_session_id
+            clock=self.clock, cwd=task.cwd, asked_session=request.resume_session_id
         )
         finished: RunFinished | None = None
         error: str | None = None
@@ -635,7 +642,9 @@ class TaskRunner:
         if self.get(task_id).session_id == session_id:
             return
         try:
-            await self.store.commit(task_id, lambda t: record_session(t, session_id, utcnow()))
+            await self.store.commit(
+                task_id, lambda t: record_session(t, session_id, self.clock.wall())
+            )
         except UnknownTask:
             raise TaskNotFound(task_id) from None
 
@@ -654,7 +663,7 @@ class TaskRunner:
 
         try:
             task = await self.store.commit(
-                task_id, lambda t: finish_run(t, report, utcnow()), events
+                task_id, lambda t: finish_run(t, report, self.clock.wall()), events
             )
         except UnknownTask:
             return  # deleted (clean_state) while the run was stopping

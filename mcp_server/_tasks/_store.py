@@ -51,7 +51,7 @@ import orjson
 import trio
 from cattrs.preconf.json import make_converter
 
-from ._model import Task, TaskEvent, count_events, interrupt, next_event, utcnow
+from ._model import Clock, Task, TaskEvent, count_events, interrupt, next_event, utcnow
 
 log = logging.getLogger("mcp_server.tasks")
 
@@ -220,8 +220,12 @@ def _no_events(task: Task) -> Iterable[Mapping[str, Any]]:
 class TaskStore:
     """The durable tasks, written through to ``root`` (see the module docstring)."""
 
-    def __init__(self, root: pathlib.Path) -> None:
+    def __init__(self, root: pathlib.Path, *, clock: Clock | None = None) -> None:
         self.root = root
+        self.clock = clock or Clock()
+        """The time of every record and event (the runner uses it too)."""
+        self._created = 0
+        """The last creation sequence number given out (tasks list in this order)."""
         self.tasks_dir = root / "tasks"
         self.quarantine_dir = root / "quarantine"
         self.tasks: dict[str, Task] = {}
@@ -247,9 +251,12 @@ class TaskStore:
                     "task %s was %s when the server stopped: now interrupted", task_id, task.status
                 )
                 async with self._lock(task_id):
-                    await self._write(self._logs[task_id], interrupt(task, utcnow()), _no_events)
+                    await self._write(
+                        self._logs[task_id], interrupt(task, self.clock.wall()), _no_events
+                    )
             else:
                 self.tasks[task_id] = task
+        self._created = max((task.seq for task in loaded.values()), default=0)
         return list(self.tasks.values())
 
     def _quarantine(self, path: pathlib.Path, why: str) -> pathlib.Path:
@@ -338,9 +345,14 @@ class TaskStore:
         return self._locks.setdefault(task_id, trio.Lock())
 
     async def create(self, task: Task, events: Events = _no_events) -> Task:
-        """Write a new task (and its first events) through, then publish it; returns it."""
+        """Write a new task (and its first events) through, then publish it; returns it.
+
+        The task gets the next creation sequence number (a failed create leaves a gap).
+        """
         if task.id in self._logs:
             raise ValueError(f"task {task.id} exists")
+        self._created += 1
+        task = attrs.evolve(task, seq=self._created)
         state = _Log(path=self.tasks_dir / (task.id + LOG_SUFFIX))
         self._logs[task.id] = state
         try:
@@ -377,7 +389,7 @@ class TaskStore:
         """Write ``task`` and its events (after those queued) through; publish it if still ours."""
         async with self._io_lock:
             own = [
-                next_event(state.last_seq + n, now=utcnow(), **f)
+                next_event(state.last_seq + n, now=self.clock.wall(), **f)
                 for n, f in enumerate(events(task))
             ]
             state.pending.extend(own)
@@ -453,7 +465,7 @@ class TaskStore:
     def append_event(self, task_id: str, **fields: Any) -> TaskEvent:
         """Give the next event of a task its seq and queue it for the flusher."""
         state = self._logs[task_id]
-        event = next_event(state.last_seq, now=utcnow(), **fields)
+        event = next_event(state.last_seq, now=self.clock.wall(), **fields)
         state.pending.append(event)
         self._wakeup.set()
         return event

@@ -204,7 +204,7 @@ def report_view(task: Task, report: RunReport | None) -> JSON | None:
         "session_note": report.session_note,
         "started_at": _time(report.started_at),
         "finished_at": _time(report.finished_at),
-        "duration_s": round((report.finished_at - report.started_at).total_seconds(), 3),
+        "duration_s": round(report.duration(), 3),
     }
 
 
@@ -757,9 +757,7 @@ def _json_contents(uri: str, value: Any) -> list[ResourceContents]:
 
 def statistics_view(tasks: list[Task]) -> JSON:
     """The original's statistics over every task, plus the latest ``LIST_TASKS`` tasks."""
-    durations = [
-        (t.report.finished_at - t.report.started_at).total_seconds() for t in tasks if t.report
-    ]
+    durations = [t.report.duration() for t in tasks if t.report]
     finished = [t for t in tasks if t.report is not None]
     succeeded = [t for t in finished if t.report and t.report.outcome == "success"]
     return {

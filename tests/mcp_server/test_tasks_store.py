@@ -259,3 +259,22 @@ async def test_unwritable_transition_is_not_published(tmp_path: pathlib.Path) ->
     assert [(e.seq, e.summary) for e in events] == [(1, "event 0"), (2, "event 1"), (3, "queued")]
     (again,) = await TaskStore(tmp_path).load()
     assert (again.status, again.event_count) == (before.status, 3)
+
+
+async def test_creation_sequence_survives_restart(tmp_path: pathlib.Path) -> None:
+    """Each task gets the next creation number; after a restart numbering goes on from the last."""
+    first = await stored_task(tmp_path)
+    second = await stored_task(tmp_path)
+    store = TaskStore(tmp_path)
+    await store.load()
+    assert (store.tasks[first].seq, store.tasks[second].seq) == (1, 2)
+    third = new_task(
+        title="t",
+        instructions="go",
+        agent="claude",
+        project_dir="",
+        cwd="/w",
+        options=TaskOptions(),
+        now=T0,
+    )
+    assert (await store.create(third)).seq == 3
