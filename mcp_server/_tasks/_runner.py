@@ -41,7 +41,7 @@ from ._model import (
     record_session,
     start_run,
 )
-from ._store import TaskStore, UnknownTask
+from ._store import StateWriteError, TaskStore, UnknownTask
 
 log = logging.getLogger("mcp_server.tasks")
 
@@ -138,6 +138,7 @@ class _ActiveRun:
     started: trio.Event = attrs.field(factory=trio.Event)
     done: trio.Event = attrs.field(factory=trio.Event)
     stop_reason: RunOutcome | None = None
+    stop_message: str | None = None  # why, when the server stopped the run (not the client)
     start_error: tuple[str, str] | None = None  # (code, message) when the daemon refused
 
     def failed(self, code: str, message: str) -> str:
@@ -206,7 +207,11 @@ class _ReportBuilder:
         return value
 
     def build(
-        self, finished: RunFinished | None, error: str | None, stop_reason: RunOutcome | None
+        self,
+        finished: RunFinished | None,
+        error: str | None,
+        stop_reason: RunOutcome | None,
+        stop_message: str | None = None,
     ) -> RunReport:
         common: dict[str, Any] = {
             "started_at": self.started_at,
@@ -232,7 +237,7 @@ class _ReportBuilder:
             why = "ended by the client" if stop_reason == "cancelled" else "the server stopped"
             return RunReport(
                 outcome=stop_reason,
-                error=f"run stopped: {why}",
+                error=stop_message or f"run stopped: {why}",
                 session_id=self.session_id,
                 **common,
             )
@@ -296,6 +301,7 @@ class TaskRunner:
         self._nursery: trio.Nursery | None = None
         self._closing = False
         store.on_written = self._on_written
+        store.on_write_failed = self._on_write_failed
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -348,6 +354,15 @@ class TaskRunner:
         changed = self._changed.pop(task_id, None)
         if changed is not None:
             changed.set()
+
+    def _on_write_failed(self, task_id: str, reason: str) -> None:
+        """The task's output could not be stored: end its run (the agent is stopped), which
+        then fails with ``reason``."""
+        active = self._active.get(task_id)
+        if active is not None and active.stop_reason is None:
+            active.stop_reason = "error"
+            active.stop_message = f"run stopped: {reason}"
+            active.scope.cancel()
 
     async def _announce_output(self) -> None:
         """Announce tasks with new output, at most every ``OUTPUT_NOTIFY_INTERVAL_S``."""
@@ -529,8 +544,8 @@ class TaskRunner:
             except BaseException as exc:
                 self._active.pop(task_id, None)
                 active.done.set()
-                if isinstance(exc, OSError):
-                    log.exception("task %s: could not record the start of a run", task_id)
+                if isinstance(exc, StateWriteError):
+                    log.warning("task %s: could not record the start of a run: %s", task_id, exc)
                 if isinstance(exc, UnknownTask):
                     raise TaskNotFound(task_id) from None
                 raise
@@ -595,6 +610,8 @@ class TaskRunner:
                 ) as stream:
                     active.started.set()
                     finished = await self._consume(task_id, stream, builder)
+        except StateWriteError as exc:
+            error = active.failed("state_unwritable", f"run stopped: {exc}")
         except DaemonError as exc:
             error = active.failed(exc.code, f"daemon: {exc.code}: {exc.message}")
         except OSError as exc:
@@ -607,10 +624,8 @@ class TaskRunner:
             active.started.set()
             with trio.CancelScope(shield=True):
                 try:
-                    report = builder.build(finished, error, active.stop_reason)
+                    report = builder.build(finished, error, active.stop_reason, active.stop_message)
                     await self._finish(task_id, report)
-                except OSError:
-                    log.exception("task %s: could not record the end of its run", task_id)
                 finally:
                     self._active.pop(task_id, None)
                     active.done.set()
@@ -663,7 +678,7 @@ class TaskRunner:
 
         try:
             task = await self.store.commit(
-                task_id, lambda t: finish_run(t, report, self.clock.wall()), events
+                task_id, lambda t: finish_run(t, report, self.clock.wall()), events, defer=True
             )
         except UnknownTask:
             return  # deleted (clean_state) while the run was stopping

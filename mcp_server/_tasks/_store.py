@@ -26,6 +26,17 @@ Visibility (what readers of :attr:`TaskStore.tasks`, :meth:`TaskStore.read_event
 - An event is visible once ``write(2)`` put it in the log file (the page cache: it survives a
   killed process, and an fsync follows within ``FSYNC_INTERVAL_S``); queued events are not.
 
+Bounded memory: an event is capped when queued (its ``raw`` line at ``MAX_RAW_CHARS``, its data's
+strings at a preview, see :func:`._files.cap_event`), a read takes at most ``READ_BUDGET_BYTES``
+of a log (and at least one event), and recovery scans a log line by line.
+
+A refusing disk (full, over quota, read-only, failing): every ``OSError`` of a state write is a
+:class:`StateWriteError` naming the condition and the file, and sets :attr:`TaskStore.fault`
+until writes succeed again. A refused create or transition raises it (nothing of it is written
+or published); a log the flusher cannot append to loses its queued output and the runner is told
+(``on_write_failed``) to end that run; a run's end is never lost: refused, it is published in
+memory and written by :meth:`TaskStore.retry` (every ``RETRY_INTERVAL_S``) once the disk takes it.
+
 Recovery (:meth:`TaskStore.load`): a record that does not parse, a log line that does not parse,
 a log whose sequence breaks, or a log without a record is moved into ``quarantine/`` with a
 warning naming it. A torn last log line (the write a crash cut short) is cut back to the last
@@ -35,8 +46,7 @@ whole line, the torn bytes kept in quarantine. A task found ``pending`` or ``in_
 
 from __future__ import annotations
 
-import array
-import datetime
+import contextlib
 import logging
 import math
 import os
@@ -46,163 +56,60 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
-import cattrs
-import orjson
 import trio
-from cattrs.preconf.json import make_converter
 
+from ._files import (
+    CONVERTER,
+    Log,
+    StateWriteError,
+    Written,
+    append_sync,
+    cap_event,
+    copy_range,
+    decode_event,
+    decode_record,
+    decode_task,
+    describe_error,
+    encode_event,
+    encode_task,
+    fsync_dir,
+    make_store_converter,
+    read_range,
+    register_strict_scalars,
+    scan_log,
+    writing,
+)
 from ._model import Clock, Task, TaskEvent, count_events, interrupt, next_event, utcnow
+
+__all__ = [
+    "CONVERTER",
+    "FSYNC_INTERVAL_S",
+    "LOG_SUFFIX",
+    "MAX_PENDING_EVENTS",
+    "READ_BUDGET_BYTES",
+    "RECORD_SUFFIX",
+    "StateWriteError",
+    "TaskStore",
+    "UnknownTask",
+    "decode_event",
+    "decode_task",
+    "encode_event",
+    "encode_task",
+    "make_store_converter",
+    "register_strict_scalars",
+]
 
 log = logging.getLogger("mcp_server.tasks")
 
 FSYNC_INTERVAL_S = 0.2
 MAX_PENDING_EVENTS = 500
 """A task with this many events not yet written makes its producer wait (backpressure)."""
+READ_BUDGET_BYTES = 1 << 20
+"""One read of a log takes at most this many bytes of it (and at least one event)."""
+RETRY_INTERVAL_S = 1.0
+"""While the state disk refuses writes, records kept in memory are retried this often."""
 RECORD_SUFFIX = ".json"
 LOG_SUFFIX = ".events.ndjson"
-
-
-def _strict(kind: type) -> Callable[[Any, type], Any]:
-    def structure(value: Any, _: type) -> Any:
-        if type(value) is not kind:
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return value
-
-    return structure
-
-
-def _structure_float(value: Any, _: type) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise TypeError(f"expected number, got {type(value).__name__}")
-    return float(value)
-
-
-def register_strict_scalars(converter: cattrs.Converter) -> None:
-    """Scalars exactly as typed: ``"false"`` is no bool, ``3.7`` no int, ``5`` no str.
-
-    Shared by the tool-argument and the state-file converters (one converter per boundary).
-    """
-    for kind in (str, int, bool):
-        converter.register_structure_hook(kind, _strict(kind))
-    converter.register_structure_hook(float, _structure_float)
-
-
-def _structure_datetime(value: Any, _: type) -> datetime.datetime:
-    if type(value) is not str:
-        raise TypeError(f"expected datetime string, got {type(value).__name__}")
-    parsed = datetime.datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(f"expected a timezone-aware datetime, got {value!r}")
-    return parsed
-
-
-def make_store_converter() -> cattrs.Converter:
-    """The one converter of the state-file boundary: strict, no extra keys."""
-    converter = make_converter(forbid_extra_keys=True)
-    register_strict_scalars(converter)
-    converter.register_structure_hook(datetime.datetime, _structure_datetime)
-    converter.register_unstructure_hook(datetime.datetime, lambda d: d.isoformat())
-    return converter
-
-
-CONVERTER = make_store_converter()
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line per problem, like ``expected int, got str @ $.event_count``."""
-    if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc, path="$"))
-    return str(exc) or type(exc).__name__
-
-
-def encode_task(task: Task) -> bytes:
-    return orjson.dumps(CONVERTER.unstructure(task), option=orjson.OPT_INDENT_2)
-
-
-def decode_task(data: bytes) -> Task:
-    return CONVERTER.structure(orjson.loads(data), Task)
-
-
-def encode_event(event: TaskEvent) -> bytes:
-    return orjson.dumps(CONVERTER.unstructure(event)) + b"\n"
-
-
-def decode_event(line: bytes) -> TaskEvent:
-    return CONVERTER.structure(orjson.loads(line), TaskEvent)
-
-
-def _decode_record(data: bytes, task_id: str) -> Task:
-    task = decode_task(data)
-    if task.id != task_id:
-        raise ValueError(f"the record names task {task.id}")
-    return task
-
-
-def _decode_line(line: bytes, expected_seq: int) -> TaskEvent:
-    event = decode_event(line)
-    if event.seq != expected_seq:
-        raise ValueError(f"expected seq {expected_seq}, got {event.seq}")
-    return event
-
-
-@attrs.define
-class _Log:
-    """A task's log as the store tracks it: what is on disk and what waits to be written.
-
-    Only trio code mutates it (worker threads get copies and return what they did), so a reader
-    always sees a consistent prefix on disk followed by the events still pending.
-    """
-
-    path: pathlib.Path
-    written: int = 0  # the last seq on disk
-    # offsets[i] = where event seq i+1 starts; an array: 8 bytes per event, not an int object
-    offsets: array.array[int] = attrs.field(factory=lambda: array.array("q"))
-    size: int = 0
-    pending: list[TaskEvent] = attrs.field(factory=list)  # includes a batch being written
-    unsynced: bool = False
-    last_fsync: float = 0.0
-
-    @property
-    def last_seq(self) -> int:
-        return self.pending[-1].seq if self.pending else self.written
-
-
-@attrs.frozen
-class _Written:
-    """What a worker thread appended to one log."""
-
-    offsets: list[int]
-    size: int
-    fsynced: bool
-
-
-def _append_sync(
-    path: pathlib.Path, size: int, batch: list[TaskEvent], fsync: bool, unsynced: bool
-) -> _Written:
-    offsets: list[int] = []
-    if not batch and not (fsync and unsynced):
-        return _Written(offsets, size, fsynced=False)
-    with path.open("ab") as handle:
-        if batch:
-            chunks = []
-            for event in batch:
-                line = encode_event(event)
-                offsets.append(size)
-                size += len(line)
-                chunks.append(line)
-            handle.write(b"".join(chunks))
-            handle.flush()
-        if fsync:
-            os.fsync(handle.fileno())
-    return _Written(offsets, size, fsynced=fsync)
-
-
-def _fsync_dir(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class UnknownTask(LookupError):
@@ -230,7 +137,7 @@ class TaskStore:
         self.quarantine_dir = root / "quarantine"
         self.tasks: dict[str, Task] = {}
         """The published records: each one durable (written and fsync'd) before it is here."""
-        self._logs: dict[str, _Log] = {}
+        self._logs: dict[str, Log] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._io_lock = trio.Lock()
         self.on_written: Callable[[str], None] | None = None
@@ -238,6 +145,13 @@ class TaskStore:
         self._wakeup = trio.Event()
         self._drained = trio.Event()
         self.quarantined: list[pathlib.Path] = []
+        self.fault: StateWriteError | None = None
+        """Why the state disk refused the last write, until writes succeed again."""
+        self.on_write_failed: Callable[[str, str], None] | None = None
+        """Called with a task's id and the reason when its output could not be written."""
+        self._unsaved: set[str] = set()
+        """Tasks whose published record waits in memory for the disk (retried)."""
+        self._last_retry = 0.0
 
     # -- loading and recovery -------------------------------------------------------------
 
@@ -252,7 +166,10 @@ class TaskStore:
                 )
                 async with self._lock(task_id):
                     await self._write(
-                        self._logs[task_id], interrupt(task, self.clock.wall()), _no_events
+                        self._logs[task_id],
+                        interrupt(task, self.clock.wall()),
+                        _no_events,
+                        defer=True,
                     )
             else:
                 self.tasks[task_id] = task
@@ -264,8 +181,8 @@ class TaskStore:
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
         target = self.quarantine_dir / f"{path.name}.{stamp}"
         os.replace(path, target)
-        _fsync_dir(self.quarantine_dir)
-        _fsync_dir(path.parent)
+        fsync_dir(self.quarantine_dir)
+        fsync_dir(path.parent)
         log.warning("quarantined %s: %s (moved to %s)", path, why, target)
         self.quarantined.append(target)
         return target
@@ -279,7 +196,7 @@ class TaskStore:
         for path in sorted(self.tasks_dir.glob("*" + RECORD_SUFFIX)):
             task_id = path.name.removesuffix(RECORD_SUFFIX)
             try:
-                task = _decode_record(path.read_bytes(), task_id)
+                task = decode_record(path.read_bytes(), task_id)
             except Exception as exc:
                 self._quarantine(path, f"unreadable task record: {describe_error(exc)}")
                 log_path = self.tasks_dir / (task_id + LOG_SUFFIX)
@@ -296,47 +213,30 @@ class TaskStore:
                 self._quarantine(path, "event log without a task record")
         return loaded
 
-    def _load_log(self, task_id: str) -> _Log:
+    def _load_log(self, task_id: str) -> Log:
         path = self.tasks_dir / (task_id + LOG_SUFFIX)
-        state = _Log(path=path)
+        state = Log(path=path)
         if not path.exists():
             return state
-        data = path.read_bytes()
-        offset = 0
-        good_end = 0
-        problem: str | None = None
-        while offset < len(data):
-            newline = data.find(b"\n", offset)
-            if newline < 0:
-                problem = "torn"
-                break
-            try:
-                event = _decode_line(data[offset:newline], state.written + 1)
-            except Exception as exc:
-                problem = f"line {state.written + 1}: {describe_error(exc)}"
-                break
-            state.offsets.append(offset)
-            state.written = event.seq
-            offset = newline + 1
-            good_end = offset
-        if problem is None:
-            state.size = len(data)
+        scan = scan_log(state)
+        state.size = scan.good_end
+        if scan.problem is None:
             return state
-        if problem == "torn":
+        if scan.problem == "torn":
             torn = path.with_name(path.name + ".torn")
-            torn.write_bytes(data[good_end:])
-            self._quarantine(torn, f"torn last line of {path.name} ({len(data) - good_end} bytes)")
+            copy_range(path, scan.good_end, scan.total, torn)
+            cut = scan.total - scan.good_end
+            self._quarantine(torn, f"torn last line of {path.name} ({cut} bytes)")
         else:
             kept = path.with_name(path.name + ".tmp-kept")
-            kept.write_bytes(data[:good_end])
-            why = f"corrupt event log at {problem}; events 1..{state.written} kept"
+            copy_range(path, 0, scan.good_end, kept)
+            why = f"corrupt event log at {scan.problem}; events 1..{state.written} kept"
             self._quarantine(path, why)
             os.replace(kept, path)
         with path.open("r+b") as handle:
-            handle.truncate(good_end)
+            handle.truncate(scan.good_end)
             os.fsync(handle.fileno())
-        _fsync_dir(path.parent)
-        state.size = good_end
+        fsync_dir(path.parent)
         return state
 
     # -- records --------------------------------------------------------------------------
@@ -347,36 +247,55 @@ class TaskStore:
     async def create(self, task: Task, events: Events = _no_events) -> Task:
         """Write a new task (and its first events) through, then publish it; returns it.
 
-        The task gets the next creation sequence number (a failed create leaves a gap).
+        The task gets the next creation sequence number (a failed create leaves a gap). Raises
+        :class:`StateWriteError` when the state disk refuses it (nothing of it stays behind).
         """
         if task.id in self._logs:
             raise ValueError(f"task {task.id} exists")
         self._created += 1
         task = attrs.evolve(task, seq=self._created)
-        state = _Log(path=self.tasks_dir / (task.id + LOG_SUFFIX))
+        state = Log(path=self.tasks_dir / (task.id + LOG_SUFFIX))
         self._logs[task.id] = state
         try:
             async with self._lock(task.id):
                 return await self._write(state, task, events)
+        except StateWriteError:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._discard_sync, task.id)
+            raise
         finally:
             if task.id not in self.tasks and self._logs.get(task.id) is state:
                 del self._logs[task.id]
                 self._locks.pop(task.id, None)
 
+    def _discard_sync(self, task_id: str) -> None:
+        """Remove what a refused create may have left (an empty log); best effort."""
+        for suffix in (LOG_SUFFIX, RECORD_SUFFIX + ".tmp"):
+            with contextlib.suppress(OSError):
+                (self.tasks_dir / (task_id + suffix)).unlink(missing_ok=True)
+
     async def commit(
-        self, task_id: str, change: Callable[[Task], Task], events: Events = _no_events
+        self,
+        task_id: str,
+        change: Callable[[Task], Task],
+        events: Events = _no_events,
+        *,
+        defer: bool = False,
     ) -> Task:
         """Apply a transition durably: compute it from the published record under the task's
         lock, write it (and its events) through, then publish it; returns the new record.
 
-        Raises :class:`UnknownTask`, or what ``change`` raises (nothing is written then).
+        Raises :class:`UnknownTask`, what ``change`` raises (nothing is written then), or
+        :class:`StateWriteError` when the disk refuses it. With ``defer`` (a run's end, which
+        must not be lost) a refused transition is published anyway, kept in memory with its
+        events, and written as soon as the disk takes it (see :meth:`retry`).
         """
         async with self._lock(task_id):
             current = self.tasks.get(task_id)
             state = self._logs.get(task_id)
             if current is None or state is None:
                 raise UnknownTask(task_id)
-            return await self._write(state, change(current), events)
+            return await self._write(state, change(current), events, defer=defer)
 
     async def save(self, task_id: str) -> None:
         """Write the task's queued events through (fsync'd) with its record, event count updated."""
@@ -385,7 +304,7 @@ class TaskStore:
         except UnknownTask:
             return
 
-    async def _write(self, state: _Log, task: Task, events: Events) -> Task:
+    async def _write(self, state: Log, task: Task, events: Events, *, defer: bool = False) -> Task:
         """Write ``task`` and its events (after those queued) through; publish it if still ours."""
         async with self._io_lock:
             own = [
@@ -399,44 +318,68 @@ class TaskStore:
                 written = await trio.to_thread.run_sync(
                     self._save_sync, task.id, state.path, state.size, batch, encode_task(task)
                 )
+            except StateWriteError as error:
+                self._refused(error)
+                if not defer:
+                    self._unqueue(state, own)
+                    raise
+                log.warning(
+                    "task %s: %s; its %s record is kept in memory until the disk takes it",
+                    task.id,
+                    error,
+                    task.status,
+                )
+                if self._logs.get(task.id) is state:
+                    self.tasks[task.id] = task
+                    self._unsaved.add(task.id)
             except BaseException:
-                # The transition is not recorded: neither are its events, unless output queued
-                # after them already follows them (the log's seqs must stay contiguous).
-                if own and state.pending[-len(own) :] == own:
-                    del state.pending[-len(own) :]
+                self._unqueue(state, own)
                 raise
-            self._written(state, batch, written)
-            if self._logs.get(task.id) is state:
-                self.tasks[task.id] = task
+            else:
+                self._written(state, batch, written)
+                if self._logs.get(task.id) is state:
+                    self.tasks[task.id] = task
+                self._unsaved.discard(task.id)
+                self._accepted()
             self._drained.set()
             self._drained = trio.Event()
         if self.on_written is not None and self._logs.get(task.id) is state:
             self.on_written(task.id)
         return task
 
+    @staticmethod
+    def _unqueue(state: Log, own: list[TaskEvent]) -> None:
+        """The transition is not recorded: neither are its events, unless output queued after
+        them already follows them (the log's seqs must stay contiguous)."""
+        if own and state.pending[-len(own) :] == own:
+            del state.pending[-len(own) :]
+
     def _save_sync(
         self, task_id: str, log_path: pathlib.Path, size: int, batch: list[TaskEvent], data: bytes
-    ) -> _Written:
-        written = _append_sync(log_path, size, batch, fsync=True, unsynced=True)
+    ) -> Written:
+        written = append_sync(log_path, size, batch, fsync=True, unsynced=True)
         path = self.tasks_dir / (task_id + RECORD_SUFFIX)
         tmp = path.with_name(path.name + ".tmp")
         try:
-            with tmp.open("wb") as handle:
+            with writing(tmp), tmp.open("wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(self.tasks_dir)
-        except OSError:
+            with writing(path):
+                os.replace(tmp, path)
+                fsync_dir(self.tasks_dir)
+        except StateWriteError:
             # Unrecorded, the batch is still queued: take it back out of the log so the next
             # write does not repeat its seqs.
-            if batch:
-                os.truncate(log_path, size)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+                if batch:
+                    os.truncate(log_path, size)
             raise
         return written
 
     @staticmethod
-    def _written(state: _Log, batch: list[TaskEvent], written: _Written) -> None:
+    def _written(state: Log, batch: list[TaskEvent], written: Written) -> None:
         if batch:
             del state.pending[: len(batch)]
             state.offsets.extend(written.offsets)
@@ -447,25 +390,79 @@ class TaskStore:
             state.unsynced = False
             state.last_fsync = time.monotonic()
 
+    # -- a refusing disk ------------------------------------------------------------------
+
+    def _refused(self, error: StateWriteError) -> None:
+        if self.fault is None:
+            log.error("the state disk refuses writes: %s", error)
+        self.fault = error
+
+    def _accepted(self) -> None:
+        """A write went through: the fault is over once no record waits in memory."""
+        if self.fault is not None and not self._unsaved:
+            log.warning("the state disk takes writes again (was: %s)", self.fault)
+            self.fault = None
+
+    async def retry(self, *, probe: bool = False) -> None:
+        """Write the records kept in memory while the disk refused them; then, with none left
+        waiting, probe the disk (if it refused before, or with ``probe``), so :attr:`fault`
+        says whether it takes writes now."""
+        self._last_retry = time.monotonic()
+        for task_id in list(self._unsaved):
+            try:
+                await self.commit(task_id, lambda task: task)
+            except UnknownTask:
+                self._unsaved.discard(task_id)
+            except StateWriteError:
+                return
+        if self._unsaved or not (probe or self.fault is not None):
+            return
+        async with self._io_lock:
+            try:
+                await trio.to_thread.run_sync(self._probe_sync)
+            except StateWriteError as error:
+                self._refused(error)
+            else:
+                self._accepted()
+
+    def _probe_sync(self) -> None:
+        probe = self.root / ".write-probe"
+        try:
+            with writing(probe), probe.open("wb") as handle:
+                handle.write(b"\0" * 4096)
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+
+    def unsaved(self) -> int:
+        """How many published records wait in memory for the disk."""
+        return len(self._unsaved)
+
     async def delete(self, task_id: str) -> None:
         """Forget a task at once (before any checkpoint), then remove its files."""
         self.tasks.pop(task_id, None)
         self._logs.pop(task_id, None)
         self._locks.pop(task_id, None)
+        self._unsaved.discard(task_id)
         async with self._io_lock:
             await trio.to_thread.run_sync(self._delete_sync, task_id)
 
     def _delete_sync(self, task_id: str) -> None:
         for suffix in (RECORD_SUFFIX, LOG_SUFFIX):
-            (self.tasks_dir / (task_id + suffix)).unlink(missing_ok=True)
-        _fsync_dir(self.tasks_dir)
+            path = self.tasks_dir / (task_id + suffix)
+            with writing(path):
+                path.unlink(missing_ok=True)
+        with writing(self.tasks_dir):
+            fsync_dir(self.tasks_dir)
 
     # -- events ---------------------------------------------------------------------------
 
     def append_event(self, task_id: str, **fields: Any) -> TaskEvent:
-        """Give the next event of a task its seq and queue it for the flusher."""
+        """Give the next event of a task its seq and queue it (capped) for the flusher."""
         state = self._logs[task_id]
-        event = next_event(state.last_seq, now=self.clock.wall(), **fields)
+        event = cap_event(next_event(state.last_seq, now=self.clock.wall(), **fields))
         state.pending.append(event)
         self._wakeup.set()
         return event
@@ -475,25 +472,55 @@ class TaskStore:
         return self._logs[task_id].written
 
     async def flush(self, *, force_fsync: bool = False) -> None:
-        """Write every queued event; fsync per the policy (or now, with ``force_fsync``)."""
+        """Write every queued event; fsync per the policy (or now, with ``force_fsync``).
+
+        A log the disk refuses loses its queued output (never shown to anyone, and the disk
+        may stay full for long): :attr:`on_write_failed` tells the runner, which ends the run.
+        Tasks whose record waits in memory are left to :meth:`retry`.
+        """
+        failed: list[tuple[str, str]] = []
         async with self._io_lock:
             now = time.monotonic()
             work = []
             for task_id, state in self._logs.items():
+                if task_id in self._unsaved:
+                    continue
                 if state.pending or (state.unsynced and force_fsync):
                     fsync = force_fsync or now - state.last_fsync >= FSYNC_INTERVAL_S
                     work.append((task_id, state, list(state.pending), fsync))
             if not work:
                 return
             results = await trio.to_thread.run_sync(self._flush_sync, work)
-            for (_, state, batch, _), written in zip(work, results, strict=True):
-                self._written(state, batch, written)
+            failed = self._flushed(work, results)
             self._drained.set()
             self._drained = trio.Event()
+        for task_id, reason in failed:
+            if self.on_write_failed is not None and task_id in self._logs:
+                self.on_write_failed(task_id, reason)
         if self.on_written is not None:
             for task_id, state, batch, _ in work:
-                if batch and self._logs.get(task_id) is state:
+                if batch and self._logs.get(task_id) is state and state.written >= batch[-1].seq:
                     self.on_written(task_id)
+
+    def _flushed(
+        self,
+        work: list[tuple[str, Log, list[TaskEvent], bool]],
+        results: list[Written | StateWriteError],
+    ) -> list[tuple[str, str]]:
+        """Account for a flush; returns the (task id, reason) of each log the disk refused."""
+        failed: list[tuple[str, str]] = []
+        for (task_id, state, batch, _), written in zip(work, results, strict=True):
+            if isinstance(written, StateWriteError):
+                self._refused(written)
+                reason = f"{written} ({len(state.pending)} output events not stored)"
+                log.error("task %s: %s", task_id, reason)
+                state.pending.clear()
+                failed.append((task_id, reason))
+            else:
+                self._written(state, batch, written)
+        if not failed and any(batch for _, _, batch, _ in work):
+            self._accepted()
+        return failed
 
     async def backpressure(self, task_id: str) -> None:
         """Wait while the task has ``MAX_PENDING_EVENTS`` events queued.
@@ -506,51 +533,62 @@ class TaskStore:
             await self._drained.wait()
 
     @staticmethod
-    def _flush_sync(work: list[tuple[str, _Log, list[TaskEvent], bool]]) -> list[_Written]:
-        return [
-            _append_sync(state.path, state.size, batch, fsync, state.unsynced)
-            for _, state, batch, fsync in work
-        ]
+    def _flush_sync(
+        work: list[tuple[str, Log, list[TaskEvent], bool]],
+    ) -> list[Written | StateWriteError]:
+        results: list[Written | StateWriteError] = []
+        for _, state, batch, fsync in work:
+            try:
+                results.append(append_sync(state.path, state.size, batch, fsync, state.unsynced))
+            except StateWriteError as error:
+                results.append(error)
+        return results
 
     async def run_flusher(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Write queued events as they come; fsync when output pauses. Flushes once more at exit.
 
-        Idle (nothing queued, nothing unsynced) it sleeps until the next event is queued.
+        Idle (nothing queued, nothing unsynced) it sleeps until the next event is queued. While
+        the disk refuses writes it retries every ``RETRY_INTERVAL_S`` (:meth:`retry`).
         """
         task_status.started()
         try:
             while True:
-                if any(state.unsynced for state in self._logs.values()):
-                    with trio.move_on_after(FSYNC_INTERVAL_S):
-                        await self._wakeup.wait()
+                if self.fault is not None:
+                    timeout = RETRY_INTERVAL_S
+                elif any(state.unsynced for state in self._logs.values()):
+                    timeout = FSYNC_INTERVAL_S
                 else:
+                    timeout = math.inf
+                with trio.move_on_after(timeout):
                     await self._wakeup.wait()
                 if self._wakeup.is_set():
                     self._wakeup = trio.Event()
                     await self.flush()
                 else:
                     await self.flush(force_fsync=True)
+                if (
+                    self.fault is not None
+                    and time.monotonic() - self._last_retry >= RETRY_INTERVAL_S
+                ):
+                    await self.retry()
         finally:
             with trio.CancelScope(shield=True):
                 await self.flush(force_fsync=True)
 
-    async def read_events(self, task_id: str, after: int, limit: int) -> list[TaskEvent]:
-        """Visible events with ``seq > after``, at most ``limit`` (queued ones are not yet)."""
+    async def read_events(
+        self, task_id: str, after: int, limit: int, max_bytes: int = READ_BUDGET_BYTES
+    ) -> list[TaskEvent]:
+        """Visible events with ``seq > after``: at most ``limit``, and at most ``max_bytes`` of
+        the log unless the first event alone is longer (queued events are not visible yet)."""
         state = self._logs[task_id]
-        out: list[TaskEvent] = []
-        if after < state.written:
-            stop_index = min(after + limit, state.written)
-            start = state.offsets[after]
-            stop = state.offsets[stop_index] if stop_index < state.written else state.size
-            path = state.path
-            data = await trio.to_thread.run_sync(self._read_range, path, start, stop)
-            out = [decode_event(line) for line in data.splitlines()]
-        return out
-
-    @staticmethod
-    def _read_range(path: pathlib.Path, start: int, stop: int) -> bytes:
-        with path.open("rb") as handle:
-            handle.seek(start)
-            return handle.read(stop - start)
+        if after >= state.written:
+            return []
+        start = state.offsets[after]
+        last = after + 1
+        stop = min(after + limit, state.written)
+        while last < stop and state.end_of(last + 1) - start <= max_bytes:
+            last += 1
+        data = await trio.to_thread.run_sync(read_range, state.path, start, state.end_of(last))
+        return [decode_event(line) for line in data.splitlines()]

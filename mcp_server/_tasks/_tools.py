@@ -51,7 +51,7 @@ from ._runner import (
     TaskNotFound,
     TaskRunner,
 )
-from ._store import register_strict_scalars
+from ._store import StateWriteError, register_strict_scalars
 
 log = logging.getLogger("mcp_server.tasks")
 
@@ -324,6 +324,7 @@ class TaskTools:
             PathRefused: "path_outside_workspace",
             InvalidTransition: "invalid_state",
             ShuttingDown: "shutting_down",
+            StateWriteError: "state_unwritable",
         }
     )
 
@@ -335,7 +336,14 @@ class TaskTools:
                 return await handler(ctx, arguments)
             except ToolFailure as exc:
                 return failure(exc.code, exc.message, exc.result)
-            except (TaskNotFound, TaskBusy, PathRefused, InvalidTransition, ShuttingDown) as exc:
+            except (
+                TaskNotFound,
+                TaskBusy,
+                PathRefused,
+                InvalidTransition,
+                ShuttingDown,
+                StateWriteError,
+            ) as exc:
                 return failure(self._errors[type(exc)], str(exc))
             except RunNotStarted as exc:
                 task = self.runner.get(exc.task_id)
@@ -404,12 +412,22 @@ class TaskTools:
     async def check_status(self, ctx: RequestContext, arguments: JSON) -> ToolResult:
         parse_args(NoArgs, arguments)
         status = await self.status_view()
+        if not status["state"]["writable"]:
+            return failure("state_unwritable", status["state"]["error"], status)
         if not status["daemon"]["reachable"]:
             return failure("daemon_unavailable", status["daemon"]["error"], status)
         return success("the host daemon answers", status)
 
     async def status_view(self) -> JSON:
-        """The daemon's probe (or why it failed) and the task counts."""
+        """The daemon's probe (or why it failed), the state disk's condition, the task counts."""
+        store = self.runner.store
+        await store.retry(probe=True)
+        state: JSON = {
+            "path": str(store.root),
+            "writable": store.fault is None,
+            "error": None if store.fault is None else str(store.fault),
+            "unsaved_tasks": store.unsaved(),
+        }
         daemon: JSON
         try:
             info = await self.runner.probe()
@@ -432,6 +450,7 @@ class TaskTools:
         tasks = self.runner.tasks()
         return {
             "daemon": daemon,
+            "state": state,
             "features": dict(self.features),
             "active_tasks": sum(task.status == "in_progress" for task in tasks),
             "total_tasks": len(tasks),
@@ -617,7 +636,8 @@ class TaskTools:
             ),
             (
                 "check_status",
-                "Probe the host daemon (reachability, agents found) and count tasks.",
+                "Probe the host daemon (reachability, agents found), check the state disk "
+                "(an error while it refuses writes) and count tasks.",
                 _schema({}),
                 self.check_status,
                 False,

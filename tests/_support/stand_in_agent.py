@@ -10,6 +10,7 @@ daemon builds the real Claude adapter's argv, whose last word is the prompt. Pro
 - ``sleep S``: init, sleeps S seconds, then a success result.
 - ``lines N``: N assistant texts of 1 KiB, then a success result.
 - ``flood``: init, then 1 KiB assistant texts without end (for backpressure tests).
+- ``huge N M``: N assistant texts of M MiB each, then a success result.
 - ``exit N``: init, then exits with code N without a result.
 """
 
@@ -52,7 +53,7 @@ def result(final: str) -> None:
     )
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0911, PLR0912 -- one branch per scripted prompt
     if sys.argv[1:] == ["--version"]:
         print("9.9.9 (stand-in claude)")
         return 0
@@ -78,6 +79,12 @@ def main() -> int:
     if word == "lines":
         for _ in range(int(arg)):
             text("x" * 1024)
+        result("done")
+        return 0
+    if word == "huge":
+        count, _, mebibytes = arg.partition(" ")
+        for _ in range(int(count)):
+            text("z" * (int(mebibytes) << 20))
         result("done")
         return 0
     if word == "flood":

@@ -5,7 +5,8 @@
         task = await wait_done(env.client, created["task_id"])
 
 ``Client`` is a minimal legacy-era MCP client (JSON or SSE answers); ``store=`` lets a test give
-the server its own :class:`TaskStore` (a clock, a state directory on a small disk).
+the server its own :class:`TaskStore` (a clock). ``up_client(tmp_path, state)`` is the same client
+of a real ``coding-agent up`` subprocess running the ``_support/stand_in_agent.py`` agent.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import attrs
 import httpx
 import trio
 
-from _support.daemon import running_daemon
+from _support.agent_up import Up, base_env, coding_agent_up
+from _support.daemon import install_stand_in_agent, running_daemon
 from _support.mcp_http import serving
 from mcp_server import Registry
 from mcp_server._tasks._runner import DaemonEndpoint, TaskRunner, Workspace
@@ -180,3 +182,19 @@ async def all_events(client: Client, task_id: str) -> list[dict[str, Any]]:
         events += page["events"]
         uri = page["next"]
     return events
+
+
+@contextlib.asynccontextmanager
+async def up_client(
+    tmp_path: pathlib.Path, state: pathlib.Path
+) -> AsyncIterator[tuple[Up, Client]]:
+    """``coding-agent up`` on ``state`` with the stand-in agent, and an initialized client of it."""
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    agent = install_stand_in_agent(tmp_path)
+    async with coding_agent_up(state, root, base_env(CLAUDE_PATH=agent)) as up:
+        headers = {"Authorization": f"Bearer {up.token}"}
+        async with httpx.AsyncClient(timeout=120, headers=headers) as http:
+            client = Client(http, up.url)
+            await client.initialize()
+            yield up, client

@@ -15,11 +15,13 @@ import pytest
 import trio
 from _support.polling import eventually
 
+from mcp_server._tasks._files import MAX_DATA_CHARS, MAX_RAW_CHARS
 from mcp_server._tasks._model import TaskOptions, new_task, start_run
 from mcp_server._tasks._store import (
     LOG_SUFFIX,
     MAX_PENDING_EVENTS,
     RECORD_SUFFIX,
+    StateWriteError,
     TaskStore,
     decode_task,
 )
@@ -249,7 +251,7 @@ async def test_unwritable_transition_is_not_published(tmp_path: pathlib.Path) ->
     blocker.mkdir()  # the record's temp file cannot be created
     status = {"kind": "status", "summary": "in_progress"}
     before = store.tasks[task_id]
-    with pytest.raises(IsADirectoryError):
+    with pytest.raises(StateWriteError, match="state write failed: Is a directory"):
         await store.commit(task_id, lambda t: start_run(t, T0, "again"), lambda t: [status])
     assert store.tasks[task_id] == before
     assert [e.seq for e in await store.read_events(task_id, 0, 10)] == [1, 2]
@@ -278,3 +280,31 @@ async def test_creation_sequence_survives_restart(tmp_path: pathlib.Path) -> Non
         now=T0,
     )
     assert (await store.create(third)).seq == 3
+
+
+async def test_reads_bounded_by_bytes(tmp_path: pathlib.Path) -> None:
+    """A read takes at most max_bytes of the log (at least one event); the next read goes on."""
+    task_id = await stored_task(tmp_path)
+    store = TaskStore(tmp_path)
+    await store.load()
+    for n in range(10):
+        store.append_event(task_id, kind="agent", summary=f"e{n}", raw="x" * 50_000)
+    await store.flush()
+    assert [e.seq for e in await store.read_events(task_id, 0, 100, max_bytes=120_000)] == [1, 2]
+    assert [e.seq for e in await store.read_events(task_id, 2, 100, max_bytes=10)] == [3]
+    assert [e.seq for e in await store.read_events(task_id, 3, 100)] == list(range(4, 11))
+
+
+async def test_queued_event_capped_with_a_marker(tmp_path: pathlib.Path) -> None:
+    """A huge raw line and data string are cut when queued; the markers say how much was cut."""
+    task_id = await stored_task(tmp_path)
+    store = TaskStore(tmp_path)
+    await store.load()
+    event = store.append_event(
+        task_id, kind="agent", summary="s", raw="r" * 1_000_000, data={"text": "t" * 1_000_000}
+    )
+    assert event.raw is not None
+    assert event.raw.endswith(f"[cut: {1_000_000 - MAX_RAW_CHARS} more characters of 1000000]")
+    assert event.data is not None
+    assert len(event.data["text"]) < MAX_DATA_CHARS + 100
+    assert "more characters of 1000000; the line is in raw]" in event.data["text"]

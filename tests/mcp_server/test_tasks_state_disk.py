@@ -1,0 +1,170 @@
+"""A full state disk (a real 1 MiB tmpfs) fails the task that hit it, never the server."""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import pathlib
+import subprocess
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import orjson
+import pytest
+import trio
+from _support.polling import eventually
+from _support.task_server import Client, all_events, up_client
+
+from mcp_server._tasks._model import (
+    RunReport,
+    Task,
+    TaskOptions,
+    finish_run,
+    new_task,
+    start_run,
+)
+from mcp_server._tasks._store import RECORD_SUFFIX, StateWriteError, TaskStore
+
+CHUNK = 16 * 1024
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+@pytest.fixture
+def small_disk(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
+    """A 1 MiB tmpfs mounted at ``tmp_path/state`` (needs root, as in CI), unmounted after."""
+    mount = tmp_path / "state"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a 1 MiB tmpfs at {mount} (this test needs root): {done.stderr}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def fill(path: pathlib.Path, leave: int) -> None:
+    """Write ``path`` until its disk is full, then give back ``leave`` bytes."""
+    with path.open("wb", buffering=0) as handle:
+        with pytest.raises(OSError, match="No space left") as raised:
+            _write_forever(handle)
+        assert raised.value.errno == errno.ENOSPC
+        size = handle.tell()
+    with path.open("r+b") as handle:
+        handle.truncate(max(0, size - leave))
+
+
+def _write_forever(handle: BinaryIO) -> None:
+    while True:
+        handle.write(b"f" * CHUNK)
+
+
+async def wait_ended(client: Client, task_id: str) -> dict[str, Any]:
+    with trio.fail_after(120):
+        while True:
+            task = await client.ok("wait_task", id=task_id, timeout_s=20)
+            if task["status"] != "in_progress":
+                return task
+
+
+def on_disk(state: pathlib.Path, task_id: str) -> dict[str, Any]:
+    record: dict[str, Any] = orjson.loads(
+        (state / "tasks" / (task_id + RECORD_SUFFIX)).read_bytes()
+    )
+    return record
+
+
+async def test_full_disk_fails_the_task_not_the_server(
+    tmp_path: pathlib.Path, small_disk: pathlib.Path
+) -> None:
+    """Disk full mid-run: that task fails with the reason, the server serves, writes resume."""
+    filler = small_disk / "filler"
+    async with up_client(tmp_path, small_disk) as (up, client):
+        before = (await client.ok("create_task", title="a", instructions="hello"))["task_id"]
+        assert (await wait_ended(client, before))["status"] == "waiting"
+        before_events = await all_events(client, before)
+
+        await trio.to_thread.run_sync(fill, filler, 128 * 1024)
+        flooded = (await client.ok("create_task", title="b", instructions="flood"))["task_id"]
+        failed = await wait_ended(client, flooded)
+        assert failed["status"] == "failed", failed
+        assert "state disk full" in failed["report"]["error"], failed["report"]
+        await trio.to_thread.run_sync(fill, small_disk / "filler-2", 0)
+
+        status = await client.call("check_status")
+        assert status["isError"], status
+        assert status["structuredContent"]["error"]["code"] == "state_unwritable"
+        assert "state disk full" in status["structuredContent"]["message"]
+        assert (await client.ok("report", id=before))["status"] == "waiting"
+        assert await all_events(client, before) == before_events
+        refused = await client.call("create_task", title="c", instructions="hello")
+        assert refused["isError"], refused
+        assert refused["structuredContent"]["error"]["code"] == "state_unwritable"
+        assert "state disk full" in refused["structuredContent"]["message"]
+        assert str(small_disk) in refused["structuredContent"]["message"]
+
+        await trio.to_thread.run_sync(filler.unlink)
+        await trio.to_thread.run_sync((small_disk / "filler-2").unlink)
+        after = (await client.ok("create_task", title="d", instructions="hello"))["task_id"]
+        assert (await wait_ended(client, after))["status"] == "waiting"
+        await eventually(lambda: on_disk(small_disk, flooded)["status"] == "failed")
+        assert (await client.ok("check_status"))["total_tasks"] == 3
+        assert up.process.returncode is None
+
+    async with up_client(tmp_path, small_disk) as (_, client):
+        assert (await client.ok("report", id=before))["status"] == "waiting"
+        assert await all_events(client, before) == before_events
+        again = await client.ok("report", id=flooded)
+        assert again["status"] == "failed"
+        assert "state disk full" in again["report"]["error"]
+        assert (await client.ok("report", id=after))["status"] == "waiting"
+
+
+def a_task() -> Task:
+    return new_task(
+        title="t",
+        instructions="go",
+        agent="claude",
+        project_dir="",
+        cwd="/w",
+        options=TaskOptions(),
+        now=T0,
+    )
+
+
+async def test_refused_run_end_is_kept_until_the_disk_takes_it(small_disk: pathlib.Path) -> None:
+    """A run's end the full disk refuses is published, kept in memory, and written on retry."""
+    store = TaskStore(small_disk)
+    await store.load()
+    task_id = (await store.create(a_task())).id
+    await store.commit(task_id, lambda t: start_run(t, T0))
+    filler = small_disk / "filler"
+    fill(filler, 0)
+    report = RunReport(outcome="error", started_at=T0, finished_at=T0, error="run stopped: why")
+
+    ended = await store.commit(
+        task_id,
+        lambda t: finish_run(t, report, T0),
+        lambda t: [{"kind": "status", "summary": t.status}],
+        defer=True,
+    )
+    assert (ended.status, store.tasks[task_id].status) == ("failed", "failed")
+    assert "state disk full" in str(store.fault)
+    assert on_disk(small_disk, task_id)["status"] == "in_progress"
+    refused = a_task()
+    with pytest.raises(StateWriteError, match=f"state disk full: .* at {small_disk}/"):
+        await store.create(refused)
+    assert not list((small_disk / "tasks").glob(refused.id + "*"))
+
+    filler.unlink()
+    await store.retry()
+    assert store.fault is None
+    assert on_disk(small_disk, task_id)["status"] == "failed"
+    assert [e.summary for e in await store.read_events(task_id, 0, 10)] == ["failed"]
+    (again,) = await TaskStore(small_disk).load()
+    assert (again.status, again.event_count) == ("failed", 1)
