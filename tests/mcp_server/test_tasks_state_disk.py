@@ -168,3 +168,23 @@ async def test_refused_run_end_is_kept_until_the_disk_takes_it(small_disk: pathl
     assert [e.summary for e in await store.read_events(task_id, 0, 10)] == ["failed"]
     (again,) = await TaskStore(small_disk).load()
     assert (again.status, again.event_count) == ("failed", 1)
+
+
+async def test_read_only_disk_refused_clearly(small_disk: pathlib.Path) -> None:
+    """On a read-only state disk a create is refused naming the condition; reads still work."""
+    store = TaskStore(small_disk)
+    await store.load()
+    task_id = (await store.create(a_task())).id
+    await trio.run_process(["mount", "-o", "remount,ro", str(small_disk)])
+    try:
+        with pytest.raises(StateWriteError, match="state disk read-only: Read-only file system"):
+            await store.create(a_task())
+        await store.retry(probe=True)
+        assert "state disk read-only" in str(store.fault)
+        assert store.tasks[task_id].status == "pending"
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.run_process(["mount", "-o", "remount,rw", str(small_disk)])
+    await store.retry(probe=True)
+    assert store.fault is None
+    assert (await store.create(a_task())).seq == 3
