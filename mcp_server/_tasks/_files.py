@@ -162,17 +162,17 @@ def _cut_strings(value: Any) -> Any:
 
 
 def encode_bounded(event: TaskEvent) -> bytes:
-    """The event's log line, at most ``MAX_EVENT_BYTES`` (data shrunk to a preview if need be)."""
+    """The event's log line, at most ``MAX_EVENT_BYTES``: if the caps of :func:`cap_event` leave
+    it longer (many long strings, escapes), its data becomes a preview of its JSON."""
     line = encode_event(event)
     if len(line) <= MAX_EVENT_BYTES:
         return line
+    # JSON escapes a character into at most 6 bytes: these cuts fit MAX_EVENT_BYTES together.
     data = None if event.data is None else orjson.dumps(event.data).decode()
     preview = None if data is None else {"cut": _cut(data, MAX_DATA_CHARS, " (data as JSON)")}
-    raw = event.raw if event.raw is None else event.raw[: MAX_EVENT_BYTES // 8]
-    line = encode_event(attrs.evolve(event, data=preview, raw=raw))
-    if len(line) > MAX_EVENT_BYTES:  # a summary can only be this long if the caller erred
-        raise ValueError(f"event {event.seq} stays {len(line)} bytes long after cutting")
-    return line
+    raw = event.raw if event.raw is None else _cut(event.raw, MAX_EVENT_BYTES // 8, "")
+    summary = event.summary[:1000]
+    return encode_event(attrs.evolve(event, data=preview, raw=raw, summary=summary))
 
 
 # -- disk errors ----------------------------------------------------------------------------

@@ -15,8 +15,14 @@ import pytest
 import trio
 from _support.polling import eventually
 
-from mcp_server._tasks._files import MAX_DATA_CHARS, MAX_RAW_CHARS
-from mcp_server._tasks._model import TaskOptions, new_task, start_run
+from mcp_server._tasks._files import (
+    MAX_DATA_CHARS,
+    MAX_EVENT_BYTES,
+    MAX_RAW_CHARS,
+    decode_event,
+    encode_bounded,
+)
+from mcp_server._tasks._model import TaskEvent, TaskOptions, new_task, start_run
 from mcp_server._tasks._store import (
     LOG_SUFFIX,
     MAX_PENDING_EVENTS,
@@ -308,3 +314,16 @@ async def test_queued_event_capped_with_a_marker(tmp_path: pathlib.Path) -> None
     assert event.data is not None
     assert len(event.data["text"]) < MAX_DATA_CHARS + 100
     assert "more characters of 1000000; the line is in raw]" in event.data["text"]
+
+
+def test_every_log_line_fits_the_cap() -> None:
+    """An event whose capped fields still add up (escapes, many strings) is stored as a preview."""
+    many = {f"k{n}": "\x01" * MAX_DATA_CHARS for n in range(100)}
+    event = TaskEvent(
+        seq=1, time=T0, kind="agent", summary="s" * 5000, data=many, raw="\x02" * 10**6
+    )
+    line = encode_bounded(event)
+    assert len(line) <= MAX_EVENT_BYTES
+    data = decode_event(line).data
+    assert data is not None
+    assert list(data) == ["cut"]
