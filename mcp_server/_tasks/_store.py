@@ -396,6 +396,7 @@ class TaskStore:
         if self.fault is None:
             log.error("the state disk refuses writes: %s", error)
         self.fault = error
+        self._wakeup.set()  # an idle flusher starts retrying
 
     def _accepted(self) -> None:
         """A write went through: the fault is over once no record waits in memory."""

@@ -138,33 +138,34 @@ def a_task() -> Task:
 
 
 async def test_refused_run_end_is_kept_until_the_disk_takes_it(small_disk: pathlib.Path) -> None:
-    """A run's end the full disk refuses is published, kept in memory, and written on retry."""
+    """A run's end the full disk refuses is published, kept in memory, written once it can be."""
     store = TaskStore(small_disk)
     await store.load()
     task_id = (await store.create(a_task())).id
     await store.commit(task_id, lambda t: start_run(t, T0))
     filler = small_disk / "filler"
-    fill(filler, 0)
     report = RunReport(outcome="error", started_at=T0, finished_at=T0, error="run stopped: why")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run_flusher)  # idle: nothing queued, nothing refused yet
+        fill(filler, 0)
+        ended = await store.commit(
+            task_id,
+            lambda t: finish_run(t, report, T0),
+            lambda t: [{"kind": "status", "summary": t.status}],
+            defer=True,
+        )
+        assert (ended.status, store.tasks[task_id].status) == ("failed", "failed")
+        assert "state disk full" in str(store.fault)
+        assert on_disk(small_disk, task_id)["status"] == "in_progress"
+        refused = a_task()
+        with pytest.raises(StateWriteError, match=f"state disk full: .* at {small_disk}/"):
+            await store.create(refused)
+        assert not list((small_disk / "tasks").glob(refused.id + "*"))
 
-    ended = await store.commit(
-        task_id,
-        lambda t: finish_run(t, report, T0),
-        lambda t: [{"kind": "status", "summary": t.status}],
-        defer=True,
-    )
-    assert (ended.status, store.tasks[task_id].status) == ("failed", "failed")
-    assert "state disk full" in str(store.fault)
-    assert on_disk(small_disk, task_id)["status"] == "in_progress"
-    refused = a_task()
-    with pytest.raises(StateWriteError, match=f"state disk full: .* at {small_disk}/"):
-        await store.create(refused)
-    assert not list((small_disk / "tasks").glob(refused.id + "*"))
-
-    filler.unlink()
-    await store.retry()
-    assert store.fault is None
-    assert on_disk(small_disk, task_id)["status"] == "failed"
+        filler.unlink()
+        await eventually(lambda: on_disk(small_disk, task_id)["status"] == "failed")
+        await eventually(lambda: store.fault is None)
+        nursery.cancel_scope.cancel()
     assert [e.summary for e in await store.read_events(task_id, 0, 10)] == ["failed"]
     (again,) = await TaskStore(small_disk).load()
     assert (again.status, again.event_count) == ("failed", 1)
