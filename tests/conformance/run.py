@@ -195,6 +195,21 @@ def tally(output: str) -> Tally:
     return Tally(passed, failed, unscored_passed, unscored_failed, tuple(failing))
 
 
+def suite_failure(returncode: int, result: Tally) -> str | None:
+    """Why one suite run fails conformance, or None when it is clean.
+
+    Clean needs all three: the harness printed scenario results (a crash or a timeout prints
+    none), no scored check failed, and the harness exited 0. Unscored failures do not count.
+    """
+    if result.passed + result.failed == 0:
+        return f"the harness printed no scenario results (exit {returncode})"
+    if result.failed:
+        return f"{result.failed} scored check(s) failed (exit {returncode})"
+    if returncode != 0:
+        return f"the harness exited {returncode}"
+    return None
+
+
 def failed_checks(results: Path) -> list[str]:
     """``scenario: check id: message`` of every FAILURE the harness saved under ``results``."""
     lines = []
@@ -243,12 +258,10 @@ def run_suite(node: str, entry: Path, suite: Suite, url: str, extra: Sequence[st
         log(f"{suite.name}: failing scenario {name}")
     for line in failed_checks(results):
         log(f"{suite.name}:   {line}")
-    no_summary = result.passed + result.failed == 0
-    if no_summary:
-        log(f"{suite.name}: the harness printed no scenario results (exit {returncode})")
-    elif returncode != 0:
-        log(f"{suite.name}: the harness exited {returncode}")
-    return returncode == 0 and result.failed == 0 and not no_summary
+    failure = suite_failure(returncode, result)
+    if failure is not None:
+        log(f"{suite.name}: {failure}")
+    return failure is None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

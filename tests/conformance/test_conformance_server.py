@@ -1,4 +1,4 @@
-"""The conformance fixture server as the harness runs it, and the runner's summary parser."""
+"""The conformance fixture server as the harness runs it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import trio
-from conformance.run import tally
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODERN = "2026-07-28"
@@ -83,32 +82,3 @@ async def test_server_command_serves_the_fixtures_and_drains_on_sigterm() -> Non
     prompt_names = {prompt["name"] for prompt in prompts.json()["result"]["prompts"]}
     assert "test_prompt_with_arguments" in prompt_names
     assert status == 0
-
-
-HARNESS_OUTPUT = """\
-✓ server-stateless: 30 passed, 0 failed
-✗ caching: 5 passed, 2 failed
-✓ tasks-lifecycle: 9 passed, 0 failed
-✗ json-schema-2020-12: 5 passed, 3 failed
-
-Total: 49 passed, 5 failed
-
-Not scored for 2026-07-28: 2 scenario(s) run, 1 failing. These do not affect conformance.
-  ✓ tasks-lifecycle (extension)
-  ✗ json-schema-2020-12 (pending)
-"""
-
-
-def test_tally_counts_scored_and_unscored_checks_apart() -> None:
-    """Scenarios listed as not scored are counted on their own line, not as failures."""
-    result = tally(HARNESS_OUTPUT)
-    assert (result.passed, result.failed) == (35, 2)
-    assert (result.unscored_passed, result.unscored_failed) == (14, 3)
-    assert result.failing == ("caching",)
-
-
-def test_tally_of_a_run_without_unscored_section_counts_everything() -> None:
-    """Without a 'Not scored' section (0.1.16) every scenario counts."""
-    result = tally(HARNESS_OUTPUT.split("\nNot scored", maxsplit=1)[0])
-    assert (result.passed, result.failed) == (49, 5)
-    assert result.failing == ("caching", "json-schema-2020-12")
