@@ -20,6 +20,8 @@ Adversaries (the number of processes each records is in :data:`COUNTS`):
   environment (so no inherited marker), then exits once ``PIDDIR/release`` exists, orphaning it.
 - ``graceful``: on SIGTERM takes 0.3 s to clean up (as Claude Code kills its tool trees), writes
   ``PIDDIR/cleaned`` and exits 143.
+- ``graceful-child``: the leader dies of SIGTERM at once; its child, in its process group, is
+  ``graceful`` (so only a signal to the whole group gives it its clean-up).
 - ``flood SIZE``: writes lines of SIZE bytes forever, keeping the running total of bytes
   written in ``PIDDIR/progress``.
 - ``host SUBREAPER ADVERSARY COUNT``: a stand-in daemon. It becomes a subreaper if SUBREAPER is
@@ -49,6 +51,7 @@ COUNTS = {
     "setsid-double-fork": 3,
     "setsid-clear-env": 3,
     "graceful": 1,
+    "graceful-child": 2,
     "flood": 1,
 }
 
@@ -216,15 +219,22 @@ def _setsid_clear_env(piddir: Path) -> None:
     _sleep_forever()
 
 
-def _graceful(piddir: Path) -> None:
+def _graceful(piddir: Path, *, in_child: bool) -> None:
     def on_term(signum: int, frame: object) -> None:
         time.sleep(0.3)
         (piddir / "cleaned").write_text("cleaned\n")
         os._exit(128 + signum)
 
-    signal.signal(signal.SIGTERM, on_term)
-    _record(piddir)
-    _sleep_forever()
+    def clean_up_on_term() -> None:
+        signal.signal(signal.SIGTERM, on_term)
+        _record(piddir)
+        _sleep_forever()
+
+    if in_child:
+        _record(piddir)
+        _fork(clean_up_on_term)
+        _sleep_forever()
+    clean_up_on_term()
 
 
 def _flood(piddir: Path, size: int) -> None:
@@ -282,8 +292,8 @@ def main(args: list[str]) -> None:
         _setsid(piddir, double_fork=name == "setsid-double-fork")
     elif name == "setsid-clear-env":
         _setsid_clear_env(piddir)
-    elif name == "graceful":
-        _graceful(piddir)
+    elif name in ("graceful", "graceful-child"):
+        _graceful(piddir, in_child=name == "graceful-child")
     elif name == "flood":
         _flood(piddir, int(args[2]))
     elif name == "host":

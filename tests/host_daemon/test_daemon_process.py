@@ -275,6 +275,16 @@ async def test_grace_lets_the_agent_clean_up(piddir: Path) -> None:
     assert await proc.wait() == ExitStatus(exit_code=143, signal=None)
 
 
+async def test_grace_reaches_every_member_of_the_group(piddir: Path) -> None:
+    """SIGTERM goes to the whole group, not only the leader: a member's clean-up runs too."""
+    with trio.move_on_after(60) as scope:
+        async with spawn_group(adversaries.argv("graceful-child", piddir), cwd="/", kill_grace=10):
+            await adversaries.wait_recorded(piddir, 2)
+            scope.cancel()
+    assert (piddir / "cleaned").read_text() == "cleaned\n"
+    assert adversaries.survivors(piddir, include_zombies=False) == []
+
+
 async def test_no_wait_for_the_grace_once_the_group_is_gone(piddir: Path) -> None:
     """A group that obeys SIGTERM ends the block at once, long before the grace runs out."""
     start = trio.current_time()

@@ -65,7 +65,8 @@ class Outcome:
     guarantee: str
     status: Status
     seconds: float
-    detail: str = ""
+    detail: str = ""  # why it was not killed, shown under the table
+    killed_by: str = ""  # the first failing test
 
 
 MUTANTS = (
@@ -196,6 +197,14 @@ def last_lines(log: Path, count: int = 15) -> str:
     return "\n".join(lines[-count:])
 
 
+def first_failure(log: Path) -> str:
+    """The id of the first failing test in a pytest log (its ``-ra`` summary)."""
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith(("FAILED ", "ERROR ")):
+            return line.split(" ", 2)[1]
+    return "?"
+
+
 async def judge(mutant: Mutant | None, tests: Sequence[str], root: Path, work: Path) -> Outcome:
     """Run the tests on a fresh copy, mutated by ``mutant`` (None: the baseline), and judge."""
     name = mutant.name if mutant is not None else "baseline"
@@ -214,7 +223,7 @@ async def judge(mutant: Mutant | None, tests: Sequence[str], root: Path, work: P
             return Outcome(name, guarantee, "passed", seconds)
         return Outcome(name, guarantee, "error", seconds, f"pytest exit {code}\n{last_lines(log)}")
     if code == 1:
-        return Outcome(name, guarantee, "killed", seconds)
+        return Outcome(name, guarantee, "killed", seconds, killed_by=first_failure(log))
     if code == 0:
         return Outcome(name, guarantee, "survived", seconds, last_lines(log, 3))
     return Outcome(name, guarantee, "error", seconds, f"pytest exit {code}\n{last_lines(log)}")
@@ -257,11 +266,15 @@ async def check(
 
 def table(baseline: Outcome, outcomes: Sequence[Outcome]) -> str:
     """The report: one row per mutant, then what went wrong, if anything."""
-    rows = [("mutant", "guarantee", "result", "seconds")]
-    rows += [(o.name, o.guarantee, o.status, f"{o.seconds:.0f}") for o in (baseline, *outcomes)]
+    rows = [("mutant", "guarantee", "result", "seconds", "killed by")]
+    rows += [
+        (o.name, o.guarantee, o.status, f"{o.seconds:.0f}", o.killed_by)
+        for o in (baseline, *outcomes)
+    ]
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     lines = [
         f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:>7}"
+        f"  {row[4]}".rstrip()
         for row in rows
     ]
     for outcome in (baseline, *outcomes):
