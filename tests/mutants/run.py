@@ -23,8 +23,10 @@ Exits 0 only when the baseline passes and every mutant is killed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -36,7 +38,7 @@ import attrs
 import trio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MUTANT_TIMEOUT_S = 900.0
+DEFAULT_TIMEOUT_S = 900.0
 # Not copied: version control, caches, build output, virtualenvs.
 IGNORED = shutil.ignore_patterns(
     ".git", ".tox", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"
@@ -178,14 +180,29 @@ def pytest_argv(tests: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
 
 
-async def run_tests(copy: Path, tests: Sequence[str], log: Path) -> tuple[int | None, float]:
+async def kill_session(process: trio.Process) -> None:
+    """On timeout end pytest and whatever its tests started (daemons, agents) together."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def run_tests(
+    copy: Path, tests: Sequence[str], log: Path, timeout: float
+) -> tuple[int | None, float]:
     """Run ``tests`` in ``copy``; pytest's exit code (None on timeout) and the seconds taken."""
     env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
     started = time.monotonic()
     with log.open("wb") as output:
-        with trio.move_on_after(MUTANT_TIMEOUT_S):
+        with trio.move_on_after(timeout):
             completed = await trio.run_process(
-                pytest_argv(tests), cwd=copy, env=env, stdout=output, stderr=output, check=False
+                pytest_argv(tests),
+                cwd=copy,
+                env=env,
+                stdout=output,
+                stderr=output,
+                check=False,
+                start_new_session=True,
+                deliver_cancel=kill_session,
             )
             return completed.returncode, time.monotonic() - started
     return None, time.monotonic() - started
@@ -205,7 +222,9 @@ def first_failure(log: Path) -> str:
     return "?"
 
 
-async def judge(mutant: Mutant | None, tests: Sequence[str], root: Path, work: Path) -> Outcome:
+async def judge(
+    mutant: Mutant | None, tests: Sequence[str], root: Path, work: Path, timeout: float
+) -> Outcome:
     """Run the tests on a fresh copy, mutated by ``mutant`` (None: the baseline), and judge."""
     name = mutant.name if mutant is not None else "baseline"
     guarantee = mutant.guarantee if mutant is not None else "the unmutated tests pass"
@@ -215,9 +234,9 @@ async def judge(mutant: Mutant | None, tests: Sequence[str], root: Path, work: P
     if mutant is not None:
         apply(mutant, copy)
     log = scratch / "pytest.log"
-    code, seconds = await run_tests(copy, tests, log)
+    code, seconds = await run_tests(copy, tests, log, timeout)
     if code is None:
-        return Outcome(name, guarantee, "error", seconds, f"timed out after {MUTANT_TIMEOUT_S}s")
+        return Outcome(name, guarantee, "error", seconds, f"timed out after {timeout}s")
     if mutant is None:
         if code == 0:
             return Outcome(name, guarantee, "passed", seconds)
@@ -230,7 +249,7 @@ async def judge(mutant: Mutant | None, tests: Sequence[str], root: Path, work: P
 
 
 async def check(
-    mutants: Sequence[Mutant], root: Path, jobs: int = 2
+    mutants: Sequence[Mutant], root: Path, jobs: int, timeout: float
 ) -> tuple[Outcome, list[Outcome]]:
     """The baseline's outcome and each mutant's, ``jobs`` test runs at a time."""
     outcomes: dict[str, Outcome] = {}
@@ -247,7 +266,7 @@ async def check(
 
     async def one(mutant: Mutant | None, tests: Sequence[str], work: Path) -> None:
         async with limiter:
-            outcome = await judge(mutant, tests, root, work)
+            outcome = await judge(mutant, tests, root, work, timeout)
         if mutant is None:
             baseline.append(outcome)
         else:
@@ -292,6 +311,12 @@ def main(
         "--only", action="append", choices=[m.name for m in mutants], help="repeatable"
     )
     parser.add_argument("--jobs", type=int, default=2, help="test runs at a time (default 2)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds per test run before it counts as an error (default {DEFAULT_TIMEOUT_S:.0f})",
+    )
     parser.add_argument("--list", action="store_true", help="print the mutants and stop")
     args = parser.parse_args(argv)
     chosen = [m for m in mutants if not args.only or m.name in args.only]
@@ -300,7 +325,7 @@ def main(
             print(f"{mutant.name}: {mutant.guarantee} [{mutant.path}] {' '.join(mutant.tests)}")
         return 0
     started = time.monotonic()
-    baseline, outcomes = trio.run(check, chosen, root, max(1, args.jobs))
+    baseline, outcomes = trio.run(check, chosen, root, max(1, args.jobs), args.timeout)
     print(table(baseline, outcomes))
     killed = sum(outcome.status == "killed" for outcome in outcomes)
     print(

@@ -103,6 +103,37 @@ def test_the_working_tree_is_never_mutated(project: Path) -> None:
     assert (project / "adder.py").read_text(encoding="utf-8") == ADDER
 
 
+HANGS = """\
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+open({pid_file!r}, "w").write(f"{{child.pid}}\\n")
+time.sleep(600)
+return a + b"""
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return text[text.rindex(")") + 2] not in "ZX"
+
+
+def test_a_hanging_run_is_an_error_and_leaves_nothing_running(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mutant that hangs its tests times out as an error; what its tests started is ended."""
+    pid_file = tmp_path / "child.pid"
+    body = HANGS.format(pid_file=str(pid_file)).replace("\n", "\n    ")
+    assert main(["--timeout", "10"], [mutant("hangs", "return a + b", body)], project) == 1
+    out = capsys.readouterr().out
+    assert results(out)["hangs"] == "error"
+    assert "timed out after 10.0s" in out
+    assert pid_file.read_text(encoding="utf-8").endswith("\n"), "the child never started"
+    assert not running(int(pid_file.read_text(encoding="utf-8")))
+
+
 @pytest.mark.parametrize("listed", MUTANTS, ids=[listed.name for listed in MUTANTS])
 def test_every_listed_mutant_applies_to_this_repository(listed: Mutant) -> None:
     """Each mutant's original snippet is in its file exactly once, and its tests exist."""
