@@ -17,14 +17,12 @@ text answer without consuming the script; ``/v1/messages/count_tokens`` gets an 
 A main-loop call that finds the script empty is answered with a text reply and recorded in
 ``model.unexpected`` so that a test can assert it never happened.
 
-The server is a small HTTP/1.1 implementation on trio (one request per connection, answered with
-``Connection: close``); it runs in a nursery owned by the context manager.
+The server is ``scripted_http``'s loopback HTTP/1.1, in a nursery owned by the context manager.
 """
 
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -34,6 +32,8 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
+
+from .scripted_http import BadRequest, read_request, send_json, send_sse, serve_loopback
 
 __all__ = [
     "ApiError",
@@ -45,9 +45,6 @@ __all__ = [
     "ToolCall",
     "open_scripted_model",
 ]
-
-_MAX_HEADER_BYTES = 64 * 1024
-_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 @attrs.frozen
@@ -145,8 +142,8 @@ class ScriptedModel:
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         try:
-            request = await _read_request(stream)
-        except (_BadRequest, trio.BrokenResourceError, trio.ClosedResourceError):
+            request = await read_request(stream)
+        except (BadRequest, trio.BrokenResourceError, trio.ClosedResourceError):
             return
         if request is None:
             return
@@ -154,11 +151,11 @@ class ScriptedModel:
         path = urlsplit(target).path
         try:
             if method == "POST" and path == "/v1/messages/count_tokens":
-                await _send_json(stream, 200, {"input_tokens": max(1, len(body) // 4)})
+                await send_json(stream, 200, {"input_tokens": max(1, len(body) // 4)})
             elif method == "POST" and path == "/v1/messages":
                 await self._messages(stream, json.loads(body))
             else:
-                await _send_json(stream, 404, _error_body("not_found_error", f"no route {path}"))
+                await send_json(stream, 404, _error_body("not_found_error", f"no route {path}"))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
 
@@ -181,13 +178,13 @@ class ScriptedModel:
             await step.wait_released()
             step = step.then
         if isinstance(step, ApiError):
-            await _send_json(stream, step.status, _error_body(step.error_type, step.message))
+            await send_json(stream, step.status, _error_body(step.error_type, step.message))
             return
         message = self._message(body, step)
         if body.get("stream"):
-            await _send_sse(stream, message)
+            await send_sse(stream, ((event["type"], event) for event in _sse_events(message)))
         else:
-            await _send_json(stream, 200, message)
+            await send_json(stream, 200, message)
 
     def _message(self, body: dict[str, Any], step: Reply | ToolCall) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
@@ -229,100 +226,6 @@ def _is_main_loop(body: dict[str, Any]) -> bool:
 
 def _error_body(error_type: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": error_type, "message": message}}
-
-
-class _BadRequest(Exception):
-    pass
-
-
-async def _read_request(stream: trio.SocketStream) -> tuple[str, str, bytes] | None:
-    buffer = bytearray()
-    while b"\r\n\r\n" not in buffer:
-        if len(buffer) > _MAX_HEADER_BYTES:
-            raise _BadRequest("headers too large")
-        chunk = await stream.receive_some()
-        if not chunk:
-            return None
-        buffer += chunk
-    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3:
-        raise _BadRequest("bad request line")
-    method, target, _version = parts
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise _BadRequest("bad header line")
-        headers[name.strip().lower()] = value.strip()
-    if headers.get("expect", "").lower() == "100-continue":
-        await stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = await _read_chunked(stream, bytearray(rest))
-    else:
-        length = int(headers.get("content-length", "0"))
-        if length > _MAX_BODY_BYTES:
-            raise _BadRequest("body too large")
-        body_buffer = bytearray(rest)
-        while len(body_buffer) < length:
-            chunk = await stream.receive_some()
-            if not chunk:
-                raise _BadRequest("body cut short")
-            body_buffer += chunk
-        body = bytes(body_buffer[:length])
-    return method, target, body
-
-
-async def _read_chunked(stream: trio.SocketStream, buffer: bytearray) -> bytes:
-    body = bytearray()
-
-    async def fill(predicate_len: int | None = None, marker: bytes | None = None) -> None:
-        while (marker is not None and marker not in buffer) or (
-            predicate_len is not None and len(buffer) < predicate_len
-        ):
-            chunk = await stream.receive_some()
-            if not chunk:
-                raise _BadRequest("chunked body cut short")
-            buffer.extend(chunk)
-            if len(buffer) > _MAX_BODY_BYTES:
-                raise _BadRequest("body too large")
-
-    while True:
-        await fill(marker=b"\r\n")
-        size_line, _, remainder = bytes(buffer).partition(b"\r\n")
-        size = int(size_line.split(b";")[0].strip(), 16)
-        buffer[:] = remainder
-        if size == 0:
-            await fill(marker=b"\r\n")
-            return bytes(body)
-        await fill(predicate_len=size + 2)
-        body += buffer[:size]
-        del buffer[: size + 2]
-
-
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
-
-
-async def _send_json(stream: trio.SocketStream, status: int, payload: dict[str, Any]) -> None:
-    data = json.dumps(payload).encode()
-    reason = _REASONS.get(status, "Error")
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\nrequest-id: req_scripted\r\nConnection: close\r\n\r\n"
-    )
-    await stream.send_all(head.encode() + data)
-
-
-async def _send_sse(stream: trio.SocketStream, message: dict[str, Any]) -> None:
-    head = (
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-        "request-id: req_scripted\r\nConnection: close\r\n\r\n"
-    )
-    await stream.send_all(head.encode())
-    for event in _sse_events(message):
-        frame = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
-        await stream.send_all(frame.encode())
 
 
 def _sse_events(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -379,18 +282,6 @@ def _sse_events(message: dict[str, Any]) -> list[dict[str, Any]]:
 async def open_scripted_model() -> AsyncIterator[ScriptedModel]:
     """Serve a ``ScriptedModel`` on ``127.0.0.1:0`` for the duration of the block."""
     model = ScriptedModel()
-
-    async def handler(stream: trio.SocketStream) -> None:
-        async with stream:
-            await model._handle(stream)
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1")
-        )
-        port = listeners[0].socket.getsockname()[1]
-        model.base_url = f"http://127.0.0.1:{port}"
-        try:
-            yield model
-        finally:
-            nursery.cancel_scope.cancel()
+    async with serve_loopback(model._handle) as base_url:
+        model.base_url = base_url
+        yield model
