@@ -137,6 +137,7 @@ class EventParser:
         self.usage: dict[str, Any] | None = None
         self.output_truncated = False
         self.last_error: str | None = None
+        self.resume_mismatch: str | None = None
         self._raw = ""
 
     def feed(self, line: str, *, truncated: bool = False) -> list[AgentEvent]:
@@ -157,19 +158,38 @@ class EventParser:
             events = [self._event("other", data={"type": obj.get("type")})]
         return events
 
+    def _started(self, session_id: str | None, data: dict[str, Any]) -> list[AgentEvent]:
+        """The ``init`` event; on a resume, also an error if the CLI named another session.
+
+        Each CLI keeps the session id when it resumes: another id is a new conversation.
+        """
+        self.session_id = session_id or self.session_id
+        events = [self._event("init", session_id=self.session_id, data=data)]
+        expected = self.request.resume_session_id if self.request is not None else None
+        if expected is not None and self.session_id != expected:
+            started = f"{self.agent} started conversation {self.session_id}"
+            self.resume_mismatch = f"{started} instead of resuming {expected}"
+            events.append(self._event("error", text=self.resume_mismatch, is_error=True))
+        return events
+
     def _event(self, kind: AgentEventKind, **fields: Any) -> AgentEvent:
         """An event of the line being fed: the first one of the line carries it in ``raw``."""
         raw, self._raw = self._raw, ""
         return AgentEvent(kind=kind, raw=raw, **fields)
 
     def finish(self, exit_code: int | None, signal: int | None, *, reason: Reason) -> RunFinished:
-        """The run's outcome: the daemon's reason first, then the terminal event, then the exit."""
+        """The run's outcome: the daemon's reason first, then the terminal event, then the exit.
+
+        A resume that started another conversation is an error whatever the CLI reported.
+        """
         outcome: Outcome
         error: str | None
         if reason != "exited":
             outcome, error = reason, _INTERRUPTED[reason]
         elif signal is not None:
             outcome, error = "killed", f"{self.agent} was killed by {_signal_name(signal)}"
+        elif self.resume_mismatch is not None:
+            outcome, error = "error", self.resume_mismatch
         else:
             outcome, error = self._decide(exit_code)
         return RunFinished(
@@ -254,23 +274,13 @@ class ClaudeParser(EventParser):
     def __init__(self, request: RunRequest | None = None) -> None:
         super().__init__(request)
         self.result: dict[str, Any] | None = None
-        self.resume_mismatch: str | None = None
 
     def _on_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
         kind = obj.get("type")
         if kind == "system" and obj.get("subtype") == "init":
-            self.session_id = _str(obj.get("session_id")) or self.session_id
             data = {key: obj.get(key) for key in ("model", "cwd", "permissionMode", "tools")}
             data["version"] = obj.get("claude_code_version")
-            events = [self._event("init", session_id=self.session_id, data=data)]
-            expected = self.request.resume_session_id if self.request is not None else None
-            if expected is not None and self.session_id != expected:
-                # Claude keeps the session id when it resumes: another id is a new conversation.
-                self.resume_mismatch = (
-                    f"claude started conversation {self.session_id} instead of resuming {expected}"
-                )
-                events.append(self._event("error", text=self.resume_mismatch, is_error=True))
-            return events
+            return self._started(_str(obj.get("session_id")), data)
         if kind == "assistant":
             return self._assistant(obj)
         if kind == "user":
@@ -356,8 +366,6 @@ class ClaudeParser(EventParser):
     def _decide(self, exit_code: int | None) -> tuple[Outcome, str | None]:
         if self.result is None:
             return "error", self._exit_without_terminal(exit_code, "result event")
-        if self.resume_mismatch is not None:
-            return "error", self.resume_mismatch
         if self.result.get("is_error") is True or self.result.get("subtype") != "success":
             return "error", self._result_error(self.result)
         if exit_code != 0:
@@ -380,8 +388,7 @@ class CodexParser(EventParser):
     def _on_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
         kind = obj.get("type")
         if kind == "thread.started":
-            self.session_id = _str(obj.get("thread_id")) or self.session_id
-            return [self._event("init", session_id=self.session_id, data={})]
+            return self._started(_str(obj.get("thread_id")), {})
         if kind == "turn.completed":
             self.terminal = obj
             self.num_turns = (self.num_turns or 0) + 1
@@ -519,10 +526,7 @@ class GeminiParser(EventParser):
     def _on_event(self, obj: dict[str, Any]) -> list[AgentEvent]:  # noqa: PLR0911 -- one return per event type reads as a table
         kind = obj.get("type")
         if kind == "init":
-            self.session_id = _str(obj.get("session_id")) or self.session_id
-            return [
-                self._event("init", session_id=self.session_id, data={"model": obj.get("model")})
-            ]
+            return self._started(_str(obj.get("session_id")), {"model": obj.get("model")})
         if kind == "message":
             text = _str(obj.get("content")) or ""
             if obj.get("role") != "assistant":

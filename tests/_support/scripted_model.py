@@ -18,6 +18,8 @@ A main-loop call that finds the script empty is answered with a text reply and r
 ``model.unexpected`` so that a test can assert it never happened.
 
 The server is ``scripted_http``'s loopback HTTP/1.1, in a nursery owned by the context manager.
+``ScriptedEndpoint`` (the script queue) is shared with the OpenAI Responses stand-in for Codex
+(``scripted_codex``) and the Gemini API stand-in (``scripted_gemini``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "BashCall",
     "Hold",
     "Reply",
+    "ScriptedEndpoint",
     "ScriptedModel",
     "Step",
     "ToolCall",
@@ -100,28 +103,28 @@ class Hold:
 Step = Reply | ToolCall | ApiError | Hold
 
 
-class ScriptedModel:
-    """The running stand-in: its address, what it received and what it still has to say."""
+class ScriptedEndpoint:
+    """What every scripted stand-in shares: its address, what it received, what it still says.
+
+    A vendor's subclass routes requests (``_route``) and turns each step into that vendor's wire
+    format; ``_take_step`` hands it the next step for a main-loop call (waiting on a ``Hold``).
+    """
 
     def __init__(self) -> None:
         self.base_url = ""
         self.requests: list[dict[str, Any]] = []
-        """Every ``/v1/messages`` body received (parsed), side calls included, in order."""
+        """Every model call's body received (parsed), side calls included, in order."""
+        self.main_requests: list[dict[str, Any]] = []
+        """The bodies of main-loop calls (those carrying the agent's tool list), in order."""
         self.unexpected: list[dict[str, Any]] = []
         """Main-loop calls that found the script empty."""
-        self._steps: collections.deque[Step] = collections.deque()
-        self._main_calls = 0
+        self._steps: collections.deque[Any] = collections.deque()
         self._changed = trio.Event()
         self._ids = itertools.count(1)
 
-    def script(self, *steps: Step) -> None:
+    def script(self, *steps: Any) -> None:
         """Queue steps; each answers one main-loop call, in order."""
         self._steps.extend(steps)
-
-    @property
-    def main_requests(self) -> list[dict[str, Any]]:
-        """The bodies of main-loop calls (those carrying a tool list), in order."""
-        return [body for body in self.requests if _is_main_loop(body)]
 
     @property
     def pending_steps(self) -> int:
@@ -130,15 +133,35 @@ class ScriptedModel:
 
     async def wait_for_main_calls(self, count: int) -> None:
         """Wait until at least ``count`` main-loop calls have arrived."""
-        while self._main_calls < count:
+        while len(self.main_requests) < count:
             await self._changed.wait()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
 
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}_scripted_{next(self._ids):04d}"
+
+    async def _take_step(self, body: dict[str, Any], *, main: bool, side: Any) -> Any:
+        """The step that answers this call: ``side`` for a side call, else the script's next.
+
+        A ``Hold`` is waited on here and replaced by what it answers with.
+        """
+        self.requests.append(body)
+        step: Any
+        if not main:
+            step = side
+        elif self._steps:
+            step = self._steps.popleft()
+        else:
+            self.unexpected.append(body)
+            step = Reply("scripted model: the script is exhausted")
+        if main:
+            self.main_requests.append(body)
+        self._changed.set()
+        self._changed = trio.Event()
+        if isinstance(step, Hold):
+            step.reached.set()
+            await step.wait_released()
+            step = step.then
+        return step
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         try:
@@ -148,35 +171,29 @@ class ScriptedModel:
         if request is None:
             return
         method, target, body = request
-        path = urlsplit(target).path
         try:
-            if method == "POST" and path == "/v1/messages/count_tokens":
-                await send_json(stream, 200, {"input_tokens": max(1, len(body) // 4)})
-            elif method == "POST" and path == "/v1/messages":
-                await self._messages(stream, json.loads(body))
-            else:
-                await send_json(stream, 404, _error_body("not_found_error", f"no route {path}"))
+            await self._route(stream, method, urlsplit(target).path, body)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
 
-    async def _messages(self, stream: trio.SocketStream, body: dict[str, Any]) -> None:
-        self.requests.append(body)
-        main = _is_main_loop(body)
-        step: Step
-        if not main:
-            step = Reply("Scripted session")
-        elif self._steps:
-            step = self._steps.popleft()
+    async def _route(self, stream: trio.SocketStream, method: str, path: str, body: bytes) -> None:
+        raise NotImplementedError
+
+
+class ScriptedModel(ScriptedEndpoint):
+    """The Anthropic Messages API stand-in (what Claude Code calls)."""
+
+    async def _route(self, stream: trio.SocketStream, method: str, path: str, body: bytes) -> None:
+        if method == "POST" and path == "/v1/messages/count_tokens":
+            await send_json(stream, 200, {"input_tokens": max(1, len(body) // 4)})
+        elif method == "POST" and path == "/v1/messages":
+            await self._messages(stream, json.loads(body))
         else:
-            self.unexpected.append(body)
-            step = Reply("scripted model: the script is exhausted")
-        if main:
-            self._main_calls += 1
-        self._notify()
-        if isinstance(step, Hold):
-            step.reached.set()
-            await step.wait_released()
-            step = step.then
+            await send_json(stream, 404, _error_body("not_found_error", f"no route {path}"))
+
+    async def _messages(self, stream: trio.SocketStream, body: dict[str, Any]) -> None:
+        main = _is_main_loop(body)
+        step = await self._take_step(body, main=main, side=Reply("Scripted session"))
         if isinstance(step, ApiError):
             await send_json(stream, step.status, _error_body(step.error_type, step.message))
             return

@@ -1,11 +1,13 @@
-"""End to end with Codex and Gemini CLI streams replayed from H-agents' recorded fixtures.
+"""End to end with Codex and Gemini CLI streams replayed from the recorded fixtures.
 
 The official SDK client talks to a real ``coding-agent up``; the agent binaries are a replay
-script (``replay_agent.py``) that prints a recorded stream and exits as the real CLI did.
+script (``replay_agent.py``) that prints a recorded stream and exits as the real CLI did
+(exit codes from ``fixtures/recordings.json``).
 """
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 from typing import Any
@@ -26,19 +28,24 @@ def install_replay(directory: pathlib.Path, name: str) -> str:
     return str(path)
 
 
+RECORDINGS = json.loads((FIXTURES / "recordings.json").read_text())
+
+
+def _case(fixture: str, status: str, files: list[str]) -> Any:
+    """The fixture replayed with the exit code the real CLI ended with."""
+    agent = fixture.partition("_")[0]
+    prompt = f"{fixture} {RECORDINGS[fixture + '.jsonl']['exit_code']}"
+    return pytest.param(agent, prompt, status, files, id=fixture.replace("_", "-"))
+
+
 CASES = [
-    pytest.param("codex", "codex_success 0", "waiting", [], id="codex-success"),
-    pytest.param("codex", "codex_turn_failed 0", "failed", [], id="codex-turn-failed"),
-    pytest.param(
-        "codex",
-        "codex_file_change 0",
-        "waiting",
-        ["/work/project/hello.py", "/work/project/README.md"],
-        id="codex-file-change",
-    ),
-    pytest.param("gemini", "gemini_success 0", "waiting", [], id="gemini-success"),
-    pytest.param("gemini", "gemini_error 1", "failed", [], id="gemini-error"),
-    pytest.param("gemini", "gemini_turn_limit 53", "failed", [], id="gemini-turn-limit"),
+    _case("codex_success", "waiting", []),
+    _case("codex_turn_failed", "failed", []),
+    _case("codex_file_change", "waiting", ["/work/project/README.md", "/work/project/hello.py"]),
+    _case("gemini_success", "waiting", []),
+    _case("gemini_auto_edit", "waiting", ["hello.py"]),
+    _case("gemini_error", "failed", []),
+    _case("gemini_turn_limit", "failed", []),
 ]
 
 
