@@ -126,7 +126,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "codex_read_only",
         "codex",
-        "`--sandbox read-only`: a command that writes a file fails in the sandbox, and no item shows it",
+        "`--sandbox read-only`: a write fails in the sandbox; no item shows the command",
         "Create f.txt.",
         (ShellCall("echo hi > f.txt"), Reply("The sandbox is read-only.")),
         permission_mode="read-only",
