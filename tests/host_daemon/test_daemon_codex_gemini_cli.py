@@ -1,0 +1,243 @@
+"""The real Codex and Gemini CLIs, run by the daemon against scripted models on loopback.
+
+The daemon builds each adapter's argv and parses what the pinned CLI prints (``agent_clis``
+installs it from npm into the test cache on first use); the CLI really runs commands and edits
+files in the root. Each daemon's environment carries a unique marker variable, so "nothing of
+the run is left" is checked by scanning ``/proc/*/environ`` for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import attrs
+import pytest
+import trio
+from _support.agent_clis import (
+    GEMINI_MODEL,
+    codex_env,
+    codex_executable,
+    gemini_env,
+    gemini_executable,
+)
+from _support.daemon import running_daemon
+from _support.scripted_codex import (
+    Patch,
+    ScriptedCodexModel,
+    ShellCall,
+    open_scripted_codex_model,
+)
+from _support.scripted_gemini import (
+    ScriptedGeminiModel,
+    ShellCommand,
+    open_scripted_gemini_model,
+)
+from _support.scripted_model import ApiError, Reply, ToolCall
+
+from host_daemon import AgentEvent, RunEvent, RunFinished, RunRequest, open_run
+
+pytestmark = pytest.mark.agent_cli
+
+_MARKER = "CODING_AGENT_TEST_RUN"
+_DEADLINE_S = 60.0
+# The cancellation tests' process tree: a plain sleep and one that ignores SIGTERM, both in the
+# background of the tool's shell, which waits for them.
+_TREE_SCRIPT = """\
+sh -c 'trap "" TERM; exec sleep 3001' &
+sleep 3002 &
+echo started > started.txt
+wait
+"""
+
+
+@attrs.frozen
+class Daemon:
+    host: str
+    port: int
+    token: str
+    root: pathlib.Path
+    marker: str
+    codex: ScriptedCodexModel
+    gemini: ScriptedGeminiModel
+
+
+@pytest.fixture(scope="session")
+def executables() -> tuple[str, str]:
+    """The pinned ``codex`` and ``gemini`` (installed on first use; never skipped)."""
+    return codex_executable(), gemini_executable()
+
+
+@pytest.fixture
+async def daemon(
+    executables: tuple[str, str], tmp_path: pathlib.Path, subreaper: None
+) -> AsyncIterator[Daemon]:
+    """A daemon on 127.0.0.1:0 with one root, running both CLIs against scripted models."""
+    root = tmp_path / "root"
+    root.mkdir()
+    home = tmp_path / "home"
+    marker = uuid.uuid4().hex
+    async with (
+        open_scripted_codex_model() as codex,
+        open_scripted_gemini_model() as gemini,
+    ):
+        env = {
+            **codex_env(codex.base_url, home),
+            **gemini_env(gemini.base_url, home),
+            "CODEX_PATH": executables[0],
+            "GEMINI_PATH": executables[1],
+            _MARKER: marker,
+        }
+        # yolo is the only Gemini mode that offers its shell tool headless.
+        async with running_daemon(
+            [root], env, kill_grace_s=2.0, extra_permission_modes=(("gemini", "yolo"),)
+        ) as served:
+            yield Daemon(served.host, served.port, served.token, root, marker, codex, gemini)
+        assert codex.unexpected == []
+        assert gemini.unexpected == []
+
+
+def _marked_processes(marker: str) -> list[tuple[int, str]]:
+    """Live processes whose environment carries ``marker``: (pid, command name)."""
+    needle = f"{_MARKER}={marker}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = pathlib.Path(f"/proc/{entry}/environ").read_bytes()
+            comm = pathlib.Path(f"/proc/{entry}/comm").read_text().strip()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append((int(entry), comm))
+    return found
+
+
+async def _wait_until(predicate: Callable[[], bool], what: str) -> None:
+    with trio.move_on_after(_DEADLINE_S) as deadline:
+        # /proc offers no notification: poll it, bounded by the deadline.
+        while not predicate():  # noqa: ASYNC110 -- nothing to wait on but /proc itself
+            await trio.sleep(0.05)
+    if deadline.cancelled_caught:
+        raise AssertionError(f"timed out after {_DEADLINE_S:g} s waiting for {what}")
+
+
+def _request(daemon: Daemon, agent: str, prompt: str, **fields: object) -> RunRequest:
+    model = GEMINI_MODEL if agent == "gemini" else None
+    return RunRequest(agent=agent, prompt=prompt, cwd=str(daemon.root), model=model, **fields)  # type: ignore[arg-type]
+
+
+async def _run(daemon: Daemon, request: RunRequest) -> tuple[list[AgentEvent], RunFinished]:
+    events: list[RunEvent] = []
+    with trio.fail_after(_DEADLINE_S):
+        async with open_run(daemon.host, daemon.port, daemon.token, request) as stream:
+            events.extend([event async for event in stream])
+    finished = events[-1]
+    assert isinstance(finished, RunFinished)
+    return [e for e in events if isinstance(e, AgentEvent)], finished
+
+
+def _of_kind(events: list[AgentEvent], kind: str) -> list[AgentEvent]:
+    return [event for event in events if event.kind == kind]
+
+
+async def _cancel_mid_tool(daemon: Daemon, request: RunRequest) -> None:
+    """Leave the run once its tool's two sleeps run; then nothing of the run may be left."""
+
+    def sleeps_running() -> bool:
+        return [c for _, c in _marked_processes(daemon.marker)].count("sleep") == 2
+
+    (daemon.root / "tree.sh").write_text(_TREE_SCRIPT)
+    with trio.fail_after(_DEADLINE_S):
+        async with open_run(daemon.host, daemon.port, daemon.token, request) as stream:
+            async for event in stream:
+                if isinstance(event, AgentEvent) and event.kind == "tool_use":
+                    break
+            await _wait_until(sleeps_running, "the tool's two sleeps")
+    await _wait_until(lambda: not _marked_processes(daemon.marker), "the run's processes to end")
+
+
+async def test_codex_runs_a_command_and_patches_files(daemon: Daemon) -> None:
+    """Codex runs the model's command and patch in the root; the run reports both and succeeds."""
+    patch = "*** Begin Patch\n*** Add File: hello.py\n+print('hello')\n*** End Patch\n"
+    daemon.codex.script(ShellCall("echo hi > f.txt"), Patch(patch), Reply("Done."))
+    events, finished = await _run(daemon, _request(daemon, "codex", "write the files"))
+    assert finished.outcome == "success", finished.error
+    assert finished.final_text == "Done."
+    assert (daemon.root / "f.txt").read_text() == "hi\n"
+    assert (daemon.root / "hello.py").read_text() == "print('hello')\n"
+    uses = _of_kind(events, "tool_use")
+    assert [use.tool_name for use in uses] == ["shell", "file_change"]
+    assert [r.is_error for r in _of_kind(events, "tool_result")] == [False, False]
+    assert _marked_processes(daemon.marker) == []
+
+
+async def test_codex_resume_carries_the_earlier_turns(daemon: Daemon) -> None:
+    """A follow-up with ``resume_session_id`` keeps the thread and sends the earlier turns."""
+    daemon.codex.script(Reply("Noted: PINEAPPLE."), Reply("The word was PINEAPPLE."))
+    _, first = await _run(daemon, _request(daemon, "codex", "Remember PINEAPPLE."))
+    assert first.outcome == "success", first.error
+    assert first.session_id is not None
+    follow_up = _request(daemon, "codex", "Which word?", resume_session_id=first.session_id)
+    _, second = await _run(daemon, follow_up)
+    assert second.outcome == "success", second.error
+    assert second.session_id == first.session_id
+    sent = json.dumps(daemon.codex.main_requests[-1]["input"])
+    assert "Remember PINEAPPLE." in sent
+    assert "Noted: PINEAPPLE." in sent
+
+
+async def test_codex_turn_failed_is_a_failed_run(daemon: Daemon) -> None:
+    """A model error ends the run ``error`` with the API's message."""
+    daemon.codex.script(ApiError(400, "invalid_request_error", "scripted outage"))
+    _, finished = await _run(daemon, _request(daemon, "codex", "go"))
+    assert finished.outcome == "error"
+    assert finished.error is not None
+    assert "scripted outage" in finished.error
+
+
+async def test_codex_run_cancelled_mid_command_leaves_no_process(daemon: Daemon) -> None:
+    """Leaving the run while Codex runs a process tree ends every process of the run."""
+    daemon.codex.script(ShellCall("sh tree.sh"), Reply("never reached"))
+    await _cancel_mid_tool(daemon, _request(daemon, "codex", "run the tree"))
+    assert daemon.codex.pending_steps == 1
+
+
+async def test_gemini_writes_a_file_in_auto_edit(daemon: Daemon) -> None:
+    """Gemini in its default mode writes the file the model asks for; the run succeeds."""
+    write = ToolCall("write_file", {"file_path": "hello.py", "content": "print('hello')\n"})
+    daemon.gemini.script(write, Reply("Wrote hello.py."))
+    events, finished = await _run(daemon, _request(daemon, "gemini", "write hello.py"))
+    assert finished.outcome == "success", finished.error
+    assert finished.final_text == "Wrote hello.py."
+    assert (daemon.root / "hello.py").read_text() == "print('hello')\n"
+    [use] = _of_kind(events, "tool_use")
+    assert use.tool_name == "write_file"
+    assert _marked_processes(daemon.marker) == []
+
+
+async def test_gemini_resume_carries_the_earlier_turns(daemon: Daemon) -> None:
+    """A follow-up with ``resume_session_id`` keeps the session and sends the earlier turns."""
+    daemon.gemini.script(Reply("Noted: PINEAPPLE."), Reply("The word was PINEAPPLE."))
+    _, first = await _run(daemon, _request(daemon, "gemini", "Remember PINEAPPLE."))
+    assert first.outcome == "success", first.error
+    assert first.session_id is not None
+    follow_up = _request(daemon, "gemini", "Which word?", resume_session_id=first.session_id)
+    _, second = await _run(daemon, follow_up)
+    assert second.outcome == "success", second.error
+    assert second.session_id == first.session_id
+    sent = json.dumps(daemon.gemini.main_requests[-1]["contents"])
+    assert "Remember PINEAPPLE." in sent
+    assert "Noted: PINEAPPLE." in sent
+
+
+async def test_gemini_run_cancelled_mid_command_leaves_no_process(daemon: Daemon) -> None:
+    """Leaving a yolo run while Gemini's shell runs a process tree ends every process of it."""
+    daemon.gemini.script(ShellCommand("sh tree.sh"), Reply("never reached"))
+    request = _request(daemon, "gemini", "run the tree", permission_mode="yolo")
+    await _cancel_mid_tool(daemon, request)
+    assert daemon.gemini.pending_steps == 1
