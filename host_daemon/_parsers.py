@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal as signal_module
 from collections.abc import Mapping
 from typing import Any, Final, Literal
@@ -32,6 +33,9 @@ __all__ = [
 ]
 
 Reason = Literal["exited", "cancelled", "timed_out", "killed"]
+
+_STDERR_CHARS: Final = 500
+_ANSI_ESCAPE: Final = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def signal_name(number: int) -> str:
@@ -66,6 +70,8 @@ class EventParser:
         self.usage: dict[str, Any] | None = None
         self.output_truncated = False
         self.last_error: str | None = None
+        self._stderr_error: str | None = None
+        self._stderr_last: str | None = None
         self.resume_mismatch: str | None = None
         self._raw = ""
 
@@ -140,11 +146,26 @@ class EventParser:
     def _decide(self, exit_code: int | None) -> tuple[Outcome, str | None]:
         raise NotImplementedError
 
+    def note_stderr(self, line: str) -> None:
+        """Note a stderr line: some failures say why only there (a bad resume id).
+
+        Kept: the last line that starts with "error" (a backtrace may follow it) and the last
+        non-empty line.
+        """
+        text = _ANSI_ESCAPE.sub("", line).strip()[:_STDERR_CHARS]
+        if text:
+            self._stderr_last = text
+            if text.lower().startswith("error"):
+                self._stderr_error = text
+
+    def _failure_detail(self) -> str | None:
+        """The last error event's message, else what stderr said last about an error."""
+        return self.last_error or self._stderr_error or self._stderr_last
+
     def _exit_without_terminal(self, exit_code: int | None, what: str) -> str:
         message = f"{self.agent} exited with code {exit_code} before its {what}"
-        if self.last_error:
-            message += f": {self.last_error}"
-        return message
+        detail = self._failure_detail()
+        return f"{message}: {detail}" if detail else message
 
 
 def _loads_lenient(line: str) -> Any:
@@ -508,9 +529,8 @@ class GeminiParser(EventParser):
         if exit_code != 0:
             meaning = _GEMINI_EXIT_CODES.get(exit_code or 0, "an unknown error")
             message = f"gemini exited with code {exit_code} ({meaning})"
-            if self.last_error:
-                message += f": {self.last_error}"
-            return "error", message
+            detail = self._failure_detail()
+            return "error", f"{message}: {detail}" if detail else message
         if self.result is None:
             return "error", self._exit_without_terminal(exit_code, "result event")
         return "success", None

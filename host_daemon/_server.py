@@ -424,6 +424,7 @@ class _Daemon:
                 for line in batch:
                     text = line.data.decode("utf-8", errors="replace").rstrip("\r\n")
                     if line.stream == "stderr":
+                        parser.note_stderr(text)
                         events = [
                             AgentEvent(kind="stderr", raw=text, text=text, truncated=line.truncated)
                         ]

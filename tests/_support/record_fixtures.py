@@ -10,8 +10,9 @@ with the argv the daemon's adapter builds (``host_daemon._agents.ADAPTERS``), st
 on loopback (``scripted_codex``, ``scripted_gemini``). What the CLI printed on stdout is written
 as ``NAME.jsonl`` line for line, with the temporary directories rewritten to ``/work/project``
 and ``/home/user``; ``recordings.json`` beside it records the CLI version, the date, the argv,
-the exit code and what the scenario does. A scenario fails to record (and nothing is written
-for it) unless the model's script was used up exactly: a capture always shows what it says.
+the exit code, the last lines of stderr and what the scenario does. A scenario fails to record
+(and nothing is written for it) unless the model's script was used up exactly: a capture always
+shows what it says.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .agent_clis import (
     gemini_env,
     gemini_executable,
 )
+from .npm_cli import cache_root
 from .scripted_codex import Patch, Reasoned, ShellCall, StreamFailure, open_scripted_codex_model
 from .scripted_gemini import ShellCommand, StreamedReply, open_scripted_gemini_model
 from .scripted_model import ApiError, Reply, ScriptedEndpoint, ToolCall
@@ -49,6 +51,7 @@ SIDECAR = "recordings.json"
 PROJECT = "/work/project"
 HOME = "/home/user"
 _RUN_TIMEOUT_S = 120.0
+_STDERR_KEPT = 12
 _UNKNOWN_SESSION = "00000000-0000-4000-8000-000000000000"
 
 
@@ -239,6 +242,7 @@ class Recording:
     """What one scenario's run printed and how it ended."""
 
     stdout: str
+    stderr: str
     exit_code: int
     argv: list[str]
 
@@ -286,9 +290,14 @@ async def record(scenario: Scenario, workdir: pathlib.Path) -> Recording:
                 f"{len(model.unexpected)} past the script, {model.pending_steps} steps unused; "
                 f"it printed:\n{recording.stdout}"
             )
-    rewrite = {str(project): PROJECT, str(home): HOME}
+    rewrite = {
+        str(project): PROJECT,
+        str(home): HOME,
+        str(cache_root()): "~/.cache/coding-agent-tests",
+    }
     return Recording(
         stdout=_rewrite(recording.stdout, rewrite),
+        stderr=_rewrite(recording.stderr, rewrite),
         exit_code=recording.exit_code,
         argv=[_rewrite(word, rewrite) for word in recording.argv],
     )
@@ -328,7 +337,7 @@ async def _run(
             check=False,
         )
     argv[0] = scenario.agent
-    return Recording(done.stdout.decode(), done.returncode, argv)
+    return Recording(done.stdout.decode(), done.stderr.decode(), done.returncode, argv)
 
 
 def _session_id(stdout: str) -> str:
@@ -383,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "what": scenario.what,
             "argv": recording.argv,
             "exit_code": recording.exit_code,
+            "stderr": recording.stderr.splitlines()[-_STDERR_KEPT:],
         }
         lines = len(recording.stdout.splitlines())
         print(f"{scenario.name}: exit {recording.exit_code}, {lines} lines", file=sys.stderr)

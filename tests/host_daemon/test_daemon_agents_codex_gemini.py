@@ -37,10 +37,12 @@ def _replay(
     *,
     request: RunRequest | None = None,
 ) -> tuple[list[AgentEvent], RunFinished]:
-    """Feed a fixture to its CLI's parser; finish with the recorded exit code by default."""
+    """Feed a fixture (and its stderr) to its CLI's parser; finish with the recorded exit code."""
     agent = fixture.partition("_")[0]
     parser = ADAPTERS[agent].new_parser(request)
     events = [event for line in _lines(fixture) for event in parser.feed(line)]
+    for line in RECORDINGS[f"{fixture}.jsonl"].get("stderr", []):
+        parser.note_stderr(line)
     code = _recorded_exit(fixture) if exit_code is None else exit_code
     return events, parser.finish(code, None, reason="exited")
 
@@ -200,12 +202,16 @@ def test_codex_resume_that_starts_another_thread_is_an_error() -> None:
     )
 
 
-def test_codex_resume_of_an_unknown_thread_is_an_error() -> None:
-    """Resuming a thread that does not exist prints nothing and exits 1: an error."""
+def test_codex_resume_of_an_unknown_thread_says_why() -> None:
+    """Resuming a thread that does not exist prints nothing and exits 1; stderr says why."""
     events, finished = _replay("codex_resume_unknown")
     assert events == []
     assert finished.outcome == "error"
-    assert finished.error == "codex exited with code 1 before its turn ended"
+    assert finished.error == (
+        "codex exited with code 1 before its turn ended: Error: thread/resume: thread/resume "
+        "failed: no rollout found for thread id 00000000-0000-4000-8000-000000000000 "
+        "(code -32600)"
+    )
 
 
 def test_codex_captured_resume_without_a_turn_end() -> None:
@@ -292,9 +298,12 @@ def test_gemini_untrusted_workspace_exit_55() -> None:
     assert "--skip-trust" not in RECORDINGS["gemini_untrusted.jsonl"]["argv"]
     assert events == []
     assert finished.outcome == "error"
-    assert finished.error == (
-        "gemini exited with code 55 (an untrusted workspace (the folder is not trusted))"
+    assert finished.error is not None
+    assert finished.error.startswith(
+        "gemini exited with code 55 (an untrusted workspace (the folder is not trusted)): "
+        "Gemini CLI is not running in a trusted directory. To proceed, either use `--skip-trust`"
     )
+    assert "\x1b" not in finished.error
 
 
 def test_gemini_resume_keeps_the_session() -> None:
@@ -318,12 +327,15 @@ def test_gemini_resume_that_starts_another_session_is_an_error() -> None:
     assert finished.error.endswith(f"instead of resuming {wanted}")
 
 
-def test_gemini_resume_of_an_unknown_session_exit_42() -> None:
-    """Resuming a session that does not exist prints nothing and exits 42 (an input error)."""
+def test_gemini_resume_of_an_unknown_session_says_why() -> None:
+    """Resuming a session that does not exist prints nothing and exits 42; stderr says why."""
     events, finished = _replay("gemini_resume_unknown")
     assert events == []
     assert finished.outcome == "error"
-    assert finished.error == "gemini exited with code 42 (an input error)"
+    assert finished.error == (
+        "gemini exited with code 42 (an input error): "
+        "Error resuming session: No previous sessions found for this project."
+    )
 
 
 @pytest.mark.parametrize("exit_code", [144, 0])

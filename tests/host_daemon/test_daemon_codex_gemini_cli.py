@@ -90,6 +90,8 @@ async def daemon(
             "CODEX_PATH": executables[0],
             "GEMINI_PATH": executables[1],
             _MARKER: marker,
+            # As on machines that set it: codex then prints a backtrace after its error line.
+            "RUST_BACKTRACE": "1",
         }
         # yolo is the only Gemini mode that offers its shell tool headless.
         async with running_daemon(
@@ -189,6 +191,19 @@ async def test_codex_resume_carries_the_earlier_turns(daemon: Daemon) -> None:
     sent = json.dumps(daemon.codex.main_requests[-1]["input"])
     assert "Remember PINEAPPLE." in sent
     assert "Noted: PINEAPPLE." in sent
+
+
+async def test_codex_resume_of_an_unknown_thread_says_why(daemon: Daemon) -> None:
+    """Codex explains a bad resume id only on stderr (a backtrace may follow): the error says it."""
+    unknown = "00000000-0000-4000-8000-000000000000"
+    events, finished = await _run(
+        daemon, _request(daemon, "codex", "go on", resume_session_id=unknown)
+    )
+    assert finished.outcome == "error"
+    assert finished.error is not None
+    assert finished.error.startswith("codex exited with code 1 before its turn ended: Error: ")
+    assert f"no rollout found for thread id {unknown}" in finished.error
+    assert _of_kind(events, "stderr")
 
 
 async def test_codex_turn_failed_is_a_failed_run(daemon: Daemon) -> None:
