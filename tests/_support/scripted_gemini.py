@@ -75,6 +75,8 @@ class ScriptedGeminiModel(ScriptedEndpoint):
             await self._error(stream, step.status, step.error_type, step.message)
             return
         chunks = self._chunks(step)
+        if not streamed:  # one response with every part
+            chunks = [[part for chunk in chunks for part in chunk]]
         usage = {
             "promptTokenCount": max(1, len(json.dumps(body.get("contents", []))) // 4),
             "candidatesTokenCount": 8,
@@ -89,21 +91,7 @@ class ScriptedGeminiModel(ScriptedEndpoint):
         if streamed:
             await send_sse(stream, [(None, response) for response in responses])
         else:
-            parts = [part for chunk in chunks for part in chunk]
-            await send_json(
-                stream,
-                200,
-                dict(
-                    responses[-1],
-                    candidates=[
-                        {
-                            "content": {"role": "model", "parts": parts},
-                            "finishReason": "STOP",
-                            "index": 0,
-                        }
-                    ],
-                ),
-            )
+            await send_json(stream, 200, responses[0])
 
     @staticmethod
     def _chunks(step: Reply | StreamedReply | ToolCall) -> list[list[dict[str, Any]]]:
