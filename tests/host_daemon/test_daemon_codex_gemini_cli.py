@@ -216,7 +216,11 @@ async def test_codex_turn_failed_is_a_failed_run(daemon: Daemon) -> None:
 
 
 async def test_codex_run_cancelled_mid_command_leaves_no_process(daemon: Daemon) -> None:
-    """Leaving the run while Codex runs a process tree ends every process of the run."""
+    """Leaving the run while Codex runs a process tree ends every process of the run.
+
+    Codex's sandbox runs the command in a session of its own that dies with Codex: a group kill
+    alone passes this test (checked by mutation), unlike Gemini's below.
+    """
     daemon.codex.script(ShellCall("sh tree.sh"), Reply("never reached"))
     await _cancel_mid_tool(daemon, _request(daemon, "codex", "run the tree"))
     assert daemon.codex.pending_steps == 1
@@ -251,7 +255,11 @@ async def test_gemini_resume_carries_the_earlier_turns(daemon: Daemon) -> None:
 
 
 async def test_gemini_run_cancelled_mid_command_leaves_no_process(daemon: Daemon) -> None:
-    """Leaving a yolo run while Gemini's shell runs a process tree ends every process of it."""
+    """Leaving a yolo run while Gemini's shell runs a process tree ends every process of it.
+
+    Gemini's shell runs the command in a session of its own that outlives a group kill: this
+    needs the daemon's escape nets (it fails with a group-only kill, checked by mutation).
+    """
     daemon.gemini.script(ShellCommand("sh tree.sh"), Reply("never reached"))
     request = _request(daemon, "gemini", "run the tree", permission_mode="yolo")
     await _cancel_mid_tool(daemon, request)
