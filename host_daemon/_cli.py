@@ -177,7 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=defaults.max_connections,
         metavar="N",
-        help="connections at once, authenticated or not; beyond it clients get a busy error "
+        help="authenticated connections at once; beyond it clients get a busy error "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-unauthenticated",
+        type=int,
+        default=defaults.max_unauthenticated,
+        metavar="N",
+        help="connections still in their handshake at once; one more drops the oldest "
         "(default %(default)s)",
     )
     parser.add_argument(
@@ -240,6 +248,8 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         raise ValueError("--max-runs must be at least 1")
     if args.max_connections < 1:
         raise ValueError("--max-connections must be at least 1")
+    if args.max_unauthenticated < 1:
+        raise ValueError("--max-unauthenticated must be at least 1")
     if args.grace < 0:
         raise ValueError("--grace must not be negative")
     state_dir = args.state_dir or default_state_dir(environ)
@@ -259,6 +269,7 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         grace_s=args.grace,
         max_runs=args.max_runs,
         max_connections=args.max_connections,
+        max_unauthenticated=args.max_unauthenticated,
         handshake_timeout_s=args.handshake_timeout,
         max_request_bytes=args.max_request_bytes,
         max_output_bytes=args.max_output_bytes,

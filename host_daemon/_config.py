@@ -37,11 +37,14 @@ class DaemonConfig:
     grace_s: float = 30.0
     #: Concurrent runs; one more gets a ``busy`` error.
     max_runs: int = 4
-    #: Connections at once, authenticated or not (each holds a descriptor); one more gets a
-    #: ``busy`` error frame and is closed, so that silent clients cannot exhaust descriptors.
+    #: Authenticated connections at once; one more gets a ``busy`` error frame after its
+    #: handshake and is closed.
     max_connections: int = 64
+    #: Connections still in their handshake, a budget of their own so that anonymous clients
+    #: cannot starve authenticated ones: one more drops the oldest (which gets ``busy``).
+    max_unauthenticated: int = 16
     #: A client must authenticate and send its operation within this time, or be dropped.
-    handshake_timeout_s: float = 10.0
+    handshake_timeout_s: float = 3.0
     #: Largest frame a client may send.
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     #: An output line of an agent longer than this is cut (the event says ``truncated``).

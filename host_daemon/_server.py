@@ -14,7 +14,7 @@ import itertools
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -130,6 +130,18 @@ class _ActiveRun:
     client_gone: bool = False
 
 
+@attrs.define(eq=False)
+class _Handshake:
+    """A connection still proving the token: its deadline, and whether newer ones pushed it out."""
+
+    scope: trio.CancelScope
+    evicted: bool = False
+
+    def evict(self) -> None:
+        self.evicted = True
+        self.scope.cancel()
+
+
 class _Daemon:
     """State shared by the connection handlers of one ``serve_daemon`` call."""
 
@@ -137,7 +149,11 @@ class _Daemon:
         self.config = config
         self.environ: Mapping[str, str] = os.environ if config.environ is None else config.environ
         self.runs: set[_ActiveRun] = set()
+        #: Every open connection (graceful shutdown waits for none), and the authenticated ones.
         self.connections = 0
+        self.authenticated = 0
+        #: Connections in their handshake, oldest first.
+        self._handshakes: dict[int, _Handshake] = {}
         self.idle = trio.Event()
         self.idle.set()
         self._ids = itertools.count(1)
@@ -153,10 +169,7 @@ class _Daemon:
         self.idle = trio.Event() if self.connections == 1 else self.idle
         try:
             async with stream:
-                if self.connections > self.config.max_connections:
-                    await self._refuse_busy(conn_id, stream)
-                else:
-                    await self._converse(conn_id, stream)
+                await self._converse(conn_id, stream)
         except* (trio.BrokenResourceError, trio.ClosedResourceError):
             log.info("client went away", extra=_fields(conn=conn_id))
         except* Exception:
@@ -167,26 +180,40 @@ class _Daemon:
             if self.connections == 0:
                 self.idle.set()
 
-    async def _refuse_busy(self, conn_id: int, stream: trio.SocketStream) -> None:
-        """Tell a client beyond ``max_connections`` so, before any handshake, and close."""
-        log.warning(
-            "too many connections, refusing one",
-            extra=_fields(conn=conn_id, limit=self.config.max_connections),
-        )
-        message = f"the daemon has {self.config.max_connections} connections open, its limit"
-        with trio.move_on_after(_LINGER_S):
-            await stream.send_all(encode_frame(ErrorFrame(code="busy", message=message)))
+    def _begin_handshake(self, conn_id: int) -> _Handshake:
+        """A place in the unauthenticated budget, with the handshake's deadline.
+
+        Over the budget the oldest handshake is cancelled: silent clients are pushed out by
+        newer ones instead of making every newcomer wait out their deadline.
+        """
+        if len(self._handshakes) >= self.config.max_unauthenticated:
+            self._handshakes.pop(next(iter(self._handshakes))).evict()
+        deadline = trio.current_time() + self.config.handshake_timeout_s
+        handshake = self._handshakes[conn_id] = _Handshake(trio.CancelScope(deadline=deadline))
+        return handshake
 
     async def _converse(self, conn_id: int, stream: trio.SocketStream) -> None:
         conn = FramedStream(stream, CLIENT_TO_DAEMON, max_frame_bytes=self.config.max_request_bytes)
         try:
-            with trio.move_on_after(self.config.handshake_timeout_s) as deadline:
-                await server_handshake(conn, self.config.token)
-                operation = await conn.receive()
-            if deadline.cancelled_caught:
+            handshake = self._begin_handshake(conn_id)
+            try:
+                with handshake.scope:
+                    await server_handshake(conn, self.config.token)
+            finally:
+                self._handshakes.pop(conn_id, None)
+            if handshake.evicted:
+                await self._drop_evicted(conn_id, conn)
+                return
+            if handshake.scope.cancelled_caught:
                 log.warning("handshake timed out, dropping client", extra=_fields(conn=conn_id))
                 return
-            await self._operate(conn_id, conn, operation)
+            with self._authenticated_slot():
+                with trio.move_on_at(handshake.scope.deadline) as waiting:
+                    operation = await conn.receive()
+                if waiting.cancelled_caught:
+                    log.warning("no request in time, dropping client", extra=_fields(conn=conn_id))
+                    return
+                await self._operate(conn_id, conn, operation)
         except* HandshakeFailed as group:
             failed = _leaf(group)
             log.warning("handshake failed", extra=_fields(conn=conn_id, code=failed.code))
@@ -199,6 +226,35 @@ class _Daemon:
                 extra=_fields(conn=conn_id, code=refused.code, error=refused.message),
             )
             await _send_error_and_close(conn, refused.code, refused.message)
+
+    @contextlib.contextmanager
+    def _authenticated_slot(self) -> Iterator[None]:
+        """One of ``max_connections`` for an authenticated client; ``busy`` when none is free."""
+        if self.authenticated >= self.config.max_connections:
+            raise RequestError(
+                "busy",
+                f"the daemon has {self.config.max_connections} authenticated connections open, "
+                "its limit",
+            )
+        self.authenticated += 1
+        try:
+            yield
+        finally:
+            self.authenticated -= 1
+
+    async def _drop_evicted(self, conn_id: int, conn: FramedStream) -> None:
+        """Tell a handshake pushed out of the budget ``busy`` and close, without lingering (the
+        frame fits the socket's buffer; a flood must not hold descriptors here)."""
+        log.warning(
+            "too many unauthenticated connections, dropping the oldest",
+            extra=_fields(conn=conn_id, limit=self.config.max_unauthenticated),
+        )
+        message = (
+            f"the daemon has {self.config.max_unauthenticated} unauthenticated connections "
+            "open, its limit; this one waited longest"
+        )
+        with trio.move_on_after(_LINGER_S):
+            await conn.send(ErrorFrame(code="busy", message=message))
 
     async def _operate(self, conn_id: int, conn: FramedStream, operation: object) -> None:
         if isinstance(operation, ProbeRequest):

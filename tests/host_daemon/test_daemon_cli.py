@@ -211,9 +211,10 @@ def test_install_unit_dispatches(tmp_path: pathlib.Path) -> None:
     assert "--print" in result.stdout
 
 
-def test_zero_connection_limit_refused(tmp_path: pathlib.Path) -> None:
-    """``--max-connections 0`` is refused at start with status 2 and a clear message."""
+@pytest.mark.parametrize("flag", ["--max-connections", "--max-unauthenticated"])
+def test_zero_connection_limit_refused(tmp_path: pathlib.Path, flag: str) -> None:
+    """A connection limit of 0 is refused at start with status 2 and a clear message."""
     env = {**os.environ, "DAEMON_TOKEN": "x"}
-    result = run_cli("--root", str(tmp_path), "--max-connections", "0", env=env)
+    result = run_cli("--root", str(tmp_path), flag, "0", env=env)
     assert result.returncode == 2
-    assert "--max-connections must be at least 1" in result.stderr
+    assert f"{flag} must be at least 1" in result.stderr

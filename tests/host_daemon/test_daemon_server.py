@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import sys
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 from _support.daemon import RunningDaemon, install_stand_in_agent, running_daemon
+from _support.polling import eventually
 
 import host_daemon
 from host_daemon import (
@@ -424,16 +426,13 @@ async def hang_pids(stream: host_daemon.RunStream) -> tuple[int, int]:
     raise AssertionError("the stand-in never reported its pids")
 
 
-async def test_connections_beyond_the_limit_refused_busy(root: pathlib.Path) -> None:
-    """Silent clients fill ``max_connections``; the next gets ``busy``, then a freed slot works."""
+async def test_authenticated_connections_beyond_the_limit_refused_busy(root: pathlib.Path) -> None:
+    """Authenticated clients fill ``max_connections``; the next gets busy; a freed slot works."""
     async with running_daemon(roots=[root], max_connections=2, handshake_timeout_s=DEADLINE) as d:
-        silent = [await trio.open_tcp_stream(d.host, d.port) for _ in range(2)]
-        for stream in silent:
-            conn = FramedStream(stream, DAEMON_TO_CLIENT, max_frame_bytes=1 << 16)
-            assert isinstance(await conn.receive(), Challenge)
+        idle = [await raw_authenticated(d) for _ in range(2)]
         with pytest.raises(DaemonBusy):
             await host_daemon.probe(d.host, d.port, d.token)
-        await silent.pop().aclose()
+        await idle.pop().stream.aclose()
         with trio.fail_after(DEADLINE):
             while True:  # the daemon frees the slot once it has read the EOF
                 try:
@@ -441,7 +440,67 @@ async def test_connections_beyond_the_limit_refused_busy(root: pathlib.Path) -> 
                     break
                 except DaemonBusy:
                     await trio.sleep(0.05)
-        await silent.pop().aclose()
+        await idle.pop().stream.aclose()
+
+
+async def _read_to_eof(stream: trio.SocketStream, closed: list[trio.SocketStream]) -> None:
+    """Read ``stream`` until the daemon closes it, then record it in ``closed``."""
+    with contextlib.suppress(trio.BrokenResourceError):
+        while await stream.receive_some(4096):
+            pass
+    closed.append(stream)
+
+
+@contextlib.asynccontextmanager
+async def silent_clients(d: RunningDaemon, count: int) -> AsyncIterator[list[trio.SocketStream]]:
+    """``count`` connections that never send a byte, all closed on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [
+            await stack.enter_async_context(await trio.open_tcp_stream(d.host, d.port))
+            for _ in range(count)
+        ]
+        yield streams
+
+
+async def test_unauthenticated_flood_does_not_starve_authenticated_clients(
+    root: pathlib.Path,
+) -> None:
+    """Silent clients beyond every limit are pushed out; an authenticated one is served at once."""
+    config = host_daemon.DaemonConfig(token="x", roots=(str(root),))
+    flood = config.max_connections + 16
+    async with (
+        running_daemon(roots=[root], handshake_timeout_s=DEADLINE) as d,
+        silent_clients(d, flood) as silent,
+    ):
+        closed: list[trio.SocketStream] = []
+        async with trio.open_nursery() as nursery:
+            for stream in silent:
+                nursery.start_soon(_read_to_eof, stream, closed)
+            # Bounded by the silent clients' deadline (DEADLINE), not by the budget: fail first.
+            with trio.fail_after(DEADLINE / 2):
+                info = await host_daemon.probe(d.host, d.port, d.token)
+            assert isinstance(info, ProbeInfo)
+            await eventually(
+                lambda: len(closed) >= flood - config.max_unauthenticated,
+                "the silent clients beyond the unauthenticated budget to be closed",
+                lambda: f"{len(closed)} of {flood} closed",
+                timeout=DEADLINE / 2,
+            )
+            nursery.cancel_scope.cancel()
+
+
+async def test_idle_unauthenticated_client_closed_within_a_few_seconds(
+    root: pathlib.Path,
+) -> None:
+    """With the default deadline a silent client is dropped well before the former 10 s."""
+    async with running_daemon(roots=[root]) as d:
+        stream = await trio.open_tcp_stream(d.host, d.port)
+        async with stream:
+            conn = FramedStream(stream, DAEMON_TO_CLIENT, max_frame_bytes=1 << 16)
+            assert isinstance(await conn.receive(), Challenge)
+            # An upper bound only: the deadline is 3 s, a loaded machine adds its own delay.
+            with trio.fail_after(9.0):
+                assert await conn.receive() is None
 
 
 async def test_leaving_the_run_early_kills_the_group(daemon: RunningDaemon) -> None:
