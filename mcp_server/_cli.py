@@ -30,6 +30,7 @@ from host_daemon._process import become_subreaper
 from host_daemon._server import serve_daemon
 from mcp_server._core._registry import Registry
 from mcp_server._http import HttpSettings, serve
+from mcp_server._http._connections import raise_open_files_limit
 
 from ._config import (
     DEFAULT_PORT,
@@ -283,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # Each connection is a descriptor: take what the hard limit allows (serve and up alike).
+    raise_open_files_limit()
     try:
         if args.command == "serve":
             config = serve_config(

@@ -375,14 +375,15 @@ class McpApp:
                 pairs.append((name.decode("latin-1"), value.decode("latin-1")))
         method = scope["method"]
         try:
+            # Refuse before reading a body: an unauthenticated client's body is never waited
+            # for (answering before it is consumed makes Hypercorn close the connection).
+            self._check_security(scope, headers)
             if method == "POST":
-                # Read the body first: answering before it is consumed leaves HTTP/1.1
-                # keep-alive connections in a state the next request cannot reuse.
-                body = await self._read_body(receive, headers)
-                self._check_security(scope, headers)
+                # Past the checks, read the body before any other answer: answering before it
+                # is consumed leaves HTTP/1.1 keep-alive connections unusable for the next one.
+                body = await self._read_body_in_time(receive, headers)
                 await self._post(scope, receive, send, headers, pairs, body=body)
                 return
-            self._check_security(scope, headers)
             if method == "GET":
                 await self._get(receive, send, headers)
             elif method == "DELETE":
@@ -468,6 +469,21 @@ class McpApp:
             await self._post_modern(receive, send, message, pairs)
         else:
             await self._post_legacy(receive, send, message, headers)
+
+    async def _read_body_in_time(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
+        """The body, within ``body_timeout_s`` of the headers, else ``408`` and a closed connection.
+
+        Hypercorn has no read timeout once the headers are in: a body that stops coming would
+        hold its connection forever.
+        """
+        with trio.move_on_after(self.settings.body_timeout_s):
+            return await self._read_body(receive, headers)
+        timeout = self.settings.body_timeout_s
+        raise HttpError(
+            408,
+            McpError(INVALID_REQUEST, f"Request body not received within {timeout:g} s"),
+            [(b"connection", b"close")],
+        )
 
     async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         limit = self.settings.max_body_bytes

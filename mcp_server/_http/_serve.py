@@ -6,14 +6,13 @@ from typing import Any
 
 import orjson
 import trio
-from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
 from .._core._registry import Registry
 from .._core._server import Core, ServerInfo
-from . import _h11
+from . import _connections, _h11
 from ._app import McpApp, Receive, Scope, Send
 from ._authority import HostFence
 from ._settings import HttpSettings
@@ -86,12 +85,16 @@ async def serve(
     caller's scope exits at once.
     """
     _h11.install()
+    _connections.install()
     core, app = build_app(registry, settings)
-    config = Config()
+    config = _connections.GatedConfig(
+        _connections.ConnectionGate(_connections.connection_cap(settings.max_connections))
+    )
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
     config.graceful_timeout = settings.graceful_timeout_s
     config.keep_alive_timeout = 5.0
+    config.backlog = _connections.LISTEN_BACKLOG
     config.accesslog = None
     config.errorlog = None
 

@@ -20,6 +20,10 @@ class HttpSettings:
     auth_token: str | None = None
     public_urls: tuple[str, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
+    body_timeout_s: float = 30.0
+    """An authenticated POST's body must arrive within this after its headers, or ``408``."""
+    max_connections: int = 4096
+    """Open connections at once (capped at half the open files limit); more are ``503``."""
     session_idle_timeout_s: float = 30 * 60.0
     max_sessions: int = 1000
     max_listens: int = 256

@@ -12,8 +12,10 @@ the bearer token. Leaving the block sends SIGTERM and waits (then SIGKILL); ``up
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pathlib
+import resource
 import signal
 import subprocess
 import sys
@@ -70,6 +72,10 @@ async def _read_banner(process: trio.Process) -> dict[str, str]:
     return fields
 
 
+def _limit_files(limits: tuple[int, int]) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
+
 @contextlib.asynccontextmanager
 async def coding_agent_up(
     state: pathlib.Path,
@@ -77,8 +83,12 @@ async def coding_agent_up(
     env: Mapping[str, str],
     *,
     grace_s: float = 2.0,
+    open_files: tuple[int, int] | None = None,
 ) -> AsyncIterator[Up]:
-    """Run ``python -m mcp_server up`` with ``env`` (see the module docstring)."""
+    """Run ``python -m mcp_server up`` with ``env`` (see the module docstring).
+
+    ``open_files`` sets the process's (soft, hard) limit on open files before it starts.
+    """
     log_path = state.parent / f"{state.name}-up.log"
     with log_path.open("ab") as log:
         process = await trio.lowlevel.open_process(
@@ -100,6 +110,7 @@ async def coding_agent_up(
             stdout=subprocess.PIPE,
             stderr=log,
             env=dict(env),
+            preexec_fn=None if open_files is None else functools.partial(_limit_files, open_files),
         )
     try:
         fields = await _read_banner(process)
