@@ -225,9 +225,10 @@ async def test_many_lines_arrive_complete_and_in_order(daemon: RunningDaemon) ->
 
 
 async def test_wrong_token_refused(daemon: RunningDaemon) -> None:
-    """A client with the wrong token gets AuthenticationFailed, and nothing runs."""
-    with pytest.raises(AuthenticationFailed):
+    """A wrong token raises AuthenticationFailed carrying the daemon's refusal, not the client's."""
+    with pytest.raises(AuthenticationFailed) as caught:
         await host_daemon.probe(daemon.host, daemon.port, "not-the-token")
+    assert (caught.value.code, caught.value.message) == ("auth_failed", "authentication failed")
 
 
 async def test_daemon_must_prove_the_token_too(daemon: RunningDaemon) -> None:
