@@ -8,6 +8,7 @@ Installed as ``CLAUDE_PATH`` for the daemon; the prompt is the last argv word. I
 - ``edit NAME WORDS...``: an ``Edit`` tool use that writes WORDS to NAME (in the cwd), its
   tool result, and a success result.
 - ``sleep S``: sleeps S seconds, then succeeds.
+- ``waitfile PATH``: waits until PATH exists (no output meanwhile), then succeeds.
 - ``hang``: starts ``sleep 600`` in a new session (like Claude's Bash tool does), reports
   ``pids LEADER CHILD`` and waits to be killed.
 - ``lines N``: N short texts, then succeeds.
@@ -47,7 +48,7 @@ def result(session: str, final: str, *, error: bool = False, turns: int = 1) -> 
     )
 
 
-def main() -> int:  # noqa: PLR0911 -- one return per scripted prompt
+def main() -> int:  # noqa: PLR0911, PLR0912 -- one branch and return per scripted prompt
     argv = sys.argv[1:]
     if argv == ["--version"]:
         print("9.9.9 (stand-in claude for tasks)")
@@ -95,6 +96,11 @@ def main() -> int:  # noqa: PLR0911 -- one return per scripted prompt
     if word == "sleep":
         time.sleep(float(rest))
         result(session, "slept")
+        return 0
+    if word == "waitfile":
+        while not os.path.exists(rest):
+            time.sleep(0.02)
+        result(session, "the file came")
         return 0
     if word == "hang":
         child = subprocess.Popen(["sleep", "600"], start_new_session=True)

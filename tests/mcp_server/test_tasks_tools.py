@@ -282,6 +282,106 @@ async def test_subscription_gets_updates(tmp_path: pathlib.Path) -> None:
         assert task["status"] == "waiting"
 
 
+async def _updates_until_list_changed(lines: AsyncIterator[str], count: int) -> list[str]:
+    """The URIs of resources/updated seen before the ``count``-th resources/list_changed."""
+    updated: list[str] = []
+    with trio.fail_after(30):
+        async for line in lines:
+            if not line.startswith("data:") or not line[5:].strip():
+                continue
+            message = json.loads(line[5:])
+            if message.get("method") == "notifications/resources/updated":
+                updated.append(message["params"]["uri"])
+            elif message.get("method") == "notifications/resources/list_changed":
+                count -= 1
+                if count == 0:
+                    return updated
+    raise AssertionError(f"the stream ended after {updated}")
+
+
+async def _change_status_without_output(
+    env: Env, task_id: str, change: str, go: pathlib.Path
+) -> None:
+    """``end_task`` on an idle task, or let a silent run end; then create a sentinel task.
+
+    The sentinel's creation sends resources/list_changed, which orders after every
+    notification of the status change on the same stream.
+    """
+    if change == "end_task":
+        ended = await env.client.ok("end_task", id=task_id)
+        assert ended["status"] == "completed"
+    else:
+        await trio.Path(go).touch()
+        assert (await wait_done(env.client, task_id))["status"] == "waiting"
+    await env.client.ok("create_task", title="sentinel", instructions="hello")
+
+
+async def _idle_or_silent_task(env: Env, change: str, go: pathlib.Path) -> str:
+    """A task that ended its run (for end_task), or whose run waits for ``go`` without output."""
+    if change == "end_task":
+        created = await env.client.ok("create_task", title="t", instructions="hello")
+        await wait_done(env.client, created["task_id"])
+    else:
+        created = await env.client.ok("create_task", title="t", instructions=f"waitfile {go}")
+        await eventually(lambda: env.runner.get(created["task_id"]).session_id is not None)
+    task_id: str = created["task_id"]
+    return task_id
+
+
+STATUS_CHANGES = ["end_task", "run_ends"]
+
+
+@pytest.mark.parametrize("change", STATUS_CHANGES)
+async def test_status_change_updates_result_and_task_list(
+    tmp_path: pathlib.Path, change: str
+) -> None:
+    """Subscribers of task://{id}/result and agent://tasks hear of a status change (legacy)."""
+    go = tmp_path / "go"
+    async with task_server(tmp_path) as env:
+        client = env.client
+        async with client.http.stream("GET", client.url, headers=client.headers()) as stream:
+            task_id = await _idle_or_silent_task(env, change, go)
+            for uri in (f"task://{task_id}/result", "agent://tasks"):
+                await client.rpc("resources/subscribe", {"uri": uri})
+            await _change_status_without_output(env, task_id, change, go)
+            # The first list_changed is the task's own creation, the second the sentinel's.
+            updated = await _updates_until_list_changed(stream.aiter_lines(), 2)
+    assert f"task://{task_id}/result" in updated
+    assert "agent://tasks" in updated
+
+
+@pytest.mark.parametrize("change", STATUS_CHANGES)
+async def test_status_change_reaches_a_listen_stream(tmp_path: pathlib.Path, change: str) -> None:
+    """A 2026-07-28 subscriptions/listen on the task's result and the list hears a status change."""
+    go = tmp_path / "go"
+    async with task_server(tmp_path) as env:
+        task_id = await _idle_or_silent_task(env, change, go)
+        uris = [f"task://{task_id}/result", "agent://tasks"]
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+        params = {
+            "notifications": {"resourcesListChanged": True, "resourceSubscriptions": uris},
+            "_meta": meta,
+        }
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": "subscriptions/listen",
+        }
+        body = {"jsonrpc": "2.0", "id": "L", "method": "subscriptions/listen", "params": params}
+        async with env.client.http.stream(
+            "POST", env.client.url, headers=headers, json=body
+        ) as stream:
+            lines = stream.aiter_lines()
+            await _next_notification(lines, "notifications/subscriptions/acknowledged")
+            await _change_status_without_output(env, task_id, change, go)
+            updated = await _updates_until_list_changed(lines, 1)
+    assert uris[0] in updated
+    assert "agent://tasks" in updated
+
+
 async def test_clean_state_stops_runs(tmp_path: pathlib.Path) -> None:
     """clean_state stops runs in flight, then deletes every task and its files."""
     async with task_server(tmp_path) as env:
