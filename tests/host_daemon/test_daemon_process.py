@@ -167,24 +167,52 @@ async def test_output_cap_marker_and_discard() -> None:
 
 
 async def test_backpressure_blocks_the_child(piddir: Path) -> None:
-    """A reader that stops pulling makes the child block on its pipe; the buffer stays bounded."""
+    """A reader that stops pulling stalls the child at a bounded total; pulling resumes it.
+
+    Progress is sampled over time: it must stop growing (for a whole window, with the child
+    asleep in a pipe write) without ever passing the buffer's bound, stay stopped, and grow
+    again once the reader pulls. One snapshot could not tell a stall from a briefly full pipe.
+    """
     line_size = 4096
+    bound = OUTPUT_BUFFER_BYTES + 4 * 64 * 1024 + 2 * line_size  # pipe, read chunk, lines
     async with spawn_group(adversaries.argv("flood", piddir, str(line_size)), cwd="/") as proc:
         (pid,) = await adversaries.wait_recorded(piddir, 1)
         consumed = 0
         async for line in proc:
             consumed += len(line.data) + 1
             break
-        await wait_blocked_in_write(pid)
-        written = read_progress(piddir)
-        slack = 4 * 64 * 1024 + 2 * line_size  # the pipe, a read chunk, lines in flight
-        assert written - consumed <= OUTPUT_BUFFER_BYTES + slack
-        # Pulling again lets the child write again.
+        stalled_at = await wait_stalled(pid, piddir, bound + consumed)
+        assert stalled_at >= OUTPUT_BUFFER_BYTES  # the buffer filled before the child stopped
+        for _ in range(STALL_SAMPLES):  # and it stays stopped while nobody reads
+            await trio.sleep(STALL_WINDOW_S / STALL_SAMPLES)
+            assert read_progress(piddir) == stalled_at
+        # Pulling past what was written can only finish if the child writes again.
         async for line in proc:
             consumed += len(line.data) + 1
-            if consumed > written + OUTPUT_BUFFER_BYTES:
+            if consumed > stalled_at + line_size:
                 break
-        assert read_progress(piddir) > written
+        assert read_progress(piddir) > stalled_at
+
+
+STALL_WINDOW_S = 0.5
+STALL_SAMPLES = 10
+
+
+async def wait_stalled(pid: int, piddir: Path, bound: int) -> int:
+    """The flood's progress once unchanged for ``STALL_WINDOW_S`` with it blocked in a write.
+
+    Fails at once if the progress passes ``bound``: the child wrote more than the buffer holds.
+    """
+    with trio.fail_after(30):
+        last, since = read_progress(piddir), trio.current_time()
+        while True:
+            await trio.sleep(STALL_WINDOW_S / STALL_SAMPLES)
+            current = read_progress(piddir)
+            assert current <= bound, f"the child wrote {current} bytes to a reader that stopped"
+            if current != last:
+                last, since = current, trio.current_time()
+            elif trio.current_time() - since >= STALL_WINDOW_S and blocked_in_write(pid):
+                return current
 
 
 def read_progress(piddir: Path) -> int:
@@ -203,14 +231,6 @@ def blocked_in_write(pid: int) -> bool:
     except OSError:
         return False
     return bool(syscall) and syscall[0] == "1" and wchan != "0"
-
-
-async def wait_blocked_in_write(pid: int) -> None:
-    """Wait until ``pid`` sleeps in a write to a full pipe."""
-    with trio.fail_after(30):
-        # /proc offers no event for another process's state: poll it.
-        while not blocked_in_write(pid):  # noqa: ASYNC110
-            await trio.sleep(0.01)
 
 
 EXITS = ["cancel", "body-returns", "exception"]
