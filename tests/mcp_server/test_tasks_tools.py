@@ -13,8 +13,11 @@ from typing import Any
 import orjson
 import pytest
 import trio
+from _support.agent_up import base_env, coding_agent_up, sdk_client
 from _support.polling import eventually
-from _support.task_server import Client, all_events, task_server, wait_done
+from _support.task_server import Client, Env, all_events, install_agent, task_server, wait_done
+from mcp import Client as McpClient
+from mcp.types import TextResourceContents
 
 from mcp_server._tasks._store import TaskStore
 
@@ -422,21 +425,57 @@ async def test_report_statistics(tmp_path: pathlib.Path) -> None:
         assert stats["success_rate"] == 0
 
 
+async def _sdk_ok(client: McpClient, name: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(name, arguments)
+    assert not result.is_error, result
+    assert result.structured_content is not None
+    value: dict[str, Any] = result.structured_content["result"]
+    return value
+
+
+async def _sdk_events(client: McpClient, task_id: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    uri: str | None = f"task://{task_id}/logs"
+    while uri is not None:
+        content = (await client.read_resource(uri)).contents[0]
+        assert isinstance(content, TextResourceContents), content
+        page = json.loads(content.text)
+        out += page["events"]
+        uri = page["next"]
+    return out
+
+
 async def test_restart_interrupts_and_resumes(tmp_path: pathlib.Path) -> None:
-    """A runner stopped mid-run leaves the task interrupted; after a restart a follow-up resumes."""
-    async with task_server(tmp_path) as env:
-        created = await env.client.ok("create_task", title="t", instructions="sleep 30")
-        task_id = created["task_id"]
+    """A server SIGKILLed mid-run: the next one recovers the task as interrupted, and resumes it."""
+    root, state = tmp_path / "root", tmp_path / "state"
+    root.mkdir()
+    env = base_env(CLAUDE_PATH=install_agent(tmp_path / "bin"))
+    async with coding_agent_up(state, root, env) as up, sdk_client(up) as client:
+        task_id = (await _sdk_ok(client, "create_task", title="t", instructions="sleep 600"))[
+            "task_id"
+        ]
         with trio.fail_after(30):
-            while env.runner.get(task_id).session_id is None:
-                await env.runner.changed(task_id).wait()
-        session = env.runner.get(task_id).session_id
-    async with task_server(tmp_path) as env:
-        task = await env.client.ok("report", id=task_id)
-        assert task["status"] == "interrupted"
-        await env.client.ok("update_task", id=task_id, instructions="hello")
-        task = await wait_done(env.client, task_id)
-        assert (task["status"], task["session_id"]) == ("waiting", session)
+            # The agent's session is recorded once its init event came: poll the server for it.
+            while (task := await _sdk_ok(client, "report", id=task_id))["session_id"] is None:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        before = await _sdk_events(client, task_id)
+        up.kill()
+        await up.process.wait()
+    # The killed server recorded nothing more: the record on disk still says in_progress.
+    record = json.loads((state / "tasks" / f"{task_id}.json").read_text())
+    assert record["status"] == "in_progress"
+    async with coding_agent_up(state, root, env) as up, sdk_client(up) as client:
+        recovered = await _sdk_ok(client, "report", id=task_id)
+        assert recovered["status"] == "interrupted"
+        assert f"task {task_id} was in_progress when the server stopped" in up.log()
+        assert (await _sdk_events(client, task_id))[: len(before)] == before
+        await _sdk_ok(client, "update_task", id=task_id, instructions="hello")
+        with trio.fail_after(60):
+            while (resumed := await _sdk_ok(client, "wait_task", id=task_id, timeout_s=20))[
+                "status"
+            ] == "in_progress":
+                pass
+        assert (resumed["status"], resumed["session_id"]) == ("waiting", task["session_id"])
 
 
 @pytest.mark.parametrize("when", ["starting", "running"])
