@@ -481,6 +481,12 @@ class Fixtures:
             structured_content={"label": label, "seconds": seconds},
         )
 
+    async def progress_then_sleep(self, ctx: RequestContext, args: JSON) -> ToolResult:
+        seconds = float(args.get("seconds", 1))
+        await ctx.progress(0, seconds, "started")
+        await trio.sleep(seconds)
+        return ToolResult([text(f"Slept {seconds:g}s after reporting progress")])
+
     async def failing_job(self, ctx: RequestContext, args: JSON) -> ToolResult:
         await trio.sleep(1)
         return ToolResult([text("failing_job failed, as designed")], is_error=True)
@@ -736,6 +742,12 @@ def build_registry() -> Registry:
             },
         },
         task_support="optional",
+    )
+    tool(
+        "progress_then_sleep",
+        "Reports progress 0, then sleeps `seconds` seconds (a call visibly in flight)",
+        f.progress_then_sleep,
+        {"type": "object", "properties": {"seconds": {"type": "number", "minimum": 0}}},
     )
     tool(
         "failing_job",

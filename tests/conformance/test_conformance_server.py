@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -59,20 +63,26 @@ async def post_modern(client: httpx.AsyncClient, url: str, method: str) -> httpx
     return await client.post(url, json=body, headers=headers)
 
 
-async def test_server_command_serves_the_fixtures_and_drains_on_sigterm() -> None:
-    """`python tests/conformance/server.py --port 0` from the root serves, then exits on SIGTERM."""
+@contextlib.asynccontextmanager
+async def conformance_server() -> AsyncIterator[tuple[trio.Process, str]]:
+    """`python tests/conformance/server.py --port 0` from the root: the process and its URL."""
     argv = [sys.executable, "tests/conformance/server.py", "--port", "0"]
     run = partial(trio.run_process, argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, check=False)
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(run)
+        assert process.stdout is not None
+        banner = b""
+        while b"\n" not in banner:
+            chunk = await process.stdout.receive_some()
+            assert chunk, "server.py exited before announcing its URL"
+            banner += chunk
+        yield process, banner.decode().split("\n")[0].removeprefix("serving ").strip()
+
+
+async def test_server_command_serves_the_fixtures_and_exits_on_sigterm() -> None:
+    """The server lists the tools and prompts the harness calls, then exits 0 on SIGTERM."""
     with trio.fail_after(60):
-        async with trio.open_nursery() as nursery, httpx.AsyncClient() as client:
-            process: trio.Process = await nursery.start(run)
-            assert process.stdout is not None
-            banner = b""
-            while b"\n" not in banner:
-                chunk = await process.stdout.receive_some()
-                assert chunk, "server.py exited before announcing its URL"
-                banner += chunk
-            base = banner.decode().split("\n")[0].removeprefix("serving ").strip()
+        async with conformance_server() as (process, base), httpx.AsyncClient() as client:
             tools = await post_modern(client, f"{base}/mcp", "tools/list")
             prompts = await post_modern(client, f"{base}/mcp", "prompts/list")
             process.send_signal(signal.SIGTERM)
@@ -81,4 +91,46 @@ async def test_server_command_serves_the_fixtures_and_drains_on_sigterm() -> Non
     assert names >= HARNESS_TOOLS
     prompt_names = {prompt["name"] for prompt in prompts.json()["result"]["prompts"]}
     assert "test_prompt_with_arguments" in prompt_names
+    assert status == 0
+
+
+async def test_server_command_drains_a_call_in_flight_on_sigterm() -> None:
+    """SIGTERM while a tool call is in flight: the call still gets its result, then exit 0."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {
+            "name": "progress_then_sleep",
+            "arguments": {"seconds": 3},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": MODERN,
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "progressToken": "in-flight",
+            },
+        },
+    }
+    headers = {
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": "tools/call",
+        "mcp-name": "progress_then_sleep",
+    }
+    messages: list[dict[str, Any]] = []
+    with trio.fail_after(60):
+        async with (
+            conformance_server() as (process, base),
+            httpx.AsyncClient(timeout=30) as client,
+            client.stream("POST", f"{base}/mcp", json=body, headers=headers) as response,
+        ):
+            async for line in response.aiter_lines():
+                if not line.startswith("data:") or not line[5:].strip():
+                    continue
+                messages.append(json.loads(line[5:]))
+                if messages[-1].get("method") == "notifications/progress":
+                    process.send_signal(signal.SIGTERM)  # the call is in its sleep now
+            status = await process.wait()
+    assert [m.get("method") for m in messages] == ["notifications/progress", None]
+    assert messages[-1]["id"] == 7
+    assert messages[-1]["result"]["content"][0]["text"] == "Slept 3s after reporting progress"
     assert status == 0
