@@ -128,8 +128,8 @@ def parse(body: bytes) -> Message:
     """
     try:
         data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ParseError() from None
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"Parse error: the body is not JSON ({exc})") from None
     try:
         return classify(data)
     except InvalidRequest as exc:

@@ -1070,8 +1070,12 @@ def _expect(seen: dict[str, str], name: str, body_value: Any) -> None:
     value = seen.get(name.lower())
     if value is None:
         raise HeaderMismatch(f"{name} header missing")
-    if _decode_header(value, name) != body_value:
-        raise HeaderMismatch(f"{name} header does not match the request body")
+    decoded = _decode_header(value, name)
+    if decoded != body_value:
+        raise HeaderMismatch(
+            f"{name} header does not match the request body: "
+            f"header {decoded!r}, body {body_value!r}"
+        )
 
 
 def _decode_header(value: str, name: str) -> str:

@@ -188,6 +188,10 @@ def test_method_header_mismatch_is_32020() -> None:
     with pytest.raises(HeaderMismatch) as caught:
         core.modern_envelope(request, modern_headers("prompts/list"))
     assert caught.value.code == -32020
+    assert caught.value.message == (
+        "Mcp-Method header does not match the request body: "
+        "header 'prompts/list', body 'tools/list'"
+    )
 
 
 def test_unsupported_version_is_32022_with_data() -> None:

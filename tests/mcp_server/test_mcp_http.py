@@ -282,6 +282,7 @@ async def test_malformed_body_is_32700(url: str, client: httpx.AsyncClient) -> N
     response = await client.post(url, headers=BASE_HEADERS, content=b"{nope")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == -32700
+    assert response.json()["error"]["message"].startswith("Parse error: the body is not JSON (")
 
 
 async def test_invalid_message_is_32600(url: str, client: httpx.AsyncClient) -> None:
@@ -289,6 +290,7 @@ async def test_invalid_message_is_32600(url: str, client: httpx.AsyncClient) -> 
     response = await client.post(url, headers=BASE_HEADERS, json={"jsonrpc": "2.0", "id": 3})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == -32600
+    assert response.json()["error"]["message"] == "expected method, result or error @ $"
     assert response.json()["id"] == 3
 
 
@@ -448,6 +450,7 @@ async def test_modern_unknown_method_is_404(url: str, client: httpx.AsyncClient)
     )
     assert response.status_code == 404
     assert response.json()["error"]["code"] == -32601
+    assert response.json()["error"]["message"] == "Method not found: ping"
 
 
 async def test_modern_header_mismatch_is_400(url: str, client: httpx.AsyncClient) -> None:
@@ -457,6 +460,10 @@ async def test_modern_header_mismatch_is_400(url: str, client: httpx.AsyncClient
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == -32020
+    assert response.json()["error"]["message"] == (
+        "Mcp-Method header does not match the request body: "
+        "header 'prompts/list', body 'tools/list'"
+    )
 
 
 async def test_modern_closed_stream_cancels_the_handler(

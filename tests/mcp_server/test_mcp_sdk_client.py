@@ -237,6 +237,8 @@ async def test_sdk_client_gets_missing_capability_on_2026(url: str) -> None:
         with pytest.raises(MCPError) as caught:
             await client.call_tool("test_missing_capability", {})
     assert caught.value.error.code == -32021
+    assert "sampling" in caught.value.error.message
+    assert caught.value.error.data == {"requiredCapabilities": {"sampling": {}}}
 
 
 # resources/subscribe is the legacy era's API on purpose here; the SDK flags it as deprecated.

@@ -246,7 +246,10 @@ async def test_logs_cursor_must_be_ascii_digits(tmp_path: pathlib.Path, after: s
         answer = await env.client.rpc(
             "resources/read", {"uri": f"task://{created['task_id']}/logs/{after}"}
         )
-        assert answer.get("error", {}).get("code") == -32602, answer
+        assert answer.get("error") == {
+            "code": -32602,
+            "message": f"expected a sequence number, got {after!r} @ $.params.uri",
+        }, answer
 
 
 async def test_mcp_task_returns_report(tmp_path: pathlib.Path) -> None:
