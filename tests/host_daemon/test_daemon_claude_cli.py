@@ -9,9 +9,11 @@ Code starts in sessions of their own).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
+import signal
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -29,17 +31,23 @@ from _support.scripted_model import (
     open_scripted_model,
 )
 
-from host_daemon import AgentEvent, RunEvent, RunFinished, RunRequest, open_run
+from host_daemon import AgentEvent, RunEvent, RunFinished, RunRequest, RunStarted, open_run
+from host_daemon._proc import read_stat
 
 pytestmark = pytest.mark.claude_cli
 
 _MARKER = "CODING_AGENT_TEST_RUN"
 _DEADLINE_S = 60.0
 # The cancellation test's process tree: a plain sleep and one that ignores SIGTERM, both in the
-# background of the tool's shell, which waits for them.
+# background of the tool's shell, which waits for them; and a third that escapes: a new session
+# (out of every process group Claude knows), orphaned at once (out of Claude's process tree:
+# its parent is the subreaper, the daemon), ignoring SIGTERM. Claude's own cleanup on SIGTERM
+# cannot see it: only the daemon's nets (the run marker in its environment) end it.
 _TREE_SCRIPT = """\
 sh -c 'trap "" TERM; exec sleep 3001' &
 sleep 3002 &
+(setsid sh -c 'trap "" TERM; echo $$ > escaped.pid.tmp; mv escaped.pid.tmp escaped.pid; \
+exec sleep 3003' </dev/null >/dev/null 2>&1 &)
 echo started > started.txt
 wait
 """
@@ -147,24 +155,59 @@ async def test_claude_edits_a_file_in_the_root(daemon: Daemon, model: ScriptedMo
     assert _marked_processes(daemon.marker) == []
 
 
+def _escaped_from(leader: int, pid: int) -> bool:
+    """Whether ``pid`` lives outside ``leader``'s session and process tree."""
+    stat = read_stat(pid)
+    assert stat is not None, f"process {pid} is gone already"
+    ancestors = set()
+    parent = stat.ppid
+    while parent > 1 and (parent_stat := read_stat(parent)) is not None:
+        ancestors.add(parent)
+        parent = parent_stat.ppid
+    return stat.sid == pid and stat.pgid == pid and leader not in ancestors
+
+
+def _gone(pid: int) -> bool:
+    stat = read_stat(pid)
+    return stat is None or not stat.alive
+
+
+def _kill_if_alive(pid: int) -> None:
+    if not _gone(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 async def test_claude_run_cancelled_mid_tool_leaves_no_process(
     daemon: Daemon, model: ScriptedModel
 ) -> None:
-    """Leaving the run while its Bash tool runs a process tree ends every process of the run."""
+    """Leaving a run mid-tool ends its whole tree, a tool process that escaped Claude included."""
     (daemon.root / "tree.sh").write_text(_TREE_SCRIPT)
     model.script(BashCall("sh tree.sh"), Reply("never reached"))
     request = RunRequest(agent="claude", prompt="run the tree", cwd=str(daemon.root))
+    pid_file = daemon.root / "escaped.pid"
 
     def sleeps_running() -> bool:
-        return [c for _, c in _marked_processes(daemon.marker)].count("sleep") == 2
+        return [c for _, c in _marked_processes(daemon.marker)].count("sleep") == 3
 
     with trio.fail_after(_DEADLINE_S):
         async with open_run(daemon.host, daemon.port, daemon.token, request) as stream:
             async for event in stream:
+                if isinstance(event, RunStarted):
+                    leader = event.pid
                 if isinstance(event, AgentEvent) and event.kind == "tool_use":
                     break
-            await _wait_until(sleeps_running, "the tool's two sleeps")
-    await _wait_until(lambda: not _marked_processes(daemon.marker), "the run's processes to end")
+            await _wait_until(sleeps_running, "the tool's three sleeps")
+            await _wait_until(pid_file.exists, "the escaped process's pid file")
+            escaped = int(pid_file.read_text())
+            assert _escaped_from(leader, escaped)
+    try:
+        await _wait_until(
+            lambda: not _marked_processes(daemon.marker), "the run's processes to end"
+        )
+        await _wait_until(lambda: _gone(escaped), f"the escaped process {escaped} to end")
+    finally:
+        _kill_if_alive(escaped)  # a failed test must not leave it behind
     assert model.pending_steps == 1
 
 
