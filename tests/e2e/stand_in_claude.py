@@ -9,8 +9,10 @@ Installed as ``CLAUDE_PATH`` for the daemon; the prompt is the last argv word. I
   tool result, and a success result.
 - ``sleep S``: sleeps S seconds, then succeeds.
 - ``waitfile PATH``: waits until PATH exists (no output meanwhile), then succeeds.
-- ``hang``: starts ``sleep 600`` in a new session (like Claude's Bash tool does), reports
-  ``pids LEADER CHILD`` and waits to be killed.
+- ``hang``: starts ``sleep 600`` in a new session (like Claude's Bash tool does) and an
+  escapee: ``sleep 601`` in a session of its own, orphaned at once (out of the agent's group
+  and process tree) and ignoring SIGTERM; reports ``pids LEADER CHILD ESCAPEE`` and waits to be
+  killed.
 - ``lines N``: N short texts, then succeeds.
 - ``fail``: an error result (``is_error``), exit 1.
 - ``newsession``: like ``hello`` but reports a new session id even when resuming.
@@ -18,6 +20,7 @@ Installed as ``CLAUDE_PATH`` for the daemon; the prompt is the last argv word. I
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +49,25 @@ def result(session: str, final: str, *, error: bool = False, turns: int = 1) -> 
             "usage": {"input_tokens": 12, "output_tokens": 34},
         }
     )
+
+
+def escape(argv: list) -> int:
+    """Start ``argv`` in a new session, orphaned at once, ignoring SIGTERM; returns its pid."""
+    read, write = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        os.close(read)
+        os.setsid()
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # kept across exec
+            os.write(write, str(os.getpid()).encode())
+            os.close(write)
+            os.execvp(argv[0], argv)  # noqa: S606 -- an argv list, no shell on purpose
+        os._exit(0)
+    os.close(write)
+    os.waitpid(middle, 0)
+    with os.fdopen(read) as pipe:
+        return int(pipe.read())
 
 
 def main() -> int:  # noqa: PLR0911, PLR0912 -- one branch and return per scripted prompt
@@ -104,7 +126,8 @@ def main() -> int:  # noqa: PLR0911, PLR0912 -- one branch and return per script
         return 0
     if word == "hang":
         child = subprocess.Popen(["sleep", "600"], start_new_session=True)
-        assistant(session, {"type": "text", "text": f"pids {os.getpid()} {child.pid}"})
+        escapee = escape(["sleep", "601"])
+        assistant(session, {"type": "text", "text": f"pids {os.getpid()} {child.pid} {escapee}"})
         while True:
             time.sleep(60)
     if word == "lines":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
+import signal
 import threading
 from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
@@ -79,8 +81,24 @@ async def test_update_while_running_is_busy(tmp_path: pathlib.Path) -> None:
         assert ended["report"]["outcome"] == "cancelled"
 
 
+def _stat_fields(pid: int) -> list[str]:
+    return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def escaped_from(leader: int, pid: int) -> bool:
+    """Whether ``pid`` runs outside ``leader``'s session, process group and process tree."""
+    _, ppid, pgid, sid = _stat_fields(pid)[:4]
+    ancestors = set()
+    parent = int(ppid)
+    with contextlib.suppress(FileNotFoundError):
+        while parent > 1:
+            ancestors.add(parent)
+            parent = int(_stat_fields(parent)[1])
+    return int(sid) != leader and int(pgid) != leader and leader not in ancestors
+
+
 async def test_end_task_kills_process_tree(tmp_path: pathlib.Path) -> None:
-    """end_task stops the agent and the process it started in its own session."""
+    """end_task stops the agent, its child in a new session, and a process that escaped it."""
     async with task_server(tmp_path) as env:
         created = await env.client.ok("create_task", title="t", instructions="hang")
         task_id = created["task_id"]
@@ -92,11 +110,17 @@ async def test_end_task_kills_process_tree(tmp_path: pathlib.Path) -> None:
                 if pids:
                     break
                 await changed.wait()
-        leader, child = (int(p) for p in pids[0])
-        assert alive(leader)
-        assert alive(child)
-        await env.client.ok("end_task", id=task_id)
-        await eventually(lambda: not alive(leader) and not alive(child))
+        leader, child, escapee = (int(p) for p in pids[0])
+        try:
+            assert alive(leader)
+            assert alive(child)
+            assert alive(escapee)
+            assert escaped_from(leader, escapee)
+            await env.client.ok("end_task", id=task_id)
+            await eventually(lambda: not any(alive(p) for p in (leader, child, escapee)))
+        finally:
+            if alive(escapee):  # a failed test must not leave it behind
+                os.kill(escapee, signal.SIGKILL)
 
 
 async def test_unknown_ids_are_clear_errors(tmp_path: pathlib.Path) -> None:
