@@ -6,10 +6,12 @@ The model is scripted on loopback. Every run's environment carries a marker vari
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import pathlib
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,9 +39,14 @@ MARKER = "CODING_AGENT_TEST_RUN"
 DEADLINE_S = 90.0
 # The real CLI on a loaded machine: a longer wait than the suite's default.
 eventually = functools.partial(_eventually, timeout=DEADLINE_S)
+# The Bash tool's tree: two sleeps in the tool's own group (Claude ends those itself on SIGTERM)
+# and an escapee: a new session, orphaned at once (its parent is the subreaper `up`, not Claude),
+# ignoring SIGTERM. Claude's cleanup cannot see it; only the daemon's run-marker net ends it.
 TREE_SCRIPT = """\
 sh -c 'trap "" TERM; exec sleep 3001' &
 sleep 3002 &
+(setsid sh -c 'trap "" TERM; echo $$ > escaped.pid.tmp; mv escaped.pid.tmp escaped.pid; \
+exec sleep 3003' </dev/null >/dev/null 2>&1 &)
 wait
 """
 
@@ -161,24 +168,62 @@ async def test_e2e_task_edits_file_then_follow_up(world: World, model: ScriptedM
     assert marked_processes(world.marker) == []
 
 
+def stat_fields(pid: int) -> list[str]:
+    return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def outside_claude(pid: int) -> bool:
+    """Whether ``pid`` has a session of its own and no ``claude`` among its ancestors."""
+    state, ppid, _, sid = stat_fields(pid)[:4]
+    names = []
+    parent = int(ppid)
+    with contextlib.suppress(FileNotFoundError):
+        while parent > 1:
+            names.append(pathlib.Path(f"/proc/{parent}/comm").read_text().strip())
+            parent = int(stat_fields(parent)[1])
+    return state != "Z" and int(sid) == pid and "claude" not in names
+
+
+def kill_if_alive(pid: int) -> None:
+    """SIGKILL ``pid`` if it still runs: a failed test must not leave its escapee behind."""
+    with contextlib.suppress(OSError):
+        if stat_fields(pid)[0] != "Z":
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.asynccontextmanager
+async def tool_tree_running(world: World, up: Up) -> AsyncIterator[int]:
+    """Wait until the tool's two sleeps and its escapee run; yields the escapee's pid."""
+    pid_file = world.root / "escaped.pid"
+
+    def tree() -> bool:
+        names = [name for _, name in marked_processes(world.marker, up)]
+        return names.count("sleep") == 3 and pid_file.exists()
+
+    await eventually(tree, "the tool's three sleeps")
+    escapee = int(pid_file.read_text())
+    try:
+        assert outside_claude(escapee)
+        yield escapee
+    finally:
+        kill_if_alive(escapee)
+
+
 async def test_e2e_end_task_kills_tool_tree(world: World, model: ScriptedModel) -> None:
-    """end_task while the agent's Bash tool runs a process tree leaves nothing in /proc."""
+    """end_task mid-tool leaves nothing in /proc, a tool process that escaped Claude included."""
     (world.root / "tree.sh").write_text(TREE_SCRIPT)
     model.script(BashCall("sh tree.sh"), Reply("never reached"))
     async with coding_agent_up(world.state, world.root, world.env) as up, sdk_client(up) as client:
         created = await ok(client, "create_task", title="tree", instructions="run the tree")
-
-        def sleeps() -> bool:
-            return [name for _, name in marked_processes(world.marker, up)].count("sleep") == 2
-
-        await eventually(sleeps, "the tool's two sleeps")
-        ended = await ok(client, "end_task", id=created["task_id"])
-        assert ended["status"] == "completed"
-        await eventually(
-            lambda: not marked_processes(world.marker, up),
-            "the run's processes to end",
-            lambda: f"{marked_processes(world.marker, up)}; log: {up.log()[-3000:]}",
-        )
+        async with tool_tree_running(world, up) as escapee:
+            ended = await ok(client, "end_task", id=created["task_id"])
+            assert ended["status"] == "completed"
+            await eventually(
+                lambda: not marked_processes(world.marker, up),
+                "the run's processes to end",
+                lambda: f"{marked_processes(world.marker, up)}; log: {up.log()[-3000:]}",
+            )
+            assert escapee not in [pid for pid, _ in marked_processes(world.marker, up)]
 
 
 async def test_e2e_sigkill_then_restart_resumes(world: World, model: ScriptedModel) -> None:
@@ -211,27 +256,26 @@ async def test_e2e_sigkill_then_restart_resumes(world: World, model: ScriptedMod
 
 
 async def test_e2e_sigterm_completes_request_in_flight(world: World, model: ScriptedModel) -> None:
-    """SIGTERM while a wait_task is in flight: it completes, the run is interrupted, exit 0."""
-    hold = Hold(then=Reply("too late"))
-    model.script(hold)
+    """SIGTERM mid-tool, a wait_task in flight: it answers interrupted, exit 0, nothing is left."""
+    (world.root / "tree.sh").write_text(TREE_SCRIPT)
+    model.script(BashCall("sh tree.sh"), Reply("never reached"))
     async with coding_agent_up(world.state, world.root, world.env) as up, sdk_client(up) as client:
-        created = await ok(client, "create_task", title="t", instructions="Think long")
-        with trio.fail_after(DEADLINE_S):
-            await hold.reached.wait()
-        answers: list[dict[str, Any]] = []
+        created = await ok(client, "create_task", title="t", instructions="run the tree")
+        async with tool_tree_running(world, up) as escapee:
+            answers: list[dict[str, Any]] = []
 
-        async def waiting() -> None:
-            answers.append(await ok(client, "wait_task", id=created["task_id"], timeout_s=40))
+            async def waiting() -> None:
+                answers.append(await ok(client, "wait_task", id=created["task_id"], timeout_s=40))
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(waiting)
-            await eventually(lambda: "wait_task: waiting" in up.log(), "the call to arrive")
-            up.terminate()
-        with trio.fail_after(DEADLINE_S):
-            code = await up.process.wait()
-        hold.release()
-        assert code == 0, up.log()
-        assert answers[0]["status"] == "interrupted"
-    await eventually(lambda: not marked_processes(world.marker), "the run's processes")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiting)
+                await eventually(lambda: "wait_task: waiting" in up.log(), "the call to arrive")
+                up.terminate()
+            with trio.fail_after(DEADLINE_S):
+                code = await up.process.wait()
+            assert code == 0, up.log()
+            assert answers[0]["status"] == "interrupted"
+            await eventually(lambda: not marked_processes(world.marker), "the run's processes")
+            assert escapee not in [pid for pid, _ in marked_processes(world.marker)]
     records = (world.state / "tasks").glob("*.json")
     assert [json.loads(r.read_text())["status"] for r in records] == ["interrupted"]
