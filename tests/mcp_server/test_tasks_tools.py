@@ -119,8 +119,9 @@ async def test_end_task_kills_process_tree(tmp_path: pathlib.Path) -> None:
             await env.client.ok("end_task", id=task_id)
             await eventually(lambda: not any(alive(p) for p in (leader, child, escapee)))
         finally:
-            if alive(escapee):  # a failed test must not leave it behind
-                os.kill(escapee, signal.SIGKILL)
+            for pid in (child, escapee):  # a failed test must not leave them behind
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
 
 
 async def test_unknown_ids_are_clear_errors(tmp_path: pathlib.Path) -> None:
