@@ -81,7 +81,11 @@ MUTANTS = (
             " hello.proof):\n"
         ),
         replacement="    if False:\n",
-        tests=("tests/host_daemon/test_daemon_auth.py", "tests/host_daemon/test_daemon_server.py"),
+        tests=(
+            "tests/host_daemon/test_daemon_auth_wire.py",
+            "tests/host_daemon/test_daemon_auth.py",
+            "tests/host_daemon/test_daemon_server.py::test_wrong_token_refused",
+        ),
     ),
     Mutant(
         name="paths-everything-inside-roots",
@@ -114,7 +118,10 @@ MUTANTS = (
         path="mcp_server/_tasks/_store.py",
         original='            if task.status in ("pending", "in_progress"):\n',
         replacement="            if False:\n",
-        tests=("tests/mcp_server/test_tasks_store.py", "tests/mcp_server/test_tasks_tools.py"),
+        tests=(
+            "tests/mcp_server/test_tasks_store.py",
+            "tests/mcp_server/test_tasks_tools.py::test_restart_interrupts_and_resumes",
+        ),
     ),
     Mutant(
         name="no-update-on-transition",
@@ -127,7 +134,10 @@ MUTANTS = (
             '        uri = f"task://{task_id}"\n'
             '        if kind == "created":\n'
         ),
-        tests=("tests/mcp_server/test_tasks_tools.py", "tests/mcp_server/test_mcp_http.py"),
+        tests=(
+            "tests/mcp_server/test_tasks_tools.py::test_status_change_updates_result_and_task_list",
+            "tests/mcp_server/test_tasks_tools.py::test_status_change_reaches_a_listen_stream",
+        ),
     ),
     Mutant(
         name="conformance-always-passes",
@@ -143,7 +153,26 @@ MUTANTS = (
         path="host_daemon/_process.py",
         original="        while self._used > 0 and self._used + amount > self._limit:\n",
         replacement="        while False:\n",
-        tests=("tests/host_daemon/test_daemon_process.py",),
+        tests=("tests/host_daemon/test_daemon_process.py::test_backpressure_blocks_the_child",),
+    ),
+    Mutant(
+        name="no-run-marker-net",
+        guarantee="a tool process that escaped the agent's group still ends with its run",
+        path="host_daemon/_process.py",
+        original="                marked = environ_has(stat.pid, self._marker)\n",
+        replacement="                marked = False\n",
+        tests=("tests/mcp_server/test_tasks_tools.py::test_end_task_kills_process_tree",),
+    ),
+    Mutant(
+        name="sigterm-exits-without-draining",
+        guarantee="SIGTERM lets a call in flight finish before the server exits",
+        path="host_daemon/_signals.py",
+        original="            shutdown.set()\n",
+        replacement="            scope.cancel()\n",
+        tests=(
+            "tests/conformance/test_conformance_server.py"
+            "::test_server_command_drains_a_call_in_flight_on_sigterm",
+        ),
     ),
 )
 
