@@ -21,6 +21,7 @@ Permission modes never wait on a prompt: a headless run has nobody to answer one
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from typing import Any, Final
@@ -103,6 +104,22 @@ def _running_as_root() -> bool:
     return os.geteuid() == 0
 
 
+#: What a model name or a session id may look like: it starts with a letter or digit (so no CLI
+#: can read it as an option) and holds no space, ``=`` or control character. Every model and
+#: session id of the three CLIs fits (``claude-opus-4-1``, ``gpt-5.5``, ``gemini-2.5-flash``,
+#: ``models/gemini-2.5-pro``, ``us.anthropic.claude-sonnet-4@20250514``, UUIDs, ``latest``).
+_PLAIN_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}")
+_PLAIN_NAME_RULE: Final = "a letter or digit, then up to 127 of letters, digits and ._:/@-"
+
+
+def plain_name_error(value: str) -> str | None:
+    """Why ``value`` is no plain model name or session id (see ``_PLAIN_NAME``), else ``None``."""
+    if _PLAIN_NAME.fullmatch(value):
+        return None
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    return f"expected {_PLAIN_NAME_RULE}, got {shown!r}"
+
+
 @attrs.frozen
 class AgentAdapter:
     """How the daemon finds, starts and reads one agent CLI."""
@@ -123,9 +140,18 @@ class AgentAdapter:
         return shutil.which(self.executable_name, path=environ.get("PATH", os.defpath))
 
     def build_argv(self, executable: str, request: RunRequest, permission_mode: str) -> list[str]:
-        """The argv that runs ``request`` headless; the prompt can never be read as a flag."""
+        """The argv that runs ``request`` headless; no value of it can be read as an option.
+
+        Every option's value is bound to it in one word (``--model=VALUE``), the prompt comes
+        after ``--`` (or bound to ``--prompt=``), and model names and session ids must be plain
+        names besides (``ValueError`` otherwise), which no CLI reads as an option even alone.
+        """
         if permission_mode not in self.permission_modes:
             raise ValueError(f"{self.name} has no permission mode {permission_mode!r}")
+        for field in ("model", "resume_session_id"):
+            value = getattr(request, field)
+            if value is not None and (error := plain_name_error(value)) is not None:
+                raise ValueError(f"{error} @ $.{field}")
         argv: list[str] = self._argv(executable, request, permission_mode)
         return argv
 
@@ -134,17 +160,21 @@ class AgentAdapter:
         return self._parser(request)
 
 
+# Each CLI's parser takes ``--option=VALUE`` (checked against the real CLIs: Claude Code 2.1.332
+# on commander.js, codex 0.171.0 on clap, Gemini CLI 0.61.0 on yargs).
+
+
 def _claude_argv(executable: str, request: RunRequest, mode: str) -> list[str]:
-    argv = [executable, "-p", "--output-format", "stream-json", "--verbose"]
-    argv += ["--permission-mode", mode]
+    argv = [executable, "-p", "--output-format=stream-json", "--verbose"]
+    argv.append(f"--permission-mode={mode}")
     if request.resume_session_id is not None:
-        argv += ["--resume", request.resume_session_id]
+        argv.append(f"--resume={request.resume_session_id}")
     if request.model is not None:
-        argv += ["--model", request.model]
+        argv.append(f"--model={request.model}")
     if request.max_turns is not None:
-        argv += ["--max-turns", str(request.max_turns)]
+        argv.append(f"--max-turns={request.max_turns}")
     if request.max_budget_usd is not None:
-        argv += ["--max-budget-usd", f"{request.max_budget_usd:g}"]
+        argv.append(f"--max-budget-usd={request.max_budget_usd:g}")
     # The prompt is a positional argument: after "--" it is never parsed as an option.
     return [*argv, "--", request.prompt]
 
@@ -152,22 +182,24 @@ def _claude_argv(executable: str, request: RunRequest, mode: str) -> list[str]:
 def _codex_argv(executable: str, request: RunRequest, mode: str) -> list[str]:
     # Options go on ``exec`` itself, before any ``resume`` subcommand: clap accepts a parent's
     # options there whether or not the subcommand repeats them.
-    argv = [executable, "exec", "--json", "--skip-git-repo-check", "--sandbox", mode]
+    argv = [executable, "exec", "--json", "--skip-git-repo-check", f"--sandbox={mode}"]
     if request.model is not None:
-        argv += ["-m", request.model]
+        argv.append(f"--model={request.model}")
     if request.resume_session_id is not None:
-        argv += ["resume", request.resume_session_id]
+        # After "--" both the session id and the prompt are positionals of ``resume``: an id
+        # such as ``--last`` would otherwise resume the newest session of any project.
+        return [*argv, "resume", "--", request.resume_session_id, request.prompt]
     return [*argv, "--", request.prompt]
 
 
 def _gemini_argv(executable: str, request: RunRequest, mode: str) -> list[str]:
     # ``--prompt=VALUE`` in one word: a prompt that starts with "-" stays the option's value.
-    argv = [executable, f"--prompt={request.prompt}", "-o", "stream-json"]
-    argv += ["--approval-mode", mode, "--skip-trust"]
+    argv = [executable, f"--prompt={request.prompt}", "--output-format=stream-json"]
+    argv += [f"--approval-mode={mode}", "--skip-trust"]
     if request.resume_session_id is not None:
-        argv += ["--resume", request.resume_session_id]
+        argv.append(f"--resume={request.resume_session_id}")
     if request.model is not None:
-        argv += ["-m", request.model]
+        argv.append(f"--model={request.model}")
     return argv
 
 

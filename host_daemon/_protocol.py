@@ -289,7 +289,28 @@ def decode_frame(line: bytes | bytearray, accept: frozenset[type[Any]]) -> Messa
     except Exception as exc:  # any cattrs failure is the peer's malformed frame
         code = "invalid_request" if cls is RunRequest else "invalid_message"
         raise ProtocolViolation(code, describe_structure_error(exc)) from None
+    if type(message) is RunRequest:
+        _refuse_nul(message)
     return message
+
+
+_RUN_REQUEST_FIELDS: Final = tuple(field.name for field in attrs.fields(RunRequest))
+
+
+def _refuse_nul(request: RunRequest) -> None:
+    """Refuse a NUL in any string of a run request: each one reaches argv or a path.
+
+    The kernel takes argv, environment and paths as C strings, so a NUL would cut them short
+    (Python refuses such a string outright, far from the client that sent it).
+    """
+    for name in _RUN_REQUEST_FIELDS:
+        value = getattr(request, name)
+        if type(value) is str and (at := value.find("\0")) >= 0:
+            raise ProtocolViolation(
+                "invalid_request",
+                f"expected a string without NUL characters, got one with NUL at index {at} "
+                f"@ $.{name}",
+            )
 
 
 class FrameDecoder:

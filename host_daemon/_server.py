@@ -20,7 +20,14 @@ from typing import Any, Final, TypeVar
 import attrs
 import trio
 
-from ._agents import ADAPTERS, AgentVersionError, EventParser, Reason, agent_version
+from ._agents import (
+    ADAPTERS,
+    AgentVersionError,
+    EventParser,
+    Reason,
+    agent_version,
+    plain_name_error,
+)
 from ._config import DaemonConfig
 from ._connection import FramedStream, HandshakeFailed, server_handshake
 from ._paths import PathNotFound, PathOutsideRoots, resolve_inside_roots
@@ -341,6 +348,10 @@ class _Daemon:
                 "invalid_request",
                 f"at most {self.config.max_run_timeout_s:g} seconds @ $.timeout_s",
             )
+        for field in ("model", "resume_session_id"):
+            value = getattr(request, field)
+            if value is not None and (error := plain_name_error(value)) is not None:
+                raise RequestError("invalid_request", f"{error} @ $.{field}")
         adapter = ADAPTERS.get(request.agent)
         if adapter is None:
             raise RequestError("unknown_agent", f"this daemon has no adapter for {request.agent}")

@@ -76,7 +76,8 @@ def main() -> int:  # noqa: PLR0911, PLR0912 -- one branch and return per script
         print("9.9.9 (stand-in claude for tasks)")
         return 0
     prompt = argv[-1]
-    resumed = argv[argv.index("--resume") + 1] if "--resume" in argv else None
+    resumes = [word.removeprefix("--resume=") for word in argv if word.startswith("--resume=")]
+    resumed = resumes[0] if resumes else None
     word, _, rest = prompt.partition(" ")
     session = resumed or str(uuid.uuid4())
     if word == "newsession":

@@ -20,7 +20,7 @@ def _request(agent: str, **fields: object) -> RunRequest:
 
 
 def test_claude_argv_full() -> None:
-    """Claude gets stream-json, verbose, the mode, every limit, and the prompt after ``--``."""
+    """Claude gets stream-json, verbose, the mode, every limit bound to its option, then ``--``."""
     request = _request(
         "claude", resume_session_id="abc", model="opus", max_turns=7, max_budget_usd=0.25
     )
@@ -28,26 +28,20 @@ def test_claude_argv_full() -> None:
     assert argv == [
         "/bin/claude",
         "-p",
-        "--output-format",
-        "stream-json",
+        "--output-format=stream-json",
         "--verbose",
-        "--permission-mode",
-        "acceptEdits",
-        "--resume",
-        "abc",
-        "--model",
-        "opus",
-        "--max-turns",
-        "7",
-        "--max-budget-usd",
-        "0.25",
+        "--permission-mode=acceptEdits",
+        "--resume=abc",
+        "--model=opus",
+        "--max-turns=7",
+        "--max-budget-usd=0.25",
         "--",
         _TRICKY_PROMPT,
     ]
 
 
 def test_codex_argv_new_and_resumed() -> None:
-    """Codex runs ``exec --json`` with its sandbox; a resume repeats the flags before the id."""
+    """Codex runs ``exec --json`` with its sandbox; a resume puts id and prompt after ``--``."""
     adapter = ADAPTERS["codex"]
     fresh = adapter.build_argv("codex", _request("codex", model="o4"), "workspace-write")
     assert fresh == [
@@ -55,10 +49,8 @@ def test_codex_argv_new_and_resumed() -> None:
         "exec",
         "--json",
         "--skip-git-repo-check",
-        "--sandbox",
-        "workspace-write",
-        "-m",
-        "o4",
+        "--sandbox=workspace-write",
+        "--model=o4",
         "--",
         _TRICKY_PROMPT,
     ]
@@ -68,11 +60,10 @@ def test_codex_argv_new_and_resumed() -> None:
         "exec",
         "--json",
         "--skip-git-repo-check",
-        "--sandbox",
-        "read-only",
+        "--sandbox=read-only",
         "resume",
-        "t1",
         "--",
+        "t1",
         _TRICKY_PROMPT,
     ]
 
@@ -84,16 +75,69 @@ def test_gemini_argv_binds_the_prompt_to_its_option() -> None:
     assert argv == [
         "gemini",
         f"--prompt={_TRICKY_PROMPT}",
-        "-o",
-        "stream-json",
-        "--approval-mode",
-        "auto_edit",
+        "--output-format=stream-json",
+        "--approval-mode=auto_edit",
         "--skip-trust",
-        "--resume",
-        "latest",
-        "-m",
-        "gemini-2.5-pro",
+        "--resume=latest",
+        "--model=gemini-2.5-pro",
     ]
+
+
+_HOSTILE_NAMES = [
+    "--yolo",
+    "-y",
+    "--allowed-tools=run_shell_command",
+    "--sandbox=false",
+    "-",
+    "opus=x",
+    "opus --yolo",
+    " opus",
+    "opus\0",
+    "opus\n",
+    "",
+    "x" * 129,
+]
+
+
+@pytest.mark.parametrize("agent", sorted(ADAPTERS))
+@pytest.mark.parametrize("field", ["model", "resume_session_id"])
+@pytest.mark.parametrize("value", _HOSTILE_NAMES)
+def test_hostile_model_or_session_id_is_refused(agent: str, field: str, value: str) -> None:
+    """A model or session id that is no plain name never reaches an argv."""
+    adapter = ADAPTERS[agent]
+    request = _request(agent, **{field: value})
+    with pytest.raises(ValueError, match=rf"@ \$\.{field}$"):
+        adapter.build_argv(agent, request, adapter.default_permission_mode)
+
+
+@pytest.mark.parametrize("agent", sorted(ADAPTERS))
+@pytest.mark.parametrize(
+    "value",
+    ["claude-opus-4-1", "gpt-5.5", "models/gemini-2.5-pro", "us.anthropic.claude@2025", "x" * 128],
+)
+def test_plain_model_names_are_bound_to_the_option(agent: str, value: str) -> None:
+    """Real model names pass, each as one ``--model=`` word."""
+    adapter = ADAPTERS[agent]
+    argv = adapter.build_argv(agent, _request(agent, model=value), adapter.default_permission_mode)
+    assert f"--model={value}" in argv
+    assert value not in argv
+
+
+@pytest.mark.parametrize("agent", sorted(ADAPTERS))
+@pytest.mark.parametrize("prompt", ["--yolo", "-p", "--model=x", "--", "-- --help"])
+def test_an_option_like_prompt_is_never_an_option(agent: str, prompt: str) -> None:
+    """A prompt is the last word after ``--``, or bound to ``--prompt=``: never an option."""
+    adapter = ADAPTERS[agent]
+    request = RunRequest(agent=agent, prompt=prompt, cwd="/w", resume_session_id="s1")  # type: ignore[arg-type]
+    argv = adapter.build_argv(agent, request, adapter.default_permission_mode)
+    if agent == "gemini":
+        assert f"--prompt={prompt}" in argv
+        assert prompt not in argv
+    else:
+        assert argv[-1] == prompt
+        assert "--" in argv[:-1]
+        words_after_separator = argv[argv.index("--") + 1 :]
+        assert words_after_separator in ([prompt], ["s1", prompt])
 
 
 @pytest.mark.parametrize("agent", sorted(ADAPTERS))

@@ -279,3 +279,29 @@ async def test_claude_run_timed_out_while_the_model_thinks(
     [init] = [e for e in events if isinstance(e, AgentEvent) and e.kind == "init"]
     assert finished.session_id == init.session_id
     await _wait_until(lambda: not _marked_processes(daemon.marker), "the run's processes to end")
+
+
+async def test_claude_reads_every_bound_option_and_an_option_like_prompt_as_text(
+    daemon: Daemon, model: ScriptedModel
+) -> None:
+    """The real CLI parses the ``--option=VALUE`` words, and a prompt of options stays a prompt."""
+    prompt = "--permission-mode=bypassPermissions --model=evil -- --help"
+    model.script(Reply("Read it as text."))
+    events = await _run(
+        daemon,
+        RunRequest(
+            agent="claude",
+            prompt=prompt,
+            cwd=str(daemon.root),
+            model="scripted-model-1",
+            max_turns=3,
+            max_budget_usd=5.0,
+        ),
+    )
+    assert _finished(events).outcome == "success", _finished(events).error
+    [init] = [e for e in events if isinstance(e, AgentEvent) and e.kind == "init"]
+    assert init.data is not None
+    assert init.data["model"] == "scripted-model-1"
+    assert init.data["permissionMode"] == "acceptEdits"
+    assert model.main_requests[-1]["model"] == "scripted-model-1"
+    assert prompt in json.dumps(model.main_requests[-1]["messages"])

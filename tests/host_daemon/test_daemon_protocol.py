@@ -19,6 +19,7 @@ from host_daemon._protocol import (
     ProbeRequest,
     ProtocolViolation,
     Welcome,
+    decode_frame,
     encode_frame,
 )
 
@@ -30,16 +31,18 @@ json_values = st.recursive(
 free_dicts = st.none() | st.dictionaries(st.text(max_size=8), json_values, max_size=3)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 
+# A request's strings reach argv and paths, where NUL cannot go: the decoder refuses it.
+request_text = st.text(st.characters(blacklist_characters="\0"))
 run_requests = st.builds(
     RunRequest,
     agent=st.sampled_from(["claude", "codex", "gemini"]),
-    prompt=st.text(),
-    cwd=st.text(),
-    resume_session_id=st.none() | st.text(),
-    model=st.none() | st.text(),
+    prompt=request_text,
+    cwd=request_text,
+    resume_session_id=st.none() | request_text,
+    model=st.none() | request_text,
     max_turns=st.none() | st.integers(1, 10**6),
     max_budget_usd=st.none() | finite,
-    permission_mode=st.none() | st.text(),
+    permission_mode=st.none() | request_text,
     timeout_s=st.none() | finite,
 )
 agent_events = st.builds(
@@ -267,3 +270,20 @@ def test_encoded_frame_is_one_line_with_type_first() -> None:
     assert frame.count(b"\n") == 1
     assert frame.endswith(b"\n")
     assert frame.startswith(b'{"type":"agent_event",')
+
+
+@given(
+    st.sampled_from(["prompt", "cwd", "resume_session_id", "model", "permission_mode"]),
+    st.text(),
+    st.text(),
+)
+def test_nul_in_any_request_string_is_refused_naming_the_field(
+    field: str, before: str, after: str
+) -> None:
+    """A run request with NUL in a string is ``invalid_request`` at that field, wherever it is."""
+    fields = {"agent": "claude", "prompt": "p", "cwd": "c", field: f"{before}\0{after}"}
+    with pytest.raises(ProtocolViolation) as caught:
+        decode_frame(orjson.dumps({"type": "run", **fields}), CLIENT_TO_DAEMON)
+    assert caught.value.code == "invalid_request"
+    assert caught.value.message.endswith(f"@ $.{field}")
+    assert "NUL" in caught.value.message
