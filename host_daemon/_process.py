@@ -535,14 +535,16 @@ class GroupProcess:
 
 
 def _spawn(
-    argv: list[str], cwd: str, env: dict[str, str]
+    argv: list[str], cwd: str | int, env: dict[str, str]
 ) -> tuple[subprocess.Popen[bytes], int, int]:
     out_read, out_write = os.pipe2(os.O_CLOEXEC)
     err_read, err_write = os.pipe2(os.O_CLOEXEC)
     try:
         popen = subprocess.Popen(
             argv,
-            cwd=cwd,
+            # The child changes directory before it closes descriptors, and the magic link
+            # leads to the directory the descriptor holds, not to whatever has its name now.
+            cwd=cwd if isinstance(cwd, str) else f"/proc/self/fd/{cwd}",
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out_write,
@@ -566,7 +568,7 @@ def _spawn(
 async def spawn_group(
     argv: Sequence[str],
     *,
-    cwd: str,
+    cwd: str | int,
     env: Mapping[str, str] | None = None,
     kill_grace: float = 5.0,
     max_output_bytes: int | None = None,
@@ -574,11 +576,13 @@ async def spawn_group(
 ) -> AsyncIterator[GroupProcess]:
     """Run ``argv`` in a new session and process group; end the whole run when the block ends.
 
-    ``env`` defaults to the daemon's own environment; the run's marker variable is added either
-    way. Output is read as lines (async-iterate the yielded :class:`GroupProcess`): a reader
-    that stops pulling stops the pumps once :data:`OUTPUT_BUFFER_BYTES` are waiting, and then
-    the child blocks on its pipe. Leaving the block (normally, by exception or by cancellation)
-    terminates and reaps every process of the run before it returns.
+    ``cwd`` is a path, or a descriptor of a directory (``O_PATH`` will do) that the child starts
+    in, whatever has its name by then. ``env`` defaults to the daemon's own environment; the
+    run's marker variable is added either way. Output is read as lines (async-iterate the
+    yielded :class:`GroupProcess`): a reader that stops pulling stops the pumps once
+    :data:`OUTPUT_BUFFER_BYTES` are waiting, and then the child blocks on its pipe. Leaving the
+    block (normally, by exception or by cancellation) terminates and reaps every process of the
+    run before it returns.
     """
     if isinstance(argv, str | bytes) or not argv:
         raise TypeError("argv must be a non-empty sequence of strings, never a shell string")

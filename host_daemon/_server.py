@@ -30,7 +30,7 @@ from ._agents import (
 )
 from ._config import DaemonConfig
 from ._connection import FramedStream, HandshakeFailed, server_handshake
-from ._paths import PathNotFound, PathOutsideRoots, resolve_inside_roots
+from ._paths import HeldDirectory, PathRefused, open_inside_roots
 from ._process import ExitStatus, is_subreaper, reap_adopted_orphans, spawn_group
 from ._protocol import (
     CLIENT_TO_DAEMON,
@@ -120,7 +120,8 @@ class _Plan:
 
     request: RunRequest
     argv: list[str]
-    cwd: str
+    #: Opened and checked: the agent starts in this very directory (closed once it runs).
+    directory: HeldDirectory
     mode: str
 
 
@@ -355,12 +356,6 @@ class _Daemon:
         adapter = ADAPTERS.get(request.agent)
         if adapter is None:
             raise RequestError("unknown_agent", f"this daemon has no adapter for {request.agent}")
-        try:
-            cwd = resolve_inside_roots(request.cwd, self.config.roots)
-        except PathNotFound as exc:
-            raise RequestError("path_not_found", f"{exc.message} @ $.cwd") from None
-        except PathOutsideRoots as exc:
-            raise RequestError("path_outside_root", f"{exc.message} @ $.cwd") from None
         mode = request.permission_mode or adapter.default_permission_mode
         if mode not in adapter.permission_modes:
             raise RequestError(
@@ -380,7 +375,12 @@ class _Daemon:
                 "agent_not_found",
                 f"{adapter.executable_name} not found (set {adapter.env_var} or PATH)",
             )
-        return _Plan(request, adapter.build_argv(executable, request, mode), cwd, mode)
+        argv = adapter.build_argv(executable, request, mode)
+        try:
+            directory = open_inside_roots(request.cwd, self.config.roots)
+        except PathRefused as exc:
+            raise RequestError(exc.code, f"{exc.message} @ $.cwd") from None
+        return _Plan(request, argv, directory, mode)
 
     def allowed_modes(self, agent: str) -> set[str]:
         """The adapter's safe default plus what ``--allow-permission-mode`` added."""
@@ -391,14 +391,17 @@ class _Daemon:
     async def run(self, conn_id: int, conn: FramedStream, request: RunRequest) -> None:
         """Spawn the agent, stream its events back, then one ``RunFinished``."""
         plan = self._prepare(request)
-        if len(self.runs) >= self.config.max_runs:
-            raise RequestError("busy", f"the daemon is running {len(self.runs)} runs, its limit")
-        active = _ActiveRun(scope=trio.CancelScope())
-        self.runs.add(active)
-        try:
-            await self._run(conn_id, conn, plan, active)
-        finally:
-            self.runs.discard(active)
+        with plan.directory:
+            if len(self.runs) >= self.config.max_runs:
+                raise RequestError(
+                    "busy", f"the daemon is running {len(self.runs)} runs, its limit"
+                )
+            active = _ActiveRun(scope=trio.CancelScope())
+            self.runs.add(active)
+            try:
+                await self._run(conn_id, conn, plan, active)
+            finally:
+                self.runs.discard(active)
 
     async def _run(self, conn_id: int, conn: FramedStream, plan: _Plan, active: _ActiveRun) -> None:
         request = plan.request
@@ -464,7 +467,7 @@ class _Daemon:
                 proc = await stack.enter_async_context(
                     spawn_group(
                         plan.argv,
-                        cwd=plan.cwd,
+                        cwd=plan.directory.fd,
                         env=dict(self.environ),
                         kill_grace=self.config.kill_grace_s,
                         max_output_bytes=self.config.max_output_bytes,
@@ -481,11 +484,11 @@ class _Daemon:
                     conn=conn_id,
                     agent=plan.request.agent,
                     pid=proc.pid,
-                    cwd=plan.cwd,
+                    cwd=plan.directory.path,
                     mode=plan.mode,
                 ),
             )
-            await conn.send(RunStarted(pid=proc.pid, argv=plan.argv, cwd=plan.cwd))
+            await conn.send(RunStarted(pid=proc.pid, argv=plan.argv, cwd=plan.directory.path))
             while batch := await proc.next_batch(_SEND_BATCH_BYTES):
                 frames = bytearray()
                 for line in batch:

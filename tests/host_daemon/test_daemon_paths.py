@@ -1,4 +1,4 @@
-"""Working directories are confined to the configured roots, compared by path components."""
+"""Working directories are confined to the configured roots: opened beneath them and held."""
 
 from __future__ import annotations
 
@@ -7,7 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from host_daemon._paths import PathNotFound, PathOutsideRoots, resolve_inside_roots, resolve_roots
+from host_daemon._paths import (
+    PathNotADirectory,
+    PathNotFound,
+    PathOutsideRoots,
+    PathRefused,
+    open_inside_roots,
+    resolve_roots,
+)
+
+
+def resolve_inside_roots(path: str, roots: list[str]) -> str:
+    """Open ``path`` inside ``roots`` and say where the held directory is."""
+    with open_inside_roots(path, roots) as held:
+        assert os.path.samestat(os.stat(held.fd), os.stat(held.path))
+        return held.path
 
 
 @pytest.fixture
@@ -108,7 +122,7 @@ def test_nonexistent_outside_reads_as_outside(root: Path) -> None:
 def test_symlink_loop_refused(root: Path) -> None:
     """A symlink loop inside the root is refused rather than followed forever."""
     (root / "loop").symlink_to(root / "loop")
-    with pytest.raises(PathOutsideRoots):
+    with pytest.raises(PathOutsideRoots, match="symlink"):
         resolve_inside_roots(str(root / "loop"), [str(root)])
 
 
@@ -121,13 +135,45 @@ def test_no_roots_refused(root: Path) -> None:
 @pytest.mark.parametrize("bad", ["", "a\0b"])
 def test_invalid_path_refused(root: Path, bad: str) -> None:
     """Empty paths and paths with NUL bytes are refused."""
-    with pytest.raises(PathOutsideRoots, match="invalid path"):
+    with pytest.raises(PathRefused, match="invalid path"):
         resolve_inside_roots(bad, [str(root)])
 
 
 def test_filesystem_root_contains_everything(root: Path) -> None:
     """A root of ``/`` accepts any existing absolute path (component comparison holds at /)."""
     assert resolve_inside_roots(str(root), [os.sep]) == str(root)
+
+
+def test_a_file_is_not_a_directory(root: Path) -> None:
+    """A regular file inside the root is refused as ``not_a_directory``."""
+    (root / "file.txt").write_text("x")
+    with pytest.raises(PathNotADirectory) as info:
+        resolve_inside_roots("file.txt", [str(root)])
+    assert info.value.code == "not_a_directory"
+
+
+def test_a_symlink_swapped_in_after_resolution_is_refused(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The open follows no symlink: one that the resolution did not see is refused."""
+    (root / "escape").symlink_to(root.parent / "outside")
+    # As if "escape" had been a directory when it was resolved, and swapped since.
+    monkeypatch.setattr(os.path, "realpath", os.path.abspath)
+    with pytest.raises(PathOutsideRoots, match="is a symlink"):
+        open_inside_roots(str(root / "escape"), [str(root)])
+
+
+def test_the_held_directory_stays_the_one_that_was_checked(root: Path) -> None:
+    """Swapping names after the open does not change what is held (nor its close-on-exec)."""
+    (root / "swap").symlink_to(root.parent / "outside")
+    checked = os.stat(root / "sub")
+    with open_inside_roots("sub", [str(root)]) as held:
+        (root / "sub").rename(root / "moved")
+        (root / "swap").rename(root / "sub")
+        assert os.path.samestat(os.stat(held.fd), checked)
+        assert os.path.samestat(os.stat(f"/proc/self/fd/{held.fd}"), checked)
+        assert not os.get_inheritable(held.fd)
+    assert held.fd == -1
 
 
 def test_configured_roots_are_real_and_unique(root: Path, tmp_path: Path) -> None:

@@ -87,6 +87,22 @@ async def test_environment_and_cwd(tmp_path: Path) -> None:
     assert lines == [str(tmp_path).encode(), b"this", b"marked"]
 
 
+async def test_cwd_descriptor_is_the_directory_the_child_starts_in(tmp_path: Path) -> None:
+    """Given a directory descriptor, the child starts there, whatever took the name since."""
+    (tmp_path / "checked").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    fd = os.open(tmp_path / "checked", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.rename(tmp_path / "checked", tmp_path / "moved")
+        os.symlink(tmp_path / "elsewhere", tmp_path / "checked")
+        script = f"pwd -P; test -e /proc/$$/fd/{fd} && echo inherited || echo closed"
+        async with spawn_group(["sh", "-c", script], cwd=fd) as proc:
+            lines = [line.data async for line in proc]
+    finally:
+        os.close(fd)
+    assert lines == [str(tmp_path / "moved").encode(), b"closed"]
+
+
 async def test_shell_string_refused() -> None:
     """A string argv is refused: argv lists only, never a shell string."""
     with pytest.raises(TypeError, match="never a shell string"):
