@@ -276,6 +276,7 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         kill_grace_s=args.kill_grace,
         max_run_timeout_s=args.max_run_timeout,
         extra_permission_modes=tuple(args.allow_permission_mode),
+        state_dir=str(state_dir),
     )
 
 

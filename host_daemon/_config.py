@@ -57,6 +57,10 @@ class DaemonConfig:
     max_run_timeout_s: float = 6 * 3600.0
     #: Permission modes allowed beyond each adapter's safe default, as ``(agent, mode)`` pairs.
     extra_permission_modes: tuple[tuple[str, str], ...] = ()
+    #: The daemon's state directory. It also names this daemon's runs (their environment's
+    #: marker), so that a daemon started on it ends what a killed earlier one left running.
+    #: None: nothing is swept.
+    state_dir: str | None = None
     #: The environment agents are found in and run with (None: the daemon's own ``os.environ``).
     #: Never logged: it holds the user's secrets.
     environ: Mapping[str, str] | None = attrs.field(default=None, repr=False)

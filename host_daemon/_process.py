@@ -65,6 +65,7 @@ __all__ = [
     "is_subreaper",
     "output_limit_marker",
     "reap_adopted_orphans",
+    "signal_verified",
     "spawn_group",
 ]
 
@@ -237,7 +238,7 @@ def _cost(line: OutputLine) -> int:
     return len(line.data) + _LINE_OVERHEAD
 
 
-def _signal(stat: ProcStat, sig: int) -> None:
+def signal_verified(stat: ProcStat, sig: int) -> None:
     """Send ``sig`` to the process ``stat`` describes, and never to a pid's new owner."""
     try:
         pidfd = os.pidfd_open(stat.pid)
@@ -498,7 +499,7 @@ class GroupProcess:
                 with suppress(OSError):
                     os.killpg(self.pid, signal.SIGKILL)
                 for stat in live:
-                    _signal(stat, signal.SIGKILL)
+                    signal_verified(stat, signal.SIGKILL)
             else:
                 # SIGTERM exactly once per process: a second one makes some CLIs skip their
                 # cleanup, or re-enters a handler that is still cleaning up.
@@ -510,8 +511,8 @@ class GroupProcess:
                     fresh = [stat for stat in fresh if stat.pgid != self.pid]
                     termed.update((s.pid, s.start_time) for s in live if s.pgid == self.pid)
                 for stat in fresh:
-                    _signal(stat, signal.SIGTERM)
-                    _signal(stat, signal.SIGCONT)
+                    signal_verified(stat, signal.SIGTERM)
+                    signal_verified(stat, signal.SIGCONT)
                     termed.add((stat.pid, stat.start_time))
             await trio.sleep(delay)
             delay = min(delay * 2, 0.1)

@@ -49,6 +49,7 @@ from ._records import (
     RunRequest,
     RunStarted,
 )
+from ._sweep import DAEMON_MARKER_ENV, DaemonIdentity, sweep_leftovers
 from ._version import __version__
 
 log = logging.getLogger("host_daemon")
@@ -156,6 +157,8 @@ class _Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self.environ: Mapping[str, str] = os.environ if config.environ is None else config.environ
+        #: Marks every run, so that a later instance can sweep what this one leaves if killed.
+        self.identity = DaemonIdentity.of_this_process(config.state_dir)
         self.runs: set[_ActiveRun] = set()
         #: Every open connection (graceful shutdown waits for none), and the authenticated ones.
         self.connections = 0
@@ -468,7 +471,7 @@ class _Daemon:
                     spawn_group(
                         plan.argv,
                         cwd=plan.directory.fd,
-                        env=dict(self.environ),
+                        env={**self.environ, DAEMON_MARKER_ENV: self.identity.marker},
                         kill_grace=self.config.kill_grace_s,
                         max_output_bytes=self.config.max_output_bytes,
                         max_line_bytes=self.config.max_line_bytes,
@@ -550,6 +553,8 @@ async def serve_daemon(
     async with trio.open_nursery() as handlers:
         if is_subreaper():
             handlers.start_soon(daemon.reap_adopted_orphans_forever)
+        if config.state_dir is not None:
+            handlers.start_soon(sweep_leftovers, daemon.identity, config.kill_grace_s)
         async with trio.open_nursery() as acceptors:
             for listener in listeners:
                 acceptors.start_soon(

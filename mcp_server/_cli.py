@@ -236,6 +236,7 @@ async def _up_main(plan: _UpPlan) -> int:
         listen=(("127.0.0.1", plan.daemon_port),),
         grace_s=plan.grace_s,
         max_runs=plan.max_runs,
+        state_dir=str(plan.state),
     )
     shutdown = trio.Event()
     daemon_shutdown = trio.Event()
