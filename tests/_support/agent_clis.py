@@ -26,6 +26,7 @@ __all__ = [
     "codex_executable",
     "gemini_env",
     "gemini_executable",
+    "offline_env",
 ]
 
 CODEX_VERSION = "0.171.0"
@@ -34,6 +35,9 @@ GEMINI_MODEL = "gemini-2.5-flash"
 """A concrete model: the default ``auto`` makes a routing side call first."""
 
 _CODEX_MODEL = "gpt-5.5"
+
+CLOSED_LOOPBACK_URL = "http://127.0.0.1:9"
+"""Nothing listens here: a CLI that reaches for its model gets "connection refused" at once."""
 
 
 def codex_executable() -> str:
@@ -120,3 +124,11 @@ def gemini_env(
     merged.update(settings or {})
     (home / ".gemini" / "settings.json").write_text(json.dumps(merged, indent=2))
     return dict(_base_env(home), GOOGLE_GEMINI_BASE_URL=base_url, GEMINI_API_KEY="scripted")
+
+
+def offline_env(home: str | os.PathLike[str]) -> dict[str, str]:
+    """Both CLIs configured in ``home`` with their model endpoints on a closed loopback port."""
+    env = codex_env(f"{CLOSED_LOOPBACK_URL}/v1", home)
+    env.update(gemini_env(CLOSED_LOOPBACK_URL, home))
+    env["GEMINI_CLI_NO_RELAUNCH"] = "1"
+    return env
