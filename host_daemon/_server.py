@@ -121,7 +121,7 @@ class _Plan:
 
     request: RunRequest
     argv: list[str]
-    #: Opened and checked: the agent starts in this very directory (closed once it runs).
+    #: Opened and checked: the agent starts in this very directory (closed when the run ends).
     directory: HeldDirectory
     mode: str
 
