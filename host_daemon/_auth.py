@@ -51,7 +51,14 @@ def verify_proof(
 
 
 def load_or_create_token(path: pathlib.Path) -> str:
-    """Read the shared token from ``path``, creating it (mode 0600) with a fresh token if absent."""
+    """Read the shared token from ``path``, creating it (mode 0600) with a fresh token if absent.
+
+    A missing parent directory is created (0700): a fresh account has no state directory yet.
+    """
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TokenError(f"cannot create token file {path}: {exc.strerror}") from None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:

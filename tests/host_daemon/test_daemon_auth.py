@@ -83,10 +83,19 @@ def test_empty_token_file_refused(tmp_path: pathlib.Path) -> None:
         load_or_create_token(path)
 
 
-def test_token_file_in_missing_directory_refused(tmp_path: pathlib.Path) -> None:
-    """A token file that cannot be created gives a clear error."""
-    with pytest.raises(TokenError, match="cannot create"):
-        load_or_create_token(tmp_path / "nope" / "t")
+def test_token_file_in_missing_directory_created(tmp_path: pathlib.Path) -> None:
+    """A fresh account has no state directory: it is created (0700) along with the token file."""
+    path = tmp_path / "state" / "coding-agent" / "daemon.token"
+    token = load_or_create_token(path)
+    assert path.read_text().strip() == token
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_token_file_that_cannot_be_created_refused(tmp_path: pathlib.Path) -> None:
+    """A token file that cannot be created (its parent is a file) gives a clear error."""
+    (tmp_path / "not-a-dir").write_text("")
+    with pytest.raises(TokenError, match="cannot create token file"):
+        load_or_create_token(tmp_path / "not-a-dir" / "t")
 
 
 def test_environment_token_wins(tmp_path: pathlib.Path) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pathlib
 import pwd
 import re
+import shlex
 import shutil
+import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -269,3 +272,41 @@ def test_system_unit_runs_as_the_sudo_user(
     state = f"{account.pw_dir}/.local/state/coding-agent"
     assert f"--state-dir {state} " in found["ExecStart"][0]
     assert f"--token-file {state}/daemon.token " in found["ExecStart"][0]
+
+
+def test_unit_argv_starts_on_a_fresh_account(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The unit's ExecStart, run for an account with no state directory yet, starts the daemon."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    # The account's state home, not created yet (install-unit reads it as the user's login would).
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+    monkeypatch.delenv("DAEMON_TOKEN", raising=False)
+    monkeypatch.delenv("DAEMON_TOKEN_FILE", raising=False)
+    (home / "src").mkdir()
+    assert install_unit_main(["--print", "--root", str(home / "src")]) == 0
+    exec_start = settings(capsys.readouterr().out)["ExecStart"][0]
+    argv = shlex.split(exec_start.replace("%%", "%").replace("$$", "$"))
+    token_file = home / ".local" / "state" / "coding-agent" / "daemon.token"
+    assert argv[argv.index("--token-file") + 1] == str(token_file)
+    # Only the listen address differs from the unit: a free loopback port for the test.
+    while "--listen" in argv:
+        del argv[argv.index("--listen") : argv.index("--listen") + 2]
+    with subprocess.Popen(
+        [*argv, "--listen", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as daemon:
+        try:
+            deadline = time.monotonic() + 60
+            while not token_file.exists() and daemon.poll() is None:
+                assert time.monotonic() < deadline, "the daemon neither started nor failed"
+                time.sleep(0.05)
+            assert daemon.poll() is None, daemon.communicate(timeout=30)[1]
+            assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+        finally:
+            daemon.terminate()
+            daemon.communicate(timeout=60)
