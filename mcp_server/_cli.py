@@ -1,4 +1,4 @@
-"""``coding-agent``: ``serve`` (the MCP server alone), ``up`` (daemon + server) and ``doctor``.
+"""``coding-agent``: ``serve`` (the server alone), ``up`` (daemon + server), ``doctor``, ``token``.
 
 Signals: the first SIGTERM/SIGINT drains (MCP requests in flight complete, running tasks get a
 grace period and are then recorded ``interrupted``, state is flushed, exit 0); a second one exits
@@ -41,6 +41,7 @@ from ._config import (
     parse_port,
     prepare_state_dir,
     serve_config,
+    stored_mcp_token,
 )
 from ._doctor import doctor_main
 from ._tasks._runner import DaemonEndpoint, TaskRunner, Workspace
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-runs", type=_count, default=8, help="agent runs at once; more get 'busy' (8)"
     )
     commands.add_parser("doctor", help="check the installation", add_help=False)
+    token_parser = commands.add_parser(
+        "token", help="print the MCP bearer token (MCP_AUTH_TOKEN, else the state directory's)"
+    )
+    token_parser.add_argument("--state-path", type=pathlib.Path, help="env STATE_PATH")
     return parser
 
 
@@ -274,11 +279,23 @@ async def _up_main(plan: _UpPlan) -> int:
     return 0
 
 
+def _token_main(argv: list[str]) -> int:
+    """``coding-agent token``: print the bearer token MCP clients must send; 1 when none yet."""
+    args = build_parser().parse_args(["token", *argv])
+    try:
+        print(stored_mcp_token(os.environ, args.state_path))
+    except ConfigError as exc:
+        print(f"coding-agent token: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``coding-agent`` console script and ``python -m mcp_server``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["doctor"]:
-        return doctor_main(arguments[1:])
+    tools: dict[str, Callable[[list[str]], int]] = {"doctor": doctor_main, "token": _token_main}
+    if arguments and arguments[0] in tools:
+        return tools[arguments[0]](arguments[1:])
     args = build_parser().parse_args(arguments)
     logging.basicConfig(
         level=logging.INFO,

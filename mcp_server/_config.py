@@ -88,6 +88,26 @@ def mcp_token(environ: Mapping[str, str], state_path: pathlib.Path) -> str:
     return token or load_or_create_token(state_path / "mcp.token")
 
 
+def stored_mcp_token(environ: Mapping[str, str], state_path: pathlib.Path | None = None) -> str:
+    """The bearer token a running server accepts, read only: ``MCP_AUTH_TOKEN``, else the one
+    in the state directory (``--state-path``, else ``STATE_PATH``, else the user data dir)."""
+    token = environ.get("MCP_AUTH_TOKEN", "").strip()
+    if token:
+        return token
+    state = state_path or pathlib.Path(environ.get("STATE_PATH") or default_data_dir(environ))
+    path = state / "mcp.token"
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"no MCP token: MCP_AUTH_TOKEN is unset and {path} cannot be read ({exc.strerror}); "
+            "start the server once, it creates the file"
+        ) from None
+    if not token:
+        raise ConfigError(f"no MCP token: MCP_AUTH_TOKEN is unset and {path} is empty")
+    return token
+
+
 def workspace_from_env(environ: Mapping[str, str]) -> Workspace:
     """``/workspace`` → ``HOST_FILE_ROOT`` in a container; else ``PROJECTS_PATH`` or the cwd."""
     host_root = environ.get("HOST_FILE_ROOT", "").strip()

@@ -140,9 +140,58 @@ def test_dockerfile_is_multistage_with_the_server_extra() -> None:
     assert len(stages) == 2
     assert stages[0].endswith(" AS build")
     install = next(args for keyword, args in steps if keyword == "RUN" and "pip install" in args)
-    assert '"coding-agent[server]"' in install
+    assert "[server]" in install
     assert "test" not in install
     assert ("COPY", "--from=build /opt/venv /opt/venv") in steps
+
+
+def test_dockerfile_installs_the_built_wheel_by_path() -> None:
+    """pip installs the wheel file just built, never `coding-agent` by name (PyPI has another)."""
+    install = next(a for k, a in instructions() if k == "RUN" and "pip install" in a)
+    assert "--find-links" not in install
+    assert "coding-agent[" not in install
+    wheel_dir = re.search(r"pip wheel --no-deps --wheel-dir (\S+) \.", install)
+    assert wheel_dir is not None, install
+    assert f"set -- {wheel_dir[1]}/coding_agent-*.whl" in install
+    assert install.endswith('pip install "$1[server]"')
+
+
+def test_dockerfile_takes_any_uid_and_gid() -> None:
+    """No useradd/groupadd (they fail for root's ids or an existing group such as gid 100):
+    passwd and group entries are added only where the ids are free, and the user is numeric."""
+    steps = instructions()
+    text = " ".join(" ".join(args.split()) for keyword, args in steps if keyword == "RUN")
+    assert "useradd" not in text
+    assert "groupadd" not in text
+    assert 'getent group "${APP_GID}" >/dev/null ||' in text
+    assert 'getent passwd "${APP_UID}" >/dev/null ||' in text
+    assert 'chown "${APP_UID}:${APP_GID}" /data/state /workspace /home/appuser' in text
+    assert dict(steps)["USER"] == "${APP_UID}:${APP_GID}"
+
+
+def test_healthcheck_interval_keeps_up_wait_short(service: dict[str, Any]) -> None:
+    """Docker's first probe comes one interval after the start: at most 5 s, in both places."""
+    assert seconds(service["healthcheck"]["interval"]) <= 5
+    healthcheck = dict(instructions())["HEALTHCHECK"]
+    interval = re.search(r"--interval=(\S+)", healthcheck)
+    assert interval is not None
+    assert seconds(interval[1]) <= 5
+
+
+def test_build_takes_pip_settings_and_extra_cas(service: dict[str, Any]) -> None:
+    """Index, extra index, trusted host reach the build stage as build args; extra CAs from
+    container/build-ca/ are trusted there and by pip."""
+    names = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
+    args = service["build"]["args"]
+    steps = instructions()
+    froms = [i for i, (keyword, _) in enumerate(steps) if keyword == "FROM"]
+    build_stage = steps[froms[0] : froms[1]]
+    for name in names:
+        assert args[name] == f"${{{name}:-}}"
+        assert ("ARG", name) in build_stage
+    assert ("COPY", "container/build-ca/ /usr/local/share/ca-certificates/build-ca/") in build_stage
+    assert ("RUN", "update-ca-certificates") in build_stage
+    assert any(k == "ENV" and "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in a for k, a in steps)
 
 
 def test_dockerfile_runs_tini_as_an_unprivileged_user() -> None:

@@ -250,3 +250,37 @@ async def test_doctor_is_dispatched(tmp_path: pathlib.Path) -> None:
         )
     assert result.returncode != 0
     assert b"token" in result.stdout + result.stderr
+
+
+def coding_agent_token(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the real ``coding-agent token`` (as ``python -m mcp_server``) with only ``environ``."""
+    return subprocess.run(
+        [sys.executable, "-m", "mcp_server", "token"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**base_env(), **environ},
+    )
+
+
+def test_token_command_prints_the_environment_token(tmp_path: pathlib.Path) -> None:
+    """With MCP_AUTH_TOKEN set (no mcp.token file then), `token` prints that token."""
+    result = coding_agent_token({"MCP_AUTH_TOKEN": "from-env", "STATE_PATH": str(tmp_path)})
+    assert (result.returncode, result.stdout) == (0, "from-env\n")
+
+
+def test_token_command_prints_the_generated_token(tmp_path: pathlib.Path) -> None:
+    """Without MCP_AUTH_TOKEN, `token` prints the one the server generated in STATE_PATH."""
+    environ = {"STATE_PATH": str(tmp_path / "s"), "DAEMON_TOKEN": "d"}
+    generated = serve_config(environ).auth_token
+    result = coding_agent_token({"STATE_PATH": str(tmp_path / "s")})
+    assert (result.returncode, result.stdout) == (0, generated + "\n")
+
+
+def test_token_command_without_a_token_says_why(tmp_path: pathlib.Path) -> None:
+    """No token anywhere: exit 1 naming the file it looked for; nothing is created."""
+    result = coding_agent_token({"STATE_PATH": str(tmp_path)})
+    assert result.returncode == 1
+    assert f"MCP_AUTH_TOKEN is unset and {tmp_path / 'mcp.token'} cannot be read" in result.stderr
+    assert list(tmp_path.iterdir()) == []
