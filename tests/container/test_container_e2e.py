@@ -243,9 +243,34 @@ def test_up_wait_returns_healthy_soon(deployment: Deployment) -> None:
     """`up --wait` leaves the container healthy, a few seconds after it started."""
     assert deployment.inspect("{{.State.Health.Status}}") == "healthy"
     healthy_s = start_to_healthy_s(deployment)
+    started = moment(deployment.inspect("{{.State.StartedAt}}"))
+    logs = deployment.dockerd.docker("logs", "--timestamps", CONTAINER)
+    listening = next(line for line in logs.splitlines() if "MCP URL:" in line)
+    listening_s = (moment(listening.split()[0]) - started).total_seconds()
+    figure("start to listening (MCP URL printed)", f"{listening_s:.1f} s")
     figure("start to healthy", f"{healthy_s:.1f} s")
+    assert listening_s <= healthy_s
     figure("up -d --build --wait (build included)", f"{deployment.up_seconds:.0f} s")
     assert healthy_s < 15
+
+
+def dockerfile_user_setup() -> str:
+    """The runtime stage's shell that makes the user's entries and directories (after apt)."""
+    text = re.sub(r"\\\n\s*", " ", (container_host.REPO / "container" / "Dockerfile").read_text())
+    step = next(line for line in text.splitlines() if line.startswith("RUN ") and "APP_UID" in line)
+    parts = step.removeprefix("RUN ").split(" && ")
+    first = next(i for i, part in enumerate(parts) if "APP_GID" in part or "APP_UID" in part)
+    return " && ".join(parts[first:])
+
+
+@pytest.mark.parametrize(("uid", "gid"), [(0, 0), (2000, 100), (1000, 1000)])
+def test_dockerfile_user_setup_takes_any_ids(deployment: Deployment, uid: int, gid: int) -> None:
+    """The Dockerfile's user step works for root's ids, an existing group and fresh ids alike."""
+    script = f"APP_UID={uid}; APP_GID={gid}; {dockerfile_user_setup()}; stat -c %u:%g /data/state"
+    owner = deployment.dockerd.docker(
+        "run", "--rm", "--user", "0", "debian:bookworm-slim", "sh", "-c", script
+    )
+    assert owner.strip() == f"{uid}:{gid}"
 
 
 def test_doctor_is_all_green(deployment: Deployment) -> None:
