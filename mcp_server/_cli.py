@@ -44,9 +44,7 @@ from ._config import (
     stored_mcp_token,
 )
 from ._doctor import doctor_main
-from ._tasks._runner import DaemonEndpoint, TaskRunner, Workspace
-from ._tasks._store import TaskStore
-from ._tasks._tools import register_tasks
+from ._tasks import DaemonEndpoint, TaskNotices, TaskRunner, TaskStore, Workspace, register_tasks
 
 log = logging.getLogger("mcp_server")
 
@@ -125,10 +123,14 @@ async def run_server(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Load the tasks, serve MCP until ``shutdown``, then stop runs (grace) and flush."""
-    store = TaskStore(config.state_path)
-    await store.load()
-    runner = TaskRunner(store, config.daemon, config.workspace)
     registry = Registry()
+    runner = TaskRunner(
+        functools.partial(TaskStore, config.state_path),
+        config.daemon,
+        config.workspace,
+        listener=TaskNotices(registry),
+    )
+    await runner.store.load()
     register_tasks(registry, runner, features=config.features)
     settings = HttpSettings(
         host=config.host,

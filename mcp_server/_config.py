@@ -19,7 +19,7 @@ from host_daemon import (
     token_from_environment,
 )
 
-from ._tasks._runner import DaemonEndpoint, Workspace
+from ._tasks import DaemonEndpoint, Workspace
 
 CONTAINER_WORKSPACE = PurePosixPath("/workspace")
 DEFAULT_PORT = 3000

@@ -2,7 +2,8 @@
 
 Covers ``type`` (incl. lists of types), ``required``, ``properties``, ``additionalProperties``
 (bool or schema), ``items``, ``enum``, ``const``, ``minLength``/``maxLength``,
-``minimum``/``maximum``, ``minItems``/``maxItems`` and ``anyOf``/``oneOf`` (first match).
+``minimum``/``maximum``/``exclusiveMinimum``, ``minItems``/``maxItems`` and
+``anyOf``/``oneOf`` (first match).
 Unknown keywords are ignored, like JSON Schema does. Errors read
 ``expected integer, got string @ $.arguments.limit``. Names and values quoted in errors
 are cut by :func:`clip`, so an oversized input never comes back whole in the error.
@@ -100,6 +101,8 @@ def _number(schema: dict[str, Any], value: float, path: str) -> str | None:
         return f"expected a value >= {schema['minimum']} @ {_at(path)}"
     if "maximum" in schema and value > schema["maximum"]:
         return f"expected a value <= {schema['maximum']} @ {_at(path)}"
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        return f"expected a value > {schema['exclusiveMinimum']} @ {_at(path)}"
     return None
 
 

@@ -1,5 +1,29 @@
-"""Coding tasks: the state machine, durable store, daemon runner and the MCP tools."""
+"""Coding tasks: the state machine, durable store, daemon runner and their MCP surface.
 
+Vocabulary (the word "task" means three things in this code base; here it means the first):
+
+- **task** (coding task): one conversation with one agent CLI in one project directory, with a
+  status (:data:`TaskStatus`), its turns and the last run's report: :class:`Task`, kept by
+  :class:`TaskStore`, driven by :class:`TaskRunner`.
+- **turn**: one set of instructions given to the agent (``create_task`` gives the first,
+  each ``update_task`` the next).
+- **run**: the host daemon running the agent for one turn, from start to :class:`RunReport`;
+  a task has at most one run in flight.
+- **MCP task**: the protocol's long-running request (``tools/call`` with ``task``), owned by
+  ``mcp_server._core``; ``create_task`` and ``update_task`` may be called as one, which then
+  follows the run. Its names there start with ``McpTask``.
+- a **trio task** is neither: a coroutine in a nursery.
+
+Modules: the records and transitions (``_model``), the state files (``_files``) and the store
+(``_store``), the runner (``_runner``); the MCP surface: arguments and their schemas
+(``_arguments``), tool handlers (``_tools``), resources (``_resources``), views of records
+(``_views``), change notices (``_notices``), prompts (``_prompts``). Both JSON boundaries use
+one strict converter factory (``_convert``); observers are :class:`Listener` s given to the
+constructor of what they observe.
+"""
+
+from ._arguments import OUTPUT_SCHEMA, ToolFailure, input_schema, parse_args
+from ._listener import Listener
 from ._model import (
     TASK_STATUSES,
     InvalidTransition,
@@ -9,36 +33,57 @@ from ._model import (
     TaskOptions,
     TaskStatus,
 )
+from ._notices import TaskNotices
+from ._resources import TaskResources
 from ._runner import (
+    ChangeKind,
     DaemonEndpoint,
     PathRefused,
     RunNotStarted,
     ShuttingDown,
+    StoreFactory,
     TaskBusy,
+    TaskChange,
     TaskNotFound,
     TaskRunner,
     Workspace,
 )
-from ._store import TaskStore
-from ._tools import TaskTools, register_tasks
+from ._store import OutputLost, StateWriteError, StoreEvent, TaskStore, Visible
+from ._tools import TOOLS, TaskTools, ToolSpec, register_tasks
 
 __all__ = [
+    "OUTPUT_SCHEMA",
     "TASK_STATUSES",
+    "TOOLS",
+    "ChangeKind",
     "DaemonEndpoint",
     "InvalidTransition",
+    "Listener",
+    "OutputLost",
     "PathRefused",
     "RunNotStarted",
     "RunReport",
     "ShuttingDown",
+    "StateWriteError",
+    "StoreEvent",
+    "StoreFactory",
     "Task",
     "TaskBusy",
+    "TaskChange",
     "TaskEvent",
     "TaskNotFound",
+    "TaskNotices",
     "TaskOptions",
+    "TaskResources",
     "TaskRunner",
     "TaskStatus",
     "TaskStore",
     "TaskTools",
+    "ToolFailure",
+    "ToolSpec",
+    "Visible",
     "Workspace",
+    "input_schema",
+    "parse_args",
     "register_tasks",
 ]

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import array
 import contextlib
-import datetime
 import errno
 import json
-import math
 import os
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
-import cattrs
 import orjson
-from cattrs.preconf.json import make_converter
 
+from ._convert import describe_error, make_strict_converter
 from ._model import Task, TaskEvent
 
 MAX_RAW_CHARS = 64 * 1024
@@ -35,73 +32,24 @@ COPY_CHUNK = 1 << 20
 ORJSON_MAX_BYTES = 64 * 1024
 
 
-def _strict(kind: type) -> Callable[[Any, type], Any]:
-    def structure(value: Any, _: type) -> Any:
-        if type(value) is not kind:
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return value
-
-    return structure
-
-
-def _structure_float(value: Any, _: type) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise TypeError(f"expected number, got {type(value).__name__}")
-    return float(value)
-
-
-def register_strict_scalars(converter: cattrs.Converter) -> None:
-    """Scalars exactly as typed: ``"false"`` is no bool, ``3.7`` no int, ``5`` no str.
-
-    Shared by the tool-argument and the state-file converters (one converter per boundary).
-    """
-    for kind in (str, int, bool):
-        converter.register_structure_hook(kind, _strict(kind))
-    converter.register_structure_hook(float, _structure_float)
-
-
-def _structure_datetime(value: Any, _: type) -> datetime.datetime:
-    if type(value) is not str:
-        raise TypeError(f"expected datetime string, got {type(value).__name__}")
-    parsed = datetime.datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(f"expected a timezone-aware datetime, got {value!r}")
-    return parsed
-
-
-def make_store_converter() -> cattrs.Converter:
-    """The one converter of the state-file boundary: strict, no extra keys."""
-    converter = make_converter(forbid_extra_keys=True)
-    register_strict_scalars(converter)
-    converter.register_structure_hook(datetime.datetime, _structure_datetime)
-    converter.register_unstructure_hook(datetime.datetime, lambda d: d.isoformat())
-    return converter
-
-
-CONVERTER = make_store_converter()
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line per problem, like ``expected int, got str @ $.event_count``."""
-    if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc, path="$"))
-    return str(exc) or type(exc).__name__
+STATE_CONVERTER = make_strict_converter()
+"""The state-file boundary's converter (tool arguments have their own, made alike)."""
 
 
 def encode_task(task: Task) -> bytes:
-    return orjson.dumps(CONVERTER.unstructure(task), option=orjson.OPT_INDENT_2)
+    return orjson.dumps(STATE_CONVERTER.unstructure(task), option=orjson.OPT_INDENT_2)
 
 
 def decode_task(data: bytes) -> Task:
-    return CONVERTER.structure(orjson.loads(data), Task)
+    return STATE_CONVERTER.structure(orjson.loads(data), Task)
 
 
 def encode_event(event: TaskEvent) -> bytes:
-    return orjson.dumps(CONVERTER.unstructure(event)) + b"\n"
+    return orjson.dumps(STATE_CONVERTER.unstructure(event)) + b"\n"
 
 
 def decode_event(line: bytes) -> TaskEvent:
-    return CONVERTER.structure(_loads(line), TaskEvent)
+    return STATE_CONVERTER.structure(_loads(line), TaskEvent)
 
 
 def _loads(data: bytes) -> Any:

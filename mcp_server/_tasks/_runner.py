@@ -28,6 +28,7 @@ from host_daemon._records import (
     RunStarted,
 )
 
+from ._listener import Listener
 from ._model import (
     Clock,
     RunOutcome,
@@ -41,12 +42,25 @@ from ._model import (
     record_session,
     start_run,
 )
-from ._store import StateWriteError, TaskStore, UnknownTask
+from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
 
 log = logging.getLogger("mcp_server.tasks")
 
 ChangeKind = Literal["created", "transition", "output", "deleted"]
-Listener = Callable[[str, ChangeKind], None]
+
+
+@attrs.frozen
+class TaskChange:
+    """What the runner tells its :class:`Listener`: a task was created, moved to another status,
+    has more output, or was deleted (``task`` is its record then, ``None`` once deleted)."""
+
+    task_id: str
+    kind: ChangeKind
+    task: Task | None
+
+
+StoreFactory = Callable[[Listener[StoreEvent]], TaskStore]
+"""Makes the runner's store, given the listener the store tells (``TaskStore`` given a root)."""
 
 OUTPUT_NOTIFY_INTERVAL_S = 0.5
 """Output changes are announced at most this often per task (transitions at once)."""
@@ -133,7 +147,9 @@ class Workspace:
 
 
 @attrs.define(eq=False)
-class _ActiveRun:
+class _RunInFlight:
+    """One turn's run while it is in flight: how to stop it, and how it started and ended."""
+
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     started: trio.Event = attrs.field(factory=trio.Event)
     done: trio.Event = attrs.field(factory=trio.Event)
@@ -281,27 +297,26 @@ class TaskRunner:
 
     def __init__(
         self,
-        store: TaskStore,
+        store: StoreFactory,
         daemon: DaemonEndpoint,
         workspace: Workspace,
         *,
-        listener: Listener | None = None,
+        listener: Listener[TaskChange] | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
-        self.store = store
-        self.clock = store.clock
+        self.store = store(self._on_stored)
+        """The durable tasks; the runner runs its flusher and hears what it wrote."""
+        self.clock = self.store.clock
         self.start_timeout_s = start_timeout_s
         self.daemon = daemon
         self.workspace = workspace
         self._listener = listener
-        self._active: dict[str, _ActiveRun] = {}
+        self._active: dict[str, _RunInFlight] = {}
         self._changed: dict[str, trio.Event] = {}
         self._dirty_output: set[str] = set()
         self._output_queued = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._closing = False
-        store.on_written = self._on_written
-        store.on_write_failed = self._on_write_failed
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -336,18 +351,20 @@ class TaskRunner:
             await active.done.wait()
         await self.store.flush(force_fsync=True)
 
-    def set_listener(self, listener: Listener) -> None:
-        """Where changes are announced (the MCP layer's notifications)."""
-        self._listener = listener
-
     def _notify(self, task_id: str, kind: ChangeKind) -> None:
         changed = self._changed.pop(task_id, None)
         if changed is not None:
             changed.set()
         if self._listener is not None:
-            self._listener(task_id, kind)
+            self._listener(TaskChange(task_id, kind, self.store.tasks.get(task_id)))
 
-    def _on_written(self, task_id: str) -> None:
+    def _on_stored(self, event: StoreEvent) -> None:
+        if isinstance(event, Visible):
+            self._on_visible(event.task_id)
+        else:
+            self._on_output_lost(event.task_id, event.reason)
+
+    def _on_visible(self, task_id: str) -> None:
         """More of the task is visible: wake its waiters, announce its output (rate-limited)."""
         self._dirty_output.add(task_id)
         self._output_queued.set()
@@ -355,7 +372,7 @@ class TaskRunner:
         if changed is not None:
             changed.set()
 
-    def _on_write_failed(self, task_id: str, reason: str) -> None:
+    def _on_output_lost(self, task_id: str, reason: str) -> None:
         """The task's output could not be stored: end its run (the agent is stopped), which
         then fails with ``reason``."""
         active = self._active.get(task_id)
@@ -371,8 +388,9 @@ class TaskRunner:
             self._output_queued = trio.Event()
             dirty, self._dirty_output = self._dirty_output, set()
             for task_id in dirty:
-                if task_id in self.store.tasks and self._listener is not None:
-                    self._listener(task_id, "output")
+                task = self.store.tasks.get(task_id)
+                if task is not None and self._listener is not None:
+                    self._listener(TaskChange(task_id, "output", task))
             await trio.sleep(OUTPUT_NOTIFY_INTERVAL_S)
 
     # -- queries --------------------------------------------------------------------------
@@ -531,7 +549,7 @@ class TaskRunner:
     # -- running --------------------------------------------------------------------------
 
     async def _save_start(
-        self, task_id: str, active: _ActiveRun, write: Callable[[], Awaitable[Task]]
+        self, task_id: str, active: _RunInFlight, write: Callable[[], Awaitable[Task]]
     ) -> None:
         """Make a run's start durable (shielded: it is short, and half a start is worse).
 
@@ -550,7 +568,7 @@ class TaskRunner:
                     raise TaskNotFound(task_id) from None
                 raise
 
-    async def _wait_started(self, task_id: str, active: _ActiveRun) -> None:
+    async def _wait_started(self, task_id: str, active: _RunInFlight) -> None:
         """Wait until the daemon started the run; a caller cancelled meanwhile stops it."""
         try:
             await active.wait_started(task_id)
@@ -564,8 +582,8 @@ class TaskRunner:
             raise ShuttingDown("the server is shutting down: no new runs start")
         return self._nursery
 
-    def _begin(self, task_id: str) -> _ActiveRun:
-        active = _ActiveRun()
+    def _begin(self, task_id: str) -> _RunInFlight:
+        active = _RunInFlight()
         self._active[task_id] = active
         return active
 
@@ -594,7 +612,7 @@ class TaskRunner:
             timeout_s=options.timeout_s,
         )
 
-    async def _run_turn(self, task_id: str, active: _ActiveRun) -> None:
+    async def _run_turn(self, task_id: str, active: _RunInFlight) -> None:
         task = self.get(task_id)
         request = self._request(task)
         builder = _ReportBuilder(

@@ -34,7 +34,7 @@ A refusing disk (full, over quota, read-only, failing): every ``OSError`` of a s
 :class:`StateWriteError` naming the condition and the file, and sets :attr:`TaskStore.fault`
 until writes succeed again. A refused create or transition raises it (nothing of it is written
 or published); a log the flusher cannot append to loses its queued output and the runner is told
-(``on_write_failed``) to end that run; a run's end is never lost: refused, it is published in
+(:class:`OutputLost`) to end that run; a run's end is never lost: refused, it is published in
 memory and written by :meth:`TaskStore.retry` (every ``RETRY_INTERVAL_S``) once the disk takes it.
 
 Recovery (:meth:`TaskStore.load`): a record that does not parse, a log line that does not parse,
@@ -58,8 +58,8 @@ from typing import Any
 import attrs
 import trio
 
+from ._convert import describe_error
 from ._files import (
-    CONVERTER,
     Log,
     StateWriteError,
     Written,
@@ -69,34 +69,32 @@ from ._files import (
     decode_event,
     decode_record,
     decode_task,
-    describe_error,
     encode_event,
     encode_task,
     fsync_dir,
-    make_store_converter,
     read_range,
-    register_strict_scalars,
     scan_log,
     writing,
 )
+from ._listener import Listener
 from ._model import Clock, Task, TaskEvent, count_events, interrupt, next_event, utcnow
 
 __all__ = [
-    "CONVERTER",
     "FSYNC_INTERVAL_S",
     "LOG_SUFFIX",
     "MAX_PENDING_EVENTS",
     "READ_BUDGET_BYTES",
     "RECORD_SUFFIX",
+    "OutputLost",
     "StateWriteError",
+    "StoreEvent",
     "TaskStore",
     "UnknownTask",
+    "Visible",
     "decode_event",
     "decode_task",
     "encode_event",
     "encode_task",
-    "make_store_converter",
-    "register_strict_scalars",
 ]
 
 log = logging.getLogger("mcp_server.tasks")
@@ -116,6 +114,25 @@ class UnknownTask(LookupError):
     """No task with this id is in the store (it was never created, or was deleted)."""
 
 
+@attrs.frozen
+class Visible:
+    """More of the task is visible to readers: events written, or a new record published."""
+
+    task_id: str
+
+
+@attrs.frozen
+class OutputLost:
+    """The disk refused the task's queued output (it is dropped); the run should end."""
+
+    task_id: str
+    reason: str
+
+
+StoreEvent = Visible | OutputLost
+"""What a store tells its :class:`Listener` (the runner that owns it)."""
+
+
 Events = Callable[[Task], Iterable[Mapping[str, Any]]]
 """The events a transition logs, given the new record (``kind``, ``summary``, ``data``…)."""
 
@@ -127,8 +144,16 @@ def _no_events(task: Task) -> Iterable[Mapping[str, Any]]:
 class TaskStore:
     """The durable tasks, written through to ``root`` (see the module docstring)."""
 
-    def __init__(self, root: pathlib.Path, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        root: pathlib.Path,
+        listener: Listener[StoreEvent] | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self.root = root
+        self._listener = listener
+        """Told when more of a task is visible, and when a task's output was lost."""
         self.clock = clock or Clock()
         """The time of every record and event (the runner uses it too)."""
         self._created = 0
@@ -140,15 +165,11 @@ class TaskStore:
         self._logs: dict[str, Log] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._io_lock = trio.Lock()
-        self.on_written: Callable[[str], None] | None = None
-        """Called with a task's id once more of it is visible (events written, a record)."""
         self._wakeup = trio.Event()
         self._drained = trio.Event()
         self.quarantined: list[pathlib.Path] = []
         self.fault: StateWriteError | None = None
         """Why the state disk refused the last write, until writes succeed again."""
-        self.on_write_failed: Callable[[str, str], None] | None = None
-        """Called with a task's id and the reason when its output could not be written."""
         self._unsaved: set[str] = set()
         """Tasks whose published record waits in memory for the disk (retried)."""
         self._last_retry = 0.0
@@ -343,8 +364,8 @@ class TaskStore:
                 self._accepted()
             self._drained.set()
             self._drained = trio.Event()
-        if self.on_written is not None and self._logs.get(task.id) is state:
-            self.on_written(task.id)
+        if self._listener is not None and self._logs.get(task.id) is state:
+            self._listener(Visible(task.id))
         return task
 
     @staticmethod
@@ -476,7 +497,7 @@ class TaskStore:
         """Write every queued event; fsync per the policy (or now, with ``force_fsync``).
 
         A log the disk refuses loses its queued output (never shown to anyone, and the disk
-        may stay full for long): :attr:`on_write_failed` tells the runner, which ends the run.
+        may stay full for long): an :class:`OutputLost` tells the runner, which ends the run.
         Tasks whose record waits in memory are left to :meth:`retry`.
         """
         failed: list[tuple[str, str]] = []
@@ -495,13 +516,14 @@ class TaskStore:
             failed = self._flushed(work, results)
             self._drained.set()
             self._drained = trio.Event()
+        if self._listener is None:
+            return
         for task_id, reason in failed:
-            if self.on_write_failed is not None and task_id in self._logs:
-                self.on_write_failed(task_id, reason)
-        if self.on_written is not None:
-            for task_id, state, batch, _ in work:
-                if batch and self._logs.get(task_id) is state and state.written >= batch[-1].seq:
-                    self.on_written(task_id)
+            if task_id in self._logs:
+                self._listener(OutputLost(task_id, reason))
+        for task_id, state, batch, _ in work:
+            if batch and self._logs.get(task_id) is state and state.written >= batch[-1].seq:
+                self._listener(Visible(task_id))
 
     def _flushed(
         self,

@@ -5,13 +5,15 @@
         task = await wait_done(env.client, created["task_id"])
 
 ``Client`` is a minimal legacy-era MCP client (JSON or SSE answers); ``store=`` lets a test give
-the server its own :class:`TaskStore` (a clock). ``up_client(tmp_path, state)`` is the same client
-of a real ``coding-agent up`` subprocess running the ``_support/stand_in_agent.py`` agent.
+the server its own :class:`TaskStore` (a clock), as the factory the runner calls with its
+listener. ``up_client(tmp_path, state)`` is the same client of a real ``coding-agent up``
+subprocess running the ``_support/stand_in_agent.py`` agent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import pathlib
 import sys
@@ -27,9 +29,15 @@ from _support.agent_up import Up, base_env, coding_agent_up
 from _support.daemon import install_stand_in_agent, running_daemon
 from _support.mcp_http import serving
 from mcp_server import Registry
-from mcp_server._tasks._runner import DaemonEndpoint, TaskRunner, Workspace
-from mcp_server._tasks._store import TaskStore
-from mcp_server._tasks._tools import register_tasks
+from mcp_server._tasks import (
+    DaemonEndpoint,
+    StoreFactory,
+    TaskNotices,
+    TaskRunner,
+    TaskStore,
+    Workspace,
+    register_tasks,
+)
 
 VERSION = "2025-11-25"
 STAND_IN = pathlib.Path(__file__).parents[1] / "e2e" / "stand_in_claude.py"
@@ -138,22 +146,26 @@ async def task_server(
     *,
     token: str | None = None,
     port: int | None = None,
-    store: TaskStore | None = None,
+    store: StoreFactory | None = None,
 ) -> AsyncIterator[Env]:
     """Daemon + runner + MCP server on loopback; ``token``/``port`` override the server's view."""
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
     agent = install_agent(tmp_path / "bin")
     async with running_daemon(roots=[root], env={"CLAUDE_PATH": agent}) as daemon:
-        store = store or TaskStore(tmp_path / "state")
-        await store.load()
         endpoint = DaemonEndpoint(
             host=daemon.host,
             port=daemon.port if port is None else port,
             token=daemon.token if token is None else token,
         )
-        runner = TaskRunner(store, endpoint, Workspace(PurePosixPath(root), PurePosixPath(root)))
         registry = Registry()
+        runner = TaskRunner(
+            store or functools.partial(TaskStore, tmp_path / "state"),
+            endpoint,
+            Workspace(PurePosixPath(root), PurePosixPath(root)),
+            listener=TaskNotices(registry),
+        )
+        await runner.store.load()
         register_tasks(registry, runner)
         async with trio.open_nursery() as nursery:
             await nursery.start(runner.run)

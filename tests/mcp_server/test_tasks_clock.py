@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import pathlib
 
 import attrs
 from _support.polling import eventually
 from _support.task_server import task_server, wait_done
 
+from mcp_server._tasks import TaskStore
 from mcp_server._tasks._model import Clock, utcnow
-from mcp_server._tasks._store import TaskStore
 
 TEN_YEARS = datetime.timedelta(days=3652)
 
@@ -28,7 +29,7 @@ class JumpingWallClock:
 async def test_backward_jump_mid_run(tmp_path: pathlib.Path) -> None:
     """A ten-year backward jump mid-run: duration_s and statistics stay >= 0, order holds."""
     wall = JumpingWallClock()
-    store = TaskStore(tmp_path / "state", clock=Clock(wall=wall.now))
+    store = functools.partial(TaskStore, tmp_path / "state", clock=Clock(wall=wall.now))
     async with task_server(tmp_path, store=store) as env:
         first = (await env.client.ok("create_task", title="first", instructions="hang"))["task_id"]
         await eventually(lambda: env.runner.get(first).session_id is not None)

@@ -14,7 +14,7 @@ from _support.task_server import Client, up_client
 
 from mcp_server._tasks._model import TaskEvent, TaskOptions, new_task
 from mcp_server._tasks._store import LOG_SUFFIX, RECORD_SUFFIX, TaskStore, encode_event
-from mcp_server._tasks._tools import MAX_TEXT_CHARS
+from mcp_server._tasks._views import MAX_TEXT_CHARS
 
 MIB = 1 << 20
 READ_RSS_BOUND = 64 * MIB

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import pathlib
@@ -16,16 +17,18 @@ import trio
 import trio.testing
 from _support.daemon import running_daemon
 
-from mcp_server._tasks._model import InvalidTransition, TaskOptions
-from mcp_server._tasks._runner import (
-    OUTPUT_NOTIFY_INTERVAL_S,
-    ChangeKind,
+from mcp_server._tasks import (
     DaemonEndpoint,
+    InvalidTransition,
+    Listener,
+    TaskChange,
     TaskNotFound,
+    TaskOptions,
     TaskRunner,
+    TaskStore,
     Workspace,
 )
-from mcp_server._tasks._store import TaskStore
+from mcp_server._tasks._runner import OUTPUT_NOTIFY_INTERVAL_S
 
 STAND_IN = pathlib.Path(__file__).parents[1] / "e2e" / "stand_in_claude.py"
 ROUNDS = 6
@@ -36,7 +39,8 @@ ROUNDS = 6
 class Env:
     runner: TaskRunner
     nursery: trio.Nursery
-    on_transition: list[tuple[str, ChangeKind]] = attrs.field(factory=list)
+    listeners: list[Listener[TaskChange]]
+    """What the runner's listener passes each change on to (a test sets them as it goes)."""
 
 
 @contextlib.asynccontextmanager
@@ -48,13 +52,23 @@ async def runner_env(tmp_path: pathlib.Path) -> AsyncIterator[Env]:
     agent.write_text(f"#!{sys.executable}\n{STAND_IN.read_text()}")
     agent.chmod(0o755)
     async with running_daemon(roots=[root], env={"CLAUDE_PATH": str(agent)}) as daemon:
-        store = TaskStore(tmp_path / "state")
-        await store.load()
         endpoint = DaemonEndpoint(host=daemon.host, port=daemon.port, token=daemon.token)
-        runner = TaskRunner(store, endpoint, Workspace(PurePosixPath(root), PurePosixPath(root)))
+        listeners: list[Listener[TaskChange]] = []
+
+        def relay(change: TaskChange) -> None:
+            for listener in listeners:
+                listener(change)
+
+        runner = TaskRunner(
+            functools.partial(TaskStore, tmp_path / "state"),
+            endpoint,
+            Workspace(PurePosixPath(root), PurePosixPath(root)),
+            listener=relay,
+        )
+        await runner.store.load()
         async with trio.open_nursery() as nursery:
             await nursery.start(runner.run)
-            yield Env(runner, nursery)
+            yield Env(runner, nursery, listeners)
             nursery.cancel_scope.cancel()
 
 
@@ -82,13 +96,13 @@ async def test_end_stops_a_follow_up_started_while_ending(tmp_path: pathlib.Path
             task_id = await create(env.runner, "sleep 30")
             fired = False
 
-            def on_change(changed: str, kind: ChangeKind, task_id: str = task_id) -> None:
+            def on_change(change: TaskChange, task_id: str = task_id) -> None:
                 nonlocal fired
-                if changed == task_id and kind == "transition" and not fired:
+                if change.task_id == task_id and change.kind == "transition" and not fired:
                     fired = True  # the run's end is recorded; end_task is about to resume
                     env.nursery.start_soon(follow_up_quietly, env.runner, task_id, "hello")
 
-            env.runner.set_listener(on_change)
+            env.listeners[:] = [on_change]
             with trio.fail_after(60):
                 ended = await env.runner.end(task_id)
                 assert ended.status == "completed"
@@ -109,11 +123,11 @@ async def test_clean_stops_a_run_started_while_cleaning(
             await env.runner.wait(idle, 50)
         assert env.runner.get(idle).status == "waiting"
 
-        def on_change(changed: str, kind: ChangeKind) -> None:
-            if changed == running and kind == "transition":
+        def on_change(change: TaskChange) -> None:
+            if change.task_id == running and change.kind == "transition":
                 env.nursery.start_soon(follow_up_quietly, env.runner, idle, "sleep 30")
 
-        env.runner.set_listener(on_change)
+        env.listeners[:] = [on_change]
         with trio.fail_after(60):
             deleted = await env.runner.clean()
         assert deleted == 2
@@ -129,11 +143,11 @@ async def test_output_announced_at_a_bounded_rate(tmp_path: pathlib.Path) -> Non
     async with runner_env(tmp_path) as env:
         announced: list[float] = []
 
-        def on_change(changed: str, kind: ChangeKind) -> None:
-            if kind == "output":
+        def on_change(change: TaskChange) -> None:
+            if change.kind == "output":
                 announced.append(trio.current_time())
 
-        env.runner.set_listener(on_change)
+        env.listeners[:] = [on_change]
         task_id = await create(env.runner, "lines 40000")
         with trio.fail_after(60):
             await env.runner.wait(task_id, 50)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import pathlib
@@ -21,7 +22,7 @@ from _support.task_server import Client, Env, all_events, install_agent, task_se
 from mcp import Client as McpClient
 from mcp.types import TextResourceContents
 
-from mcp_server._tasks._store import TaskStore
+from mcp_server._tasks import Listener, StoreEvent, TaskStore
 
 
 def alive(pid: int) -> bool:
@@ -588,8 +589,8 @@ async def _next_notification(lines: AsyncIterator[str], method: str) -> dict[str
 class HeldStore(TaskStore):
     """A store whose write of a record with status ``hold`` waits until ``release`` (test hook)."""
 
-    def __init__(self, root: pathlib.Path, hold: str) -> None:
-        super().__init__(root)
+    def __init__(self, root: pathlib.Path, hold: str, listener: Listener[StoreEvent]) -> None:
+        super().__init__(root, listener)
         self.hold = hold
         self.held = threading.Event()
         self.release = threading.Event()
@@ -613,8 +614,10 @@ async def client_view(client: Client, task_id: str) -> tuple[str, str, list[str]
 
 async def test_end_task_invisible_until_durable(tmp_path: pathlib.Path) -> None:
     """While end_task's record is being written, clients still see the old status and events."""
-    store = HeldStore(tmp_path / "state", "completed")
-    async with task_server(tmp_path, store=store) as env, trio.open_nursery() as nursery:
+    held = functools.partial(HeldStore, tmp_path / "state", "completed")
+    async with task_server(tmp_path, store=held) as env, trio.open_nursery() as nursery:
+        store = env.runner.store
+        assert isinstance(store, HeldStore)
         created = await env.client.ok("create_task", title="t", instructions="hello")
         await wait_done(env.client, created["task_id"])
         ended = trio.Event()
@@ -642,8 +645,10 @@ async def test_end_task_invisible_until_durable(tmp_path: pathlib.Path) -> None:
 
 async def test_run_end_invisible_until_durable(tmp_path: pathlib.Path) -> None:
     """While a run's end is being written, clients still see it in_progress, without its end."""
-    store = HeldStore(tmp_path / "state", "waiting")
-    async with task_server(tmp_path, store=store) as env:
+    held = functools.partial(HeldStore, tmp_path / "state", "waiting")
+    async with task_server(tmp_path, store=held) as env:
+        store = env.runner.store
+        assert isinstance(store, HeldStore)
         created = await env.client.ok("create_task", title="t", instructions="hello")
         try:
             assert await trio.to_thread.run_sync(store.held.wait, 60)

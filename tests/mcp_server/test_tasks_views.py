@@ -17,12 +17,12 @@ from mcp_server._tasks._model import (
     new_task,
     start_run,
 )
+from mcp_server._tasks._prompts import PROMPTS
 from mcp_server._tasks._runner import SUMMARY_CHARS, summarize
-from mcp_server._tasks._tools import (
+from mcp_server._tasks._views import (
     LIST_TASKS,
     MAX_FIELD_CHARS,
     MAX_TEXT_CHARS,
-    PROMPTS,
     report_view,
     statistics_view,
     success,

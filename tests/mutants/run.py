@@ -126,13 +126,13 @@ MUTANTS = (
     Mutant(
         name="no-update-on-transition",
         guarantee="subscribers hear of every status change",
-        path="mcp_server/_tasks/_tools.py",
-        original='        uri = f"task://{task_id}"\n        if kind == "created":\n',
+        path="mcp_server/_tasks/_notices.py",
+        original='        uri = f"task://{change.task_id}"\n        if change.kind == "created":\n',
         replacement=(
-            '        if kind == "transition":\n'
+            '        if change.kind == "transition":\n'
             "            return\n"
-            '        uri = f"task://{task_id}"\n'
-            '        if kind == "created":\n'
+            '        uri = f"task://{change.task_id}"\n'
+            '        if change.kind == "created":\n'
         ),
         tests=(
             "tests/mcp_server/test_tasks_tools.py::test_status_change_updates_result_and_task_list",

@@ -1,0 +1,202 @@
+"""The coding tasks as MCP resources: the status, the task list, and each task's record, result
+and log pages (``task://{id}/logs`` is the first page, ``task://{id}/logs/{after}`` the events
+after seq ``after``; each page names the next one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+import orjson
+
+from host_daemon import DaemonError
+from mcp_server._core._errors import InvalidParams, ResourceNotFound
+from mcp_server._core._registry import JSON, Registry, Resource, ResourceContents, ResourceTemplate
+
+from ._model import Task
+from ._notices import TASK_TEMPLATE
+from ._runner import TaskNotFound, TaskRunner
+from ._views import (
+    LIST_TASKS,
+    LOG_PAGE_EVENTS,
+    MAX_TEXT_CHARS,
+    event_view,
+    json_contents,
+    report_view,
+    task_view,
+)
+
+
+@attrs.frozen
+class TaskResources:
+    """The readers of the coding-task resources, bound to the runner they read."""
+
+    runner: TaskRunner
+    features: Mapping[str, bool] = attrs.field(factory=dict)
+
+    def register(self, registry: Registry) -> None:
+        """Declare the fixed resources and the templates on ``registry``."""
+        registry.add_resource(
+            Resource(
+                uri="agent://status",
+                name="agent-status",
+                description="The host daemon's probe and task counts.",
+                mime_type="application/json",
+                read=self._read_status,
+            )
+        )
+        registry.add_resource(
+            Resource(
+                uri="agent://tasks",
+                name="agent-tasks",
+                description=f"The tasks (the latest {LIST_TASKS}), newest last.",
+                mime_type="application/json",
+                read=self._read_tasks,
+            )
+        )
+        templates = [
+            (
+                TASK_TEMPLATE,
+                "task",
+                "A task: status, turns, last report.",
+                self._read_task_template,
+            ),
+            (
+                "task://{id}/logs",
+                "task-logs",
+                f"A task's events from the start, at most {LOG_PAGE_EVENTS} per page; "
+                "'next' names the following page.",
+                self._read_logs_first,
+            ),
+            (
+                "task://{id}/logs/{after}",
+                "task-logs-after",
+                "A task's events with seq > after (a page; 'next' names the following one).",
+                self._read_logs,
+            ),
+            ("task://{id}/result", "task-result", "A task's last run report.", self._read_result),
+        ]
+        for uri_template, name, description, read in templates:
+            registry.add_template(
+                ResourceTemplate(
+                    uri_template=uri_template,
+                    name=name,
+                    description=description,
+                    mime_type="application/json",
+                    read=read,
+                    complete=self._complete_id,
+                )
+            )
+
+    async def _complete_id(
+        self, argument: str, partial: str, _context: Mapping[str, str]
+    ) -> list[str]:
+        if argument != "id":
+            return []
+        return [task.id for task in self.runner.tasks() if task.id.startswith(partial)][:100]
+
+    async def status_view(self) -> JSON:
+        """The daemon's probe (or why it failed), the state disk's condition, the task counts."""
+        store = self.runner.store
+        await store.retry(probe=True)
+        state: JSON = {
+            "path": str(store.root),
+            "writable": store.fault is None,
+            "error": None if store.fault is None else str(store.fault),
+            "unsaved_tasks": store.unsaved(),
+        }
+        daemon: JSON
+        try:
+            info = await self.runner.probe()
+        except DaemonError as exc:
+            daemon = {"reachable": False, "error": f"{exc.code}: {exc.message}"}
+        except OSError as exc:
+            daemon = {"reachable": False, "error": f"connection failed: {exc}"}
+        else:
+            daemon = {
+                "reachable": True,
+                "version": info.daemon_version,
+                "protocol_version": info.protocol_version,
+                "agents": [attrs.asdict(agent) for agent in info.agents],
+                "roots": info.roots,
+                "active_runs": info.active_runs,
+                "max_concurrent_runs": info.max_concurrent_runs,
+            }
+        daemon["host"] = self.runner.daemon.host
+        daemon["port"] = self.runner.daemon.port
+        tasks = self.runner.tasks()
+        return {
+            "daemon": daemon,
+            "state": state,
+            "features": dict(self.features),
+            "active_tasks": sum(task.status == "in_progress" for task in tasks),
+            "total_tasks": len(tasks),
+            "running_processes": self.runner.running(),
+        }
+
+    async def _read_task_template(
+        self, uri: str, variables: Mapping[str, str]
+    ) -> list[ResourceContents]:
+        task = self._task_or_not_found(uri, variables["id"])
+        return json_contents(uri, task_view(task, full=True))
+
+    async def _read_result(self, uri: str, variables: Mapping[str, str]) -> list[ResourceContents]:
+        task = self._task_or_not_found(uri, variables["id"])
+        return json_contents(
+            uri,
+            {"task_id": task.id, "status": task.status, "report": report_view(task, task.report)},
+        )
+
+    async def _read_logs_first(
+        self, uri: str, variables: Mapping[str, str]
+    ) -> list[ResourceContents]:
+        return await self._read_logs(uri, {"id": variables["id"], "after": "0"})
+
+    async def _read_logs(self, uri: str, variables: Mapping[str, str]) -> list[ResourceContents]:
+        task = self._task_or_not_found(uri, variables["id"])
+        after_text = variables["after"]
+        # str.isdigit() alone admits '²' (int() then fails) and '٣' (int() reads 3).
+        if not (after_text.isascii() and after_text.isdigit()) or len(after_text) > 12:
+            raise InvalidParams(f"expected a sequence number, got {after_text!r} @ $.params.uri")
+        after = int(after_text)
+        events = await self.runner.events(task.id, after, LOG_PAGE_EVENTS)
+        page: list[JSON] = []
+        size = 0
+        for event in events:
+            item = event_view(event, task.id)
+            size += len(orjson.dumps(item))
+            if page and size > MAX_TEXT_CHARS:
+                break
+            page.append(item)
+        last = page[-1]["seq"] if page else after
+        latest = self.runner.last_seq(task.id)
+        return json_contents(
+            uri,
+            {
+                "task_id": task.id,
+                "status": task.status,
+                "after": after,
+                "events": page,
+                "last_seq": latest,
+                "next": f"task://{task.id}/logs/{last}" if last < latest else None,
+                "follow": f"task://{task.id}/logs/{last}",
+            },
+        )
+
+    def _task_or_not_found(self, uri: str, task_id: str) -> Task:
+        try:
+            return self.runner.get(task_id)
+        except TaskNotFound:
+            raise ResourceNotFound(uri) from None
+
+    async def _read_status(self, uri: str) -> list[ResourceContents]:
+        return json_contents(uri, await self.status_view())
+
+    async def _read_tasks(self, uri: str) -> list[ResourceContents]:
+        tasks = self.runner.tasks()
+        views = [task_view(task) for task in tasks[-LIST_TASKS:]]
+        return json_contents(
+            uri,
+            {"total_tasks": len(tasks), "tasks_omitted": len(tasks) - len(views), "tasks": views},
+        )

@@ -1,0 +1,158 @@
+"""How coding tasks look to clients: views of tasks, reports, events and statistics, and the
+tools' answers, each sized for a model's context.
+
+Every tool answers with one text block and ``structuredContent {status: "success" | "error",
+message, result | error}`` (the original's shape). Long text is cut at ``MAX_TEXT_CHARS`` with a
+marker naming the resource that holds the rest. Plain functions of records: no I/O.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any
+
+import attrs
+import orjson
+
+from mcp_server._core._registry import JSON, ResourceContents, TextContents, ToolResult
+
+from ._model import RunReport, Task, TaskEvent
+
+MAX_TEXT_CHARS = 60_000
+"""Cap on one answer's text (~15k tokens), well under a client's 25k-token limit."""
+MAX_FIELD_CHARS = 20_000
+"""Cap on one long field (an agent's final text) inside an answer."""
+MAX_MESSAGE_CHARS = 2_000
+"""Cap on an error message, which may quote an argument."""
+LOG_PAGE_EVENTS = 200
+LIST_TASKS = 50
+"""Tasks listed in one answer (each ~0.7 kB): the rest are counted, and readable one by one."""
+
+
+def cap(text: str | None, limit: int, where: str) -> str | None:
+    """``text`` cut to ``limit`` characters with a marker saying where the rest is."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"\n… [cut: {len(text) - limit} more characters; the rest is in {where}]"
+
+
+def _time(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def report_view(task: Task, report: RunReport | None) -> JSON | None:
+    """A run's report as clients see it."""
+    if report is None:
+        return None
+    return {
+        "outcome": report.outcome,
+        "final_text": cap(report.final_text, MAX_FIELD_CHARS, f"task://{task.id}/logs"),
+        "cost_usd": report.cost_usd,
+        "num_turns": report.num_turns,
+        "usage": report.usage,
+        "files_changed": report.files_changed[:200],
+        "error": cap(report.error, 4000, f"task://{task.id}/logs"),
+        "exit_code": report.exit_code,
+        "signal": report.signal,
+        "session_id": report.session_id,
+        "session_note": report.session_note,
+        "started_at": _time(report.started_at),
+        "finished_at": _time(report.finished_at),
+        "duration_s": round(report.duration(), 3),
+    }
+
+
+def task_view(task: Task, *, full: bool = False) -> JSON:
+    """A task as clients see it (``full`` adds the instructions and the last report)."""
+    view: JSON = {
+        "task_id": task.id,
+        "title": task.title,
+        "description": task.title,
+        "agent": task.agent,
+        "tool": task.agent,
+        "status": task.status,
+        "project_dir": task.project_dir,
+        "session_id": task.session_id,
+        "created_at": _time(task.created_at),
+        "updated_at": _time(task.updated_at),
+        "started_at": _time(task.started_at),
+        "completed_at": _time(task.completed_at),
+        "turns": len(task.turns),
+        "event_count": task.event_count,
+        "outcome": task.report.outcome if task.report else None,
+        "logs": f"task://{task.id}/logs",
+    }
+    if full:
+        view["options"] = attrs.asdict(task.options)
+        view["instructions"] = [
+            cap(turn.instructions, 2000, f"task://{task.id}") for turn in task.turns[-10:]
+        ]
+        view["report"] = report_view(task, task.report)
+        view["result"] = f"task://{task.id}/result"
+    return view
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def success(message: str, result: Any) -> ToolResult:
+    """A successful answer in the original's shape."""
+    structured = {"status": "success", "message": message, "result": result}
+    text = cap(dumps(structured), MAX_TEXT_CHARS, "the structured content and resources")
+    return ToolResult(content=[{"type": "text", "text": text}], structured_content=structured)
+
+
+def failure(code: str, message: str, result: Any = None) -> ToolResult:
+    """A failed answer (``isError``) in the original's shape.
+
+    The message is cut to ``MAX_MESSAGE_CHARS``: it may quote an argument, and arguments can be
+    megabytes (an unknown id, an unexpected key).
+    """
+    message = cap(message, MAX_MESSAGE_CHARS, "the arguments of the call") or ""
+    structured: JSON = {"status": "error", "message": message, "error": {"code": code}}
+    if result is not None:
+        structured["result"] = result
+    text = cap(dumps(structured), MAX_TEXT_CHARS, "the structured content and resources")
+    return ToolResult(
+        content=[{"type": "text", "text": text}], structured_content=structured, is_error=True
+    )
+
+
+def event_view(event: TaskEvent, task_id: str) -> JSON:
+    view: JSON = {
+        "seq": event.seq,
+        "time": event.time.isoformat(),
+        "kind": event.kind,
+        "summary": event.summary,
+    }
+    if event.data:
+        data = dumps(event.data)
+        view["data"] = event.data if len(data) <= 8000 else {"cut": cap(data, 8000, "raw")}
+    if event.raw is not None:
+        view["raw"] = cap(event.raw, 8000, f"the agent's output (seq {event.seq})")
+    return view
+
+
+def json_contents(uri: str, value: Any) -> list[ResourceContents]:
+    return [TextContents(uri=uri, text=dumps(value), mime_type="application/json")]
+
+
+def statistics_view(tasks: list[Task]) -> JSON:
+    """The original's statistics over every task, plus the latest ``LIST_TASKS`` tasks."""
+    durations = [t.report.duration() for t in tasks if t.report]
+    finished = [t for t in tasks if t.report is not None]
+    succeeded = [t for t in finished if t.report and t.report.outcome == "success"]
+    return {
+        "total_tasks": len(tasks),
+        "by_status": dict(Counter(t.status for t in tasks)),
+        "by_tool": dict(Counter(t.agent for t in tasks)),
+        "average_duration_seconds": round(statistics.fmean(durations), 3) if durations else None,
+        "success_rate": round(len(succeeded) / len(finished), 4) if finished else None,
+        "tasks_omitted": max(0, len(tasks) - LIST_TASKS),
+        "tasks": [task_view(t) for t in tasks[-LIST_TASKS:]],
+    }
+
+
+# -- prompts --------------------------------------------------------------------------------
