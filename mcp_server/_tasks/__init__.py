@@ -15,11 +15,11 @@ Vocabulary (the word "task" means three things in this code base; here it means 
 - a **trio task** is neither: a coroutine in a nursery.
 
 Modules: the records and transitions (``_model``), the state files (``_files``) and the store
-(``_store``), the runner (``_runner``); the MCP surface: arguments and their schemas
-(``_arguments``), tool handlers (``_tools``), resources (``_resources``), views of records
-(``_views``), change notices (``_notices``), prompts (``_prompts``). Both JSON boundaries use
-one strict converter factory (``_convert``); observers are :class:`Listener` s given to the
-constructor of what they observe.
+(``_store``), the runner (``_runner``, with ``_report`` and ``_workspace``); the MCP surface:
+arguments and their schemas (``_arguments``), tool handlers (``_tools``), resources
+(``_resources``), views of records (``_views``), change notices (``_notices``), prompts
+(``_prompts``). Both JSON boundaries use one strict converter factory (``_convert``);
+observers are :class:`Listener` s given to the constructor of what they observe.
 """
 
 from ._arguments import OUTPUT_SCHEMA, ToolFailure, input_schema, parse_args
@@ -37,8 +37,6 @@ from ._notices import TaskNotices
 from ._resources import TaskResources
 from ._runner import (
     ChangeKind,
-    DaemonEndpoint,
-    PathRefused,
     RunNotStarted,
     ShuttingDown,
     StoreFactory,
@@ -46,10 +44,10 @@ from ._runner import (
     TaskChange,
     TaskNotFound,
     TaskRunner,
-    Workspace,
 )
 from ._store import OutputLost, StateWriteError, StoreEvent, TaskStore, Visible
 from ._tools import TOOLS, TaskTools, ToolSpec, register_tasks
+from ._workspace import DaemonEndpoint, PathRefused, Workspace
 
 __all__ = [
     "OUTPUT_SCHEMA",

@@ -8,10 +8,8 @@ is at most one run: a follow-up while a run is in flight is refused with :class:
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import PurePosixPath
 from typing import Any, Literal
 
 import attrs
@@ -30,7 +28,6 @@ from host_daemon._records import (
 
 from ._listener import Listener
 from ._model import (
-    Clock,
     RunOutcome,
     RunReport,
     Task,
@@ -42,7 +39,9 @@ from ._model import (
     record_session,
     start_run,
 )
+from ._report import ReportBuilder, event_data, summarize
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
+from ._workspace import DaemonEndpoint, Workspace
 
 log = logging.getLogger("mcp_server.tasks")
 
@@ -67,9 +66,6 @@ OUTPUT_NOTIFY_INTERVAL_S = 0.5
 
 START_TIMEOUT_S = 30.0
 """How long connecting, the handshake and the agent's spawn may take (a loaded host is slow)."""
-SUMMARY_CHARS = 300
-_EDIT_WORDS = ("edit", "write", "replace", "patch", "create", "change")
-_PATH_KEYS = ("file_path", "path", "notebook_path", "filename")
 
 
 class TaskNotFound(LookupError):
@@ -103,49 +99,6 @@ class ShuttingDown(RuntimeError):
     """The server is stopping: runs in flight get their grace period, no new run starts."""
 
 
-class PathRefused(ValueError):
-    """A project directory outside the workspace."""
-
-
-@attrs.frozen
-class DaemonEndpoint:
-    """Where the host daemon listens, as seen from the server, and its token."""
-
-    host: str
-    port: int
-    token: str = attrs.field(repr=False)
-
-
-@attrs.frozen
-class Workspace:
-    """Maps project dirs as clients name them to host directories, by path components.
-
-    In the container the client's root is ``/workspace`` and the host root is
-    ``HOST_FILE_ROOT``; with ``coding-agent up`` both are the configured root.
-    """
-
-    client_root: PurePosixPath
-    host_root: PurePosixPath
-
-    def resolve(self, project_dir: str | None) -> tuple[str, str]:
-        """(project dir relative to the workspace, host directory); :class:`PathRefused` if out."""
-        given = project_dir or "."
-        if "\x00" in given:
-            raise PathRefused("project_dir contains a NUL byte")
-        path = PurePosixPath(given)
-        if path.is_absolute():
-            if not path.is_relative_to(self.client_root):
-                raise PathRefused(
-                    f"project_dir {given!r} is outside the workspace {self.client_root}"
-                )
-            path = path.relative_to(self.client_root)
-        if ".." in path.parts:
-            raise PathRefused(f"project_dir {given!r} must not contain '..'")
-        relative = "/".join(path.parts)
-        host = self.host_root.joinpath(*path.parts)
-        return relative, str(host)
-
-
 @attrs.define(eq=False)
 class _RunInFlight:
     """One turn's run while it is in flight: how to stop it, and how it started and ended."""
@@ -168,128 +121,6 @@ class _RunInFlight:
         if self.start_error is not None:
             await self.done.wait()
             raise RunNotStarted(task_id, *self.start_error)
-
-
-@attrs.define
-class _ReportBuilder:
-    """Gathers what a run's events say, for its :class:`RunReport`."""
-
-    clock: Clock
-    cwd: str
-    asked_session: str | None
-    started_at: datetime.datetime = attrs.field(init=False)
-    started_monotonic: float = attrs.field(init=False)
-    session_id: str | None = None
-    session_note: str | None = None
-    files: dict[str, None] = attrs.field(factory=dict)
-    last_error: str | None = None
-
-    def __attrs_post_init__(self) -> None:
-        self.started_at = self.clock.wall()
-        self.started_monotonic = self.clock.monotonic()
-
-    def see(self, event: AgentEvent) -> None:
-        if event.kind == "init" and event.session_id:
-            self.session_id = event.session_id
-            if self.asked_session and event.session_id != self.asked_session:
-                self.session_note = (
-                    f"asked the agent to resume session {self.asked_session}, "
-                    f"it reported session {event.session_id}"
-                )
-        elif event.kind == "tool_use" and event.tool_input and event.tool_name:
-            name = event.tool_name.lower()
-            if any(word in name for word in _EDIT_WORDS):
-                self._see_paths(event.tool_input)
-        elif event.kind == "error" and event.text:
-            self.last_error = event.text
-
-    def _see_paths(self, tool_input: dict[str, Any]) -> None:
-        """File paths an editing tool names: a path argument, or a list of changes (codex)."""
-        changes = tool_input.get("changes")
-        candidates = changes if isinstance(changes, list) else [tool_input]
-        for candidate in candidates:
-            if not isinstance(candidate, dict):
-                continue
-            for key in _PATH_KEYS:
-                value = candidate.get(key)
-                if isinstance(value, str) and value:
-                    self.files[self._relative(value)] = None
-                    break
-
-    def _relative(self, value: str) -> str:
-        path = PurePosixPath(value)
-        if path.is_absolute() and path.is_relative_to(self.cwd):
-            return str(path.relative_to(self.cwd))
-        return value
-
-    def build(
-        self,
-        finished: RunFinished | None,
-        error: str | None,
-        stop_reason: RunOutcome | None,
-        stop_message: str | None = None,
-    ) -> RunReport:
-        common: dict[str, Any] = {
-            "started_at": self.started_at,
-            "finished_at": self.clock.wall(),
-            "duration_s": round(self.clock.monotonic() - self.started_monotonic, 3),
-            "files_changed": list(self.files),
-            "session_note": self.session_note,
-        }
-        if finished is not None:
-            return RunReport(
-                outcome=finished.outcome,
-                final_text=finished.final_text,
-                cost_usd=finished.cost_usd,
-                num_turns=finished.num_turns,
-                usage=finished.usage,
-                error=finished.error,
-                exit_code=finished.exit_code,
-                signal=finished.signal,
-                session_id=finished.session_id or self.session_id,
-                **common,
-            )
-        if stop_reason is not None:
-            why = "ended by the client" if stop_reason == "cancelled" else "the server stopped"
-            return RunReport(
-                outcome=stop_reason,
-                error=stop_message or f"run stopped: {why}",
-                session_id=self.session_id,
-                **common,
-            )
-        return RunReport(
-            outcome="interrupted" if error is None else "error",
-            error=error or "the run stopped before the agent finished",
-            session_id=self.session_id,
-            **common,
-        )
-
-
-def summarize(event: AgentEvent) -> str:
-    """A one-line human summary of an agent event."""
-    if event.kind == "tool_use":
-        detail = ""
-        if event.tool_input:
-            first = next(iter(event.tool_input.values()))
-            detail = f" {first}" if isinstance(first, str) else ""
-        text = f"{event.tool_name or 'tool'}{detail}"
-    elif event.kind == "init":
-        text = f"session {event.session_id}"
-    elif event.kind == "usage" and event.data:
-        scalars = [(k, v) for k, v in event.data.items() if isinstance(v, int | float | str)]
-        text = ", ".join(f"{k}={v}" for k, v in scalars[:6])
-    else:
-        text = event.text or event.raw
-    text = " ".join(text.split())
-    if len(text) > SUMMARY_CHARS:
-        text = text[: SUMMARY_CHARS - 1] + "…"
-    return f"{event.kind}: {text}"
-
-
-def _event_data(event: AgentEvent) -> dict[str, Any]:
-    fields = attrs.asdict(event, recurse=False)
-    fields.pop("raw")
-    return {key: value for key, value in fields.items() if value not in (None, False)}
 
 
 class TaskRunner:
@@ -615,7 +446,7 @@ class TaskRunner:
     async def _run_turn(self, task_id: str, active: _RunInFlight) -> None:
         task = self.get(task_id)
         request = self._request(task)
-        builder = _ReportBuilder(
+        builder = ReportBuilder(
             clock=self.clock, cwd=task.cwd, asked_session=request.resume_session_id
         )
         finished: RunFinished | None = None
@@ -649,7 +480,7 @@ class TaskRunner:
                     active.done.set()
 
     async def _consume(
-        self, task_id: str, stream: AsyncIterator[RunEvent], builder: _ReportBuilder
+        self, task_id: str, stream: AsyncIterator[RunEvent], builder: ReportBuilder
     ) -> RunFinished | None:
         """Store a run's events as they arrive; the run's ``RunFinished``, if it came."""
         finished: RunFinished | None = None
@@ -663,7 +494,7 @@ class TaskRunner:
                 )
             elif isinstance(event, AgentEvent):
                 builder.see(event)
-                self._append(task_id, "agent", summarize(event), _event_data(event), event.raw)
+                self._append(task_id, "agent", summarize(event), event_data(event), event.raw)
                 if event.kind == "init" and event.session_id:
                     await self._record_session(task_id, event.session_id)
                 await self.store.backpressure(task_id)

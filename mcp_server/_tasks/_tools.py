@@ -37,16 +37,10 @@ from ._model import InvalidTransition, Task, TaskOptions
 from ._notices import TaskNotices
 from ._prompts import PROMPTS, prompt_view
 from ._resources import TaskResources
-from ._runner import (
-    PathRefused,
-    RunNotStarted,
-    ShuttingDown,
-    TaskBusy,
-    TaskNotFound,
-    TaskRunner,
-)
+from ._runner import RunNotStarted, ShuttingDown, TaskBusy, TaskNotFound, TaskRunner
 from ._store import StateWriteError
 from ._views import failure, statistics_view, success, task_view
+from ._workspace import PathRefused
 
 log = logging.getLogger("mcp_server.tasks")
 

@@ -17,7 +17,7 @@ from _support.agent_up import base_env, coding_agent_up
 from host_daemon import default_state_dir, default_token_file
 from mcp_server._cli import build_parser
 from mcp_server._config import ConfigError, env_flag, serve_config, workspace_from_env
-from mcp_server._tasks._runner import PathRefused, Workspace
+from mcp_server._tasks import PathRefused, Workspace
 
 CONTAINER = Workspace(PurePosixPath("/workspace"), PurePosixPath("/home/me/code"))
 

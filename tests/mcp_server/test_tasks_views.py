@@ -18,7 +18,7 @@ from mcp_server._tasks._model import (
     start_run,
 )
 from mcp_server._tasks._prompts import PROMPTS
-from mcp_server._tasks._runner import SUMMARY_CHARS, summarize
+from mcp_server._tasks._report import SUMMARY_CHARS, summarize
 from mcp_server._tasks._views import (
     LIST_TASKS,
     MAX_FIELD_CHARS,
