@@ -19,10 +19,12 @@ Modules: the records and transitions (``_model``), the state files (``_files``) 
 arguments and their schemas (``_arguments``), tool handlers (``_tools``), resources
 (``_resources``), views of records (``_views``), change notices (``_notices``), prompts
 (``_prompts``). Both JSON boundaries use one strict converter factory (``_convert``);
-observers are :class:`Listener` s given to the constructor of what they observe.
+observers are :class:`Listener` s given to the constructor of what they observe; every error
+raised on purpose is a :class:`TaskError` with the ``code`` a failed tool answer names.
 """
 
 from ._arguments import OUTPUT_SCHEMA, ToolFailure, input_schema, parse_args
+from ._errors import TaskError
 from ._listener import Listener
 from ._model import (
     TASK_STATUSES,
@@ -68,6 +70,7 @@ __all__ = [
     "Task",
     "TaskBusy",
     "TaskChange",
+    "TaskError",
     "TaskEvent",
     "TaskNotFound",
     "TaskNotices",

@@ -19,6 +19,7 @@ from host_daemon import AgentName
 from mcp_server._core._registry import JSON
 
 from ._convert import describe_error, make_strict_converter
+from ._errors import TaskError
 
 MAX_WAIT_S = 50.0
 DEFAULT_WAIT_S = 30.0
@@ -252,7 +253,7 @@ ARGUMENT_CONVERTER = _make_argument_converter()
 # -- failing --------------------------------------------------------------------------------
 
 
-class ToolFailure(Exception):
+class ToolFailure(TaskError):
     """A tool call that fails with a code and a message (an ``isError`` result)."""
 
     def __init__(self, code: str, message: str, result: JSON | None = None) -> None:

@@ -20,6 +20,7 @@ import attrs
 import orjson
 
 from ._convert import describe_error, make_strict_converter
+from ._errors import TaskError
 from ._model import Task, TaskEvent
 
 MAX_RAW_CHARS = 64 * 1024
@@ -133,13 +134,15 @@ _CONDITIONS = {
 }
 
 
-class StateWriteError(Exception):
+class StateWriteError(TaskError):
     """The state directory refused a write: full, over quota, read-only or failing.
 
     Raised instead of the ``OSError`` so that no caller mistakes it for a network error; the
     message names the condition and the file, like ``state disk full: No space left on device
     at /state/tasks/ID.json``.
     """
+
+    code = "state_unwritable"
 
     def __init__(self, error: OSError, path: os.PathLike[str] | str) -> None:
         condition = _CONDITIONS.get(error.errno or 0)

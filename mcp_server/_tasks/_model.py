@@ -29,6 +29,8 @@ import attrs
 
 from host_daemon._records import AgentName, Outcome
 
+from ._errors import TaskError
+
 TaskStatus = Literal[
     "pending", "in_progress", "waiting", "completed", "failed", "cancelled", "interrupted"
 ]
@@ -64,8 +66,10 @@ class Clock:
     monotonic: Callable[[], float] = time.monotonic
 
 
-class InvalidTransition(ValueError):
+class InvalidTransition(TaskError, ValueError):
     """A transition that the task's current status does not allow."""
+
+    code = "invalid_state"
 
 
 @attrs.frozen

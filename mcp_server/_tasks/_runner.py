@@ -26,6 +26,7 @@ from host_daemon._records import (
     RunStarted,
 )
 
+from ._errors import TaskError
 from ._listener import Listener
 from ._model import (
     RunOutcome,
@@ -68,16 +69,20 @@ START_TIMEOUT_S = 30.0
 """How long connecting, the handshake and the agent's spawn may take (a loaded host is slow)."""
 
 
-class TaskNotFound(LookupError):
+class TaskNotFound(TaskError, LookupError):
     """No task has this id."""
+
+    code = "task_not_found"
 
     def __init__(self, task_id: str) -> None:
         super().__init__(f"no task with id {task_id!r}")
         self.task_id = task_id
 
 
-class TaskBusy(RuntimeError):
+class TaskBusy(TaskError, RuntimeError):
     """The task's run is still in flight; one run per task at a time."""
+
+    code = "busy"
 
     def __init__(self, task_id: str) -> None:
         super().__init__(
@@ -86,7 +91,7 @@ class TaskBusy(RuntimeError):
         self.task_id = task_id
 
 
-class RunNotStarted(RuntimeError):
+class RunNotStarted(TaskError, RuntimeError):
     """The daemon could not start the run (down, wrong token, refused): the task failed."""
 
     def __init__(self, task_id: str, code: str, message: str) -> None:
@@ -95,8 +100,10 @@ class RunNotStarted(RuntimeError):
         self.code = code
 
 
-class ShuttingDown(RuntimeError):
+class ShuttingDown(TaskError, RuntimeError):
     """The server is stopping: runs in flight get their grace period, no new run starts."""
+
+    code = "shutting_down"
 
 
 @attrs.define(eq=False)

@@ -33,27 +33,17 @@ from ._arguments import (
     input_schema,
     parse_args,
 )
-from ._model import InvalidTransition, Task, TaskOptions
+from ._errors import TaskError
+from ._model import Task, TaskOptions
 from ._notices import TaskNotices
 from ._prompts import PROMPTS, prompt_view
 from ._resources import TaskResources
-from ._runner import RunNotStarted, ShuttingDown, TaskBusy, TaskNotFound, TaskRunner
-from ._store import StateWriteError
+from ._runner import RunNotStarted, TaskRunner
 from ._views import failure, statistics_view, success, task_view
-from ._workspace import PathRefused
 
 log = logging.getLogger("mcp_server.tasks")
 
 PROGRESS_INTERVAL_S = 1.0
-
-_ERROR_CODES: Mapping[type[BaseException], str] = {
-    TaskNotFound: "task_not_found",
-    TaskBusy: "busy",
-    PathRefused: "path_outside_workspace",
-    InvalidTransition: "invalid_state",
-    ShuttingDown: "shutting_down",
-    StateWriteError: "state_unwritable",
-}
 
 
 @attrs.frozen
@@ -71,18 +61,11 @@ class TaskTools:
                 return await spec.run(self, ctx, parse_args(spec.arguments, arguments))
             except ToolFailure as exc:
                 return failure(exc.code, exc.message, exc.result)
-            except (
-                TaskNotFound,
-                TaskBusy,
-                PathRefused,
-                InvalidTransition,
-                ShuttingDown,
-                StateWriteError,
-            ) as exc:
-                return failure(_ERROR_CODES[type(exc)], str(exc))
             except RunNotStarted as exc:
                 task = self.runner.get(exc.task_id)
                 return failure(exc.code, str(exc), task_view(task, full=True))
+            except TaskError as exc:  # not found, busy, refused path or transition, …
+                return failure(exc.code, str(exc))
 
         return handle
 

@@ -6,9 +6,13 @@ from pathlib import PurePosixPath
 
 import attrs
 
+from ._errors import TaskError
 
-class PathRefused(ValueError):
+
+class PathRefused(TaskError, ValueError):
     """A project directory outside the workspace."""
+
+    code = "path_outside_workspace"
 
 
 @attrs.frozen

@@ -6,6 +6,8 @@ import ast
 import inspect
 import pathlib
 
+import pytest
+
 import mcp_server._tasks as tasks
 
 PACKAGE = pathlib.Path(tasks.__file__).parent
@@ -44,3 +46,22 @@ def test_the_server_imports_the_layer_only_through_its_package() -> None:
     outside = [p for p in sorted(SERVER.rglob("*.py")) if PACKAGE not in p.parents]
     assert outside
     assert [line for path in outside for line in _private_task_imports(path)] == []
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (tasks.TaskNotFound("x"), "task_not_found"),
+        (tasks.TaskBusy("x"), "busy"),
+        (tasks.PathRefused("outside"), "path_outside_workspace"),
+        (tasks.InvalidTransition("no"), "invalid_state"),
+        (tasks.ShuttingDown("stopping"), "shutting_down"),
+        (tasks.StateWriteError(OSError(28, "No space left on device"), "/s"), "state_unwritable"),
+        (tasks.RunNotStarted("x", "daemon_unavailable", "down"), "daemon_unavailable"),
+        (tasks.ToolFailure("prompt_not_found", "no prompt"), "prompt_not_found"),
+    ],
+)
+def test_every_error_of_the_layer_carries_its_code(error: Exception, code: str) -> None:
+    """Each error the layer raises on purpose is a TaskError naming its tool-answer code."""
+    assert isinstance(error, tasks.TaskError)
+    assert error.code == code
