@@ -1,8 +1,9 @@
 """The tools' arguments: attrs classes whose fields carry their bounds, and schemas made of them.
 
-A bound is written once, on the field (:func:`argument`): as an attrs validator it is checked
-when cattrs structures the arguments (:func:`parse_args`), and :func:`input_schema` states it in
-the JSON Schema clients see and the MCP core validates against before the handler runs.
+A bound is written once, on the field (:func:`argument`). :func:`input_schema` states it in the
+JSON Schema that clients see and the MCP core validates against before the handler runs; the
+argument converter checks it again as it structures that field (:func:`parse_args`, so the
+error names the field), and it is the field's attrs validator for any other construction.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ The runner owns one nursery for the server's lifetime (:meth:`TaskRunner.run`); 
 child of it holding one ``open_run`` stream, so a run never outlives the server. Per task there
 is at most one run: a follow-up while a run is in flight is refused with :class:`TaskBusy`
 (the client may ``wait_task`` and retry), so two agents never work in one directory.
+
+The runner builds its store (from a :data:`StoreFactory`), passing the listener the store tells
+what it wrote; it tells its own listener (the MCP layer's notices) each :class:`TaskChange`.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class TaskChange:
 
 
 StoreFactory = Callable[[Listener[StoreEvent]], TaskStore]
-"""Makes the runner's store, given the listener the store tells (``TaskStore`` given a root)."""
+"""Makes the runner's store, given the listener it tells: ``functools.partial(TaskStore, root)``."""
 
 OUTPUT_NOTIFY_INTERVAL_S = 0.5
 """Output changes are announced at most this often per task (transitions at once)."""
@@ -142,9 +145,6 @@ class TaskRunner:
         listener: Listener[TaskChange] | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
-        self.store = store(self._on_stored)
-        """The durable tasks; the runner runs its flusher and hears what it wrote."""
-        self.clock = self.store.clock
         self.start_timeout_s = start_timeout_s
         self.daemon = daemon
         self.workspace = workspace
@@ -155,6 +155,9 @@ class TaskRunner:
         self._output_queued = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._closing = False
+        self.store = store(self._on_stored)
+        """The durable tasks; the runner runs its flusher and hears what it wrote."""
+        self.clock = self.store.clock
 
     # -- lifetime -------------------------------------------------------------------------
 
