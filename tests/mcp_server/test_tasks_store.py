@@ -28,7 +28,9 @@ from mcp_server._tasks._store import (
     MAX_PENDING_EVENTS,
     RECORD_SUFFIX,
     StateWriteError,
+    StoreEvent,
     TaskStore,
+    Visible,
     decode_task,
 )
 
@@ -65,6 +67,29 @@ async def test_record_round_trips(tmp_path: pathlib.Path) -> None:
     assert task.options.max_turns == 3
     assert task.event_count == 3
     assert not store.quarantined
+
+
+async def test_store_tells_its_listener_what_became_visible(tmp_path: pathlib.Path) -> None:
+    """The listener given at construction hears of a created record and of written output."""
+    heard: list[StoreEvent] = []
+    store = TaskStore(tmp_path, heard.append)
+    await store.load()
+    task = new_task(
+        title="t",
+        instructions="go",
+        agent="claude",
+        project_dir="p",
+        cwd="/w/p",
+        options=TaskOptions(),
+        now=T0,
+    )
+    await store.create(task)
+    assert heard == [Visible(task.id)]
+    store.append_event(task.id, kind="agent", summary="out")
+    assert heard == [Visible(task.id)]  # queued, not yet visible
+    await store.flush()
+    assert heard == [Visible(task.id), Visible(task.id)]
+    assert [e.summary for e in await store.read_events(task.id, 0, 10)] == ["out"]
 
 
 async def test_record_file_is_whole_json(tmp_path: pathlib.Path) -> None:
