@@ -17,7 +17,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from host_daemon import AgentName
-from mcp_server._core._registry import JSON
+from mcp_server._core import JSON
 
 from ._convert import describe_error, make_strict_converter
 from ._errors import TaskError

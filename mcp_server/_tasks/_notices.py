@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from mcp_server._core._registry import Registry, Resource, ResourceContents
+from mcp_server._core import Registry, Resource, ResourceContents
 
 from ._model import Task
 from ._runner import TaskChange

@@ -6,8 +6,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from mcp_server._core._errors import InvalidParams
-from mcp_server._core._registry import JSON, Prompt, PromptArgument, PromptResult
+from mcp_server._core import JSON, InvalidParams, Prompt, PromptArgument, PromptResult
 
 
 @attrs.frozen

@@ -11,8 +11,15 @@ import attrs
 import orjson
 
 from host_daemon import DaemonError
-from mcp_server._core._errors import InvalidParams, ResourceNotFound
-from mcp_server._core._registry import JSON, Registry, Resource, ResourceContents, ResourceTemplate
+from mcp_server._core import (
+    JSON,
+    InvalidParams,
+    Registry,
+    Resource,
+    ResourceContents,
+    ResourceNotFound,
+    ResourceTemplate,
+)
 
 from ._model import Task
 from ._notices import TASK_TEMPLATE

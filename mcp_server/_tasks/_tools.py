@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import trio
 
-from mcp_server._core._registry import JSON, Registry, RequestContext, Tool, ToolResult
+from mcp_server._core import JSON, Registry, RequestContext, Tool, ToolResult
 
 from ._arguments import (
     DEFAULT_WAIT_S,

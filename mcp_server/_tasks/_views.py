@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import orjson
 
-from mcp_server._core._registry import JSON, ResourceContents, TextContents, ToolResult
+from mcp_server._core import JSON, ResourceContents, TextContents, ToolResult
 
 from ._model import RunReport, Task, TaskEvent
 

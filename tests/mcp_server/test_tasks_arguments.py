@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from mcp_server import Registry
-from mcp_server._core._schema import validate
+from mcp_server._core import validate
 from mcp_server._tasks import (
     TOOLS,
     DaemonEndpoint,
