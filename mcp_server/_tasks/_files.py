@@ -31,6 +31,10 @@ MAX_EVENT_BYTES = 256 * 1024
 """No log line is longer: an event the other caps leave longer is stored with a preview of data."""
 COPY_CHUNK = 1 << 20
 ORJSON_MAX_BYTES = 64 * 1024
+RECORD_SUFFIX = ".json"
+"""A task's record is ``tasks/<id>.json``."""
+LOG_SUFFIX = ".events.ndjson"
+"""A task's event log is ``tasks/<id>.events.ndjson``."""
 
 
 STATE_CONVERTER = make_strict_converter()

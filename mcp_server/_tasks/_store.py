@@ -37,11 +37,11 @@ or published); a log the flusher cannot append to loses its queued output and th
 (:class:`OutputLost`) to end that run; a run's end is never lost: refused, it is published in
 memory and written by :meth:`TaskStore.retry` (every ``RETRY_INTERVAL_S``) once the disk takes it.
 
-Recovery (:meth:`TaskStore.load`): a record that does not parse, a log line that does not parse,
-a log whose sequence breaks, or a log without a record is moved into ``quarantine/`` with a
-warning naming it. A torn last log line (the write a crash cut short) is cut back to the last
-whole line, the torn bytes kept in quarantine. A task found ``pending`` or ``in_progress`` becomes
-``interrupted``.
+Recovery (:meth:`TaskStore.load`, reading with :class:`._recovery.Recovery`): a record that does
+not parse, a log line that does not parse, a log whose sequence breaks, or a log without a record
+is moved into ``quarantine/`` with a warning naming it. A torn last log line (the write a crash
+cut short) is cut back to the last whole line, the torn bytes kept in quarantine. A task found
+``pending`` or ``in_progress`` becomes ``interrupted``.
 """
 
 from __future__ import annotations
@@ -58,26 +58,25 @@ from typing import Any
 import attrs
 import trio
 
-from ._convert import describe_error
 from ._files import (
+    LOG_SUFFIX,
+    RECORD_SUFFIX,
     Log,
     StateWriteError,
     Written,
     append_sync,
     cap_event,
-    copy_range,
     decode_event,
-    decode_record,
     decode_task,
     encode_event,
     encode_task,
     fsync_dir,
     read_range,
-    scan_log,
     writing,
 )
 from ._listener import Listener
-from ._model import Clock, Task, TaskEvent, count_events, interrupt, next_event, utcnow
+from ._model import Clock, Task, TaskEvent, count_events, interrupt, next_event
+from ._recovery import Recovery
 
 __all__ = [
     "FSYNC_INTERVAL_S",
@@ -106,8 +105,6 @@ READ_BUDGET_BYTES = 1 << 20
 """One read of a log takes at most this many bytes of it (and at least one event)."""
 RETRY_INTERVAL_S = 1.0
 """While the state disk refuses writes, records kept in memory are retried this often."""
-RECORD_SUFFIX = ".json"
-LOG_SUFFIX = ".events.ndjson"
 
 
 class UnknownTask(LookupError):
@@ -178,8 +175,11 @@ class TaskStore:
 
     async def load(self) -> list[Task]:
         """Read every task back, quarantining what cannot be read; returns the tasks loaded."""
+        recovery = Recovery(self.tasks_dir, self.quarantine_dir)
         async with self._io_lock:
-            loaded = await trio.to_thread.run_sync(self._load_sync)
+            loaded = await trio.to_thread.run_sync(recovery.run)
+        self._logs.update(recovery.logs)
+        self.quarantined.extend(recovery.quarantined)
         for task_id, task in loaded.items():
             if task.status in ("pending", "in_progress"):
                 log.warning(
@@ -196,69 +196,6 @@ class TaskStore:
                 self.tasks[task_id] = task
         self._created = max((task.seq for task in loaded.values()), default=0)
         return list(self.tasks.values())
-
-    def _quarantine(self, path: pathlib.Path, why: str) -> pathlib.Path:
-        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
-        target = self.quarantine_dir / f"{path.name}.{stamp}"
-        os.replace(path, target)
-        fsync_dir(self.quarantine_dir)
-        fsync_dir(path.parent)
-        log.warning("quarantined %s: %s (moved to %s)", path, why, target)
-        self.quarantined.append(target)
-        return target
-
-    def _load_sync(self) -> dict[str, Task]:
-        loaded: dict[str, Task] = {}
-        self.tasks_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in sorted(self.tasks_dir.glob("*.tmp")):
-            log.warning("removing %s: an unfinished write (the old record stands)", leftover)
-            leftover.unlink()
-        for path in sorted(self.tasks_dir.glob("*" + RECORD_SUFFIX)):
-            task_id = path.name.removesuffix(RECORD_SUFFIX)
-            try:
-                task = decode_record(path.read_bytes(), task_id)
-            except Exception as exc:
-                self._quarantine(path, f"unreadable task record: {describe_error(exc)}")
-                log_path = self.tasks_dir / (task_id + LOG_SUFFIX)
-                if log_path.exists():
-                    self._quarantine(log_path, "event log of an unreadable task record")
-                continue
-            self._logs[task_id] = self._load_log(task_id)
-            count = self._logs[task_id].last_seq
-            loaded[task_id] = (
-                task if count == task.event_count else attrs.evolve(task, event_count=count)
-            )
-        for path in sorted(self.tasks_dir.glob("*" + LOG_SUFFIX)):
-            if path.name.removesuffix(LOG_SUFFIX) not in loaded:
-                self._quarantine(path, "event log without a task record")
-        return loaded
-
-    def _load_log(self, task_id: str) -> Log:
-        path = self.tasks_dir / (task_id + LOG_SUFFIX)
-        state = Log(path=path)
-        if not path.exists():
-            return state
-        scan = scan_log(state)
-        state.size = scan.good_end
-        if scan.problem is None:
-            return state
-        if scan.problem == "torn":
-            torn = path.with_name(path.name + ".torn")
-            copy_range(path, scan.good_end, scan.total, torn)
-            cut = scan.total - scan.good_end
-            self._quarantine(torn, f"torn last line of {path.name} ({cut} bytes)")
-        else:
-            kept = path.with_name(path.name + ".tmp-kept")
-            copy_range(path, 0, scan.good_end, kept)
-            why = f"corrupt event log at {scan.problem}; events 1..{state.written} kept"
-            self._quarantine(path, why)
-            os.replace(kept, path)
-        with path.open("r+b") as handle:
-            handle.truncate(scan.good_end)
-            os.fsync(handle.fileno())
-        fsync_dir(path.parent)
-        return state
 
     # -- records --------------------------------------------------------------------------
 
