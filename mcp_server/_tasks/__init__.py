@@ -14,13 +14,14 @@ Vocabulary (the word "task" means three things in this code base; here it means 
   follows the run. Its names there start with ``McpTask``.
 - a **trio task** is neither: a coroutine in a nursery.
 
-Modules: the records and transitions (``_model``), the state files (``_files``) and the store
-(``_store``), the runner (``_runner``, with ``_report`` and ``_workspace``); the MCP surface:
-arguments and their schemas (``_arguments``), tool handlers (``_tools``), resources
-(``_resources``), views of records (``_views``), change notices (``_notices``), prompts
-(``_prompts``). Both JSON boundaries use one strict converter factory (``_convert``);
-observers are :class:`Listener` s given to the constructor of what they observe; every error
-raised on purpose is a :class:`TaskError` with the ``code`` a failed tool answer names.
+Modules: the records and transitions (``_model``), the state files (``_files``), the store
+(``_store``, reading back with ``_recovery``), the runner (``_runner``, with ``_report`` and
+``_workspace``); the MCP surface: arguments and their schemas (``_arguments``), tool handlers
+(``_tools``), resources (``_resources``), views of records (``_views``), change notices
+(``_notices``), prompts (``_prompts``). Both JSON boundaries use one strict converter factory
+(``_convert``); observers are :class:`Listener` s given to the constructor of what they
+observe; every error raised on purpose is a :class:`TaskError` with the ``code`` a failed tool
+answer names.
 """
 
 from ._arguments import OUTPUT_SCHEMA, ToolFailure, input_schema, parse_args
