@@ -7,7 +7,7 @@ set -euo pipefail
 
 log() { printf 'entrypoint: %s\n' "$*" >&2; }
 
-# Defaults (design.md's environment); values already set win.
+# Defaults of the settings the MCP server reads (compose.yaml lists them); values already set win.
 export PORT="${PORT:-3000}"
 export STATE_PATH="${STATE_PATH:-/data/state}"
 export CLAUDE_PROXY_HOST="${CLAUDE_PROXY_HOST:-host.docker.internal}"

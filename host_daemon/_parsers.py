@@ -1,8 +1,8 @@
 """Agent event parsers: a CLI's NDJSON output as ``AgentEvent``s, and the run's outcome.
 
 Each parser decides the run's ``RunFinished`` from the CLI's terminal event, the exit code being
-a secondary signal only (each CLI has exit codes that contradict its events:
-facts/agent-clis.md).
+a secondary signal only (each CLI has exit codes that contradict its events: Claude Code can exit
+0 after an ``is_error`` result, Codex exits 0 after ``turn.failed``).
 
 Events and raw lines: every printed line yields at least one event, and the first event of a line
 carries the line in ``raw`` (the transcript). When one line yields several events (an assistant

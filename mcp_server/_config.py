@@ -1,4 +1,4 @@
-"""The MCP server's configuration: environment variables (design.md's names) and flags.
+"""The MCP server's configuration: environment variables (``STATE_PATH``, …) and flags.
 
 Flags win over the environment. Nothing here logs a token.
 """

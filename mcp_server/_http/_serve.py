@@ -46,7 +46,7 @@ def _quart_app(settings: HttpSettings) -> QuartTrio:
 
 
 def shield_final_send(app: Any) -> Any:
-    """Run only the final ``http.response.body`` send shielded (facts/stack.md keep-alive fix).
+    """Run only the final ``http.response.body`` send shielded (a quart-trio keep-alive bug).
 
     Without it a request's cancel lands in Hypercorn's final send and kills its idle timer: idle
     keep-alive connections then never close and hold graceful shutdown.

@@ -5,7 +5,7 @@
 ``CODING_AGENT_TEST_GEMINI`` override them). ``codex_env`` and ``gemini_env`` write a throwaway
 ``HOME``'s configuration so that the CLI talks only to a scripted model on loopback
 (``scripted_codex``, ``scripted_gemini``) and returns the environment to run it with; the
-settings are those verified in facts/agent-clis.md ("Real Codex and Gemini CLIs offline").
+settings are those the pinned releases were seen to honour with no network but loopback.
 """
 
 from __future__ import annotations

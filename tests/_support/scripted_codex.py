@@ -9,7 +9,7 @@ Usage::
 
 Codex POSTs ``/v1/responses`` (``stream: true``, its tool list: ``exec_command``, the freeform
 ``apply_patch``, ...) and reads server-sent events: one ``response.output_item.done`` per output
-item, then ``response.completed`` with the usage (facts/agent-clis.md). Each queued step
+item, then ``response.completed`` with the usage (as the pinned Codex reads them). Each queued step
 answers one such call: ``Reply`` (an assistant message), ``ToolCall`` (a ``function_call``;
 ``ShellCall`` makes it run a command), ``Patch`` (an ``apply_patch`` custom tool call, which
 Codex reports as a ``file_change``), ``Reasoned`` (a reasoning summary before another step),

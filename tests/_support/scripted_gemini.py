@@ -8,7 +8,7 @@ Usage::
         ...  # run the real ``gemini -o stream-json`` with ``env``
 
 Gemini CLI POSTs ``/v1beta/models/MODEL:streamGenerateContent?alt=sse`` with its tool list and
-reads ``data:`` lines, each a ``GenerateContentResponse`` (facts/agent-clis.md). Each queued
+reads ``data:`` lines, each a ``GenerateContentResponse`` (the pinned CLI's shape). Each queued
 step answers one such call: ``Reply`` (text), ``StreamedReply`` (text in several chunks, which
 the CLI prints as several ``delta`` messages), ``ToolCall`` (a ``functionCall``;
 ``ShellCommand`` is its ``run_shell_command``), ``ApiError`` (an HTTP error in Google's shape,

@@ -17,7 +17,7 @@ import trio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODERN = "2026-07-28"
-# Names the harness scenarios call (facts file and scenario sources).
+# Names the harness scenarios call (read from the conformance suite's scenario sources).
 HARNESS_TOOLS = {
     "test_simple_text",
     "test_image_content",

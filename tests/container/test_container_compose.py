@@ -91,7 +91,7 @@ def test_compose_limits_resources(service: dict[str, Any]) -> None:
 
 
 def test_compose_environment_names_design_settings(service: dict[str, Any]) -> None:
-    """Every setting of design.md the container needs is there, none with a secret inline."""
+    """Every setting the container needs is in compose.yaml, none with a secret inline."""
     environment = service["environment"]
     assert set(environment) >= DESIGN_ENVIRONMENT
     assert environment["HOST_FILE_ROOT"].startswith("${HOST_FILE_ROOT:?")

@@ -192,7 +192,7 @@ def test_entrypoint_removes_agent_api_keys(root: Root) -> None:
 
 
 def test_entrypoint_sets_defaults_and_keeps_given_values(root: Root) -> None:
-    """Unset settings get design.md's defaults; values already set win."""
+    """Unset settings get the documented defaults (``PORT`` 3000, …); values already set win."""
     ran = root.run(env={"CLAUDE_PROXY_PORT": "9999"})
     assert ran.env is not None
     assert ran.env["PORT"] == "3000"
