@@ -33,9 +33,10 @@ from collections.abc import Sequence
 
 import trio
 
-from host_daemon import DaemonUnavailable, RunFinished, RunRequest, open_run, probe
+from host_daemon import DaemonUnavailable, RunFinished, RunRequest, open_run, probe, spawn_group
+
+# The in-process side reproduces the daemon's own path, so it uses the daemon's private parts.
 from host_daemon._agents import ADAPTERS
-from host_daemon._process import spawn_group
 from host_daemon._protocol import encode_frame
 from host_daemon._server import _SEND_BATCH_BYTES as _BATCH_BYTES
 

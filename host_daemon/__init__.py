@@ -1,7 +1,9 @@
 """The host daemon: runs coding-agent CLIs in process groups for authenticated clients.
 
 The public API: the wire records, the client library (``probe``, ``open_run``), its errors,
-the shared token, and the daemon itself (``serve_daemon``, ``DaemonConfig``).
+the shared token, the daemon itself (``serve_daemon``, ``DaemonConfig``) and its process-group
+helpers (``spawn_group``, ``become_subreaper``). Import these from ``host_daemon`` only: the
+``_modules`` are private and may change.
 """
 
 from ._auth import TokenError, load_or_create_token, token_from_environment
@@ -17,10 +19,19 @@ from ._client import (
     probe,
 )
 from ._config import DaemonConfig, default_state_dir, default_token_file
+from ._process import (
+    ExitStatus,
+    GroupProcess,
+    OutputLine,
+    become_subreaper,
+    is_subreaper,
+    spawn_group,
+)
 from ._protocol import PROTOCOL_VERSION
 from ._records import (
     AGENT_NAMES,
     AgentEvent,
+    AgentEventKind,
     AgentInfo,
     AgentName,
     Outcome,
@@ -38,6 +49,7 @@ __all__ = [
     "AGENT_NAMES",
     "PROTOCOL_VERSION",
     "AgentEvent",
+    "AgentEventKind",
     "AgentInfo",
     "AgentName",
     "AuthenticationFailed",
@@ -45,7 +57,10 @@ __all__ = [
     "DaemonConfig",
     "DaemonError",
     "DaemonUnavailable",
+    "ExitStatus",
+    "GroupProcess",
     "Outcome",
+    "OutputLine",
     "ProbeInfo",
     "ProtocolError",
     "RequestRejected",
@@ -56,12 +71,15 @@ __all__ = [
     "RunStream",
     "TokenError",
     "__version__",
+    "become_subreaper",
     "default_state_dir",
     "default_token_file",
+    "is_subreaper",
     "load_or_create_token",
     "open_run",
     "probe",
     "serve_daemon",
+    "spawn_group",
     "token_from_environment",
     "watch_shutdown_signals",
 ]

@@ -23,11 +23,11 @@ import trio
 from host_daemon import (
     DaemonConfig,
     TokenError,
+    become_subreaper,
     load_or_create_token,
+    serve_daemon,
     watch_shutdown_signals,
 )
-from host_daemon._process import become_subreaper
-from host_daemon._server import serve_daemon
 from mcp_server._core._registry import Registry
 from mcp_server._http import HttpSettings, serve
 from mcp_server._http._connections import raise_open_files_limit

@@ -27,7 +27,7 @@ from typing import Any, Literal, get_args
 
 import attrs
 
-from host_daemon._records import AgentName, Outcome
+from host_daemon import AgentName, Outcome
 
 from ._errors import TaskError
 

@@ -18,15 +18,17 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from host_daemon import DaemonError, open_run, probe
-from host_daemon._records import (
+from host_daemon import (
     AgentEvent,
     AgentName,
+    DaemonError,
     ProbeInfo,
     RunEvent,
     RunFinished,
     RunRequest,
     RunStarted,
+    open_run,
+    probe,
 )
 
 from ._errors import TaskError
