@@ -1,24 +1,25 @@
 """The host daemon: runs coding-agent CLIs in process groups for authenticated clients.
 
-The public API: the wire records, the client library (``probe``, ``open_run``), its errors,
-the shared token, the daemon itself (``serve_daemon``, ``DaemonConfig``) and its process-group
-helpers (``spawn_group``, ``become_subreaper``). Import these from ``host_daemon`` only: the
-``_modules`` are private and may change.
+The public API: the wire records, the client library (``probe``, ``open_run``), its errors
+(``DaemonError`` and its subclasses, each with a code of ``ErrorCode``), the shared token, the
+daemon itself (``serve_daemon``, ``DaemonConfig``) and its process-group helpers
+(``spawn_group``, ``become_subreaper``). Import these from ``host_daemon`` only: the ``_modules``
+are private and may change.
 """
 
 from ._auth import TokenError, load_or_create_token, token_from_environment
-from ._client import (
+from ._client import RunStream, open_run, probe
+from ._config import DaemonConfig, default_state_dir, default_token_file
+from ._errors import (
+    ERROR_CODES,
     AuthenticationFailed,
     DaemonBusy,
     DaemonError,
     DaemonUnavailable,
+    ErrorCode,
     ProtocolError,
     RequestRejected,
-    RunStream,
-    open_run,
-    probe,
 )
-from ._config import DaemonConfig, default_state_dir, default_token_file
 from ._process import (
     ExitStatus,
     GroupProcess,
@@ -47,6 +48,7 @@ from ._version import __version__
 
 __all__ = [
     "AGENT_NAMES",
+    "ERROR_CODES",
     "PROTOCOL_VERSION",
     "AgentEvent",
     "AgentEventKind",
@@ -57,6 +59,7 @@ __all__ = [
     "DaemonConfig",
     "DaemonError",
     "DaemonUnavailable",
+    "ErrorCode",
     "ExitStatus",
     "GroupProcess",
     "Outcome",

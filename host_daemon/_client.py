@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import errno
 from collections.abc import AsyncIterator
-from typing import Final
 
 import trio
 
 from ._connection import FramedStream, HandshakeFailed, client_handshake
+from ._errors import DaemonUnavailable, ProtocolError, error_from_code
 from ._protocol import (
     DAEMON_TO_CLIENT,
     DEFAULT_MAX_EVENT_FRAME_BYTES,
@@ -24,64 +24,6 @@ from ._protocol import (
     ProtocolViolation,
 )
 from ._records import AgentEvent, ProbeInfo, RunEvent, RunFinished, RunRequest, RunStarted
-
-
-class DaemonError(Exception):
-    """Something went wrong talking to the daemon: ``code`` for programs, ``message`` for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{message} ({code})")
-        self.code = code
-        self.message = message
-
-
-class DaemonUnavailable(DaemonError):
-    """The daemon could not be reached, did not answer in time, or dropped the connection."""
-
-
-class AuthenticationFailed(DaemonError):
-    """The token was refused (or the daemon could not prove it holds it)."""
-
-
-class DaemonBusy(DaemonError):
-    """The daemon is already running as many runs as it allows."""
-
-
-class RequestRejected(DaemonError):
-    """The daemon refused the request (``path_outside_root``, ``unknown_agent``, …)."""
-
-
-class ProtocolError(DaemonError):
-    """One side broke the wire protocol."""
-
-
-_REJECTIONS: Final = frozenset(
-    {
-        "invalid_request",
-        "path_outside_root",
-        "path_not_found",
-        "not_a_directory",
-        "path_not_accessible",
-        "path_changed",
-        "unknown_agent",
-        "agent_not_found",
-        "permission_mode_not_allowed",
-        "spawn_failed",
-    }
-)
-
-
-def error_from_code(code: str, message: str) -> DaemonError:
-    """The ``DaemonError`` subclass for an error frame's code."""
-    if code == "auth_failed":
-        return AuthenticationFailed(code, message)
-    if code == "busy":
-        return DaemonBusy(code, message)
-    if code in _REJECTIONS:
-        return RequestRejected(code, message)
-    if code in ("closed", "connection_lost", "timeout", "unreachable"):
-        return DaemonUnavailable(code, message)
-    return ProtocolError(code, message)
 
 
 @contextlib.asynccontextmanager

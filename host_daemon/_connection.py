@@ -7,6 +7,7 @@ from typing import Any, Final
 import trio
 
 from . import _auth
+from ._errors import DaemonError
 from ._protocol import (
     PROTOCOL_VERSION,
     Challenge,
@@ -65,13 +66,8 @@ class FramedStream:
                 self._decoder.feed_eof()
 
 
-class HandshakeFailed(Exception):
+class HandshakeFailed(DaemonError):
     """The peer could not prove it holds the token (``code`` is ``auth_failed``) or misbehaved."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 async def server_handshake(conn: FramedStream, token: str) -> None:

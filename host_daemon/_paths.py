@@ -22,6 +22,8 @@ import stat
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 
+from ._errors import DaemonError, ErrorCode
+
 __all__ = [
     "HeldDirectory",
     "PathChanged",
@@ -38,45 +40,44 @@ _DIRECTORY_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _DELETED = " (deleted)"
 
 
-class PathRefused(ValueError):
+class PathRefused(DaemonError):
     """A working directory the daemon will not run in; ``code`` names why for the error frame."""
 
-    code = "invalid_request"
+    code: ErrorCode = "invalid_request"
 
     def __init__(self, path: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(type(self).code, message)
         self.path = path
-        self.message = message
 
 
 class PathOutsideRoots(PathRefused):
     """A path that does not lead to a directory inside any configured root."""
 
-    code = "path_outside_root"
+    code: ErrorCode = "path_outside_root"
 
 
 class PathNotFound(PathRefused):
     """A path inside the roots' reach that does not exist (or no longer does)."""
 
-    code = "path_not_found"
+    code: ErrorCode = "path_not_found"
 
 
 class PathNotADirectory(PathRefused):
     """A path inside the roots that names something other than a directory."""
 
-    code = "not_a_directory"
+    code: ErrorCode = "not_a_directory"
 
 
 class PathNotAccessible(PathRefused):
     """A path the daemon may not look into (permissions), or could not read."""
 
-    code = "path_not_accessible"
+    code: ErrorCode = "path_not_accessible"
 
 
 class PathChanged(PathRefused):
     """A path whose components were swapped while it was opened: trying again may succeed."""
 
-    code = "path_changed"
+    code: ErrorCode = "path_changed"
 
 
 class HeldDirectory:

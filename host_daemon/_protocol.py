@@ -1,4 +1,4 @@
-"""The daemon's wire protocol, sans-IO: frames, messages, the strict converter and the decoder.
+"""The daemon's wire protocol, sans-IO: frames, messages, the encoder and the decoder.
 
 A frame is one JSON object on one line (``\\n``-terminated, UTF-8). Its ``type`` field names the
 message; the other fields are the message's attributes. A conversation goes:
@@ -17,16 +17,15 @@ turns bytes, fed in arbitrary chunks, into messages or a ``ProtocolViolation``.
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, TypeAlias, get_args
 
 import attrs
-import cattrs
 import orjson
-from cattrs.cols import is_mapping, is_mutable_sequence, list_structure_factory
-from cattrs.preconf.orjson import make_converter
 
+from ._errors import DaemonError, ErrorCode
 from ._records import AgentEvent, AgentEventKind, ProbeInfo, RunFinished, RunRequest, RunStarted
+from ._strict import describe_structure_error, json_type_name, make_strict_converter
 
 PROTOCOL_VERSION: Final = 1
 #: Frames a client may send: a hello and one request, small by nature.
@@ -69,7 +68,7 @@ class ProbeRequest:
 class ErrorFrame:
     """The last frame of a failed conversation: a machine-readable code and a message."""
 
-    code: str
+    code: ErrorCode
     message: str
 
 
@@ -107,85 +106,12 @@ DAEMON_TO_CLIENT: Final[frozenset[type[Any]]] = frozenset(
 )
 
 
-class ProtocolViolation(Exception):
+class ProtocolViolation(DaemonError):
     """The peer broke the protocol; ``code`` and ``message`` go into the error frame."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
-
-class _Mismatch(TypeError):
-    """A strict hook's refusal, already worded for the error path: ``expected int, got str``."""
-
-
-def _json_type_name(value: object) -> str:
-    names = {bool: "bool", int: "int", float: "float", str: "str", list: "array", dict: "object"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def _strict(expected: type[Any]) -> Callable[[object, type[Any]], Any]:
-    def hook(value: object, _: type[Any]) -> Any:
-        if type(value) is expected:
-            return value
-        raise _Mismatch(f"expected {expected.__name__}, got {_json_type_name(value)}")
-
-    return hook
-
-
-def _strict_float(value: object, _: type[Any]) -> float:
-    # JSON has one number type: an integral float arrives as an int, and that is fine.
-    if type(value) in (float, int):
-        return float(value)  # type: ignore[arg-type]  # narrowed by the type check above
-    raise _Mismatch(f"expected float, got {_json_type_name(value)}")
-
-
-def _strict_list_factory(
-    type_: Any, converter: cattrs.Converter
-) -> Callable[[object, type[Any]], Any]:
-    inner = list_structure_factory(type_, converter)
-
-    def hook(value: object, cl: type[Any]) -> Any:
-        if type(value) is not list:
-            raise _Mismatch(f"expected array, got {_json_type_name(value)}")
-        return inner(value, cl)
-
-    return hook
-
-
-def _strict_dict(value: object, _: type[Any]) -> dict[str, Any]:
-    # Every dict on the wire is a free-form ``dict[str, Any]``: JSON keys are strings already.
-    if type(value) is not dict:
-        raise _Mismatch(f"expected object, got {_json_type_name(value)}")
-    return value
-
-
-def make_strict_converter() -> cattrs.Converter:
-    """A converter that refuses coercion (``"false"`` is no bool, ``3.7`` no int) and extra keys."""
-    converter = make_converter(forbid_extra_keys=True)
-    for scalar in (bool, int, str):
-        converter.register_structure_hook(scalar, _strict(scalar))
-    converter.register_structure_hook(float, _strict_float)
-    converter.register_structure_hook_factory(is_mutable_sequence, _strict_list_factory)
-    converter.register_structure_hook_func(is_mapping, _strict_dict)
-    return converter
-
-
+#: The wire's converter: strict, as every boundary of the package is.
 CONVERTER: Final = make_strict_converter()
-
-
-def _format_exception(exc: BaseException, type_: type[Any] | None) -> str:
-    if isinstance(exc, _Mismatch):
-        return str(exc)
-    if isinstance(exc, cattrs.errors.CattrsError) and " not in literal " in str(exc):
-        return f"expected one of {', '.join(map(repr, type_.__args__))}" if type_ else str(exc)
-    return cattrs.v.format_exception(exc, type_)
-
-
-def describe_structure_error(exc: Exception, path: str = "$") -> str:
-    """Render a cattrs failure as ``expected int, got str @ $.max_turns; …``."""
-    return "; ".join(cattrs.transform_error(exc, path, format_exception=_format_exception))
 
 
 def _unstructure_agent_event(event: AgentEvent) -> dict[str, Any]:
@@ -268,13 +194,11 @@ def decode_frame(line: bytes | bytearray, accept: frozenset[type[Any]]) -> Messa
             ) from None
         raise ProtocolViolation("invalid_json", f"frame is not valid JSON: {exc}") from None
     if type(obj) is not dict:
-        raise ProtocolViolation(
-            "not_an_object", f"frame must be a JSON object, got {_json_type_name(obj)}"
-        )
+        raise ProtocolViolation("not_an_object", f"expected object, got {json_type_name(obj)} @ $")
     tag = obj.pop("type", None)
     if type(tag) is not str:
         raise ProtocolViolation(
-            "invalid_message", f"expected str, got {_json_type_name(tag)} @ $.type"
+            "invalid_message", f"expected str, got {json_type_name(tag)} @ $.type"
         )
     cls = _BY_TAG.get(tag)
     if cls is None or cls not in accept:
@@ -287,7 +211,7 @@ def decode_frame(line: bytes | bytearray, accept: frozenset[type[Any]]) -> Messa
     try:
         message: Message = CONVERTER.structure(obj, cls)
     except Exception as exc:  # any cattrs failure is the peer's malformed frame
-        code = "invalid_request" if cls is RunRequest else "invalid_message"
+        code: ErrorCode = "invalid_request" if cls is RunRequest else "invalid_message"
         raise ProtocolViolation(code, describe_structure_error(exc)) from None
     if type(message) is RunRequest:
         _refuse_nul(message)

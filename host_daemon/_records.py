@@ -1,7 +1,8 @@
 """The records that cross the daemon's wire: run requests, probe answers and run events.
 
 These are the contract between the daemon and its clients (the MCP server's task runner among
-them). Framing, the handshake and the converter live in ``_protocol``.
+them). Framing lives in ``_protocol``, the strict converter in ``_strict``, the handshake in
+``_connection``.
 """
 
 from __future__ import annotations

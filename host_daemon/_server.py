@@ -30,6 +30,7 @@ from ._agents import (
 )
 from ._config import DaemonConfig
 from ._connection import FramedStream, HandshakeFailed, server_handshake
+from ._errors import DaemonError, ErrorCode
 from ._paths import HeldDirectory, PathRefused, open_inside_roots
 from ._process import ExitStatus, is_subreaper, reap_adopted_orphans, spawn_group
 from ._protocol import (
@@ -91,7 +92,7 @@ def _leaf(group: BaseExceptionGroup[_E]) -> _E:
     return first
 
 
-async def _send_error_and_close(conn: FramedStream, code: str, message: str) -> None:
+async def _send_error_and_close(conn: FramedStream, code: ErrorCode, message: str) -> None:
     """Send the error frame, then close politely so that the client gets to read it.
 
     Closing a socket with unread input makes the kernel send a reset, which can destroy the
@@ -106,13 +107,8 @@ async def _send_error_and_close(conn: FramedStream, code: str, message: str) -> 
             drained += len(data)
 
 
-class RequestError(Exception):
+class RequestError(DaemonError):
     """A request the daemon refuses; ``code`` and ``message`` go into the error frame."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 @attrs.frozen

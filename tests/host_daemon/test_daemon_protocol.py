@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from host_daemon import AgentEvent, AgentInfo, ProbeInfo, RunFinished, RunRequest, RunStarted
+from host_daemon import (
+    ERROR_CODES,
+    AgentEvent,
+    AgentInfo,
+    ProbeInfo,
+    RunFinished,
+    RunRequest,
+    RunStarted,
+)
 from host_daemon._protocol import (
     CLIENT_TO_DAEMON,
     DAEMON_TO_CLIENT,
@@ -73,7 +81,7 @@ daemon_messages: st.SearchStrategy[Message] = st.one_of(
         usage=free_dicts,
         error=st.none() | st.text(),
     ),
-    st.builds(ErrorFrame, code=st.text(), message=st.text()),
+    st.builds(ErrorFrame, code=st.sampled_from(sorted(ERROR_CODES)), message=st.text()),
 )
 client_messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Hello, protocol_version=st.integers(0, 9), client_nonce=st.text(), proof=st.text()),
