@@ -40,7 +40,7 @@ free_dicts = st.none() | st.dictionaries(st.text(max_size=8), json_values, max_s
 finite = st.floats(allow_nan=False, allow_infinity=False)
 
 # A request's strings reach argv and paths, where NUL cannot go: the decoder refuses it.
-request_text = st.text(st.characters(blacklist_characters="\0"))
+request_text = st.text(st.characters(codec="utf-8", exclude_characters="\0"))
 run_requests = st.builds(
     RunRequest,
     agent=st.sampled_from(["claude", "codex", "gemini"]),
