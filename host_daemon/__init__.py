@@ -20,14 +20,8 @@ from ._errors import (
     ProtocolError,
     RequestRejected,
 )
-from ._process import (
-    ExitStatus,
-    GroupProcess,
-    OutputLine,
-    become_subreaper,
-    is_subreaper,
-    spawn_group,
-)
+from ._output import OutputLine
+from ._process import ExitStatus, GroupProcess, spawn_group
 from ._protocol import PROTOCOL_VERSION
 from ._records import (
     AGENT_NAMES,
@@ -44,6 +38,7 @@ from ._records import (
 )
 from ._server import serve_daemon
 from ._signals import watch_shutdown_signals
+from ._tree import become_subreaper, is_subreaper
 from ._version import __version__
 
 __all__ = [

@@ -29,9 +29,9 @@ from ._config import (
     default_token_file,
 )
 from ._paths import resolve_roots
-from ._process import become_subreaper
 from ._server import serve_daemon
 from ._signals import watch_shutdown_signals
+from ._tree import become_subreaper
 from ._version import __version__
 
 log = logging.getLogger("host_daemon")

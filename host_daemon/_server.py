@@ -32,7 +32,7 @@ from ._config import DaemonConfig
 from ._connection import FramedStream, HandshakeFailed, server_handshake
 from ._errors import DaemonError, ErrorCode
 from ._paths import HeldDirectory, PathRefused, open_inside_roots
-from ._process import ExitStatus, is_subreaper, reap_adopted_orphans, spawn_group
+from ._process import ExitStatus, spawn_group
 from ._protocol import (
     CLIENT_TO_DAEMON,
     PROTOCOL_VERSION,
@@ -51,6 +51,7 @@ from ._records import (
     RunStarted,
 )
 from ._sweep import DAEMON_MARKER_ENV, DaemonIdentity, sweep_leftovers
+from ._tree import is_subreaper, reap_adopted_orphans
 from ._version import __version__
 
 log = logging.getLogger("host_daemon")

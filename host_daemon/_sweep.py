@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from ._proc import ProcStat, read_stat, snapshot
-from ._process import signal_verified
+from ._tree import signal_verified
 
 __all__ = ["DAEMON_MARKER_ENV", "DaemonIdentity", "find_leftovers", "sweep_leftovers"]
 

@@ -250,7 +250,7 @@ def _flood(piddir: Path, size: int) -> None:
 def _host(piddir: Path, subreaper: bool, adversary: str, count: int) -> None:
     import trio  # noqa: PLC0415 -- only this mode needs trio and the runner
 
-    from host_daemon._process import become_subreaper, spawn_group  # noqa: PLC0415
+    from host_daemon import become_subreaper, spawn_group  # noqa: PLC0415
 
     if subreaper:
         become_subreaper()

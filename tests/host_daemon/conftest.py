@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from host_daemon._process import become_subreaper
+from host_daemon import become_subreaper
 
 
 @pytest.fixture

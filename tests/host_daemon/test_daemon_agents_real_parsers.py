@@ -18,8 +18,8 @@ import pytest
 import trio
 from _support.agent_clis import codex_executable, gemini_executable, offline_env
 
+from host_daemon import spawn_group
 from host_daemon._agents import _codex_argv, _gemini_argv
-from host_daemon._process import spawn_group
 from host_daemon._records import RunRequest
 
 _DEADLINE_S = 120.0

@@ -12,14 +12,9 @@ import pytest
 import trio
 from _support import adversaries
 
+from host_daemon import ExitStatus, OutputLine, spawn_group
+from host_daemon._output import OUTPUT_BUFFER_BYTES, output_limit_marker
 from host_daemon._proc import read_stat
-from host_daemon._process import (
-    OUTPUT_BUFFER_BYTES,
-    ExitStatus,
-    OutputLine,
-    output_limit_marker,
-    spawn_group,
-)
 
 PY = sys.executable
 
@@ -354,7 +349,7 @@ async def test_orphan_with_cleared_environment_found_by_seen_pid(piddir: Path) -
         (orphan,) = [pid for pid in recorded if parent_of(pid) == child]
         # White-box: wait for the runner's periodic scan to have seen it while its parent lived.
         with trio.fail_after(30):
-            while orphan not in proc._seen:  # noqa: ASYNC110
+            while orphan not in proc._tree.seen:  # noqa: ASYNC110
                 await trio.sleep(0.05)
         (piddir / "release").touch()
         with trio.fail_after(30):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from host_daemon._process import GroupProcess, OutputLine, spawn_group
+from host_daemon import GroupProcess, OutputLine, spawn_group
 
 PY = sys.executable
 

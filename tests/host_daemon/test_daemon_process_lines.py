@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from host_daemon._process import _LineSplitter
+from host_daemon._output import LineSplitter
 
 
 def reference(data: bytes, limit: int) -> list[tuple[bytes, bool]]:
@@ -21,7 +21,7 @@ def reference(data: bytes, limit: int) -> list[tuple[bytes, bool]]:
 
 def split(data: bytes, cuts: list[int], limit: int) -> list[tuple[bytes, bool]]:
     """Feed ``data`` in the chunks that ``cuts`` mark, then flush the unfinished line."""
-    splitter = _LineSplitter(limit)
+    splitter = LineSplitter(limit)
     lines: list[tuple[bytes, bool]] = []
     bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
     for start, end in itertools.pairwise(bounds):
@@ -45,7 +45,7 @@ def test_any_chunking_gives_the_reference_lines(data: bytes, cuts: list[int], li
 
 def test_cut_line_never_buffered_whole() -> None:
     """A 10 MB line fed in 64 KiB chunks never holds more than the limit."""
-    splitter = _LineSplitter(1000)
+    splitter = LineSplitter(1000)
     chunk = b"a" * 65536
     emitted = []
     for _ in range(160):

@@ -12,8 +12,9 @@ import trio
 from _support.daemon import running_daemon
 
 import host_daemon
+from host_daemon import spawn_group
 from host_daemon._proc import read_stat
-from host_daemon._process import reap_adopted_orphans, spawn_group
+from host_daemon._tree import reap_adopted_orphans
 
 DEADLINE = 30.0  # generous: the machine is shared and loaded
 

@@ -98,7 +98,7 @@ MUTANTS = (
     Mutant(
         name="kill-leader-only",
         guarantee="ending a run signals its whole process group",
-        path="host_daemon/_process.py",
+        path="host_daemon/_tree.py",
         original=(
             "                        os.killpg(self.pid, signal.SIGTERM)\n"
             "                        os.killpg(self.pid, signal.SIGCONT)"
@@ -150,7 +150,7 @@ MUTANTS = (
     Mutant(
         name="no-output-backpressure",
         guarantee="an agent whose output is not read blocks on its pipe",
-        path="host_daemon/_process.py",
+        path="host_daemon/_output.py",
         original="        while self._used > 0 and self._used + amount > self._limit:\n",
         replacement="        while False:\n",
         tests=("tests/host_daemon/test_daemon_process.py::test_backpressure_blocks_the_child",),
@@ -158,7 +158,7 @@ MUTANTS = (
     Mutant(
         name="no-run-marker-net",
         guarantee="a tool process that escaped the agent's group still ends with its run",
-        path="host_daemon/_process.py",
+        path="host_daemon/_tree.py",
         original="                marked = environ_has(stat.pid, self._marker)\n",
         replacement="                marked = False\n",
         tests=("tests/mcp_server/test_tasks_tools.py::test_end_task_kills_process_tree",),
