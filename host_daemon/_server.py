@@ -12,7 +12,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import math
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, TypeVar
@@ -20,18 +19,12 @@ from typing import Any, Final, TypeVar
 import attrs
 import trio
 
-from ._agents import (
-    ADAPTERS,
-    AgentVersionError,
-    EventParser,
-    Reason,
-    agent_version,
-    plain_name_error,
-)
+from ._agents import ADAPTERS, EventParser, Reason
 from ._config import DaemonConfig
 from ._connection import FramedStream, HandshakeFailed, server_handshake
-from ._errors import DaemonError, ErrorCode
-from ._paths import HeldDirectory, PathRefused, open_inside_roots
+from ._errors import ErrorCode
+from ._plan import RequestError, RunPlan, plan_run
+from ._probe import AgentVersions
 from ._process import ExitStatus, spawn_group
 from ._protocol import (
     CLIENT_TO_DAEMON,
@@ -41,15 +34,7 @@ from ._protocol import (
     ProtocolViolation,
     encode_frame,
 )
-from ._records import (
-    AGENT_NAMES,
-    AgentEvent,
-    AgentInfo,
-    AgentName,
-    ProbeInfo,
-    RunRequest,
-    RunStarted,
-)
+from ._records import AgentEvent, ProbeInfo, RunRequest, RunStarted
 from ._sweep import DAEMON_MARKER_ENV, DaemonIdentity, sweep_leftovers
 from ._tree import is_subreaper, reap_adopted_orphans
 from ._version import __version__
@@ -67,13 +52,6 @@ _WATCH_CHUNK: Final = 1024
 #: Output lines taken from a run at once, and the frames sent in one write: large enough that
 #: the per-write and per-wakeup costs vanish, small enough to hold per run without a thought.
 _SEND_BATCH_BYTES: Final = 256 * 1024
-#: How long a CLI gets to answer ``--version`` in a probe (they answer in milliseconds). With
-#: the kill grace of ``agent_version`` it stays below the 5 s the MCP server gives a probe, so
-#: that a hung CLI shows as that agent's error rather than as a daemon that does not answer.
-_PROBE_VERSION_TIMEOUT_S: Final = 3.0
-#: A failed ``--version`` is reported as is to probes within this time, unless the file changed:
-#: probes waiting on a hung CLI get its error at once instead of each waiting out the timeout.
-_RETRY_VERSION_S: Final = 10.0
 #: How often a subreaper daemon reaps the orphans it adopted that no run claimed.
 _REAP_INTERVAL_S: Final = 1.0
 
@@ -106,21 +84,6 @@ async def _send_error_and_close(conn: FramedStream, code: ErrorCode, message: st
         drained = 0
         while drained < _LINGER_MAX_BYTES and (data := await conn.stream.receive_some(65536)):
             drained += len(data)
-
-
-class RequestError(DaemonError):
-    """A request the daemon refuses; ``code`` and ``message`` go into the error frame."""
-
-
-@attrs.frozen
-class _Plan:
-    """A checked run request: what to execute, where, in which permission mode."""
-
-    request: RunRequest
-    argv: list[str]
-    #: Opened and checked: the agent starts in this very directory (closed when the run ends).
-    directory: HeldDirectory
-    mode: str
 
 
 @attrs.define(eq=False)
@@ -165,11 +128,7 @@ class _Daemon:
         self.idle = trio.Event()
         self.idle.set()
         self._ids = itertools.count(1)
-        #: Per CLI path: the file's identity (inode, mtime) when it answered, and its version.
-        self._versions: dict[str, tuple[tuple[int, int], str]] = {}
-        self._version_locks: dict[str, trio.Lock] = {}
-        #: Per CLI path: its identity, why ``--version`` failed, and when (``trio.current_time``).
-        self._version_failures: dict[str, tuple[tuple[int, int], str, float]] = {}
+        self.agents = AgentVersions(self.environ)
 
     async def handle(self, stream: trio.SocketStream) -> None:
         conn_id = next(self._ids)
@@ -276,121 +235,20 @@ class _Daemon:
             )
 
     async def probe(self) -> ProbeInfo:
-        """What the daemon is, which agent CLIs it found (with their versions), its limits.
-
-        The CLIs answer ``--version`` concurrently, each within ``_PROBE_VERSION_TIMEOUT_S``.
-        """
-        found: dict[str, AgentInfo] = {}
-
-        async def describe(name: AgentName) -> None:
-            found[name] = await self._agent_info(name)
-
-        async with trio.open_nursery() as nursery:
-            for name in AGENT_NAMES:
-                nursery.start_soon(describe, name)
-        agents = [found[name] for name in AGENT_NAMES]
+        """What the daemon is, which agent CLIs it found (with their versions), its limits."""
         return ProbeInfo(
             daemon_version=__version__,
             protocol_version=PROTOCOL_VERSION,
-            agents=agents,
+            agents=await self.agents.describe_all(),
             roots=list(self.config.roots),
             max_concurrent_runs=self.config.max_runs,
             active_runs=len(self.runs),
             max_frame_bytes=self.config.max_request_bytes,
         )
 
-    async def _agent_info(self, name: AgentName) -> AgentInfo:
-        adapter = ADAPTERS.get(name)
-        path = adapter.find_executable(self.environ) if adapter is not None else None
-        if adapter is None or path is None:
-            env_var = adapter.env_var if adapter is not None else ""
-            return AgentInfo(name=name, path=None, version=None, error=f"not found ({env_var})")
-        try:
-            version = await self._version(path)
-        except (AgentVersionError, OSError) as exc:  # a broken CLI is reported, not fatal
-            return AgentInfo(name=name, path=path, version=None, error=str(exc))
-        return AgentInfo(name=name, path=path, version=version)
-
-    async def _version(self, path: str) -> str:
-        """``path --version``, remembered until the file changes (a CLI may take a second)."""
-        # One ``--version`` per CLI at a time: concurrent probes wait for it instead of each
-        # spawning its own.
-        async with self._version_locks.setdefault(path, trio.Lock()):
-            stat = await trio.Path(path).stat()
-            identity = (stat.st_ino, stat.st_mtime_ns)
-            cached = self._versions.get(path)
-            if cached is not None and cached[0] == identity:
-                return cached[1]
-            failed = self._version_failures.get(path)
-            now = trio.current_time()
-            if failed is not None and failed[0] == identity and now - failed[2] < _RETRY_VERSION_S:
-                raise AgentVersionError(failed[1])
-            try:
-                version = await agent_version(
-                    path, env=self.environ, timeout=_PROBE_VERSION_TIMEOUT_S
-                )
-            except AgentVersionError as exc:
-                self._version_failures[path] = (identity, str(exc), trio.current_time())
-                raise
-            self._version_failures.pop(path, None)
-            self._versions[path] = (identity, version)
-            return version
-
-    def _prepare(self, request: RunRequest) -> _Plan:
-        """Check a run request against the configuration: its argv, cwd and permission mode."""
-        if not request.prompt.strip():
-            raise RequestError("invalid_request", "the prompt is empty @ $.prompt")
-        for field in ("max_turns", "max_budget_usd", "timeout_s"):
-            value = getattr(request, field)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise RequestError("invalid_request", f"must be positive @ $.{field}")
-        if request.timeout_s is not None and request.timeout_s > self.config.max_run_timeout_s:
-            raise RequestError(
-                "invalid_request",
-                f"at most {self.config.max_run_timeout_s:g} seconds @ $.timeout_s",
-            )
-        for field in ("model", "resume_session_id"):
-            value = getattr(request, field)
-            if value is not None and (error := plain_name_error(value)) is not None:
-                raise RequestError("invalid_request", f"{error} @ $.{field}")
-        adapter = ADAPTERS.get(request.agent)
-        if adapter is None:
-            raise RequestError("unknown_agent", f"this daemon has no adapter for {request.agent}")
-        mode = request.permission_mode or adapter.default_permission_mode
-        if mode not in adapter.permission_modes:
-            raise RequestError(
-                "invalid_request",
-                f"{request.agent} has no permission mode {mode!r} "
-                f"(one of {', '.join(sorted(adapter.permission_modes))}) @ $.permission_mode",
-            )
-        if mode not in self.allowed_modes(request.agent):
-            raise RequestError(
-                "permission_mode_not_allowed",
-                f"this daemon does not allow {request.agent} to run in {mode!r} mode "
-                "(see --allow-permission-mode) @ $.permission_mode",
-            )
-        executable = adapter.find_executable(self.environ)
-        if executable is None:
-            raise RequestError(
-                "agent_not_found",
-                f"{adapter.executable_name} not found (set {adapter.env_var} or PATH)",
-            )
-        argv = adapter.build_argv(executable, request, mode)
-        try:
-            directory = open_inside_roots(request.cwd, self.config.roots)
-        except PathRefused as exc:
-            raise RequestError(exc.code, f"{exc.message} @ $.cwd") from None
-        return _Plan(request, argv, directory, mode)
-
-    def allowed_modes(self, agent: str) -> set[str]:
-        """The adapter's safe default plus what ``--allow-permission-mode`` added."""
-        allowed = {ADAPTERS[agent].default_permission_mode}
-        allowed.update(mode for name, mode in self.config.extra_permission_modes if name == agent)
-        return allowed
-
     async def run(self, conn_id: int, conn: FramedStream, request: RunRequest) -> None:
         """Spawn the agent, stream its events back, then one ``RunFinished``."""
-        plan = self._prepare(request)
+        plan = plan_run(request, self.config, self.environ)
         with plan.directory:
             if len(self.runs) >= self.config.max_runs:
                 raise RequestError(
@@ -403,7 +261,9 @@ class _Daemon:
             finally:
                 self.runs.discard(active)
 
-    async def _run(self, conn_id: int, conn: FramedStream, plan: _Plan, active: _ActiveRun) -> None:
+    async def _run(
+        self, conn_id: int, conn: FramedStream, plan: RunPlan, active: _ActiveRun
+    ) -> None:
         request = plan.request
         parser = ADAPTERS[request.agent].new_parser(request)
         timeout = request.timeout_s or self.config.max_run_timeout_s
@@ -450,7 +310,12 @@ class _Daemon:
             await conn.send(finished)
 
     async def _stream_run(
-        self, conn_id: int, conn: FramedStream, plan: _Plan, parser: EventParser, active: _ActiveRun
+        self,
+        conn_id: int,
+        conn: FramedStream,
+        plan: RunPlan,
+        parser: EventParser,
+        active: _ActiveRun,
     ) -> None:
         """Spawn the group and forward its output, in order, with backpressure.
 

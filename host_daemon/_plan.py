@@ -1,0 +1,89 @@
+"""Checking a run request against the daemon's configuration, before anything is spawned.
+
+The outcome is a ``RunPlan`` (the argv, the directory held open, the permission mode) or a
+``RequestError`` whose code and message go into the error frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import attrs
+
+from ._agents import ADAPTERS, plain_name_error
+from ._config import DaemonConfig
+from ._errors import DaemonError
+from ._paths import HeldDirectory, PathRefused, open_inside_roots
+from ._records import RunRequest
+
+__all__ = ["RequestError", "RunPlan", "allowed_modes", "plan_run"]
+
+
+class RequestError(DaemonError):
+    """A request the daemon refuses; ``code`` and ``message`` go into the error frame."""
+
+
+@attrs.frozen
+class RunPlan:
+    """A checked run request: what to execute, where, in which permission mode."""
+
+    request: RunRequest
+    argv: list[str]
+    #: Opened and checked: the agent starts in this very directory (closed when the run ends).
+    directory: HeldDirectory
+    mode: str
+
+
+def plan_run(request: RunRequest, config: DaemonConfig, environ: Mapping[str, str]) -> RunPlan:
+    """Check a run request against the configuration: its argv, cwd and permission mode."""
+    if not request.prompt.strip():
+        raise RequestError("invalid_request", "the prompt is empty @ $.prompt")
+    for field in ("max_turns", "max_budget_usd", "timeout_s"):
+        value = getattr(request, field)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise RequestError("invalid_request", f"must be positive @ $.{field}")
+    if request.timeout_s is not None and request.timeout_s > config.max_run_timeout_s:
+        raise RequestError(
+            "invalid_request",
+            f"at most {config.max_run_timeout_s:g} seconds @ $.timeout_s",
+        )
+    for field in ("model", "resume_session_id"):
+        value = getattr(request, field)
+        if value is not None and (error := plain_name_error(value)) is not None:
+            raise RequestError("invalid_request", f"{error} @ $.{field}")
+    adapter = ADAPTERS.get(request.agent)
+    if adapter is None:
+        raise RequestError("unknown_agent", f"this daemon has no adapter for {request.agent}")
+    mode = request.permission_mode or adapter.default_permission_mode
+    if mode not in adapter.permission_modes:
+        raise RequestError(
+            "invalid_request",
+            f"{request.agent} has no permission mode {mode!r} "
+            f"(one of {', '.join(sorted(adapter.permission_modes))}) @ $.permission_mode",
+        )
+    if mode not in allowed_modes(config, request.agent):
+        raise RequestError(
+            "permission_mode_not_allowed",
+            f"this daemon does not allow {request.agent} to run in {mode!r} mode "
+            "(see --allow-permission-mode) @ $.permission_mode",
+        )
+    executable = adapter.find_executable(environ)
+    if executable is None:
+        raise RequestError(
+            "agent_not_found",
+            f"{adapter.executable_name} not found (set {adapter.env_var} or PATH)",
+        )
+    argv = adapter.build_argv(executable, request, mode)
+    try:
+        directory = open_inside_roots(request.cwd, config.roots)
+    except PathRefused as exc:
+        raise RequestError(exc.code, f"{exc.message} @ $.cwd") from None
+    return RunPlan(request, argv, directory, mode)
+
+
+def allowed_modes(config: DaemonConfig, agent: str) -> set[str]:
+    """The adapter's safe default plus what ``--allow-permission-mode`` added."""
+    allowed = {ADAPTERS[agent].default_permission_mode}
+    allowed.update(mode for name, mode in config.extra_permission_modes if name == agent)
+    return allowed

@@ -1,0 +1,89 @@
+"""Answering a probe: which agent CLIs the daemon finds, and their versions.
+
+A CLI's ``--version`` may take a second, so its answer is remembered until the file changes,
+and a failure is reported as is for a while (``_RETRY_VERSION_S``) instead of being retried by
+every probe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import trio
+
+from ._agents import ADAPTERS, AgentVersionError, agent_version
+from ._records import AGENT_NAMES, AgentInfo, AgentName
+
+__all__ = ["AgentVersions"]
+
+#: How long a CLI gets to answer ``--version`` in a probe (they answer in milliseconds). With
+#: the kill grace of ``agent_version`` it stays below the 5 s the MCP server gives a probe, so
+#: that a hung CLI shows as that agent's error rather than as a daemon that does not answer.
+_PROBE_VERSION_TIMEOUT_S: Final = 3.0
+#: A failed ``--version`` is reported as is to probes within this time, unless the file changed:
+#: probes waiting on a hung CLI get its error at once instead of each waiting out the timeout.
+_RETRY_VERSION_S: Final = 10.0
+
+
+class AgentVersions:
+    """The agent CLIs found in ``environ``, with their versions, cached per CLI file."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        #: Per CLI path: the file's identity (inode, mtime) when it answered, and its version.
+        self._versions: dict[str, tuple[tuple[int, int], str]] = {}
+        self._version_locks: dict[str, trio.Lock] = {}
+        #: Per CLI path: its identity, why ``--version`` failed, and when (``trio.current_time``).
+        self._version_failures: dict[str, tuple[tuple[int, int], str, float]] = {}
+
+    async def describe_all(self) -> list[AgentInfo]:
+        """Every agent, in ``AGENT_NAMES`` order; the CLIs answer ``--version`` concurrently,
+        each within ``_PROBE_VERSION_TIMEOUT_S``."""
+        found: dict[str, AgentInfo] = {}
+
+        async def describe(name: AgentName) -> None:
+            found[name] = await self._agent_info(name)
+
+        async with trio.open_nursery() as nursery:
+            for name in AGENT_NAMES:
+                nursery.start_soon(describe, name)
+        return [found[name] for name in AGENT_NAMES]
+
+    async def _agent_info(self, name: AgentName) -> AgentInfo:
+        """One agent CLI: where it is and its version, or why not."""
+        adapter = ADAPTERS.get(name)
+        path = adapter.find_executable(self.environ) if adapter is not None else None
+        if adapter is None or path is None:
+            env_var = adapter.env_var if adapter is not None else ""
+            return AgentInfo(name=name, path=None, version=None, error=f"not found ({env_var})")
+        try:
+            version = await self._version(path)
+        except (AgentVersionError, OSError) as exc:  # a broken CLI is reported, not fatal
+            return AgentInfo(name=name, path=path, version=None, error=str(exc))
+        return AgentInfo(name=name, path=path, version=version)
+
+    async def _version(self, path: str) -> str:
+        """``path --version``, remembered until the file changes (a CLI may take a second)."""
+        # One ``--version`` per CLI at a time: concurrent probes wait for it instead of each
+        # spawning its own.
+        async with self._version_locks.setdefault(path, trio.Lock()):
+            stat = await trio.Path(path).stat()
+            identity = (stat.st_ino, stat.st_mtime_ns)
+            cached = self._versions.get(path)
+            if cached is not None and cached[0] == identity:
+                return cached[1]
+            failed = self._version_failures.get(path)
+            now = trio.current_time()
+            if failed is not None and failed[0] == identity and now - failed[2] < _RETRY_VERSION_S:
+                raise AgentVersionError(failed[1])
+            try:
+                version = await agent_version(
+                    path, env=self.environ, timeout=_PROBE_VERSION_TIMEOUT_S
+                )
+            except AgentVersionError as exc:
+                self._version_failures[path] = (identity, str(exc), trio.current_time())
+                raise
+            self._version_failures.pop(path, None)
+            self._versions[path] = (identity, version)
+            return version
