@@ -29,7 +29,8 @@ from typing import Any, Final
 import attrs
 import trio
 
-from ._parsers import ClaudeParser, CodexParser, EventParser, GeminiParser, Reason, signal_name
+from ._agent_events import ClaudeParser, CodexParser, GeminiParser
+from ._parsers import EventParser, Reason, signal_name
 from ._process import ExitStatus, spawn_group
 from ._records import RunRequest
 
