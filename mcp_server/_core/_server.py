@@ -30,6 +30,7 @@ from ._errors import (
     UnsupportedVersion,
 )
 from ._jsonrpc import Request, RequestId
+from ._mcp_tasks import DEFAULT_TTL_MS, McpTaskRecord, McpTaskStore
 from ._registry import (
     JSON,
     BlobContents,
@@ -44,7 +45,6 @@ from ._registry import (
 )
 from ._schema import clip, validate
 from ._state import Signer, open_state, sign_state
-from ._tasks import DEFAULT_TTL_MS, TaskRecord, TaskStore
 
 logger = logging.getLogger("mcp_server.core")
 
@@ -158,7 +158,7 @@ class _Context:
     env: Envelope
     peer: Peer
     rid: RequestId
-    task: TaskRecord | None = None
+    task: McpTaskRecord | None = None
     answers: dict[str, Any] = attrs.field(factory=dict)
     pre_task: _PreTask | None = None
     _counter: int = 0
@@ -307,10 +307,10 @@ class Core:
         self.registry = registry
         self.info = info
         self.signer = Signer(secret or secrets.token_bytes(32))
-        self.tasks = TaskStore(max_tasks)
+        self.tasks = McpTaskStore(max_tasks)
         self.page_size = page_size
         self._nursery: trio.Nursery | None = None
-        self.task_listeners: list[Callable[[TaskRecord], None]] = []
+        self.task_listeners: list[Callable[[McpTaskRecord], None]] = []
         self._pages: dict[tuple[str, str, Any], tuple[int, JSON]] = {}
         self._legacy: dict[str, Handler] = {
             "ping": Core._ping,
@@ -658,7 +658,7 @@ class Core:
         if session is not None and session.peer is not None:
             session_peer = session.peer
 
-            def announce(task: TaskRecord) -> None:
+            def announce(task: McpTaskRecord) -> None:
                 _spawn_notify(
                     self._nursery, session_peer, "notifications/tasks/status", task.legacy_json()
                 )
@@ -686,12 +686,12 @@ class Core:
         self._nursery.start_soon(self._run_task, record, tool, arguments, ctx)
         return {"task": record.legacy_json()}
 
-    def _task_changed(self, record: TaskRecord) -> None:
+    def _task_changed(self, record: McpTaskRecord) -> None:
         for listener in self.task_listeners:
             listener(record)
 
     async def _run_task(
-        self, record: TaskRecord, tool: Tool, arguments: JSON, ctx: _Context
+        self, record: McpTaskRecord, tool: Tool, arguments: JSON, ctx: _Context
     ) -> None:
         with record.scope:
             try:
@@ -860,7 +860,7 @@ class Core:
         env.session.log_level = level
         return {}
 
-    def _task_of(self, request: Request, env: Envelope) -> TaskRecord:
+    def _task_of(self, request: Request, env: Envelope) -> McpTaskRecord:
         if env.era == "modern" and not _declares_tasks(env):
             raise MissingCapability(
                 f"{request.method} needs the {v.TASKS_EXTENSION} extension",

@@ -45,10 +45,10 @@ from .._core._jsonrpc import (
     parse,
     result_message,
 )
+from .._core._mcp_tasks import McpTaskRecord
 from .._core._registry import JSON, ListChanged, RegistryEvent, ResourceUpdated
 from .._core._schema import clip, validate
 from .._core._server import Core, Envelope, SessionState
-from .._core._tasks import TaskRecord
 from ._authority import HostFence
 from ._settings import HttpSettings
 from ._streams import EventStream
@@ -352,7 +352,7 @@ class McpApp:
                         _dumps(notification_message("notifications/resources/updated", params))
                     )
 
-    def _on_task_change(self, record: TaskRecord) -> None:
+    def _on_task_change(self, record: McpTaskRecord) -> None:
         for listen in self.listens:
             if listen.task_ids is not None and record.task_id in listen.task_ids:
                 params = {**record.modern_json(inline=True), **_sub_meta(listen.rid)}

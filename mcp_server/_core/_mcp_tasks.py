@@ -1,4 +1,5 @@
-"""MCP tasks: the 2025-11-25 utility and the 2026-07-28 ``io.modelcontextprotocol/tasks`` extension.
+"""MCP protocol tasks (not coding tasks): the 2025-11-25 utility and the 2026-07-28
+``io.modelcontextprotocol/tasks`` extension.
 
 A task's handler runs in the core's nursery (owned by the server for its lifetime) under its own
 cancel scope: ``tasks/cancel`` cancels that scope. The store is bounded: expired tasks are
@@ -20,7 +21,7 @@ from ._errors import InvalidParams
 from ._schema import clip
 from ._versions import Era
 
-TaskStatus = Literal["working", "input_required", "completed", "failed", "cancelled"]
+McpTaskStatus = Literal["working", "input_required", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 DEFAULT_TTL_MS = 60 * 60 * 1000
 POLL_INTERVAL_MS = 500
@@ -31,14 +32,14 @@ def _iso(ts: float) -> str:
 
 
 @attrs.define(eq=False)
-class TaskRecord:
+class McpTaskRecord:
     """One task's state; mutated only by the core."""
 
     task_id: str
     owner: str | None
     era: Era
     ttl_ms: int | None
-    status: TaskStatus = "working"
+    status: McpTaskStatus = "working"
     status_message: str | None = None
     created_at: float = attrs.field(factory=time.time)
     updated_at: float = attrs.field(factory=time.time)
@@ -49,14 +50,14 @@ class TaskRecord:
     input_requests: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     input_answers: dict[str, Any] = attrs.field(factory=dict)
     input_arrived: trio.Event = attrs.field(factory=trio.Event)
-    on_change: Callable[[TaskRecord], None] | None = None
+    on_change: Callable[[McpTaskRecord], None] | None = None
 
     @property
     def terminal(self) -> bool:
         """True once completed, failed or cancelled."""
         return self.status in TERMINAL
 
-    def set_status(self, status: TaskStatus, message: str | None = None) -> None:
+    def set_status(self, status: McpTaskStatus, message: str | None = None) -> None:
         """Move to ``status`` (terminal states are final) and tell the listener."""
         if self.terminal:
             return
@@ -122,21 +123,23 @@ class TaskRecord:
         return task
 
 
-class TaskStore:
+class McpTaskStore:
     """Tasks by id, bounded; visible only to their owner (a legacy session) when they have one."""
 
     def __init__(self, max_tasks: int = 1000) -> None:
-        self._tasks: dict[str, TaskRecord] = {}
+        self._tasks: dict[str, McpTaskRecord] = {}
         self._max = max_tasks
 
-    def create(self, owner: str | None, era: Era, ttl_ms: int | None) -> TaskRecord:
+    def create(self, owner: str | None, era: Era, ttl_ms: int | None) -> McpTaskRecord:
         """A new ``working`` task."""
         self._evict()
-        record = TaskRecord(task_id=secrets.token_urlsafe(16), owner=owner, era=era, ttl_ms=ttl_ms)
+        record = McpTaskRecord(
+            task_id=secrets.token_urlsafe(16), owner=owner, era=era, ttl_ms=ttl_ms
+        )
         self._tasks[record.task_id] = record
         return record
 
-    def get(self, task_id: Any, owner: str | None) -> TaskRecord:
+    def get(self, task_id: Any, owner: str | None) -> McpTaskRecord:
         """The task, or ``InvalidParams`` when unknown, expired or someone else's."""
         record = self._tasks.get(task_id) if type(task_id) is str else None
         if record is None or record.expired(time.time()) or record.owner != owner:
@@ -147,7 +150,7 @@ class TaskStore:
         """Forget a task that was never announced."""
         self._tasks.pop(task_id, None)
 
-    def listing(self, owner: str | None) -> list[TaskRecord]:
+    def listing(self, owner: str | None) -> list[McpTaskRecord]:
         """Every live task of ``owner``, oldest first."""
         now = time.time()
         return [t for t in self._tasks.values() if t.owner == owner and not t.expired(now)]
