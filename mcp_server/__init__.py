@@ -1,20 +1,18 @@
 """The Coding Agent MCP server: a generic MCP core, its Streamable HTTP transport and the tools."""
 
-from ._core._errors import (
+from ._core import (
+    BlobContents,
     InternalError,
     InvalidParams,
     McpError,
     MethodNotFound,
-    ResourceNotFound,
-)
-from ._core._registry import (
-    BlobContents,
     Prompt,
     PromptArgument,
     PromptResult,
     Registry,
     RequestContext,
     Resource,
+    ResourceNotFound,
     ResourceTemplate,
     TextContents,
     Tool,

@@ -28,9 +28,8 @@ from host_daemon import (
     serve_daemon,
     watch_shutdown_signals,
 )
-from mcp_server._core._registry import Registry
-from mcp_server._http import HttpSettings, serve
-from mcp_server._http._connections import raise_open_files_limit
+from mcp_server._core import Registry
+from mcp_server._http import HttpSettings, raise_open_files_limit, serve
 
 from ._config import (
     DEFAULT_PORT,

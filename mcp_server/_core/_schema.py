@@ -30,7 +30,8 @@ def _at(path: str) -> str:
     return path if len(path) <= _PATH_CHARS else "…" + path[-(_PATH_CHARS - 1) :]
 
 
-def _kind(value: Any) -> str:  # noqa: PLR0911 (one return per JSON type reads best)
+def kind_of(value: Any) -> str:  # noqa: PLR0911 (one return per JSON type reads best)
+    """The JSON type name of ``value`` (``integer``, ``string``, ...), as errors word it."""
     if value is None:
         return "null"
     if value is True or value is False:
@@ -63,7 +64,7 @@ def validate(schema: Any, value: Any, path: str = "$") -> str | None:  # noqa: P
         return f"no value allowed @ {_at(path)}"
     if not isinstance(schema, dict):
         return None
-    kind = _kind(value)
+    kind = kind_of(value)
     expected = schema.get("type")
     if expected is not None:
         options = expected if isinstance(expected, list) else [expected]

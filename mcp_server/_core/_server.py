@@ -8,20 +8,26 @@ revision, so ``tools/list`` costs a dict lookup.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import re
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
 
 import attrs
 import trio
 
 from . import _versions as v
+from ._context import (
+    LOG_LEVELS,
+    PRE_TASK_WINDOW_S,
+    Envelope,
+    HandlerContext,
+    NeedInput,
+    Peer,
+    PreTask,
+    SessionState,
+)
 from ._errors import (
-    HeaderMismatch,
     InvalidParams,
     McpError,
     MethodNotFound,
@@ -29,46 +35,27 @@ from ._errors import (
     ResourceNotFound,
     UnsupportedVersion,
 )
-from ._jsonrpc import Request, RequestId
+from ._headers import check_headers
+from ._jsonrpc import Request
 from ._mcp_tasks import DEFAULT_TTL_MS, McpTaskRecord, McpTaskStore
-from ._registry import (
-    JSON,
-    BlobContents,
-    ListKind,
-    LogLevel,
-    Prompt,
-    Registry,
-    ResourceContents,
-    ResourceTemplate,
-    Tool,
-    ToolResult,
+from ._paging import page_of, page_offset
+from ._registry import JSON, ListKind, Prompt, Registry, ResourceContents, Tool
+from ._render import (
+    contents_json,
+    match_template,
+    prompt_json,
+    resource_json,
+    template_json,
+    tool_json,
+    tool_result_json,
 )
-from ._schema import clip, validate
+from ._schema import clip, kind_of, validate
 from ._state import Signer, open_state, sign_state
 
 logger = logging.getLogger("mcp_server.core")
 
-LOG_LEVELS: Final[dict[str, int]] = {
-    name: rank
-    for rank, name in enumerate(
-        ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
-    )
-}
 PAGE_SIZE: Final = 100
 LIST_TTL_MS: Final = 60_000
-
-
-class Peer(Protocol):
-    """What the transport offers one request: related messages on its response stream."""
-
-    async def notify(self, method: str, params: JSON) -> None:
-        """Send a notification related to the request."""
-
-    async def request(self, method: str, params: JSON) -> JSON:
-        """Send a server→client request and await its result (legacy sessions only)."""
-
-    def close_stream(self) -> None:
-        """End the request's SSE response early; the client resumes it with GET."""
 
 
 @attrs.frozen
@@ -78,215 +65,6 @@ class ServerInfo:
     name: str
     version: str
     instructions: str | None = None
-
-
-@attrs.define(eq=False)
-class SessionState:
-    """A legacy session's protocol state; the transport owns its streams."""
-
-    session_id: str
-    version: str
-    client_capabilities: JSON
-    client_info: JSON
-    log_level: LogLevel | None = None
-    subscriptions: set[str] = attrs.field(factory=set)
-    initialized: bool = False
-    peer: Peer | None = None
-    """The standalone (GET) stream: task notifications and requests made outside a request."""
-
-
-@attrs.frozen
-class Envelope:
-    """One request's protocol context."""
-
-    era: v.Era
-    version: str
-    client_capabilities: JSON
-    log_level: LogLevel | None
-    progress_token: str | int | None
-    session: SessionState | None = None
-    input_responses: JSON | None = None
-    request_state: Any = None
-
-
-class _NeedInput(Exception):
-    """A modern-leg handler needs client input: the call ends with ``input_required``."""
-
-    def __init__(self, requests: dict[str, JSON]) -> None:
-        super().__init__("input required")
-        self.requests = requests
-
-
-_DEFAULT_KEYS: Final = {
-    "elicitation/create": "elicit",
-    "sampling/createMessage": "sample",
-    "roots/list": "roots",
-}
-_CAPABILITY_OF: Final = {
-    "elicitation/create": "elicitation",
-    "sampling/createMessage": "sampling",
-    "roots/list": "roots",
-}
-
-
-PRE_TASK_WINDOW_S: Final = 0.05
-"""How long a 2026-07-28 task call waits for ``ask(..., before_task=True)`` (a timing rule).
-
-The call answers as soon as the handler decides: it asks ``before_task`` input (missing answers
-end the call ``input_required``, no task is created), or it reports progress, logs, asks
-ordinary input or returns (the task is announced). A handler that does none of these within
-the window gets its task announced at the window's end; a ``before_task`` ask after that is
-treated as ordinary input asked by the running task. So a handler that needs input before its
-task must ask it first, before any slow work. Waiting without a bound instead would hold every
-silent long-running call until it finished, which is what a task exists to avoid.
-"""
-
-
-@attrs.define(eq=False)
-class _PreTask:
-    """A 2026-07-28 task call not yet answered: its handler may still ask for pre-task input."""
-
-    decided: trio.Event = attrs.field(factory=trio.Event)
-    need: dict[str, JSON] | None = None
-
-
-@attrs.define(eq=False)
-class _Context:
-    """The ``RequestContext`` a handler sees."""
-
-    core: Core
-    env: Envelope
-    peer: Peer
-    rid: RequestId
-    task: McpTaskRecord | None = None
-    answers: dict[str, Any] = attrs.field(factory=dict)
-    pre_task: _PreTask | None = None
-    _counter: int = 0
-    _last_progress: float | None = None
-
-    @property
-    def request_id(self) -> str | int:
-        return self.rid
-
-    @property
-    def as_task(self) -> bool:
-        return self.task is not None
-
-    @property
-    def client_capabilities(self) -> JSON:
-        return self.env.client_capabilities
-
-    def close_sse_stream(self) -> None:
-        if self.env.era == "legacy" and self.task is None:
-            self.peer.close_stream()
-
-    def commit(self) -> None:
-        """The handler is past its pre-task input: the 2026-07-28 task can be announced."""
-        if self.pre_task is not None:
-            self.pre_task.decided.set()
-            self.pre_task = None
-
-    async def progress(
-        self, progress: float, total: float | None = None, message: str | None = None
-    ) -> None:
-        self.commit()
-        if self.env.progress_token is None:
-            return
-        if self._last_progress is not None and progress < self._last_progress:
-            progress = self._last_progress
-        self._last_progress = progress
-        params: JSON = {"progressToken": self.env.progress_token, "progress": progress}
-        if total is not None:
-            params["total"] = total
-        if message is not None:
-            params["message"] = message
-        await self.peer.notify("notifications/progress", params)
-
-    async def log(self, level: LogLevel, data: Any, logger: str | None = None) -> None:
-        self.commit()
-        threshold = self.env.session.log_level if self.env.session else self.env.log_level
-        if self.env.era == "modern" and threshold is None:
-            return
-        if threshold is not None and LOG_LEVELS[level] < LOG_LEVELS[threshold]:
-            return
-        params: JSON = {"level": level, "data": data}
-        if logger is not None:
-            params["logger"] = logger
-        await self.peer.notify("notifications/message", params)
-
-    async def elicit(self, message: str, requested_schema: JSON, *, key: str | None = None) -> JSON:
-        params = {"message": message, "requestedSchema": requested_schema}
-        return await self._one("elicitation/create", params, key)
-
-    async def sample(self, params: JSON, *, key: str | None = None) -> JSON:
-        return await self._one("sampling/createMessage", params, key)
-
-    async def list_roots(self, *, key: str | None = None) -> JSON:
-        return await self._one("roots/list", {}, key)
-
-    async def _one(self, method: str, params: JSON, key: str | None) -> JSON:
-        if key is None:
-            key = f"{_DEFAULT_KEYS[method]}-{self._counter}"
-            self._counter += 1
-        return (await self.ask({key: (method, params)}))[key]
-
-    async def ask(
-        self, requests: Mapping[str, tuple[str, JSON]], *, before_task: bool = False
-    ) -> dict[str, JSON]:
-        self._check_capabilities(requests)
-        pre = self.pre_task
-        if pre is not None and before_task:
-            missing = {
-                key: {"method": method, "params": params}
-                for key, (method, params) in requests.items()
-                if key not in self.answers
-            }
-            if missing:
-                pre.need = missing
-                pre.decided.set()
-                await trio.sleep_forever()
-            return {key: self.answers[key] for key in requests}
-        self.commit()
-        if self.task is not None and self.env.era == "modern":
-            return await self._ask_parked(requests)
-        if self.env.era == "modern":
-            missing = {
-                key: {"method": method, "params": params}
-                for key, (method, params) in requests.items()
-                if key not in self.answers
-            }
-            if missing:
-                raise _NeedInput(missing)
-            return {key: self.answers[key] for key in requests}
-        peer = self.peer
-        if self.task is not None and self.env.session is not None:
-            peer = self.env.session.peer or self.peer
-            self.task.set_status("input_required")
-        results: dict[str, JSON] = {}
-        for key, (method, params) in requests.items():
-            results[key] = await peer.request(method, params)
-        if self.task is not None:
-            self.task.set_status("working")
-        return results
-
-    async def _ask_parked(self, requests: Mapping[str, tuple[str, JSON]]) -> dict[str, JSON]:
-        task = self.task
-        assert task is not None  # noqa: S101 (only called for tasks)
-        for key, (method, params) in requests.items():
-            if key not in task.input_answers:
-                task.input_requests[key] = {"method": method, "params": params}
-        if task.input_requests:
-            task.set_status("input_required")
-        while any(key not in task.input_answers for key in requests):
-            await task.input_arrived.wait()
-        return {key: task.input_answers.pop(key) for key in requests}
-
-    def _check_capabilities(self, requests: Mapping[str, tuple[str, JSON]]) -> None:
-        caps = self.env.client_capabilities
-        for method, _ in requests.values():
-            capability = _CAPABILITY_OF.get(method)
-            if capability is not None and not isinstance(caps.get(capability), dict):
-                raise MissingCapability(f"Client does not support {method}", {capability: {}})
 
 
 Handler = Callable[["Core", Request, Envelope, Peer], Awaitable[JSON]]
@@ -416,7 +194,7 @@ class Core:
         version = meta.get(v.META_VERSION)
         if type(version) is not str:
             raise InvalidParams(f"required field missing @ $.params._meta['{v.META_VERSION}']")
-        self.check_headers(request, version, headers)
+        check_headers(self.registry, request, version, headers)
         if version not in v.MODERN_VERSIONS:
             raise UnsupportedVersion(version, list(v.SUPPORTED_VERSIONS))
         caps = meta.get(v.META_CAPABILITIES)
@@ -435,36 +213,6 @@ class Core:
             input_responses=request.params.get("inputResponses"),
             request_state=request.params.get("requestState"),
         )
-
-    def check_headers(
-        self, request: Request, version: str, headers: Sequence[tuple[str, str]]
-    ) -> None:
-        """The 2026-07-28 routing headers must be present, single and equal to the body."""
-        seen: dict[str, str] = {}
-        for name, value in headers:
-            lower = name.lower()
-            if lower.startswith("mcp-"):
-                if lower in seen:
-                    raise HeaderMismatch(f"{lower} header appears more than once")
-                seen[lower] = value.strip()
-        _expect(seen, "MCP-Protocol-Version", version)
-        method = request.method
-        _expect(seen, "Mcp-Method", method)
-        if method in {"tools/call", "prompts/get"}:
-            _expect(seen, "Mcp-Name", request.params.get("name"))
-        elif method == "resources/read":
-            _expect(seen, "Mcp-Name", request.params.get("uri"))
-        elif method.startswith("tasks/"):
-            _expect(seen, "Mcp-Name", request.params.get("taskId"))
-        if method == "tools/call":
-            tool = self.registry.tools.get(request.params.get("name"))  # type: ignore[arg-type]
-            arguments = request.params.get("arguments")
-            if tool is not None and type(arguments) is dict:
-                for prop, header in _header_params(tool):
-                    if prop in arguments:
-                        _expect(seen, f"Mcp-Param-{header}", _header_text(arguments[prop]))
-                    elif f"mcp-param-{header.lower()}" in seen:
-                        raise HeaderMismatch(f"Mcp-Param-{header} header without a body value")
 
     # -- dispatch -------------------------------------------------------------------------------
 
@@ -504,27 +252,14 @@ class Core:
     def _page(
         self, kind: str, env: Envelope, request: Request, items: Callable[[], list[JSON]]
     ) -> JSON:
-        cursor = request.params.get("cursor")
-        offset = 0
-        if cursor is not None:
-            payload = self.signer.verify(cursor, "cursor")
-            if (
-                type(payload) is not dict
-                or payload.get("k") != kind
-                or type(payload.get("o")) is not int
-            ):
-                raise InvalidParams("invalid cursor")
-            offset = payload["o"]
+        offset = page_offset(self.signer, request.params.get("cursor"), kind)
         list_kind: ListKind = "resources" if kind.startswith("resource") else kind  # type: ignore[assignment]
         revision = self.registry.revisions[list_kind]
         key = (kind, env.era + (env.version if kind == "tools" else ""), offset)
         cached = self._pages.get(key)
         if cached is not None and cached[0] == revision:
             return dict(cached[1])
-        everything = items()
-        page: JSON = {_LIST_FIELD[kind]: everything[offset : offset + self.page_size]}
-        if offset + self.page_size < len(everything):
-            page["nextCursor"] = self.signer.sign({"k": kind, "o": offset + self.page_size})
+        page = page_of(self.signer, kind, items(), offset=offset, size=self.page_size)
         if env.era == "modern":
             page["ttlMs"] = LIST_TTL_MS
             page["cacheScope"] = "public"
@@ -537,7 +272,7 @@ class Core:
             "tools",
             env,
             request,
-            lambda: [_tool_json(t, with_execution) for t in self.registry.tools.values()],
+            lambda: [tool_json(t, with_execution) for t in self.registry.tools.values()],
         )
 
     async def _resources_list(self, request: Request, env: Envelope, peer: Peer) -> JSON:
@@ -545,18 +280,7 @@ class Core:
             "resources",
             env,
             request,
-            lambda: [
-                _drop_none(
-                    {
-                        "uri": r.uri,
-                        "name": r.name,
-                        "title": r.title,
-                        "description": r.description,
-                        "mimeType": r.mime_type,
-                    }
-                )
-                for r in self.registry.resources.values()
-            ],
+            lambda: [resource_json(r) for r in self.registry.resources.values()],
         )
 
     async def _templates_list(self, request: Request, env: Envelope, peer: Peer) -> JSON:
@@ -564,18 +288,7 @@ class Core:
             "resourceTemplates",
             env,
             request,
-            lambda: [
-                _drop_none(
-                    {
-                        "uriTemplate": t.uri_template,
-                        "name": t.name,
-                        "title": t.title,
-                        "description": t.description,
-                        "mimeType": t.mime_type,
-                    }
-                )
-                for t in self.registry.templates.values()
-            ],
+            lambda: [template_json(t) for t in self.registry.templates.values()],
         )
 
     async def _prompts_list(self, request: Request, env: Envelope, peer: Peer) -> JSON:
@@ -583,14 +296,14 @@ class Core:
             "prompts",
             env,
             request,
-            lambda: [_prompt_json(p) for p in self.registry.prompts.values()],
+            lambda: [prompt_json(p) for p in self.registry.prompts.values()],
         )
 
     async def _tools_call(self, request: Request, env: Envelope, peer: Peer) -> JSON:
         params = request.params
         name = params.get("name")
         if type(name) is not str:
-            raise InvalidParams(f"expected string, got {_kind(name)} @ $.params.name")
+            raise InvalidParams(f"expected string, got {kind_of(name)} @ $.params.name")
         tool = self.registry.tools.get(name)
         if tool is None:
             raise InvalidParams(f"Unknown tool: {clip(name)}")
@@ -598,7 +311,7 @@ class Core:
         if arguments is None:
             arguments = {}
         if type(arguments) is not dict:
-            raise InvalidParams(f"expected object, got {_kind(arguments)} @ $.params.arguments")
+            raise InvalidParams(f"expected object, got {kind_of(arguments)} @ $.params.arguments")
         as_task = self._wants_task(tool, params, env)
         error = validate(tool.input_schema, arguments, "$.arguments")
         if error is not None:
@@ -608,16 +321,16 @@ class Core:
             }
         if as_task:
             return await self._start_task(request, tool, arguments, env, peer)
-        ctx = _Context(self, env, peer, request.id)
+        ctx = HandlerContext(env, peer, request.id)
         if env.era == "modern":
             ctx.answers = self._answers(request, env, name)
             try:
                 result = await tool.handler(ctx, arguments)
-            except _NeedInput as need:
+            except NeedInput as need:
                 return self._input_required(request, env, name, ctx.answers, need)
         else:
             result = await tool.handler(ctx, arguments)
-        return _tool_result_json(result)
+        return tool_result_json(result)
 
     def _wants_task(self, tool: Tool, params: JSON, env: Envelope) -> bool:
         if env.era == "legacy":
@@ -627,7 +340,7 @@ class Core:
                     raise MethodNotFound(f"tools/call without a task for {tool.name}")
                 return False
             if type(task) is not dict:
-                raise InvalidParams(f"expected object, got {_kind(task)} @ $.params.task")
+                raise InvalidParams(f"expected object, got {kind_of(task)} @ $.params.task")
             return tool.task_support != "forbidden"
         declared = _declares_tasks(env)
         if tool.task_support == "required" and not declared:
@@ -667,11 +380,11 @@ class Core:
         elif env.era == "modern":
             record.on_change = self._task_changed
         task_peer: Peer = session.peer if session is not None and session.peer else _NullPeer()
-        ctx = _Context(self, env, task_peer, request.id, task=record)
+        ctx = HandlerContext(env, task_peer, request.id, task=record)
         if env.era == "modern":
             name = str(request.params.get("name"))
             ctx.answers = self._answers(request, env, name)
-            pre = ctx.pre_task = _PreTask()
+            pre = ctx.pre_task = PreTask()
             self._nursery.start_soon(self._run_task, record, tool, arguments, ctx)
             with trio.move_on_after(PRE_TASK_WINDOW_S):
                 await pre.decided.wait()
@@ -679,7 +392,7 @@ class Core:
             if pre.need is not None:
                 record.scope.cancel()
                 self.tasks.discard(record.task_id)
-                return self._input_required(request, env, name, ctx.answers, _NeedInput(pre.need))
+                return self._input_required(request, env, name, ctx.answers, NeedInput(pre.need))
             result = record.modern_json(inline=False)
             result["resultType"] = "task"
             return result
@@ -691,7 +404,7 @@ class Core:
             listener(record)
 
     async def _run_task(
-        self, record: McpTaskRecord, tool: Tool, arguments: JSON, ctx: _Context
+        self, record: McpTaskRecord, tool: Tool, arguments: JSON, ctx: HandlerContext
     ) -> None:
         with record.scope:
             try:
@@ -707,7 +420,7 @@ class Core:
                 record.error = {"code": -32603, "message": "Internal error"}
                 record.set_status("failed", "Internal error")
                 return
-            record.result = _tool_result_json(result)
+            record.result = tool_result_json(result)
             failed = result.is_error and record.era == "legacy"
             record.set_status("failed" if failed else "completed")
         if not record.terminal:
@@ -721,18 +434,17 @@ class Core:
         if responses is not None:
             if type(responses) is not dict:
                 raise InvalidParams(
-                    f"expected object, got {_kind(responses)} @ $.params.inputResponses"
+                    f"expected object, got {kind_of(responses)} @ $.params.inputResponses"
                 )
             for key, value in responses.items():
                 if type(value) is not dict:
-                    raise InvalidParams(
-                        f"expected object, got {_kind(value)} @ $.params.inputResponses.{clip(key)}"
-                    )
+                    where = f"$.params.inputResponses.{clip(key)}"
+                    raise InvalidParams(f"expected object, got {kind_of(value)} @ {where}")
             answers.update(responses)
         return answers
 
     def _input_required(
-        self, request: Request, env: Envelope, name: str, answers: dict[str, Any], need: _NeedInput
+        self, request: Request, env: Envelope, name: str, answers: dict[str, Any], need: NeedInput
     ) -> JSON:
         return {
             "resultType": "input_required",
@@ -743,20 +455,20 @@ class Core:
     async def _resources_read(self, request: Request, env: Envelope, peer: Peer) -> JSON:
         uri = request.params.get("uri")
         if type(uri) is not str:
-            raise InvalidParams(f"expected string, got {_kind(uri)} @ $.params.uri")
+            raise InvalidParams(f"expected string, got {kind_of(uri)} @ $.params.uri")
         contents: list[ResourceContents]
         resource = self.registry.resources.get(uri)
         if resource is not None:
             contents = await resource.read(uri)
         else:
             for template in self.registry.templates.values():
-                variables = _match_template(template, uri)
+                variables = match_template(template, uri)
                 if variables is not None:
                     contents = await template.read(uri, variables)
                     break
             else:
                 raise ResourceNotFound(uri)
-        result: JSON = {"contents": [_contents_json(c) for c in contents]}
+        result: JSON = {"contents": [contents_json(c) for c in contents]}
         if env.era == "modern":
             result["ttlMs"] = 0
             result["cacheScope"] = "private"
@@ -765,7 +477,7 @@ class Core:
     async def _subscribe(self, request: Request, env: Envelope, peer: Peer) -> JSON:
         uri = request.params.get("uri")
         if type(uri) is not str:
-            raise InvalidParams(f"expected string, got {_kind(uri)} @ $.params.uri")
+            raise InvalidParams(f"expected string, got {kind_of(uri)} @ $.params.uri")
         assert env.session is not None  # noqa: S101 (legacy methods always have a session)
         env.session.subscriptions.add(uri)
         return {}
@@ -773,7 +485,7 @@ class Core:
     async def _unsubscribe(self, request: Request, env: Envelope, peer: Peer) -> JSON:
         uri = request.params.get("uri")
         if type(uri) is not str:
-            raise InvalidParams(f"expected string, got {_kind(uri)} @ $.params.uri")
+            raise InvalidParams(f"expected string, got {kind_of(uri)} @ $.params.uri")
         assert env.session is not None  # noqa: S101 (legacy methods always have a session)
         env.session.subscriptions.discard(uri)
         return {}
@@ -781,17 +493,17 @@ class Core:
     def _prompt_call(self, request: Request) -> tuple[str, Prompt, dict[str, str]]:
         name = request.params.get("name")
         if type(name) is not str:
-            raise InvalidParams(f"expected string, got {_kind(name)} @ $.params.name")
+            raise InvalidParams(f"expected string, got {kind_of(name)} @ $.params.name")
         prompt = self.registry.prompts.get(name)
         if prompt is None:
             raise InvalidParams(f"Unknown prompt: {clip(name)}")
         arguments = request.params.get("arguments") or {}
         if type(arguments) is not dict:
-            raise InvalidParams(f"expected object, got {_kind(arguments)} @ $.params.arguments")
+            raise InvalidParams(f"expected object, got {kind_of(arguments)} @ $.params.arguments")
         for key, value in arguments.items():
             if type(value) is not str:
                 raise InvalidParams(
-                    f"expected string, got {_kind(value)} @ $.params.arguments.{clip(key)}"
+                    f"expected string, got {kind_of(value)} @ $.params.arguments.{clip(key)}"
                 )
         for arg in prompt.arguments:
             if arg.required and arg.name not in arguments:
@@ -803,12 +515,12 @@ class Core:
         if prompt.render_in_context is None:
             rendered = await prompt.render(arguments)
         else:
-            ctx = _Context(self, env, peer, request.id)
+            ctx = HandlerContext(env, peer, request.id)
             if env.era == "modern":
                 ctx.answers = self._answers(request, env, name)
                 try:
                     rendered = await prompt.render_in_context(ctx, arguments)
-                except _NeedInput as need:
+                except NeedInput as need:
                     return self._input_required(request, env, name, ctx.answers, need)
             else:
                 rendered = await prompt.render_in_context(ctx, arguments)
@@ -821,7 +533,7 @@ class Core:
         ref = request.params.get("ref")
         argument = request.params.get("argument")
         if type(ref) is not dict:
-            raise InvalidParams(f"expected object, got {_kind(ref)} @ $.params.ref")
+            raise InvalidParams(f"expected object, got {kind_of(ref)} @ $.params.ref")
         if type(argument) is not dict or type(argument.get("name")) is not str:
             raise InvalidParams("expected {name, value} @ $.params.argument")
         context = request.params.get("context")
@@ -891,22 +603,9 @@ class Core:
 
     async def _tasks_list(self, request: Request, env: Envelope, peer: Peer) -> JSON:
         owner = env.session.session_id if env.session else None
-        records = self.tasks.listing(owner)
-        offset = 0
-        cursor = request.params.get("cursor")
-        if cursor is not None:
-            payload = self.signer.verify(cursor, "cursor")
-            if (
-                type(payload) is not dict
-                or payload.get("k") != "tasks"
-                or type(payload.get("o")) is not int
-            ):
-                raise InvalidParams("invalid cursor")
-            offset = payload["o"]
-        page: JSON = {"tasks": [r.legacy_json() for r in records[offset : offset + self.page_size]]}
-        if offset + self.page_size < len(records):
-            page["nextCursor"] = self.signer.sign({"k": "tasks", "o": offset + self.page_size})
-        return page
+        records = [r.legacy_json() for r in self.tasks.listing(owner)]
+        offset = page_offset(self.signer, request.params.get("cursor"), "tasks")
+        return page_of(self.signer, "tasks", records, offset=offset, size=self.page_size)
 
     async def _tasks_cancel(self, request: Request, env: Envelope, peer: Peer) -> JSON:
         record = self._task_of(request, env)
@@ -925,7 +624,7 @@ class Core:
         responses = request.params.get("inputResponses")
         if type(responses) is not dict:
             raise InvalidParams(
-                f"expected object, got {_kind(responses)} @ $.params.inputResponses"
+                f"expected object, got {kind_of(responses)} @ $.params.inputResponses"
             )
         if not record.terminal:
             record.deliver(responses)
@@ -953,138 +652,3 @@ def _declares_tasks(env: Envelope) -> bool:
 def _spawn_notify(nursery: trio.Nursery | None, peer: Peer, method: str, params: JSON) -> None:
     if nursery is not None:
         nursery.start_soon(peer.notify, method, params)
-
-
-_LIST_FIELD: Final = {
-    "tools": "tools",
-    "resources": "resources",
-    "resourceTemplates": "resourceTemplates",
-    "prompts": "prompts",
-}
-
-
-def _kind(value: Any) -> str:
-    return {
-        type(None): "null",
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "array",
-        dict: "object",
-    }.get(type(value), type(value).__name__)
-
-
-def _drop_none(d: JSON) -> JSON:
-    return {k: val for k, val in d.items() if val is not None}
-
-
-def _tool_json(tool: Tool, with_execution: bool) -> JSON:
-    out: JSON = {
-        "name": tool.name,
-        "description": tool.description,
-        "inputSchema": tool.input_schema,
-    }
-    if tool.title is not None:
-        out["title"] = tool.title
-    if tool.output_schema is not None:
-        out["outputSchema"] = tool.output_schema
-    if tool.annotations is not None:
-        out["annotations"] = tool.annotations
-    if with_execution and tool.task_support != "forbidden":
-        out["execution"] = {"taskSupport": tool.task_support}
-    return out
-
-
-def _prompt_json(prompt: Prompt) -> JSON:
-    out: JSON = {"name": prompt.name, "description": prompt.description}
-    if prompt.title is not None:
-        out["title"] = prompt.title
-    if prompt.arguments:
-        out["arguments"] = [
-            _drop_none({"name": a.name, "description": a.description, "required": a.required})
-            for a in prompt.arguments
-        ]
-    return out
-
-
-def _tool_result_json(result: ToolResult) -> JSON:
-    out: JSON = {"content": result.content}
-    if result.structured_content is not None:
-        out["structuredContent"] = result.structured_content
-    if result.is_error:
-        out["isError"] = True
-    return out
-
-
-def _contents_json(contents: ResourceContents) -> JSON:
-    out: JSON = {"uri": contents.uri}
-    if contents.mime_type is not None:
-        out["mimeType"] = contents.mime_type
-    if isinstance(contents, BlobContents):
-        out["blob"] = contents.blob
-    else:
-        out["text"] = contents.text
-    return out
-
-
-_TEMPLATE_CACHE: dict[str, re.Pattern[str]] = {}
-
-
-def _match_template(template: ResourceTemplate, uri: str) -> dict[str, str] | None:
-    pattern = _TEMPLATE_CACHE.get(template.uri_template)
-    if pattern is None:
-        parts = re.split(r"\{([A-Za-z0-9_]+)\}", template.uri_template)
-        regex = "".join(
-            f"(?P<{part}>[^/?#]+)" if i % 2 else re.escape(part) for i, part in enumerate(parts)
-        )
-        pattern = re.compile(regex + r"\Z")
-        _TEMPLATE_CACHE[template.uri_template] = pattern
-    match = pattern.match(uri)
-    return match.groupdict() if match else None
-
-
-def _header_params(tool: Tool) -> list[tuple[str, str]]:
-    properties = tool.input_schema.get("properties")
-    if type(properties) is not dict:
-        return []
-    return [
-        (name, schema["x-mcp-header"])
-        for name, schema in properties.items()
-        if type(schema) is dict and type(schema.get("x-mcp-header")) is str
-    ]
-
-
-def _header_text(value: Any) -> Any:
-    if type(value) is bool:
-        return "true" if value else "false"
-    if type(value) in (int, float):
-        return str(value)
-    return value
-
-
-_B64 = re.compile(r"=\?base64\?(.*)\?=\Z", re.IGNORECASE | re.DOTALL)
-
-
-def _expect(seen: dict[str, str], name: str, body_value: Any) -> None:
-    value = seen.get(name.lower())
-    if value is None:
-        raise HeaderMismatch(f"{name} header missing")
-    decoded = _decode_header(value, name)
-    if decoded != body_value:
-        raise HeaderMismatch(
-            f"{name} header does not match the request body: "
-            f"header {decoded!r}, body {body_value!r}"
-        )
-
-
-def _decode_header(value: str, name: str) -> str:
-    if not value.startswith("=?"):
-        return value
-    match = _B64.match(value)
-    if match is None:
-        return value
-    try:
-        return base64.b64decode(match.group(1), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise HeaderMismatch(f"{name} header has invalid base64") from None

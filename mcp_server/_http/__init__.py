@@ -1,6 +1,7 @@
 """The trio Streamable HTTP transport: Quart-trio on Hypercorn's trio worker."""
 
+from ._connections import raise_open_files_limit
 from ._serve import serve
 from ._settings import HttpSettings
 
-__all__ = ["HttpSettings", "serve"]
+__all__ = ["HttpSettings", "raise_open_files_limit", "serve"]

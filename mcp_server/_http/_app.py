@@ -23,32 +23,40 @@ import attrs
 import orjson
 import trio
 
-from .._core import _versions as v
-from .._core._errors import (
+from .._core import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
-    InvalidRequest,
-    McpError,
-    MethodNotFound,
-    ParseError,
-    UnsupportedVersion,
-)
-from .._core._jsonrpc import (
+    JSON,
+    META_SERVER_INFO,
+    META_SUBSCRIPTION,
+    MODERN_VERSIONS,
+    SUPPORTED_VERSIONS,
+    Core,
+    Envelope,
     ErrorResponse,
+    InvalidRequest,
+    ListChanged,
+    McpError,
+    McpTaskRecord,
+    MethodNotFound,
     Notification,
+    ParseError,
+    RegistryEvent,
     Request,
     RequestId,
+    ResourceUpdated,
     Response,
+    SessionState,
+    UnsupportedVersion,
+    classify_era,
+    clip,
     error_message,
     notification_message,
     parse,
     result_message,
+    validate,
 )
-from .._core._mcp_tasks import McpTaskRecord
-from .._core._registry import JSON, ListChanged, RegistryEvent, ResourceUpdated
-from .._core._schema import clip, validate
-from .._core._server import Core, Envelope, SessionState
 from ._authority import HostFence
 from ._settings import HttpSettings
 from ._streams import EventStream
@@ -465,7 +473,7 @@ class McpApp:
             headers, message.id if isinstance(message, Request) else None
         )
         params = message.params if isinstance(message, Request | Notification) else None
-        if v.classify(header_version, params) == "modern":
+        if classify_era(header_version, params) == "modern":
             await self._post_modern(receive, send, message, pairs)
         else:
             await self._post_legacy(receive, send, message, headers)
@@ -654,7 +662,7 @@ class McpApp:
     # -- GET and DELETE -------------------------------------------------------------------------
 
     async def _get(self, receive: Receive, send: Send, headers: dict[bytes, bytes]) -> None:
-        if _header_version(headers) in v.MODERN_VERSIONS:
+        if _header_version(headers) in MODERN_VERSIONS:
             raise HttpError(405, headers=[(b"allow", b"POST")])
         if b"text/event-stream" not in headers.get(b"accept", b""):
             raise HttpError(406, McpError(INVALID_REQUEST, "Accept must list text/event-stream"))
@@ -685,7 +693,7 @@ class McpApp:
             session.last_seen = time.monotonic()
 
     async def _delete(self, send: Send, headers: dict[bytes, bytes]) -> None:
-        if _header_version(headers) in v.MODERN_VERSIONS:
+        if _header_version(headers) in MODERN_VERSIONS:
             raise HttpError(405, headers=[(b"allow", b"POST")])
         session = self._session(headers)
         self._end(session.state.session_id)
@@ -760,8 +768,8 @@ class McpApp:
                 {
                     "resultType": "complete",
                     "_meta": {
-                        v.META_SUBSCRIPTION: request.id,
-                        v.META_SERVER_INFO: {
+                        META_SUBSCRIPTION: request.id,
+                        META_SERVER_INFO: {
                             "name": self.core.info.name,
                             "version": self.core.info.version,
                         },
@@ -916,8 +924,8 @@ def _header_version(headers: dict[bytes, bytes], rid: RequestId | None = None) -
     if raw is None:
         return None
     version = raw.decode("latin-1").strip()
-    if version not in v.SUPPORTED_VERSIONS:
-        raise HttpError(400, UnsupportedVersion(version, list(v.SUPPORTED_VERSIONS)), rid=rid)
+    if version not in SUPPORTED_VERSIONS:
+        raise HttpError(400, UnsupportedVersion(version, list(SUPPORTED_VERSIONS)), rid=rid)
     return version
 
 
@@ -971,7 +979,7 @@ def _method_not_allowed() -> None:
 
 
 def _sub_meta(rid: RequestId) -> JSON:
-    return {"_meta": {v.META_SUBSCRIPTION: rid}}
+    return {"_meta": {META_SUBSCRIPTION: rid}}
 
 
 def _mcp_error_in(exc: BaseException) -> McpError | None:

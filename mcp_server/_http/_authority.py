@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from .._core._schema import clip
+from .._core import clip
 from ._settings import HttpSettings
 
 LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})

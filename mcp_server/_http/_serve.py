@@ -10,8 +10,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from .._core._registry import Registry
-from .._core._server import Core, ServerInfo
+from .._core import Core, Registry, ServerInfo
 from . import _connections, _h11
 from ._app import McpApp, Receive, Scope, Send
 from ._authority import HostFence

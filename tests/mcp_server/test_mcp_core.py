@@ -20,9 +20,9 @@ from mcp_server import (
     Tool,
     ToolResult,
 )
+from mcp_server._core import Core, Envelope, ServerInfo
 from mcp_server._core._errors import HeaderMismatch, MissingCapability, UnsupportedVersion
 from mcp_server._core._jsonrpc import Request
-from mcp_server._core._server import Core, Envelope, ServerInfo
 from mcp_server._core._versions import classify
 
 MODERN = "2026-07-28"
