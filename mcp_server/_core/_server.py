@@ -8,6 +8,7 @@ revision, so ``tools/list`` costs a dict lookup.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,7 +29,9 @@ from ._context import (
     SessionState,
 )
 from ._errors import (
+    InternalError,
     InvalidParams,
+    InvalidRequest,
     McpError,
     MethodNotFound,
     MissingCapability,
@@ -36,8 +39,29 @@ from ._errors import (
     UnsupportedVersion,
 )
 from ._headers import check_headers
-from ._jsonrpc import Request
+from ._jsonrpc import (
+    ErrorResponse,
+    Message,
+    Notification,
+    Request,
+    Response,
+    error_message,
+    result_message,
+)
+from ._listen import listen_filter_schema, read_listen_filter
 from ._mcp_tasks import DEFAULT_TTL_MS, McpTaskRecord, McpTaskStore
+from ._outcomes import (
+    Accepted,
+    Call,
+    CancelRequest,
+    DeliverResponse,
+    Incoming,
+    OpenListen,
+    OpenSession,
+    Outcome,
+    Refuse,
+    Reply,
+)
 from ._paging import page_of, page_offset
 from ._registry import JSON, ListKind, Prompt, Registry, ResourceContents, Tool
 from ._render import (
@@ -81,6 +105,7 @@ class Core:
         secret: bytes | None = None,
         page_size: int = PAGE_SIZE,
         max_tasks: int = 1000,
+        max_listen_filter: int = 256,
     ) -> None:
         self.registry = registry
         self.info = info
@@ -90,6 +115,7 @@ class Core:
         self._nursery: trio.Nursery | None = None
         self.task_listeners: list[Callable[[McpTaskRecord], None]] = []
         self._pages: dict[tuple[str, str, Any], tuple[int, JSON]] = {}
+        self._listen_schema = listen_filter_schema(max_listen_filter)
         self._legacy: dict[str, Handler] = {
             "ping": Core._ping,
             "tools/list": Core._tools_list,
@@ -213,6 +239,83 @@ class Core:
             input_responses=request.params.get("inputResponses"),
             request_state=request.params.get("requestState"),
         )
+
+    # -- the entry point ------------------------------------------------------------------------
+
+    def receive(self, message: Message, incoming: Incoming) -> Outcome:
+        """What to do with one parsed message: the only call the transport makes per message."""
+        rid = message.id if isinstance(message, Request) else None
+        version = incoming.protocol_version
+        if version is not None and version not in v.SUPPORTED_VERSIONS:
+            return Refuse(UnsupportedVersion(version, list(v.SUPPORTED_VERSIONS)), 400, rid)
+        params = message.params if isinstance(message, Request | Notification) else None
+        if v.classify(version, params) == "modern":
+            return self._receive_modern(message, incoming)
+        return self._receive_legacy(message, incoming)
+
+    def _receive_modern(self, message: Message, incoming: Incoming) -> Outcome:
+        if not isinstance(message, Request):
+            return Accepted()
+        listen = message.method == "subscriptions/listen"
+        if not listen and message.method not in self._modern:
+            return Refuse(MethodNotFound(message.method), 404, message.id)
+        try:
+            env = self.modern_envelope(message, incoming.mcp_headers)
+            if listen:
+                return self._listen(message)
+        except McpError as exc:
+            return Refuse(exc, exc.http_status if exc.http_status != 200 else 400, message.id)
+        return Call("modern", message.id, None, functools.partial(self._answer, message, env))
+
+    def _receive_legacy(self, message: Message, incoming: Incoming) -> Outcome:
+        if isinstance(message, Request) and message.method == "initialize":
+            return self._open_session(message, incoming)
+        session = incoming.session
+        if session is None:
+            return _no_session(message, incoming)
+        if isinstance(message, Notification):
+            return _legacy_notification(session, message)
+        if isinstance(message, Response | ErrorResponse):
+            return DeliverResponse(session, message)
+        if message.method not in self._legacy:
+            return Refuse(MethodNotFound(message.method), 200, message.id)
+        env = self.legacy_envelope(message, session)
+        return Call("legacy", message.id, session, functools.partial(self._answer, message, env))
+
+    def _open_session(self, request: Request, incoming: Incoming) -> Outcome:
+        if incoming.draining:
+            return Refuse(InternalError("Server is shutting down"), 503, request.id)
+        try:
+            state, result = self.initialize(request.params, secrets.token_urlsafe(24))
+        except McpError as exc:
+            return Refuse(exc, 200, request.id)
+        return OpenSession(state, result_message(request.id, result))
+
+    def _listen(self, request: Request) -> OpenListen:
+        listen = read_listen_filter(self._listen_schema, request.id, request.params)
+        meta = {
+            v.META_SUBSCRIPTION: request.id,
+            v.META_SERVER_INFO: {"name": self.info.name, "version": self.info.version},
+        }
+        final = result_message(request.id, {"resultType": "complete", "_meta": meta})
+        return OpenListen(listen, listen.acknowledgement(), final)
+
+    async def _answer(self, request: Request, env: Envelope, peer: Peer) -> Reply:
+        """Run ``request`` to its response message (an error response when it fails)."""
+        try:
+            result = await self.handle(request, env, peer)
+        except McpError as exc:
+            error = exc
+        except Exception as exc:
+            found = _mcp_error_in(exc)
+            if found is None:
+                logger.exception("handler for %s failed", request.method)
+                found = InternalError()
+            error = found
+        else:
+            return Reply(result_message(request.id, result))
+        status = error.http_status if env.era == "modern" else 200
+        return Reply(error_message(request.id, error.to_json()), status)
 
     # -- dispatch -------------------------------------------------------------------------------
 
@@ -652,3 +755,26 @@ def _declares_tasks(env: Envelope) -> bool:
 def _spawn_notify(nursery: trio.Nursery | None, peer: Peer, method: str, params: JSON) -> None:
     if nursery is not None:
         nursery.start_soon(peer.notify, method, params)
+
+
+def _mcp_error_in(exc: BaseException) -> McpError | None:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, McpError) else None
+
+
+def _legacy_notification(session: SessionState, message: Notification) -> Outcome:
+    if message.method == "notifications/initialized":
+        session.initialized = True
+    elif message.method == "notifications/cancelled":
+        cancelled = message.params.get("requestId")
+        if type(cancelled) in (str, int):
+            return CancelRequest(session, cancelled)  # type: ignore[arg-type]
+    return Accepted()
+
+
+def _no_session(message: Message, incoming: Incoming) -> Refuse:
+    rid = message.id if isinstance(message, Request) else None
+    if incoming.session_id is None:
+        return Refuse(InvalidRequest("Missing Mcp-Session-Id header"), 400, rid)
+    return Refuse(InvalidRequest("Session not found"), 404, rid)

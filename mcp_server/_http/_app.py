@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
@@ -25,37 +24,37 @@ import trio
 
 from .._core import (
     INTERNAL_ERROR,
-    INVALID_PARAMS,
     INVALID_REQUEST,
     JSON,
-    META_SERVER_INFO,
-    META_SUBSCRIPTION,
     MODERN_VERSIONS,
     SUPPORTED_VERSIONS,
+    Call,
+    CancelRequest,
     Core,
-    Envelope,
+    DeliverResponse,
     ErrorResponse,
+    Incoming,
     InvalidRequest,
-    ListChanged,
+    ListenFilter,
     McpError,
     McpTaskRecord,
-    MethodNotFound,
-    Notification,
+    OpenListen,
+    OpenSession,
+    Outcome,
     ParseError,
+    Refuse,
     RegistryEvent,
-    Request,
+    Reply,
     RequestId,
-    ResourceUpdated,
     Response,
     SessionState,
     UnsupportedVersion,
-    classify_era,
     clip,
     error_message,
     notification_message,
     parse,
-    result_message,
-    validate,
+    session_notification,
+    session_wants,
 )
 from ._authority import HostFence
 from ._settings import HttpSettings
@@ -242,13 +241,10 @@ class HttpSession:
 
 @attrs.define(eq=False)
 class _Listen:
-    """A 2026-07-28 ``subscriptions/listen`` stream's filter."""
+    """An open 2026-07-28 ``subscriptions/listen`` stream: the core's filter and its buffer."""
 
-    rid: RequestId
+    filter: ListenFilter
     stream: EventStream
-    lists: frozenset[str]
-    uris: frozenset[str]
-    task_ids: frozenset[str] | None
 
 
 class McpApp:
@@ -265,7 +261,6 @@ class McpApp:
         self._unwatched_added = trio.Event()
         self._token = settings.auth_token.encode() if settings.auth_token else None
         self._fence = HostFence.from_settings(settings)
-        self._listen_schema = _listen_filter_schema(settings.max_listen_filter)
         core.registry.add_listener(self._on_registry_event)
         core.task_listeners.append(self._on_task_change)
 
@@ -332,39 +327,20 @@ class McpApp:
     # -- notification fan-out -------------------------------------------------------------------
 
     def _on_registry_event(self, event: RegistryEvent) -> None:
-        if isinstance(event, ListChanged):
-            data = _dumps(notification_message(_LIST_NOTIFICATIONS[event.kind], {}))
-            for session in self.sessions.values():
-                if session.state.initialized:
-                    session.standalone.push(data)
-            for listen in self.listens:
-                if event.kind in listen.lists:
-                    listen.stream.push(
-                        _dumps(
-                            notification_message(
-                                _LIST_NOTIFICATIONS[event.kind], _sub_meta(listen.rid)
-                            )
-                        )
-                    )
-        elif isinstance(event, ResourceUpdated):
-            data = _dumps(
-                notification_message("notifications/resources/updated", {"uri": event.uri})
-            )
-            for session in self.sessions.values():
-                if event.uri in session.state.subscriptions:
-                    session.standalone.push(data)
-            for listen in self.listens:
-                if event.uri in listen.uris:
-                    params = {"uri": event.uri, **_sub_meta(listen.rid)}
-                    listen.stream.push(
-                        _dumps(notification_message("notifications/resources/updated", params))
-                    )
+        data = _dumps(session_notification(event))
+        for session in self.sessions.values():
+            if session_wants(session.state, event):
+                session.standalone.push(data)
+        for listen in self.listens:
+            message = listen.filter.on_registry(event)
+            if message is not None:
+                listen.stream.push(_dumps(message))
 
     def _on_task_change(self, record: McpTaskRecord) -> None:
         for listen in self.listens:
-            if listen.task_ids is not None and record.task_id in listen.task_ids:
-                params = {**record.modern_json(inline=True), **_sub_meta(listen.rid)}
-                listen.stream.push(_dumps(notification_message("notifications/tasks", params)))
+            message = listen.filter.on_task(record)
+            if message is not None:
+                listen.stream.push(_dumps(message))
 
     # -- ASGI -----------------------------------------------------------------------------------
 
@@ -469,14 +445,53 @@ class McpApp:
             raise HttpError(400, exc) from None
         except InvalidRequest as exc:
             raise HttpError(400, exc, rid=exc.request_id) from None
-        header_version = _header_version(
-            headers, message.id if isinstance(message, Request) else None
+        version = headers.get(b"mcp-protocol-version")
+        session_id = headers.get(b"mcp-session-id")
+        sid = session_id.decode("latin-1") if session_id is not None else None
+        session = self.sessions.get(sid) if sid is not None else None
+        if session is not None:
+            session.last_seen = time.monotonic()
+        incoming = Incoming(
+            protocol_version=version.decode("latin-1").strip() if version is not None else None,
+            mcp_headers=pairs,
+            session_id=sid,
+            session=session.state if session is not None else None,
+            draining=self.draining,
         )
-        params = message.params if isinstance(message, Request | Notification) else None
-        if classify_era(header_version, params) == "modern":
-            await self._post_modern(receive, send, message, pairs)
-        else:
-            await self._post_legacy(receive, send, message, headers)
+        outcome = self.core.receive(message, incoming)
+        await self._carry_out(outcome, receive, send, session)
+
+    async def _carry_out(
+        self, outcome: Outcome, receive: Receive, send: Send, session: HttpSession | None
+    ) -> None:
+        """Do what the core decided: bytes, a status, a stream or a session."""
+        match outcome:
+            case Call(era="legacy") if session is not None:
+                session.connections += 1
+                try:
+                    await self._exchange(send, outcome, session, session.new_stream())
+                finally:
+                    session.connections -= 1
+                    session.last_seen = time.monotonic()
+            case Call():
+                stream = EventStream("m", self.settings.max_queued_events)
+                await self._exchange(send, outcome, None, stream, receive=receive)
+            case Refuse(error=error, status=status, rid=rid):
+                raise HttpError(status, error, rid=rid)
+            case OpenSession():
+                await self._initialize(send, outcome)
+            case OpenListen():
+                await self._listen(receive, send, outcome)
+            case CancelRequest(rid=rid) if session is not None:
+                scope = session.in_flight.get(rid)
+                if scope is not None:
+                    scope.cancel()
+                await _respond(send, 202, b"", [])
+            case DeliverResponse(message=message) if session is not None:
+                session.answer(message)
+                await _respond(send, 202, b"", [])
+            case _:
+                await _respond(send, 202, b"", [])
 
     async def _read_body_in_time(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         """The body, within ``body_timeout_s`` of the headers, else ``408`` and a closed connection.
@@ -533,51 +548,20 @@ class McpApp:
         session.last_seen = time.monotonic()
         return session
 
-    async def _post_legacy(
-        self,
-        receive: Receive,
-        send: Send,
-        message: Any,
-        headers: dict[bytes, bytes],
-    ) -> None:
-        if isinstance(message, Request) and message.method == "initialize":
-            await self._initialize(send, message)
-            return
-        rid = message.id if isinstance(message, Request) else None
-        session = self._session(headers, rid)
-        if isinstance(message, Notification):
-            self._legacy_notification(session, message)
-            await _respond(send, 202, b"", [])
-            return
-        if isinstance(message, Response | ErrorResponse):
-            session.answer(message)
-            await _respond(send, 202, b"", [])
-            return
-        if not self.core.knows("legacy", message.method):
-            raise HttpError(200, MethodNotFound(message.method), rid=message.id)
-        env = self.core.legacy_envelope(message, session.state)
-        session.connections += 1
-        try:
-            await self._exchange(send, message, env, session, session.new_stream())
-        finally:
-            session.connections -= 1
-            session.last_seen = time.monotonic()
-
     async def _exchange(
         self,
         send: Send,
-        request: Request,
-        env: Envelope,
+        call: Call,
         session: HttpSession | None,
         stream: EventStream,
         *,
         receive: Receive | None = None,
     ) -> None:
-        """Run one request in this task and answer it; ``receive`` given: disconnect cancels."""
+        """Run one call in this task and answer it; ``receive`` given: disconnect cancels."""
         scope = trio.CancelScope()
         if session is not None:
-            session.in_flight[request.id] = scope
-        response: bytes | None = None
+            session.in_flight[call.rid] = scope
+        reply: Reply | None = None
         try:
             async with trio.open_nursery() as nursery:
                 exchange = _Exchange(self, send, stream, session, nursery)
@@ -586,56 +570,30 @@ class McpApp:
                     self._unwatched_added.set()
                 try:
                     with scope:
-                        response, stream.status = await self._answer(
-                            request, env, _Stream(session, stream, exchange)
-                        )
+                        reply = await call.run(_Stream(session, stream, exchange))
                 finally:
                     self._unwatched.pop(id(scope), None)
-                if response is None:
+                if reply is None:
                     # Cancelled: no response is sent; end the stream so its writer returns.
                     stream.closed = True
                     stream.wake()
                 else:
-                    stream.push(response, final=True)
+                    stream.status = reply.status
+                    stream.push(_dumps(reply.message), final=True)
                 await exchange.finish()
         finally:
             if session is not None:
-                session.in_flight.pop(request.id, None)
+                session.in_flight.pop(call.rid, None)
 
-    async def _answer(self, request: Request, env: Envelope, peer: _Stream) -> tuple[bytes, int]:
-        """The response message, and the HTTP status a JSON answer carries on its leg."""
-        try:
-            result = await self.core.handle(request, env, peer)
-        except McpError as exc:
-            error = exc
-        except Exception as exc:
-            found = _mcp_error_in(exc)
-            if found is None:
-                logger.exception("handler for %s failed", request.method)
-                found = McpError(INTERNAL_ERROR, "Internal error")
-            error = found
-        else:
-            return _dumps(result_message(request.id, result)), 200
-        status = error.http_status if env.era == "modern" else 200
-        return _dumps(error_message(request.id, error.to_json())), status
-
-    async def _initialize(self, send: Send, request: Request) -> None:
-        if self.draining:
-            raise HttpError(
-                503, McpError(INTERNAL_ERROR, "Server is shutting down"), rid=request.id
-            )
+    async def _initialize(self, send: Send, opened: OpenSession) -> None:
         if len(self.sessions) >= self.settings.max_sessions:
             self._evict_one()
-        session_id = secrets.token_urlsafe(24)
-        try:
-            state, result = self.core.initialize(request.params, session_id)
-        except McpError as exc:
-            raise HttpError(200, exc, rid=request.id) from None
+        state = opened.state
         session = HttpSession(state, self.settings.max_queued_events)
         state.peer = _Stream(session, session.standalone)
-        self.sessions[session_id] = session
-        body = _dumps(result_message(request.id, result))
-        extra = [(b"mcp-session-id", session_id.encode())]
+        self.sessions[state.session_id] = session
+        body = _dumps(opened.reply)
+        extra = [(b"mcp-session-id", state.session_id.encode())]
         if self.settings.sse_responses:
             stream = EventStream("init", 1)
             stream.push(body, final=True)
@@ -648,16 +606,6 @@ class McpApp:
         if not idle:
             raise HttpError(503, McpError(INTERNAL_ERROR, "Too many sessions"))
         self._end(min(idle)[1])
-
-    def _legacy_notification(self, session: HttpSession, message: Notification) -> None:
-        if message.method == "notifications/initialized":
-            session.state.initialized = True
-        elif message.method == "notifications/cancelled":
-            rid = message.params.get("requestId")
-            if type(rid) in (str, int):
-                scope = session.in_flight.get(rid)  # type: ignore[arg-type]
-                if scope is not None:
-                    scope.cancel()
 
     # -- GET and DELETE -------------------------------------------------------------------------
 
@@ -701,35 +649,7 @@ class McpApp:
 
     # -- modern leg -----------------------------------------------------------------------------
 
-    async def _post_modern(
-        self, receive: Receive, send: Send, message: Any, pairs: list[tuple[str, str]]
-    ) -> None:
-        if not isinstance(message, Request):
-            await _respond(send, 202, b"", [])
-            return
-        if (
-            not self.core.knows("modern", message.method)
-            and message.method != "subscriptions/listen"
-        ):
-            raise HttpError(404, MethodNotFound(message.method), rid=message.id)
-        try:
-            env = self.core.modern_envelope(message, pairs)
-        except McpError as exc:
-            raise HttpError(
-                exc.http_status if exc.http_status != 200 else 400, exc, rid=message.id
-            ) from None
-        if message.method == "subscriptions/listen":
-            await self._listen(receive, send, message)
-            return
-        stream = EventStream("m", self.settings.max_queued_events)
-        await self._exchange(send, message, env, None, stream, receive=receive)
-
-    async def _listen(self, receive: Receive, send: Send, request: Request) -> None:
-        wanted = request.params.get("notifications")
-        error = validate(self._listen_schema, wanted, "$.params.notifications")
-        if error is not None or type(wanted) is not dict:
-            message = error or "expected object @ $.params.notifications"
-            raise HttpError(400, McpError(INVALID_PARAMS, message), rid=request.id)
+    async def _listen(self, receive: Receive, send: Send, opened: OpenListen) -> None:
         if len(self.listens) >= self.settings.max_listens:
             limit = self.settings.max_listens
             raise HttpError(
@@ -740,43 +660,12 @@ class McpApp:
                     "close one and retry",
                 ),
                 [(b"retry-after", b"1")],
-                rid=request.id,
+                rid=opened.listen.rid,
             )
-        uris = wanted.get("resourceSubscriptions") or []
-        task_ids = wanted.get("taskIds")
         stream = EventStream("l", self.settings.max_queued_events)
-        listen = _Listen(
-            rid=request.id,
-            stream=stream,
-            lists=frozenset(
-                kind for kind, flag in _LISTEN_FLAGS.items() if wanted.get(flag) is True
-            ),
-            uris=frozenset(uris),
-            task_ids=frozenset(task_ids) if task_ids is not None else None,
-        )
-        honoured: JSON = {_LISTEN_FLAGS[kind]: True for kind in sorted(listen.lists)}
-        if listen.uris:
-            honoured["resourceSubscriptions"] = sorted(listen.uris)
-        if listen.task_ids is not None:
-            honoured["taskIds"] = sorted(listen.task_ids)
-        ack = {"notifications": honoured, **_sub_meta(request.id)}
-        stream.push(_dumps(notification_message("notifications/subscriptions/acknowledged", ack)))
+        stream.push(_dumps(opened.ack))
+        listen = _Listen(opened.listen, stream)
         self.listens.add(listen)
-        final = _dumps(
-            result_message(
-                request.id,
-                {
-                    "resultType": "complete",
-                    "_meta": {
-                        META_SUBSCRIPTION: request.id,
-                        META_SERVER_INFO: {
-                            "name": self.core.info.name,
-                            "version": self.core.info.version,
-                        },
-                    },
-                },
-            )
-        )
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
@@ -787,7 +676,7 @@ class McpApp:
                     None,
                     json_ok=False,
                     priming=False,
-                    final=final,
+                    final=_dumps(opened.final),
                     drain_ends=True,
                 )
                 nursery.cancel_scope.cancel()
@@ -896,24 +785,6 @@ class McpApp:
                 await stream.wait()
 
 
-def _listen_filter_schema(max_entries: int) -> JSON:
-    """What ``subscriptions/listen`` may ask for: flags, and bounded lists of bounded strings."""
-
-    def strings(max_chars: int) -> JSON:
-        items = {"type": "string", "maxLength": max_chars}
-        return {"type": ["array", "null"], "maxItems": max_entries, "items": items}
-
-    flags: JSON = {flag: {"type": ["boolean", "null"]} for flag in _LISTEN_FLAGS.values()}
-    return {
-        "type": "object",
-        "properties": {
-            **flags,
-            "resourceSubscriptions": strings(_MAX_URI_CHARS),
-            "taskIds": strings(_MAX_TASK_ID_CHARS),
-        },
-    }
-
-
 def _header_version(headers: dict[bytes, bytes], rid: RequestId | None = None) -> str | None:
     """The ``MCP-Protocol-Version`` header; 400 naming the served versions when it names none.
 
@@ -976,16 +847,6 @@ def _frame(key: str, seq: int, data: bytes, ids: bool) -> bytes:
 
 def _method_not_allowed() -> None:
     raise HttpError(405, headers=[(b"allow", b"GET, POST, DELETE")])
-
-
-def _sub_meta(rid: RequestId) -> JSON:
-    return {"_meta": {META_SUBSCRIPTION: rid}}
-
-
-def _mcp_error_in(exc: BaseException) -> McpError | None:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc if isinstance(exc, McpError) else None
 
 
 async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:

@@ -67,7 +67,12 @@ def shield_final_send(app: Any) -> Any:
 def build_app(registry: Registry, settings: HttpSettings) -> tuple[Core, McpApp]:
     """The core and the ASGI app for ``registry``; run ``core.run`` and ``app.run`` beside it."""
     info = ServerInfo(settings.server_name, settings.server_version, settings.instructions)
-    core = Core(registry, info, secret=settings.state_secret)
+    core = Core(
+        registry,
+        info,
+        secret=settings.state_secret,
+        max_listen_filter=settings.max_listen_filter,
+    )
     return core, McpApp(core, settings, _quart_app(settings))
 
 
