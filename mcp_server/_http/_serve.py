@@ -12,7 +12,8 @@ from quart_trio import QuartTrio
 
 from .._core import Core, Registry, ServerInfo
 from . import _connections, _h11
-from ._app import McpApp, Receive, Scope, Send
+from ._app import McpApp
+from ._asgi import Receive, Scope, Send
 from ._authority import HostFence
 from ._settings import HttpSettings
 

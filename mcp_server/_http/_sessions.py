@@ -1,0 +1,188 @@
+"""Legacy sessions: their protocol state, streams, in-flight requests and pending asks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import attrs
+import trio
+
+from .._core import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    JSON,
+    ErrorResponse,
+    McpError,
+    RequestId,
+    Response,
+    SessionState,
+    clip,
+)
+from ._asgi import HttpError, dumps
+from ._streams import EventStream
+
+_MAX_STREAMS_PER_SESSION: Final = 64
+_MAX_SEQ_DIGITS: Final = 18
+
+
+@attrs.define(eq=False)
+class HttpSession:
+    """A legacy session: protocol state, streams, in-flight requests and pending asks."""
+
+    state: SessionState
+    limit: int
+    streams: dict[str, EventStream] = attrs.field(factory=dict)
+    in_flight: dict[RequestId, trio.CancelScope] = attrs.field(factory=dict)
+    pending: dict[RequestId, tuple[trio.Event, list[Any]]] = attrs.field(factory=dict)
+    last_seen: float = attrs.field(factory=time.monotonic)
+    connections: int = 0
+    _next: int = 0
+
+    @property
+    def standalone(self) -> EventStream:
+        """The GET stream's buffer (created on first use)."""
+        stream = self.streams.get("g")
+        if stream is None:
+            stream = self.streams["g"] = EventStream("g", self.limit)
+        return stream
+
+    def new_stream(self) -> EventStream:
+        """A buffer for one request's SSE stream; the oldest finished ones are forgotten."""
+        self._next += 1
+        key = f"r{self._next}"
+        if len(self.streams) >= _MAX_STREAMS_PER_SESSION:
+            for old_key, old in list(self.streams.items()):
+                if old.closed:
+                    del self.streams[old_key]
+                    break
+        stream = self.streams[key] = EventStream(key, self.limit)
+        return stream
+
+    async def ask(self, stream: EventStream, method: str, params: JSON) -> JSON:
+        """Send a server→client request on ``stream`` and wait for the client's answer."""
+        self._next += 1
+        rid = f"srv-{self._next}"
+        done = trio.Event()
+        box: list[Any] = []
+        self.pending[rid] = (done, box)
+        try:
+            stream.push(dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params}))
+            await done.wait()
+        finally:
+            self.pending.pop(rid, None)
+        answer = box[0]
+        if isinstance(answer, ErrorResponse):
+            error = answer.error
+            code = error.get("code")
+            raise McpError(
+                code if type(code) is int else INTERNAL_ERROR,
+                str(error.get("message", "client error")),
+                error.get("data"),
+            )
+        result: JSON = answer.result
+        return result
+
+    def answer(self, message: Response | ErrorResponse) -> None:
+        """Hand the client's response to the waiting ask, if any."""
+        entry = self.pending.get(message.id) if message.id is not None else None
+        if entry is not None:
+            entry[1].append(message)
+            entry[0].set()
+
+
+@attrs.define(eq=False)
+class SessionTable:
+    """The open sessions, bounded in number and idle time; ``on_end`` hears each that ends."""
+
+    max_sessions: int
+    idle_timeout_s: float
+    on_end: Callable[[str], None]
+    sessions: dict[str, HttpSession] = attrs.field(factory=dict)
+
+    def find(self, session_id: str | None) -> HttpSession | None:
+        """The session ``session_id`` names, marked as seen now."""
+        session = self.sessions.get(session_id) if session_id is not None else None
+        if session is not None:
+            session.last_seen = time.monotonic()
+        return session
+
+    def require(self, session_id: bytes | None) -> HttpSession:
+        """The session an ``Mcp-Session-Id`` header names; ``400`` without one, ``404`` unknown."""
+        if session_id is None:
+            raise HttpError(400, McpError(INVALID_REQUEST, "Missing Mcp-Session-Id header"))
+        session = self.find(session_id.decode("latin-1"))
+        if session is None:
+            raise HttpError(404, McpError(INVALID_REQUEST, "Session not found"))
+        return session
+
+    def add(self, session: HttpSession) -> None:
+        """Keep a new session, ending the longest idle one when full (``503`` when none is)."""
+        if len(self.sessions) >= self.max_sessions:
+            idle = [(s.last_seen, sid) for sid, s in self.sessions.items() if s.connections == 0]
+            if not idle:
+                raise HttpError(503, McpError(INTERNAL_ERROR, "Too many sessions"))
+            self.end(min(idle)[1])
+        self.sessions[session.state.session_id] = session
+
+    def expire(self, now: float) -> None:
+        """End the sessions idle for longer than the timeout."""
+        for session_id, session in list(self.sessions.items()):
+            if (
+                session.connections == 0
+                and not session.in_flight
+                and now - session.last_seen > self.idle_timeout_s
+            ):
+                self.end(session_id)
+
+    def end(self, session_id: str) -> None:
+        """Cancel a session's requests and close its streams."""
+        session = self.sessions.pop(session_id, None)
+        if session is not None:
+            for scope in session.in_flight.values():
+                scope.cancel()
+            self.on_end(session_id)
+            for stream in session.streams.values():
+                stream.closed = True
+                stream.wake()
+
+
+def resume_point(session: HttpSession, last_event_id: str) -> tuple[EventStream, int]:
+    """The stream and sequence number a ``Last-Event-ID`` names; 400 unless it names an event
+    this session's streams really sent (or the priming point ``KEY:0``).
+
+    An id past a stream's last event was never sent, so there is nothing to resume after it:
+    waiting for the stream to reach it would silently skip the events in between.
+    """
+    key, _, seq = last_event_id.rpartition(":")
+    stream = session.streams.get(key)
+    shown = clip(last_event_id)
+    if stream is None:
+        raise HttpError(
+            400,
+            McpError(
+                INVALID_REQUEST,
+                f"Unknown Last-Event-ID: expected an event id of this session, got {shown!r}",
+            ),
+        )
+    if not (seq.isascii() and seq.isdigit() and len(seq) <= _MAX_SEQ_DIGITS):
+        raise HttpError(
+            400,
+            McpError(
+                INVALID_REQUEST,
+                f"Malformed Last-Event-ID: expected STREAM:SEQ with SEQ in ASCII digits, "
+                f"got {shown!r}",
+            ),
+        )
+    after = int(seq)
+    if after > stream.seq:
+        raise HttpError(
+            400,
+            McpError(
+                INVALID_REQUEST,
+                f"Unknown Last-Event-ID: {shown!r} was never sent; stream {key!r} has sent "
+                f"{stream.seq} event(s) so far",
+            ),
+        )
+    return stream, after
