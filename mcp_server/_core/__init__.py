@@ -3,6 +3,7 @@
 Other packages import these names from here, never from the private modules.
 """
 
+from ._concurrency import McpCancelScope, McpEvent, McpListener, McpTaskGroup
 from ._context import Envelope, Peer, SessionState
 from ._errors import (
     INTERNAL_ERROR,
@@ -32,6 +33,7 @@ from ._jsonrpc import (
 )
 from ._listen import ListenFilter, session_notification, session_wants
 from ._mcp_tasks import McpTaskRecord
+from ._negotiate import ServerInfo
 from ._outcomes import (
     Accepted,
     Call,
@@ -63,7 +65,8 @@ from ._registry import (
     ToolResult,
 )
 from ._schema import clip, validate
-from ._server import Core, ServerInfo
+from ._server import Core
+from ._trio import TrioMcpTaskGroup
 from ._versions import (
     META_SERVER_INFO,
     META_SUBSCRIPTION,
@@ -96,7 +99,11 @@ __all__ = [
     "InvalidRequest",
     "ListChanged",
     "ListenFilter",
+    "McpCancelScope",
     "McpError",
+    "McpEvent",
+    "McpListener",
+    "McpTaskGroup",
     "McpTaskRecord",
     "MethodNotFound",
     "MissingCapability",
@@ -127,6 +134,7 @@ __all__ = [
     "TextContents",
     "Tool",
     "ToolResult",
+    "TrioMcpTaskGroup",
     "UnsupportedVersion",
     "classify_era",
     "clip",

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 import attrs
-import trio
 
 from . import _versions as v
+from ._concurrency import McpEvent, McpTaskGroup
 from ._errors import MissingCapability
 from ._jsonrpc import RequestId
 from ._mcp_tasks import McpTaskRecord
@@ -106,7 +106,10 @@ silent long-running call until it finished, which is what a task exists to avoid
 class PreTask:
     """A 2026-07-28 task call not yet answered: its handler may still ask for pre-task input."""
 
-    decided: trio.Event = attrs.field(factory=trio.Event)
+    group: McpTaskGroup
+    decided: McpEvent = attrs.field(
+        default=attrs.Factory(lambda self: self.group.event(), takes_self=True)
+    )
     need: dict[str, JSON] | None = None
 
 
@@ -203,7 +206,7 @@ class HandlerContext:
             if missing:
                 pre.need = missing
                 pre.decided.set()
-                await trio.sleep_forever()
+                await pre.group.park()
             return {key: self.answers[key] for key in requests}
         self.commit()
         if self.task is not None and self.env.era == "modern":

@@ -1,8 +1,8 @@
 """MCP protocol tasks (not coding tasks): the 2025-11-25 utility and the 2026-07-28
 ``io.modelcontextprotocol/tasks`` extension.
 
-A task's handler runs in the core's nursery (owned by the server for its lifetime) under its own
-cancel scope: ``tasks/cancel`` cancels that scope. The store is bounded: expired tasks are
+A task's handler runs in the core's ``McpTaskGroup`` (owned by the server for its lifetime) under
+its own cancel scope: ``tasks/cancel`` cancels that scope. The store is bounded: expired tasks are
 dropped first, then the oldest terminal ones.
 """
 
@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import attrs
-import trio
 
+from ._concurrency import McpCancelScope, McpEvent, McpTaskGroup
 from ._errors import InvalidParams
 from ._schema import clip
 from ._versions import Era
@@ -39,17 +39,24 @@ class McpTaskRecord:
     owner: str | None
     era: Era
     ttl_ms: int | None
+    group: McpTaskGroup
     status: McpTaskStatus = "working"
     status_message: str | None = None
     created_at: float = attrs.field(factory=time.time)
     updated_at: float = attrs.field(factory=time.time)
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    done: trio.Event = attrs.field(factory=trio.Event)
+    scope: McpCancelScope = attrs.field(
+        default=attrs.Factory(lambda self: self.group.cancel_scope(), takes_self=True)
+    )
+    done: McpEvent = attrs.field(
+        default=attrs.Factory(lambda self: self.group.event(), takes_self=True)
+    )
     input_requests: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     input_answers: dict[str, Any] = attrs.field(factory=dict)
-    input_arrived: trio.Event = attrs.field(factory=trio.Event)
+    input_arrived: McpEvent = attrs.field(
+        default=attrs.Factory(lambda self: self.group.event(), takes_self=True)
+    )
     on_change: Callable[[McpTaskRecord], None] | None = None
 
     @property
@@ -77,7 +84,7 @@ class McpTaskRecord:
                 self.input_requests.pop(key)
                 self.input_answers[key] = value
         self.input_arrived.set()
-        self.input_arrived = trio.Event()
+        self.input_arrived = self.group.event()
         if not self.input_requests and self.status == "input_required":
             self.set_status("working")
 
@@ -130,11 +137,13 @@ class McpTaskStore:
         self._tasks: dict[str, McpTaskRecord] = {}
         self._max = max_tasks
 
-    def create(self, owner: str | None, era: Era, ttl_ms: int | None) -> McpTaskRecord:
-        """A new ``working`` task."""
+    def create(
+        self, owner: str | None, era: Era, ttl_ms: int | None, group: McpTaskGroup
+    ) -> McpTaskRecord:
+        """A new ``working`` task, run in ``group``."""
         self._evict()
         record = McpTaskRecord(
-            task_id=secrets.token_urlsafe(16), owner=owner, era=era, ttl_ms=ttl_ms
+            task_id=secrets.token_urlsafe(16), owner=owner, era=era, ttl_ms=ttl_ms, group=group
         )
         self._tasks[record.task_id] = record
         return record

@@ -14,31 +14,18 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
-import attrs
-import trio
-
 from . import _versions as v
-from ._context import (
-    LOG_LEVELS,
-    PRE_TASK_WINDOW_S,
-    Envelope,
-    HandlerContext,
-    NeedInput,
-    Peer,
-    PreTask,
-    SessionState,
-)
+from ._concurrency import McpListener, McpTaskGroup
+from ._context import LOG_LEVELS, Envelope, HandlerContext, NeedInput, Peer, SessionState
 from ._errors import (
     InternalError,
     InvalidParams,
     InvalidRequest,
     McpError,
     MethodNotFound,
-    MissingCapability,
     ResourceNotFound,
     UnsupportedVersion,
 )
-from ._headers import check_headers
 from ._jsonrpc import (
     ErrorResponse,
     Message,
@@ -49,7 +36,23 @@ from ._jsonrpc import (
     result_message,
 )
 from ._listen import listen_filter_schema, read_listen_filter
-from ._mcp_tasks import DEFAULT_TTL_MS, McpTaskRecord, McpTaskStore
+from ._mcp_task_calls import (
+    start_task,
+    tasks_cancel,
+    tasks_get,
+    tasks_list,
+    tasks_result,
+    tasks_update,
+    wants_task,
+)
+from ._mcp_tasks import McpTaskRecord, McpTaskStore
+from ._negotiate import (
+    ServerInfo,
+    capabilities,
+    initialize,
+    legacy_envelope,
+    modern_envelope,
+)
 from ._outcomes import (
     Accepted,
     Call,
@@ -63,7 +66,7 @@ from ._outcomes import (
     Reply,
 )
 from ._paging import page_of, page_offset
-from ._registry import JSON, ListKind, Prompt, Registry, ResourceContents, Tool
+from ._registry import JSON, ListKind, Prompt, Registry, ResourceContents
 from ._render import (
     contents_json,
     match_template,
@@ -82,15 +85,6 @@ PAGE_SIZE: Final = 100
 LIST_TTL_MS: Final = 60_000
 
 
-@attrs.frozen
-class ServerInfo:
-    """Who we are, as told in ``initialize`` and ``server/discover``."""
-
-    name: str
-    version: str
-    instructions: str | None = None
-
-
 Handler = Callable[["Core", Request, Envelope, Peer], Awaitable[JSON]]
 
 
@@ -106,14 +100,16 @@ class Core:
         page_size: int = PAGE_SIZE,
         max_tasks: int = 1000,
         max_listen_filter: int = 256,
+        task_group: McpTaskGroup | None = None,
+        task_listener: McpListener[McpTaskRecord] | None = None,
     ) -> None:
         self.registry = registry
         self.info = info
         self.signer = Signer(secret or secrets.token_bytes(32))
         self.tasks = McpTaskStore(max_tasks)
         self.page_size = page_size
-        self._nursery: trio.Nursery | None = None
-        self.task_listeners: list[Callable[[McpTaskRecord], None]] = []
+        self.task_group = task_group
+        self.task_listener = task_listener
         self._pages: dict[tuple[str, str, Any], tuple[int, JSON]] = {}
         self._listen_schema = listen_filter_schema(max_listen_filter)
         self._legacy: dict[str, Handler] = {
@@ -129,10 +125,10 @@ class Core:
             "prompts/get": Core._prompts_get,
             "completion/complete": Core._complete,
             "logging/setLevel": Core._set_level,
-            "tasks/get": Core._tasks_get,
-            "tasks/result": Core._tasks_result,
-            "tasks/list": Core._tasks_list,
-            "tasks/cancel": Core._tasks_cancel,
+            "tasks/get": tasks_get,
+            "tasks/result": tasks_result,
+            "tasks/list": tasks_list,
+            "tasks/cancel": tasks_cancel,
         }
         self._modern: dict[str, Handler] = {
             "server/discover": Core._discover,
@@ -144,101 +140,26 @@ class Core:
             "prompts/list": Core._prompts_list,
             "prompts/get": Core._prompts_get,
             "completion/complete": Core._complete,
-            "tasks/get": Core._tasks_get,
-            "tasks/update": Core._tasks_update,
-            "tasks/cancel": Core._tasks_cancel,
+            "tasks/get": tasks_get,
+            "tasks/update": tasks_update,
+            "tasks/cancel": tasks_cancel,
         }
 
     # -- lifetime -------------------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the nursery that task handlers run in, until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
-            try:
-                await trio.sleep_forever()
-            finally:
-                self._nursery = None
-                nursery.cancel_scope.cancel()
-
-    # -- capabilities and negotiation -----------------------------------------------------------
-
-    def capabilities(self, era: v.Era, version: str) -> JSON:
-        """The server capabilities for one revision."""
-        caps: JSON = {
-            "tools": {"listChanged": True},
-            "resources": {"listChanged": True},
-            "prompts": {"listChanged": True},
-            "completions": {},
-            "logging": {},
-        }
-        if era == "legacy":
-            caps["resources"]["subscribe"] = True
-            if version >= "2025-11-25":
-                caps["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
-        else:
-            caps["resources"]["subscribe"] = True
-            caps["extensions"] = {v.TASKS_EXTENSION: {}}
-        return caps
+    # -- negotiation ----------------------------------------------------------------------------
 
     def initialize(self, params: JSON, session_id: str) -> tuple[SessionState, JSON]:
         """Answer a legacy ``initialize``: negotiate the version and open session state."""
-        caps = params.get("capabilities", {})
-        info = params.get("clientInfo", {})
-        if type(caps) is not dict or type(info) is not dict:
-            raise InvalidParams("expected object @ $.params.capabilities")
-        version = v.negotiate_legacy(params.get("protocolVersion"))
-        state = SessionState(session_id, version, caps, info)
-        result: JSON = {
-            "protocolVersion": version,
-            "capabilities": self.capabilities("legacy", version),
-            "serverInfo": {"name": self.info.name, "version": self.info.version},
-        }
-        if self.info.instructions:
-            result["instructions"] = self.info.instructions
-        return state, result
+        return initialize(self.info, params, session_id)
 
     def legacy_envelope(self, request: Request, session: SessionState) -> Envelope:
         """The context of a request on a legacy session."""
-        meta = request.params.get("_meta")
-        token = meta.get("progressToken") if type(meta) is dict else None
-        return Envelope(
-            era="legacy",
-            version=session.version,
-            client_capabilities=session.client_capabilities,
-            log_level=session.log_level,
-            progress_token=token if type(token) in (str, int) else None,
-            session=session,
-        )
+        return legacy_envelope(request, session)
 
     def modern_envelope(self, request: Request, headers: Sequence[tuple[str, str]]) -> Envelope:
         """Validate a 2026-07-28 request's ``_meta`` envelope and routing headers."""
-        meta = request.params.get("_meta")
-        if type(meta) is not dict:
-            raise InvalidParams("required field missing @ $.params._meta")
-        version = meta.get(v.META_VERSION)
-        if type(version) is not str:
-            raise InvalidParams(f"required field missing @ $.params._meta['{v.META_VERSION}']")
-        check_headers(self.registry, request, version, headers)
-        if version not in v.MODERN_VERSIONS:
-            raise UnsupportedVersion(version, list(v.SUPPORTED_VERSIONS))
-        caps = meta.get(v.META_CAPABILITIES)
-        if type(caps) is not dict:
-            raise InvalidParams(f"required field missing @ $.params._meta['{v.META_CAPABILITIES}']")
-        level = meta.get(v.META_LOG_LEVEL)
-        if level is not None and level not in LOG_LEVELS:
-            raise InvalidParams(f"unknown log level @ $.params._meta['{v.META_LOG_LEVEL}']")
-        token = meta.get("progressToken")
-        return Envelope(
-            era="modern",
-            version=version,
-            client_capabilities=caps,
-            log_level=level,
-            progress_token=token if type(token) in (str, int) else None,
-            input_responses=request.params.get("inputResponses"),
-            request_state=request.params.get("requestState"),
-        )
+        return modern_envelope(self.registry, request, headers)
 
     # -- the entry point ------------------------------------------------------------------------
 
@@ -344,7 +265,7 @@ class Core:
     async def _discover(self, request: Request, env: Envelope, peer: Peer) -> JSON:
         result: JSON = {
             "supportedVersions": list(v.SUPPORTED_VERSIONS),
-            "capabilities": self.capabilities("modern", env.version),
+            "capabilities": capabilities("modern", env.version),
             "ttlMs": LIST_TTL_MS,
             "cacheScope": "public",
         }
@@ -415,7 +336,7 @@ class Core:
             arguments = {}
         if type(arguments) is not dict:
             raise InvalidParams(f"expected object, got {kind_of(arguments)} @ $.params.arguments")
-        as_task = self._wants_task(tool, params, env)
+        as_task = wants_task(tool, params, env)
         error = validate(tool.input_schema, arguments, "$.arguments")
         if error is not None:
             return {
@@ -423,113 +344,20 @@ class Core:
                 "isError": True,
             }
         if as_task:
-            return await self._start_task(request, tool, arguments, env, peer)
+            return await start_task(self, request, tool, arguments, env)
         ctx = HandlerContext(env, peer, request.id)
         if env.era == "modern":
-            ctx.answers = self._answers(request, env, name)
+            ctx.answers = self.answers(request, env, name)
             try:
                 result = await tool.handler(ctx, arguments)
             except NeedInput as need:
-                return self._input_required(request, env, name, ctx.answers, need)
+                return self.input_required(request, name, ctx.answers, need)
         else:
             result = await tool.handler(ctx, arguments)
         return tool_result_json(result)
 
-    def _wants_task(self, tool: Tool, params: JSON, env: Envelope) -> bool:
-        if env.era == "legacy":
-            task = params.get("task")
-            if task is None:
-                if tool.task_support == "required":
-                    raise MethodNotFound(f"tools/call without a task for {tool.name}")
-                return False
-            if type(task) is not dict:
-                raise InvalidParams(f"expected object, got {kind_of(task)} @ $.params.task")
-            return tool.task_support != "forbidden"
-        declared = _declares_tasks(env)
-        if tool.task_support == "required" and not declared:
-            raise MissingCapability(
-                f"{tool.name} runs only as a task",
-                {"extensions": {v.TASKS_EXTENSION: {}}},
-            )
-        return declared and tool.task_support != "forbidden"
-
-    async def _start_task(
-        self, request: Request, tool: Tool, arguments: JSON, env: Envelope, peer: Peer
-    ) -> JSON:
-        """Create a task and run the handler in the core's nursery.
-
-        On the 2026-07-28 leg the handler first gets ``PRE_TASK_WINDOW_S`` (or until it reports
-        progress, logs, asks ordinary input or returns) to ask ``before_task`` input: missing
-        answers end the call with ``input_required`` (MRTR) and no task is created.
-        """
-        if self._nursery is None:
-            raise McpError(-32603, "tasks are not available")
-        ttl = DEFAULT_TTL_MS
-        task_params = request.params.get("task")
-        if type(task_params) is dict and type(task_params.get("ttl")) is int:
-            ttl = max(1000, min(task_params["ttl"], 24 * 3600 * 1000))
-        owner = env.session.session_id if env.session else None
-        record = self.tasks.create(owner, env.era, ttl)
-        session = env.session
-        if session is not None and session.peer is not None:
-            session_peer = session.peer
-
-            def announce(task: McpTaskRecord) -> None:
-                _spawn_notify(
-                    self._nursery, session_peer, "notifications/tasks/status", task.legacy_json()
-                )
-
-            record.on_change = announce
-        elif env.era == "modern":
-            record.on_change = self._task_changed
-        task_peer: Peer = session.peer if session is not None and session.peer else _NullPeer()
-        ctx = HandlerContext(env, task_peer, request.id, task=record)
-        if env.era == "modern":
-            name = str(request.params.get("name"))
-            ctx.answers = self._answers(request, env, name)
-            pre = ctx.pre_task = PreTask()
-            self._nursery.start_soon(self._run_task, record, tool, arguments, ctx)
-            with trio.move_on_after(PRE_TASK_WINDOW_S):
-                await pre.decided.wait()
-            ctx.pre_task = None
-            if pre.need is not None:
-                record.scope.cancel()
-                self.tasks.discard(record.task_id)
-                return self._input_required(request, env, name, ctx.answers, NeedInput(pre.need))
-            result = record.modern_json(inline=False)
-            result["resultType"] = "task"
-            return result
-        self._nursery.start_soon(self._run_task, record, tool, arguments, ctx)
-        return {"task": record.legacy_json()}
-
-    def _task_changed(self, record: McpTaskRecord) -> None:
-        for listener in self.task_listeners:
-            listener(record)
-
-    async def _run_task(
-        self, record: McpTaskRecord, tool: Tool, arguments: JSON, ctx: HandlerContext
-    ) -> None:
-        with record.scope:
-            try:
-                result = await tool.handler(ctx, arguments)
-                ctx.commit()
-            except McpError as exc:
-                ctx.commit()
-                record.error = exc.to_json()
-                record.set_status("failed", exc.message)
-                return
-            except Exception:
-                logger.exception("task handler of %s failed", tool.name)
-                record.error = {"code": -32603, "message": "Internal error"}
-                record.set_status("failed", "Internal error")
-                return
-            record.result = tool_result_json(result)
-            failed = result.is_error and record.era == "legacy"
-            record.set_status("failed" if failed else "completed")
-        if not record.terminal:
-            record.set_status("cancelled", "Cancelled")
-
-    def _answers(self, request: Request, env: Envelope, name: str) -> dict[str, Any]:
+    def answers(self, request: Request, env: Envelope, name: str) -> dict[str, Any]:
+        """The client's answers so far: from the signed ``requestState`` and ``inputResponses``."""
         answers: dict[str, Any] = {}
         if env.request_state is not None:
             answers.update(open_state(self.signer, env.request_state, request.method, name))
@@ -546,9 +374,10 @@ class Core:
             answers.update(responses)
         return answers
 
-    def _input_required(
-        self, request: Request, env: Envelope, name: str, answers: dict[str, Any], need: NeedInput
+    def input_required(
+        self, request: Request, name: str, answers: dict[str, Any], need: NeedInput
     ) -> JSON:
+        """End a call with ``input_required``: what it needs, and the signed answers so far."""
         return {
             "resultType": "input_required",
             "inputRequests": need.requests,
@@ -620,11 +449,11 @@ class Core:
         else:
             ctx = HandlerContext(env, peer, request.id)
             if env.era == "modern":
-                ctx.answers = self._answers(request, env, name)
+                ctx.answers = self.answers(request, env, name)
                 try:
                     rendered = await prompt.render_in_context(ctx, arguments)
                 except NeedInput as need:
-                    return self._input_required(request, env, name, ctx.answers, need)
+                    return self.input_required(request, name, ctx.answers, need)
             else:
                 rendered = await prompt.render_in_context(ctx, arguments)
         result: JSON = {"messages": rendered.messages}
@@ -674,87 +503,6 @@ class Core:
         assert env.session is not None  # noqa: S101 (legacy methods always have a session)
         env.session.log_level = level
         return {}
-
-    def _task_of(self, request: Request, env: Envelope) -> McpTaskRecord:
-        if env.era == "modern" and not _declares_tasks(env):
-            raise MissingCapability(
-                f"{request.method} needs the {v.TASKS_EXTENSION} extension",
-                {"extensions": {v.TASKS_EXTENSION: {}}},
-            )
-        owner = env.session.session_id if env.session else None
-        return self.tasks.get(request.params.get("taskId"), owner)
-
-    async def _tasks_get(self, request: Request, env: Envelope, peer: Peer) -> JSON:
-        record = self._task_of(request, env)
-        if env.era == "modern":
-            result = record.modern_json(inline=True)
-            result["resultType"] = "complete"
-            return result
-        return record.legacy_json()
-
-    async def _tasks_result(self, request: Request, env: Envelope, peer: Peer) -> JSON:
-        record = self._task_of(request, env)
-        await record.done.wait()
-        if record.result is None:
-            error = record.error or {"code": -32603, "message": f"Task {record.status}"}
-            raise McpError(error["code"], error["message"], error.get("data"))
-        result = dict(record.result)
-        meta = dict(result.get("_meta") or {})
-        meta[v.META_RELATED_TASK] = {"taskId": record.task_id}
-        result["_meta"] = meta
-        return result
-
-    async def _tasks_list(self, request: Request, env: Envelope, peer: Peer) -> JSON:
-        owner = env.session.session_id if env.session else None
-        records = [r.legacy_json() for r in self.tasks.listing(owner)]
-        offset = page_offset(self.signer, request.params.get("cursor"), "tasks")
-        return page_of(self.signer, "tasks", records, offset=offset, size=self.page_size)
-
-    async def _tasks_cancel(self, request: Request, env: Envelope, peer: Peer) -> JSON:
-        record = self._task_of(request, env)
-        if env.era == "modern":
-            record.scope.cancel()
-            record.set_status("cancelled", "Cancelled by the client")
-            return {}
-        if record.terminal:
-            raise InvalidParams(f"Task {record.task_id} is already {record.status}")
-        record.scope.cancel()
-        record.set_status("cancelled", "Cancelled by the client")
-        return record.legacy_json()
-
-    async def _tasks_update(self, request: Request, env: Envelope, peer: Peer) -> JSON:
-        record = self._task_of(request, env)
-        responses = request.params.get("inputResponses")
-        if type(responses) is not dict:
-            raise InvalidParams(
-                f"expected object, got {kind_of(responses)} @ $.params.inputResponses"
-            )
-        if not record.terminal:
-            record.deliver(responses)
-        return {}
-
-
-class _NullPeer:
-    """Where a task's notifications go when no stream can carry them."""
-
-    async def notify(self, method: str, params: JSON) -> None:
-        return None
-
-    async def request(self, method: str, params: JSON) -> JSON:
-        raise MissingCapability(f"No stream to send {method} on", {})
-
-    def close_stream(self) -> None:
-        return None
-
-
-def _declares_tasks(env: Envelope) -> bool:
-    extensions = env.client_capabilities.get("extensions")
-    return isinstance(extensions, dict) and v.TASKS_EXTENSION in extensions
-
-
-def _spawn_notify(nursery: trio.Nursery | None, peer: Peer, method: str, params: JSON) -> None:
-    if nursery is not None:
-        nursery.start_soon(peer.notify, method, params)
 
 
 def _mcp_error_in(exc: BaseException) -> McpError | None:

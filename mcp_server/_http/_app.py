@@ -29,9 +29,7 @@ from .._core import (
     DeliverResponse,
     Incoming,
     InvalidRequest,
-    ListenFilter,
     McpError,
-    McpTaskRecord,
     OpenListen,
     OpenSession,
     Outcome,
@@ -56,6 +54,7 @@ from ._asgi import (
     watch_disconnect,
 )
 from ._exchange import Exchange, StreamPeer
+from ._listens import ListenStream, ListenStreams
 from ._security import RequestGuard
 from ._sessions import HttpSession, SessionTable, resume_point
 from ._settings import HttpSettings
@@ -65,31 +64,24 @@ from ._streams import EventStream
 WATCH_DELAY_S: Final = 0.02
 
 
-@attrs.define(eq=False)
-class _Listen:
-    """An open 2026-07-28 ``subscriptions/listen`` stream: the core's filter and its buffer."""
-
-    filter: ListenFilter
-    stream: EventStream
-
-
 class McpApp:
     """The ASGI application: ``/mcp`` here, everything else to ``fallback`` (Quart-trio)."""
 
-    def __init__(self, core: Core, settings: HttpSettings, fallback: Any) -> None:
+    def __init__(
+        self, core: Core, settings: HttpSettings, fallback: Any, listens: ListenStreams
+    ) -> None:
         self.core = core
         self.settings = settings
         self.fallback = fallback
         self.sessions = SessionTable(
             settings.max_sessions, settings.session_idle_timeout_s, core.tasks.drop_owner
         )
-        self.listens: set[_Listen] = set()
+        self.listens = listens
         self.writer = SseWriter(settings.sse_responses, settings.sse_retry_ms)
         self.guard = RequestGuard.from_settings(settings)
         self._unwatched: dict[int, tuple[trio.Nursery, Receive, trio.CancelScope]] = {}
         self._unwatched_added = trio.Event()
         core.registry.add_listener(self._on_registry_event)
-        core.task_listeners.append(self._on_task_change)
 
     # -- lifetime -------------------------------------------------------------------------------
 
@@ -138,16 +130,7 @@ class McpApp:
         for session in self.sessions.sessions.values():
             if session_wants(session.state, event):
                 session.standalone.push(data)
-        for listen in self.listens:
-            message = listen.filter.on_registry(event)
-            if message is not None:
-                listen.stream.push(dumps(message))
-
-    def _on_task_change(self, record: McpTaskRecord) -> None:
-        for listen in self.listens:
-            message = listen.filter.on_task(record)
-            if message is not None:
-                listen.stream.push(dumps(message))
+        self.listens.on_registry(event)
 
     # -- ASGI -----------------------------------------------------------------------------------
 
@@ -318,7 +301,7 @@ class McpApp:
             )
         stream = EventStream("l", self.settings.max_queued_events)
         stream.push(dumps(opened.ack))
-        listen = _Listen(opened.listen, stream)
+        listen = ListenStream(opened.listen, stream)
         self.listens.add(listen)
         mode = WriteMode(json_ok=False, priming=False, final=dumps(opened.final), drain_ends=True)
         try:

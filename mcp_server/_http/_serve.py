@@ -10,11 +10,12 @@ from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from .._core import Core, Registry, ServerInfo
+from .._core import Core, Registry, ServerInfo, TrioMcpTaskGroup
 from . import _connections, _h11
 from ._app import McpApp
 from ._asgi import Receive, Scope, Send
 from ._authority import HostFence
+from ._listens import ListenStreams
 from ._settings import HttpSettings
 
 
@@ -65,16 +66,21 @@ def shield_final_send(app: Any) -> Any:
     return wrapped
 
 
-def build_app(registry: Registry, settings: HttpSettings) -> tuple[Core, McpApp]:
-    """The core and the ASGI app for ``registry``; run ``core.run`` and ``app.run`` beside it."""
+def build_app(registry: Registry, settings: HttpSettings) -> tuple[TrioMcpTaskGroup, McpApp]:
+    """The ASGI app for ``registry`` and its core's task group; run ``group.run`` and
+    ``app.run`` beside it."""
     info = ServerInfo(settings.server_name, settings.server_version, settings.instructions)
+    group = TrioMcpTaskGroup()
+    listens = ListenStreams()
     core = Core(
         registry,
         info,
         secret=settings.state_secret,
         max_listen_filter=settings.max_listen_filter,
+        task_group=group,
+        task_listener=listens,
     )
-    return core, McpApp(core, settings, _quart_app(settings))
+    return group, McpApp(core, settings, _quart_app(settings), listens)
 
 
 async def serve(
@@ -91,7 +97,7 @@ async def serve(
     """
     _h11.install()
     _connections.install()
-    core, app = build_app(registry, settings)
+    group, app = build_app(registry, settings)
     config = _connections.GatedConfig(
         _connections.ConnectionGate(_connections.connection_cap(settings.max_connections))
     )
@@ -108,7 +114,7 @@ async def serve(
         app.drain()
 
     async with trio.open_nursery() as nursery:
-        await nursery.start(core.run)
+        await nursery.start(group.run)
         await nursery.start(app.run)
 
         async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:

@@ -20,7 +20,7 @@ from mcp_server import (
     Tool,
     ToolResult,
 )
-from mcp_server._core import Core, Envelope, ServerInfo
+from mcp_server._core import Core, Envelope, ServerInfo, TrioMcpTaskGroup
 from mcp_server._core._errors import HeaderMismatch, MissingCapability, UnsupportedVersion
 from mcp_server._core._jsonrpc import Request
 from mcp_server._core._versions import classify
@@ -61,7 +61,7 @@ async def ask_name(ctx: RequestContext, args: JSON) -> ToolResult:
     return ToolResult([{"type": "text", "text": f"{first['content']} {second['content']}"}])
 
 
-def make_core(**tools: Any) -> tuple[Core, Registry]:
+def make_core(group: TrioMcpTaskGroup | None = None, **tools: Any) -> tuple[Core, Registry]:
     registry = Registry()
     registry.add_tool(
         Tool(
@@ -78,7 +78,7 @@ def make_core(**tools: Any) -> tuple[Core, Registry]:
     registry.add_tool(Tool("ask", "Ask twice", {"type": "object"}, ask_name))
     for tool in tools.values():
         registry.add_tool(tool)
-    return Core(registry, ServerInfo("test", "1.0"), secret=b"k" * 32), registry
+    return Core(registry, ServerInfo("test", "1.0"), secret=b"k" * 32, task_group=group), registry
 
 
 def modern_meta(**extra: Any) -> JSON:
@@ -121,9 +121,10 @@ async def call_legacy(
 
 @pytest.fixture
 async def running_core() -> Any:
-    core, registry = make_core()
+    group = TrioMcpTaskGroup()
+    core, registry = make_core(group)
     async with trio.open_nursery() as nursery:
-        await nursery.start(core.run)
+        await nursery.start(group.run)
         yield core, registry
         nursery.cancel_scope.cancel()
 

@@ -1,0 +1,201 @@
+"""MCP protocol tasks on the wire: ``tools/call`` run as a task, and the ``tasks/*`` methods.
+
+The handler of a task call runs in the core's ``McpTaskGroup``, beside the request that started
+it, under the record's cancel scope.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final
+
+from . import _versions as v
+from ._context import PRE_TASK_WINDOW_S, Envelope, HandlerContext, NeedInput, Peer, PreTask
+from ._errors import InvalidParams, McpError, MethodNotFound, MissingCapability
+from ._jsonrpc import Request
+from ._mcp_tasks import DEFAULT_TTL_MS, McpTaskRecord
+from ._paging import page_of, page_offset
+from ._registry import JSON, Tool
+from ._render import tool_result_json
+from ._schema import kind_of
+
+if TYPE_CHECKING:
+    from ._server import Core
+
+logger = logging.getLogger("mcp_server.core")
+
+MAX_TTL_MS: Final = 24 * 3600 * 1000
+
+
+def wants_task(tool: Tool, params: JSON, env: Envelope) -> bool:
+    if env.era == "legacy":
+        task = params.get("task")
+        if task is None:
+            if tool.task_support == "required":
+                raise MethodNotFound(f"tools/call without a task for {tool.name}")
+            return False
+        if type(task) is not dict:
+            raise InvalidParams(f"expected object, got {kind_of(task)} @ $.params.task")
+        return tool.task_support != "forbidden"
+    declared = declares_tasks(env)
+    if tool.task_support == "required" and not declared:
+        raise MissingCapability(
+            f"{tool.name} runs only as a task",
+            {"extensions": {v.TASKS_EXTENSION: {}}},
+        )
+    return declared and tool.task_support != "forbidden"
+
+
+async def start_task(
+    core: Core, request: Request, tool: Tool, arguments: JSON, env: Envelope
+) -> JSON:
+    """Create a task and run the handler in the core's task group.
+
+    On the 2026-07-28 leg the handler first gets ``PRE_TASK_WINDOW_S`` (or until it reports
+    progress, logs, asks ordinary input or returns) to ask ``before_task`` input: missing
+    answers end the call with ``input_required`` (MRTR) and no task is created.
+    """
+    group = core.task_group
+    if group is None or not group.running:
+        raise McpError(-32603, "tasks are not available")
+    ttl = DEFAULT_TTL_MS
+    task_params = request.params.get("task")
+    if type(task_params) is dict and type(task_params.get("ttl")) is int:
+        ttl = max(1000, min(task_params["ttl"], MAX_TTL_MS))
+    owner = env.session.session_id if env.session else None
+    record = core.tasks.create(owner, env.era, ttl, group)
+    session = env.session
+    if session is not None and session.peer is not None:
+        session_peer = session.peer
+
+        def announce(task: McpTaskRecord) -> None:
+            if group.running:
+                group.spawn(session_peer.notify, "notifications/tasks/status", task.legacy_json())
+
+        record.on_change = announce
+    elif env.era == "modern":
+        record.on_change = core.task_listener
+    task_peer: Peer = session.peer if session is not None and session.peer else _NullPeer()
+    ctx = HandlerContext(env, task_peer, request.id, task=record)
+    if env.era == "modern":
+        name = str(request.params.get("name"))
+        ctx.answers = core.answers(request, env, name)
+        pre = ctx.pre_task = PreTask(group)
+        group.spawn(_run_task, record, tool, arguments, ctx)
+        await group.wait(pre.decided, PRE_TASK_WINDOW_S)
+        ctx.pre_task = None
+        if pre.need is not None:
+            record.scope.cancel()
+            core.tasks.discard(record.task_id)
+            return core.input_required(request, name, ctx.answers, NeedInput(pre.need))
+        result = record.modern_json(inline=False)
+        result["resultType"] = "task"
+        return result
+    group.spawn(_run_task, record, tool, arguments, ctx)
+    return {"task": record.legacy_json()}
+
+
+async def _run_task(
+    record: McpTaskRecord, tool: Tool, arguments: JSON, ctx: HandlerContext
+) -> None:
+    with record.scope:
+        try:
+            result = await tool.handler(ctx, arguments)
+            ctx.commit()
+        except McpError as exc:
+            ctx.commit()
+            record.error = exc.to_json()
+            record.set_status("failed", exc.message)
+            return
+        except Exception:
+            logger.exception("task handler of %s failed", tool.name)
+            record.error = {"code": -32603, "message": "Internal error"}
+            record.set_status("failed", "Internal error")
+            return
+        record.result = tool_result_json(result)
+        failed = result.is_error and record.era == "legacy"
+        record.set_status("failed" if failed else "completed")
+    if not record.terminal:
+        record.set_status("cancelled", "Cancelled")
+
+
+def task_of(core: Core, request: Request, env: Envelope) -> McpTaskRecord:
+    """The task a ``tasks/*`` request names, if the caller may see it."""
+    if env.era == "modern" and not declares_tasks(env):
+        raise MissingCapability(
+            f"{request.method} needs the {v.TASKS_EXTENSION} extension",
+            {"extensions": {v.TASKS_EXTENSION: {}}},
+        )
+    owner = env.session.session_id if env.session else None
+    return core.tasks.get(request.params.get("taskId"), owner)
+
+
+async def tasks_get(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
+    record = task_of(core, request, env)
+    if env.era == "modern":
+        result = record.modern_json(inline=True)
+        result["resultType"] = "complete"
+        return result
+    return record.legacy_json()
+
+
+async def tasks_result(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
+    record = task_of(core, request, env)
+    await record.done.wait()
+    if record.result is None:
+        error = record.error or {"code": -32603, "message": f"Task {record.status}"}
+        raise McpError(error["code"], error["message"], error.get("data"))
+    result = dict(record.result)
+    meta = dict(result.get("_meta") or {})
+    meta[v.META_RELATED_TASK] = {"taskId": record.task_id}
+    result["_meta"] = meta
+    return result
+
+
+async def tasks_list(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
+    owner = env.session.session_id if env.session else None
+    records = [r.legacy_json() for r in core.tasks.listing(owner)]
+    offset = page_offset(core.signer, request.params.get("cursor"), "tasks")
+    return page_of(core.signer, "tasks", records, offset=offset, size=core.page_size)
+
+
+async def tasks_cancel(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
+    record = task_of(core, request, env)
+    if env.era == "modern":
+        record.scope.cancel()
+        record.set_status("cancelled", "Cancelled by the client")
+        return {}
+    if record.terminal:
+        raise InvalidParams(f"Task {record.task_id} is already {record.status}")
+    record.scope.cancel()
+    record.set_status("cancelled", "Cancelled by the client")
+    return record.legacy_json()
+
+
+async def tasks_update(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
+    record = task_of(core, request, env)
+    responses = request.params.get("inputResponses")
+    if type(responses) is not dict:
+        raise InvalidParams(f"expected object, got {kind_of(responses)} @ $.params.inputResponses")
+    if not record.terminal:
+        record.deliver(responses)
+    return {}
+
+
+class _NullPeer:
+    """Where a task's notifications go when no stream can carry them."""
+
+    async def notify(self, method: str, params: JSON) -> None:
+        return None
+
+    async def request(self, method: str, params: JSON) -> JSON:
+        raise MissingCapability(f"No stream to send {method} on", {})
+
+    def close_stream(self) -> None:
+        return None
+
+
+def declares_tasks(env: Envelope) -> bool:
+    """True when a 2026-07-28 client declared the tasks extension."""
+    extensions = env.client_capabilities.get("extensions")
+    return isinstance(extensions, dict) and v.TASKS_EXTENSION in extensions
