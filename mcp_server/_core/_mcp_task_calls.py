@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Final
 
 from . import _versions as v
 from ._context import PRE_TASK_WINDOW_S, Envelope, HandlerContext, NeedInput, Peer, PreTask
-from ._errors import InvalidParams, McpError, MethodNotFound, MissingCapability
+from ._errors import InternalError, InvalidParams, McpError, MethodNotFound, MissingCapability
 from ._jsonrpc import Request
 from ._mcp_tasks import DEFAULT_TTL_MS, McpTaskRecord
 from ._paging import page_of, page_offset
@@ -57,7 +57,7 @@ async def start_task(
     """
     group = core.task_group
     if group is None or not group.running:
-        raise McpError(-32603, "tasks are not available")
+        raise InternalError("tasks are not available")
     ttl = DEFAULT_TTL_MS
     task_params = request.params.get("task")
     if type(task_params) is dict and type(task_params.get("ttl")) is int:
@@ -109,7 +109,7 @@ async def _run_task(
             return
         except Exception:
             logger.exception("task handler of %s failed", tool.name)
-            record.error = {"code": -32603, "message": "Internal error"}
+            record.error = InternalError().to_json()
             record.set_status("failed", "Internal error")
             return
         record.result = tool_result_json(result)
@@ -143,7 +143,7 @@ async def tasks_result(core: Core, request: Request, env: Envelope, peer: Peer) 
     record = task_of(core, request, env)
     await record.done.wait()
     if record.result is None:
-        error = record.error or {"code": -32603, "message": f"Task {record.status}"}
+        error = record.error or InternalError(f"Task {record.status}").to_json()
         raise McpError(error["code"], error["message"], error.get("data"))
     result = dict(record.result)
     meta = dict(result.get("_meta") or {})

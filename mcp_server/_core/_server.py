@@ -36,6 +36,14 @@ from ._jsonrpc import (
     result_message,
 )
 from ._listen import listen_filter_schema, read_listen_filter
+from ._listing import (
+    LIST_TTL_MS,
+    ListPages,
+    prompts_list,
+    resources_list,
+    templates_list,
+    tools_list,
+)
 from ._mcp_task_calls import (
     start_task,
     tasks_cancel,
@@ -65,15 +73,10 @@ from ._outcomes import (
     Refuse,
     Reply,
 )
-from ._paging import page_of, page_offset
-from ._registry import JSON, ListKind, Prompt, Registry, ResourceContents
+from ._registry import JSON, Prompt, Registry, ResourceContents
 from ._render import (
     contents_json,
     match_template,
-    prompt_json,
-    resource_json,
-    template_json,
-    tool_json,
     tool_result_json,
 )
 from ._schema import clip, kind_of, validate
@@ -82,7 +85,6 @@ from ._state import Signer, open_state, sign_state
 logger = logging.getLogger("mcp_server.core")
 
 PAGE_SIZE: Final = 100
-LIST_TTL_MS: Final = 60_000
 
 
 Handler = Callable[["Core", Request, Envelope, Peer], Awaitable[JSON]]
@@ -107,21 +109,20 @@ class Core:
         self.info = info
         self.signer = Signer(secret or secrets.token_bytes(32))
         self.tasks = McpTaskStore(max_tasks)
-        self.page_size = page_size
         self.task_group = task_group
         self.task_listener = task_listener
-        self._pages: dict[tuple[str, str, Any], tuple[int, JSON]] = {}
+        self.pages = ListPages(registry, self.signer, page_size)
         self._listen_schema = listen_filter_schema(max_listen_filter)
         self._legacy: dict[str, Handler] = {
             "ping": Core._ping,
-            "tools/list": Core._tools_list,
+            "tools/list": tools_list,
             "tools/call": Core._tools_call,
-            "resources/list": Core._resources_list,
-            "resources/templates/list": Core._templates_list,
+            "resources/list": resources_list,
+            "resources/templates/list": templates_list,
             "resources/read": Core._resources_read,
             "resources/subscribe": Core._subscribe,
             "resources/unsubscribe": Core._unsubscribe,
-            "prompts/list": Core._prompts_list,
+            "prompts/list": prompts_list,
             "prompts/get": Core._prompts_get,
             "completion/complete": Core._complete,
             "logging/setLevel": Core._set_level,
@@ -132,12 +133,12 @@ class Core:
         }
         self._modern: dict[str, Handler] = {
             "server/discover": Core._discover,
-            "tools/list": Core._tools_list,
+            "tools/list": tools_list,
             "tools/call": Core._tools_call,
-            "resources/list": Core._resources_list,
-            "resources/templates/list": Core._templates_list,
+            "resources/list": resources_list,
+            "resources/templates/list": templates_list,
             "resources/read": Core._resources_read,
-            "prompts/list": Core._prompts_list,
+            "prompts/list": prompts_list,
             "prompts/get": Core._prompts_get,
             "completion/complete": Core._complete,
             "tasks/get": tasks_get,
@@ -146,6 +147,15 @@ class Core:
         }
 
     # -- lifetime -------------------------------------------------------------------------------
+
+    @property
+    def page_size(self) -> int:
+        """Items per list page (the same for every list)."""
+        return self.pages.page_size
+
+    @page_size.setter
+    def page_size(self, size: int) -> None:
+        self.pages.page_size = size
 
     # -- negotiation ----------------------------------------------------------------------------
 
@@ -272,56 +282,6 @@ class Core:
         if self.info.instructions:
             result["instructions"] = self.info.instructions
         return result
-
-    def _page(
-        self, kind: str, env: Envelope, request: Request, items: Callable[[], list[JSON]]
-    ) -> JSON:
-        offset = page_offset(self.signer, request.params.get("cursor"), kind)
-        list_kind: ListKind = "resources" if kind.startswith("resource") else kind  # type: ignore[assignment]
-        revision = self.registry.revisions[list_kind]
-        key = (kind, env.era + (env.version if kind == "tools" else ""), offset)
-        cached = self._pages.get(key)
-        if cached is not None and cached[0] == revision:
-            return dict(cached[1])
-        page = page_of(self.signer, kind, items(), offset=offset, size=self.page_size)
-        if env.era == "modern":
-            page["ttlMs"] = LIST_TTL_MS
-            page["cacheScope"] = "public"
-        self._pages[key] = (revision, page)
-        return dict(page)
-
-    async def _tools_list(self, request: Request, env: Envelope, peer: Peer) -> JSON:
-        with_execution = env.era == "modern" or env.version >= "2025-11-25"
-        return self._page(
-            "tools",
-            env,
-            request,
-            lambda: [tool_json(t, with_execution) for t in self.registry.tools.values()],
-        )
-
-    async def _resources_list(self, request: Request, env: Envelope, peer: Peer) -> JSON:
-        return self._page(
-            "resources",
-            env,
-            request,
-            lambda: [resource_json(r) for r in self.registry.resources.values()],
-        )
-
-    async def _templates_list(self, request: Request, env: Envelope, peer: Peer) -> JSON:
-        return self._page(
-            "resourceTemplates",
-            env,
-            request,
-            lambda: [template_json(t) for t in self.registry.templates.values()],
-        )
-
-    async def _prompts_list(self, request: Request, env: Envelope, peer: Peer) -> JSON:
-        return self._page(
-            "prompts",
-            env,
-            request,
-            lambda: [prompt_json(p) for p in self.registry.prompts.values()],
-        )
 
     async def _tools_call(self, request: Request, env: Envelope, peer: Peer) -> JSON:
         params = request.params

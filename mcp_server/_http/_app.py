@@ -20,7 +20,6 @@ import attrs
 import trio
 
 from .._core import (
-    INVALID_REQUEST,
     MODERN_VERSIONS,
     SUPPORTED_VERSIONS,
     Call,
@@ -29,7 +28,6 @@ from .._core import (
     DeliverResponse,
     Incoming,
     InvalidRequest,
-    McpError,
     OpenListen,
     OpenSession,
     Outcome,
@@ -291,8 +289,7 @@ class McpApp:
             limit = self.settings.max_listens
             raise HttpError(
                 429,
-                McpError(
-                    INVALID_REQUEST,
+                InvalidRequest(
                     f"Too many open subscriptions/listen streams: at most {limit} at a time; "
                     "close one and retry",
                 ),
@@ -318,7 +315,7 @@ class McpApp:
         if _header_version(headers) in MODERN_VERSIONS:
             raise HttpError(405, headers=[(b"allow", b"POST")])
         if b"text/event-stream" not in headers.get(b"accept", b""):
-            raise HttpError(406, McpError(INVALID_REQUEST, "Accept must list text/event-stream"))
+            raise HttpError(406, InvalidRequest("Accept must list text/event-stream"))
         session = self.sessions.require(headers.get(b"mcp-session-id"))
         last = headers.get(b"last-event-id")
         stream = session.standalone

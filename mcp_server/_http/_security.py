@@ -7,7 +7,7 @@ import hmac
 import attrs
 import trio
 
-from .._core import INVALID_REQUEST, McpError, clip
+from .._core import InvalidRequest, clip
 from ._asgi import HttpError, Receive, Scope
 from ._authority import HostFence
 from ._settings import HttpSettings
@@ -38,13 +38,12 @@ class RequestGuard:
         host_header = headers.get(b"host", b"").decode("latin-1")
         host = self.fence.allowed_host(host_header)
         if host is None:
-            raise HttpError(421, McpError(INVALID_REQUEST, self.fence.refusal(host_header)))
+            raise HttpError(421, InvalidRequest(self.fence.refusal(host_header)))
         origin = headers.get(b"origin")
         if origin is not None and not self.fence.allows_origin(origin.decode("latin-1")):
             raise HttpError(
                 403,
-                McpError(
-                    INVALID_REQUEST,
+                InvalidRequest(
                     "Origin not allowed: expected http(s)://HOST[:PORT] naming this server, "
                     f"got {clip(origin.decode('latin-1'))!r}",
                 ),
@@ -60,7 +59,7 @@ class RequestGuard:
                     challenge += ', error="invalid_token"'
                 raise HttpError(
                     401,
-                    McpError(INVALID_REQUEST, "Unauthorized"),
+                    InvalidRequest("Unauthorized"),
                     [(b"www-authenticate", challenge.encode())],
                 )
 
@@ -72,13 +71,11 @@ class RequestGuard:
         ):
             raise HttpError(
                 406,
-                McpError(
-                    INVALID_REQUEST, "Accept must list application/json and text/event-stream"
-                ),
+                InvalidRequest("Accept must list application/json and text/event-stream"),
             )
         content_type = headers.get(b"content-type", b"")
         if not content_type.split(b";")[0].strip().lower() == b"application/json":
-            raise HttpError(415, McpError(INVALID_REQUEST, "Content-Type must be application/json"))
+            raise HttpError(415, InvalidRequest("Content-Type must be application/json"))
 
     async def read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         """The body, within ``body_timeout_s`` of the headers, else ``408`` and a closed connection.
@@ -91,7 +88,7 @@ class RequestGuard:
         timeout = self.body_timeout_s
         raise HttpError(
             408,
-            McpError(INVALID_REQUEST, f"Request body not received within {timeout:g} s"),
+            InvalidRequest(f"Request body not received within {timeout:g} s"),
             [(b"connection", b"close")],
         )
 
@@ -100,7 +97,7 @@ class RequestGuard:
         length = headers.get(b"content-length")
         too_large = HttpError(
             413,
-            McpError(INVALID_REQUEST, "Request body too large"),
+            InvalidRequest("Request body too large"),
             [(b"connection", b"close")],
         )
         if length is not None and length.isdigit() and int(length) > limit:

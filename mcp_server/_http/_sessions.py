@@ -11,9 +11,10 @@ import trio
 
 from .._core import (
     INTERNAL_ERROR,
-    INVALID_REQUEST,
     JSON,
     ErrorResponse,
+    InternalError,
+    InvalidRequest,
     McpError,
     RequestId,
     Response,
@@ -111,10 +112,10 @@ class SessionTable:
     def require(self, session_id: bytes | None) -> HttpSession:
         """The session an ``Mcp-Session-Id`` header names; ``400`` without one, ``404`` unknown."""
         if session_id is None:
-            raise HttpError(400, McpError(INVALID_REQUEST, "Missing Mcp-Session-Id header"))
+            raise HttpError(400, InvalidRequest("Missing Mcp-Session-Id header"))
         session = self.find(session_id.decode("latin-1"))
         if session is None:
-            raise HttpError(404, McpError(INVALID_REQUEST, "Session not found"))
+            raise HttpError(404, InvalidRequest("Session not found"))
         return session
 
     def add(self, session: HttpSession) -> None:
@@ -122,7 +123,7 @@ class SessionTable:
         if len(self.sessions) >= self.max_sessions:
             idle = [(s.last_seen, sid) for sid, s in self.sessions.items() if s.connections == 0]
             if not idle:
-                raise HttpError(503, McpError(INTERNAL_ERROR, "Too many sessions"))
+                raise HttpError(503, InternalError("Too many sessions"))
             self.end(min(idle)[1])
         self.sessions[session.state.session_id] = session
 
@@ -161,16 +162,14 @@ def resume_point(session: HttpSession, last_event_id: str) -> tuple[EventStream,
     if stream is None:
         raise HttpError(
             400,
-            McpError(
-                INVALID_REQUEST,
+            InvalidRequest(
                 f"Unknown Last-Event-ID: expected an event id of this session, got {shown!r}",
             ),
         )
     if not (seq.isascii() and seq.isdigit() and len(seq) <= _MAX_SEQ_DIGITS):
         raise HttpError(
             400,
-            McpError(
-                INVALID_REQUEST,
+            InvalidRequest(
                 f"Malformed Last-Event-ID: expected STREAM:SEQ with SEQ in ASCII digits, "
                 f"got {shown!r}",
             ),
@@ -179,8 +178,7 @@ def resume_point(session: HttpSession, last_event_id: str) -> tuple[EventStream,
     if after > stream.seq:
         raise HttpError(
             400,
-            McpError(
-                INVALID_REQUEST,
+            InvalidRequest(
                 f"Unknown Last-Event-ID: {shown!r} was never sent; stream {key!r} has sent "
                 f"{stream.seq} event(s) so far",
             ),
