@@ -3,7 +3,7 @@
 Other packages import these names from here, never from the private modules.
 """
 
-from ._concurrency import McpCancelScope, McpEvent, McpListener, McpTaskGroup
+from ._concurrency import McpCancelScope, McpEvent, McpTaskGroup
 from ._context import Envelope, Peer, SessionState
 from ._errors import (
     INTERNAL_ERROR,
@@ -34,6 +34,7 @@ from ._jsonrpc import (
 from ._listen import ListenFilter, session_notification, session_wants
 from ._mcp_tasks import McpTaskRecord
 from ._negotiate import ServerInfo
+from ._observers import McpListener
 from ._outcomes import (
     Accepted,
     Call,

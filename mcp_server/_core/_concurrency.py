@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, NoReturn, Protocol, TypeVar
-
-EventT_contra = TypeVar("EventT_contra", contravariant=True)
+from typing import Any, NoReturn, Protocol
 
 
 class McpEvent(Protocol):
@@ -64,11 +62,3 @@ class McpTaskGroup(Protocol):
 
     async def park(self) -> NoReturn:
         """Wait until cancelled."""
-
-
-class McpListener(Protocol[EventT_contra]):
-    """An observer of core events (a registry change, an MCP task's new state), given at
-    construction. Not the coding-task side's listener: this one hears protocol events only."""
-
-    def __call__(self, event: EventT_contra, /) -> None:
-        """Hear one event; must not block or raise."""

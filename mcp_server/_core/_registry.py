@@ -12,6 +12,8 @@ from typing import Any, Literal, Protocol
 
 import attrs
 
+from ._observers import McpListener
+
 JSON = dict[str, Any]
 LogLevel = Literal["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 TaskSupport = Literal["forbidden", "optional", "required"]
@@ -198,7 +200,6 @@ class ResourceUpdated:
 
 
 RegistryEvent = ListChanged | ResourceUpdated
-Listener = Callable[[RegistryEvent], None]
 
 
 class Registry:
@@ -215,7 +216,7 @@ class Registry:
         self.templates: dict[str, ResourceTemplate] = {}
         self.prompts: dict[str, Prompt] = {}
         self.revisions: dict[ListKind, int] = {"tools": 0, "resources": 0, "prompts": 0}
-        self._listeners: dict[int, Listener] = {}
+        self._listeners: dict[int, McpListener[RegistryEvent]] = {}
         self._next_listener = 0
 
     def add_tool(self, tool: Tool) -> None:
@@ -267,7 +268,7 @@ class Registry:
         self.revisions[kind] += 1
         self._emit(ListChanged(kind))
 
-    def add_listener(self, listener: Listener) -> Callable[[], None]:
+    def add_listener(self, listener: McpListener[RegistryEvent]) -> Callable[[], None]:
         """Register a non-blocking listener; returns the function that removes it."""
         key = self._next_listener
         self._next_listener += 1

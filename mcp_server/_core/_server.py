@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 from . import _versions as v
-from ._concurrency import McpListener, McpTaskGroup
+from ._concurrency import McpTaskGroup
 from ._context import LOG_LEVELS, Envelope, HandlerContext, NeedInput, Peer, SessionState
 from ._errors import (
     InternalError,
@@ -61,6 +61,7 @@ from ._negotiate import (
     legacy_envelope,
     modern_envelope,
 )
+from ._observers import McpListener
 from ._outcomes import (
     Accepted,
     Call,
