@@ -6,7 +6,7 @@ Rendered pages are cached per registry revision, so ``tools/list`` costs a dict 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from ._context import Envelope, Peer
 from ._jsonrpc import Request
@@ -14,9 +14,6 @@ from ._paging import page_of, page_offset
 from ._registry import JSON, ListKind, Registry
 from ._render import prompt_json, resource_json, template_json, tool_json
 from ._state import Signer
-
-if TYPE_CHECKING:
-    from ._server import Core
 
 LIST_TTL_MS: Final = 60_000
 
@@ -49,34 +46,32 @@ class ListPages:
         return dict(page)
 
 
-async def tools_list(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
+async def tools_list(pages: ListPages, request: Request, env: Envelope, peer: Peer) -> JSON:
     """``tools/list``; ``execution`` is shown from 2025-11-25 on."""
     with_execution = env.era == "modern" or env.version >= "2025-11-25"
-    tools = core.registry.tools
-    return core.pages.page(
+    tools = pages.registry.tools
+    return pages.page(
         "tools", env, request, lambda: [tool_json(t, with_execution) for t in tools.values()]
     )
 
 
-async def resources_list(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
+async def resources_list(pages: ListPages, request: Request, env: Envelope, peer: Peer) -> JSON:
     """``resources/list``."""
-    resources = core.registry.resources
-    return core.pages.page(
+    resources = pages.registry.resources
+    return pages.page(
         "resources", env, request, lambda: [resource_json(r) for r in resources.values()]
     )
 
 
-async def templates_list(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
+async def templates_list(pages: ListPages, request: Request, env: Envelope, peer: Peer) -> JSON:
     """``resources/templates/list``."""
-    templates = core.registry.templates
-    return core.pages.page(
+    templates = pages.registry.templates
+    return pages.page(
         "resourceTemplates", env, request, lambda: [template_json(t) for t in templates.values()]
     )
 
 
-async def prompts_list(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
+async def prompts_list(pages: ListPages, request: Request, env: Envelope, peer: Peer) -> JSON:
     """``prompts/list``."""
-    prompts = core.registry.prompts
-    return core.pages.page(
-        "prompts", env, request, lambda: [prompt_json(p) for p in prompts.values()]
-    )
+    prompts = pages.registry.prompts
+    return pages.page("prompts", env, request, lambda: [prompt_json(p) for p in prompts.values()])

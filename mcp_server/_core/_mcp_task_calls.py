@@ -7,20 +7,22 @@ it, under the record's cancel scope.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from . import _versions as v
+from ._concurrency import McpTaskGroup
 from ._context import PRE_TASK_WINDOW_S, Envelope, HandlerContext, NeedInput, Peer, PreTask
 from ._errors import InternalError, InvalidParams, McpError, MethodNotFound, MissingCapability
+from ._input import client_answers, input_required
 from ._jsonrpc import Request
-from ._mcp_tasks import DEFAULT_TTL_MS, McpTaskRecord
+from ._listing import ListPages
+from ._mcp_tasks import DEFAULT_TTL_MS, McpTaskRecord, McpTaskStore
+from ._observers import McpListener
 from ._paging import page_of, page_offset
 from ._registry import JSON, Tool
 from ._render import tool_result_json
 from ._schema import kind_of
-
-if TYPE_CHECKING:
-    from ._server import Core
+from ._state import Signer
 
 logger = logging.getLogger("mcp_server.core")
 
@@ -46,53 +48,135 @@ def wants_task(tool: Tool, params: JSON, env: Envelope) -> bool:
     return declared and tool.task_support != "forbidden"
 
 
-async def start_task(
-    core: Core, request: Request, tool: Tool, arguments: JSON, env: Envelope
-) -> JSON:
-    """Create a task and run the handler in the core's task group.
+class McpTaskCalls:
+    """``tools/call`` as an MCP task, and the ``tasks/*`` methods over one task store."""
 
-    On the 2026-07-28 leg the handler first gets ``PRE_TASK_WINDOW_S`` (or until it reports
-    progress, logs, asks ordinary input or returns) to ask ``before_task`` input: missing
-    answers end the call with ``input_required`` (MRTR) and no task is created.
-    """
-    group = core.task_group
-    if group is None or not group.running:
-        raise InternalError("tasks are not available")
-    ttl = DEFAULT_TTL_MS
-    task_params = request.params.get("task")
-    if type(task_params) is dict and type(task_params.get("ttl")) is int:
-        ttl = max(1000, min(task_params["ttl"], MAX_TTL_MS))
-    owner = env.session.session_id if env.session else None
-    record = core.tasks.create(owner, env.era, ttl, group)
-    session = env.session
-    if session is not None and session.peer is not None:
-        session_peer = session.peer
+    def __init__(
+        self,
+        tasks: McpTaskStore,
+        signer: Signer,
+        pages: ListPages,
+        group: McpTaskGroup | None,
+        listener: McpListener[McpTaskRecord] | None,
+    ) -> None:
+        self.tasks = tasks
+        self.signer = signer
+        self.pages = pages
+        self.group = group
+        self.listener = listener
 
-        def announce(task: McpTaskRecord) -> None:
-            if group.running:
-                group.spawn(session_peer.notify, "notifications/tasks/status", task.legacy_json())
+    async def start(self, request: Request, tool: Tool, arguments: JSON, env: Envelope) -> JSON:
+        """Create a task and run the handler in the core's task group.
 
-        record.on_change = announce
-    elif env.era == "modern":
-        record.on_change = core.task_listener
-    task_peer: Peer = session.peer if session is not None and session.peer else _NullPeer()
-    ctx = HandlerContext(env, task_peer, request.id, task=record)
-    if env.era == "modern":
-        name = str(request.params.get("name"))
-        ctx.answers = core.answers(request, env, name)
-        pre = ctx.pre_task = PreTask(group)
+        On the 2026-07-28 leg the handler first gets ``PRE_TASK_WINDOW_S`` (or until it reports
+        progress, logs, asks ordinary input or returns) to ask ``before_task`` input: missing
+        answers end the call with ``input_required`` (MRTR) and no task is created.
+        """
+        group = self.group
+        if group is None or not group.running:
+            raise InternalError("tasks are not available")
+        ttl = DEFAULT_TTL_MS
+        task_params = request.params.get("task")
+        if type(task_params) is dict and type(task_params.get("ttl")) is int:
+            ttl = max(1000, min(task_params["ttl"], MAX_TTL_MS))
+        owner = env.session.session_id if env.session else None
+        record = self.tasks.create(owner, env.era, ttl, group)
+        session = env.session
+        if session is not None and session.peer is not None:
+            session_peer = session.peer
+
+            def announce(task: McpTaskRecord) -> None:
+                if group.running:
+                    group.spawn(
+                        session_peer.notify, "notifications/tasks/status", task.legacy_json()
+                    )
+
+            record.on_change = announce
+        elif env.era == "modern":
+            record.on_change = self.listener
+        task_peer: Peer = session.peer if session is not None and session.peer else _NullPeer()
+        ctx = HandlerContext(env, task_peer, request.id, task=record)
+        if env.era == "modern":
+            name = str(request.params.get("name"))
+            ctx.answers = client_answers(self.signer, request, env, name)
+            pre = ctx.pre_task = PreTask(group)
+            group.spawn(_run_task, record, tool, arguments, ctx)
+            await group.wait(pre.decided, PRE_TASK_WINDOW_S)
+            ctx.pre_task = None
+            if pre.need is not None:
+                record.scope.cancel()
+                self.tasks.discard(record.task_id)
+                need = NeedInput(pre.need)
+                return input_required(self.signer, request, name, ctx.answers, need)
+            result = record.modern_json(inline=False)
+            result["resultType"] = "task"
+            return result
         group.spawn(_run_task, record, tool, arguments, ctx)
-        await group.wait(pre.decided, PRE_TASK_WINDOW_S)
-        ctx.pre_task = None
-        if pre.need is not None:
-            record.scope.cancel()
-            core.tasks.discard(record.task_id)
-            return core.input_required(request, name, ctx.answers, NeedInput(pre.need))
-        result = record.modern_json(inline=False)
-        result["resultType"] = "task"
+        return {"task": record.legacy_json()}
+
+    def _task_of(self, request: Request, env: Envelope) -> McpTaskRecord:
+        """The task a ``tasks/*`` request names, if the caller may see it."""
+        if env.era == "modern" and not declares_tasks(env):
+            raise MissingCapability(
+                f"{request.method} needs the {v.TASKS_EXTENSION} extension",
+                {"extensions": {v.TASKS_EXTENSION: {}}},
+            )
+        owner = env.session.session_id if env.session else None
+        return self.tasks.get(request.params.get("taskId"), owner)
+
+    async def get(self, request: Request, env: Envelope, peer: Peer) -> JSON:
+        """``tasks/get``."""
+        record = self._task_of(request, env)
+        if env.era == "modern":
+            result = record.modern_json(inline=True)
+            result["resultType"] = "complete"
+            return result
+        return record.legacy_json()
+
+    async def result(self, request: Request, env: Envelope, peer: Peer) -> JSON:
+        """``tasks/result``."""
+        record = self._task_of(request, env)
+        await record.done.wait()
+        if record.result is None:
+            error = record.error or InternalError(f"Task {record.status}").to_json()
+            raise McpError(error["code"], error["message"], error.get("data"))
+        result = dict(record.result)
+        meta = dict(result.get("_meta") or {})
+        meta[v.META_RELATED_TASK] = {"taskId": record.task_id}
+        result["_meta"] = meta
         return result
-    group.spawn(_run_task, record, tool, arguments, ctx)
-    return {"task": record.legacy_json()}
+
+    async def listing(self, request: Request, env: Envelope, peer: Peer) -> JSON:
+        """``tasks/list``."""
+        owner = env.session.session_id if env.session else None
+        records = [r.legacy_json() for r in self.tasks.listing(owner)]
+        offset = page_offset(self.signer, request.params.get("cursor"), "tasks")
+        return page_of(self.signer, "tasks", records, offset=offset, size=self.pages.page_size)
+
+    async def cancel(self, request: Request, env: Envelope, peer: Peer) -> JSON:
+        """``tasks/cancel``."""
+        record = self._task_of(request, env)
+        if env.era == "modern":
+            record.scope.cancel()
+            record.set_status("cancelled", "Cancelled by the client")
+            return {}
+        if record.terminal:
+            raise InvalidParams(f"Task {record.task_id} is already {record.status}")
+        record.scope.cancel()
+        record.set_status("cancelled", "Cancelled by the client")
+        return record.legacy_json()
+
+    async def update(self, request: Request, env: Envelope, peer: Peer) -> JSON:
+        """``tasks/update``."""
+        record = self._task_of(request, env)
+        responses = request.params.get("inputResponses")
+        if type(responses) is not dict:
+            raise InvalidParams(
+                f"expected object, got {kind_of(responses)} @ $.params.inputResponses"
+            )
+        if not record.terminal:
+            record.deliver(responses)
+        return {}
 
 
 async def _run_task(
@@ -117,69 +201,6 @@ async def _run_task(
         record.set_status("failed" if failed else "completed")
     if not record.terminal:
         record.set_status("cancelled", "Cancelled")
-
-
-def task_of(core: Core, request: Request, env: Envelope) -> McpTaskRecord:
-    """The task a ``tasks/*`` request names, if the caller may see it."""
-    if env.era == "modern" and not declares_tasks(env):
-        raise MissingCapability(
-            f"{request.method} needs the {v.TASKS_EXTENSION} extension",
-            {"extensions": {v.TASKS_EXTENSION: {}}},
-        )
-    owner = env.session.session_id if env.session else None
-    return core.tasks.get(request.params.get("taskId"), owner)
-
-
-async def tasks_get(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
-    record = task_of(core, request, env)
-    if env.era == "modern":
-        result = record.modern_json(inline=True)
-        result["resultType"] = "complete"
-        return result
-    return record.legacy_json()
-
-
-async def tasks_result(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
-    record = task_of(core, request, env)
-    await record.done.wait()
-    if record.result is None:
-        error = record.error or InternalError(f"Task {record.status}").to_json()
-        raise McpError(error["code"], error["message"], error.get("data"))
-    result = dict(record.result)
-    meta = dict(result.get("_meta") or {})
-    meta[v.META_RELATED_TASK] = {"taskId": record.task_id}
-    result["_meta"] = meta
-    return result
-
-
-async def tasks_list(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
-    owner = env.session.session_id if env.session else None
-    records = [r.legacy_json() for r in core.tasks.listing(owner)]
-    offset = page_offset(core.signer, request.params.get("cursor"), "tasks")
-    return page_of(core.signer, "tasks", records, offset=offset, size=core.page_size)
-
-
-async def tasks_cancel(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
-    record = task_of(core, request, env)
-    if env.era == "modern":
-        record.scope.cancel()
-        record.set_status("cancelled", "Cancelled by the client")
-        return {}
-    if record.terminal:
-        raise InvalidParams(f"Task {record.task_id} is already {record.status}")
-    record.scope.cancel()
-    record.set_status("cancelled", "Cancelled by the client")
-    return record.legacy_json()
-
-
-async def tasks_update(core: Core, request: Request, env: Envelope, peer: Peer) -> JSON:
-    record = task_of(core, request, env)
-    responses = request.params.get("inputResponses")
-    if type(responses) is not dict:
-        raise InvalidParams(f"expected object, got {kind_of(responses)} @ $.params.inputResponses")
-    if not record.terminal:
-        record.deliver(responses)
-    return {}
 
 
 class _NullPeer:

@@ -12,7 +12,7 @@ import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 from . import _versions as v
 from ._concurrency import McpTaskGroup
@@ -26,6 +26,7 @@ from ._errors import (
     ResourceNotFound,
     UnsupportedVersion,
 )
+from ._input import client_answers, input_required
 from ._jsonrpc import (
     ErrorResponse,
     Message,
@@ -44,15 +45,7 @@ from ._listing import (
     templates_list,
     tools_list,
 )
-from ._mcp_task_calls import (
-    start_task,
-    tasks_cancel,
-    tasks_get,
-    tasks_list,
-    tasks_result,
-    tasks_update,
-    wants_task,
-)
+from ._mcp_task_calls import McpTaskCalls, wants_task
 from ._mcp_tasks import McpTaskRecord, McpTaskStore
 from ._negotiate import (
     ServerInfo,
@@ -81,14 +74,14 @@ from ._render import (
     tool_result_json,
 )
 from ._schema import clip, kind_of, validate
-from ._state import Signer, open_state, sign_state
+from ._state import Signer
 
 logger = logging.getLogger("mcp_server.core")
 
 PAGE_SIZE: Final = 100
 
 
-Handler = Callable[["Core", Request, Envelope, Peer], Awaitable[JSON]]
+Handler = Callable[[Request, Envelope, Peer], Awaitable[JSON]]
 
 
 class Core:
@@ -110,41 +103,42 @@ class Core:
         self.info = info
         self.signer = Signer(secret or secrets.token_bytes(32))
         self.tasks = McpTaskStore(max_tasks)
-        self.task_group = task_group
-        self.task_listener = task_listener
         self.pages = ListPages(registry, self.signer, page_size)
+        self.task_calls = McpTaskCalls(
+            self.tasks, self.signer, self.pages, task_group, task_listener
+        )
         self._listen_schema = listen_filter_schema(max_listen_filter)
         self._legacy: dict[str, Handler] = {
-            "ping": Core._ping,
-            "tools/list": tools_list,
-            "tools/call": Core._tools_call,
-            "resources/list": resources_list,
-            "resources/templates/list": templates_list,
-            "resources/read": Core._resources_read,
-            "resources/subscribe": Core._subscribe,
-            "resources/unsubscribe": Core._unsubscribe,
-            "prompts/list": prompts_list,
-            "prompts/get": Core._prompts_get,
-            "completion/complete": Core._complete,
-            "logging/setLevel": Core._set_level,
-            "tasks/get": tasks_get,
-            "tasks/result": tasks_result,
-            "tasks/list": tasks_list,
-            "tasks/cancel": tasks_cancel,
+            "ping": self._ping,
+            "tools/list": functools.partial(tools_list, self.pages),
+            "tools/call": self._tools_call,
+            "resources/list": functools.partial(resources_list, self.pages),
+            "resources/templates/list": functools.partial(templates_list, self.pages),
+            "resources/read": self._resources_read,
+            "resources/subscribe": self._subscribe,
+            "resources/unsubscribe": self._unsubscribe,
+            "prompts/list": functools.partial(prompts_list, self.pages),
+            "prompts/get": self._prompts_get,
+            "completion/complete": self._complete,
+            "logging/setLevel": self._set_level,
+            "tasks/get": self.task_calls.get,
+            "tasks/result": self.task_calls.result,
+            "tasks/list": self.task_calls.listing,
+            "tasks/cancel": self.task_calls.cancel,
         }
         self._modern: dict[str, Handler] = {
-            "server/discover": Core._discover,
-            "tools/list": tools_list,
-            "tools/call": Core._tools_call,
-            "resources/list": resources_list,
-            "resources/templates/list": templates_list,
-            "resources/read": Core._resources_read,
-            "prompts/list": prompts_list,
-            "prompts/get": Core._prompts_get,
-            "completion/complete": Core._complete,
-            "tasks/get": tasks_get,
-            "tasks/update": tasks_update,
-            "tasks/cancel": tasks_cancel,
+            "server/discover": self._discover,
+            "tools/list": functools.partial(tools_list, self.pages),
+            "tools/call": self._tools_call,
+            "resources/list": functools.partial(resources_list, self.pages),
+            "resources/templates/list": functools.partial(templates_list, self.pages),
+            "resources/read": self._resources_read,
+            "prompts/list": functools.partial(prompts_list, self.pages),
+            "prompts/get": self._prompts_get,
+            "completion/complete": self._complete,
+            "tasks/get": self.task_calls.get,
+            "tasks/update": self.task_calls.update,
+            "tasks/cancel": self.task_calls.cancel,
         }
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -261,7 +255,7 @@ class Core:
         handler = table.get(request.method)
         if handler is None:
             raise MethodNotFound(request.method)
-        result = await handler(self, request, env, peer)
+        result = await handler(request, env, peer)
         if env.era == "modern":
             result.setdefault("resultType", "complete")
             meta = result.setdefault("_meta", {})
@@ -305,45 +299,17 @@ class Core:
                 "isError": True,
             }
         if as_task:
-            return await start_task(self, request, tool, arguments, env)
+            return await self.task_calls.start(request, tool, arguments, env)
         ctx = HandlerContext(env, peer, request.id)
         if env.era == "modern":
-            ctx.answers = self.answers(request, env, name)
+            ctx.answers = client_answers(self.signer, request, env, name)
             try:
                 result = await tool.handler(ctx, arguments)
             except NeedInput as need:
-                return self.input_required(request, name, ctx.answers, need)
+                return input_required(self.signer, request, name, ctx.answers, need)
         else:
             result = await tool.handler(ctx, arguments)
         return tool_result_json(result)
-
-    def answers(self, request: Request, env: Envelope, name: str) -> dict[str, Any]:
-        """The client's answers so far: from the signed ``requestState`` and ``inputResponses``."""
-        answers: dict[str, Any] = {}
-        if env.request_state is not None:
-            answers.update(open_state(self.signer, env.request_state, request.method, name))
-        responses = env.input_responses
-        if responses is not None:
-            if type(responses) is not dict:
-                raise InvalidParams(
-                    f"expected object, got {kind_of(responses)} @ $.params.inputResponses"
-                )
-            for key, value in responses.items():
-                if type(value) is not dict:
-                    where = f"$.params.inputResponses.{clip(key)}"
-                    raise InvalidParams(f"expected object, got {kind_of(value)} @ {where}")
-            answers.update(responses)
-        return answers
-
-    def input_required(
-        self, request: Request, name: str, answers: dict[str, Any], need: NeedInput
-    ) -> JSON:
-        """End a call with ``input_required``: what it needs, and the signed answers so far."""
-        return {
-            "resultType": "input_required",
-            "inputRequests": need.requests,
-            "requestState": sign_state(self.signer, request.method, name, answers),
-        }
 
     async def _resources_read(self, request: Request, env: Envelope, peer: Peer) -> JSON:
         uri = request.params.get("uri")
@@ -410,11 +376,11 @@ class Core:
         else:
             ctx = HandlerContext(env, peer, request.id)
             if env.era == "modern":
-                ctx.answers = self.answers(request, env, name)
+                ctx.answers = client_answers(self.signer, request, env, name)
                 try:
                     rendered = await prompt.render_in_context(ctx, arguments)
                 except NeedInput as need:
-                    return self.input_required(request, name, ctx.answers, need)
+                    return input_required(self.signer, request, name, ctx.answers, need)
             else:
                 rendered = await prompt.render_in_context(ctx, arguments)
         result: JSON = {"messages": rendered.messages}
