@@ -80,8 +80,8 @@ class McpTaskCalls:
         if type(task_params) is dict and type(task_params.get("ttl")) is int:
             ttl = max(1000, min(task_params["ttl"], MAX_TTL_MS))
         owner = env.session.session_id if env.session else None
-        record = self.tasks.create(owner, env.era, ttl, group)
         session = env.session
+        on_change: McpListener[McpTaskRecord] | None = None
         if session is not None and session.peer is not None:
             session_peer = session.peer
 
@@ -91,9 +91,10 @@ class McpTaskCalls:
                         session_peer.notify, "notifications/tasks/status", task.legacy_json()
                     )
 
-            record.on_change = announce
+            on_change = announce
         elif env.era == "modern":
-            record.on_change = self.listener
+            on_change = self.listener
+        record = self.tasks.create(owner, env.era, ttl, group, on_change)
         task_peer: Peer = session.peer if session is not None and session.peer else _NullPeer()
         ctx = HandlerContext(env, task_peer, request.id, task=record)
         if env.era == "modern":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -18,6 +17,7 @@ import attrs
 
 from ._concurrency import McpCancelScope, McpEvent, McpTaskGroup
 from ._errors import InvalidParams
+from ._observers import McpListener
 from ._schema import clip
 from ._versions import Era
 
@@ -57,7 +57,7 @@ class McpTaskRecord:
     input_arrived: McpEvent = attrs.field(
         default=attrs.Factory(lambda self: self.group.event(), takes_self=True)
     )
-    on_change: Callable[[McpTaskRecord], None] | None = None
+    on_change: McpListener[McpTaskRecord] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -138,12 +138,22 @@ class McpTaskStore:
         self._max = max_tasks
 
     def create(
-        self, owner: str | None, era: Era, ttl_ms: int | None, group: McpTaskGroup
+        self,
+        owner: str | None,
+        era: Era,
+        ttl_ms: int | None,
+        group: McpTaskGroup,
+        on_change: McpListener[McpTaskRecord] | None = None,
     ) -> McpTaskRecord:
-        """A new ``working`` task, run in ``group``."""
+        """A new ``working`` task, run in ``group``; ``on_change`` hears its status changes."""
         self._evict()
         record = McpTaskRecord(
-            task_id=secrets.token_urlsafe(16), owner=owner, era=era, ttl_ms=ttl_ms, group=group
+            task_id=secrets.token_urlsafe(16),
+            owner=owner,
+            era=era,
+            ttl_ms=ttl_ms,
+            group=group,
+            on_change=on_change,
         )
         self._tasks[record.task_id] = record
         return record

@@ -25,7 +25,7 @@ answer names.
 """
 
 from ._arguments import OUTPUT_SCHEMA, ToolFailure, input_schema, parse_args
-from ._errors import TaskError
+from ._errors import RunNotStarted, ShuttingDown, TaskBusy, TaskError, TaskNotFound
 from ._listener import Listener
 from ._model import (
     TASK_STATUSES,
@@ -38,16 +38,7 @@ from ._model import (
 )
 from ._notices import TaskNotices
 from ._resources import TaskResources
-from ._runner import (
-    ChangeKind,
-    RunNotStarted,
-    ShuttingDown,
-    StoreFactory,
-    TaskBusy,
-    TaskChange,
-    TaskNotFound,
-    TaskRunner,
-)
+from ._runner import ChangeKind, StoreFactory, TaskChange, TaskRunner
 from ._store import OutputLost, StateWriteError, StoreEvent, TaskStore, Visible
 from ._tools import TOOLS, TaskTools, ToolSpec, register_tasks
 from ._workspace import DaemonEndpoint, PathRefused, Workspace

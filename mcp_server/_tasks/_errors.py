@@ -9,3 +9,40 @@ class TaskError(Exception):
 
     code: str = "task_error"
     """A stable snake_case code, fixed per class (or per instance, when it comes from below)."""
+
+
+class TaskNotFound(TaskError, LookupError):
+    """No task has this id."""
+
+    code = "task_not_found"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task with id {task_id!r}")
+        self.task_id = task_id
+
+
+class TaskBusy(TaskError, RuntimeError):
+    """The task's run is still in flight; one run per task at a time."""
+
+    code = "busy"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            f"task {task_id} is still running its last turn: wait for it (wait_task) and retry"
+        )
+        self.task_id = task_id
+
+
+class RunNotStarted(TaskError, RuntimeError):
+    """The daemon could not start the run (down, wrong token, refused): the task failed."""
+
+    def __init__(self, task_id: str, code: str, message: str) -> None:
+        super().__init__(f"task {task_id}: the run did not start: {message}")
+        self.task_id = task_id
+        self.code = code
+
+
+class ShuttingDown(TaskError, RuntimeError):
+    """The server is stopping: runs in flight get their grace period, no new run starts."""
+
+    code = "shutting_down"

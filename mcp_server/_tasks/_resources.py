@@ -21,9 +21,10 @@ from mcp_server._core import (
     ResourceTemplate,
 )
 
+from ._errors import TaskNotFound
 from ._model import Task
 from ._notices import TASK_TEMPLATE
-from ._runner import TaskNotFound, TaskRunner
+from ._runner import TaskRunner
 from ._views import (
     LIST_TASKS,
     LOG_PAGE_EVENTS,

@@ -33,12 +33,12 @@ from ._arguments import (
     input_schema,
     parse_args,
 )
-from ._errors import TaskError
+from ._errors import RunNotStarted, TaskError
 from ._model import Task, TaskOptions
 from ._notices import TaskNotices
 from ._prompts import PROMPTS, prompt_view
 from ._resources import TaskResources
-from ._runner import RunNotStarted, TaskRunner
+from ._runner import TaskRunner
 from ._views import failure, statistics_view, success, task_view
 
 log = logging.getLogger("mcp_server.tasks")
