@@ -11,7 +11,16 @@ import attrs
 import httpx
 import pytest
 import trio
-from _support.mcp_http import serving
+from _support.mcp_http import (
+    BASE_HEADERS,
+    JSON,
+    modern_headers,
+    modern_params,
+    open_session,
+    read_events,
+    rpc,
+    serving,
+)
 
 from mcp_server import (
     HttpSettings,
@@ -25,11 +34,6 @@ from mcp_server import (
 )
 from mcp_server._http._authority import advertised_base, public_bases
 from mcp_server._http._streams import EventStream
-
-JSON = dict[str, Any]
-ACCEPT = "application/json, text/event-stream"
-BASE_HEADERS = {"accept": ACCEPT, "content-type": "application/json"}
-MODERN = "2026-07-28"
 
 
 @attrs.define
@@ -102,46 +106,6 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def rpc(rid: int | str | None, method: str, params: JSON | None = None) -> JSON:
-    message: JSON = {"jsonrpc": "2.0", "method": method}
-    if rid is not None:
-        message["id"] = rid
-    if params is not None:
-        message["params"] = params
-    return message
-
-
-async def initialize(client: httpx.AsyncClient, url: str, caps: JSON | None = None) -> JSON:
-    params = {"protocolVersion": "2025-11-25", "capabilities": caps or {}, "clientInfo": {}}
-    response = await client.post(url, headers=BASE_HEADERS, json=rpc(0, "initialize", params))
-    assert response.status_code == 200
-    headers = {
-        **BASE_HEADERS,
-        "mcp-session-id": response.headers["mcp-session-id"],
-        "mcp-protocol-version": "2025-11-25",
-    }
-    done = await client.post(url, headers=headers, json=rpc(None, "notifications/initialized"))
-    assert done.status_code == 202
-    return headers
-
-
-def modern_headers(method: str, name: str | None = None) -> JSON:
-    headers = {**BASE_HEADERS, "mcp-protocol-version": MODERN, "mcp-method": method}
-    if name is not None:
-        headers["mcp-name"] = name
-    return headers
-
-
-def modern_params(**params: Any) -> JSON:
-    return {
-        **params,
-        "_meta": {
-            "io.modelcontextprotocol/protocolVersion": MODERN,
-            "io.modelcontextprotocol/clientCapabilities": {},
-        },
-    }
-
-
 def sse_messages(text: str) -> list[JSON]:
     return [
         json.loads(line[len("data: ") :])
@@ -150,26 +114,12 @@ def sse_messages(text: str) -> list[JSON]:
     ]
 
 
-async def read_events(response: httpx.Response) -> AsyncIterator[tuple[str | None, JSON | None]]:
-    """(id, message) per SSE event; message is None for priming/retry events."""
-    event_id: str | None = None
-    data: str | None = None
-    async for line in response.aiter_lines():
-        if line.startswith("id: "):
-            event_id = line[4:]
-        elif line.startswith("data:"):
-            data = line[5:].strip()
-        elif line == "":
-            yield event_id, json.loads(data) if data else None
-            event_id, data = None, None
-
-
 # -- legacy leg ----------------------------------------------------------------------------------
 
 
 async def test_notification_gets_202(url: str, client: httpx.AsyncClient) -> None:
     """A notification is accepted with 202 and no body."""
-    headers = await initialize(client, url)
+    headers = await open_session(client, url)
     response = await client.post(url, headers=headers, json=rpc(None, "notifications/progress"))
     assert response.status_code == 202
     assert response.content == b""
@@ -177,7 +127,7 @@ async def test_notification_gets_202(url: str, client: httpx.AsyncClient) -> Non
 
 async def test_request_answers_json(url: str, client: httpx.AsyncClient) -> None:
     """A quick call is answered with a JSON object."""
-    headers = await initialize(client, url)
+    headers = await open_session(client, url)
     body = rpc(1, "tools/call", {"name": "echo", "arguments": {"text": "hi"}})
     response = await client.post(url, headers=headers, json=body)
     assert response.headers["content-type"] == "application/json"
@@ -196,7 +146,7 @@ async def test_missing_session_is_400_unknown_is_404(url: str, client: httpx.Asy
 
 async def test_delete_ends_the_session(url: str, client: httpx.AsyncClient) -> None:
     """After DELETE the session id gets 404."""
-    headers = await initialize(client, url)
+    headers = await open_session(client, url)
     deleted = await client.delete(url, headers=headers)
     assert deleted.status_code == 204
     after = await client.post(url, headers=headers, json=rpc(1, "tools/list"))
@@ -205,7 +155,7 @@ async def test_delete_ends_the_session(url: str, client: httpx.AsyncClient) -> N
 
 async def test_bad_version_header_is_400(url: str, client: httpx.AsyncClient) -> None:
     """An unsupported MCP-Protocol-Version on a session is rejected with 400."""
-    headers = await initialize(client, url)
+    headers = await open_session(client, url)
     headers["mcp-protocol-version"] = "1999-01-01"
     response = await client.post(url, headers=headers, json=rpc(1, "tools/list"))
     assert response.status_code == 400
@@ -215,7 +165,7 @@ async def test_notifications_cancelled_cancels_the_handler(
     url: str, client: httpx.AsyncClient, probe: Probe
 ) -> None:
     """A legacy notifications/cancelled cancels the running request's scope."""
-    headers = await initialize(client, url)
+    headers = await open_session(client, url)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             lambda: client.post(url, headers=headers, json=rpc(5, "tools/call", {"name": "slow"}))
@@ -232,7 +182,7 @@ async def test_last_event_id_resumes_a_closed_stream(
     url: str, client: httpx.AsyncClient, probe: Probe
 ) -> None:
     """A stream the server closed is resumed with GET + Last-Event-ID and ends with the result."""
-    headers = await initialize(client, url)
+    headers = await open_session(client, url)
     body = rpc(9, "tools/call", {"name": "resumable", "_meta": {"progressToken": "p"}})
     last_id = None
     seen: list[JSON] = []
@@ -258,7 +208,7 @@ async def test_resource_update_reaches_the_get_stream(
     """A subscribed resource's update is delivered on the session's GET stream."""
     registry = make_registry(probe)
     async with serving(registry) as url:
-        headers = await initialize(client, url)
+        headers = await open_session(client, url)
         subscribe = rpc(1, "resources/subscribe", {"uri": "x://watched"})
         assert (await client.post(url, headers=headers, json=subscribe)).status_code == 200
         async with client.stream("GET", url, headers=headers) as response:
@@ -525,7 +475,7 @@ async def test_drain_ends_sse_stream_with_a_final_event(probe: Probe) -> None:
     first, ended = trio.Event(), trio.Event()
     async with httpx.AsyncClient(timeout=20) as client, trio.open_nursery() as nursery:
         async with serving(make_registry(probe), graceful_timeout_s=30) as url:
-            headers = await initialize(client, url)
+            headers = await open_session(client, url)
 
             async def listen(task_status: trio.TaskStatus[None]) -> None:
                 async with client.stream("GET", url, headers=headers) as response:
@@ -557,7 +507,7 @@ async def test_drain_lets_a_request_in_flight_complete(probe: Probe) -> None:
             functools.partial(serve, make_registry(probe), settings, shutdown=shutdown)
         )
         url = urls[0].replace("127.0.0.1", "localhost") + "/mcp"
-        headers = await initialize(client, url)
+        headers = await open_session(client, url)
 
         async def call() -> None:
             body = rpc(3, "tools/call", {"name": "gated", "_meta": {"progressToken": "p"}})
@@ -593,7 +543,7 @@ async def test_drain_lets_each_request_in_flight_complete(
         )
         url = urls[0].replace("127.0.0.1", "localhost") + "/mcp"
         if era == "legacy":
-            headers = await initialize(client, url)
+            headers = await open_session(client, url)
             body = rpc(3, "tools/call", {"name": tool, "_meta": {"progressToken": "p"}})
         else:
             headers = modern_headers("tools/call", tool)
@@ -639,7 +589,7 @@ async def test_idle_keep_alive_client_does_not_hold_shutdown(probe: Probe) -> No
     """An idle keep-alive connection does not hold graceful shutdown for graceful_timeout."""
     async with httpx.AsyncClient(timeout=20) as client:
         async with serving(make_registry(probe), graceful_timeout_s=30) as url:
-            await initialize(client, url)
+            await open_session(client, url)
             health = await client.get(url.rsplit("/", 1)[0] + "/healthz")
             assert health.status_code == 200
             started = trio.current_time()
@@ -654,7 +604,7 @@ async def test_idle_session_expires(probe: Probe, client: httpx.AsyncClient) -> 
     """A session idle for longer than session_idle_timeout_s is gone (404)."""
     idle_timeout = 0.2
     async with serving(make_registry(probe), session_idle_timeout_s=idle_timeout) as url:
-        headers = await initialize(client, url)
+        headers = await open_session(client, url)
         response = await client.post(url, headers=headers, json=rpc(1, "ping"))
         assert response.status_code == 200
         # Each ping refreshes a live session, so each one follows an idle gap longer than the
@@ -671,9 +621,9 @@ async def test_session_cap_evicts_the_least_recently_used(
 ) -> None:
     """Past max_sessions the least recently used idle session is ended."""
     async with serving(make_registry(probe), max_sessions=2) as url:
-        first = await initialize(client, url)
-        second = await initialize(client, url)
-        await initialize(client, url)
+        first = await open_session(client, url)
+        second = await open_session(client, url)
+        await open_session(client, url)
         evicted = await client.post(url, headers=first, json=rpc(1, "ping"))
         kept = await client.post(url, headers=second, json=rpc(1, "ping"))
     assert (evicted.status_code, kept.status_code) == (404, 200)
@@ -694,7 +644,7 @@ async def test_second_get_stream_replaces_the_first(probe: Probe) -> None:
     """A new GET stream takes over: the old one ends, messages go out on the new one only."""
     registry = make_registry(probe)
     async with httpx.AsyncClient(timeout=20) as client, serving(registry) as url:
-        headers = await initialize(client, url)
+        headers = await open_session(client, url)
         subscribe = rpc(1, "resources/subscribe", {"uri": "x://watched"})
         assert (await client.post(url, headers=headers, json=subscribe)).status_code == 200
         async with client.stream("GET", url, headers=headers) as first:
