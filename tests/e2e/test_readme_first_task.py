@@ -1,0 +1,119 @@
+"""The README's first task, made as written against a real ``coding-agent up`` and its daemon.
+
+The transcript's calls are performed in order with the SDK client; each answer must hold what the
+README shows (``…`` stands for anything, ``ID`` for the task id). The agent is the stand-in
+``claude`` (tests/e2e/stand_in_claude.py), so the README's instructions are mapped to the
+stand-in's prompts below.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import sys
+from typing import Any
+
+from _support.agent_up import base_env, coding_agent_up, sdk_client
+from _support.readme import README
+from mcp import Client
+from mcp.types import TextResourceContents
+
+STAND_IN = pathlib.Path(__file__).parent / "stand_in_claude.py"
+SECTION = "## A first task, end to end"
+#: The README's instructions and the stand-in prompts that do the same.
+PROMPTS = {
+    "Create hello.py that prints hello.": "edit hello.py print('hello')",
+    "Also print the date.": "hello",
+}
+ANY = "…"
+
+
+def transcript() -> list[tuple[str, Any, Any]]:
+    """(call, arguments, expected answer) of the README's transcript, in order."""
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index(SECTION) :].split("```text\n", 1)[1].split("\n```", 1)[0]
+    steps: list[tuple[str, Any, Any]] = []
+    for line in block.splitlines():
+        if line.startswith("  → "):
+            expected = re.sub(r",\s*…(?=[}\]])", "", line.removeprefix("  → "))
+            expected = expected.replace("[…]", f'"{ANY}"').replace(": …", f': "{ANY}"')
+            name, arguments, _ = steps[-1]
+            steps[-1] = (name, arguments, json.loads(expected))
+        else:
+            name, _, arguments = line.partition(" ")
+            steps.append((name, arguments if name == "read" else json.loads(arguments), None))
+    return steps
+
+
+def holds(expected: Any, actual: Any, task_id: str, where: str = "$") -> list[str]:
+    """Where ``actual`` differs from what the README shows."""
+    if expected == ANY:
+        return []
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return [f"expected an object, got {actual!r} @ {where}"]
+        return [
+            problem
+            for key, value in expected.items()
+            for problem in (
+                holds(value, actual[key], task_id, f"{where}.{key}")
+                if key in actual
+                else [f"missing @ {where}.{key}"]
+            )
+        ]
+    if isinstance(expected, str):
+        expected = expected.replace("ID", task_id)
+    return [] if expected == actual else [f"expected {expected!r}, got {actual!r} @ {where}"]
+
+
+async def perform(client: Client, name: str, arguments: Any, task_id: str) -> Any:
+    """One transcript step: a tool call's ``result``, or a resource read's JSON."""
+    if name == "read":
+        read = await client.read_resource(arguments.replace("ID", task_id))
+        content = read.contents[0]
+        assert isinstance(content, TextResourceContents), content
+        return json.loads(content.text)
+    arguments = {
+        key: PROMPTS[value] if key == "instructions" else value.replace("ID", task_id)
+        for key, value in arguments.items()
+    }
+    answer = await client.call_tool(name, arguments)
+    assert not answer.is_error, answer
+    assert answer.structured_content is not None, answer
+    return answer.structured_content["result"]
+
+
+def test_the_transcript_is_what_the_test_performs() -> None:
+    """The parser finds the README's seven steps, each with an answer."""
+    steps = transcript()
+    assert [name for name, _, _ in steps] == [
+        "create_task",
+        "wait_task",
+        "read",
+        "update_task",
+        "wait_task",
+        "report",
+        "end_task",
+    ]
+    assert all(expected is not None for _, _, expected in steps)
+
+
+async def test_readme_first_task_as_written(tmp_path: pathlib.Path) -> None:
+    """Every call of the README's first task answers what the README shows, in order."""
+    root = tmp_path / "root"
+    (root / "demo").mkdir(parents=True)
+    agent = tmp_path / "claude"
+    agent.write_text(f"#!{sys.executable}\n{STAND_IN.read_text()}")
+    agent.chmod(0o755)
+    async with (
+        coding_agent_up(tmp_path / "state", root, base_env(CLAUDE_PATH=str(agent))) as up,
+        sdk_client(up) as client,
+    ):
+        task_id = "ID"
+        for name, arguments, expected in transcript():
+            actual = await perform(client, name, arguments, task_id)
+            if name == "create_task":
+                task_id = actual["task_id"]
+            assert holds(expected, actual, task_id) == [], (name, actual)
+    assert (root / "demo" / "hello.py").read_text() == "print('hello')\n"
