@@ -73,7 +73,8 @@ def test_every_relative_link_resolves() -> None:
 def test_readme_shows_only_commands_a_test_runs() -> None:
     """The README's only shell commands are the two set-up lines that
     tests/container/test_container_readme.py holds (the first is run by
-    tests/e2e/test_readme_first_task.py's `coding-agent up`, the second by .ci/run); the
+    tests/e2e/test_readme_first_task.py's `coding-agent up`, the second by .ci/run; that file
+    also performs the first-task transcript and runs the SDK script); the
     deployment commands live in docs/deployment.md, which tests/container/test_container_e2e.py
     runs."""
     commands = [c.text for c in console_commands(README)]

@@ -14,6 +14,7 @@ import re
 import sys
 from typing import Any
 
+import trio
 from _support.agent_up import base_env, coding_agent_up, sdk_client
 from _support.readme import README
 from mcp import Client
@@ -117,3 +118,28 @@ async def test_readme_first_task_as_written(tmp_path: pathlib.Path) -> None:
                 task_id = actual["task_id"]
             assert holds(expected, actual, task_id) == [], (name, actual)
     assert (root / "demo" / "hello.py").read_text() == "print('hello')\n"
+
+
+def readme_script(url: str, token: str) -> str:
+    """The README's SDK script with the URL and token ``up`` printed."""
+    text = README.read_text(encoding="utf-8")
+    block = text.split("  ```python\n", 1)[1].split("\n  ```", 1)[0]
+    script = "\n".join(line.removeprefix("  ") for line in block.splitlines())
+    shown = 'anyio.run(main, "http://127.0.0.1:3000/mcp", "3q…")'
+    assert shown in script, script
+    return script.replace(shown, f"anyio.run(main, {url!r}, {token!r})")
+
+
+async def test_readme_sdk_script_runs(tmp_path: pathlib.Path) -> None:
+    """The README's SDK script, with the real URL and token, prints check_status's answer."""
+    root = tmp_path / "root"
+    root.mkdir()
+    async with coding_agent_up(tmp_path / "state", root, base_env()) as up:
+        result = await trio.run_process(
+            [sys.executable, "-c", readme_script(up.url, up.token)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    assert "the host daemon answers" in result.stdout.decode()
