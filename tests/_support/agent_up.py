@@ -40,6 +40,7 @@ class Up:
     daemon: str  # the banner's "Daemon:" line: "HOST:PORT (agents work in ROOT)"
     process: trio.Process
     log_path: pathlib.Path
+    banner: str = ""  # what stdout gave until the "Daemon:" line was read (maybe more)
 
     def kill(self) -> None:
         """SIGKILL the whole process (daemon and server: they are one process)."""
@@ -54,9 +55,10 @@ class Up:
         return self.log_path.read_text(errors="replace")
 
 
-async def _read_banner(process: trio.Process) -> dict[str, str]:
+async def _read_banner(process: trio.Process) -> tuple[dict[str, str], str]:
     assert process.stdout is not None
     buffer = b""
+    received = b""
     fields: dict[str, str] = {}
     with trio.fail_after(STARTUP_TIMEOUT_S):
         while "Daemon" not in fields:
@@ -64,12 +66,13 @@ async def _read_banner(process: trio.Process) -> dict[str, str]:
             if not chunk:
                 raise RuntimeError("coding-agent up exited before printing its URL")
             buffer += chunk
+            received += chunk
             *lines, rest = buffer.split(b"\n")
             buffer = rest
             for line in lines:
                 name, _, value = line.decode().partition(": ")
                 fields[name] = value
-    return fields
+    return fields, received.decode()
 
 
 def _limit_files(limits: tuple[int, int]) -> None:
@@ -113,8 +116,10 @@ async def coding_agent_up(
             preexec_fn=None if open_files is None else functools.partial(_limit_files, open_files),
         )
     try:
-        fields = await _read_banner(process)
-        yield Up(fields["MCP URL"], fields["Bearer token"], fields["Daemon"], process, log_path)
+        fields, banner = await _read_banner(process)
+        yield Up(
+            fields["MCP URL"], fields["Bearer token"], fields["Daemon"], process, log_path, banner
+        )
     finally:
         with trio.CancelScope(shield=True):
             if process.returncode is None:

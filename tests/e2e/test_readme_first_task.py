@@ -143,3 +143,34 @@ async def test_readme_sdk_script_runs(tmp_path: pathlib.Path) -> None:
         )
     assert result.returncode == 0, result.stderr.decode()
     assert "the host daemon answers" in result.stdout.decode()
+
+
+def shown_banner() -> list[str]:
+    """The lines the README shows ``coding-agent up`` printing, the token and ports generalised."""
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index("## Connect a client") :].split("```text\n", 1)[1].split("\n```")[0]
+    return block.splitlines()
+
+
+async def test_readme_shows_what_up_prints(tmp_path: pathlib.Path) -> None:
+    """`coding-agent up` prints the README's lines, with its own URL, token, port and paths."""
+    root = tmp_path / "root"
+    root.mkdir()
+    state = tmp_path / "state"
+    async with coding_agent_up(state, root, base_env()) as up:
+        host_port = up.daemon.split(" ", 1)[0]
+        stdout = up.process.stdout
+        assert stdout is not None
+        printed = up.banner
+        with trio.fail_after(30):
+            while printed.count("\n") < len(shown_banner()):
+                printed += (await stdout.receive_some(4096)).decode()
+    expected = [
+        line.replace("http://127.0.0.1:3000/mcp", up.url)
+        .replace("3q…", up.token)
+        .replace("127.0.0.1:40123", host_port)
+        .replace("/home/you/src", str(root))
+        .replace("/home/you/.local/share/coding-agent", str(state))
+        for line in shown_banner()
+    ]
+    assert printed.splitlines() == expected
