@@ -19,8 +19,7 @@ from typing import Any
 
 import orjson
 
-from ._core import Registry
-from ._core._schema import validate
+from ._core import Registry, validate
 from ._tasks import (
     OUTPUT_SCHEMA,
     TASK_STATUSES,
