@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from _support import procs
 from _support.agent_up import Up, coding_agent_up, sdk_client
 from _support.claude_cli import claude_env, claude_executable
 from _support.polling import eventually as _eventually
@@ -87,21 +88,9 @@ def world(tmp_path: pathlib.Path, claude: str, model: ScriptedModel) -> World:
 
 def marked_processes(marker: str, server: Up | None = None) -> list[tuple[int, str]]:
     """Live processes whose environment carries ``marker`` (not zombies), but the server's."""
-    needle = f"{MARKER}={marker}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = pathlib.Path(f"/proc/{entry}/environ").read_bytes()
-            stat = pathlib.Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if server is not None and int(entry) == server.process.pid:
-            continue
-        if needle in environ.split(b"\0") and stat.rsplit(")", 1)[1].split()[0] != "Z":
-            found.append((int(entry), stat.split("(", 1)[1].split(")", 1)[0]))
-    return found
+    return procs.marked_processes(
+        MARKER, marker, exclude=() if server is None else {server.process.pid}
+    )
 
 
 async def ok(client: Client, name: str, **arguments: Any) -> dict[str, Any]:

@@ -15,13 +15,15 @@ import os
 import pathlib
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import attrs
 import pytest
 import trio
 from _support.claude_cli import claude_env, claude_executable
 from _support.daemon import running_daemon
+from _support.polling import eventually
+from _support.procs import marked_processes
 from _support.scripted_model import (
     BashCall,
     Hold,
@@ -95,28 +97,7 @@ async def daemon(
 
 def _marked_processes(marker: str) -> list[tuple[int, str]]:
     """Live processes whose environment carries ``marker``: (pid, command name)."""
-    needle = f"{_MARKER}={marker}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = pathlib.Path(f"/proc/{entry}/environ").read_bytes()
-            comm = pathlib.Path(f"/proc/{entry}/comm").read_text().strip()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            found.append((int(entry), comm))
-    return found
-
-
-async def _wait_until(predicate: Callable[[], bool], what: str) -> None:
-    with trio.move_on_after(_DEADLINE_S) as deadline:
-        # /proc offers no notification: poll it, bounded by the deadline.
-        while not predicate():  # noqa: ASYNC110 -- nothing to wait on but /proc itself
-            await trio.sleep(0.05)
-    if deadline.cancelled_caught:
-        raise AssertionError(f"timed out after {_DEADLINE_S:g} s waiting for {what}")
+    return marked_processes(_MARKER, marker)
 
 
 async def _run(daemon: Daemon, request: RunRequest) -> list[RunEvent]:
@@ -197,15 +178,19 @@ async def test_claude_run_cancelled_mid_tool_leaves_no_process(
                     leader = event.pid
                 if isinstance(event, AgentEvent) and event.kind == "tool_use":
                     break
-            await _wait_until(sleeps_running, "the tool's three sleeps")
-            await _wait_until(pid_file.exists, "the escaped process's pid file")
+            await eventually(sleeps_running, "the tool's three sleeps", timeout=_DEADLINE_S)
+            await eventually(pid_file.exists, "the escaped process's pid file", timeout=_DEADLINE_S)
             escaped = int(pid_file.read_text())
             assert _escaped_from(leader, escaped)
     try:
-        await _wait_until(
-            lambda: not _marked_processes(daemon.marker), "the run's processes to end"
+        await eventually(
+            lambda: not _marked_processes(daemon.marker),
+            "the run's processes to end",
+            timeout=_DEADLINE_S,
         )
-        await _wait_until(lambda: _gone(escaped), f"the escaped process {escaped} to end")
+        await eventually(
+            lambda: _gone(escaped), f"the escaped process {escaped} to end", timeout=_DEADLINE_S
+        )
     finally:
         _kill_if_alive(escaped)  # a failed test must not leave it behind
     assert model.pending_steps == 1
@@ -278,7 +263,11 @@ async def test_claude_run_timed_out_while_the_model_thinks(
     assert finished.error == "the run timed out"
     [init] = [e for e in events if isinstance(e, AgentEvent) and e.kind == "init"]
     assert finished.session_id == init.session_id
-    await _wait_until(lambda: not _marked_processes(daemon.marker), "the run's processes to end")
+    await eventually(
+        lambda: not _marked_processes(daemon.marker),
+        "the run's processes to end",
+        timeout=_DEADLINE_S,
+    )
 
 
 async def test_claude_reads_every_bound_option_and_an_option_like_prompt_as_text(

@@ -9,10 +9,9 @@ the run is left" is checked by scanning ``/proc/*/environ`` for it.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import attrs
 import pytest
@@ -25,6 +24,8 @@ from _support.agent_clis import (
     gemini_executable,
 )
 from _support.daemon import running_daemon
+from _support.polling import eventually
+from _support.procs import marked_processes
 from _support.scripted_codex import (
     Patch,
     ScriptedCodexModel,
@@ -104,28 +105,7 @@ async def daemon(
 
 def _marked_processes(marker: str) -> list[tuple[int, str]]:
     """Live processes whose environment carries ``marker``: (pid, command name)."""
-    needle = f"{_MARKER}={marker}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = pathlib.Path(f"/proc/{entry}/environ").read_bytes()
-            comm = pathlib.Path(f"/proc/{entry}/comm").read_text().strip()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            found.append((int(entry), comm))
-    return found
-
-
-async def _wait_until(predicate: Callable[[], bool], what: str) -> None:
-    with trio.move_on_after(_DEADLINE_S) as deadline:
-        # /proc offers no notification: poll it, bounded by the deadline.
-        while not predicate():  # noqa: ASYNC110 -- nothing to wait on but /proc itself
-            await trio.sleep(0.05)
-    if deadline.cancelled_caught:
-        raise AssertionError(f"timed out after {_DEADLINE_S:g} s waiting for {what}")
+    return marked_processes(_MARKER, marker)
 
 
 def _request(daemon: Daemon, agent: str, prompt: str, **fields: object) -> RunRequest:
@@ -159,8 +139,12 @@ async def _cancel_mid_tool(daemon: Daemon, request: RunRequest) -> None:
             async for event in stream:
                 if isinstance(event, AgentEvent) and event.kind == "tool_use":
                     break
-            await _wait_until(sleeps_running, "the tool's two sleeps")
-    await _wait_until(lambda: not _marked_processes(daemon.marker), "the run's processes to end")
+            await eventually(sleeps_running, "the tool's two sleeps", timeout=_DEADLINE_S)
+    await eventually(
+        lambda: not _marked_processes(daemon.marker),
+        "the run's processes to end",
+        timeout=_DEADLINE_S,
+    )
 
 
 async def test_codex_runs_a_command_and_patches_files(daemon: Daemon) -> None:
