@@ -125,6 +125,8 @@ class _Daemon:
         self.authenticated = 0
         #: Connections in their handshake, oldest first.
         self._handshakes: dict[int, _Handshake] = {}
+        #: Handshakes pushed out since the budget last filled: a flood logs twice, not per client.
+        self._evicted = 0
         self.idle = trio.Event()
         self.idle.set()
         self._ids = itertools.count(1)
@@ -155,6 +157,12 @@ class _Daemon:
         """
         if len(self._handshakes) >= self.config.max_unauthenticated:
             self._handshakes.pop(next(iter(self._handshakes))).evict()
+            if not self._evicted:
+                log.warning(
+                    "too many unauthenticated connections, dropping the oldest",
+                    extra=_fields(limit=self.config.max_unauthenticated),
+                )
+            self._evicted += 1
         deadline = trio.current_time() + self.config.handshake_timeout_s
         handshake = self._handshakes[conn_id] = _Handshake(trio.CancelScope(deadline=deadline))
         return handshake
@@ -168,6 +176,11 @@ class _Daemon:
                     await server_handshake(conn, self.config.token)
             finally:
                 self._handshakes.pop(conn_id, None)
+                if self._evicted and not self._handshakes:
+                    log.warning(
+                        "unauthenticated connections dropped", extra=_fields(count=self._evicted)
+                    )
+                    self._evicted = 0
             if handshake.evicted:
                 await self._drop_evicted(conn_id, conn)
                 return
@@ -212,10 +225,7 @@ class _Daemon:
     async def _drop_evicted(self, conn_id: int, conn: FramedStream) -> None:
         """Tell a handshake pushed out of the budget ``busy`` and close, without lingering (the
         frame fits the socket's buffer; a flood must not hold descriptors here)."""
-        log.warning(
-            "too many unauthenticated connections, dropping the oldest",
-            extra=_fields(conn=conn_id, limit=self.config.max_unauthenticated),
-        )
+        log.info("unauthenticated connection dropped", extra=_fields(conn=conn_id))
         message = (
             f"the daemon has {self.config.max_unauthenticated} unauthenticated connections "
             "open, its limit; this one waited longest"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pathlib
 import sys
@@ -488,6 +489,34 @@ async def test_unauthenticated_flood_does_not_starve_authenticated_clients(
                 timeout=DEADLINE / 2,
             )
             nursery.cancel_scope.cancel()
+
+
+async def test_unauthenticated_flood_logs_once_not_per_client(
+    root: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flood past the unauthenticated budget logs its start and its count, not every client."""
+    config = host_daemon.DaemonConfig(token="x", roots=(str(root),))
+    flood = config.max_unauthenticated * 4
+    caplog.set_level(logging.WARNING, logger="host_daemon")
+    async with running_daemon(roots=[root], handshake_timeout_s=DEADLINE) as d:
+        async with silent_clients(d, flood):
+            await eventually(
+                lambda: (
+                    "too many unauthenticated connections, dropping the oldest" in caplog.messages
+                ),
+                "the daemon to start dropping the oldest handshakes",
+                timeout=DEADLINE / 2,
+            )
+        await eventually(
+            lambda: "unauthenticated connections dropped" in caplog.messages,
+            "the flood's summary once every handshake has ended",
+            timeout=DEADLINE,
+        )
+    assert caplog.messages.count("too many unauthenticated connections, dropping the oldest") == 1
+    [summary] = [
+        r for r in caplog.records if r.getMessage() == "unauthenticated connections dropped"
+    ]
+    assert summary.fields == {"count": flood - config.max_unauthenticated}  # type: ignore[attr-defined]
 
 
 async def test_idle_unauthenticated_client_closed_within_a_few_seconds(
