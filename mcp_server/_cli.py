@@ -139,7 +139,9 @@ async def run_server(
         graceful_timeout_s=config.http_graceful_s,
         instructions=(
             "Create coding tasks with create_task, follow them with wait_task or the "
-            "task:// resources, send follow-ups with update_task, close them with end_task."
+            "task:// resources, send follow-ups with update_task, close them with end_task. "
+            "A task in a git repository works in a worktree of its own: review its "
+            "task://{id}/diff, then merge_task or discard_task."
         ),
     )
     served = trio.Event()
