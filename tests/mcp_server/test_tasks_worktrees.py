@@ -41,7 +41,7 @@ async def git(repo: pathlib.Path, *args: str) -> str:
 
 async def make_repo(repo: pathlib.Path) -> None:
     """A repository on branch main with one commit (README)."""
-    repo.mkdir(parents=True, exist_ok=True)
+    await trio.Path(repo).mkdir(parents=True, exist_ok=True)
     await git(repo, "init", "-q", "-b", "main")
     (repo / "README").write_text("hello\n")
     await git(repo, "add", "README")
