@@ -128,6 +128,7 @@ async def run_server(
         config.daemon,
         config.workspace,
         listener=TaskNotices(registry),
+        sweep_interval_s=config.sweep_interval_s,
     )
     await runner.store.load()
     register_tasks(registry, runner, features=config.features)
