@@ -332,7 +332,6 @@ class _Daemon:
                 message = f"{tag} failed in the daemon: {type(failure).__name__}: {failure}"
             await _send_error_and_close(conn, code, message)
             return
-        await conn.send(reply)
         log.info(
             "worktree operation done",
             extra=_fields(
@@ -342,6 +341,7 @@ class _Daemon:
                 seconds=round(trio.current_time() - started, 3),
             ),
         )
+        await conn.send(reply)  # done even if the client left: then only the answer is lost
 
     async def _worktree_reply(self, operation: WorktreeOperation) -> WorktreeReply:  # noqa: PLR0911  # one return per operation
         manager = self.worktrees

@@ -18,6 +18,7 @@ import orjson
 import pytest
 import trio
 from _support.daemon import RunningDaemon, install_stand_in_agent, running_daemon
+from _support.polling import eventually
 
 import host_daemon
 from host_daemon import (
@@ -403,6 +404,25 @@ async def test_malformed_operation_gets_invalid_request_and_daemon_serves(
     assert isinstance(
         await host_daemon.probe(daemon.host, daemon.port, daemon.token), host_daemon.ProbeInfo
     )
+
+
+async def test_operation_finishes_when_its_client_leaves(
+    daemon: RunningDaemon,
+    repo: pathlib.Path,
+    worktrees_dir: pathlib.Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client that sends a create and hangs up at once still gets its worktree made."""
+    caplog.set_level(logging.INFO, logger="host_daemon")
+    stream = await trio.open_tcp_stream(daemon.host, daemon.port)
+    conn = FramedStream(stream, DAEMON_TO_CLIENT, max_frame_bytes=1 << 20)
+    async with stream:
+        await client_handshake(conn, daemon.token)
+        await conn.send(create(repo / "proj"))
+    await eventually(lambda: "worktree operation done" in caplog.text, "the create's end")
+    assert (worktrees_dir / KEY / "proj" / "app.txt").is_file()
+    listed = await git(repo, "worktree", "list", "--porcelain")
+    assert f"branch refs/heads/{BRANCH}" in listed.splitlines()
 
 
 async def test_worktree_operations_take_no_run_slot(
