@@ -33,7 +33,6 @@ from ._process import ExitStatus, spawn_group
 from ._protocol import (
     CLIENT_TO_DAEMON,
     PROTOCOL_VERSION,
-    WORKTREE_OPERATIONS,
     ErrorFrame,
     ProbeRequest,
     ProtocolViolation,
@@ -295,8 +294,8 @@ class _Daemon:
             log.info("probe served", extra=_fields(conn=conn_id))
         elif isinstance(operation, RunRequest):
             await self.run(conn_id, conn, operation)
-        elif type(operation) in WORKTREE_OPERATIONS:
-            await self.worktree_operation(conn_id, conn, operation)  # type: ignore[arg-type]
+        elif isinstance(operation, WorktreeOperation):
+            await self.worktree_operation(conn_id, conn, operation)
         elif operation is not None:
             raise ProtocolViolation(
                 "unexpected_message",
@@ -343,27 +342,29 @@ class _Daemon:
         )
         await conn.send(reply)  # done even if the client left: then only the answer is lost
 
-    async def _worktree_reply(self, operation: WorktreeOperation) -> WorktreeReply:  # noqa: PLR0911  # one return per operation
+    async def _worktree_reply(self, operation: WorktreeOperation) -> WorktreeReply:
         manager = self.worktrees
         if manager is None:
             return _without_worktrees(operation)
+        reply: WorktreeReply
         match operation:
             case WorktreeCreate():
-                return await manager.create(operation)
+                reply = await manager.create(operation)
             case WorktreeCommit():
-                return await manager.commit(operation)
+                reply = await manager.commit(operation)
             case WorktreeDiff():
-                return await manager.diff(operation)
+                reply = await manager.diff(operation)
             case WorktreeCommits():
-                return await manager.commits(operation)
+                reply = await manager.commits(operation)
             case WorktreeMerge():
-                return await manager.merge(operation)
+                reply = await manager.merge(operation)
             case WorktreeDiscard():
-                return await manager.discard(operation)
+                reply = await manager.discard(operation)
             case WorktreeSweep():
-                return await manager.sweep(operation)
+                reply = await manager.sweep(operation)
             case _:
                 assert_never(operation)
+        return reply
 
     async def _git(self) -> str | None:
         """``git --version`` for the probe, remembered once known; None when git is missing."""
