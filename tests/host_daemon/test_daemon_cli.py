@@ -270,6 +270,8 @@ def test_worktrees_dir_of_no_own_refused_with_exit_2(
     (tmp_path / "root" / "sub" / "project").mkdir(parents=True)
     env = {**os.environ, "DAEMON_TOKEN": "x"}
     result = run_cli(
+        "--listen",
+        "127.0.0.1:0",
         "--root",
         str(tmp_path / "root"),
         "--root",
