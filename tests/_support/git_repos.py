@@ -115,3 +115,25 @@ def make_manager(tmp_path: pathlib.Path, **overrides: object) -> WorktreeManager
     }
     settings.update(overrides)
     return WorktreeManager(**settings)  # type: ignore[arg-type]  # the settings above
+
+
+def read_text(*parts: str | os.PathLike[str]) -> str:
+    """The text of the file at ``os.path.join(*parts)`` (a plain blocking read, for asserts)."""
+    return pathlib.Path(*parts).read_text()
+
+
+def exists(*parts: str | os.PathLike[str]) -> bool:
+    """Whether anything (a dangling symlink included) is at ``os.path.join(*parts)``."""
+    return os.path.lexists(os.path.join(*parts))
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` (a plain blocking write, for setting up a test)."""
+    pathlib.Path(path).write_bytes(data)
+
+
+def write_script(path: str | os.PathLike[str], text: str) -> None:
+    """Write an executable script (a git hook, a stand-in program)."""
+    script = pathlib.Path(path)
+    script.write_text(text)
+    script.chmod(0o755)

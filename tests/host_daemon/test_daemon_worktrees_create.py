@@ -14,10 +14,12 @@ from _support.git_repos import (
     branches,
     checkout_fingerprint,
     commit_files,
+    exists,
     git,
     head,
     make_manager,
     make_repo,
+    read_text,
     write_files,
 )
 
@@ -27,7 +29,10 @@ from host_daemon._worktrees import WorktreeRefused
 
 def _request(repo: pathlib.Path, key: str = "task1", **fields: object) -> WorktreeCreate:
     return WorktreeCreate(
-        key=key, cwd=str(repo), branch=f"coding-agent/{key}-work", **fields  # type: ignore[arg-type]
+        key=key,
+        cwd=str(repo),
+        branch=f"coding-agent/{key}-work",
+        **fields,  # type: ignore[arg-type]
     )
 
 
@@ -60,7 +65,7 @@ async def test_create_from_base_ref(tmp_path: pathlib.Path) -> None:
     git(repo, "checkout", "--quiet", "main")
     info = await _create(make_manager(tmp_path), _request(repo, base_ref="feature"))
     assert (info.base_branch, info.base_commit) == ("feature", feature)
-    assert pathlib.Path(info.path, "a.txt").read_text() == "feature\n"
+    assert read_text(info.path, "a.txt") == "feature\n"
 
 
 async def test_create_from_a_commit_has_no_base_branch(tmp_path: pathlib.Path) -> None:
@@ -70,7 +75,7 @@ async def test_create_from_a_commit_has_no_base_branch(tmp_path: pathlib.Path) -
     commit_files(repo, {"a.txt": "two\n"}, "second")
     info = await _create(make_manager(tmp_path), _request(repo, base_ref=first))
     assert (info.base_branch, info.base_commit) == (None, first)
-    assert pathlib.Path(info.path, "a.txt").read_text() == "one\n"
+    assert read_text(info.path, "a.txt") == "one\n"
 
 
 async def test_create_in_a_subdirectory_records_it(tmp_path: pathlib.Path) -> None:
@@ -87,8 +92,8 @@ async def test_uncommitted_changes_stay_out_by_default(tmp_path: pathlib.Path) -
     repo = make_repo(tmp_path / "repo", {"a.txt": "committed\n"})
     write_files(repo, {"a.txt": "edited\n", "new.txt": "untracked\n"})
     info = await _create(make_manager(tmp_path), _request(repo))
-    assert pathlib.Path(info.path, "a.txt").read_text() == "committed\n"
-    assert not pathlib.Path(info.path, "new.txt").exists()
+    assert read_text(info.path, "a.txt") == "committed\n"
+    assert not exists(info.path, "new.txt")
     assert info.head_commit == info.base_commit
 
 
@@ -202,7 +207,7 @@ async def test_existing_key_refused(tmp_path: pathlib.Path) -> None:
         await manager.create(other)
     assert caught.value.code == "worktree_exists"
     assert branches(repo) == ["coding-agent/task1-work", "main"]
-    assert pathlib.Path(info.path, "a.txt").exists()
+    assert exists(info.path, "a.txt")
 
 
 async def test_existing_branch_refused(tmp_path: pathlib.Path) -> None:
@@ -245,7 +250,7 @@ async def test_metadata_written_beside_the_worktree(tmp_path: pathlib.Path) -> N
     repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
     manager = make_manager(tmp_path)
     info = await _create(manager, _request(repo))
-    meta = json.loads(pathlib.Path(manager.worktrees_dir, "task1.json").read_text())
+    meta = json.loads(read_text(manager.worktrees_dir, "task1.json"))
     assert meta["branch"] == info.branch
     assert meta["base_commit"] == info.base_commit
     assert meta["path"] == info.path
@@ -287,7 +292,7 @@ async def test_root_daemon_runs_git_as_the_repository_owner() -> None:
     """A root daemon makes the worktree and its commits as the repository's owner."""
     base = pathlib.Path(tempfile.mkdtemp(prefix="wt-owner-"))
     try:
-        base.chmod(0o755)
+        os.chmod(base, 0o755)  # noqa: S103 -- the repository's owner (nobody) must reach it
         nobody = 65534
         repo = make_repo(base / "repo", {"a.txt": "a\n"})
         for current, dirs, files in os.walk(base):

@@ -10,6 +10,7 @@ from _support.git_repos import (
     branches,
     checkout_fingerprint,
     commit_files,
+    exists,
     git,
     head,
     make_manager,
@@ -58,7 +59,9 @@ async def test_merge_into_the_checked_out_branch(
     tmp_path: pathlib.Path, strategy: MergeStrategy
 ) -> None:
     """With the base branch checked out, the merge lands and the working tree moves with it."""
-    manager, info, repo = await _task_with_a_turn(tmp_path, {"a.txt": "1\nTWO\n3\n", "c.txt": "c\n"})
+    manager, info, repo = await _task_with_a_turn(
+        tmp_path, {"a.txt": "1\nTWO\n3\n", "c.txt": "c\n"}
+    )
     done = await manager.merge(WorktreeMerge(key="t", strategy=strategy))
     assert (done.base_branch, done.checkout_updated) == ("main", True)
     assert sorted(done.files) == ["a.txt", "c.txt"]
@@ -142,7 +145,7 @@ async def test_conflict_refused_and_checkout_unchanged(
     assert "a.txt" in caught.value.message
     assert checkout_fingerprint(repo) == before
     assert head(repo, "refs/heads/main") == main_before
-    assert os.path.isdir(info.path)
+    assert exists(info.path)
     assert "coding-agent/t" in branches(repo)
     assert [e for e in os.listdir(manager.worktrees_dir) if e.startswith(".")] == []
 
@@ -222,4 +225,4 @@ async def test_deleted_base_branch_refused(tmp_path: pathlib.Path) -> None:
     with pytest.raises(WorktreeRefused) as caught:
         await manager.merge(WorktreeMerge(key="t"))
     assert caught.value.code == "no_base_branch"
-    assert os.path.isdir(info.path)
+    assert exists(info.path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 
 import pytest
-from _support.git_repos import commit_files, git, make_manager, make_repo, write_files
+from _support.git_repos import commit_files, git, make_manager, make_repo, write_files, write_script
 
 from host_daemon._records import (
     FileStat,
@@ -18,9 +18,9 @@ from host_daemon._records import (
 from host_daemon._worktrees import WorktreeManager, WorktreeRefused
 
 
-async def _worktree(tmp_path: pathlib.Path, files: dict[str, str | bytes]) -> tuple[
-    WorktreeManager, WorktreeInfo
-]:
+async def _worktree(
+    tmp_path: pathlib.Path, files: dict[str, str | bytes]
+) -> tuple[WorktreeManager, WorktreeInfo]:
     repo = make_repo(tmp_path / "repo", files)
     manager = make_manager(tmp_path)
     info = await manager.create(WorktreeCreate(key="t", cwd=str(repo), branch="coding-agent/t"))
@@ -49,7 +49,9 @@ async def test_commit_uses_the_daemon_identity_without_config(tmp_path: pathlib.
     done = await manager.commit(WorktreeCommit(key="t", message="turn 1"))
     assert done.commit is not None
     who = git(pathlib.Path(info.path), "log", "-1", "--format=%an <%ae>|%cn <%ce>", done.commit)
-    assert who.strip() == "Coding Agent <coding-agent@localhost>|Coding Agent <coding-agent@localhost>"
+    assert (
+        who.strip() == "Coding Agent <coding-agent@localhost>|Coding Agent <coding-agent@localhost>"
+    )
 
 
 async def test_commit_uses_the_repository_identity(tmp_path: pathlib.Path) -> None:
@@ -76,8 +78,7 @@ async def test_commit_skips_the_repositorys_hooks(tmp_path: pathlib.Path) -> Non
     """A pre-commit hook of the user's repository does not run (nor block) the daemon's commit."""
     manager, info = await _worktree(tmp_path, {"a.txt": "a\n"})
     hook = pathlib.Path(info.repo, ".git", "hooks", "pre-commit")
-    hook.write_text(f"#!/bin/sh\ntouch {tmp_path}/hook-ran\nexit 1\n")
-    hook.chmod(0o755)
+    write_script(hook, f"#!/bin/sh\ntouch {tmp_path}/hook-ran\nexit 1\n")
     write_files(pathlib.Path(info.path), {"a.txt": "b\n"})
     done = await manager.commit(WorktreeCommit(key="t", message="turn 1"))
     assert done.commit is not None
@@ -156,7 +157,9 @@ async def test_commits_lists_the_turns_oldest_first(tmp_path: pathlib.Path) -> N
     assert listed[0].files == ["a.txt"]
     assert sorted(listed[1].files) == ["c.txt", "d.txt"]
     assert listed[0].author == "Coding Agent <coding-agent@localhost>"
-    assert listed[0].at.startswith(git(worktree, "log", "-1", "--format=%aI", first.commit or "")[:10])
+    assert listed[0].at.startswith(
+        git(worktree, "log", "-1", "--format=%aI", first.commit or "")[:10]
+    )
 
 
 async def test_commits_exclude_the_base_history(tmp_path: pathlib.Path) -> None:
