@@ -256,3 +256,16 @@ async def test_diff_of_a_task_without_worktree_is_a_clear_error(tmp_path: pathli
         )
         assert "has no worktree" in answer["error"]["message"]
         assert "not inside a git repository" in answer["error"]["message"]
+
+
+async def test_discard_stops_a_run_in_flight_first(tmp_path: pathlib.Path) -> None:
+    """discard_task during a run stops it, then removes the worktree and the branch."""
+    async with server(tmp_path) as env:
+        await make_repo(env.root)
+        created = await env.client.ok("create_task", title="t", instructions="sleep 30")
+        with trio.fail_after(20):
+            discarded = await env.client.ok("discard_task", id=created["task_id"])
+        assert (discarded["status"], discarded["review"]) == ("cancelled", "discarded")
+        assert discarded["report"]["outcome"] == "cancelled"
+        assert await branches(env.root) == []
+        assert not (worktrees_dir(tmp_path) / created["task_id"]).exists()
