@@ -269,3 +269,36 @@ async def test_discard_stops_a_run_in_flight_first(tmp_path: pathlib.Path) -> No
         assert discarded["report"]["outcome"] == "cancelled"
         assert await branches(env.root) == []
         assert not (worktrees_dir(tmp_path) / created["task_id"]).exists()
+
+
+async def test_base_ref_starts_the_branch_there(tmp_path: pathlib.Path) -> None:
+    """create_task's base_ref is where the task's branch starts."""
+    async with server(tmp_path) as env:
+        await make_repo(env.root)
+        first = (await git(env.root, "rev-parse", "HEAD")).strip()
+        (env.root / "later.txt").write_text("later\n")
+        await git(env.root, "add", "later.txt")
+        await git(env.root, "commit", "-q", "-m", "later")
+        created = await env.client.ok(
+            "create_task", title="t", instructions="hello", base_ref=first
+        )
+        task = await wait_done(env.client, created["task_id"])
+        assert task["worktree"]["base_commit"] == first
+        assert not (worktrees_dir(tmp_path) / task["task_id"] / "later.txt").exists()
+
+
+async def test_include_uncommitted_copies_the_checkouts_changes(tmp_path: pathlib.Path) -> None:
+    """include_uncommitted brings the checkout's uncommitted edit in as the branch's first commit,
+    and leaves the checkout as it was."""
+    async with server(tmp_path) as env:
+        await make_repo(env.root)
+        (env.root / "README").write_text("edited, not committed\n")
+        created = await env.client.ok(
+            "create_task", title="t", instructions="hello", include_uncommitted=True
+        )
+        task = await wait_done(env.client, created["task_id"])
+        copied = worktrees_dir(tmp_path) / task["task_id"] / "README"
+        assert copied.read_text() == "edited, not committed\n"
+        commits = (await env.client.read(f"task://{task['task_id']}/commits"))["commits"]
+        assert [c["files"] for c in commits] == [["README"]]
+        assert (env.root / "README").read_text() == "edited, not committed\n"
