@@ -126,6 +126,12 @@ class TaskWorktrees:
             except WorktreeFailed as exc:
                 note(f"commit failed: {exc}", {"error": str(exc)})
                 return report
+            except Exception as exc:
+                # A bug here must not keep the run's end from being recorded.
+                log.exception("task %s: the turn's commit failed unexpectedly", task.id)
+                why = f"commit failed: internal error: {type(exc).__name__}"
+                note(why, {"error": why})
+                return report
         if bounded.cancelled_caught:
             why = f"commit failed: no answer from the daemon in {COMMIT_TIMEOUT_S:g} s"
             note(why, {"error": why})
