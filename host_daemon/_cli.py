@@ -389,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fields": {
                 "version": __version__,
                 "roots": list(config.roots),
+                "worktrees_dir": config.worktrees_dir,
                 "max_runs": config.max_runs,
                 "grace_s": config.grace_s,
             }
