@@ -18,6 +18,7 @@ import trio
 
 PROTOCOL_VERSION = "2025-11-25"
 RESOURCE_NOT_FOUND = -32002
+INVALID_PARAMS = -32602
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 90.0
 """Above ``wait_task``'s longest wait (50 s): a long poll is not a dead server."""
@@ -49,11 +50,19 @@ class ProtocolFailure(ConsoleError):
 
 
 class RpcError(ConsoleError):
-    """A JSON-RPC error answer (``code`` and ``message``)."""
+    """A JSON-RPC error answer (``code``, ``message``, ``data``)."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)
         self.code = code
+        self.data = data
+
+    @property
+    def resource_not_found(self) -> bool:
+        """-32602 with ``data.uri`` (2025-11-25 and later), or the older -32002."""
+        if self.code == RESOURCE_NOT_FOUND:
+            return True
+        return self.code == INVALID_PARAMS and isinstance(self.data, dict) and "uri" in self.data
 
 
 class ToolFailed(ConsoleError):
@@ -209,7 +218,8 @@ class McpSession:
     def _result(self, method: str, answer: JSON) -> JSON:
         error = answer.get("error")
         if isinstance(error, dict):
-            raise RpcError(int(error.get("code", 0)), str(error.get("message", "")))
+            code, message = error.get("code"), error.get("message")
+            raise RpcError(code if type(code) is int else 0, str(message), error.get("data"))
         result = answer.get("result")
         if not isinstance(result, dict):
             raise ProtocolFailure(f"{method}: the reply has no result object")

@@ -19,7 +19,6 @@ import orjson
 import trio
 
 from ._client import (
-    RESOURCE_NOT_FOUND,
     ConsoleError,
     McpSession,
     RpcError,
@@ -136,7 +135,7 @@ async def _read_task_json(session: McpSession, uri: str, task_id: str) -> JSON:
     try:
         return await session.read_json(uri)
     except RpcError as exc:
-        if exc.code == RESOURCE_NOT_FOUND:
+        if exc.resource_not_found:
             raise ToolFailed(
                 "task_not_found",
                 f"no task with id {task_id!r}",
@@ -183,7 +182,13 @@ async def _logs(session: McpSession, args: argparse.Namespace, out: Output) -> i
 
 
 async def _follow(
-    session: McpSession, task_id: str, out: Output, *, json_lines: bool, live: bool
+    session: McpSession,
+    task_id: str,
+    out: Output,
+    *,
+    json_lines: bool,
+    live: bool,
+    after: int = 0,
 ) -> JSON:
     def emit(event: JSON) -> None:
         out.line(orjson.dumps(event).decode() if json_lines else event_line(event, out.style))
@@ -197,7 +202,7 @@ async def _follow(
         status["now"] = str(page["status"])
 
     return await out.waiting(
-        label, lambda: follow_logs(session, task_id, emit, live=live, on_page=seen)
+        label, lambda: follow_logs(session, task_id, emit, live=live, after=after, on_page=seen)
     )
 
 
@@ -222,15 +227,25 @@ async def _new(session: McpSession, args: argparse.Namespace, out: Output) -> in
 
 
 async def _send(session: McpSession, args: argparse.Namespace, out: Output) -> int:
+    after = 0
+    if args.wait:  # follow this turn only: from the log's end before it
+        task = await _read_task_json(session, f"task://{args.id}", args.id)
+        after = int(task["event_count"])
     arguments = {"id": args.id, "instructions": args.text}
     answer = await out.waiting(
         "sending the follow-up", lambda: session.call_tool("update_task", arguments)
     )
-    return await _started(session, args, out, answer, "follow-up sent")
+    return await _started(session, args, out, answer, "follow-up sent", after=after)
 
 
 async def _started(
-    session: McpSession, args: argparse.Namespace, out: Output, answer: JSON, verb: str
+    session: McpSession,
+    args: argparse.Namespace,
+    out: Output,
+    answer: JSON,
+    verb: str,
+    *,
+    after: int = 0,
 ) -> int:
     task = answer["result"]
     if args.json and not args.wait:
@@ -240,7 +255,9 @@ async def _started(
         out.line(task_line(verb, task, out.style))
     if not args.wait:
         return 0
-    last = await _follow(session, task["task_id"], out, json_lines=args.json, live=True)
+    last = await _follow(
+        session, task["task_id"], out, json_lines=args.json, live=True, after=after
+    )
     return _ended(last, out, json_output=args.json)
 
 

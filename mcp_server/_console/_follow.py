@@ -56,10 +56,12 @@ async def follow_logs(
     emit: Callable[[JSON], None],
     *,
     live: bool,
+    after: int = 0,
     on_page: Callable[[JSON], None] = lambda page: None,
 ) -> JSON:
-    """``emit`` every event of the task's log in order; with ``live``, go on until the task is
-    neither pending nor in progress. Returns the last page read (its ``status`` is the task's)."""
+    """``emit`` every event of the task's log after seq ``after``, in order; with ``live``, go
+    on until the task is neither pending nor in progress. Returns the last page read (its
+    ``status`` is the task's)."""
     uri = f"task://{task_id}/logs"
     wakeup = _Wakeup()
     failure: Exception | None = None
@@ -69,7 +71,6 @@ async def follow_logs(
             if live:
                 await session.request("resources/subscribe", {"uri": uri})
                 nursery.start_soon(wakeup.watch, session, uri)
-            after = 0
             while True:
                 wakeup.reset()
                 page = await session.read_json(f"{uri}/{after}")
