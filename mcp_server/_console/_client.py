@@ -102,7 +102,8 @@ def _sse_messages(text: str) -> list[JSON]:
         if line.startswith("data:"):
             data.append(line[5:].removeprefix(" "))
         elif not line and data:
-            message = orjson.loads("\n".join(data))
+            payload = "\n".join(data).strip()
+            message = orjson.loads(payload) if payload else None  # priming events are empty
             if isinstance(message, dict):
                 messages.append(message)
             data = []
