@@ -102,7 +102,7 @@ def console_main(
         endpoint = find_endpoint(
             environ, url=args.url, token=args.token, state_path=args.state_path
         )
-        return trio.run(_run, args, endpoint, out)
+        return _unwrapped(trio.run, _run, args, endpoint, out)
     except KeyboardInterrupt:
         out.clear()
         print(f"coding-agent {args.command}: interrupted", file=stderr)
@@ -113,6 +113,21 @@ def console_main(
             out.line(orjson.dumps(_error_json(error)).decode())
         print(f"coding-agent {args.command}: {error}", file=stderr)
         return error.exit_code
+
+
+def _unwrapped(run: Callable[..., int], *args: Any) -> int:
+    """``run(*args)``, a Ctrl-C or a :class:`ConsoleError` that trio delivered inside an
+    exception group raised as itself (anything else stays a group: a bug to see)."""
+    try:
+        return run(*args)
+    except BaseExceptionGroup as group:
+        for kind in (KeyboardInterrupt, ConsoleError):
+            matched: BaseException | None = group.split(kind)[0]
+            while isinstance(matched, BaseExceptionGroup):
+                matched = matched.exceptions[0]
+            if matched is not None:
+                raise matched from None
+        raise
 
 
 def _error_json(error: ConsoleError) -> JSON:

@@ -34,8 +34,9 @@ STATUS_COLOURS = {
 KIND_COLOURS = {"turn": "bold", "run_started": "blue", "run_finished": "bold", "status": "cyan"}
 ACTIVE = frozenset({"pending", "in_progress"})
 """Statuses in which a task's run is still to come or going on."""
-FAILED = frozenset({"failed", "cancelled", "interrupted"})
-"""Statuses that end ``new --wait`` or ``logs -f`` with exit code 1."""
+FAILED = frozenset({"failed", "interrupted"})
+"""Statuses that end ``new --wait`` or ``logs -f`` with exit code 1 (a run someone cancelled,
+with ``end`` or ``discard``, did not fail)."""
 
 
 @attrs.frozen

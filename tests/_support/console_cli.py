@@ -141,9 +141,13 @@ class Terminal:
         """What it wrote, without escape sequences."""
         return ANSI.sub("", self.text)
 
-    async def shows(self, fragment: str, what: str) -> None:
-        """Wait until the terminal shows ``fragment``."""
-        await eventually(lambda: fragment in self.text, what, lambda: repr(self.text[-2000:]))
+    async def shows(self, fragment: str, what: str, *, raw: bool = False) -> None:
+        """Wait until the terminal shows ``fragment`` (``raw``: escape sequences included)."""
+
+        def shown() -> str:
+            return self.text if raw else self.plain()
+
+        await eventually(lambda: fragment in shown(), what, lambda: repr(self.text[-2000:]))
 
     async def finish(self) -> int:
         """Wait for the process to exit and its last output to be read; its exit code."""
