@@ -28,25 +28,31 @@ JSON = dict[str, Any]
 
 
 class ConsoleError(Exception):
-    """A failure the CLI reports in one line and exits with ``exit_code``."""
+    """A failure the CLI reports in one line and exits with ``exit_code``; ``code`` names it
+    in ``--json`` output."""
 
     exit_code = 1
+    code = "error"
 
 
 class Unreachable(ConsoleError):
     """The server cannot be reached, or the connection broke."""
 
     exit_code = 3
+    code = "unreachable"
 
 
 class Refused(ConsoleError):
     """The server refused the request: the token, the Host or the Origin."""
 
     exit_code = 3
+    code = "refused"
 
 
 class ProtocolFailure(ConsoleError):
     """The server answered something an MCP server should not."""
+
+    code = "protocol_error"
 
 
 class RpcError(ConsoleError):
@@ -54,15 +60,17 @@ class RpcError(ConsoleError):
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)
-        self.code = code
+        self.rpc_code = code
         self.data = data
 
     @property
     def resource_not_found(self) -> bool:
         """-32602 with ``data.uri`` (2025-11-25 and later), or the older -32002."""
-        if self.code == RESOURCE_NOT_FOUND:
+        if self.rpc_code == RESOURCE_NOT_FOUND:
             return True
-        return self.code == INVALID_PARAMS and isinstance(self.data, dict) and "uri" in self.data
+        return (
+            self.rpc_code == INVALID_PARAMS and isinstance(self.data, dict) and "uri" in self.data
+        )
 
 
 class ToolFailed(ConsoleError):

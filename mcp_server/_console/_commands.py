@@ -9,10 +9,11 @@ Exit codes: 0 done; 1 the task failed or a tool refused (unknown task, busy, con
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pathlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
 import orjson
@@ -133,7 +134,7 @@ def _unwrapped(run: Callable[..., int], *args: Any) -> int:
 def _error_json(error: ConsoleError) -> JSON:
     if isinstance(error, ToolFailed):
         return error.answer
-    return {"status": "error", "message": str(error), "error": {"code": type(error).__name__}}
+    return {"status": "error", "message": str(error), "error": {"code": error.code}}
 
 
 async def _run(args: argparse.Namespace, endpoint: Endpoint, out: Output) -> int:
@@ -146,21 +147,22 @@ def _print_json(out: Output, value: Any) -> None:
     out.line(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
 
 
-async def _read_task_json(session: McpSession, uri: str, task_id: str) -> JSON:
+@contextlib.contextmanager
+def _task_named(task_id: str) -> Iterator[None]:
+    """A resource read of an unknown task becomes the tools' ``task_not_found`` (exit 1)."""
     try:
-        return await session.read_json(uri)
+        yield
     except RpcError as exc:
-        if exc.resource_not_found:
-            raise ToolFailed(
-                "task_not_found",
-                f"no task with id {task_id!r}",
-                {
-                    "status": "error",
-                    "message": f"no task with id {task_id!r}",
-                    "error": {"code": "task_not_found"},
-                },
-            ) from None
-        raise
+        if not exc.resource_not_found:
+            raise
+        message = f"no task with id {task_id!r}"
+        answer = {"status": "error", "message": message, "error": {"code": "task_not_found"}}
+        raise ToolFailed("task_not_found", message, answer) from None
+
+
+async def _read_task_json(session: McpSession, task_id: str) -> JSON:
+    with _task_named(task_id):
+        return await session.read_json(f"task://{task_id}")
 
 
 async def _tasks(session: McpSession, args: argparse.Namespace, out: Output) -> int:
@@ -179,7 +181,7 @@ async def _tasks(session: McpSession, args: argparse.Namespace, out: Output) -> 
 
 
 async def _show(session: McpSession, args: argparse.Namespace, out: Output) -> int:
-    task = await _read_task_json(session, f"task://{args.id}", args.id)
+    task = await _read_task_json(session, args.id)
     if args.json:
         _print_json(out, task)
         return 0
@@ -189,8 +191,8 @@ async def _show(session: McpSession, args: argparse.Namespace, out: Output) -> i
 
 
 async def _logs(session: McpSession, args: argparse.Namespace, out: Output) -> int:
-    await _read_task_json(session, f"task://{args.id}/logs/0", args.id)  # unknown: exit 1
-    last = await _follow(session, args.id, out, json_lines=args.json, live=args.follow)
+    with _task_named(args.id):
+        last = await _follow(session, args.id, out, json_lines=args.json, live=args.follow)
     if not args.follow:
         return 0
     return _ended(last, out, json_output=args.json)
@@ -244,7 +246,7 @@ async def _new(session: McpSession, args: argparse.Namespace, out: Output) -> in
 async def _send(session: McpSession, args: argparse.Namespace, out: Output) -> int:
     after = 0
     if args.wait:  # follow this turn only: from the log's end before it
-        task = await _read_task_json(session, f"task://{args.id}", args.id)
+        task = await _read_task_json(session, args.id)
         after = int(task["event_count"])
     arguments = {"id": args.id, "instructions": args.text}
     answer = await out.waiting(

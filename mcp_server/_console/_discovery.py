@@ -29,6 +29,7 @@ class NotConfigured(ConsoleError):
     """No server URL or token could be found: nothing to reach."""
 
     exit_code = 3
+    code = "not_configured"
 
 
 @attrs.frozen
