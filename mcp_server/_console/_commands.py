@@ -60,7 +60,9 @@ def add_console_commands(commands: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     where = common.add_argument_group("server (default: the running `coding-agent up`)")
     where.add_argument("--url", help="the MCP URL (env CODING_AGENT_URL)")
-    where.add_argument("--token", help="the bearer token (env MCP_AUTH_TOKEN)")
+    where.add_argument(
+        "--token", help="the bearer token (env MCP_AUTH_TOKEN, better: a flag shows in ps)"
+    )
     where.add_argument("--state-path", type=pathlib.Path, help="up's state dir (env STATE_PATH)")
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
     add = commands.add_parser
