@@ -270,8 +270,8 @@ async def _started(
     if args.json and not args.wait:
         _print_json(out, task)
         return 0
-    if not args.json:
-        out.line(task_line(verb, task, out.style))
+    # With --wait --json every line is one JSON object: the task, then its events.
+    out.line(orjson.dumps(task).decode() if args.json else task_line(verb, task, out.style))
     if not args.wait:
         return 0
     last = await _follow(

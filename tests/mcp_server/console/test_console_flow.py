@@ -97,7 +97,8 @@ async def test_json_flow_new_logs_send_show_end(tmp_path: pathlib.Path) -> None:
         assert (lines[-1]["kind"], lines[-1]["summary"]) == ("status", "waiting")
 
         sent = await world.cli("send", task_id, "hello", "--wait", "--json")
-        turn = [json.loads(line) for line in sent.out.splitlines()]
+        task, *turn = [json.loads(line) for line in sent.out.splitlines()]
+        assert (task["task_id"], task["status"]) == (task_id, "in_progress")
         assert (turn[0]["seq"], turn[0]["summary"]) == (8, "turn 2: hello")
         assert (turn[-1]["kind"], turn[-1]["summary"], sent.code) == ("status", "waiting", 0)
         show = json.loads((await world.cli("show", task_id, "--json")).out)
