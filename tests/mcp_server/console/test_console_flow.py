@@ -111,3 +111,16 @@ async def test_json_flow_new_logs_send_show_end(tmp_path: pathlib.Path) -> None:
 
         ended = json.loads((await world.cli("end", task_id, "--json")).out)
         assert (ended["task_id"], ended["status"]) == (task_id, "completed")
+
+
+async def test_logs_reads_every_page(tmp_path: pathlib.Path) -> None:
+    """``logs`` follows the log's pages (200 events each) to its end: every seq, in order."""
+    async with console_world(tmp_path) as world:
+        created = await world.cli("new", "--title", "Chatty", "lines 450", "--wait")
+        assert created.code == 0, created
+        task_id = created.out.split()[0]
+        listed = await world.cli("logs", task_id)
+    seqs = [int(line.split()[0]) for line in listed.out.splitlines()]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert len(seqs) > 450
+    assert listed.out.splitlines()[-1].endswith(" status       waiting")

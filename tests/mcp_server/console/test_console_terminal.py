@@ -3,6 +3,7 @@ live to the run's end; ``NO_COLOR`` and Ctrl-C."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 import signal
@@ -74,3 +75,13 @@ async def test_ctrl_c_stops_following_with_exit_130(tmp_path: pathlib.Path) -> N
         assert "Traceback" not in terminal.text
         shown = await world.cli("show", task_id)
         assert "status:     in_progress" in shown.out
+
+
+async def test_json_on_a_terminal_is_plain_json(tmp_path: pathlib.Path) -> None:
+    """``--json`` on a terminal prints bare JSON: no colours, no spinner."""
+    async with console_world(tmp_path) as world:
+        await world.cli("new", "--title", "Say hi", "hello")
+        async with cli_on_a_terminal("tasks", "--json", env=world.env()) as terminal:
+            assert await terminal.finish() == 0
+    assert "\x1b" not in terminal.text
+    assert json.loads(terminal.text)["tasks"][0]["title"] == "Say hi"
