@@ -1,4 +1,6 @@
-"""``coding-agent``: ``serve`` (the server alone), ``up`` (daemon + server), ``doctor``, ``token``.
+"""``coding-agent``: ``serve`` (the server alone), ``up`` (daemon + server), ``doctor``, ``token``,
+and the task commands (``tasks``, ``show``, ``logs``, ``new``, ``send``, ``end``, ``merge``,
+``discard``: see :mod:`mcp_server._console`).
 
 Signals: the first SIGTERM/SIGINT drains (MCP requests in flight complete, running tasks get a
 grace period and are then recorded ``interrupted``, state is flushed, exit 0); a second one exits
@@ -36,12 +38,16 @@ from ._config import (
     ConfigError,
     ServerConfig,
     default_data_dir,
+    forget_mcp_url,
     mcp_token,
     parse_port,
     prepare_state_dir,
+    record_mcp_url,
     serve_config,
     stored_mcp_token,
 )
+from ._console import COMMANDS as CONSOLE_COMMANDS
+from ._console import add_console_commands, console_main
 from ._doctor import doctor_main
 from ._tasks import DaemonEndpoint, TaskNotices, TaskRunner, TaskStore, Workspace, register_tasks
 
@@ -112,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "token", help="print the MCP bearer token (MCP_AUTH_TOKEN, else the state directory's)"
     )
     token_parser.add_argument("--state-path", type=pathlib.Path, help="env STATE_PATH")
+    add_console_commands(commands)
     return parser
 
 
@@ -267,16 +274,21 @@ async def _up_main(plan: _UpPlan) -> int:
         )
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))
         url = _mcp_url(await nursery.start(server.run))
-        _print(
-            f"MCP URL: {url}",
-            f"Bearer token: {config.auth_token}",
-            f"Daemon: {daemon_host}:{bound_port} (agents work in {plan.root})",
-            f"State: {plan.state}",
-            "Add it to Claude Code with:",
-            f"  claude mcp add --transport http coding-agent {url} "
-            f'--header "Authorization: Bearer {config.auth_token}"',
-        )
-        await server.done.wait()
+        # The task CLI finds the server through this file (and the token beside it).
+        record_mcp_url(plan.state, url)
+        try:
+            _print(
+                f"MCP URL: {url}",
+                f"Bearer token: {config.auth_token}",
+                f"Daemon: {daemon_host}:{bound_port} (agents work in {plan.root})",
+                f"State: {plan.state}",
+                "Add it to Claude Code with:",
+                f"  claude mcp add --transport http coding-agent {url} "
+                f'--header "Authorization: Bearer {config.auth_token}"',
+            )
+            await server.done.wait()
+        finally:
+            forget_mcp_url(plan.state, url)
         daemon_shutdown.set()
         await daemon.done.wait()
         nursery.cancel_scope.cancel()
@@ -301,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments and arguments[0] in tools:
         return tools[arguments[0]](arguments[1:])
     args = build_parser().parse_args(arguments)
+    if args.command in CONSOLE_COMMANDS:
+        return console_main(args)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,

@@ -189,3 +189,37 @@ def serve_config(
         grace_s=grace_s,
         sweep_interval_s=parse_interval(environ, "WORKTREE_SWEEP_INTERVAL_S", SWEEP_INTERVAL_S),
     )
+
+
+URL_FILE = "mcp.url"
+"""Where ``coding-agent up`` records its MCP URL (beside ``mcp.token``) while it runs."""
+
+
+def record_mcp_url(state_path: pathlib.Path, url: str) -> pathlib.Path:
+    """Write ``url`` to the state dir's URL file (0600, replaced atomically); its path."""
+    path = state_path / URL_FILE
+    partial = state_path / f".{URL_FILE}.{os.getpid()}"
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(url + "\n")
+    os.replace(partial, path)
+    return path
+
+
+def forget_mcp_url(state_path: pathlib.Path, url: str) -> None:
+    """Remove the URL file if it still names ``url`` (another ``up`` may have replaced it)."""
+    path = state_path / URL_FILE
+    try:
+        if path.read_text(encoding="utf-8").strip() == url:
+            path.unlink()
+    except OSError:
+        pass  # already gone, or unreadable: nothing of ours to remove
+
+
+def stored_mcp_url(state_path: pathlib.Path) -> str | None:
+    """The URL a running ``coding-agent up`` recorded in ``state_path``, if any."""
+    try:
+        url = (state_path / URL_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return url or None
