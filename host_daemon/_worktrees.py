@@ -146,6 +146,13 @@ class WorktreeManager:
                 f"the repository of {request.cwd} is {top}, outside the allowed roots: "
                 + ", ".join(self._roots),
             )
+        if _within(self.worktrees_dir, top):
+            raise WorktreeRefused(
+                "invalid_request",
+                f"the daemon's worktrees directory {self.worktrees_dir} is inside the repository "
+                f"{top}: its worktrees would show up in the checkout; give the daemon a "
+                "--worktrees-dir outside every project repository",
+            )
         subdir = project[len(top) :].lstrip(os.sep)  # both are real paths, project inside top
         async with (
             self._locked(self._key_locks, request.key),
