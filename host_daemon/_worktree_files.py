@@ -15,15 +15,74 @@ import stat
 from typing import Final
 
 __all__ = [
+    "MARKER",
+    "ForeignDirectory",
     "directory_usage",
     "inside",
+    "is_worktrees_dir",
     "make_private_dir",
+    "prepare_worktrees_dir",
     "read_bytes",
     "remove_inside",
+    "unsearchable_ancestor",
     "write_atomically",
 ]
 
 _DIR_MODE: Final = 0o755
+#: The file that makes a directory the daemon's worktrees directory: one the sweep may empty.
+MARKER: Final = ".coding-agent-worktrees"
+_MARKER_TEXT: Final = (
+    b"This directory holds the git worktrees of a coding-agent daemon's tasks.\n"
+    b"The daemon removes entries here that belong to no task: keep nothing else here.\n"
+)
+
+
+class ForeignDirectory(ValueError):
+    """The worktrees directory holds entries the daemon did not make (it has no marker)."""
+
+
+def prepare_worktrees_dir(directory: str) -> None:
+    """Make the worktrees directory (0711: owners of repositories may traverse it, not list it)
+    with its marker; a directory that exists without the marker must be empty.
+
+    Raises ``ForeignDirectory`` for an unmarked directory with content: the sweep removes
+    whatever is not a task's, so the daemon never adopts a directory holding other data.
+    """
+    os.makedirs(directory, exist_ok=True)
+    marker = os.path.join(directory, MARKER)
+    if os.path.lexists(marker):
+        return
+    if os.listdir(directory):
+        raise ForeignDirectory(
+            f"{directory} holds files the daemon did not put there (no {MARKER} file): "
+            "give the daemon an empty or new --worktrees-dir"
+        )
+    write_atomically(marker, _MARKER_TEXT)
+    os.chmod(directory, 0o711)  # noqa: S103 -- search only: owners reach their worktrees
+
+
+def is_worktrees_dir(directory: str) -> bool:
+    """Whether ``directory`` carries the marker, or is empty (nothing to lose)."""
+    return os.path.lexists(os.path.join(directory, MARKER)) or not os.listdir(directory)
+
+
+def unsearchable_ancestor(path: str, owner: tuple[int, int]) -> tuple[str, int] | None:
+    """The first directory from ``/`` down to ``path`` that the user ``owner`` (uid, gid, no
+    supplementary groups: how git is run) may not pass through, with its mode; None if none."""
+    uid, gid = owner
+    current = os.sep
+    for part in ["", *path.strip(os.sep).split(os.sep)]:
+        current = os.path.join(current, part)
+        info = os.stat(current)
+        if info.st_uid == uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid == gid:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return current, stat.S_IMODE(info.st_mode)
+    return None
 
 
 def inside(path: str, directory: str) -> bool:

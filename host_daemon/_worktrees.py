@@ -63,10 +63,15 @@ from ._worktree_create import (
     snapshot_changes,
 )
 from ._worktree_files import (
+    MARKER,
+    ForeignDirectory,
     directory_usage,
+    is_worktrees_dir,
     make_private_dir,
+    prepare_worktrees_dir,
     read_bytes,
     remove_inside,
+    unsearchable_ancestor,
     write_atomically,
 )
 from ._worktree_merge import land_merge
@@ -131,9 +136,8 @@ class WorktreeManager:
                 "invalid_request", f"expected a git revision, got {request.base_ref!r}"
             )
         if self._max_bytes <= 0:
-            raise WorktreeRefused(
-                "disk_budget", "worktrees are disabled on this daemon (--worktrees-max-gb 0)"
-            )
+            disabled = "worktrees are disabled on this daemon (--worktrees-max-gb 0)"
+            return _skip_or_refuse(request, "disk_budget", disabled)
         project = _project_directory(request.cwd, self._roots)
         top = await repository_top(self._git, project)
         if top is None:
@@ -272,9 +276,17 @@ class WorktreeManager:
             names = await trio.to_thread.run_sync(os.listdir, self.worktrees_dir)
         except FileNotFoundError:
             return SweepDone(removed=[], kept_branches=[])
+        if not await trio.to_thread.run_sync(is_worktrees_dir, self.worktrees_dir):
+            raise WorktreeRefused(
+                "invalid_request",
+                f"refusing to sweep {self.worktrees_dir}: it holds files the daemon did not put "
+                f"there (no {MARKER} file)",
+            )
         keys: set[str] = set()
         for name in names:
             full = os.path.join(self.worktrees_dir, name)
+            if name == MARKER:
+                continue
             if name.startswith(".") or ".json.tmp-" in name:
                 if full not in self._in_use and not self._busy(name.partition(".json.tmp-")[0]):
                     await self._remove_quietly(full)
@@ -302,10 +314,12 @@ class WorktreeManager:
     ) -> WorktreeInfo | WorktreeSkipped:
         key = request.key
         path, meta_path = self._path_of(key), self._meta_path_of(key)
-        await trio.to_thread.run_sync(_make_worktrees_dir, self.worktrees_dir)
+        await self._prepare_directory()
         if await trio.to_thread.run_sync(_any_exists, path, meta_path):
             raise WorktreeRefused("worktree_exists", f"a worktree named {key!r} exists already")
         owner = owner_of(top)
+        if owner is not None:
+            await self._check_reachable(owner)
         exists = await self._git.run(
             ["rev-parse", "--verify", "--quiet", f"refs/heads/{request.branch}"],
             cwd=top,
@@ -388,6 +402,27 @@ class WorktreeManager:
             finally:
                 if not lock.statistics().tasks_waiting:
                     locks.pop(name, None)
+
+    async def _prepare_directory(self) -> None:
+        try:
+            await trio.to_thread.run_sync(prepare_worktrees_dir, self.worktrees_dir)
+        except (OSError, ForeignDirectory) as exc:
+            raise WorktreeRefused(
+                "invalid_request", f"the worktrees directory cannot be used: {exc}"
+            ) from None
+
+    async def _check_reachable(self, owner: tuple[int, int]) -> None:
+        """Git runs as the repository's owner: they must be able to reach the worktrees."""
+        blocked = await trio.to_thread.run_sync(unsearchable_ancestor, self.worktrees_dir, owner)
+        if blocked is not None:
+            where, mode = blocked
+            raise WorktreeRefused(
+                "path_not_accessible",
+                f"the repository's owner (uid {owner[0]}) cannot reach the worktrees directory "
+                f"{self.worktrees_dir}: {where} (mode {mode:o}) does not let them through; "
+                f"let them traverse it (chmod o+x {where}) or give the daemon a "
+                "--worktrees-dir they can reach",
+            )
 
     def _busy(self, key: str) -> bool:
         lock = self._key_locks.get(key)
@@ -543,10 +578,6 @@ def _entry_kind(path: str) -> tuple[bool, bool]:
     except FileNotFoundError:
         return False, False
     return True, stat.S_ISDIR(mode)
-
-
-def _make_worktrees_dir(directory: str) -> None:
-    os.makedirs(directory, mode=0o711, exist_ok=True)
 
 
 def _repository_of_worktree(path: str) -> str | None:

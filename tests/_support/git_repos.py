@@ -13,6 +13,7 @@ import pathlib
 import subprocess
 from collections.abc import Mapping
 
+from host_daemon._worktree_files import MARKER
 from host_daemon._worktrees import WorktreeManager
 
 TEST_IDENTITY = ("-c", "user.name=Test User", "-c", "user.email=test@example.invalid")
@@ -137,3 +138,8 @@ def write_script(path: str | os.PathLike[str], text: str) -> None:
     script = pathlib.Path(path)
     script.write_text(text)
     script.chmod(0o755)
+
+
+def worktree_entries(manager: WorktreeManager) -> list[str]:
+    """What the worktrees directory holds besides its marker file, sorted."""
+    return sorted(set(os.listdir(manager.worktrees_dir)) - {MARKER})
