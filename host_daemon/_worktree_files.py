@@ -15,11 +15,10 @@ import stat
 from typing import Final
 
 __all__ = [
-    "MARKER",
-    "ForeignDirectory",
+    "SCRATCH_PREFIXES",
     "directory_usage",
     "inside",
-    "is_worktrees_dir",
+    "looks_like_worktree",
     "make_private_dir",
     "prepare_worktrees_dir",
     "read_bytes",
@@ -29,41 +28,34 @@ __all__ = [
 ]
 
 _DIR_MODE: Final = 0o755
-#: The file that makes a directory the daemon's worktrees directory: one the sweep may empty.
-MARKER: Final = ".coding-agent-worktrees"
-_MARKER_TEXT: Final = (
-    b"This directory holds the git worktrees of a coding-agent daemon's tasks.\n"
-    b"The daemon removes entries here that belong to no task: keep nothing else here.\n"
-)
-
-
-class ForeignDirectory(ValueError):
-    """The worktrees directory holds entries the daemon did not make (it has no marker)."""
+#: Name prefixes of the scratch directories of operations (a rebase, a snapshot).
+SCRATCH_PREFIXES: Final = (".merge-", ".snapshot-")
 
 
 def prepare_worktrees_dir(directory: str) -> None:
-    """Make the worktrees directory (0711: owners of repositories may traverse it, not list it)
-    with its marker; a directory that exists without the marker must be empty.
-
-    Raises ``ForeignDirectory`` for an unmarked directory with content: the sweep removes
-    whatever is not a task's, so the daemon never adopts a directory holding other data.
-    """
-    os.makedirs(directory, exist_ok=True)
-    marker = os.path.join(directory, MARKER)
-    if os.path.lexists(marker):
+    """Make the worktrees directory if it is missing, 0711: owners of repositories may pass
+    through to their worktrees, not list them."""
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
         return
-    if os.listdir(directory):
-        raise ForeignDirectory(
-            f"{directory} holds files the daemon did not put there (no {MARKER} file): "
-            "give the daemon an empty or new --worktrees-dir"
-        )
-    write_atomically(marker, _MARKER_TEXT)
     os.chmod(directory, 0o711)  # noqa: S103 -- search only: owners reach their worktrees
 
 
-def is_worktrees_dir(directory: str) -> bool:
-    """Whether ``directory`` carries the marker, or is empty (nothing to lose)."""
-    return os.path.lexists(os.path.join(directory, MARKER)) or not os.listdir(directory)
+def looks_like_worktree(path: str) -> bool:
+    """Whether the entry at ``path`` is what the daemon leaves there: an empty directory (a
+    worktree half made) or a git worktree (a ``.git`` file naming its repository). Anything
+    else was put there by someone else, and the sweep leaves it alone."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return False
+        if not os.listdir(path):
+            return True
+        data = read_bytes(os.path.join(path, ".git"))
+    except OSError:
+        return False
+    return data is not None and data.startswith(b"gitdir: ")
 
 
 def unsearchable_ancestor(path: str, owner: tuple[int, int]) -> tuple[str, int] | None:

@@ -13,7 +13,6 @@ import pathlib
 import subprocess
 from collections.abc import Mapping
 
-from host_daemon._worktree_files import MARKER
 from host_daemon._worktrees import WorktreeManager
 
 TEST_IDENTITY = ("-c", "user.name=Test User", "-c", "user.email=test@example.invalid")
@@ -141,5 +140,5 @@ def write_script(path: str | os.PathLike[str], text: str) -> None:
 
 
 def worktree_entries(manager: WorktreeManager) -> list[str]:
-    """What the worktrees directory holds besides its marker file, sorted."""
-    return sorted(set(os.listdir(manager.worktrees_dir)) - {MARKER})
+    """What the worktrees directory holds, sorted."""
+    return sorted(os.listdir(manager.worktrees_dir))

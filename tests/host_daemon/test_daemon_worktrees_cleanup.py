@@ -231,13 +231,16 @@ async def test_sweep_spares_a_worktree_in_use(tmp_path: pathlib.Path) -> None:
     assert exists(info.path)
 
 
-async def test_sweep_of_a_foreign_directory_refused(tmp_path: pathlib.Path) -> None:
-    """A worktrees directory holding files the daemon did not make is not swept: they stay."""
-    foreign = tmp_path / "data"
+async def test_sweep_leaves_what_it_did_not_make(tmp_path: pathlib.Path) -> None:
+    """Files and directories someone else put in the worktrees dir (a foreign ``*.json``, a
+    directory with content, a dotfile) survive a sweep that removes the daemon's orphans."""
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    manager = make_manager(tmp_path)
+    await _create(manager, repo, "orphan")
+    foreign = pathlib.Path(manager.worktrees_dir)
     write_files(foreign, {"notes.txt": "mine\n", "project/x.py": "x = 1\n"})
-    manager = make_manager(tmp_path, worktrees_dir=str(foreign))
-    with pytest.raises(WorktreeRefused) as caught:
-        await manager.sweep(WorktreeSweep(keep=[]))
-    assert caught.value.code == "invalid_request"
-    assert (foreign / "project" / "x.py").exists()
-    assert read_text(foreign, "notes.txt") == "mine\n"
+    write_files(foreign, {"config.json": '{"a": 1}\n', ".hidden": "h\n"})
+    done = await manager.sweep(WorktreeSweep(keep=[]))
+    assert done.removed == ["orphan"]
+    assert worktree_entries(manager) == [".hidden", "config.json", "notes.txt", "project"]
+    assert read_text(foreign, "project", "x.py") == "x = 1\n"

@@ -296,21 +296,6 @@ async def test_zero_budget_disables_worktrees(tmp_path: pathlib.Path) -> None:
     assert "disabled" in caught.value.message
 
 
-async def test_foreign_worktrees_dir_refused(tmp_path: pathlib.Path) -> None:
-    """A worktrees directory that already holds files the daemon did not make is refused (its
-    sweep would delete them), and they stay."""
-    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
-    foreign = tmp_path / "data"
-    write_files(foreign, {"notes.txt": "mine\n"})
-    manager = make_manager(tmp_path, worktrees_dir=str(foreign))
-    with pytest.raises(WorktreeRefused) as caught:
-        await manager.create(_request(repo))
-    assert caught.value.code == "invalid_request"
-    assert "did not put there" in caught.value.message
-    assert sorted(os.listdir(foreign)) == ["notes.txt"]
-    assert branches(repo) == ["main"]
-
-
 def _owned_by_nobody(base: pathlib.Path) -> pathlib.Path:
     """A repository under ``base`` whose every file belongs to uid/gid 65534."""
     repo = make_repo(base / "repo", {"a.txt": "a\n"})
