@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import stat
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -30,6 +29,7 @@ from ._git import (
     dump_meta,
     key_error,
     load_meta,
+    looks_like_meta,
     parse_commit_log,
     parse_diff_files,
     parse_name_list,
@@ -63,10 +63,18 @@ from ._worktree_create import (
     snapshot_changes,
 )
 from ._worktree_files import (
+    SCRATCH_PREFIXES,
+    any_exists,
     directory_usage,
+    entry_kind,
+    looks_like_worktree,
     make_private_dir,
+    prepare_worktrees_dir,
     read_bytes,
+    read_quietly,
     remove_inside,
+    repository_of_worktree,
+    unsearchable_ancestor,
     write_atomically,
 )
 from ._worktree_merge import land_merge
@@ -77,6 +85,7 @@ logger = logging.getLogger(__name__)
 
 #: Removing a worktree after a failure or cancellation gets this long, shielded.
 _CLEANUP_S: Final = 60.0
+_LEFTOVER_MESSAGE: Final = "Changes left uncommitted in the worktree, committed by the merge"
 _PREFIXES: Final = ("--src-prefix=a/", "--dst-prefix=b/")
 
 
@@ -131,9 +140,8 @@ class WorktreeManager:
                 "invalid_request", f"expected a git revision, got {request.base_ref!r}"
             )
         if self._max_bytes <= 0:
-            raise WorktreeRefused(
-                "disk_budget", "worktrees are disabled on this daemon (--worktrees-max-gb 0)"
-            )
+            disabled = "worktrees are disabled on this daemon (--worktrees-max-gb 0)"
+            return _skip_or_refuse(request, "disk_budget", disabled)
         project = _project_directory(request.cwd, self._roots)
         top = await repository_top(self._git, project)
         if top is None:
@@ -145,6 +153,13 @@ class WorktreeManager:
                 "path_outside_root",
                 f"the repository of {request.cwd} is {top}, outside the allowed roots: "
                 + ", ".join(self._roots),
+            )
+        if _within(self.worktrees_dir, top):
+            raise WorktreeRefused(
+                "invalid_request",
+                f"the daemon's worktrees directory {self.worktrees_dir} is inside the repository "
+                f"{top}: its worktrees would show up in the checkout; give the daemon a "
+                "--worktrees-dir outside every project repository",
             )
         subdir = project[len(top) :].lstrip(os.sep)  # both are real paths, project inside top
         async with (
@@ -158,23 +173,7 @@ class WorktreeManager:
         if not request.message.strip() or "\0" in request.message:
             raise WorktreeRefused("invalid_request", "expected a non-empty commit message")
         async with self._locked(self._key_locks, request.key):
-            meta = self._load(request.key)
-            path, owner = meta.path, owner_of(meta.repo)
-            await self._git.run(["add", "-A"], cwd=path, owner=owner)
-            staged = await self._git.run(
-                ["diff", "--cached", "--quiet"], cwd=path, owner=owner, ok_codes=(0, 1)
-            )
-            if staged.exit_code == 0:
-                return CommitDone(commit=None, files=[])
-            identity = await repository_identity(self._git, meta.repo, owner)
-            await self._git.run(
-                ["commit", "--no-verify", "--quiet", "-m", request.message],
-                cwd=path,
-                owner=owner,
-                identity=identity,
-            )
-            sha = (await self._git.run(["rev-parse", "HEAD"], cwd=path, owner=owner)).text
-            return CommitDone(commit=sha, files=await self._files_of(sha, path, owner))
+            return await self._commit_changes(self._load(request.key), request.message)
 
     async def diff(self, request: WorktreeDiff) -> DiffDone:
         """The branch's committed changes against its base: per file, and as a unified diff."""
@@ -238,6 +237,9 @@ class WorktreeManager:
                     f"({meta.base_commit[:12]}): there is no branch to merge into",
                 )
             async with self._locked(self._repo_locks, meta.repo):
+                # Work a turn left uncommitted (its run was cut short) is merged, not lost.
+                if await trio.to_thread.run_sync(os.path.isdir, meta.path):
+                    await self._commit_changes(meta, _LEFTOVER_MESSAGE)
                 owner = owner_of(meta.repo)
                 identity = await repository_identity(self._git, meta.repo, owner)
                 scratch = os.path.join(self.worktrees_dir, f".merge-{secrets.token_hex(6)}")
@@ -268,11 +270,11 @@ class WorktreeManager:
         keys: set[str] = set()
         for name in names:
             full = os.path.join(self.worktrees_dir, name)
-            if name.startswith(".") or ".json.tmp-" in name:
+            if name.startswith(SCRATCH_PREFIXES) or ".json.tmp-" in name:
                 if full not in self._in_use and not self._busy(name.partition(".json.tmp-")[0]):
                     await self._remove_quietly(full)
-                continue
-            keys.add(name.removesuffix(".json"))
+            elif key_error(name.removesuffix(".json")) is None:
+                keys.add(name.removesuffix(".json"))
         removed: list[str] = []
         kept: list[str] = []
         repos: set[str] = set()
@@ -280,8 +282,9 @@ class WorktreeManager:
             if self._busy(key):  # being made, merged or discarded right now: not an orphan
                 continue
             async with self._locked(self._key_locks, key):
-                branch = await self._sweep_one(key, repos)
-            removed.append(key)
+                gone, branch = await self._sweep_one(key, repos)
+            if gone:
+                removed.append(key)
             if branch is not None:
                 kept.append(branch)
         for repo in sorted(repos):
@@ -295,10 +298,12 @@ class WorktreeManager:
     ) -> WorktreeInfo | WorktreeSkipped:
         key = request.key
         path, meta_path = self._path_of(key), self._meta_path_of(key)
-        await trio.to_thread.run_sync(_make_worktrees_dir, self.worktrees_dir)
-        if await trio.to_thread.run_sync(_any_exists, path, meta_path):
+        await self._prepare_directory()
+        if await trio.to_thread.run_sync(any_exists, path, meta_path):
             raise WorktreeRefused("worktree_exists", f"a worktree named {key!r} exists already")
         owner = owner_of(top)
+        if owner is not None:
+            await self._check_reachable(owner)
         exists = await self._git.run(
             ["rev-parse", "--verify", "--quiet", f"refs/heads/{request.branch}"],
             cwd=top,
@@ -382,6 +387,45 @@ class WorktreeManager:
                 if not lock.statistics().tasks_waiting:
                     locks.pop(name, None)
 
+    async def _commit_changes(self, meta: WorktreeMeta, message: str) -> CommitDone:
+        path, owner = meta.path, owner_of(meta.repo)
+        await self._git.run(["add", "-A"], cwd=path, owner=owner)
+        staged = await self._git.run(
+            ["diff", "--cached", "--quiet"], cwd=path, owner=owner, ok_codes=(0, 1)
+        )
+        if staged.exit_code == 0:
+            return CommitDone(commit=None, files=[])
+        identity = await repository_identity(self._git, meta.repo, owner)
+        await self._git.run(
+            ["commit", "--no-verify", "--quiet", "-m", message],
+            cwd=path,
+            owner=owner,
+            identity=identity,
+        )
+        sha = (await self._git.run(["rev-parse", "HEAD"], cwd=path, owner=owner)).text
+        return CommitDone(commit=sha, files=await self._files_of(sha, path, owner))
+
+    async def _prepare_directory(self) -> None:
+        try:
+            await trio.to_thread.run_sync(prepare_worktrees_dir, self.worktrees_dir)
+        except OSError as exc:
+            raise WorktreeRefused(
+                "invalid_request", f"the worktrees directory cannot be used: {exc}"
+            ) from None
+
+    async def _check_reachable(self, owner: tuple[int, int]) -> None:
+        """Git runs as the repository's owner: they must be able to reach the worktrees."""
+        blocked = await trio.to_thread.run_sync(unsearchable_ancestor, self.worktrees_dir, owner)
+        if blocked is not None:
+            where, mode = blocked
+            raise WorktreeRefused(
+                "path_not_accessible",
+                f"the repository's owner (uid {owner[0]}) cannot reach the worktrees directory "
+                f"{self.worktrees_dir}: {where} (mode {mode:o}) does not let them through; "
+                f"let them traverse it (chmod o+x {where}) or give the daemon a "
+                "--worktrees-dir they can reach",
+            )
+
     def _busy(self, key: str) -> bool:
         lock = self._key_locks.get(key)
         return lock is not None and lock.locked()
@@ -394,12 +438,12 @@ class WorktreeManager:
 
     def _load(self, key: str) -> WorktreeMeta:
         problem = key_error(key)
-        data = None if problem else read_bytes(self._meta_path_of(key))
-        if data is None:
-            raise WorktreeRefused("unknown_worktree", f"no worktree named {key!r}")
         try:
+            data = None if problem else read_bytes(self._meta_path_of(key))
+            if data is None:
+                raise WorktreeRefused("unknown_worktree", f"no worktree named {key!r}")
             return load_meta(data, key=key, path=self._path_of(key))
-        except ValueError as exc:
+        except (OSError, ValueError) as exc:
             raise WorktreeRefused(
                 "unknown_worktree", f"worktree {key!r} has unreadable metadata: {exc}"
             ) from None
@@ -431,7 +475,7 @@ class WorktreeManager:
         repo_ok = any(_within(meta.repo, root) for root in self._roots)
         repo_ok = repo_ok and await trio.to_thread.run_sync(os.path.isdir, meta.repo)
         owner = owner_of(meta.repo) if repo_ok else None
-        removed, is_directory = await trio.to_thread.run_sync(_entry_kind, path)
+        removed, is_directory = await trio.to_thread.run_sync(entry_kind, path)
         if repo_ok and is_directory:
             result = await self._git.run_unchecked(
                 ["worktree", "remove", "--force", "--force", path], cwd=meta.repo, owner=owner
@@ -450,30 +494,44 @@ class WorktreeManager:
         await self._remove_quietly(self._meta_path_of(meta.key))
         return DiscardDone(removed_worktree=removed, deleted_branch=deleted)
 
-    async def _sweep_one(self, key: str, repos: set[str]) -> str | None:
-        """Remove one orphaned entry; returns its branch when kept for its commits."""
+    async def _sweep_one(self, key: str, repos: set[str]) -> tuple[bool, str | None]:
+        """Remove one orphaned entry: whether anything was removed, and its branch when kept
+        for its commits."""
         try:
             meta = self._load(key)
         except WorktreeRefused:
             meta = None
-        if meta is None:  # half-made, or foreign: remove our entries, prune git's record
-            repo = await trio.to_thread.run_sync(_repository_of_worktree, self._path_of(key))
+        if meta is not None:
+            has_work = await self._has_commits(meta)
+            await self._remove(meta, delete_branch=not has_work)
+            return True, meta.branch if has_work else None
+        # Half made (or a record that does not load): remove only what has our shape.
+        removed = False
+        path, meta_path = self._path_of(key), self._meta_path_of(key)
+        if await trio.to_thread.run_sync(looks_like_worktree, path):
+            repo = await trio.to_thread.run_sync(repository_of_worktree, path)
             if repo is not None:
                 repos.add(repo)
-            await self._remove_quietly(self._path_of(key))
-            await self._remove_quietly(self._meta_path_of(key))
-            return None
-        has_work = await self._has_commits(meta)
-        await self._remove(meta, delete_branch=not has_work)
-        return meta.branch if has_work else None
+            await self._remove_quietly(path)
+            removed = True
+        data = await trio.to_thread.run_sync(read_quietly, meta_path)
+        if (data is not None and looks_like_meta(data)) or await trio.to_thread.run_sync(
+            os.path.islink, meta_path
+        ):
+            await self._remove_quietly(meta_path)
+            removed = True
+        return removed, None
 
     async def _has_commits(self, meta: WorktreeMeta) -> bool:
-        """Whether the branch holds commits beyond its base (a missing repository: no)."""
+        """Whether the branch holds commits beyond its base (a repository that is missing or
+        outside the roots: no, and nothing of it is touched)."""
+        if not any(_within(meta.repo, root) for root in self._roots):
+            return False
         try:
             counted = await self._git.run_unchecked(
                 ["rev-list", "--count", f"{meta.base_commit}..refs/heads/{meta.branch}"],
                 cwd=meta.repo,
-                owner=_owner_if_present(meta.repo),
+                owner=owner_of(meta.repo),
             )
         except WorktreeRefused:
             return False
@@ -484,7 +542,7 @@ class WorktreeManager:
             return
         try:
             result = await self._git.run_unchecked(
-                ["worktree", "prune"], cwd=repo, owner=_owner_if_present(repo)
+                ["worktree", "prune"], cwd=repo, owner=owner_of(repo)
             )
         except WorktreeRefused as exc:  # the repository is gone
             logger.debug("%s", exc.message)
@@ -520,37 +578,3 @@ def _project_directory(cwd: str, roots: tuple[str, ...]) -> str:
             return held.path
     except PathRefused as exc:
         raise WorktreeRefused(exc.code, exc.message) from None
-
-
-def _any_exists(*paths: str) -> bool:
-    return any(os.path.lexists(path) for path in paths)
-
-
-def _entry_kind(path: str) -> tuple[bool, bool]:
-    """Whether ``path`` exists, and whether it is a real directory (not a symlink to one)."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return False, False
-    return True, stat.S_ISDIR(mode)
-
-
-def _owner_if_present(path: str) -> tuple[int, int] | None:
-    try:
-        return owner_of(path)
-    except OSError:
-        return None
-
-
-def _make_worktrees_dir(directory: str) -> None:
-    os.makedirs(directory, mode=0o711, exist_ok=True)
-
-
-def _repository_of_worktree(path: str) -> str | None:
-    """The repository a worktree directory belongs to, from its ``.git`` file, if readable."""
-    data = read_bytes(os.path.join(path, ".git")) if not os.path.islink(path) else None
-    if not data or not data.startswith(b"gitdir: "):
-        return None
-    gitdir = data[len(b"gitdir: ") :].strip().decode("utf-8", "surrogateescape")
-    common = os.path.dirname(os.path.dirname(gitdir))  # <repo>/.git/worktrees/<name>
-    return os.path.dirname(common) if os.path.basename(common) == ".git" else None

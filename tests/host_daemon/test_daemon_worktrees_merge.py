@@ -15,6 +15,8 @@ from _support.git_repos import (
     head,
     make_manager,
     make_repo,
+    read_text,
+    worktree_entries,
     write_files,
 )
 
@@ -125,7 +127,7 @@ async def test_rebase_replays_each_turn_on_a_moved_base(tmp_path: pathlib.Path) 
     assert log[-1].split("|")[3] == moved
     assert (repo / "b.txt").read_text() == "user\n"
     assert (repo / "d.txt").read_text() == "d\n"
-    assert [e for e in os.listdir(manager.worktrees_dir) if e.startswith(".")] == []
+    assert [e for e in worktree_entries(manager) if e.startswith(".")] == []
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -147,7 +149,7 @@ async def test_conflict_refused_and_checkout_unchanged(
     assert head(repo, "refs/heads/main") == main_before
     assert exists(info.path)
     assert "coding-agent/t" in branches(repo)
-    assert [e for e in os.listdir(manager.worktrees_dir) if e.startswith(".")] == []
+    assert [e for e in worktree_entries(manager) if e.startswith(".")] == []
 
 
 async def test_dirty_checkout_in_touched_files_refused(tmp_path: pathlib.Path) -> None:
@@ -226,3 +228,14 @@ async def test_deleted_base_branch_refused(tmp_path: pathlib.Path) -> None:
         await manager.merge(WorktreeMerge(key="t"))
     assert caught.value.code == "no_base_branch"
     assert exists(info.path)
+
+
+async def test_uncommitted_work_in_the_worktree_is_merged(tmp_path: pathlib.Path) -> None:
+    """Files a cut-short turn left uncommitted in the worktree are committed and merged, not
+    thrown away with the worktree."""
+    manager, info, repo = await _task_with_a_turn(tmp_path, {"c.txt": "c\n"})
+    write_files(pathlib.Path(info.path), {"cut.txt": "never committed\n"})
+    done = await manager.merge(WorktreeMerge(key="t"))
+    assert "cut.txt" in done.files
+    assert read_text(repo, "cut.txt") == "never committed\n"
+    assert read_text(repo, "c.txt") == "c\n"
