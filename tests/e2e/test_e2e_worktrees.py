@@ -1,0 +1,589 @@
+"""End to end, issue 9: a git worktree per task, reviewed and merged or discarded over MCP.
+
+A real ``coding-agent up`` (daemon and server), the official MCP SDK client, the real Claude Code
+CLI against a scripted model on loopback that makes Claude call its own Read/Edit/Write tools
+(relative paths: Claude resolves them against its working directory, which is what isolation is
+about), and real git repositories made by the tests (``_support/git_repos.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import pathlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+import pytest
+import trio
+from _support import procs
+from _support.agent_up import Up, base_env, coding_agent_up, sdk_client
+from _support.claude_cli import claude_env, claude_executable
+from _support.git_repos import (
+    Snapshot,
+    add_lfs_attributes,
+    add_submodule,
+    commit_all,
+    git,
+    make_repo,
+)
+from _support.polling import eventually as _eventually
+from _support.scripted_model import Hold, Reply, ScriptedModel, ToolCall, open_scripted_model
+from mcp import Client
+from mcp.types import CallToolResult, TextContent, TextResourceContents
+
+pytestmark = pytest.mark.claude_cli
+
+MARKER = "CODING_AGENT_TEST_RUN"
+DEADLINE_S = 90.0
+# The real CLI on a loaded machine: a longer wait than the suite's default.
+eventually = functools.partial(_eventually, timeout=DEADLINE_S)
+BASE_FILES = {
+    "shared.txt": "line 1\nline 2\nline 3\n",
+    "keep.txt": "kept as it is\n",
+}
+
+
+def read(path: str) -> ToolCall:
+    return ToolCall("Read", {"file_path": path})
+
+
+def write(path: str, content: str) -> ToolCall:
+    return ToolCall("Write", {"file_path": path, "content": content})
+
+
+def edit(path: str, old: str, new: str) -> ToolCall:
+    return ToolCall("Edit", {"file_path": path, "old_string": old, "new_string": new})
+
+
+@attrs.frozen
+class World:
+    """A root holding the user's checkout ``root/repo``, a state dir, the environment of ``up``."""
+
+    state: pathlib.Path
+    root: pathlib.Path
+    repo: pathlib.Path
+    env: dict[str, str]
+    marker: str
+
+    @property
+    def worktrees(self) -> pathlib.Path:
+        """The daemon's worktrees dir (``up`` runs it with its state dir as ours)."""
+        return self.state / "worktrees"
+
+    def worktree(self, task_id: str) -> pathlib.Path:
+        return self.worktrees / task_id
+
+    def processes(self) -> list[tuple[int, str]]:
+        """The live processes of every run of this test (the marker is in their environment)."""
+        return procs.marked_processes(MARKER, self.marker)
+
+
+@pytest.fixture(scope="session")
+def claude() -> str:
+    """The pinned Claude Code binary (installed on first use)."""
+    return claude_executable()
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[ScriptedModel]:
+    async with open_scripted_model() as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def world(tmp_path: pathlib.Path, claude: str, model: ScriptedModel) -> World:
+    """The user's checkout on ``main`` (clean, two files), and Claude pointed at the model."""
+    root = tmp_path / "root"
+    repo = root / "repo"
+    make_repo(repo, BASE_FILES)
+    home = tmp_path / "home"
+    home.mkdir()
+    marker = uuid.uuid4().hex
+    env = base_env() | claude_env(model.base_url, home) | {"CLAUDE_PATH": claude, MARKER: marker}
+    return World(tmp_path / "state", root, repo, env, marker)
+
+
+@attrs.frozen
+class Session:
+    up: Up
+    client: Client
+
+
+@contextlib.asynccontextmanager
+async def serving(world: World) -> AsyncIterator[Session]:
+    """``coding-agent up`` on the world's state and root, with an SDK client of it."""
+    async with coding_agent_up(world.state, world.root, world.env) as up, sdk_client(up) as client:
+        yield Session(up, client)
+
+
+# -- calls and reads -------------------------------------------------------------------------
+
+
+def said(result: CallToolResult) -> str:
+    """Everything a tool's answer says (its text content: message and result)."""
+    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+async def ok(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
+    """Call a tool that must succeed; its ``result``."""
+    result = await client.call_tool(name, arguments)
+    assert not result.is_error, said(result)
+    assert result.structured_content is not None
+    value: dict[str, Any] = result.structured_content["result"]
+    return value
+
+
+async def refused(client: Client, name: str, **arguments: Any) -> str:
+    """Call a tool that must fail; all its answer says."""
+    result = await client.call_tool(name, arguments)
+    assert result.is_error, said(result)
+    return said(result)
+
+
+async def create(client: Client, title: str, instructions: str, **options: Any) -> str:
+    """create_task on the checkout (``project_dir`` "repo" unless given); the task's id."""
+    options.setdefault("project_dir", "repo")
+    created = await ok(client, "create_task", title=title, instructions=instructions, **options)
+    task_id: str = created["task_id"]
+    return task_id
+
+
+async def wait_done(client: Client, task_id: str) -> dict[str, Any]:
+    """wait_task until the task leaves in_progress."""
+    with trio.fail_after(DEADLINE_S):
+        while True:
+            task = await ok(client, "wait_task", id=task_id, timeout_s=20)
+            if task["status"] != "in_progress":
+                return task
+
+
+async def run_to_waiting(client: Client, task_id: str) -> dict[str, Any]:
+    """Wait for the run's end; it must have succeeded (the task waits for a follow-up)."""
+    task = await wait_done(client, task_id)
+    assert task["status"] == "waiting", task
+    return task
+
+
+async def read_text(client: Client, uri: str) -> str:
+    read = await client.read_resource(uri)
+    content = read.contents[0]
+    assert isinstance(content, TextResourceContents), content
+    return content.text
+
+
+async def read_json(client: Client, uri: str) -> Any:
+    return json.loads(await read_text(client, uri))
+
+
+async def events(client: Client, task_id: str) -> list[dict[str, Any]]:
+    """Every logged event of a task, following the pages."""
+    out: list[dict[str, Any]] = []
+    uri: str | None = f"task://{task_id}/logs"
+    while uri is not None:
+        page = await read_json(client, uri)
+        out += page["events"]
+        uri = page["next"]
+    return out
+
+
+async def read_diff(client: Client, task_id: str) -> str:
+    """The whole ``task://{id}/diff``, following its pages."""
+    parts: list[str] = []
+    uri: str | None = f"task://{task_id}/diff"
+    while uri is not None:
+        page = await read_json(client, uri)
+        parts.append(page["diff"])
+        uri = page["next"]
+    return "".join(parts)
+
+
+def branch_of(world: World, task_id: str) -> str:
+    """The task's branch, found in the user's repository by the name issue 9 gives it."""
+    prefix = f"coding-agent/{task_id[:8]}-"
+    names = git(world.repo, "branch", "--list", "--format=%(refname:short)", f"{prefix}*").split()
+    assert len(names) == 1, names
+    return names[0]
+
+
+def worktree_paths(repo: pathlib.Path) -> list[str]:
+    """``git worktree list``: the checkout first, then every linked worktree."""
+    listing = git(repo, "worktree", "list", "--porcelain")
+    return [
+        line.removeprefix("worktree ") for line in listing.splitlines() if line[:9] == "worktree "
+    ]
+
+
+def same_path(path: str | os.PathLike[str], other: str | os.PathLike[str]) -> bool:
+    """Whether both name the same place (symlinks resolved)."""
+    return os.path.realpath(path) == os.path.realpath(other)
+
+
+# -- isolation -------------------------------------------------------------------------------
+
+
+async def test_claude_runs_in_the_tasks_worktree_not_the_checkout(
+    world: World, model: ScriptedModel
+) -> None:
+    """Claude's cwd (run_started, /proc, its own prompt) is the task's worktree; it writes there."""
+    gate = Hold(then=write("made.txt", "made by the agent\n"))
+    model.script(gate, Reply("Wrote made.txt."))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Make a file", "Write made.txt")
+        with trio.fail_after(DEADLINE_S):
+            await gate.reached.wait()
+        started = [e for e in await events(session.client, task_id) if e["kind"] == "run_started"]
+        assert len(started) == 1, started
+        worktree = world.worktree(task_id)
+        assert same_path(started[0]["data"]["cwd"], worktree)
+        assert same_path(os.readlink(f"/proc/{started[0]['data']['pid']}/cwd"), worktree)
+        assert f"Primary working directory: {started[0]['data']['cwd']}" in json.dumps(
+            model.main_requests[0]
+        )
+        gate.release()
+        await run_to_waiting(session.client, task_id)
+    assert (worktree / "made.txt").read_text() == "made by the agent\n"
+    assert not (world.repo / "made.txt").exists()
+    assert branch_of(world, task_id) == f"coding-agent/{task_id[:8]}-make-a-file"
+    assert worktree_paths(world.repo) == [str(world.repo), str(worktree)]
+    assert git(world.repo, "status", "--porcelain") == ""
+
+
+async def test_two_tasks_edit_the_same_file_without_seeing_each_other(
+    world: World, model: ScriptedModel
+) -> None:
+    """Two tasks at once rewrite one file, each on its own branch; neither reads the other's."""
+    gate = Hold(then=read("shared.txt"))
+    model.script_for("[task-a]", gate, write("shared.txt", "A was here\n"), Reply("A done."))
+    model.script_for(
+        "[task-b]", read("shared.txt"), write("shared.txt", "B was here\n"), Reply("B done.")
+    )
+    async with serving(world) as session:
+        client = session.client
+        task_a = await create(client, "Task A", "[task-a] rewrite shared.txt")
+        with trio.fail_after(DEADLINE_S):
+            await gate.reached.wait()
+        task_b = await create(client, "Task B", "[task-b] rewrite shared.txt")
+        await run_to_waiting(client, task_b)
+        assert (world.worktree(task_b) / "shared.txt").read_text() == "B was here\n"
+        assert (world.worktree(task_a) / "shared.txt").read_text() == BASE_FILES["shared.txt"]
+        gate.release()
+        await run_to_waiting(client, task_a)
+    assert (world.worktree(task_a) / "shared.txt").read_text() == "A was here\n"
+    assert (world.worktree(task_b) / "shared.txt").read_text() == "B was here\n"
+    a_read = json.dumps(model.main_requests[-1]["messages"])  # A's last call, after B's write
+    assert "line 2" in a_read
+    assert "B was here" not in a_read
+    for task_id, text in ((task_a, "A was here\n"), (task_b, "B was here\n")):
+        branch = branch_of(world, task_id)
+        assert git(world.repo, "diff", "--name-only", "main", branch) == "shared.txt\n"
+        assert git(world.repo, "show", f"{branch}:shared.txt") == text
+    assert (world.repo / "shared.txt").read_text() == BASE_FILES["shared.txt"]
+    assert git(world.repo, "status", "--porcelain") == ""
+    assert model.unexpected == []
+
+
+# -- review ----------------------------------------------------------------------------------
+
+
+async def test_diff_resource_shows_exactly_the_agents_changes(
+    world: World, model: ScriptedModel
+) -> None:
+    """task://{id}/diff is the branch's diff against its base: the agent's edits, not the user's."""
+    (world.repo / "keep.txt").write_text("the user's own edit\n")
+    (world.repo / "scratch.txt").write_text("the user's untracked notes\n")
+    before = Snapshot.of(world.repo)
+    model.script(
+        read("shared.txt"),
+        edit("shared.txt", "line 2", "line two"),
+        write("added.txt", "added by the agent\n"),
+        Reply("Edited shared.txt, added added.txt."),
+    )
+    async with serving(world) as session:
+        task_id = await create(session.client, "Edit and add", "Edit shared.txt, add added.txt")
+        await run_to_waiting(session.client, task_id)
+        diff = await read_diff(session.client, task_id)
+        stat = await read_json(session.client, f"task://{task_id}/diffstat")
+    branch = branch_of(world, task_id)
+    assert diff == git(world.repo, "diff", f"main...{branch}")
+    assert "+line two" in diff
+    assert "-line 2" in diff
+    assert "+added by the agent" in diff
+    assert "keep.txt" not in diff
+    assert "scratch.txt" not in diff
+    files = {entry["path"]: (entry["added"], entry["removed"]) for entry in stat["files"]}
+    assert files == {"shared.txt": (1, 1), "added.txt": (1, 0)}
+    # The checkout is as the user left it; only the task's branch was added to its refs.
+    assert attrs.evolve(Snapshot.of(world.repo), refs="") == attrs.evolve(before, refs="")
+
+
+async def test_follow_up_after_review_adds_a_second_commit(
+    world: World, model: ScriptedModel
+) -> None:
+    """Each turn is one commit on the branch: task://{id}/commits lists both, oldest first."""
+    model.script(
+        write("one.txt", "first turn\n"),
+        Reply("Wrote one.txt."),
+        write("two.txt", "second turn\n"),
+        Reply("Wrote two.txt."),
+    )
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Two turns", "Write one.txt")
+        await run_to_waiting(client, task_id)
+        first = await read_json(client, f"task://{task_id}/commits")
+        assert len(first["commits"]) == 1, first
+        await ok(client, "update_task", id=task_id, instructions="Now write two.txt")
+        await run_to_waiting(client, task_id)
+        commits = (await read_json(client, f"task://{task_id}/commits"))["commits"]
+    branch = branch_of(world, task_id)
+    shas = git(world.repo, "rev-list", "--reverse", f"main..{branch}").split()
+    assert [c["sha"] for c in commits] == shas
+    assert commits[0]["sha"] == first["commits"][0]["sha"]
+    assert [c["subject"] for c in commits] == ["turn 1: Write one.txt", "turn 2: Now write two.txt"]
+    assert [c["files"] for c in commits] == [["one.txt"], ["two.txt"]]
+    assert all(f"Coding-Agent-Task: {task_id}" in c["body"] for c in commits)
+
+
+# -- merge -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["merge", "squash", "rebase"])
+async def test_merge_lands_the_changes_in_the_users_branch(
+    world: World, model: ScriptedModel, strategy: str
+) -> None:
+    """merge_task (each strategy) puts the task's work on main and in the checkout, then cleans."""
+    model.script(
+        read("shared.txt"),
+        edit("shared.txt", "line 1", "line one"),
+        write("feature.txt", "the feature\n"),
+        Reply("Done."),
+    )
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Feature", "Add the feature")
+        await run_to_waiting(client, task_id)
+        branch = branch_of(world, task_id)
+        task_tip = git(world.repo, "rev-parse", branch).strip()
+        (world.repo / "keep.txt").write_text("the user moved on\n")
+        user_tip = commit_all(world.repo, "the user's own commit")
+        await ok(client, "merge_task", id=task_id, strategy=strategy)
+        task = await ok(client, "report", id=task_id)
+    assert task["status"] == "completed"
+    assert git(world.repo, "status", "--porcelain") == ""
+    assert git(world.repo, "symbolic-ref", "HEAD") == "refs/heads/main\n"
+    assert (world.repo / "feature.txt").read_text() == "the feature\n"
+    assert (world.repo / "shared.txt").read_text() == "line one\nline 2\nline 3\n"
+    assert (world.repo / "keep.txt").read_text() == "the user moved on\n"
+    parents = git(world.repo, "rev-list", "--parents", "-n1", "HEAD").split()[1:]
+    expected_parents = [user_tip, task_tip] if strategy == "merge" else [user_tip]
+    assert parents == expected_parents
+    if strategy == "rebase":
+        assert git(world.repo, "log", "-1", "--format=%s", "HEAD").startswith("turn 1: ")
+    assert git(world.repo, "branch", "--list", "coding-agent/*") == ""
+    assert worktree_paths(world.repo) == [str(world.repo)]
+    assert not world.worktree(task_id).exists()
+
+
+async def test_conflicting_merge_is_refused_and_leaves_the_checkout_as_it_was(
+    world: World, model: ScriptedModel
+) -> None:
+    """A merge that conflicts is refused (the file named) by every strategy; nothing changes."""
+    model.script(read("shared.txt"), edit("shared.txt", "line 2", "the task's line"), Reply("Ok."))
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Conflict", "Change line 2")
+        await run_to_waiting(client, task_id)
+        branch = branch_of(world, task_id)
+        task_tip = git(world.repo, "rev-parse", branch)
+        (world.repo / "shared.txt").write_text("line 1\nthe user's line\nline 3\n")
+        commit_all(world.repo, "the user's conflicting commit")
+        (world.repo / "keep.txt").write_text("an uncommitted edit elsewhere\n")
+        (world.repo / "scratch.txt").write_text("untracked\n")
+        before = Snapshot.of(world.repo)
+        for strategy in ("merge", "squash", "rebase"):
+            message = await refused(client, "merge_task", id=task_id, strategy=strategy)
+            assert "shared.txt" in message, (strategy, message)
+            assert "conflict" in message.lower(), (strategy, message)
+            assert Snapshot.of(world.repo) == before, strategy
+        task = await ok(client, "report", id=task_id)
+    assert task["status"] == "waiting"
+    assert git(world.repo, "rev-parse", branch) == task_tip
+    assert worktree_paths(world.repo) == [str(world.repo), str(world.worktree(task_id))]
+
+
+async def test_merge_is_refused_when_the_checkout_has_uncommitted_changes_in_touched_files(
+    world: World, model: ScriptedModel
+) -> None:
+    """Uncommitted edits to a file the merge touches: refused, the file named, nothing changed."""
+    model.script(read("keep.txt"), write("keep.txt", "the task's version\n"), Reply("Ok."))
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Touch keep", "Rewrite keep.txt")
+        await run_to_waiting(client, task_id)
+        (world.repo / "keep.txt").write_text("the user's unsaved work\n")
+        before = Snapshot.of(world.repo)
+        message = await refused(client, "merge_task", id=task_id)
+        assert "keep.txt" in message
+        assert Snapshot.of(world.repo) == before
+        assert (await ok(client, "report", id=task_id))["status"] == "waiting"
+
+
+# -- discard and sweep -----------------------------------------------------------------------
+
+
+async def test_discard_mid_run_leaves_no_worktree_branch_or_directory(
+    world: World, model: ScriptedModel
+) -> None:
+    """discard_task stops the run, then nothing of the task is left: no worktree, branch, dir."""
+    gate = Hold(then=Reply("too late"))
+    model.script(write("partial.txt", "half done\n"), gate)
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Doomed", "Start something")
+        with trio.fail_after(DEADLINE_S):
+            await gate.reached.wait()
+        assert (world.worktree(task_id) / "partial.txt").exists()
+        discarded = await ok(client, "discard_task", id=task_id)
+        assert discarded["status"] == "cancelled", discarded
+        await eventually(lambda: not world.processes(), "the run's processes to end")
+    gate.release()
+    assert git(world.repo, "branch", "--list", "coding-agent/*") == ""
+    assert worktree_paths(world.repo) == [str(world.repo)]
+    assert not world.worktree(task_id).exists()
+    assert list(world.worktrees.iterdir()) == []
+    assert Snapshot.of(world.repo).status == ""
+
+
+async def test_sweep_after_a_crash_removes_the_orphan_and_keeps_live_tasks(
+    world: World, model: ScriptedModel
+) -> None:
+    """After a SIGKILL, the next start removes worktrees with no task and keeps the others."""
+    gate = Hold(then=Reply("too late"))
+    model.script_for("[kept]", write("kept.txt", "kept\n"), Reply("Kept."))
+    model.script_for("[orphan]", gate)
+    async with serving(world) as session:
+        kept = await create(session.client, "Kept", "[kept] write kept.txt")
+        await run_to_waiting(session.client, kept)
+        orphan = await create(session.client, "Orphan", "[orphan] think")
+        with trio.fail_after(DEADLINE_S):
+            await gate.reached.wait()
+        orphan_branch = branch_of(world, orphan)
+        session.up.kill()
+        await session.up.process.wait()
+    gate.release()
+    await eventually(lambda: not world.processes(), "the killed run's processes")
+    # A crash between the worktree's creation and the task's first record leaves exactly this:
+    # a worktree whose task the server never saved.
+    for record in (world.state / "tasks").glob(f"{orphan}.*"):
+        record.unlink()
+    (world.worktrees / "half-made").mkdir()  # a directory with no metadata: a torn create
+    assert world.worktree(orphan).is_dir()
+    async with serving(world) as session:
+        await eventually(
+            lambda: (
+                not world.worktree(orphan).exists() and not (world.worktrees / "half-made").exists()
+            ),
+            "the sweep to remove the orphans",
+            lambda: (
+                f"{sorted(p.name for p in world.worktrees.iterdir())}; {session.up.log()[-2000:]}"
+            ),
+        )
+        assert (await ok(session.client, "report", id=kept))["status"] == "waiting"
+    assert sorted(p.name for p in world.worktrees.iterdir()) == sorted([kept, f"{kept}.json"])
+    assert worktree_paths(world.repo) == [str(world.repo), str(world.worktree(kept))]
+    assert git(world.repo, "branch", "--list", orphan_branch) == ""
+    assert (world.worktree(kept) / "kept.txt").read_text() == "kept\n"
+
+
+# -- repositories that get no worktree -------------------------------------------------------
+
+
+async def test_a_project_outside_git_runs_with_isolation_none(
+    world: World, model: ScriptedModel
+) -> None:
+    """No git repository: the task runs in the project dir itself, and the result says why."""
+    plain = world.root / "plain"
+    plain.mkdir()
+    model.script(write("note.txt", "written in place\n"), Reply("Done."))
+    async with serving(world) as session:
+        result = await session.client.call_tool(
+            "create_task", {"title": "Plain", "instructions": "Write", "project_dir": "plain"}
+        )
+        assert not result.is_error, said(result)
+        assert "isolation: none (not inside a git repository)" in said(result)
+        assert result.structured_content is not None
+        task_id = result.structured_content["result"]["task_id"]
+        await run_to_waiting(session.client, task_id)
+        started = [e for e in await events(session.client, task_id) if e["kind"] == "run_started"]
+    assert same_path(started[0]["data"]["cwd"], plain)
+    assert (plain / "note.txt").read_text() == "written in place\n"
+    assert not world.worktrees.exists() or list(world.worktrees.iterdir()) == []
+
+
+async def test_worktree_isolation_outside_git_is_refused(world: World) -> None:
+    """isolation "worktree" for a project outside git: refused, and no task is made."""
+    (world.root / "plain").mkdir()
+    async with serving(world) as session:
+        message = await refused(
+            session.client,
+            "create_task",
+            title="Plain",
+            instructions="Write",
+            project_dir="plain",
+            isolation="worktree",
+        )
+        assert "not inside a git repository" in message
+        assert (await ok(session.client, "report"))["total_tasks"] == 0
+
+
+def make_unsupported(world: World, kind: str) -> str:
+    """Turn the checkout into a repository a worktree cannot serve; the word its refusal uses."""
+    if kind == "submodule":
+        add_submodule(world.repo, world.root.parent / "library")
+        return "submodule"
+    add_lfs_attributes(world.repo)
+    return "LFS"
+
+
+@pytest.mark.parametrize("kind", ["submodule", "lfs"])
+async def test_unsupported_repository_is_refused_when_worktree_is_asked(
+    world: World, kind: str
+) -> None:
+    """Submodules or LFS with isolation "worktree": a clear refusal pointing at "none"."""
+    word = make_unsupported(world, kind)
+    before = Snapshot.of(world.repo)
+    async with serving(world) as session:
+        message = await refused(
+            session.client, "create_task", title="T", instructions="Go", isolation="worktree"
+        )
+        assert word.lower() in message.lower()
+        assert "none" in message
+        assert (await ok(session.client, "report"))["total_tasks"] == 0
+    assert Snapshot.of(world.repo) == before
+    assert not world.worktrees.exists() or list(world.worktrees.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["submodule", "lfs"])
+async def test_unsupported_repository_falls_back_to_no_isolation(
+    world: World, model: ScriptedModel, kind: str
+) -> None:
+    """Submodules or LFS with isolation left out: the task runs in the checkout, said so."""
+    word = make_unsupported(world, kind)
+    model.script(write("in_place.txt", "in the checkout\n"), Reply("Done."))
+    async with serving(world) as session:
+        result = await session.client.call_tool(
+            "create_task", {"title": "T", "instructions": "Go", "project_dir": "repo"}
+        )
+        assert not result.is_error, said(result)
+        assert "isolation: none" in said(result)
+        assert word.lower() in said(result).lower()
+        assert result.structured_content is not None
+        task_id = result.structured_content["result"]["task_id"]
+        await run_to_waiting(session.client, task_id)
+    assert (world.repo / "in_place.txt").read_text() == "in the checkout\n"
+    assert git(world.repo, "branch", "--list", "coding-agent/*") == ""
