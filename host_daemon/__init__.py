@@ -1,6 +1,8 @@
 """The host daemon: runs coding-agent CLIs in process groups for authenticated clients.
 
-The public API: the wire records, the client library (``probe``, ``open_run``), its errors
+The public API: the wire records, the client library (``probe``, ``open_run``, and one
+coroutine per worktree operation: ``create_worktree``, ``commit_worktree``, ``diff_worktree``,
+``worktree_commits``, ``merge_worktree``, ``discard_worktree``, ``sweep_worktrees``), its errors
 (``DaemonError`` and its subclasses, each with a code of ``ErrorCode``), the shared token, the
 daemon itself (``serve_daemon``, ``DaemonConfig``) and its process-group helpers
 (``spawn_group``, ``become_subreaper``). Import these from ``host_daemon`` only: the ``_modules``
@@ -8,7 +10,18 @@ are private and may change.
 """
 
 from ._auth import TokenError, load_or_create_token, token_from_environment
-from ._client import RunStream, open_run, probe
+from ._client import (
+    RunStream,
+    commit_worktree,
+    create_worktree,
+    diff_worktree,
+    discard_worktree,
+    merge_worktree,
+    open_run,
+    probe,
+    sweep_worktrees,
+    worktree_commits,
+)
 from ._config import DaemonConfig, default_state_dir, default_token_file
 from ._errors import (
     ERROR_CODES,
@@ -112,14 +125,21 @@ __all__ = [
     "WorktreeSweep",
     "__version__",
     "become_subreaper",
+    "commit_worktree",
+    "create_worktree",
     "default_state_dir",
     "default_token_file",
+    "diff_worktree",
+    "discard_worktree",
     "is_subreaper",
     "load_or_create_token",
+    "merge_worktree",
     "open_run",
     "probe",
     "serve_daemon",
     "spawn_group",
+    "sweep_worktrees",
     "token_from_environment",
     "watch_shutdown_signals",
+    "worktree_commits",
 ]

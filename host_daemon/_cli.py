@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import math
 import os
 import pathlib
 import sys
@@ -104,6 +105,24 @@ def _positive(value: str) -> float:
     if not number > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return number
+
+
+def _positive_finite(value: str) -> float:
+    number = _positive(value)
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
+    return number
+
+
+def _gibibytes(value: str) -> int:
+    """``--worktrees-max-gb``: GiB as a float (0 allowed: no worktrees), in bytes."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GiB, got {value!r}") from None
+    if not (math.isfinite(number) and number >= 0):
+        raise argparse.ArgumentTypeError(f"must be 0 or more GiB, got {value}")
+    return int(number * 1024**3)
 
 
 def _permission(value: str) -> tuple[str, str]:
@@ -225,6 +244,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="a run's output beyond this is cut with a marker (default %(default)s)",
     )
     parser.add_argument(
+        "--worktrees-dir",
+        type=pathlib.Path,
+        metavar="PATH",
+        help="where the daemon makes a git worktree per task; inside a --root or under the "
+        "state directory, and used for nothing else (default STATE_DIR/worktrees)",
+    )
+    parser.add_argument(
+        "--worktrees-max-gb",
+        dest="worktrees_max_bytes",
+        type=_gibibytes,
+        default=defaults.worktrees_max_bytes,
+        metavar="GIB",
+        help="disk budget of the worktrees directory; a worktree that would pass it is "
+        "refused (default 20; 0: no worktrees)",
+    )
+    parser.add_argument(
+        "--git-timeout",
+        type=_positive_finite,
+        default=defaults.git_timeout_s,
+        metavar="SECONDS",
+        help="each git command the daemon runs is killed after this (default %(default)s)",
+    )
+    parser.add_argument(
         "--allow-permission-mode",
         type=_permission,
         action="append",
@@ -262,6 +304,7 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         token = token_from_environment(environ, default_file)
     except TokenError as exc:
         raise ValueError(str(exc)) from None
+    worktrees_dir = _worktrees_dir(args.worktrees_dir, state_dir, roots)
     return DaemonConfig(
         token=token,
         roots=roots,
@@ -277,7 +320,40 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         max_run_timeout_s=args.max_run_timeout,
         extra_permission_modes=tuple(args.allow_permission_mode),
         state_dir=str(state_dir),
+        worktrees_dir=worktrees_dir,
+        worktrees_max_bytes=args.worktrees_max_bytes,
+        git_timeout_s=args.git_timeout,
     )
+
+
+def _worktrees_dir(
+    given: pathlib.Path | None, state_dir: pathlib.Path, roots: tuple[str, ...]
+) -> str:
+    """The worktrees directory, real: strictly inside a root or under the state directory.
+
+    The daemon deletes what it finds there that belongs to no task, so it must be a directory
+    of its own: never a root itself, never one that holds a root or the state directory.
+    """
+    real_state = os.path.realpath(state_dir)
+    if given is None:
+        return os.path.join(real_state, "worktrees")
+    real = os.path.realpath(os.path.expanduser(given))
+    owners = [*roots, real_state]
+    if not any(real != owner and _is_inside(real, owner) for owner in owners):
+        raise ValueError(
+            f"--worktrees-dir {given}: expected a directory strictly inside a --root or under "
+            f"the state directory {real_state}, got {real}"
+        )
+    if any(_is_inside(owner, real) for owner in owners):
+        raise ValueError(
+            f"--worktrees-dir {given}: {real} holds a root or the state directory; the daemon "
+            "deletes what it does not know there, so it must be a directory of its own"
+        )
+    return real
+
+
+def _is_inside(path: str, directory: str) -> bool:
+    return os.path.commonpath([path, directory]) == directory
 
 
 async def run_daemon(config: DaemonConfig) -> None:

@@ -1,8 +1,10 @@
-"""The client library: ``probe`` the daemon, or ``open_run`` and iterate the run's events.
+"""The client library: ``probe`` the daemon, ``open_run`` and iterate the run's events, or ask
+for one worktree operation (``create_worktree``, ``commit_worktree``, ...).
 
 One TCP connection per operation. ``open_run`` is an async context manager: leaving it (early,
 by an exception or by cancellation) closes the connection, and the daemon then kills the run's
-whole process group.
+whole process group. A worktree operation is one request and one reply; one the client stops
+waiting for still finishes daemon-side (git is never left half-way).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 from collections.abc import AsyncIterator
+from typing import Final, TypeVar
 
 import trio
 
@@ -23,7 +26,34 @@ from ._protocol import (
     ProbeRequest,
     ProtocolViolation,
 )
-from ._records import AgentEvent, ProbeInfo, RunEvent, RunFinished, RunRequest, RunStarted
+from ._records import (
+    AgentEvent,
+    CommitDone,
+    CommitsDone,
+    DiffDone,
+    DiscardDone,
+    MergeDone,
+    ProbeInfo,
+    RunEvent,
+    RunFinished,
+    RunRequest,
+    RunStarted,
+    SweepDone,
+    WorktreeCommit,
+    WorktreeCommits,
+    WorktreeCreate,
+    WorktreeDiff,
+    WorktreeDiscard,
+    WorktreeInfo,
+    WorktreeMerge,
+    WorktreeSkipped,
+    WorktreeSweep,
+)
+
+#: A worktree operation runs git, maybe several times, on a repository that may be large.
+WORKTREE_TIMEOUT_S: Final = 120.0
+
+_Reply = TypeVar("_Reply")
 
 
 @contextlib.asynccontextmanager
@@ -87,19 +117,140 @@ async def _send(conn: FramedStream, message: Message) -> None:
         ) from None
 
 
-async def probe(host: str, port: int, token: str, *, timeout: float = 10.0) -> ProbeInfo:
-    """Ask the daemon what it is, which agents it found and its limits."""
+async def _call(
+    host: str,
+    port: int,
+    token: str,
+    request: Message,
+    reply: type[_Reply] | tuple[type[_Reply], ...],
+    *,
+    timeout: float,
+    what: str,
+) -> _Reply:
+    """Send one request, return its one reply (of type ``reply``), all within ``timeout``."""
     async with _connect(
         host, port, token, timeout=timeout, max_frame_bytes=DEFAULT_MAX_EVENT_FRAME_BYTES
     ) as conn:
         with trio.move_on_after(timeout) as deadline:
-            await _send(conn, ProbeRequest())
+            await _send(conn, request)
             answer = await _receive(conn)
         if deadline.cancelled_caught:
-            raise DaemonUnavailable("timeout", "the daemon did not answer the probe in time")
-        if not isinstance(answer, ProbeInfo):
-            raise ProtocolError("unexpected_message", "the daemon did not answer with probe_info")
+            raise DaemonUnavailable(
+                "timeout", f"the daemon did not answer the {what} within {timeout:g} s"
+            )
+        if not isinstance(answer, reply):
+            raise ProtocolError(
+                "unexpected_message",
+                f"the daemon answered the {what} with {type(answer).__name__}",
+            )
         return answer
+
+
+async def probe(host: str, port: int, token: str, *, timeout: float = 10.0) -> ProbeInfo:
+    """Ask the daemon what it is, which agents it found and its limits."""
+    return await _call(host, port, token, ProbeRequest(), ProbeInfo, timeout=timeout, what="probe")
+
+
+async def create_worktree(
+    host: str,
+    port: int,
+    token: str,
+    request: WorktreeCreate,
+    *,
+    timeout: float = WORKTREE_TIMEOUT_S,
+) -> WorktreeInfo | WorktreeSkipped:
+    """Make a task's worktree on a new branch (or learn why none was made, if not required)."""
+    return await _call(
+        host,
+        port,
+        token,
+        request,
+        (WorktreeInfo, WorktreeSkipped),
+        timeout=timeout,
+        what="worktree_create",
+    )
+
+
+async def commit_worktree(
+    host: str,
+    port: int,
+    token: str,
+    request: WorktreeCommit,
+    *,
+    timeout: float = WORKTREE_TIMEOUT_S,
+) -> CommitDone:
+    """Commit what changed in a task's worktree (``commit`` None when nothing did)."""
+    return await _call(
+        host, port, token, request, CommitDone, timeout=timeout, what="worktree_commit"
+    )
+
+
+async def diff_worktree(
+    host: str,
+    port: int,
+    token: str,
+    request: WorktreeDiff,
+    *,
+    timeout: float = WORKTREE_TIMEOUT_S,
+) -> DiffDone:
+    """The task's branch against its base: per-file figures and the unified diff."""
+    return await _call(host, port, token, request, DiffDone, timeout=timeout, what="worktree_diff")
+
+
+async def worktree_commits(
+    host: str,
+    port: int,
+    token: str,
+    request: WorktreeCommits,
+    *,
+    timeout: float = WORKTREE_TIMEOUT_S,
+) -> CommitsDone:
+    """The commits of the task's branch since its base, oldest first."""
+    return await _call(
+        host, port, token, request, CommitsDone, timeout=timeout, what="worktree_commits"
+    )
+
+
+async def merge_worktree(
+    host: str,
+    port: int,
+    token: str,
+    request: WorktreeMerge,
+    *,
+    timeout: float = WORKTREE_TIMEOUT_S,
+) -> MergeDone:
+    """Land the task's branch in its base branch, all or nothing."""
+    return await _call(
+        host, port, token, request, MergeDone, timeout=timeout, what="worktree_merge"
+    )
+
+
+async def discard_worktree(
+    host: str,
+    port: int,
+    token: str,
+    request: WorktreeDiscard,
+    *,
+    timeout: float = WORKTREE_TIMEOUT_S,
+) -> DiscardDone:
+    """Remove the task's worktree and (unless asked not to) its branch."""
+    return await _call(
+        host, port, token, request, DiscardDone, timeout=timeout, what="worktree_discard"
+    )
+
+
+async def sweep_worktrees(
+    host: str,
+    port: int,
+    token: str,
+    request: WorktreeSweep,
+    *,
+    timeout: float = WORKTREE_TIMEOUT_S,
+) -> SweepDone:
+    """Remove every worktree whose key is not in ``request.keep``."""
+    return await _call(
+        host, port, token, request, SweepDone, timeout=timeout, what="worktree_sweep"
+    )
 
 
 class RunStream:

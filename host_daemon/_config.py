@@ -12,6 +12,7 @@ from ._protocol import DEFAULT_MAX_REQUEST_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9876
+DEFAULT_WORKTREES_MAX_BYTES = 20 * 1024**3
 
 
 def default_state_dir(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
@@ -23,6 +24,10 @@ def default_state_dir(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
 def default_token_file(state_dir: pathlib.Path) -> pathlib.Path:
     """Where the daemon keeps the shared token unless told otherwise."""
     return state_dir / "daemon.token"
+
+
+def _default_worktrees_dir(config: DaemonConfig) -> str | None:
+    return None if config.state_dir is None else os.path.join(config.state_dir, "worktrees")
 
 
 @attrs.frozen
@@ -61,6 +66,17 @@ class DaemonConfig:
     #: marker), so that a daemon started on it ends what a killed earlier one left running.
     #: None: nothing is swept.
     state_dir: str | None = None
+    #: Where the daemon makes its worktrees (one per task, with a metadata file beside each);
+    #: it is the daemon's own root for runs in a worktree. Default: ``<state_dir>/worktrees``;
+    #: None (no state directory either): the daemon makes no worktrees.
+    worktrees_dir: str | None = attrs.field(
+        default=attrs.Factory(_default_worktrees_dir, takes_self=True)
+    )
+    #: The worktrees directory may hold this much; a create that would pass it is refused
+    #: (``disk_budget``). 0: no worktrees.
+    worktrees_max_bytes: int = DEFAULT_WORKTREES_MAX_BYTES
+    #: Each git command the daemon runs is killed after this long (its process group).
+    git_timeout_s: float = 120.0
     #: The environment agents are found in and run with (None: the daemon's own ``os.environ``).
     #: Never logged: it holds the user's secrets.
     environ: Mapping[str, str] | None = attrs.field(default=None, repr=False)

@@ -6,9 +6,13 @@ message; the other fields are the message's attributes. A conversation goes:
 1. daemon → client ``challenge`` (protocol version, server nonce);
 2. client → daemon ``hello`` (protocol version, client nonce, client proof);
 3. daemon → client ``welcome`` (server proof: the daemon knows the token too);
-4. client → daemon one operation: ``probe`` or ``run`` (the fields of a ``RunRequest``);
-5. daemon → client ``probe_info``, or ``run_started``, ``agent_event``…, ``run_finished``;
-   or, at any point, one ``error`` frame, after which the daemon closes the connection.
+4. client → daemon one operation: ``probe``, ``run`` (the fields of a ``RunRequest``) or a
+   worktree operation (``worktree_create``, ``worktree_commit``, ``worktree_diff``,
+   ``worktree_commits``, ``worktree_merge``, ``worktree_discard``, ``worktree_sweep``);
+5. daemon → client ``probe_info``; or ``run_started``, ``agent_event``…, ``run_finished``; or the
+   worktree operation's one reply (``worktree_info`` or ``worktree_skipped``, ``commit_done``,
+   ``diff_done``, ``commits_done``, ``merge_done``, ``discard_done``, ``sweep_done``); or, at any
+   point, one ``error`` frame, after which the daemon closes the connection.
 
 Nothing here touches a socket: ``encode_frame`` turns a message into bytes and ``FrameDecoder``
 turns bytes, fed in arbitrary chunks, into messages or a ``ProtocolViolation``.
@@ -24,7 +28,29 @@ import attrs
 import orjson
 
 from ._errors import DaemonError, ErrorCode
-from ._records import AgentEvent, AgentEventKind, ProbeInfo, RunFinished, RunRequest, RunStarted
+from ._records import (
+    AgentEvent,
+    AgentEventKind,
+    CommitDone,
+    CommitsDone,
+    DiffDone,
+    DiscardDone,
+    MergeDone,
+    ProbeInfo,
+    RunFinished,
+    RunRequest,
+    RunStarted,
+    SweepDone,
+    WorktreeCommit,
+    WorktreeCommits,
+    WorktreeCreate,
+    WorktreeDiff,
+    WorktreeDiscard,
+    WorktreeInfo,
+    WorktreeMerge,
+    WorktreeSkipped,
+    WorktreeSweep,
+)
 from ._strict import describe_structure_error, json_type_name, make_strict_converter
 
 PROTOCOL_VERSION: Final = 1
@@ -78,10 +104,25 @@ Message: TypeAlias = (
     | Welcome
     | ProbeRequest
     | RunRequest
+    | WorktreeCreate
+    | WorktreeCommit
+    | WorktreeDiff
+    | WorktreeCommits
+    | WorktreeMerge
+    | WorktreeDiscard
+    | WorktreeSweep
     | ProbeInfo
     | RunStarted
     | AgentEvent
     | RunFinished
+    | WorktreeInfo
+    | WorktreeSkipped
+    | CommitDone
+    | DiffDone
+    | CommitsDone
+    | MergeDone
+    | DiscardDone
+    | SweepDone
     | ErrorFrame
 )
 
@@ -91,18 +132,67 @@ _TAGS: Final[Mapping[type[Any], str]] = {
     Welcome: "welcome",
     ProbeRequest: "probe",
     RunRequest: "run",
+    WorktreeCreate: "worktree_create",
+    WorktreeCommit: "worktree_commit",
+    WorktreeDiff: "worktree_diff",
+    WorktreeCommits: "worktree_commits",
+    WorktreeMerge: "worktree_merge",
+    WorktreeDiscard: "worktree_discard",
+    WorktreeSweep: "worktree_sweep",
     ProbeInfo: "probe_info",
     RunStarted: "run_started",
     AgentEvent: "agent_event",
     RunFinished: "run_finished",
+    WorktreeInfo: "worktree_info",
+    WorktreeSkipped: "worktree_skipped",
+    CommitDone: "commit_done",
+    DiffDone: "diff_done",
+    CommitsDone: "commits_done",
+    MergeDone: "merge_done",
+    DiscardDone: "discard_done",
+    SweepDone: "sweep_done",
     ErrorFrame: "error",
 }
 _BY_TAG: Final[Mapping[str, type[Any]]] = {tag: cls for cls, tag in _TAGS.items()}
 
+#: The worktree operations a client may ask for, one per connection (as ``probe`` or ``run``).
+WORKTREE_OPERATIONS: Final[frozenset[type[Any]]] = frozenset(
+    {
+        WorktreeCreate,
+        WorktreeCommit,
+        WorktreeDiff,
+        WorktreeCommits,
+        WorktreeMerge,
+        WorktreeDiscard,
+        WorktreeSweep,
+    }
+)
+#: The requests whose strings reach argv or paths: NUL refused, and a malformed one is an
+#: ``invalid_request`` (the daemon refused a request, not a frame it could not read).
+_REQUESTS: Final[frozenset[type[Any]]] = frozenset({RunRequest, *WORKTREE_OPERATIONS})
+
 #: What each side may receive.
-CLIENT_TO_DAEMON: Final[frozenset[type[Any]]] = frozenset({Hello, ProbeRequest, RunRequest})
+CLIENT_TO_DAEMON: Final[frozenset[type[Any]]] = frozenset(
+    {Hello, ProbeRequest, RunRequest, *WORKTREE_OPERATIONS}
+)
 DAEMON_TO_CLIENT: Final[frozenset[type[Any]]] = frozenset(
-    {Challenge, Welcome, ProbeInfo, RunStarted, AgentEvent, RunFinished, ErrorFrame}
+    {
+        Challenge,
+        Welcome,
+        ProbeInfo,
+        RunStarted,
+        AgentEvent,
+        RunFinished,
+        WorktreeInfo,
+        WorktreeSkipped,
+        CommitDone,
+        DiffDone,
+        CommitsDone,
+        MergeDone,
+        DiscardDone,
+        SweepDone,
+        ErrorFrame,
+    }
 )
 
 
@@ -211,30 +301,40 @@ def decode_frame(line: bytes | bytearray, accept: frozenset[type[Any]]) -> Messa
     try:
         message: Message = CONVERTER.structure(obj, cls)
     except Exception as exc:  # any cattrs failure is the peer's malformed frame
-        code: ErrorCode = "invalid_request" if cls is RunRequest else "invalid_message"
+        code: ErrorCode = "invalid_request" if cls in _REQUESTS else "invalid_message"
         raise ProtocolViolation(code, describe_structure_error(exc)) from None
-    if type(message) is RunRequest:
+    if cls in _REQUESTS:
         _refuse_nul(message)
     return message
 
 
-_RUN_REQUEST_FIELDS: Final = tuple(field.name for field in attrs.fields(RunRequest))
+_REQUEST_FIELDS: Final[Mapping[type[Any], tuple[str, ...]]] = {
+    cls: tuple(field.name for field in attrs.fields(cls)) for cls in _REQUESTS
+}
 
 
-def _refuse_nul(request: RunRequest) -> None:
-    """Refuse a NUL in any string of a run request: each one reaches argv or a path.
+def _refuse_nul(request: Message) -> None:
+    """Refuse a NUL in any string of a request (in a list too): each one reaches argv or a path.
 
     The kernel takes argv, environment and paths as C strings, so a NUL would cut them short
     (Python refuses such a string outright, far from the client that sent it).
     """
-    for name in _RUN_REQUEST_FIELDS:
+    for name in _REQUEST_FIELDS[type(request)]:
         value = getattr(request, name)
-        if type(value) is str and (at := value.find("\0")) >= 0:
-            raise ProtocolViolation(
-                "invalid_request",
-                f"expected a string without NUL characters, got one with NUL at index {at} "
-                f"@ $.{name}",
-            )
+        if type(value) is str:
+            _refuse_nul_in(value, f"$.{name}")
+        elif type(value) is list:
+            for index, item in enumerate(value):
+                if type(item) is str:
+                    _refuse_nul_in(item, f"$.{name}[{index}]")
+
+
+def _refuse_nul_in(value: str, where: str) -> None:
+    if (at := value.find("\0")) >= 0:
+        raise ProtocolViolation(
+            "invalid_request",
+            f"expected a string without NUL characters, got one with NUL at index {at} @ {where}",
+        )
 
 
 class FrameDecoder:

@@ -218,3 +218,109 @@ def test_zero_connection_limit_refused(tmp_path: pathlib.Path, flag: str) -> Non
     result = run_cli("--root", str(tmp_path), flag, "0", env=env)
     assert result.returncode == 2
     assert f"{flag} must be at least 1" in result.stderr
+
+
+def parsed_config(*args: str, state_dir: pathlib.Path) -> host_daemon.DaemonConfig:
+    """The configuration the daemon would start with (the token comes from the environment)."""
+    from host_daemon._cli import build_parser, config_from_args  # noqa: PLC0415
+
+    arguments = build_parser().parse_args([*args, "--state-dir", str(state_dir)])
+    return config_from_args(arguments, {"DAEMON_TOKEN": "x"})
+
+
+def test_worktrees_default_to_the_state_dir(tmp_path: pathlib.Path) -> None:
+    """Without worktree flags: STATE_DIR/worktrees, a 20 GiB budget, 120 s per git command."""
+    config = parsed_config("--root", str(tmp_path), state_dir=tmp_path / "state")
+    assert config.worktrees_dir == str(tmp_path / "state" / "worktrees")
+    assert config.worktrees_max_bytes == 20 * 1024**3
+    assert config.git_timeout_s == 120.0
+
+
+@pytest.mark.parametrize("place", ["root/deep/worktrees", "state/trees"])
+def test_worktrees_dir_inside_a_root_or_the_state_dir_accepted(
+    tmp_path: pathlib.Path, place: str
+) -> None:
+    """--worktrees-dir strictly inside a root or under the state dir is taken, as a real path."""
+    (tmp_path / "root").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    config = parsed_config(
+        "--root",
+        str(tmp_path / "root"),
+        "--worktrees-dir",
+        str(link / place),
+        state_dir=tmp_path / "state",
+    )
+    assert config.worktrees_dir == str(tmp_path / place)
+
+
+@pytest.mark.parametrize(
+    ("place", "says"),
+    [
+        ("elsewhere/worktrees", "expected a directory strictly inside a --root"),
+        ("root", "expected a directory strictly inside a --root"),
+        ("state", "expected a directory strictly inside a --root"),
+        ("root/sub", "holds a root or the state directory"),
+    ],
+)
+def test_worktrees_dir_of_no_own_refused_with_exit_2(
+    tmp_path: pathlib.Path, place: str, says: str
+) -> None:
+    """--worktrees-dir outside, equal to, or holding a root or the state dir: exit 2, says why."""
+    (tmp_path / "root" / "sub" / "project").mkdir(parents=True)
+    env = {**os.environ, "DAEMON_TOKEN": "x"}
+    result = run_cli(
+        "--root",
+        str(tmp_path / "root"),
+        "--root",
+        str(tmp_path / "root" / "sub" / "project"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--worktrees-dir",
+        str(tmp_path / place),
+        env=env,
+    )
+    assert result.returncode == 2
+    assert f"--worktrees-dir {tmp_path / place}: " in result.stderr
+    assert says in result.stderr
+
+
+@pytest.mark.parametrize(("gib", "expected"), [("0", 0), ("0.5", 512 * 1024**2), ("3", 3 << 30)])
+def test_worktrees_max_gb_is_taken_in_gibibytes(
+    tmp_path: pathlib.Path, gib: str, expected: int
+) -> None:
+    """--worktrees-max-gb takes fractions and 0 (no worktrees), and becomes bytes."""
+    config = parsed_config(
+        "--root", str(tmp_path), "--worktrees-max-gb", gib, state_dir=tmp_path / "s"
+    )
+    assert config.worktrees_max_bytes == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("-1", "must be 0 or more GiB, got -1"),
+        ("nan", "must be 0 or more GiB, got nan"),
+        ("inf", "must be 0 or more GiB, got inf"),
+        ("lots", "expected a number of GiB, got 'lots'"),
+    ],
+)
+def test_bad_worktrees_max_gb_refused(value: str, says: str) -> None:
+    """A budget that is no finite number of GiB, or is negative, is a usage error."""
+    result = run_cli(f"--worktrees-max-gb={value}")
+    assert result.returncode == 2
+    assert says in result.stderr
+
+
+def test_git_timeout_is_taken(tmp_path: pathlib.Path) -> None:
+    """--git-timeout sets the bound of each git command the daemon runs."""
+    config = parsed_config("--root", str(tmp_path), "--git-timeout", "7.5", state_dir=tmp_path)
+    assert config.git_timeout_s == 7.5
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "inf", "soon"])
+def test_bad_git_timeout_refused(value: str) -> None:
+    """A git timeout that is not a positive finite number of seconds is a usage error."""
+    result = run_cli(f"--git-timeout={value}")
+    assert result.returncode == 2
+    assert "argument --git-timeout: " in result.stderr

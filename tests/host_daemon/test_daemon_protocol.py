@@ -9,14 +9,33 @@ from hypothesis import strategies as st
 
 from host_daemon import (
     ERROR_CODES,
+    MERGE_STRATEGIES,
     AgentEvent,
     AgentInfo,
+    CommitDone,
+    CommitInfo,
+    CommitsDone,
+    DiffDone,
+    DiscardDone,
+    FileStat,
+    MergeDone,
     ProbeInfo,
     RunFinished,
     RunRequest,
     RunStarted,
+    SweepDone,
+    WorktreeCommit,
+    WorktreeCommits,
+    WorktreeCreate,
+    WorktreeDiff,
+    WorktreeDiscard,
+    WorktreeInfo,
+    WorktreeMerge,
+    WorktreeSkipped,
+    WorktreeSweep,
 )
 from host_daemon._protocol import (
+    _TAGS,
     CLIENT_TO_DAEMON,
     DAEMON_TO_CLIENT,
     Challenge,
@@ -52,6 +71,91 @@ run_requests = st.builds(
     max_budget_usd=st.none() | finite,
     permission_mode=st.none() | request_text,
     timeout_s=st.none() | finite,
+    worktree=st.none() | request_text,
+)
+worktree_requests: st.SearchStrategy[Message] = st.one_of(
+    st.builds(
+        WorktreeCreate,
+        key=request_text,
+        cwd=request_text,
+        branch=request_text,
+        base_ref=st.none() | request_text,
+        include_uncommitted=st.booleans(),
+        required=st.booleans(),
+    ),
+    st.builds(WorktreeCommit, key=request_text, message=request_text),
+    st.builds(WorktreeDiff, key=request_text, max_bytes=st.integers(0, 2**40)),
+    st.builds(WorktreeCommits, key=request_text),
+    st.builds(
+        WorktreeMerge,
+        key=request_text,
+        strategy=st.sampled_from(MERGE_STRATEGIES),
+        message=st.none() | request_text,
+    ),
+    st.builds(WorktreeDiscard, key=request_text, delete_branch=st.booleans()),
+    st.builds(WorktreeSweep, keep=st.lists(request_text, max_size=4)),
+)
+sha = st.text("0123456789abcdef", min_size=40, max_size=40)
+worktree_replies: st.SearchStrategy[Message] = st.one_of(
+    st.builds(WorktreeSkipped, reason=st.text()),
+    st.builds(
+        WorktreeInfo,
+        key=st.text(),
+        repo=st.text(),
+        path=st.text(),
+        subdir=st.text(),
+        branch=st.text(),
+        base_branch=st.none() | st.text(),
+        base_commit=sha,
+        head_commit=sha,
+    ),
+    st.builds(CommitDone, commit=st.none() | sha, files=st.lists(st.text(), max_size=3)),
+    st.builds(
+        DiffDone,
+        base_commit=sha,
+        head_commit=sha,
+        files=st.lists(
+            st.builds(
+                FileStat,
+                path=st.text(),
+                added=st.none() | st.integers(0, 10**6),
+                removed=st.none() | st.integers(0, 10**6),
+                status=st.sampled_from(["added", "modified", "deleted", "renamed", "other"]),
+            ),
+            max_size=3,
+        ),
+        diff=st.text(),
+        truncated=st.booleans(),
+    ),
+    st.builds(
+        CommitsDone,
+        commits=st.lists(
+            st.builds(
+                CommitInfo,
+                sha=sha,
+                subject=st.text(),
+                body=st.text(),
+                author=st.text(),
+                at=st.text(),
+                files=st.lists(st.text(), max_size=3),
+            ),
+            max_size=3,
+        ),
+    ),
+    st.builds(
+        MergeDone,
+        strategy=st.sampled_from(MERGE_STRATEGIES),
+        base_branch=st.text(),
+        commit=sha,
+        files=st.lists(st.text(), max_size=3),
+        checkout_updated=st.booleans(),
+    ),
+    st.builds(DiscardDone, removed_worktree=st.booleans(), deleted_branch=st.booleans()),
+    st.builds(
+        SweepDone,
+        removed=st.lists(st.text(), max_size=3),
+        kept_branches=st.lists(st.text(), max_size=3),
+    ),
 )
 agent_events = st.builds(
     AgentEvent,
@@ -82,11 +186,13 @@ daemon_messages: st.SearchStrategy[Message] = st.one_of(
         error=st.none() | st.text(),
     ),
     st.builds(ErrorFrame, code=st.sampled_from(sorted(ERROR_CODES)), message=st.text()),
+    worktree_replies,
 )
 client_messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Hello, protocol_version=st.integers(0, 9), client_nonce=st.text(), proof=st.text()),
     st.just(ProbeRequest()),
     run_requests,
+    worktree_requests,
 )
 
 
@@ -185,7 +291,7 @@ def test_invalid_json_refused() -> None:
 
 
 @settings(deadline=None)  # a loaded CI machine must not fail on timing
-@given(st.text(min_size=1).filter(lambda t: t not in {"hello", "probe", "run"}))
+@given(st.text(min_size=1).filter(lambda t: t not in {_TAGS[c] for c in CLIENT_TO_DAEMON}))
 def test_unknown_type_refused(tag: str) -> None:
     """A type this side does not accept is ``unknown_type``, naming the field."""
     message = violation(orjson.dumps({"type": tag}) + b"\n")
@@ -295,3 +401,155 @@ def test_nul_in_any_request_string_is_refused_naming_the_field(
     assert caught.value.code == "invalid_request"
     assert caught.value.message.endswith(f"@ $.{field}")
     assert "NUL" in caught.value.message
+
+
+@settings(max_examples=200, deadline=None)
+@given(worktree_requests)
+def test_worktree_request_round_trips(message: Message) -> None:
+    """Every worktree operation decodes, daemon-side, to the very request the client encoded."""
+    assert decode_frame(encode_frame(message)[:-1], CLIENT_TO_DAEMON) == message
+
+
+@settings(max_examples=200, deadline=None)
+@given(worktree_replies)
+def test_worktree_reply_round_trips(message: Message) -> None:
+    """Every worktree reply decodes, client-side, to the very reply the daemon encoded."""
+    assert decode_frame(encode_frame(message)[:-1], DAEMON_TO_CLIENT) == message
+
+
+@pytest.mark.parametrize(
+    ("tag", "tagged"),
+    [
+        ("worktree_create", WorktreeCreate),
+        ("worktree_commit", WorktreeCommit),
+        ("worktree_diff", WorktreeDiff),
+        ("worktree_commits", WorktreeCommits),
+        ("worktree_merge", WorktreeMerge),
+        ("worktree_discard", WorktreeDiscard),
+        ("worktree_sweep", WorktreeSweep),
+        ("worktree_info", WorktreeInfo),
+        ("worktree_skipped", WorktreeSkipped),
+        ("commit_done", CommitDone),
+        ("diff_done", DiffDone),
+        ("commits_done", CommitsDone),
+        ("merge_done", MergeDone),
+        ("discard_done", DiscardDone),
+        ("sweep_done", SweepDone),
+    ],
+)
+def test_worktree_records_carry_the_contracts_tags(tag: str, tagged: type) -> None:
+    """Each worktree record travels under the tag the contract names (other clients rely on it)."""
+    assert _TAGS[tagged] == tag
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        WorktreeInfo("k", "/r", "/w/k", "", "coding-agent/k", "main", "a" * 40, "b" * 40),
+        SweepDone(removed=[], kept_branches=[]),
+    ],
+)
+def test_client_cannot_send_a_worktree_reply(reply: Message) -> None:
+    """Replies go one way: a client sending one gets ``unknown_type``."""
+    assert violation(encode_frame(reply)).startswith("unknown_type: ")
+
+
+def test_daemon_cannot_send_a_worktree_request() -> None:
+    """Requests go one way: a daemon sending one gets ``unknown_type`` from the client."""
+    frame = encode_frame(WorktreeSweep(keep=[]))
+    assert violation(frame, DAEMON_TO_CLIENT).startswith("unknown_type: ")
+
+
+_WORKTREE_MINIMAL: dict[str, dict[str, object]] = {
+    "worktree_create": {"key": "t1", "cwd": "p", "branch": "coding-agent/t1"},
+    "worktree_commit": {"key": "t1", "message": "turn 1"},
+    "worktree_diff": {"key": "t1"},
+    "worktree_commits": {"key": "t1"},
+    "worktree_merge": {"key": "t1"},
+    "worktree_discard": {"key": "t1"},
+    "worktree_sweep": {"keep": ["t1"]},
+}
+
+
+@pytest.mark.parametrize(
+    ("tag", "field", "value", "expected"),
+    [
+        ("worktree_create", "key", 7, "expected str, got int @ $.key"),
+        ("worktree_create", "required", "false", "expected bool, got str @ $.required"),
+        ("worktree_create", "base_ref", ["main"], "expected str, got array @ $.base_ref"),
+        ("worktree_commit", "message", None, "expected str, got null @ $.message"),
+        ("worktree_diff", "max_bytes", 1.5, "expected int, got float @ $.max_bytes"),
+        ("worktree_diff", "max_bytes", True, "expected int, got bool @ $.max_bytes"),
+        ("worktree_commits", "key", {}, "expected str, got object @ $.key"),
+        (
+            "worktree_merge",
+            "strategy",
+            "octopus",
+            "expected one of 'merge', 'squash', 'rebase' @ $.strategy",
+        ),
+        ("worktree_discard", "delete_branch", 1, "expected bool, got int @ $.delete_branch"),
+        ("worktree_sweep", "keep", "t1", "expected array, got str @ $.keep"),
+        ("worktree_sweep", "keep", ["t1", 2], "expected str, got int @ $.keep[1]"),
+        ("worktree_merge", "force", True, "extra fields found (force) @ $"),
+    ],
+)
+def test_malformed_worktree_request_is_invalid_request_naming_the_field(
+    tag: str, field: str, value: object, expected: str
+) -> None:
+    """A worktree operation with a wrong field is ``invalid_request``, naming field and types."""
+    frame = {"type": tag, **_WORKTREE_MINIMAL[tag], field: value}
+    assert violation(orjson.dumps(frame) + b"\n") == f"invalid_request: {expected}"
+
+
+@pytest.mark.parametrize("tag", sorted(_WORKTREE_MINIMAL))
+def test_worktree_request_without_its_fields_names_one(tag: str) -> None:
+    """An operation missing a required field says which one is missing."""
+    message = violation(orjson.dumps({"type": tag}) + b"\n")
+    assert message.startswith("invalid_request: required field missing @ $.")
+
+
+@given(
+    st.sampled_from(
+        [
+            ("worktree_create", "key"),
+            ("worktree_create", "cwd"),
+            ("worktree_create", "branch"),
+            ("worktree_create", "base_ref"),
+            ("worktree_commit", "key"),
+            ("worktree_commit", "message"),
+            ("worktree_diff", "key"),
+            ("worktree_commits", "key"),
+            ("worktree_merge", "key"),
+            ("worktree_merge", "message"),
+            ("worktree_discard", "key"),
+            ("run", "worktree"),
+        ]
+    ),
+    st.text(),
+    st.text(),
+)
+def test_nul_in_any_worktree_request_string_is_refused_naming_the_field(
+    where: tuple[str, str], before: str, after: str
+) -> None:
+    """A NUL in any string of a worktree operation is ``invalid_request`` at that field."""
+    tag, field = where
+    minimal = _WORKTREE_MINIMAL.get(tag, {"agent": "claude", "prompt": "p", "cwd": "c"})
+    frame = {"type": tag, **minimal, field: f"{before}\0{after}"}
+    with pytest.raises(ProtocolViolation) as caught:
+        decode_frame(orjson.dumps(frame), CLIENT_TO_DAEMON)
+    assert caught.value.code == "invalid_request"
+    assert caught.value.message.endswith(f"@ $.{field}")
+    assert "NUL" in caught.value.message
+
+
+@given(st.lists(st.text(max_size=5), max_size=4), st.text(), st.text())
+def test_nul_in_a_sweep_key_is_refused_naming_its_index(
+    keys: list[str], before: str, after: str
+) -> None:
+    """A NUL in one of a sweep's keys is ``invalid_request`` at that very list item."""
+    keep = [key.replace("\0", "") for key in keys] + [f"{before}\0{after}"]
+    frame = {"type": "worktree_sweep", "keep": keep}
+    with pytest.raises(ProtocolViolation) as caught:
+        decode_frame(orjson.dumps(frame), CLIENT_TO_DAEMON)
+    assert caught.value.code == "invalid_request"
+    assert caught.value.message.endswith(f"@ $.keep[{len(keep) - 1}]")
