@@ -308,6 +308,7 @@ async def test_diff_resource_shows_exactly_the_agents_changes(
         await run_to_waiting(session.client, task_id)
         diff = await read_diff(session.client, task_id)
         stat = await read_json(session.client, f"task://{task_id}/diffstat")
+        reported = (await ok(session.client, "report", id=task_id))["diffstat"]
     branch = branch_of(world, task_id)
     assert diff == git(world.repo, "diff", f"main...{branch}")
     assert "+line two" in diff
@@ -317,6 +318,7 @@ async def test_diff_resource_shows_exactly_the_agents_changes(
     assert "scratch.txt" not in diff
     files = {entry["path"]: (entry["added"], entry["removed"]) for entry in stat["files"]}
     assert files == {"shared.txt": (1, 1), "added.txt": (1, 0)}
+    assert reported["files"] == stat["files"]
     # The checkout is as the user left it; only the task's branch was added to its refs.
     assert attrs.evolve(Snapshot.of(world.repo), refs="") == attrs.evolve(before, refs="")
 
@@ -340,6 +342,7 @@ async def test_follow_up_after_review_adds_a_second_commit(
         await ok(client, "update_task", id=task_id, instructions="Now write two.txt")
         await run_to_waiting(client, task_id)
         commits = (await read_json(client, f"task://{task_id}/commits"))["commits"]
+        logged = await events(client, task_id)
     branch = branch_of(world, task_id)
     shas = git(world.repo, "rev-list", "--reverse", f"main..{branch}").split()
     assert [c["sha"] for c in commits] == shas
@@ -347,6 +350,10 @@ async def test_follow_up_after_review_adds_a_second_commit(
     assert [c["subject"] for c in commits] == ["turn 1: Write one.txt", "turn 2: Now write two.txt"]
     assert [c["files"] for c in commits] == [["one.txt"], ["two.txt"]]
     assert all(f"Coding-Agent-Task: {task_id}" in c["body"] for c in commits)
+    assert "Wrote two.txt." in commits[1]["body"]
+    assert [e["summary"] for e in logged if e["kind"] == "commit"] == [
+        f"commit {sha[:7]}: 1 file" for sha in shas
+    ]
 
 
 # -- merge -----------------------------------------------------------------------------------
