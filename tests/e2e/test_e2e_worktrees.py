@@ -356,6 +356,64 @@ async def test_follow_up_after_review_adds_a_second_commit(
     ]
 
 
+async def test_include_uncommitted_makes_the_users_changes_the_first_commit(
+    world: World, model: ScriptedModel
+) -> None:
+    """include_uncommitted copies the checkout's edits and untracked files in as commit one."""
+    (world.repo / "keep.txt").write_text("the user's own edit\n")
+    (world.repo / "scratch.txt").write_text("the user's untracked notes\n")
+    before = Snapshot.of(world.repo)
+    model.script(write("agent.txt", "the agent's file\n"), Reply("Done."))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Carry", "Write agent.txt", include_uncommitted=True)
+        await run_to_waiting(session.client, task_id)
+    branch = branch_of(world, task_id)
+    shas = git(world.repo, "rev-list", "--reverse", f"main..{branch}").split()
+    assert len(shas) == 2, shas
+    carried = git(world.repo, "show", "--name-only", "--format=", shas[0]).split()
+    assert sorted(carried) == ["keep.txt", "scratch.txt"]
+    assert git(world.repo, "show", "--name-only", "--format=", shas[1]).split() == ["agent.txt"]
+    assert git(world.repo, "show", f"{branch}:keep.txt") == "the user's own edit\n"
+    assert attrs.evolve(Snapshot.of(world.repo), refs="") == attrs.evolve(before, refs="")
+
+
+async def test_end_task_keeps_the_worktree_and_the_branch(
+    world: World, model: ScriptedModel
+) -> None:
+    """end_task completes the task but throws nothing away: worktree and branch stay."""
+    model.script(write("work.txt", "work\n"), Reply("Done."))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Ended", "Write work.txt")
+        await run_to_waiting(session.client, task_id)
+        ended = await ok(session.client, "end_task", id=task_id)
+    assert ended["status"] == "completed"
+    branch = branch_of(world, task_id)
+    assert git(world.repo, "show", f"{branch}:work.txt") == "work\n"
+    assert (world.worktree(task_id) / "work.txt").read_text() == "work\n"
+
+
+async def test_clean_state_removes_worktrees_but_keeps_branches_with_work(
+    world: World, model: ScriptedModel
+) -> None:
+    """clean_state sweeps every task's worktree; a branch holding commits stays, reported."""
+    model.script(write("work.txt", "work\n"), Reply("Done."))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Cleaned", "Write work.txt")
+        await run_to_waiting(session.client, task_id)
+        branch = branch_of(world, task_id)
+        tip = git(world.repo, "rev-parse", branch)
+        await ok(session.client, "clean_state")
+        await eventually(
+            lambda: not world.worktree(task_id).exists(),
+            "the sweep after clean_state",
+            lambda: session.up.log()[-2000:],
+        )
+    assert list(world.worktrees.iterdir()) == []
+    assert worktree_paths(world.repo) == [str(world.repo)]
+    assert git(world.repo, "rev-parse", branch) == tip
+    assert git(world.repo, "status", "--porcelain") == ""
+
+
 # -- merge -----------------------------------------------------------------------------------
 
 
