@@ -33,8 +33,8 @@ from _support.git_repos import (
 )
 from _support.polling import eventually as _eventually
 from _support.scripted_model import Hold, Reply, ScriptedModel, ToolCall, open_scripted_model
+from _support.sdk_tasks import events, ok, read_diff, read_json, refused, said, wait_done
 from mcp import Client
-from mcp.types import CallToolResult, TextContent, TextResourceContents
 
 pytestmark = pytest.mark.claude_cli
 
@@ -124,27 +124,6 @@ async def serving(world: World) -> AsyncIterator[Session]:
 # -- calls and reads -------------------------------------------------------------------------
 
 
-def said(result: CallToolResult) -> str:
-    """Everything a tool's answer says (its text content: message and result)."""
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
-
-
-async def ok(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
-    """Call a tool that must succeed; its ``result``."""
-    result = await client.call_tool(name, arguments)
-    assert not result.is_error, said(result)
-    assert result.structured_content is not None
-    value: dict[str, Any] = result.structured_content["result"]
-    return value
-
-
-async def refused(client: Client, name: str, **arguments: Any) -> str:
-    """Call a tool that must fail; all its answer says."""
-    result = await client.call_tool(name, arguments)
-    assert result.is_error, said(result)
-    return said(result)
-
-
 async def create(client: Client, title: str, instructions: str, **options: Any) -> str:
     """create_task on the checkout (``project_dir`` "repo" unless given); the task's id."""
     options.setdefault("project_dir", "repo")
@@ -153,53 +132,11 @@ async def create(client: Client, title: str, instructions: str, **options: Any) 
     return task_id
 
 
-async def wait_done(client: Client, task_id: str) -> dict[str, Any]:
-    """wait_task until the task leaves in_progress."""
-    with trio.fail_after(DEADLINE_S):
-        while True:
-            task = await ok(client, "wait_task", id=task_id, timeout_s=20)
-            if task["status"] != "in_progress":
-                return task
-
-
 async def run_to_waiting(client: Client, task_id: str) -> dict[str, Any]:
     """Wait for the run's end; it must have succeeded (the task waits for a follow-up)."""
-    task = await wait_done(client, task_id)
+    task = await wait_done(client, task_id, timeout=DEADLINE_S)
     assert task["status"] == "waiting", task
     return task
-
-
-async def read_text(client: Client, uri: str) -> str:
-    read = await client.read_resource(uri)
-    content = read.contents[0]
-    assert isinstance(content, TextResourceContents), content
-    return content.text
-
-
-async def read_json(client: Client, uri: str) -> Any:
-    return json.loads(await read_text(client, uri))
-
-
-async def events(client: Client, task_id: str) -> list[dict[str, Any]]:
-    """Every logged event of a task, following the pages."""
-    out: list[dict[str, Any]] = []
-    uri: str | None = f"task://{task_id}/logs"
-    while uri is not None:
-        page = await read_json(client, uri)
-        out += page["events"]
-        uri = page["next"]
-    return out
-
-
-async def read_diff(client: Client, task_id: str) -> str:
-    """The whole ``task://{id}/diff``, following its pages."""
-    parts: list[str] = []
-    uri: str | None = f"task://{task_id}/diff"
-    while uri is not None:
-        page = await read_json(client, uri)
-        parts.append(page["diff"])
-        uri = page["next"]
-    return "".join(parts)
 
 
 def branch_of(world: World, task_id: str) -> str:
