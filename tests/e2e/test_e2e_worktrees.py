@@ -375,7 +375,11 @@ async def test_merge_lands_the_changes_in_the_users_branch(
         user_tip = commit_all(world.repo, "the user's own commit")
         await ok(client, "merge_task", id=task_id, strategy=strategy)
         task = await ok(client, "report", id=task_id)
+        statuses = [e["summary"] for e in await events(client, task_id) if e["kind"] == "status"]
     assert task["status"] == "completed"
+    assert task["review"] == "merged"
+    head = git(world.repo, "rev-parse", "HEAD").strip()
+    assert f"merged into main at {head[:12]}" in statuses[-1]
     assert git(world.repo, "status", "--porcelain") == ""
     assert git(world.repo, "symbolic-ref", "HEAD") == "refs/heads/main\n"
     assert (world.repo / "feature.txt").read_text() == "the feature\n"
