@@ -107,14 +107,14 @@ def _positive(value: str) -> float:
     return number
 
 
-def _positive_finite(value: str) -> float:
+def positive_finite(value: str) -> float:
     number = _positive(value)
     if not math.isfinite(number):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
     return number
 
 
-def _gibibytes(value: str) -> int:
+def gibibytes(value: str) -> int:
     """``--worktrees-max-gb``: GiB as a float (0 allowed: no worktrees), in bytes."""
     try:
         number = float(value)
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--worktrees-max-gb",
         dest="worktrees_max_bytes",
-        type=_gibibytes,
+        type=gibibytes,
         default=defaults.worktrees_max_bytes,
         metavar="GIB",
         help="disk budget of the worktrees directory; a worktree that would pass it is "
@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--git-timeout",
-        type=_positive_finite,
+        type=positive_finite,
         default=defaults.git_timeout_s,
         metavar="SECONDS",
         help="each git command the daemon runs is killed after this (default %(default)s)",
@@ -304,7 +304,7 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         token = token_from_environment(environ, default_file)
     except TokenError as exc:
         raise ValueError(str(exc)) from None
-    worktrees_dir = _worktrees_dir(args.worktrees_dir, state_dir, roots)
+    worktrees = worktrees_dir(args.worktrees_dir, state_dir, roots)
     return DaemonConfig(
         token=token,
         roots=roots,
@@ -320,13 +320,13 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         max_run_timeout_s=args.max_run_timeout,
         extra_permission_modes=tuple(args.allow_permission_mode),
         state_dir=str(state_dir),
-        worktrees_dir=worktrees_dir,
+        worktrees_dir=worktrees,
         worktrees_max_bytes=args.worktrees_max_bytes,
         git_timeout_s=args.git_timeout,
     )
 
 
-def _worktrees_dir(
+def worktrees_dir(
     given: pathlib.Path | None, state_dir: pathlib.Path, roots: tuple[str, ...]
 ) -> str:
     """The worktrees directory, real: strictly inside a root or under the state directory.
@@ -389,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fields": {
                 "version": __version__,
                 "roots": list(config.roots),
+                "worktrees_dir": config.worktrees_dir,
                 "max_runs": config.max_runs,
                 "grace_s": config.grace_s,
             }

@@ -7,7 +7,7 @@ The outcome is a ``RunPlan`` (the argv, the directory held open, the permission 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -35,8 +35,23 @@ class RunPlan:
     mode: str
 
 
-def plan_run(request: RunRequest, config: DaemonConfig, environ: Mapping[str, str]) -> RunPlan:
-    """Check a run request against the configuration: its argv, cwd and permission mode."""
+#: A worktree's run directory for its key (``WorktreeManager.run_directory``): raises a
+#: ``DaemonError`` (``unknown_worktree``) for a key it does not know.
+RunDirectoryOf = Callable[[str], str]
+
+
+def plan_run(
+    request: RunRequest,
+    config: DaemonConfig,
+    environ: Mapping[str, str],
+    run_directory_of: RunDirectoryOf | None = None,
+) -> RunPlan:
+    """Check a run request against the configuration: its argv, cwd and permission mode.
+
+    With ``request.worktree`` the agent runs in that worktree (``run_directory_of`` finds it;
+    None: the daemon keeps no worktrees), held open like a cwd with the worktrees directory as
+    the only root; ``cwd`` must still be inside a root.
+    """
     if not request.prompt.strip():
         raise RequestError("invalid_request", "the prompt is empty @ $.prompt")
     for field in ("max_turns", "max_budget_usd", "timeout_s"):
@@ -79,7 +94,30 @@ def plan_run(request: RunRequest, config: DaemonConfig, environ: Mapping[str, st
         directory = open_inside_roots(request.cwd, config.roots)
     except PathRefused as exc:
         raise RequestError(exc.code, f"{exc.message} @ $.cwd") from None
+    if request.worktree is not None:
+        directory.close()  # the project was checked; the agent runs in its worktree
+        directory = _open_worktree(request.worktree, config, run_directory_of)
     return RunPlan(request, argv, directory, mode)
+
+
+def _open_worktree(
+    key: str, config: DaemonConfig, run_directory_of: RunDirectoryOf | None
+) -> HeldDirectory:
+    """The worktree's run directory, held open beneath the worktrees directory."""
+    if run_directory_of is None or config.worktrees_dir is None:
+        raise RequestError(
+            "unknown_worktree",
+            f"no worktree {key!r}: this daemon keeps no worktrees (it has no worktrees "
+            "directory) @ $.worktree",
+        )
+    try:
+        path = run_directory_of(key)
+    except DaemonError as exc:
+        raise RequestError(exc.code, f"{exc.message} @ $.worktree") from None
+    try:
+        return open_inside_roots(path, (config.worktrees_dir,))
+    except PathRefused as exc:
+        raise RequestError(exc.code, f"worktree {key!r}: {exc.message} @ $.worktree") from None
 
 
 def allowed_modes(config: DaemonConfig, agent: str) -> set[str]:

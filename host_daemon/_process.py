@@ -276,7 +276,7 @@ class GroupProcess:
 
 
 def _spawn(
-    argv: list[str], cwd: str | int, env: dict[str, str]
+    argv: list[str], cwd: str | int, env: dict[str, str], owner: tuple[int, int] | None = None
 ) -> tuple[subprocess.Popen[bytes], int, int]:
     out_read, out_write = os.pipe2(os.O_CLOEXEC)
     err_read, err_write = os.pipe2(os.O_CLOEXEC)
@@ -293,6 +293,9 @@ def _spawn(
             start_new_session=True,
             close_fds=True,
             preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509 -- prctl only; see module doc
+            user=None if owner is None else owner[0],
+            group=None if owner is None else owner[1],
+            extra_groups=None if owner is None else [],
         )
     except BaseException:
         os.close(out_read)
@@ -314,6 +317,7 @@ async def spawn_group(
     kill_grace: float = 5.0,
     max_output_bytes: int | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    owner: tuple[int, int] | None = None,
 ) -> AsyncIterator[GroupProcess]:
     """Run ``argv`` in a new session and process group; end the whole run when the block ends.
 
@@ -323,7 +327,8 @@ async def spawn_group(
     yielded :class:`GroupProcess`): a reader that stops pulling stops the pumps once
     :data:`OUTPUT_BUFFER_BYTES` are waiting, and then the child blocks on its pipe. Leaving the
     block (normally, by exception or by cancellation) terminates and reaps every process of the
-    run before it returns.
+    run before it returns. ``owner`` (uid, gid) runs the child as that user, with no
+    supplementary groups (a root daemon running git as a repository's owner).
     """
     if isinstance(argv, str | bytes) or not argv:
         raise TypeError("argv must be a non-empty sequence of strings, never a shell string")
@@ -334,7 +339,7 @@ async def spawn_group(
     run_id = secrets.token_hex(16)
     child_env = dict(os.environ if env is None else env)
     child_env[RUN_MARKER_ENV] = run_id
-    popen, out_fd, err_fd = _spawn(list(argv), cwd, child_env)
+    popen, out_fd, err_fd = _spawn(list(argv), cwd, child_env, owner)
     streams = [trio.lowlevel.FdStream(out_fd), trio.lowlevel.FdStream(err_fd)]
     try:
         pidfd = os.pidfd_open(popen.pid)

@@ -263,6 +263,11 @@ def _structure_agent_event(obj: dict[str, Any]) -> AgentEvent | None:
     return None
 
 
+def message_tag(message: Message) -> str:
+    """The ``type`` a message travels under (``worktree_create``, ...)."""
+    return _TAGS[type(message)]
+
+
 def encode_frame(message: Message) -> bytes:
     """One message as one frame: its JSON object, ``type`` first, then a newline."""
     if type(message) is AgentEvent:

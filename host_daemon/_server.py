@@ -4,6 +4,10 @@ The connection's lifetime is the operation's lifetime: a run's process group liv
 connection handler's scope, so a client that closes the connection, a timeout, a shutdown or a
 cancelled daemon all end in the same place: ``spawn_group`` leaving its context and killing the
 whole group.
+
+A worktree operation is handed to the ``WorktreeManager`` and answered by its one reply frame or
+one error frame; it takes no run slot, and it runs to its end even if the client leaves (git is
+never stopped half-way on a client's whim; each git command has its own timeout).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import itertools
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, assert_never
 
 import attrs
 import trio
@@ -22,7 +26,7 @@ import trio
 from ._agents import ADAPTERS, EventParser, Reason
 from ._config import DaemonConfig
 from ._connection import FramedStream, HandshakeFailed, server_handshake
-from ._errors import ErrorCode
+from ._errors import DaemonError, ErrorCode
 from ._plan import RequestError, RunPlan, plan_run
 from ._probe import AgentVersions
 from ._process import ExitStatus, spawn_group
@@ -33,11 +37,29 @@ from ._protocol import (
     ProbeRequest,
     ProtocolViolation,
     encode_frame,
+    message_tag,
 )
-from ._records import AgentEvent, ProbeInfo, RunRequest, RunStarted
+from ._records import (
+    AgentEvent,
+    ProbeInfo,
+    RunRequest,
+    RunStarted,
+    SweepDone,
+    WorktreeCommit,
+    WorktreeCommits,
+    WorktreeCreate,
+    WorktreeDiff,
+    WorktreeDiscard,
+    WorktreeMerge,
+    WorktreeOperation,
+    WorktreeReply,
+    WorktreeSkipped,
+    WorktreeSweep,
+)
 from ._sweep import DAEMON_MARKER_ENV, DaemonIdentity, sweep_leftovers
 from ._tree import is_subreaper, reap_adopted_orphans
 from ._version import __version__
+from ._worktrees import WorktreeManager
 
 log = logging.getLogger("host_daemon")
 
@@ -54,6 +76,14 @@ _WATCH_CHUNK: Final = 1024
 _SEND_BATCH_BYTES: Final = 256 * 1024
 #: How often a subreaper daemon reaps the orphans it adopted that no run claimed.
 _REAP_INTERVAL_S: Final = 1.0
+#: How long ``git --version`` may take in a probe (it answers in milliseconds); below the 5 s the
+#: MCP server gives a probe, so that a hung git shows as "no git", not as a silent daemon.
+_PROBE_GIT_TIMEOUT_S: Final = 3.0
+#: Why a daemon without a worktrees directory makes none.
+_NO_WORKTREES: Final = (
+    "this daemon keeps no worktrees: it has no worktrees directory "
+    "(start it with --state-dir or --worktrees-dir)"
+)
 
 
 def _fields(**fields: object) -> dict[str, Any]:
@@ -69,6 +99,16 @@ def _leaf(group: BaseExceptionGroup[_E]) -> _E:
     while isinstance(first, BaseExceptionGroup):
         first = first.exceptions[0]
     return first
+
+
+def _without_worktrees(operation: WorktreeOperation) -> WorktreeReply:
+    """A daemon without a worktrees directory: skip an optional create, sweep nothing, refuse."""
+    if isinstance(operation, WorktreeCreate) and not operation.required:
+        return WorktreeSkipped(reason=_NO_WORKTREES)
+    if isinstance(operation, WorktreeSweep):
+        return SweepDone(removed=[], kept_branches=[])
+    code: ErrorCode = "disk_budget" if isinstance(operation, WorktreeCreate) else "unknown_worktree"
+    raise RequestError(code, _NO_WORKTREES)
 
 
 async def _send_error_and_close(conn: FramedStream, code: ErrorCode, message: str) -> None:
@@ -131,6 +171,21 @@ class _Daemon:
         self.idle.set()
         self._ids = itertools.count(1)
         self.agents = AgentVersions(self.environ)
+        #: The worktrees (None: the daemon has no worktrees directory, and makes none).
+        self.worktrees = (
+            None
+            if config.worktrees_dir is None
+            else WorktreeManager(
+                worktrees_dir=config.worktrees_dir,
+                roots=config.roots,
+                max_bytes=config.worktrees_max_bytes,
+                git_timeout_s=config.git_timeout_s,
+                environ=self.environ,
+                kill_grace_s=config.kill_grace_s,
+            )
+        )
+        #: ``git --version`` once git answered it (it does not change while the daemon runs).
+        self._git_version: str | None = None
 
     async def handle(self, stream: trio.SocketStream) -> None:
         conn_id = next(self._ids)
@@ -239,10 +294,87 @@ class _Daemon:
             log.info("probe served", extra=_fields(conn=conn_id))
         elif isinstance(operation, RunRequest):
             await self.run(conn_id, conn, operation)
+        elif isinstance(operation, WorktreeOperation):
+            await self.worktree_operation(conn_id, conn, operation)
         elif operation is not None:
             raise ProtocolViolation(
-                "unexpected_message", "expected a probe or run request after the handshake"
+                "unexpected_message",
+                "expected a probe, run or worktree request after the handshake",
             )
+
+    async def worktree_operation(
+        self, conn_id: int, conn: FramedStream, operation: WorktreeOperation
+    ) -> None:
+        """One worktree operation: its reply frame, or an error frame with the refusal's code.
+
+        A refusal (``WorktreeRefused`` or any ``DaemonError``) keeps its code and message; any
+        other exception is a bug or an unforeseen failure of git, and becomes ``git_failed``
+        with what went wrong: it costs this operation, never the daemon.
+        """
+        tag = message_tag(operation)
+        started = trio.current_time()
+        try:
+            reply = await self._worktree_reply(operation)
+        except Exception as exc:  # every failure is answered, see the docstring
+            failure = _leaf(exc) if isinstance(exc, ExceptionGroup) else exc
+            if isinstance(failure, DaemonError):
+                code, message = failure.code, failure.message
+                log.warning(
+                    "worktree operation refused",
+                    extra=_fields(conn=conn_id, operation=tag, code=code, error=message),
+                )
+            else:
+                log.exception(
+                    "worktree operation failed", extra=_fields(conn=conn_id, operation=tag)
+                )
+                code = "git_failed"
+                message = f"{tag} failed in the daemon: {type(failure).__name__}: {failure}"
+            await _send_error_and_close(conn, code, message)
+            return
+        log.info(
+            "worktree operation done",
+            extra=_fields(
+                conn=conn_id,
+                operation=tag,
+                key=getattr(operation, "key", None),
+                seconds=round(trio.current_time() - started, 3),
+            ),
+        )
+        await conn.send(reply)  # done even if the client left: then only the answer is lost
+
+    async def _worktree_reply(self, operation: WorktreeOperation) -> WorktreeReply:
+        manager = self.worktrees
+        if manager is None:
+            return _without_worktrees(operation)
+        reply: WorktreeReply
+        match operation:
+            case WorktreeCreate():
+                reply = await manager.create(operation)
+            case WorktreeCommit():
+                reply = await manager.commit(operation)
+            case WorktreeDiff():
+                reply = await manager.diff(operation)
+            case WorktreeCommits():
+                reply = await manager.commits(operation)
+            case WorktreeMerge():
+                reply = await manager.merge(operation)
+            case WorktreeDiscard():
+                reply = await manager.discard(operation)
+            case WorktreeSweep():
+                reply = await manager.sweep(operation)
+            case _:
+                assert_never(operation)
+        return reply
+
+    async def _git(self) -> str | None:
+        """``git --version`` for the probe, remembered once known; None when git is missing."""
+        if self._git_version is None and self.worktrees is not None:
+            with trio.move_on_after(_PROBE_GIT_TIMEOUT_S):
+                try:
+                    self._git_version = await self.worktrees.git_version()
+                except Exception:  # a broken git is "no git" to a probe, and logged
+                    log.exception("git --version failed")
+        return self._git_version
 
     async def probe(self) -> ProbeInfo:
         """What the daemon is, which agent CLIs it found (with their versions), its limits."""
@@ -254,11 +386,13 @@ class _Daemon:
             max_concurrent_runs=self.config.max_runs,
             active_runs=len(self.runs),
             max_frame_bytes=self.config.max_request_bytes,
+            git=await self._git(),
         )
 
     async def run(self, conn_id: int, conn: FramedStream, request: RunRequest) -> None:
         """Spawn the agent, stream its events back, then one ``RunFinished``."""
-        plan = plan_run(request, self.config, self.environ)
+        run_directory_of = None if self.worktrees is None else self.worktrees.run_directory
+        plan = plan_run(request, self.config, self.environ, run_directory_of)
         with plan.directory:
             if len(self.runs) >= self.config.max_runs:
                 raise RequestError(

@@ -19,11 +19,12 @@ import pwd
 import socket
 import struct
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import attrs
 
+from ._cli import gibibytes, positive_finite, worktrees_dir
 from ._config import DEFAULT_PORT, DaemonConfig, default_state_dir, default_token_file
 from ._paths import resolve_roots
 
@@ -73,6 +74,8 @@ class UnitSpec:
     roots: tuple[str, ...]
     path_env: str
     agent_env: tuple[tuple[str, str], ...] = ()
+    #: More of the daemon's flags, as given to ``install-unit`` (the worktree settings).
+    daemon_options: tuple[str, ...] = ()
     user: str | None = None
     group: str | None = None
     stop_timeout_s: int = attrs.field(factory=stop_timeout_s)
@@ -94,6 +97,7 @@ def render_unit(spec: UnitSpec) -> str:
     argv += ["--token-file", spec.token_file, "--state-dir", spec.state_dir]
     for root in spec.roots:
         argv += ["--root", root]
+    argv += spec.daemon_options
     system = spec.mode == "system"
     lines = [
         f"# Written by `coding-agent-daemon install-unit{' --system' if system else ''}`.",
@@ -213,7 +217,44 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--run-as", help="the user of a --system unit (default: $SUDO_USER, else you)"
     )
+    parser.add_argument(
+        "--worktrees-dir",
+        type=pathlib.Path,
+        help="the daemon's worktrees directory (default STATE_DIR/worktrees)",
+    )
+    parser.add_argument(
+        "--worktrees-max-gb",
+        metavar="GIB",
+        help="the worktrees' disk budget (the daemon's default when absent)",
+    )
+    parser.add_argument(
+        "--git-timeout",
+        metavar="SECONDS",
+        help="the bound of each git command (the daemon's default when absent)",
+    )
     return parser
+
+
+def _daemon_options(
+    args: argparse.Namespace, state_dir: pathlib.Path, roots: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The worktree flags for the daemon, checked as the daemon will check them."""
+    options: list[str] = []
+    if args.worktrees_dir is not None:
+        options += ["--worktrees-dir", worktrees_dir(args.worktrees_dir, state_dir, roots)]
+    options += _checked("--worktrees-max-gb", args.worktrees_max_gb, gibibytes)
+    options += _checked("--git-timeout", args.git_timeout, positive_finite)
+    return tuple(options)
+
+
+def _checked(flag: str, value: str | None, check: Callable[[str], object]) -> list[str]:
+    if value is None:
+        return []
+    try:
+        check(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
+    return [flag, value]
 
 
 def _account(args: argparse.Namespace, environ: Mapping[str, str]) -> pwd.struct_passwd:
@@ -233,6 +274,7 @@ def build_spec(args: argparse.Namespace, environ: Mapping[str, str]) -> UnitSpec
     user_environ = {**environ, "HOME": home} if account.pw_uid != os.getuid() else environ
     state_dir = args.state_dir or _state_dir_for(home, user_environ)
     token_file = args.token_file or default_token_file(state_dir)
+    state_dir = pathlib.Path(os.path.abspath(os.path.expanduser(state_dir)))
     # The agents are found on the PATH of whoever installs the unit (npm, ~/.local/bin, ...).
     searched = environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":")
     path_env = ":".join(_unique([p for p in searched if p.startswith("/")]))
@@ -247,10 +289,11 @@ def build_spec(args: argparse.Namespace, environ: Mapping[str, str]) -> UnitSpec
         home=home,
         listen=tuple(args.listen or default_listen(args.port, args.docker_interface)),
         token_file=os.path.abspath(os.path.expanduser(token_file)),
-        state_dir=os.path.abspath(os.path.expanduser(state_dir)),
+        state_dir=str(state_dir),
         roots=roots,
         path_env=path_env,
         agent_env=agent_env,
+        daemon_options=_daemon_options(args, state_dir, roots),
         user=account.pw_name if args.mode == "system" else None,
         group=grp.getgrgid(account.pw_gid).gr_name if args.mode == "system" else None,
     )

@@ -12,6 +12,8 @@ daemon builds the real Claude adapter's argv, whose last word is the prompt. Pro
 - ``flood``: init, then 1 KiB assistant texts without end (for backpressure tests).
 - ``huge N M``: N assistant texts of M MiB each, then a success result.
 - ``exit N``: init, then exits with code N without a result.
+- ``write NAME``: init, writes ``NAME`` (a relative path) in its working directory with the
+  text ``written by the stand-in``, then a success result.
 """
 
 import json
@@ -92,6 +94,11 @@ def main() -> int:  # noqa: PLR0911, PLR0912 -- one branch per scripted prompt
             text("y" * 1024)
     if word == "exit":
         return int(arg)
+    if word == "write":
+        with open(arg, "w") as file:
+            file.write("written by the stand-in\n")
+        result(f"wrote {arg}")
+        return 0
     text(f"unknown prompt {prompt!r}")
     return 3
 

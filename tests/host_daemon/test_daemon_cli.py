@@ -102,6 +102,12 @@ async def test_daemon_creates_token_and_serves_probe(
     assert info.roots == [str(layout["root"])]
 
 
+async def test_start_log_names_the_worktrees_dir(daemon_process: DaemonProcess) -> None:
+    """The daemon says at start where it makes worktrees (the state dir's, by default)."""
+    starting = await daemon_process.wait_log("starting")
+    assert starting["worktrees_dir"].endswith(os.path.join("coding-agent", "worktrees"))
+
+
 async def test_logs_never_hold_the_token(daemon_process: DaemonProcess) -> None:
     """Neither a served run nor a failed login puts the token in the logs."""
     d = daemon_process
@@ -270,6 +276,8 @@ def test_worktrees_dir_of_no_own_refused_with_exit_2(
     (tmp_path / "root" / "sub" / "project").mkdir(parents=True)
     env = {**os.environ, "DAEMON_TOKEN": "x"}
     result = run_cli(
+        "--listen",
+        "127.0.0.1:0",
         "--root",
         str(tmp_path / "root"),
         "--root",

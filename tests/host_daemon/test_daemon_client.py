@@ -11,6 +11,7 @@ from _support.daemon import RunningDaemon, install_stand_in_agent, running_daemo
 
 from host_daemon import (
     AuthenticationFailed,
+    CommitDone,
     DaemonBusy,
     DaemonError,
     DaemonUnavailable,
@@ -19,8 +20,12 @@ from host_daemon import (
     RunFinished,
     RunRequest,
     RunStarted,
+    WorktreeMerge,
+    WorktreeSweep,
+    merge_worktree,
     open_run,
     probe,
+    sweep_worktrees,
 )
 from host_daemon._client import error_from_code
 from host_daemon._connection import FramedStream, server_handshake
@@ -143,3 +148,36 @@ async def test_silent_daemon_times_out() -> None:
                 await probe("127.0.0.1", port, TOKEN, timeout=0.3)
             nursery.cancel_scope.cancel()
     assert caught.value.code == "timeout"
+
+
+async def test_wrong_reply_to_a_worktree_operation_is_a_protocol_error() -> None:
+    """A daemon answering a merge with another operation's reply is ``unexpected_message``."""
+
+    async def answer_wrongly(conn: FramedStream) -> None:
+        await conn.receive()
+        await conn.send(CommitDone(commit=None, files=[]))
+
+    port, peer = await serve_once(answer_wrongly)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(peer)
+        with pytest.raises(ProtocolError) as caught:
+            await merge_worktree("127.0.0.1", port, TOKEN, WorktreeMerge(key="t1"))
+    assert caught.value.code == "unexpected_message"
+    assert caught.value.message == "the daemon answered the worktree_merge with CommitDone"
+
+
+async def test_worktree_operation_without_an_answer_times_out() -> None:
+    """A daemon that takes a worktree request and never answers makes the client give up."""
+
+    async def never_answer(conn: FramedStream) -> None:
+        await conn.receive()
+        await trio.sleep_forever()
+
+    port, peer = await serve_once(never_answer)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(peer)
+        with pytest.raises(DaemonUnavailable) as caught:
+            await sweep_worktrees("127.0.0.1", port, TOKEN, WorktreeSweep(keep=[]), timeout=0.5)
+        nursery.cancel_scope.cancel()
+    assert caught.value.code == "timeout"
+    assert caught.value.message == "the daemon did not answer the worktree_sweep within 0.5 s"

@@ -310,3 +310,47 @@ def test_unit_argv_starts_on_a_fresh_account(
         finally:
             daemon.terminate()
             daemon.communicate(timeout=60)
+
+
+def test_unit_passes_the_worktree_flags_to_the_daemon(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worktree flags given to install-unit reach ExecStart, and the daemon takes them."""
+    from host_daemon._cli import build_parser, config_from_args  # noqa: PLC0415
+
+    state = tmp_path / "state"
+    worktrees = tmp_path / "projects" / "worktrees"
+    unit = generate(
+        tmp_path,
+        capsys,
+        *("--state-dir", str(state), "--worktrees-dir", str(worktrees)),
+        *("--worktrees-max-gb", "2.5", "--git-timeout", "30"),
+    )
+    exec_start = shlex.split(settings(unit.read_text())["ExecStart"][0])
+    flags = exec_start[exec_start.index("--listen") :]
+    config = config_from_args(build_parser().parse_args(flags), {"DAEMON_TOKEN": "x"})
+    assert config.worktrees_dir == str(worktrees.resolve())
+    assert config.worktrees_max_bytes == int(2.5 * 1024**3)
+    assert config.git_timeout_s == 30.0
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--worktrees-dir", "/elsewhere/worktrees", "expected a directory strictly inside"),
+        ("--worktrees-max-gb", "-1", "--worktrees-max-gb: must be 0 or more GiB, got -1"),
+        ("--git-timeout", "0", "--git-timeout: must be positive, got 0"),
+    ],
+)
+def test_unit_refuses_worktree_flags_the_daemon_would_refuse(
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+    value: str,
+    says: str,
+) -> None:
+    """A worktree flag the daemon would refuse at start is refused at install, saying why."""
+    (tmp_path / "projects").mkdir()
+    argv = ["--print", "--root", str(tmp_path / "projects"), flag, value]
+    assert install_unit_main(argv) == 2
+    assert says in capsys.readouterr().err

@@ -1,0 +1,119 @@
+"""The worktrees directory on disk: metadata files, usage, and removal that never leaves it.
+
+Blocking file work, called through ``trio.to_thread``. Every removal first checks that what it
+removes lies strictly inside the worktrees directory, by real path and without following a
+symlink at the last step: metadata pointing elsewhere, or a symlink planted where a worktree
+was, can make the daemon delete nothing but the planted entry itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+from typing import Final
+
+__all__ = [
+    "directory_usage",
+    "inside",
+    "make_private_dir",
+    "read_bytes",
+    "remove_inside",
+    "write_atomically",
+]
+
+_DIR_MODE: Final = 0o755
+
+
+def inside(path: str, directory: str) -> bool:
+    """Whether ``path`` (not followed at its last component) lies strictly inside the real
+    directory ``directory``."""
+    parent = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    candidate = os.path.join(parent, os.path.basename(path))
+    if os.path.basename(path) in ("", ".", ".."):
+        return False
+    return os.path.commonpath([candidate, directory]) == directory and candidate != directory
+
+
+def remove_inside(path: str, directory: str) -> bool:
+    """Remove ``path`` (a file, a symlink itself, or a whole tree without following symlinks)
+    if it lies strictly inside ``directory``; returns whether something was removed.
+
+    Raises ``ValueError`` for a path outside (nothing is touched).
+    """
+    if not inside(path, directory):
+        raise ValueError(f"refusing to remove {path!r}: not inside {directory!r}")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(mode):
+        _make_writable(path)
+        shutil.rmtree(path)  # fd-based on Linux: never follows a symlink inside the tree
+    else:
+        os.unlink(path)
+    return True
+
+
+def _make_writable(tree: str) -> None:
+    """Let the owner remove entries of read-only directories (git leaves some, agents too)."""
+    for current, dirs, _files in os.walk(tree, followlinks=False):
+        for name in dirs:
+            full = os.path.join(current, name)
+            with contextlib.suppress(OSError):
+                info = os.lstat(full)
+                if stat.S_ISDIR(info.st_mode) and not info.st_mode & stat.S_IWUSR:
+                    os.chmod(full, info.st_mode | stat.S_IWUSR | stat.S_IXUSR)
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write ``path`` so that a reader or a crash sees the old content or the new, never half:
+    a temporary file beside it, fsync, rename, fsync of the directory."""
+    directory = os.path.dirname(path)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_bytes(path: str) -> bytes | None:
+    """The content of the regular file ``path`` (a symlink is not followed), None if absent."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    with os.fdopen(fd, "rb") as file:
+        return file.read()
+
+
+def make_private_dir(path: str, owner: tuple[int, int] | None) -> None:
+    """Make the directory ``path`` (it must not exist), owned by ``owner`` when given."""
+    os.mkdir(path, _DIR_MODE)
+    if owner is not None:
+        os.chown(path, owner[0], owner[1], follow_symlinks=False)
+
+
+def directory_usage(directory: str) -> int:
+    """Bytes ``directory`` takes on disk (allocated blocks), walked without following symlinks."""
+    total = 0
+    for current, dirs, files in os.walk(directory, followlinks=False):
+        for name in (*dirs, *files):
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(current, name)).st_blocks * 512
+    with contextlib.suppress(OSError):
+        total += os.lstat(directory).st_blocks * 512
+    return total
