@@ -137,8 +137,7 @@ class CreateArgs(RunOptionsArgs):
     def __attrs_post_init__(self) -> None:
         if self.isolation == "none" and (self.base_ref is not None or self.include_uncommitted):
             raise ValueError(
-                "base_ref and include_uncommitted need a worktree, got isolation 'none' "
-                "@ $.arguments.isolation"
+                "base_ref and include_uncommitted need a worktree, got isolation 'none'"
             )
 
 

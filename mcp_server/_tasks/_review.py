@@ -84,7 +84,9 @@ class TaskReview:
                     task = await self._record(task_id, discarded, why, {"review": "discarded"})
                     return task, done
             except TaskBusy:
-                continue  # a follow-up started between the stop and the hold: stop it too
+                if not self.runner.is_running(task_id):
+                    raise  # another merge or discard holds it
+                # a follow-up started between the stop and the hold: stop it too
 
     async def _record(
         self,

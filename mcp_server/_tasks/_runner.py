@@ -33,7 +33,6 @@ from host_daemon import (
 )
 
 from ._errors import RunNotStarted, ShuttingDown, TaskBusy, TaskNotFound, WorktreeFailed
-from ._isolation import commit_message, commit_summary
 from ._listener import Listener
 from ._model import (
     Isolation,
@@ -311,7 +310,8 @@ class TaskRunner:
         except BaseException:
             if task.has_open_worktree and task.id not in self.store.tasks:
                 with trio.CancelScope(shield=True), contextlib.suppress(WorktreeFailed):
-                    await self.worktrees.discard(task.id)
+                    with trio.move_on_after(COMMIT_TIMEOUT_S):
+                        await self.worktrees.discard(task.id)
             raise
         finally:
             self._preparing.discard(task.id)
@@ -540,25 +540,15 @@ class TaskRunner:
             raise TaskNotFound(task_id) from None
 
     async def _commit_turn(self, task_id: str, report: RunReport) -> RunReport:
-        """Commit what the turn changed on the task's branch (bounded; a failure is logged as an
-        event and never fails the task); the report with the commit."""
+        """The run's report with the commit of what the turn changed (a worktree task's)."""
         task = self.store.tasks.get(task_id)
         if task is None or not task.has_open_worktree:
             return report
-        message = commit_message(task.id, len(task.turns), task.turns[-1].instructions, report)
-        with trio.move_on_after(COMMIT_TIMEOUT_S) as bounded:
-            try:
-                done = await self.worktrees.commit(task_id, message)
-            except WorktreeFailed as exc:
-                self._append(task_id, "commit", f"commit failed: {exc}", {"error": str(exc)})
-                return report
-        if bounded.cancelled_caught:
-            why = f"commit failed: no answer from the daemon in {COMMIT_TIMEOUT_S:g} s"
-            self._append(task_id, "commit", why, {"error": why})
-            return report
-        summary = commit_summary(done.commit, done.files)
-        self._append(task_id, "commit", summary, {"commit": done.commit, "files": done.files})
-        return report if done.commit is None else attrs.evolve(report, commit=done.commit)
+
+        def note(summary: str, data: dict[str, Any]) -> None:
+            self._append(task_id, "commit", summary, data)
+
+        return await self.worktrees.commit_turn(task, report, note)
 
     async def _finish(self, task_id: str, report: RunReport) -> None:
         cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"

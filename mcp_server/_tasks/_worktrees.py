@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -42,8 +42,8 @@ from host_daemon import (
 )
 
 from ._errors import WorktreeFailed
-from ._isolation import branch_name, worktree_record
-from ._model import Isolation, Task, WorktreeRecord
+from ._isolation import branch_name, commit_message, commit_summary, worktree_record
+from ._model import Isolation, RunReport, Task, WorktreeRecord
 from ._workspace import DaemonEndpoint
 
 log = logging.getLogger("mcp_server.tasks")
@@ -112,6 +112,26 @@ class TaskWorktrees:
     async def commit(self, task_id: str, message: str) -> CommitDone:
         """Commit what the turn changed on the task's branch (``commit`` None: nothing did)."""
         return await self._ask(commit_worktree, WorktreeCommit(key=task_id, message=message))
+
+    async def commit_turn(
+        self, task: Task, report: RunReport, note: Callable[[str, dict[str, Any]], None]
+    ) -> RunReport:
+        """Commit what the turn changed on the task's branch, bounded by ``COMMIT_TIMEOUT_S``;
+        ``note`` logs the ``commit`` event (the commit, or why there is none: a failure never
+        fails the task). Returns the report with the commit."""
+        message = commit_message(task.id, len(task.turns), task.turns[-1].instructions, report)
+        with trio.move_on_after(COMMIT_TIMEOUT_S) as bounded:
+            try:
+                done = await self.commit(task.id, message)
+            except WorktreeFailed as exc:
+                note(f"commit failed: {exc}", {"error": str(exc)})
+                return report
+        if bounded.cancelled_caught:
+            why = f"commit failed: no answer from the daemon in {COMMIT_TIMEOUT_S:g} s"
+            note(why, {"error": why})
+            return report
+        note(commit_summary(done.commit, done.files), {"commit": done.commit, "files": done.files})
+        return report if done.commit is None else attrs.evolve(report, commit=done.commit)
 
     async def diff(self, task_id: str) -> DiffDone:
         return await self._ask(diff_worktree, WorktreeDiff(key=task_id))
