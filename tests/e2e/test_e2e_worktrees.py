@@ -3,7 +3,7 @@
 A real ``coding-agent up`` (daemon and server), the official MCP SDK client, the real Claude Code
 CLI against a scripted model on loopback that makes Claude call its own Read/Edit/Write tools
 (relative paths: Claude resolves them against its working directory, which is what isolation is
-about), and real git repositories made by the tests (``_support/git_repos.py``).
+about), and real git repositories made by the tests (``_support/git_repos.py``, ``checkouts.py``).
 """
 
 from __future__ import annotations
@@ -22,15 +22,9 @@ import pytest
 import trio
 from _support import procs
 from _support.agent_up import Up, base_env, coding_agent_up, sdk_client
+from _support.checkouts import Snapshot, add_lfs_attributes, add_submodule
 from _support.claude_cli import claude_env, claude_executable
-from _support.git_repos import (
-    Snapshot,
-    add_lfs_attributes,
-    add_submodule,
-    commit_all,
-    git,
-    make_repo,
-)
+from _support.git_repos import commit_files, git, make_repo
 from _support.polling import eventually as _eventually
 from _support.scripted_model import Hold, Reply, ScriptedModel, ToolCall, open_scripted_model
 from _support.sdk_tasks import events, ok, read_diff, read_json, refused, said, wait_done
@@ -256,8 +250,8 @@ async def test_diff_resource_shows_exactly_the_agents_changes(
     files = {entry["path"]: (entry["added"], entry["removed"]) for entry in stat["files"]}
     assert files == {"shared.txt": (1, 1), "added.txt": (1, 0)}
     assert reported["files"] == stat["files"]
-    # The checkout is as the user left it; only the task's branch was added to its refs.
-    assert attrs.evolve(Snapshot.of(world.repo), refs="") == attrs.evolve(before, refs="")
+    # The checkout is as the user left it; only the task's branch was added.
+    assert attrs.evolve(Snapshot.of(world.repo), branches="") == attrs.evolve(before, branches="")
 
 
 async def test_follow_up_after_review_adds_a_second_commit(
@@ -311,7 +305,7 @@ async def test_include_uncommitted_makes_the_users_changes_the_first_commit(
     assert sorted(carried) == ["keep.txt", "scratch.txt"]
     assert git(world.repo, "show", "--name-only", "--format=", shas[1]).split() == ["agent.txt"]
     assert git(world.repo, "show", f"{branch}:keep.txt") == "the user's own edit\n"
-    assert attrs.evolve(Snapshot.of(world.repo), refs="") == attrs.evolve(before, refs="")
+    assert attrs.evolve(Snapshot.of(world.repo), branches="") == attrs.evolve(before, branches="")
 
 
 async def test_end_task_keeps_the_worktree_and_the_branch(
@@ -371,8 +365,9 @@ async def test_merge_lands_the_changes_in_the_users_branch(
         await run_to_waiting(client, task_id)
         branch = branch_of(world, task_id)
         task_tip = git(world.repo, "rev-parse", branch).strip()
-        (world.repo / "keep.txt").write_text("the user moved on\n")
-        user_tip = commit_all(world.repo, "the user's own commit")
+        user_tip = commit_files(
+            world.repo, {"keep.txt": "the user moved on\n"}, "the user's own commit"
+        )
         await ok(client, "merge_task", id=task_id, strategy=strategy)
         task = await ok(client, "report", id=task_id)
         statuses = [e["summary"] for e in await events(client, task_id) if e["kind"] == "status"]
@@ -406,8 +401,8 @@ async def test_conflicting_merge_is_refused_and_leaves_the_checkout_as_it_was(
         await run_to_waiting(client, task_id)
         branch = branch_of(world, task_id)
         task_tip = git(world.repo, "rev-parse", branch)
-        (world.repo / "shared.txt").write_text("line 1\nthe user's line\nline 3\n")
-        commit_all(world.repo, "the user's conflicting commit")
+        conflicting = {"shared.txt": "line 1\nthe user's line\nline 3\n"}
+        commit_files(world.repo, conflicting, "the user's conflicting commit")
         (world.repo / "keep.txt").write_text("an uncommitted edit elsewhere\n")
         (world.repo / "scratch.txt").write_text("untracked\n")
         before = Snapshot.of(world.repo)
