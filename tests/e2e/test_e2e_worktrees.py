@@ -72,9 +72,11 @@ class World:
     def worktree(self, task_id: str) -> pathlib.Path:
         return self.worktrees / task_id
 
-    def processes(self) -> list[tuple[int, str]]:
-        """The live processes of every run of this test (the marker is in their environment)."""
-        return procs.marked_processes(MARKER, self.marker)
+    def processes(self, up: Up | None = None) -> list[tuple[int, str]]:
+        """The live processes of this test's runs (the marker is in their environment), but
+        ``up``'s own."""
+        exclude = () if up is None else {up.process.pid}
+        return procs.marked_processes(MARKER, self.marker, exclude=exclude)
 
 
 @pytest.fixture(scope="session")
@@ -206,7 +208,8 @@ async def test_two_tasks_edit_the_same_file_without_seeing_each_other(
         await run_to_waiting(client, task_a)
     assert (world.worktree(task_a) / "shared.txt").read_text() == "A was here\n"
     assert (world.worktree(task_b) / "shared.txt").read_text() == "B was here\n"
-    a_read = json.dumps(model.main_requests[-1]["messages"])  # A's last call, after B's write
+    a_calls = [json.dumps(body) for body in model.main_requests if "[task-a]" in json.dumps(body)]
+    a_read = a_calls[-1]  # A's last call, after it read the file (B had written it by then)
     assert "line 2" in a_read
     assert "B was here" not in a_read
     for task_id, text in ((task_a, "A was here\n"), (task_b, "B was here\n")):
@@ -451,7 +454,7 @@ async def test_discard_mid_run_leaves_no_worktree_branch_or_directory(
         assert (world.worktree(task_id) / "partial.txt").exists()
         discarded = await ok(client, "discard_task", id=task_id)
         assert discarded["status"] == "cancelled", discarded
-        await eventually(lambda: not world.processes(), "the run's processes to end")
+        await eventually(lambda: not world.processes(session.up), "the run's processes to end")
     gate.release()
     assert git(world.repo, "branch", "--list", "coding-agent/*") == ""
     assert worktree_paths(world.repo) == [str(world.repo)]
@@ -516,7 +519,7 @@ async def test_a_project_outside_git_runs_with_isolation_none(
             "create_task", {"title": "Plain", "instructions": "Write", "project_dir": "plain"}
         )
         assert not result.is_error, said(result)
-        assert "isolation: none (not inside a git repository)" in said(result)
+        assert f"isolation: none ({plain} is not inside a git repository)" in said(result)
         assert result.structured_content is not None
         task_id = result.structured_content["result"]["task_id"]
         await run_to_waiting(session.client, task_id)
@@ -560,7 +563,12 @@ async def test_unsupported_repository_is_refused_when_worktree_is_asked(
     before = Snapshot.of(world.repo)
     async with serving(world) as session:
         message = await refused(
-            session.client, "create_task", title="T", instructions="Go", isolation="worktree"
+            session.client,
+            "create_task",
+            title="T",
+            instructions="Go",
+            project_dir="repo",
+            isolation="worktree",
         )
         assert word.lower() in message.lower()
         assert "none" in message
