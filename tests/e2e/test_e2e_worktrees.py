@@ -39,6 +39,7 @@ eventually = functools.partial(_eventually, timeout=DEADLINE_S)
 BASE_FILES = {
     "shared.txt": "line 1\nline 2\nline 3\n",
     "keep.txt": "kept as it is\n",
+    "pkg/module.txt": "a module\n",
 }
 
 
@@ -186,6 +187,21 @@ async def test_claude_runs_in_the_tasks_worktree_not_the_checkout(
     assert git(world.repo, "status", "--porcelain") == ""
 
 
+async def test_a_project_in_a_subdirectory_runs_in_that_subdirectory_of_its_worktree(
+    world: World, model: ScriptedModel
+) -> None:
+    """project_dir repo/pkg: Claude works in <worktree>/pkg; its file is pkg/… on the branch."""
+    model.script(write("inner.txt", "inside pkg\n"), Reply("Done."))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Sub", "Write inner.txt", project_dir="repo/pkg")
+        await run_to_waiting(session.client, task_id)
+        started = [e for e in await events(session.client, task_id) if e["kind"] == "run_started"]
+    assert same_path(started[0]["data"]["cwd"], world.worktree(task_id) / "pkg")
+    branch = branch_of(world, task_id)
+    assert git(world.repo, "diff", "--name-only", "main", branch) == "pkg/inner.txt\n"
+    assert not (world.repo / "pkg" / "inner.txt").exists()
+
+
 async def test_two_tasks_edit_the_same_file_without_seeing_each_other(
     world: World, model: ScriptedModel
 ) -> None:
@@ -270,11 +286,13 @@ async def test_follow_up_after_review_adds_a_second_commit(
     async with serving(world) as session:
         client = session.client
         task_id = await create(client, "Two turns", "Write one.txt")
-        await run_to_waiting(client, task_id)
+        turn_one = await run_to_waiting(client, task_id)
         first = await read_json(client, f"task://{task_id}/commits")
         assert len(first["commits"]) == 1, first
         await ok(client, "update_task", id=task_id, instructions="Now write two.txt")
-        await run_to_waiting(client, task_id)
+        turn_two = await run_to_waiting(client, task_id)
+        # Claude resumes a session only from the cwd it began in: the same worktree.
+        assert turn_two["session_id"] == turn_one["session_id"] is not None
         commits = (await read_json(client, f"task://{task_id}/commits"))["commits"]
         logged = await events(client, task_id)
     branch = branch_of(world, task_id)
