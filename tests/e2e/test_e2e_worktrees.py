@@ -411,6 +411,64 @@ async def test_merge_lands_the_changes_in_the_users_branch(
     assert not world.worktree(task_id).exists()
 
 
+async def test_a_merged_task_takes_no_follow_up_and_no_second_merge(
+    world: World, model: ScriptedModel
+) -> None:
+    """After merge_task the work is in main: update_task and merge_task are refused, said why."""
+    model.script(write("feature.txt", "the feature\n"), Reply("Done."))
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Once", "Add the feature")
+        await run_to_waiting(client, task_id)
+        await ok(client, "merge_task", id=task_id)
+        head = git(world.repo, "rev-parse", "HEAD")
+        assert "merged" in await refused(client, "update_task", id=task_id, instructions="More")
+        assert "merged" in await refused(client, "merge_task", id=task_id)
+        assert "merged" in await refused(client, "discard_task", id=task_id)
+    assert git(world.repo, "rev-parse", "HEAD") == head
+    assert model.pending_steps == 0
+    assert model.unexpected == []
+
+
+async def test_merge_into_a_branch_not_checked_out_moves_only_its_ref(
+    world: World, model: ScriptedModel
+) -> None:
+    """The user switched to another branch: main gets the work, the checkout stays untouched."""
+    model.script(write("feature.txt", "the feature\n"), Reply("Done."))
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Elsewhere", "Add the feature")
+        await run_to_waiting(client, task_id)
+        git(world.repo, "switch", "-q", "-c", "elsewhere")
+        (world.repo / "keep.txt").write_text("uncommitted on elsewhere\n")
+        before = Snapshot.of(world.repo)
+        await ok(client, "merge_task", id=task_id, strategy="squash")
+    assert attrs.evolve(Snapshot.of(world.repo), branches="") == attrs.evolve(before, branches="")
+    assert git(world.repo, "show", "main:feature.txt") == "the feature\n"
+    assert git(world.repo, "rev-parse", "main~1") == git(world.repo, "rev-parse", "elsewhere")
+    assert not (world.repo / "feature.txt").exists()
+
+
+async def test_merge_is_refused_while_a_run_is_in_flight(
+    world: World, model: ScriptedModel
+) -> None:
+    """merge_task during a run: refused as busy; nothing moves, and the run goes on."""
+    gate = Hold(then=Reply("Done."))
+    model.script(write("feature.txt", "the feature\n"), gate)
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Busy", "Add the feature")
+        with trio.fail_after(DEADLINE_S):
+            await gate.reached.wait()
+        before = Snapshot.of(world.repo)
+        message = await refused(client, "merge_task", id=task_id)
+        assert "busy" in message
+        assert Snapshot.of(world.repo) == before
+        gate.release()
+        await run_to_waiting(client, task_id)
+    assert git(world.repo, "show", f"{branch_of(world, task_id)}:feature.txt") == "the feature\n"
+
+
 async def test_conflicting_merge_is_refused_and_leaves_the_checkout_as_it_was(
     world: World, model: ScriptedModel
 ) -> None:
