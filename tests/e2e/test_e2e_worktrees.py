@@ -2,88 +2,42 @@
 
 A real ``coding-agent up`` (daemon and server), the official MCP SDK client, the real Claude Code
 CLI against a scripted model on loopback that makes Claude call its own Read/Edit/Write tools
-(relative paths: Claude resolves them against its working directory, which is what isolation is
-about), and real git repositories made by the tests (``_support/git_repos.py``, ``checkouts.py``).
+(``_support/worktree_e2e.py``), and real git repositories made by the tests. Merging is in
+``test_e2e_worktrees_merge.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import os
 import pathlib
-import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import attrs
 import pytest
 import trio
-from _support import procs
-from _support.agent_up import Up, base_env, coding_agent_up, sdk_client
 from _support.checkouts import Snapshot, add_lfs_attributes, add_submodule
-from _support.claude_cli import claude_env, claude_executable
-from _support.git_repos import commit_files, git, make_repo
-from _support.polling import eventually as _eventually
-from _support.scripted_model import Hold, Reply, ScriptedModel, ToolCall, open_scripted_model
-from _support.sdk_tasks import events, ok, read_diff, read_json, refused, said, wait_done
-from mcp import Client
+from _support.git_repos import git
+from _support.scripted_model import Hold, Reply, ScriptedModel, open_scripted_model
+from _support.sdk_tasks import events, ok, read_diff, read_json, refused, said
+from _support.worktree_e2e import (
+    BASE_FILES,
+    DEADLINE_S,
+    World,
+    branch_of,
+    create,
+    edit,
+    eventually,
+    make_world,
+    read,
+    run_to_waiting,
+    same_path,
+    serving,
+    worktree_paths,
+    write,
+)
 
 pytestmark = pytest.mark.claude_cli
-
-MARKER = "CODING_AGENT_TEST_RUN"
-DEADLINE_S = 90.0
-# The real CLI on a loaded machine: a longer wait than the suite's default.
-eventually = functools.partial(_eventually, timeout=DEADLINE_S)
-BASE_FILES = {
-    "shared.txt": "line 1\nline 2\nline 3\n",
-    "keep.txt": "kept as it is\n",
-    "pkg/module.txt": "a module\n",
-}
-
-
-def read(path: str) -> ToolCall:
-    return ToolCall("Read", {"file_path": path})
-
-
-def write(path: str, content: str) -> ToolCall:
-    return ToolCall("Write", {"file_path": path, "content": content})
-
-
-def edit(path: str, old: str, new: str) -> ToolCall:
-    return ToolCall("Edit", {"file_path": path, "old_string": old, "new_string": new})
-
-
-@attrs.frozen
-class World:
-    """A root holding the user's checkout ``root/repo``, a state dir, the environment of ``up``."""
-
-    state: pathlib.Path
-    root: pathlib.Path
-    repo: pathlib.Path
-    env: dict[str, str]
-    marker: str
-
-    @property
-    def worktrees(self) -> pathlib.Path:
-        """The daemon's worktrees dir (``up`` runs it with its state dir as ours)."""
-        return self.state / "worktrees"
-
-    def worktree(self, task_id: str) -> pathlib.Path:
-        return self.worktrees / task_id
-
-    def processes(self, up: Up | None = None) -> list[tuple[int, str]]:
-        """The live processes of this test's runs (the marker is in their environment), but
-        ``up``'s own."""
-        exclude = () if up is None else {up.process.pid}
-        return procs.marked_processes(MARKER, self.marker, exclude=exclude)
-
-
-@pytest.fixture(scope="session")
-def claude() -> str:
-    """The pinned Claude Code binary (installed on first use)."""
-    return claude_executable()
 
 
 @pytest.fixture
@@ -93,68 +47,9 @@ async def model() -> AsyncIterator[ScriptedModel]:
 
 
 @pytest.fixture
-def world(tmp_path: pathlib.Path, claude: str, model: ScriptedModel) -> World:
-    """The user's checkout on ``main`` (clean, two files), and Claude pointed at the model."""
-    root = tmp_path / "root"
-    repo = root / "repo"
-    make_repo(repo, BASE_FILES)
-    home = tmp_path / "home"
-    home.mkdir()
-    marker = uuid.uuid4().hex
-    env = base_env() | claude_env(model.base_url, home) | {"CLAUDE_PATH": claude, MARKER: marker}
-    return World(tmp_path / "state", root, repo, env, marker)
-
-
-@attrs.frozen
-class Session:
-    up: Up
-    client: Client
-
-
-@contextlib.asynccontextmanager
-async def serving(world: World) -> AsyncIterator[Session]:
-    """``coding-agent up`` on the world's state and root, with an SDK client of it."""
-    async with coding_agent_up(world.state, world.root, world.env) as up, sdk_client(up) as client:
-        yield Session(up, client)
-
-
-# -- calls and reads -------------------------------------------------------------------------
-
-
-async def create(client: Client, title: str, instructions: str, **options: Any) -> str:
-    """create_task on the checkout (``project_dir`` "repo" unless given); the task's id."""
-    options.setdefault("project_dir", "repo")
-    created = await ok(client, "create_task", title=title, instructions=instructions, **options)
-    task_id: str = created["task_id"]
-    return task_id
-
-
-async def run_to_waiting(client: Client, task_id: str) -> dict[str, Any]:
-    """Wait for the run's end; it must have succeeded (the task waits for a follow-up)."""
-    task = await wait_done(client, task_id, timeout=DEADLINE_S)
-    assert task["status"] == "waiting", task
-    return task
-
-
-def branch_of(world: World, task_id: str) -> str:
-    """The task's branch, found in the user's repository by the name issue 9 gives it."""
-    prefix = f"coding-agent/{task_id[:8]}-"
-    names = git(world.repo, "branch", "--list", "--format=%(refname:short)", f"{prefix}*").split()
-    assert len(names) == 1, names
-    return names[0]
-
-
-def worktree_paths(repo: pathlib.Path) -> list[str]:
-    """``git worktree list``: the checkout first, then every linked worktree."""
-    listing = git(repo, "worktree", "list", "--porcelain")
-    return [
-        line.removeprefix("worktree ") for line in listing.splitlines() if line[:9] == "worktree "
-    ]
-
-
-def same_path(path: str | os.PathLike[str], other: str | os.PathLike[str]) -> bool:
-    """Whether both name the same place (symlinks resolved)."""
-    return os.path.realpath(path) == os.path.realpath(other)
+def world(tmp_path: pathlib.Path, model: ScriptedModel) -> World:
+    """The user's checkout (``root/repo`` on main) and ``up``'s environment."""
+    return make_world(tmp_path, model)
 
 
 # -- isolation -------------------------------------------------------------------------------
@@ -364,153 +259,6 @@ async def test_clean_state_removes_worktrees_but_keeps_branches_with_work(
     assert worktree_paths(world.repo) == [str(world.repo)]
     assert git(world.repo, "rev-parse", branch) == tip
     assert git(world.repo, "status", "--porcelain") == ""
-
-
-# -- merge -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("strategy", ["merge", "squash", "rebase"])
-async def test_merge_lands_the_changes_in_the_users_branch(
-    world: World, model: ScriptedModel, strategy: str
-) -> None:
-    """merge_task (each strategy) puts the task's work on main and in the checkout, then cleans."""
-    model.script(
-        read("shared.txt"),
-        edit("shared.txt", "line 1", "line one"),
-        write("feature.txt", "the feature\n"),
-        Reply("Done."),
-    )
-    async with serving(world) as session:
-        client = session.client
-        task_id = await create(client, "Feature", "Add the feature")
-        await run_to_waiting(client, task_id)
-        branch = branch_of(world, task_id)
-        task_tip = git(world.repo, "rev-parse", branch).strip()
-        user_tip = commit_files(
-            world.repo, {"keep.txt": "the user moved on\n"}, "the user's own commit"
-        )
-        await ok(client, "merge_task", id=task_id, strategy=strategy)
-        task = await ok(client, "report", id=task_id)
-        statuses = [e["summary"] for e in await events(client, task_id) if e["kind"] == "status"]
-    assert task["status"] == "completed"
-    assert task["review"] == "merged"
-    head = git(world.repo, "rev-parse", "HEAD").strip()
-    assert f"merged into main at {head[:12]}" in statuses[-1]
-    assert git(world.repo, "status", "--porcelain") == ""
-    assert git(world.repo, "symbolic-ref", "HEAD") == "refs/heads/main\n"
-    assert (world.repo / "feature.txt").read_text() == "the feature\n"
-    assert (world.repo / "shared.txt").read_text() == "line one\nline 2\nline 3\n"
-    assert (world.repo / "keep.txt").read_text() == "the user moved on\n"
-    parents = git(world.repo, "rev-list", "--parents", "-n1", "HEAD").split()[1:]
-    expected_parents = [user_tip, task_tip] if strategy == "merge" else [user_tip]
-    assert parents == expected_parents
-    if strategy == "rebase":
-        assert git(world.repo, "log", "-1", "--format=%s", "HEAD").startswith("turn 1: ")
-    assert git(world.repo, "branch", "--list", "coding-agent/*") == ""
-    assert worktree_paths(world.repo) == [str(world.repo)]
-    assert not world.worktree(task_id).exists()
-
-
-async def test_a_merged_task_takes_no_follow_up_and_no_second_merge(
-    world: World, model: ScriptedModel
-) -> None:
-    """After merge_task the work is in main: update_task and merge_task are refused, said why."""
-    model.script(write("feature.txt", "the feature\n"), Reply("Done."))
-    async with serving(world) as session:
-        client = session.client
-        task_id = await create(client, "Once", "Add the feature")
-        await run_to_waiting(client, task_id)
-        await ok(client, "merge_task", id=task_id)
-        head = git(world.repo, "rev-parse", "HEAD")
-        assert "merged" in await refused(client, "update_task", id=task_id, instructions="More")
-        assert "merged" in await refused(client, "merge_task", id=task_id)
-        assert "merged" in await refused(client, "discard_task", id=task_id)
-    assert git(world.repo, "rev-parse", "HEAD") == head
-    assert model.pending_steps == 0
-    assert model.unexpected == []
-
-
-async def test_merge_into_a_branch_not_checked_out_moves_only_its_ref(
-    world: World, model: ScriptedModel
-) -> None:
-    """The user switched to another branch: main gets the work, the checkout stays untouched."""
-    model.script(write("feature.txt", "the feature\n"), Reply("Done."))
-    async with serving(world) as session:
-        client = session.client
-        task_id = await create(client, "Elsewhere", "Add the feature")
-        await run_to_waiting(client, task_id)
-        git(world.repo, "switch", "-q", "-c", "elsewhere")
-        (world.repo / "keep.txt").write_text("uncommitted on elsewhere\n")
-        before = Snapshot.of(world.repo)
-        await ok(client, "merge_task", id=task_id, strategy="squash")
-    assert attrs.evolve(Snapshot.of(world.repo), branches="") == attrs.evolve(before, branches="")
-    assert git(world.repo, "show", "main:feature.txt") == "the feature\n"
-    assert git(world.repo, "rev-parse", "main~1") == git(world.repo, "rev-parse", "elsewhere")
-    assert not (world.repo / "feature.txt").exists()
-
-
-async def test_merge_is_refused_while_a_run_is_in_flight(
-    world: World, model: ScriptedModel
-) -> None:
-    """merge_task during a run: refused as busy; nothing moves, and the run goes on."""
-    gate = Hold(then=Reply("Done."))
-    model.script(write("feature.txt", "the feature\n"), gate)
-    async with serving(world) as session:
-        client = session.client
-        task_id = await create(client, "Busy", "Add the feature")
-        with trio.fail_after(DEADLINE_S):
-            await gate.reached.wait()
-        before = Snapshot.of(world.repo)
-        message = await refused(client, "merge_task", id=task_id)
-        assert "busy" in message
-        assert Snapshot.of(world.repo) == before
-        gate.release()
-        await run_to_waiting(client, task_id)
-    assert git(world.repo, "show", f"{branch_of(world, task_id)}:feature.txt") == "the feature\n"
-
-
-async def test_conflicting_merge_is_refused_and_leaves_the_checkout_as_it_was(
-    world: World, model: ScriptedModel
-) -> None:
-    """A merge that conflicts is refused (the file named) by every strategy; nothing changes."""
-    model.script(read("shared.txt"), edit("shared.txt", "line 2", "the task's line"), Reply("Ok."))
-    async with serving(world) as session:
-        client = session.client
-        task_id = await create(client, "Conflict", "Change line 2")
-        await run_to_waiting(client, task_id)
-        branch = branch_of(world, task_id)
-        task_tip = git(world.repo, "rev-parse", branch)
-        conflicting = {"shared.txt": "line 1\nthe user's line\nline 3\n"}
-        commit_files(world.repo, conflicting, "the user's conflicting commit")
-        (world.repo / "keep.txt").write_text("an uncommitted edit elsewhere\n")
-        (world.repo / "scratch.txt").write_text("untracked\n")
-        before = Snapshot.of(world.repo)
-        for strategy in ("merge", "squash", "rebase"):
-            message = await refused(client, "merge_task", id=task_id, strategy=strategy)
-            assert "shared.txt" in message, (strategy, message)
-            assert "conflict" in message.lower(), (strategy, message)
-            assert Snapshot.of(world.repo) == before, strategy
-        task = await ok(client, "report", id=task_id)
-    assert task["status"] == "waiting"
-    assert git(world.repo, "rev-parse", branch) == task_tip
-    assert worktree_paths(world.repo) == [str(world.repo), str(world.worktree(task_id))]
-
-
-async def test_merge_is_refused_when_the_checkout_has_uncommitted_changes_in_touched_files(
-    world: World, model: ScriptedModel
-) -> None:
-    """Uncommitted edits to a file the merge touches: refused, the file named, nothing changed."""
-    model.script(read("keep.txt"), write("keep.txt", "the task's version\n"), Reply("Ok."))
-    async with serving(world) as session:
-        client = session.client
-        task_id = await create(client, "Touch keep", "Rewrite keep.txt")
-        await run_to_waiting(client, task_id)
-        (world.repo / "keep.txt").write_text("the user's unsaved work\n")
-        before = Snapshot.of(world.repo)
-        message = await refused(client, "merge_task", id=task_id)
-        assert "keep.txt" in message
-        assert Snapshot.of(world.repo) == before
-        assert (await ok(client, "report", id=task_id))["status"] == "waiting"
 
 
 # -- discard and sweep -----------------------------------------------------------------------

@@ -1,0 +1,187 @@
+"""End to end, issue 9: merge_task lands a task's branch in the user's branch, or refuses and
+leaves the checkout byte-for-byte as it was (the world of ``_support/worktree_e2e.py``).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import AsyncIterator
+
+import attrs
+import pytest
+import trio
+from _support.checkouts import Snapshot
+from _support.git_repos import commit_files, git
+from _support.scripted_model import Hold, Reply, ScriptedModel, open_scripted_model
+from _support.sdk_tasks import events, ok, refused
+from _support.worktree_e2e import (
+    DEADLINE_S,
+    World,
+    branch_of,
+    create,
+    edit,
+    make_world,
+    read,
+    run_to_waiting,
+    serving,
+    worktree_paths,
+    write,
+)
+
+pytestmark = pytest.mark.claude_cli
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[ScriptedModel]:
+    async with open_scripted_model() as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def world(tmp_path: pathlib.Path, model: ScriptedModel) -> World:
+    """The user's checkout (``root/repo`` on main) and ``up``'s environment."""
+    return make_world(tmp_path, model)
+
+
+@pytest.mark.parametrize("strategy", ["merge", "squash", "rebase"])
+async def test_merge_lands_the_changes_in_the_users_branch(
+    world: World, model: ScriptedModel, strategy: str
+) -> None:
+    """merge_task (each strategy) puts the task's work on main and in the checkout, then cleans."""
+    model.script(
+        read("shared.txt"),
+        edit("shared.txt", "line 1", "line one"),
+        write("feature.txt", "the feature\n"),
+        Reply("Done."),
+    )
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Feature", "Add the feature")
+        await run_to_waiting(client, task_id)
+        branch = branch_of(world, task_id)
+        task_tip = git(world.repo, "rev-parse", branch).strip()
+        user_tip = commit_files(
+            world.repo, {"keep.txt": "the user moved on\n"}, "the user's own commit"
+        )
+        await ok(client, "merge_task", id=task_id, strategy=strategy)
+        task = await ok(client, "report", id=task_id)
+        statuses = [e["summary"] for e in await events(client, task_id) if e["kind"] == "status"]
+    assert task["status"] == "completed"
+    assert task["review"] == "merged"
+    head = git(world.repo, "rev-parse", "HEAD").strip()
+    assert f"merged into main at {head[:12]}" in statuses[-1]
+    assert git(world.repo, "status", "--porcelain") == ""
+    assert git(world.repo, "symbolic-ref", "HEAD") == "refs/heads/main\n"
+    assert (world.repo / "feature.txt").read_text() == "the feature\n"
+    assert (world.repo / "shared.txt").read_text() == "line one\nline 2\nline 3\n"
+    assert (world.repo / "keep.txt").read_text() == "the user moved on\n"
+    parents = git(world.repo, "rev-list", "--parents", "-n1", "HEAD").split()[1:]
+    expected_parents = [user_tip, task_tip] if strategy == "merge" else [user_tip]
+    assert parents == expected_parents
+    if strategy == "rebase":
+        assert git(world.repo, "log", "-1", "--format=%s", "HEAD").startswith("turn 1: ")
+    assert git(world.repo, "branch", "--list", "coding-agent/*") == ""
+    assert worktree_paths(world.repo) == [str(world.repo)]
+    assert not world.worktree(task_id).exists()
+
+
+async def test_a_merged_task_takes_no_follow_up_and_no_second_merge(
+    world: World, model: ScriptedModel
+) -> None:
+    """After merge_task the work is in main: update_task and merge_task are refused, said why."""
+    model.script(write("feature.txt", "the feature\n"), Reply("Done."))
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Once", "Add the feature")
+        await run_to_waiting(client, task_id)
+        await ok(client, "merge_task", id=task_id)
+        head = git(world.repo, "rev-parse", "HEAD")
+        assert "merged" in await refused(client, "update_task", id=task_id, instructions="More")
+        assert "merged" in await refused(client, "merge_task", id=task_id)
+        assert "merged" in await refused(client, "discard_task", id=task_id)
+    assert git(world.repo, "rev-parse", "HEAD") == head
+    assert model.pending_steps == 0
+    assert model.unexpected == []
+
+
+async def test_merge_into_a_branch_not_checked_out_moves_only_its_ref(
+    world: World, model: ScriptedModel
+) -> None:
+    """The user switched to another branch: main gets the work, the checkout stays untouched."""
+    model.script(write("feature.txt", "the feature\n"), Reply("Done."))
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Elsewhere", "Add the feature")
+        await run_to_waiting(client, task_id)
+        git(world.repo, "switch", "-q", "-c", "elsewhere")
+        (world.repo / "keep.txt").write_text("uncommitted on elsewhere\n")
+        before = Snapshot.of(world.repo)
+        await ok(client, "merge_task", id=task_id, strategy="squash")
+    assert attrs.evolve(Snapshot.of(world.repo), branches="") == attrs.evolve(before, branches="")
+    assert git(world.repo, "show", "main:feature.txt") == "the feature\n"
+    assert git(world.repo, "rev-parse", "main~1") == git(world.repo, "rev-parse", "elsewhere")
+    assert not (world.repo / "feature.txt").exists()
+
+
+async def test_merge_is_refused_while_a_run_is_in_flight(
+    world: World, model: ScriptedModel
+) -> None:
+    """merge_task during a run: refused as busy; nothing moves, and the run goes on."""
+    gate = Hold(then=Reply("Done."))
+    model.script(write("feature.txt", "the feature\n"), gate)
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Busy", "Add the feature")
+        with trio.fail_after(DEADLINE_S):
+            await gate.reached.wait()
+        before = Snapshot.of(world.repo)
+        message = await refused(client, "merge_task", id=task_id)
+        assert "busy" in message
+        assert Snapshot.of(world.repo) == before
+        gate.release()
+        await run_to_waiting(client, task_id)
+    assert git(world.repo, "show", f"{branch_of(world, task_id)}:feature.txt") == "the feature\n"
+
+
+async def test_conflicting_merge_is_refused_and_leaves_the_checkout_as_it_was(
+    world: World, model: ScriptedModel
+) -> None:
+    """A merge that conflicts is refused (the file named) by every strategy; nothing changes."""
+    model.script(read("shared.txt"), edit("shared.txt", "line 2", "the task's line"), Reply("Ok."))
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Conflict", "Change line 2")
+        await run_to_waiting(client, task_id)
+        branch = branch_of(world, task_id)
+        task_tip = git(world.repo, "rev-parse", branch)
+        conflicting = {"shared.txt": "line 1\nthe user's line\nline 3\n"}
+        commit_files(world.repo, conflicting, "the user's conflicting commit")
+        (world.repo / "keep.txt").write_text("an uncommitted edit elsewhere\n")
+        (world.repo / "scratch.txt").write_text("untracked\n")
+        before = Snapshot.of(world.repo)
+        for strategy in ("merge", "squash", "rebase"):
+            message = await refused(client, "merge_task", id=task_id, strategy=strategy)
+            assert "shared.txt" in message, (strategy, message)
+            assert "conflict" in message.lower(), (strategy, message)
+            assert Snapshot.of(world.repo) == before, strategy
+        task = await ok(client, "report", id=task_id)
+    assert task["status"] == "waiting"
+    assert git(world.repo, "rev-parse", branch) == task_tip
+    assert worktree_paths(world.repo) == [str(world.repo), str(world.worktree(task_id))]
+
+
+async def test_merge_is_refused_when_the_checkout_has_uncommitted_changes_in_touched_files(
+    world: World, model: ScriptedModel
+) -> None:
+    """Uncommitted edits to a file the merge touches: refused, the file named, nothing changed."""
+    model.script(read("keep.txt"), write("keep.txt", "the task's version\n"), Reply("Ok."))
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Touch keep", "Rewrite keep.txt")
+        await run_to_waiting(client, task_id)
+        (world.repo / "keep.txt").write_text("the user's unsaved work\n")
+        before = Snapshot.of(world.repo)
+        message = await refused(client, "merge_task", id=task_id)
+        assert "keep.txt" in message
+        assert Snapshot.of(world.repo) == before
+        assert (await ok(client, "report", id=task_id))["status"] == "waiting"
