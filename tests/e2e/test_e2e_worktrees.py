@@ -36,6 +36,7 @@ from _support.worktree_e2e import (
     worktree_paths,
     write,
 )
+from mcp.shared.exceptions import MCPError
 
 pytestmark = pytest.mark.claude_cli
 
@@ -351,6 +352,25 @@ async def test_a_project_outside_git_runs_with_isolation_none(
     assert same_path(started[0]["data"]["cwd"], plain)
     assert (plain / "note.txt").read_text() == "written in place\n"
     assert not world.worktrees.exists() or list(world.worktrees.iterdir()) == []
+
+
+async def test_isolation_none_works_in_the_checkout_and_has_nothing_to_review(
+    world: World, model: ScriptedModel
+) -> None:
+    """isolation "none" in a git repo: Claude edits the checkout; review calls say there is none."""
+    model.script(write("direct.txt", "straight into the checkout\n"), Reply("Done."))
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Direct", "Write direct.txt", isolation="none")
+        await run_to_waiting(client, task_id)
+        for uri in (f"task://{task_id}/diff", f"task://{task_id}/commits"):
+            with pytest.raises(MCPError, match="no worktree"):
+                await client.read_resource(uri)
+        assert "no worktree" in await refused(client, "merge_task", id=task_id)
+        assert "no worktree" in await refused(client, "discard_task", id=task_id)
+    assert (world.repo / "direct.txt").read_text() == "straight into the checkout\n"
+    assert git(world.repo, "status", "--porcelain") == "?? direct.txt\n"
+    assert git(world.repo, "branch", "--list", "coding-agent/*") == ""
 
 
 async def test_worktree_isolation_outside_git_is_refused(world: World) -> None:
