@@ -238,7 +238,7 @@ async def test_daemon_down_creates_no_task_when_isolation_is_automatic(
         free_port = probe.getsockname()[1]
     async with task_server(tmp_path, port=free_port) as env:
         result = await env.client.call("create_task", title="t", instructions="hello")
-        assert result["structuredContent"]["error"]["code"] == "daemon_unavailable"
+        assert result["structuredContent"]["error"]["code"] == "unreachable"
         assert (await env.client.read("agent://tasks"))["total_tasks"] == 0
 
 

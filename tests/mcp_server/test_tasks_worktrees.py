@@ -244,3 +244,15 @@ async def test_clean_state_sweeps_the_worktrees(tmp_path: pathlib.Path) -> None:
         await env.client.ok("clean_state")
         assert not (worktrees_dir(tmp_path) / task["task_id"]).exists()
         assert await branches(env.root) == []
+
+
+async def test_diff_of_a_task_without_worktree_is_a_clear_error(tmp_path: pathlib.Path) -> None:
+    """Reading the diff of a task that has no worktree is a resource error saying so."""
+    async with server(tmp_path) as env:
+        created = await env.client.ok("create_task", title="t", instructions="hello")
+        await wait_done(env.client, created["task_id"])
+        answer = await env.client.rpc(
+            "resources/read", {"uri": f"task://{created['task_id']}/diff"}
+        )
+        assert "has no worktree" in answer["error"]["message"]
+        assert "not inside a git repository" in answer["error"]["message"]
