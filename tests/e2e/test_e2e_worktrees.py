@@ -204,6 +204,28 @@ async def test_follow_up_after_review_adds_a_second_commit(
     ]
 
 
+async def test_a_worktree_task_goes_on_after_a_restart(world: World, model: ScriptedModel) -> None:
+    """After up restarts, a follow-up resumes in the same worktree and commits turn 2 there."""
+    model.script(
+        write("one.txt", "first turn\n"),
+        Reply("Wrote one.txt."),
+        write("two.txt", "second turn\n"),
+        Reply("Wrote two.txt."),
+    )
+    async with serving(world) as session:
+        task_id = await create(session.client, "Restarted", "Write one.txt")
+        first = await run_to_waiting(session.client, task_id)
+    async with serving(world) as session:
+        await ok(session.client, "update_task", id=task_id, instructions="Now write two.txt")
+        second = await run_to_waiting(session.client, task_id)
+        commits = (await read_json(session.client, f"task://{task_id}/commits"))["commits"]
+        started = [e for e in await events(session.client, task_id) if e["kind"] == "run_started"]
+    assert second["session_id"] == first["session_id"]
+    assert [same_path(e["data"]["cwd"], world.worktree(task_id)) for e in started] == [True, True]
+    assert [c["files"] for c in commits] == [["one.txt"], ["two.txt"]]
+    assert (world.worktree(task_id) / "two.txt").read_text() == "second turn\n"
+
+
 async def test_include_uncommitted_makes_the_users_changes_the_first_commit(
     world: World, model: ScriptedModel
 ) -> None:
