@@ -185,3 +185,25 @@ async def test_merge_is_refused_when_the_checkout_has_uncommitted_changes_in_tou
         assert "keep.txt" in message
         assert Snapshot.of(world.repo) == before
         assert (await ok(client, "report", id=task_id))["status"] == "waiting"
+
+
+async def test_two_tasks_from_one_base_both_merge_one_after_the_other(
+    world: World, model: ScriptedModel
+) -> None:
+    """Two tasks branched from the same main: the first merges, the second lands on top of it."""
+    model.script_for("[task-a]", write("a.txt", "from A\n"), Reply("A done."))
+    model.script_for("[task-b]", write("b.txt", "from B\n"), Reply("B done."))
+    async with serving(world) as session:
+        client = session.client
+        task_a = await create(client, "A", "[task-a] write a.txt")
+        task_b = await create(client, "B", "[task-b] write b.txt")
+        await run_to_waiting(client, task_a)
+        await run_to_waiting(client, task_b)
+        await ok(client, "merge_task", id=task_a, strategy="merge")
+        await ok(client, "merge_task", id=task_b, strategy="rebase")
+    assert (world.repo / "a.txt").read_text() == "from A\n"
+    assert (world.repo / "b.txt").read_text() == "from B\n"
+    subjects = git(world.repo, "log", "--format=%s", "--first-parent", "main").splitlines()
+    assert subjects[0].startswith("turn 1: [task-b]")
+    assert git(world.repo, "status", "--porcelain") == ""
+    assert worktree_paths(world.repo) == [str(world.repo)]
