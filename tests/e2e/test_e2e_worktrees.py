@@ -98,6 +98,26 @@ async def test_a_project_in_a_subdirectory_runs_in_that_subdirectory_of_its_work
     assert not (world.repo / "pkg" / "inner.txt").exists()
 
 
+async def test_the_checkout_is_out_of_reach_of_the_agent(
+    world: World, model: ScriptedModel
+) -> None:
+    """Reading or writing the checkout by absolute path: Claude asks, is denied; nothing changes."""
+    before = Snapshot.of(world.repo)
+    model.script(
+        read(str(world.repo / "keep.txt")),
+        write(str(world.repo / "planted.txt"), "escaped the worktree\n"),
+        Reply("Tried."),
+    )
+    async with serving(world) as session:
+        task_id = await create(session.client, "Escape", "Touch the checkout")
+        await run_to_waiting(session.client, task_id)
+        logged = await events(session.client, task_id)
+    results = [e["data"] for e in logged if e["data"].get("kind") == "tool_result"]
+    assert [r["is_error"] for r in results] == [True, True], results
+    assert all("permission" in r["text"] for r in results), results
+    assert Snapshot.of(world.repo).files == before.files
+
+
 async def test_two_tasks_edit_the_same_file_without_seeing_each_other(
     world: World, model: ScriptedModel
 ) -> None:
