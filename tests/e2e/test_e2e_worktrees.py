@@ -482,3 +482,12 @@ async def test_unsupported_repository_falls_back_to_no_isolation(
         await run_to_waiting(session.client, task_id)
     assert (world.repo / "in_place.txt").read_text() == "in the checkout\n"
     assert git(world.repo, "branch", "--list", "coding-agent/*") == ""
+
+
+async def test_check_status_names_the_daemons_git(world: World) -> None:
+    """check_status says which git the daemon found: the one worktrees are made with."""
+    version = (await trio.run_process(["git", "--version"], capture_stdout=True)).stdout
+    async with serving(world) as session:
+        result = await session.client.call_tool("check_status", {})
+    assert not result.is_error, said(result)
+    assert f"{version.decode().strip()}: tasks get worktrees" in said(result)
