@@ -207,3 +207,34 @@ async def test_two_tasks_from_one_base_both_merge_one_after_the_other(
     assert subjects[0].startswith("turn 1: [task-b]")
     assert git(world.repo, "status", "--porcelain") == ""
     assert worktree_paths(world.repo) == [str(world.repo)]
+
+
+async def test_two_tasks_created_and_merged_at_once_both_land(
+    world: World, model: ScriptedModel
+) -> None:
+    """create_task twice at once, then merge_task twice at once: two worktrees, both merged."""
+    model.script_for("[task-a]", write("a.txt", "from A\n"), Reply("A done."))
+    model.script_for("[task-b]", write("b.txt", "from B\n"), Reply("B done."))
+    ids: dict[str, str] = {}
+    async with serving(world) as session:
+        client = session.client
+
+        async def make(name: str) -> None:
+            ids[name] = await create(client, name, f"[task-{name}] write {name}.txt")
+            await run_to_waiting(client, ids[name])
+
+        async def land(name: str) -> None:
+            await ok(client, "merge_task", id=ids[name], strategy="merge")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(make, "a")
+            nursery.start_soon(make, "b")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(land, "a")
+            nursery.start_soon(land, "b")
+    assert (world.repo / "a.txt").read_text() == "from A\n"
+    assert (world.repo / "b.txt").read_text() == "from B\n"
+    merges = git(world.repo, "rev-list", "--merges", "main").split()
+    assert len(merges) == 2, merges
+    assert git(world.repo, "status", "--porcelain") == ""
+    assert worktree_paths(world.repo) == [str(world.repo)]
