@@ -238,3 +238,22 @@ async def test_two_tasks_created_and_merged_at_once_both_land(
     assert len(merges) == 2, merges
     assert git(world.repo, "status", "--porcelain") == ""
     assert worktree_paths(world.repo) == [str(world.repo)]
+
+
+async def test_a_checkout_that_is_itself_a_linked_worktree_gets_the_merge(
+    world: World, model: ScriptedModel
+) -> None:
+    """The user works in a linked worktree on 'topic': the task branches from and merges into it."""
+    linked = world.root / "linked"
+    git(world.repo, "worktree", "add", "-q", "-b", "topic", str(linked))
+    model.script(write("feature.txt", "the feature\n"), Reply("Done."))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Linked", "Add the feature", project_dir="linked")
+        await run_to_waiting(session.client, task_id)
+        await ok(session.client, "merge_task", id=task_id, strategy="squash")
+    assert (linked / "feature.txt").read_text() == "the feature\n"
+    assert git(linked, "status", "--porcelain") == ""
+    assert git(world.repo, "show", "topic:feature.txt") == "the feature\n"
+    assert git(world.repo, "rev-parse", "main") == git(world.repo, "rev-parse", "topic~1")
+    assert not (world.repo / "feature.txt").exists()
+    assert worktree_paths(world.repo) == [str(world.repo), str(linked)]
