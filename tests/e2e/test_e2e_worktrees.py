@@ -249,9 +249,10 @@ async def test_a_worktree_task_goes_on_after_a_restart(world: World, model: Scri
 async def test_include_uncommitted_makes_the_users_changes_the_first_commit(
     world: World, model: ScriptedModel
 ) -> None:
-    """include_uncommitted copies the checkout's edits and untracked files in as commit one."""
+    """include_uncommitted copies the checkout's edits, deletions, new files in as commit one."""
     (world.repo / "keep.txt").write_text("the user's own edit\n")
     (world.repo / "scratch.txt").write_text("the user's untracked notes\n")
+    (world.repo / "pkg" / "module.txt").unlink()
     before = Snapshot.of(world.repo)
     model.script(write("agent.txt", "the agent's file\n"), Reply("Done."))
     async with serving(world) as session:
@@ -261,7 +262,8 @@ async def test_include_uncommitted_makes_the_users_changes_the_first_commit(
     shas = git(world.repo, "rev-list", "--reverse", f"main..{branch}").split()
     assert len(shas) == 2, shas
     carried = git(world.repo, "show", "--name-only", "--format=", shas[0]).split()
-    assert sorted(carried) == ["keep.txt", "scratch.txt"]
+    assert sorted(carried) == ["keep.txt", "pkg/module.txt", "scratch.txt"]
+    assert not (world.worktree(task_id) / "pkg" / "module.txt").exists()
     assert git(world.repo, "show", "--name-only", "--format=", shas[1]).split() == ["agent.txt"]
     assert git(world.repo, "show", f"{branch}:keep.txt") == "the user's own edit\n"
     assert attrs.evolve(Snapshot.of(world.repo), branches="") == attrs.evolve(before, branches="")
