@@ -62,7 +62,7 @@ class Snapshot:
         """Read ``repo``: HEAD, its branch, the index's entries, status, branches, every file."""
         return cls(
             head=git(repo, "rev-parse", "HEAD"),
-            head_ref=git(repo, "symbolic-ref", "-q", "HEAD"),
+            head_ref=git(repo, "rev-parse", "--symbolic-full-name", "HEAD"),
             index=git(repo, "ls-files", "--stage"),
             status=git(repo, "status", "--porcelain=v1", "--untracked-files=all"),
             branches=git(repo, "for-each-ref", "refs/heads"),

@@ -257,3 +257,38 @@ async def test_a_checkout_that_is_itself_a_linked_worktree_gets_the_merge(
     assert git(world.repo, "rev-parse", "main") == git(world.repo, "rev-parse", "topic~1")
     assert not (world.repo / "feature.txt").exists()
     assert worktree_paths(world.repo) == [str(world.repo), str(linked)]
+
+
+async def test_base_ref_branches_from_and_merges_into_that_branch(
+    world: World, model: ScriptedModel
+) -> None:
+    """base_ref "release": the task starts from release and merges into it, main untouched."""
+    git(world.repo, "branch", "release")
+    commit_files(world.repo, {"main-only.txt": "only on main\n"}, "main moves on")
+    before = Snapshot.of(world.repo)
+    model.script(write("fix.txt", "the fix\n"), Reply("Done."))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Fix", "Fix release", base_ref="release")
+        await run_to_waiting(session.client, task_id)
+        assert not (world.worktree(task_id) / "main-only.txt").exists()
+        await ok(session.client, "merge_task", id=task_id)
+    assert git(world.repo, "show", "release:fix.txt") == "the fix\n"
+    assert attrs.evolve(Snapshot.of(world.repo), branches="") == attrs.evolve(before, branches="")
+    assert git(world.repo, "rev-parse", "main") == before.head
+
+
+async def test_a_task_from_a_detached_head_is_refused_a_merge(
+    world: World, model: ScriptedModel
+) -> None:
+    """A checkout on a detached HEAD gives no base branch: merge_task says so; discard works."""
+    git(world.repo, "switch", "-q", "--detach")
+    model.script(write("feature.txt", "the feature\n"), Reply("Done."))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Detached", "Add the feature")
+        await run_to_waiting(session.client, task_id)
+        before = Snapshot.of(world.repo)
+        message = await refused(session.client, "merge_task", id=task_id)
+        assert "no_base_branch" in message
+        assert Snapshot.of(world.repo) == before
+        await ok(session.client, "discard_task", id=task_id)
+    assert worktree_paths(world.repo) == [str(world.repo)]
