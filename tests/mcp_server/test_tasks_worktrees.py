@@ -256,3 +256,69 @@ async def test_diff_of_a_task_without_worktree_is_a_clear_error(tmp_path: pathli
         )
         assert "has no worktree" in answer["error"]["message"]
         assert "not inside a git repository" in answer["error"]["message"]
+
+
+async def test_discard_stops_a_run_in_flight_first(tmp_path: pathlib.Path) -> None:
+    """discard_task during a run stops it, then removes the worktree and the branch."""
+    async with server(tmp_path) as env:
+        await make_repo(env.root)
+        created = await env.client.ok("create_task", title="t", instructions="sleep 30")
+        with trio.fail_after(20):
+            discarded = await env.client.ok("discard_task", id=created["task_id"])
+        assert (discarded["status"], discarded["review"]) == ("cancelled", "discarded")
+        assert discarded["report"]["outcome"] == "cancelled"
+        assert await branches(env.root) == []
+        assert not (worktrees_dir(tmp_path) / created["task_id"]).exists()
+
+
+async def test_base_ref_starts_the_branch_there(tmp_path: pathlib.Path) -> None:
+    """create_task's base_ref is where the task's branch starts."""
+    async with server(tmp_path) as env:
+        await make_repo(env.root)
+        first = (await git(env.root, "rev-parse", "HEAD")).strip()
+        (env.root / "later.txt").write_text("later\n")
+        await git(env.root, "add", "later.txt")
+        await git(env.root, "commit", "-q", "-m", "later")
+        created = await env.client.ok(
+            "create_task", title="t", instructions="hello", base_ref=first
+        )
+        task = await wait_done(env.client, created["task_id"])
+        assert task["worktree"]["base_commit"] == first
+        assert not (worktrees_dir(tmp_path) / task["task_id"] / "later.txt").exists()
+
+
+async def test_include_uncommitted_copies_the_checkouts_changes(tmp_path: pathlib.Path) -> None:
+    """include_uncommitted brings the checkout's uncommitted edit in as the branch's first commit,
+    and leaves the checkout as it was."""
+    async with server(tmp_path) as env:
+        await make_repo(env.root)
+        (env.root / "README").write_text("edited, not committed\n")
+        created = await env.client.ok(
+            "create_task", title="t", instructions="hello", include_uncommitted=True
+        )
+        task = await wait_done(env.client, created["task_id"])
+        copied = worktrees_dir(tmp_path) / task["task_id"] / "README"
+        assert copied.read_text() == "edited, not committed\n"
+        commits = (await env.client.read(f"task://{task['task_id']}/commits"))["commits"]
+        assert [c["files"] for c in commits] == [["README"]]
+        assert (env.root / "README").read_text() == "edited, not committed\n"
+
+
+async def test_a_failed_commit_is_logged_and_the_task_goes_on(tmp_path: pathlib.Path) -> None:
+    """When git cannot commit the turn (a stale index.lock), a 'commit failed' event says why
+    and the run still ends as it did: the task waits for a follow-up."""
+    async with server(tmp_path) as env:
+        await make_repo(env.root)
+        go = tmp_path / "go"
+        created = await env.client.ok("create_task", title="t", instructions=f"waitfile {go}")
+        gitlink = worktrees_dir(tmp_path) / created["task_id"] / ".git"
+        gitdir = pathlib.Path(gitlink.read_text().removeprefix("gitdir:").strip())
+        (gitdir / "index.lock").write_text("")
+        (worktrees_dir(tmp_path) / created["task_id"] / "new.txt").write_text("x\n")
+        go.write_text("")
+        task = await wait_done(env.client, created["task_id"])
+        assert (task["status"], task["report"]["commit"], task["commits"]) == ("waiting", None, [])
+        events = await all_events(env.client, created["task_id"])
+        (commit,) = [e for e in events if e["kind"] == "commit"]
+        assert commit["summary"].startswith("commit failed: daemon: ")
+        assert "index.lock" in commit["summary"]
