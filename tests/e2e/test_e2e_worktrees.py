@@ -19,7 +19,7 @@ import trio
 from _support.checkouts import Snapshot, add_lfs_attributes, add_submodule
 from _support.git_repos import git
 from _support.scripted_model import Hold, Reply, ScriptedModel, open_scripted_model
-from _support.sdk_tasks import events, ok, read_diff, read_json, refused, said
+from _support.sdk_tasks import events, ok, read_diff, read_json, refused, said, wait_done
 from _support.worktree_e2e import (
     BASE_FILES,
     DEADLINE_S,
@@ -267,6 +267,39 @@ async def test_include_uncommitted_makes_the_users_changes_the_first_commit(
     assert git(world.repo, "show", "--name-only", "--format=", shas[1]).split() == ["agent.txt"]
     assert git(world.repo, "show", f"{branch}:keep.txt") == "the user's own edit\n"
     assert attrs.evolve(Snapshot.of(world.repo), branches="") == attrs.evolve(before, branches="")
+
+
+async def test_a_failed_turn_is_committed_too(world: World, model: ScriptedModel) -> None:
+    """A run that fails after writing (out of turns) still leaves a commit saying how it ended."""
+    model.script(write("partial.txt", "half done\n"))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Failing", "Write then stop", max_turns=1)
+        task = await wait_done(session.client, task_id, timeout=DEADLINE_S)
+        commits = (await read_json(session.client, f"task://{task_id}/commits"))["commits"]
+    assert task["status"] == "failed", task["report"]
+    assert [c["files"] for c in commits] == [["partial.txt"]]
+    assert "The run ended error: claude reached the maximum number of turns" in commits[0]["body"]
+    assert task["report"]["commit"] == commits[0]["sha"]
+
+
+async def test_a_turn_that_changes_nothing_makes_no_commit(
+    world: World, model: ScriptedModel
+) -> None:
+    """A turn that only reads: no commit, an empty diff, and the log says so."""
+    model.script(read("shared.txt"), Reply("Nothing to change."))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Reader", "Read shared.txt")
+        task = await run_to_waiting(session.client, task_id)
+        commits = (await read_json(session.client, f"task://{task_id}/commits"))["commits"]
+        diff = await read_diff(session.client, task_id)
+        logged = [e["summary"] for e in await events(session.client, task_id)]
+    assert commits == []
+    assert diff == ""
+    assert task["report"]["commit"] is None
+    assert "no commit: the turn changed no files" in logged
+    assert git(world.repo, "rev-parse", branch_of(world, task_id)) == git(
+        world.repo, "rev-parse", "main"
+    )
 
 
 async def test_end_task_keeps_the_worktree_and_the_branch(

@@ -292,3 +292,16 @@ async def test_a_task_from_a_detached_head_is_refused_a_merge(
         assert Snapshot.of(world.repo) == before
         await ok(session.client, "discard_task", id=task_id)
     assert worktree_paths(world.repo) == [str(world.repo)]
+
+
+async def test_an_ended_task_can_still_be_merged(world: World, model: ScriptedModel) -> None:
+    """end_task keeps the work: the completed task's branch still merges into main."""
+    model.script(write("feature.txt", "the feature\n"), Reply("Done."))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Ended", "Add the feature")
+        await run_to_waiting(session.client, task_id)
+        await ok(session.client, "end_task", id=task_id)
+        merged = await ok(session.client, "merge_task", id=task_id)
+    assert merged["review"] == "merged"
+    assert (world.repo / "feature.txt").read_text() == "the feature\n"
+    assert worktree_paths(world.repo) == [str(world.repo)]
