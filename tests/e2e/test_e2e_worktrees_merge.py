@@ -20,6 +20,7 @@ from _support.worktree_e2e import (
     branch_of,
     create,
     edit,
+    eventually,
     make_world,
     read,
     run_to_waiting,
@@ -305,3 +306,30 @@ async def test_an_ended_task_can_still_be_merged(world: World, model: ScriptedMo
     assert merged["review"] == "merged"
     assert (world.repo / "feature.txt").read_text() == "the feature\n"
     assert worktree_paths(world.repo) == [str(world.repo)]
+
+
+# Today the merge succeeds with turn 1 only and removes the worktree: cut.txt is gone for good (it
+# was never committed: the turn's commit comes when a run ends, and this run never ended).
+@pytest.mark.xfail(strict=True, reason="uncommitted work of an interrupted turn is lost on merge")
+async def test_work_of_a_turn_cut_by_a_crash_is_not_lost_by_a_merge(
+    world: World, model: ScriptedModel
+) -> None:
+    """Files written in a turn a SIGKILL cut short (never committed) reach main with the merge."""
+    gate = Hold(then=Reply("too late"))
+    model.script(write("first.txt", "turn one\n"), Reply("Done."), write("cut.txt", "cut\n"), gate)
+    async with serving(world) as session:
+        task_id = await create(session.client, "Cut", "Write first.txt")
+        await run_to_waiting(session.client, task_id)
+        await ok(session.client, "update_task", id=task_id, instructions="Write cut.txt")
+        with trio.fail_after(DEADLINE_S):
+            await gate.reached.wait()
+        session.up.kill()
+        await session.up.process.wait()
+    gate.release()
+    await eventually(lambda: not world.processes(), "the killed run's processes")
+    assert (world.worktree(task_id) / "cut.txt").exists()
+    async with serving(world) as session:
+        assert (await ok(session.client, "report", id=task_id))["status"] == "interrupted"
+        await ok(session.client, "merge_task", id=task_id)
+    assert (world.repo / "first.txt").read_text() == "turn one\n"
+    assert (world.repo / "cut.txt").read_text() == "cut\n"
