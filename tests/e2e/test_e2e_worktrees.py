@@ -189,6 +189,20 @@ async def test_diff_resource_shows_exactly_the_agents_changes(
     assert attrs.evolve(Snapshot.of(world.repo), branches="") == attrs.evolve(before, branches="")
 
 
+async def test_a_large_diff_reads_whole_across_pages(world: World, model: ScriptedModel) -> None:
+    """A 3000-line file: task://{id}/diff comes in several pages that join into git's diff."""
+    big = "".join(f"line {n} of a large file written by the agent\n" for n in range(3000))
+    model.script(write("big.txt", big), Reply("Wrote big.txt."))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Big", "Write big.txt")
+        await run_to_waiting(session.client, task_id)
+        first = await read_json(session.client, f"task://{task_id}/diff")
+        diff = await read_diff(session.client, task_id)
+    assert first["next"] is not None
+    assert len(first["diff"]) < len(diff)
+    assert diff == git(world.repo, "diff", f"main...{branch_of(world, task_id)}")
+
+
 async def test_follow_up_after_review_adds_a_second_commit(
     world: World, model: ScriptedModel
 ) -> None:
