@@ -170,5 +170,8 @@ def owner_of(path: str) -> tuple[int, int] | None:
     the owner is not, else None (the daemon itself)."""
     if os.geteuid() != 0:
         return None
-    info = os.stat(path)
+    try:
+        info = os.stat(path)
+    except OSError:  # gone: git, run as the daemon, will say what is missing
+        return None
     return None if info.st_uid == 0 else (info.st_uid, info.st_gid)

@@ -146,6 +146,13 @@ class WorktreeManager:
                 f"the repository of {request.cwd} is {top}, outside the allowed roots: "
                 + ", ".join(self._roots),
             )
+        if _within(self.worktrees_dir, top):
+            raise WorktreeRefused(
+                "invalid_request",
+                f"the daemon's worktrees directory {self.worktrees_dir} is inside the repository "
+                f"{top}: its worktrees would show up in the checkout; give the daemon a "
+                "--worktrees-dir outside every project repository",
+            )
         subdir = project[len(top) :].lstrip(os.sep)  # both are real paths, project inside top
         async with (
             self._locked(self._key_locks, request.key),
@@ -394,12 +401,12 @@ class WorktreeManager:
 
     def _load(self, key: str) -> WorktreeMeta:
         problem = key_error(key)
-        data = None if problem else read_bytes(self._meta_path_of(key))
-        if data is None:
-            raise WorktreeRefused("unknown_worktree", f"no worktree named {key!r}")
         try:
+            data = None if problem else read_bytes(self._meta_path_of(key))
+            if data is None:
+                raise WorktreeRefused("unknown_worktree", f"no worktree named {key!r}")
             return load_meta(data, key=key, path=self._path_of(key))
-        except ValueError as exc:
+        except (OSError, ValueError) as exc:
             raise WorktreeRefused(
                 "unknown_worktree", f"worktree {key!r} has unreadable metadata: {exc}"
             ) from None
@@ -468,12 +475,15 @@ class WorktreeManager:
         return meta.branch if has_work else None
 
     async def _has_commits(self, meta: WorktreeMeta) -> bool:
-        """Whether the branch holds commits beyond its base (a missing repository: no)."""
+        """Whether the branch holds commits beyond its base (a repository that is missing or
+        outside the roots: no, and nothing of it is touched)."""
+        if not any(_within(meta.repo, root) for root in self._roots):
+            return False
         try:
             counted = await self._git.run_unchecked(
                 ["rev-list", "--count", f"{meta.base_commit}..refs/heads/{meta.branch}"],
                 cwd=meta.repo,
-                owner=_owner_if_present(meta.repo),
+                owner=owner_of(meta.repo),
             )
         except WorktreeRefused:
             return False
@@ -484,7 +494,7 @@ class WorktreeManager:
             return
         try:
             result = await self._git.run_unchecked(
-                ["worktree", "prune"], cwd=repo, owner=_owner_if_present(repo)
+                ["worktree", "prune"], cwd=repo, owner=owner_of(repo)
             )
         except WorktreeRefused as exc:  # the repository is gone
             logger.debug("%s", exc.message)
@@ -533,13 +543,6 @@ def _entry_kind(path: str) -> tuple[bool, bool]:
     except FileNotFoundError:
         return False, False
     return True, stat.S_ISDIR(mode)
-
-
-def _owner_if_present(path: str) -> tuple[int, int] | None:
-    try:
-        return owner_of(path)
-    except OSError:
-        return None
 
 
 def _make_worktrees_dir(directory: str) -> None:

@@ -305,3 +305,16 @@ async def test_root_daemon_runs_git_as_the_repository_owner() -> None:
         assert os.stat(repo / ".git" / "worktrees" / "task1").st_uid == nobody
     finally:
         shutil.rmtree(base)
+
+
+async def test_worktrees_dir_inside_the_repository_refused(tmp_path: pathlib.Path) -> None:
+    """A worktrees directory inside the project's repository is refused: its worktrees would
+    appear in the user's checkout (and in an ``include_uncommitted`` snapshot)."""
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    manager = make_manager(tmp_path, worktrees_dir=str(repo / ".state" / "worktrees"))
+    before = checkout_fingerprint(repo)
+    with pytest.raises(WorktreeRefused) as caught:
+        await manager.create(_request(repo))
+    assert caught.value.code == "invalid_request"
+    assert "--worktrees-dir" in caught.value.message
+    assert checkout_fingerprint(repo) == before
