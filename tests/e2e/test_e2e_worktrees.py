@@ -420,6 +420,26 @@ async def test_sweep_after_a_crash_removes_the_orphan_and_keeps_live_tasks(
     assert (world.worktree(kept) / "kept.txt").read_text() == "kept\n"
 
 
+async def test_the_sweep_deletes_nothing_a_planted_link_points_at(world: World) -> None:
+    """Links planted in the worktrees dir (to a dir, to the checkout) go; their targets stay."""
+    precious = world.root / "precious"
+    precious.mkdir()
+    (precious / "keep-me.txt").write_text("precious\n")
+    before = Snapshot.of(world.repo)
+    world.worktrees.mkdir(parents=True)
+    (world.worktrees / "to-dir").symlink_to(precious)
+    (world.worktrees / "to-checkout").symlink_to(world.repo)
+    (world.worktrees / "to-checkout.json").symlink_to(world.repo / "keep.txt")
+    async with serving(world) as session:
+        await eventually(
+            lambda: os.listdir(world.worktrees) == [],
+            "the sweep at start to clear the worktrees dir",
+            lambda: f"{os.listdir(world.worktrees)}; {session.up.log()[-2000:]}",
+        )
+    assert (precious / "keep-me.txt").read_text() == "precious\n"
+    assert Snapshot.of(world.repo) == before
+
+
 # -- repositories that get no worktree -------------------------------------------------------
 
 
