@@ -333,3 +333,40 @@ async def test_work_of_a_turn_cut_by_a_crash_is_not_lost_by_a_merge(
         await ok(session.client, "merge_task", id=task_id)
     assert (world.repo / "first.txt").read_text() == "turn one\n"
     assert (world.repo / "cut.txt").read_text() == "cut\n"
+
+
+async def test_rebase_replays_every_turn_onto_the_moved_main(
+    world: World, model: ScriptedModel
+) -> None:
+    """Two turns, main moved meanwhile: rebase puts both turn commits, in order, on main's tip."""
+    model.script(write("one.txt", "one\n"), Reply("One."), write("two.txt", "two\n"), Reply("Two."))
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Turns", "Write one.txt")
+        await run_to_waiting(client, task_id)
+        await ok(client, "update_task", id=task_id, instructions="Write two.txt")
+        await run_to_waiting(client, task_id)
+        user_tip = commit_files(world.repo, {"keep.txt": "moved\n"}, "the user moves main")
+        await ok(client, "merge_task", id=task_id, strategy="rebase")
+    log = git(world.repo, "log", "--format=%P %s", "-3", "main").splitlines()
+    assert [line.split(" ", 1)[1] for line in log] == [
+        "turn 2: Write two.txt",
+        "turn 1: Write one.txt",
+        "the user moves main",
+    ]
+    assert log[1].split()[0] == user_tip
+    assert all(len(line.split(" ", 1)[0].split(",")) == 1 for line in log)
+
+
+@pytest.mark.parametrize("strategy", ["merge", "squash"])
+async def test_merge_task_message_becomes_the_commit_message(
+    world: World, model: ScriptedModel, strategy: str
+) -> None:
+    """merge_task's message is the message of the merge or squash commit on main."""
+    model.script(write("feature.txt", "the feature\n"), Reply("Done."))
+    async with serving(world) as session:
+        task_id = await create(session.client, "Msg", "Add the feature")
+        await run_to_waiting(session.client, task_id)
+        message = "Add the feature\n\nReviewed over MCP."
+        await ok(session.client, "merge_task", id=task_id, strategy=strategy, message=message)
+    assert git(world.repo, "log", "-1", "--format=%B", "main").strip() == message
