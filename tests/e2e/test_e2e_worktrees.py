@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 from collections.abc import AsyncIterator
 
 import attrs
@@ -377,6 +378,26 @@ async def test_discard_mid_run_leaves_no_worktree_branch_or_directory(
     assert not world.worktree(task_id).exists()
     assert list(world.worktrees.iterdir()) == []
     assert Snapshot.of(world.repo).status == ""
+
+
+async def test_a_worktree_deleted_by_hand_fails_the_next_turn_clearly_and_discards(
+    world: World, model: ScriptedModel
+) -> None:
+    """rm -rf of a task's worktree: the follow-up fails naming it; discard still cleans up."""
+    model.script(write("one.txt", "one\n"), Reply("One."))
+    async with serving(world) as session:
+        client = session.client
+        task_id = await create(client, "Gone", "Write one.txt")
+        await run_to_waiting(client, task_id)
+        shutil.rmtree(world.worktree(task_id))
+        message = await refused(client, "update_task", id=task_id, instructions="Go on")
+        assert "unknown_worktree" in message
+        assert f"{world.worktree(task_id)} is missing" in message
+        await ok(client, "discard_task", id=task_id)
+    assert git(world.repo, "branch", "--list", "coding-agent/*") == ""
+    assert worktree_paths(world.repo) == [str(world.repo)]
+    assert list(world.worktrees.iterdir()) == []
+    assert model.unexpected == []
 
 
 async def test_sweep_after_a_crash_removes_the_orphan_and_keeps_live_tasks(
