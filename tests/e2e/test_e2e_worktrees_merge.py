@@ -183,6 +183,7 @@ async def test_merge_is_refused_when_the_checkout_has_uncommitted_changes_in_tou
         (world.repo / "keep.txt").write_text("the user's unsaved work\n")
         before = Snapshot.of(world.repo)
         message = await refused(client, "merge_task", id=task_id)
+        assert "dirty_checkout" in message
         assert "keep.txt" in message
         assert Snapshot.of(world.repo) == before
         assert (await ok(client, "report", id=task_id))["status"] == "waiting"
