@@ -163,7 +163,7 @@ async def test_conflicting_merge_is_refused_and_leaves_the_checkout_as_it_was(
         for strategy in ("merge", "squash", "rebase"):
             message = await refused(client, "merge_task", id=task_id, strategy=strategy)
             assert "shared.txt" in message, (strategy, message)
-            assert "conflict" in message.lower(), (strategy, message)
+            assert "merge_conflict" in message, (strategy, message)
             assert Snapshot.of(world.repo) == before, strategy
         task = await ok(client, "report", id=task_id)
     assert task["status"] == "waiting"
