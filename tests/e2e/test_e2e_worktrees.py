@@ -261,6 +261,24 @@ async def test_a_worktree_task_goes_on_after_a_restart(world: World, model: Scri
     assert (world.worktree(task_id) / "two.txt").read_text() == "second turn\n"
 
 
+async def test_a_graceful_shutdown_commits_the_interrupted_turn(
+    world: World, model: ScriptedModel
+) -> None:
+    """SIGTERM mid-turn: the run is interrupted and what it wrote is committed on its branch."""
+    gate = Hold(then=Reply("too late"))
+    model.script(write("half.txt", "half\n"), gate)
+    async with serving(world) as session:
+        task_id = await create(session.client, "Stopped", "Write half.txt")
+        with trio.fail_after(DEADLINE_S):
+            await gate.reached.wait()
+        session.up.terminate()
+        with trio.fail_after(DEADLINE_S):
+            assert await session.up.process.wait() == 0, session.up.log()[-2000:]
+    gate.release()
+    branch = branch_of(world, task_id)
+    assert git(world.repo, "show", f"{branch}:half.txt") == "half\n"
+
+
 async def test_include_uncommitted_makes_the_users_changes_the_first_commit(
     world: World, model: ScriptedModel
 ) -> None:
