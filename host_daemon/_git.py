@@ -32,6 +32,7 @@ __all__ = [
     "git_environment",
     "key_error",
     "load_meta",
+    "looks_like_meta",
     "parse_commit_log",
     "parse_diff_files",
     "parse_ls_tree",
@@ -341,6 +342,17 @@ _CONVERTER: Final = make_strict_converter()
 def dump_meta(meta: WorktreeMeta) -> bytes:
     """The metadata file's bytes."""
     return json.dumps(_CONVERTER.unstructure(meta), indent=1, sort_keys=True).encode() + b"\n"
+
+
+def looks_like_meta(data: bytes) -> bool:
+    """Whether ``data`` has the shape of a metadata file (whatever its values): the sweep
+    removes only such files, never a foreign ``something.json``."""
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        return False
+    fields = {field.name for field in attrs.fields(WorktreeMeta)}
+    return isinstance(raw, dict) and set(raw) == fields
 
 
 def load_meta(data: bytes, *, key: str, path: str) -> WorktreeMeta:

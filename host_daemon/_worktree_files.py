@@ -15,15 +15,66 @@ import stat
 from typing import Final
 
 __all__ = [
+    "SCRATCH_PREFIXES",
     "directory_usage",
     "inside",
+    "looks_like_worktree",
     "make_private_dir",
+    "prepare_worktrees_dir",
     "read_bytes",
     "remove_inside",
+    "unsearchable_ancestor",
     "write_atomically",
 ]
 
 _DIR_MODE: Final = 0o755
+#: Name prefixes of the scratch directories of operations (a rebase, a snapshot).
+SCRATCH_PREFIXES: Final = (".merge-", ".snapshot-")
+
+
+def prepare_worktrees_dir(directory: str) -> None:
+    """Make the worktrees directory if it is missing, 0711: owners of repositories may pass
+    through to their worktrees, not list them."""
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        return
+    os.chmod(directory, 0o711)  # noqa: S103 -- search only: owners reach their worktrees
+
+
+def looks_like_worktree(path: str) -> bool:
+    """Whether the entry at ``path`` is what the daemon leaves there: an empty directory (a
+    worktree half made) or a git worktree (a ``.git`` file naming its repository). Anything
+    else was put there by someone else, and the sweep leaves it alone."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return False
+        if not os.listdir(path):
+            return True
+        data = read_bytes(os.path.join(path, ".git"))
+    except OSError:
+        return False
+    return data is not None and data.startswith(b"gitdir: ")
+
+
+def unsearchable_ancestor(path: str, owner: tuple[int, int]) -> tuple[str, int] | None:
+    """The first directory from ``/`` down to ``path`` that the user ``owner`` (uid, gid, no
+    supplementary groups: how git is run) may not pass through, with its mode; None if none."""
+    uid, gid = owner
+    current = os.sep
+    for part in ["", *path.strip(os.sep).split(os.sep)]:
+        current = os.path.join(current, part)
+        info = os.stat(current)
+        if info.st_uid == uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid == gid:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return current, stat.S_IMODE(info.st_mode)
+    return None
 
 
 def inside(path: str, directory: str) -> bool:

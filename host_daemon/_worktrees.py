@@ -30,6 +30,7 @@ from ._git import (
     dump_meta,
     key_error,
     load_meta,
+    looks_like_meta,
     parse_commit_log,
     parse_diff_files,
     parse_name_list,
@@ -63,10 +64,14 @@ from ._worktree_create import (
     snapshot_changes,
 )
 from ._worktree_files import (
+    SCRATCH_PREFIXES,
     directory_usage,
+    looks_like_worktree,
     make_private_dir,
+    prepare_worktrees_dir,
     read_bytes,
     remove_inside,
+    unsearchable_ancestor,
     write_atomically,
 )
 from ._worktree_merge import land_merge
@@ -131,9 +136,8 @@ class WorktreeManager:
                 "invalid_request", f"expected a git revision, got {request.base_ref!r}"
             )
         if self._max_bytes <= 0:
-            raise WorktreeRefused(
-                "disk_budget", "worktrees are disabled on this daemon (--worktrees-max-gb 0)"
-            )
+            disabled = "worktrees are disabled on this daemon (--worktrees-max-gb 0)"
+            return _skip_or_refuse(request, "disk_budget", disabled)
         project = _project_directory(request.cwd, self._roots)
         top = await repository_top(self._git, project)
         if top is None:
@@ -275,11 +279,11 @@ class WorktreeManager:
         keys: set[str] = set()
         for name in names:
             full = os.path.join(self.worktrees_dir, name)
-            if name.startswith(".") or ".json.tmp-" in name:
+            if name.startswith(SCRATCH_PREFIXES) or ".json.tmp-" in name:
                 if full not in self._in_use and not self._busy(name.partition(".json.tmp-")[0]):
                     await self._remove_quietly(full)
-                continue
-            keys.add(name.removesuffix(".json"))
+            elif key_error(name.removesuffix(".json")) is None:
+                keys.add(name.removesuffix(".json"))
         removed: list[str] = []
         kept: list[str] = []
         repos: set[str] = set()
@@ -287,8 +291,9 @@ class WorktreeManager:
             if self._busy(key):  # being made, merged or discarded right now: not an orphan
                 continue
             async with self._locked(self._key_locks, key):
-                branch = await self._sweep_one(key, repos)
-            removed.append(key)
+                gone, branch = await self._sweep_one(key, repos)
+            if gone:
+                removed.append(key)
             if branch is not None:
                 kept.append(branch)
         for repo in sorted(repos):
@@ -302,10 +307,12 @@ class WorktreeManager:
     ) -> WorktreeInfo | WorktreeSkipped:
         key = request.key
         path, meta_path = self._path_of(key), self._meta_path_of(key)
-        await trio.to_thread.run_sync(_make_worktrees_dir, self.worktrees_dir)
+        await self._prepare_directory()
         if await trio.to_thread.run_sync(_any_exists, path, meta_path):
             raise WorktreeRefused("worktree_exists", f"a worktree named {key!r} exists already")
         owner = owner_of(top)
+        if owner is not None:
+            await self._check_reachable(owner)
         exists = await self._git.run(
             ["rev-parse", "--verify", "--quiet", f"refs/heads/{request.branch}"],
             cwd=top,
@@ -389,6 +396,27 @@ class WorktreeManager:
                 if not lock.statistics().tasks_waiting:
                     locks.pop(name, None)
 
+    async def _prepare_directory(self) -> None:
+        try:
+            await trio.to_thread.run_sync(prepare_worktrees_dir, self.worktrees_dir)
+        except OSError as exc:
+            raise WorktreeRefused(
+                "invalid_request", f"the worktrees directory cannot be used: {exc}"
+            ) from None
+
+    async def _check_reachable(self, owner: tuple[int, int]) -> None:
+        """Git runs as the repository's owner: they must be able to reach the worktrees."""
+        blocked = await trio.to_thread.run_sync(unsearchable_ancestor, self.worktrees_dir, owner)
+        if blocked is not None:
+            where, mode = blocked
+            raise WorktreeRefused(
+                "path_not_accessible",
+                f"the repository's owner (uid {owner[0]}) cannot reach the worktrees directory "
+                f"{self.worktrees_dir}: {where} (mode {mode:o}) does not let them through; "
+                f"let them traverse it (chmod o+x {where}) or give the daemon a "
+                "--worktrees-dir they can reach",
+            )
+
     def _busy(self, key: str) -> bool:
         lock = self._key_locks.get(key)
         return lock is not None and lock.locked()
@@ -457,22 +485,31 @@ class WorktreeManager:
         await self._remove_quietly(self._meta_path_of(meta.key))
         return DiscardDone(removed_worktree=removed, deleted_branch=deleted)
 
-    async def _sweep_one(self, key: str, repos: set[str]) -> str | None:
-        """Remove one orphaned entry; returns its branch when kept for its commits."""
+    async def _sweep_one(self, key: str, repos: set[str]) -> tuple[bool, str | None]:
+        """Remove one orphaned entry: whether anything was removed, and its branch when kept
+        for its commits."""
         try:
             meta = self._load(key)
         except WorktreeRefused:
             meta = None
-        if meta is None:  # half-made, or foreign: remove our entries, prune git's record
-            repo = await trio.to_thread.run_sync(_repository_of_worktree, self._path_of(key))
+        if meta is not None:
+            has_work = await self._has_commits(meta)
+            await self._remove(meta, delete_branch=not has_work)
+            return True, meta.branch if has_work else None
+        # Half made (or a record that does not load): remove only what has our shape.
+        removed = False
+        path, meta_path = self._path_of(key), self._meta_path_of(key)
+        if await trio.to_thread.run_sync(looks_like_worktree, path):
+            repo = await trio.to_thread.run_sync(_repository_of_worktree, path)
             if repo is not None:
                 repos.add(repo)
-            await self._remove_quietly(self._path_of(key))
-            await self._remove_quietly(self._meta_path_of(key))
-            return None
-        has_work = await self._has_commits(meta)
-        await self._remove(meta, delete_branch=not has_work)
-        return meta.branch if has_work else None
+            await self._remove_quietly(path)
+            removed = True
+        data = await trio.to_thread.run_sync(_read_quietly, meta_path)
+        if data is not None and looks_like_meta(data):
+            await self._remove_quietly(meta_path)
+            removed = True
+        return removed, None
 
     async def _has_commits(self, meta: WorktreeMeta) -> bool:
         """Whether the branch holds commits beyond its base (a repository that is missing or
@@ -545,8 +582,11 @@ def _entry_kind(path: str) -> tuple[bool, bool]:
     return True, stat.S_ISDIR(mode)
 
 
-def _make_worktrees_dir(directory: str) -> None:
-    os.makedirs(directory, mode=0o711, exist_ok=True)
+def _read_quietly(path: str) -> bytes | None:
+    try:
+        return read_bytes(path)
+    except OSError:
+        return None
 
 
 def _repository_of_worktree(path: str) -> str | None:

@@ -137,3 +137,8 @@ def write_script(path: str | os.PathLike[str], text: str) -> None:
     script = pathlib.Path(path)
     script.write_text(text)
     script.chmod(0o755)
+
+
+def worktree_entries(manager: WorktreeManager) -> list[str]:
+    """What the worktrees directory holds, sorted."""
+    return sorted(os.listdir(manager.worktrees_dir))

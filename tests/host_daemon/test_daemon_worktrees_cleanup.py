@@ -17,6 +17,8 @@ from _support.git_repos import (
     head,
     make_manager,
     make_repo,
+    read_text,
+    worktree_entries,
     write_bytes,
     write_files,
 )
@@ -29,6 +31,7 @@ from host_daemon._records import (
     WorktreeInfo,
     WorktreeSweep,
 )
+from host_daemon._worktree_files import prepare_worktrees_dir
 from host_daemon._worktrees import WorktreeManager, WorktreeRefused
 
 
@@ -66,7 +69,7 @@ async def test_discard_leaves_nothing(tmp_path: pathlib.Path) -> None:
     await manager.commit(WorktreeCommit(key="t", message="turn 1"))
     done = await manager.discard(WorktreeDiscard(key="t"))
     assert (done.removed_worktree, done.deleted_branch) == (True, True)
-    assert os.listdir(manager.worktrees_dir) == []
+    assert worktree_entries(manager) == []
     assert branches(repo) == ["main"]
     assert _registered(repo) == 0
     with pytest.raises(WorktreeRefused) as caught:
@@ -84,7 +87,7 @@ async def test_discard_can_keep_the_branch(tmp_path: pathlib.Path) -> None:
     done = await manager.discard(WorktreeDiscard(key="t", delete_branch=False))
     assert (done.removed_worktree, done.deleted_branch) == (True, False)
     assert head(repo, "refs/heads/coding-agent/t") == done_commit.commit
-    assert os.listdir(manager.worktrees_dir) == []
+    assert worktree_entries(manager) == []
 
 
 async def test_discard_of_an_unknown_key_refused(tmp_path: pathlib.Path) -> None:
@@ -102,7 +105,7 @@ async def test_sweep_removes_orphans_and_keeps_the_rest(tmp_path: pathlib.Path) 
     await _create(manager, repo, "orphan")
     done = await manager.sweep(WorktreeSweep(keep=["alive"]))
     assert (done.removed, done.kept_branches) == (["orphan"], [])
-    assert sorted(os.listdir(manager.worktrees_dir)) == ["alive", "alive.json"]
+    assert worktree_entries(manager) == ["alive", "alive.json"]
     assert branches(repo) == ["coding-agent/alive", "main"]
     assert _registered(repo) == 1
     assert manager.run_directory("alive") == kept.path
@@ -118,7 +121,7 @@ async def test_sweep_keeps_a_branch_with_commits(tmp_path: pathlib.Path) -> None
     done = await manager.sweep(WorktreeSweep(keep=[]))
     assert (done.removed, done.kept_branches) == (["orphan"], ["coding-agent/orphan"])
     assert head(repo, "refs/heads/coding-agent/orphan") == turn.commit
-    assert os.listdir(manager.worktrees_dir) == []
+    assert worktree_entries(manager) == []
     assert _registered(repo) == 0
 
 
@@ -126,7 +129,7 @@ async def test_sweep_removes_metadata_left_by_a_crash(tmp_path: pathlib.Path) ->
     """Metadata without a worktree (a crash before ``git worktree add``) is removed."""
     repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
     manager = make_manager(tmp_path)
-    os.makedirs(manager.worktrees_dir)
+    prepare_worktrees_dir(manager.worktrees_dir)
     meta = WorktreeMeta(
         key="crashed",
         repo=str(repo),
@@ -140,7 +143,7 @@ async def test_sweep_removes_metadata_left_by_a_crash(tmp_path: pathlib.Path) ->
     write_bytes(os.path.join(manager.worktrees_dir, "crashed.json"), dump_meta(meta))
     done = await manager.sweep(WorktreeSweep(keep=[]))
     assert done.removed == ["crashed"]
-    assert os.listdir(manager.worktrees_dir) == []
+    assert worktree_entries(manager) == []
 
 
 async def test_sweep_removes_a_worktree_without_metadata(tmp_path: pathlib.Path) -> None:
@@ -151,7 +154,7 @@ async def test_sweep_removes_a_worktree_without_metadata(tmp_path: pathlib.Path)
     os.unlink(os.path.join(manager.worktrees_dir, "half.json"))
     done = await manager.sweep(WorktreeSweep(keep=[]))
     assert done.removed == ["half"]
-    assert os.listdir(manager.worktrees_dir) == []
+    assert worktree_entries(manager) == []
     assert _registered(repo) == 0
 
 
@@ -167,7 +170,7 @@ async def test_metadata_pointing_elsewhere_deletes_nothing_there(tmp_path: pathl
     repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
     victim = _victim(tmp_path)
     manager = make_manager(tmp_path)
-    os.makedirs(manager.worktrees_dir)
+    prepare_worktrees_dir(manager.worktrees_dir)
     meta = WorktreeMeta(
         key="evil",
         repo=str(repo),
@@ -184,7 +187,7 @@ async def test_metadata_pointing_elsewhere_deletes_nothing_there(tmp_path: pathl
     assert caught.value.code == "unknown_worktree"
     await manager.sweep(WorktreeSweep(keep=[]))
     assert _intact(victim)
-    assert os.listdir(manager.worktrees_dir) == []
+    assert worktree_entries(manager) == []
 
 
 async def test_planted_symlink_removed_not_followed(tmp_path: pathlib.Path) -> None:
@@ -198,7 +201,7 @@ async def test_planted_symlink_removed_not_followed(tmp_path: pathlib.Path) -> N
     done = await manager.discard(WorktreeDiscard(key="t"))
     assert done.removed_worktree
     assert _intact(victim)
-    assert os.listdir(manager.worktrees_dir) == []
+    assert worktree_entries(manager) == []
 
 
 async def test_symlink_inside_a_worktree_not_followed(tmp_path: pathlib.Path) -> None:
@@ -213,7 +216,7 @@ async def test_symlink_inside_a_worktree_not_followed(tmp_path: pathlib.Path) ->
     )  # a read-only directory does not stop the removal either
     await manager.sweep(WorktreeSweep(keep=[]))
     assert _intact(victim)
-    assert os.listdir(manager.worktrees_dir) == []
+    assert worktree_entries(manager) == []
 
 
 async def test_sweep_spares_a_worktree_in_use(tmp_path: pathlib.Path) -> None:
@@ -226,3 +229,18 @@ async def test_sweep_spares_a_worktree_in_use(tmp_path: pathlib.Path) -> None:
             done = await manager.sweep(WorktreeSweep(keep=[]))
     assert done.removed == []
     assert exists(info.path)
+
+
+async def test_sweep_leaves_what_it_did_not_make(tmp_path: pathlib.Path) -> None:
+    """Files and directories someone else put in the worktrees dir (a foreign ``*.json``, a
+    directory with content, a dotfile) survive a sweep that removes the daemon's orphans."""
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    manager = make_manager(tmp_path)
+    await _create(manager, repo, "orphan")
+    foreign = pathlib.Path(manager.worktrees_dir)
+    write_files(foreign, {"notes.txt": "mine\n", "project/x.py": "x = 1\n"})
+    write_files(foreign, {"config.json": '{"a": 1}\n', ".hidden": "h\n"})
+    done = await manager.sweep(WorktreeSweep(keep=[]))
+    assert done.removed == ["orphan"]
+    assert worktree_entries(manager) == [".hidden", "config.json", "notes.txt", "project"]
+    assert read_text(foreign, "project", "x.py") == "x = 1\n"

@@ -20,6 +20,7 @@ from _support.git_repos import (
     make_manager,
     make_repo,
     read_text,
+    worktree_entries,
     write_files,
 )
 
@@ -164,7 +165,7 @@ async def test_submodules_refused_with_the_reason(tmp_path: pathlib.Path) -> Non
     assert "submodules" in caught.value.message
     assert 'isolation "none"' in caught.value.message
     assert branches(repo) == ["main"]
-    assert os.listdir(manager.worktrees_dir) == []
+    assert worktree_entries(manager) == []
 
 
 async def test_lfs_skipped_when_not_required(tmp_path: pathlib.Path) -> None:
@@ -219,7 +220,7 @@ async def test_existing_branch_refused(tmp_path: pathlib.Path) -> None:
         await manager.create(_request(repo))
     assert caught.value.code == "worktree_exists"
     assert "coding-agent/task1-work" in caught.value.message
-    assert os.listdir(manager.worktrees_dir) == []
+    assert worktree_entries(manager) == []
 
 
 @pytest.mark.parametrize(
@@ -278,6 +279,14 @@ async def test_disk_budget_counts_existing_worktrees(tmp_path: pathlib.Path) -> 
     assert caught.value.code == "disk_budget"
 
 
+async def test_zero_budget_skips_an_optional_worktree(tmp_path: pathlib.Path) -> None:
+    """With worktrees disabled, a create that allows it is skipped (the task runs in place)."""
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    answer = await make_manager(tmp_path, max_bytes=0).create(_request(repo, required=False))
+    assert isinstance(answer, WorktreeSkipped)
+    assert "disabled" in answer.reason
+
+
 async def test_zero_budget_disables_worktrees(tmp_path: pathlib.Path) -> None:
     """A budget of 0 refuses every create with ``disk_budget``."""
     repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
@@ -287,17 +296,48 @@ async def test_zero_budget_disables_worktrees(tmp_path: pathlib.Path) -> None:
     assert "disabled" in caught.value.message
 
 
+def _owned_by_nobody(base: pathlib.Path) -> pathlib.Path:
+    """A repository under ``base`` whose every file belongs to uid/gid 65534."""
+    repo = make_repo(base / "repo", {"a.txt": "a\n"})
+    for current, dirs, files in os.walk(base):
+        for name in (*dirs, *files, ""):
+            os.chown(os.path.join(current, name), NOBODY, NOBODY, follow_symlinks=False)
+    return repo
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running git as another user needs root")
+async def test_owner_who_cannot_reach_the_worktrees_dir_refused() -> None:
+    """A root daemon whose worktrees dir lies under a directory the repository's owner cannot
+    pass through refuses with ``path_not_accessible`` naming it, and leaves nothing behind."""
+    base = pathlib.Path(tempfile.mkdtemp(prefix="wt-owner-"))
+    try:
+        os.chmod(base, 0o755)  # noqa: S103 -- the repository's owner (nobody) must reach it
+        repo = _owned_by_nobody(base)
+        state = base / "state"
+        state.mkdir(mode=0o700)
+        manager = make_manager(base, worktrees_dir=str(state / "worktrees"))
+        with pytest.raises(WorktreeRefused) as caught:
+            await manager.create(_request(repo))
+        assert caught.value.code == "path_not_accessible"
+        assert f"{state} (mode 700)" in caught.value.message
+        assert worktree_entries(manager) == []
+        listed = git(repo, "-c", "safe.directory=*", "branch", "--format=%(refname:short)")
+        assert listed.split() == ["main"]
+    finally:
+        shutil.rmtree(base)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="running git as another user needs root")
 async def test_root_daemon_runs_git_as_the_repository_owner() -> None:
     """A root daemon makes the worktree and its commits as the repository's owner."""
     base = pathlib.Path(tempfile.mkdtemp(prefix="wt-owner-"))
     try:
         os.chmod(base, 0o755)  # noqa: S103 -- the repository's owner (nobody) must reach it
-        nobody = 65534
-        repo = make_repo(base / "repo", {"a.txt": "a\n"})
-        for current, dirs, files in os.walk(base):
-            for name in (*dirs, *files, ""):
-                os.chown(os.path.join(current, name), nobody, nobody, follow_symlinks=False)
+        nobody = NOBODY
+        repo = _owned_by_nobody(base)
         manager = make_manager(base)
         info = await _create(manager, _request(repo))
         assert os.stat(info.path).st_uid == nobody

@@ -15,6 +15,7 @@ from _support.git_repos import (
     head,
     make_manager,
     make_repo,
+    worktree_entries,
     write_files,
 )
 
@@ -125,7 +126,7 @@ async def test_rebase_replays_each_turn_on_a_moved_base(tmp_path: pathlib.Path) 
     assert log[-1].split("|")[3] == moved
     assert (repo / "b.txt").read_text() == "user\n"
     assert (repo / "d.txt").read_text() == "d\n"
-    assert [e for e in os.listdir(manager.worktrees_dir) if e.startswith(".")] == []
+    assert [e for e in worktree_entries(manager) if e.startswith(".")] == []
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -147,7 +148,7 @@ async def test_conflict_refused_and_checkout_unchanged(
     assert head(repo, "refs/heads/main") == main_before
     assert exists(info.path)
     assert "coding-agent/t" in branches(repo)
-    assert [e for e in os.listdir(manager.worktrees_dir) if e.startswith(".")] == []
+    assert [e for e in worktree_entries(manager) if e.startswith(".")] == []
 
 
 async def test_dirty_checkout_in_touched_files_refused(tmp_path: pathlib.Path) -> None:
