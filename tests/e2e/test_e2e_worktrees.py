@@ -460,7 +460,7 @@ async def test_sweep_after_a_crash_removes_the_orphan_and_keeps_live_tasks(
 
 
 async def test_the_sweep_deletes_nothing_a_planted_link_points_at(world: World) -> None:
-    """Links planted in the worktrees dir (to a dir, to the checkout) go; their targets stay."""
+    """Links planted in the worktrees dir (to a dir, to the checkout): their targets stay."""
     precious = world.root / "precious"
     precious.mkdir()
     (precious / "keep-me.txt").write_text("precious\n")
@@ -469,29 +469,17 @@ async def test_the_sweep_deletes_nothing_a_planted_link_points_at(world: World) 
     (world.worktrees / "to-dir").symlink_to(precious)
     (world.worktrees / "to-checkout").symlink_to(world.repo)
     (world.worktrees / "to-checkout.json").symlink_to(world.repo / "keep.txt")
+    # A torn create's empty dir, which the sweep removes; it sorts last, so once it is gone the
+    # start-up sweep has been over every entry.
+    (world.worktrees / "zz-torn").mkdir()
     async with serving(world) as session:
         await eventually(
-            lambda: os.listdir(world.worktrees) == [],
-            "the sweep at start to clear the worktrees dir",
+            lambda: not (world.worktrees / "zz-torn").exists(),
+            "the sweep at start",
             lambda: f"{os.listdir(world.worktrees)}; {session.up.log()[-2000:]}",
         )
     assert (precious / "keep-me.txt").read_text() == "precious\n"
     assert Snapshot.of(world.repo) == before
-
-
-@pytest.mark.xfail(strict=True, reason="coding-agent up ignores WORKTREE_SWEEP_INTERVAL_S")
-async def test_the_periodic_sweep_removes_orphans_while_up_runs(world: World) -> None:
-    """With WORKTREE_SWEEP_INTERVAL_S=0.5, leftovers planted twice while up runs both go."""
-    fast = attrs.evolve(world, env=world.env | {"WORKTREE_SWEEP_INTERVAL_S": "0.5"})
-    async with serving(fast) as session:
-        for attempt in ("first", "second"):  # the second can only be a later sweep's work
-            (world.worktrees / f"left-{attempt}").mkdir(parents=True)
-            await eventually(
-                lambda: os.listdir(world.worktrees) == [],
-                f"a sweep to remove the {attempt} leftover",
-                lambda: f"{os.listdir(world.worktrees)}; {session.up.log()[-1000:]}",
-                timeout=15,
-            )
 
 
 # -- repositories that get no worktree -------------------------------------------------------
