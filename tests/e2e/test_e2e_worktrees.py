@@ -482,6 +482,21 @@ async def test_the_sweep_deletes_nothing_a_planted_link_points_at(world: World) 
     assert Snapshot.of(world.repo) == before
 
 
+@pytest.mark.xfail(strict=True, reason="coding-agent up ignores WORKTREE_SWEEP_INTERVAL_S")
+async def test_the_periodic_sweep_removes_orphans_while_up_runs(world: World) -> None:
+    """With WORKTREE_SWEEP_INTERVAL_S=0.5, leftovers planted twice while up runs both go."""
+    fast = attrs.evolve(world, env=world.env | {"WORKTREE_SWEEP_INTERVAL_S": "0.5"})
+    async with serving(fast) as session:
+        for attempt in ("first", "second"):  # the second can only be a later sweep's work
+            (world.worktrees / f"left-{attempt}").mkdir(parents=True)
+            await eventually(
+                lambda: os.listdir(world.worktrees) == [],
+                f"a sweep to remove the {attempt} leftover",
+                lambda: f"{os.listdir(world.worktrees)}; {session.up.log()[-1000:]}",
+                timeout=15,
+            )
+
+
 # -- repositories that get no worktree -------------------------------------------------------
 
 
