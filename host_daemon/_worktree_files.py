@@ -16,13 +16,17 @@ from typing import Final
 
 __all__ = [
     "SCRATCH_PREFIXES",
+    "any_exists",
     "directory_usage",
+    "entry_kind",
     "inside",
     "looks_like_worktree",
     "make_private_dir",
     "prepare_worktrees_dir",
     "read_bytes",
+    "read_quietly",
     "remove_inside",
+    "repository_of_worktree",
     "unsearchable_ancestor",
     "write_atomically",
 ]
@@ -44,11 +48,14 @@ def prepare_worktrees_dir(directory: str) -> None:
 
 
 def looks_like_worktree(path: str) -> bool:
-    """Whether the entry at ``path`` is what the daemon leaves there: an empty directory (a
-    worktree half made) or a git worktree (a ``.git`` file naming its repository). Anything
-    else was put there by someone else, and the sweep leaves it alone."""
+    """Whether the sweep may remove the entry at ``path``: an empty directory (a worktree half
+    made), a git worktree (a ``.git`` file naming its repository), or a symlink (removing the
+    link loses nothing). Anything else was put there by someone else, and stays."""
     try:
-        if not stat.S_ISDIR(os.lstat(path).st_mode):
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            return True
+        if not stat.S_ISDIR(mode):
             return False
         if not os.listdir(path):
             return True
@@ -168,3 +175,35 @@ def directory_usage(directory: str) -> int:
     with contextlib.suppress(OSError):
         total += os.lstat(directory).st_blocks * 512
     return total
+
+
+def any_exists(*paths: str) -> bool:
+    """Whether anything (a dangling symlink included) is at one of ``paths``."""
+    return any(os.path.lexists(path) for path in paths)
+
+
+def entry_kind(path: str) -> tuple[bool, bool]:
+    """Whether ``path`` exists, and whether it is a real directory (not a symlink to one)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False, False
+    return True, stat.S_ISDIR(mode)
+
+
+def read_quietly(path: str) -> bytes | None:
+    """Like :func:`read_bytes`, with any error (a symlink, permissions) read as absent."""
+    try:
+        return read_bytes(path)
+    except OSError:
+        return None
+
+
+def repository_of_worktree(path: str) -> str | None:
+    """The repository a worktree directory belongs to, from its ``.git`` file, if readable."""
+    data = read_bytes(os.path.join(path, ".git")) if not os.path.islink(path) else None
+    if not data or not data.startswith(b"gitdir: "):
+        return None
+    gitdir = data[len(b"gitdir: ") :].strip().decode("utf-8", "surrogateescape")
+    common = os.path.dirname(os.path.dirname(gitdir))  # <repo>/.git/worktrees/<name>
+    return os.path.dirname(common) if os.path.basename(common) == ".git" else None

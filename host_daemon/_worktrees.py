@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import stat
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -65,12 +64,16 @@ from ._worktree_create import (
 )
 from ._worktree_files import (
     SCRATCH_PREFIXES,
+    any_exists,
     directory_usage,
+    entry_kind,
     looks_like_worktree,
     make_private_dir,
     prepare_worktrees_dir,
     read_bytes,
+    read_quietly,
     remove_inside,
+    repository_of_worktree,
     unsearchable_ancestor,
     write_atomically,
 )
@@ -82,6 +85,7 @@ logger = logging.getLogger(__name__)
 
 #: Removing a worktree after a failure or cancellation gets this long, shielded.
 _CLEANUP_S: Final = 60.0
+_LEFTOVER_MESSAGE: Final = "Changes left uncommitted in the worktree, committed by the merge"
 _PREFIXES: Final = ("--src-prefix=a/", "--dst-prefix=b/")
 
 
@@ -169,23 +173,7 @@ class WorktreeManager:
         if not request.message.strip() or "\0" in request.message:
             raise WorktreeRefused("invalid_request", "expected a non-empty commit message")
         async with self._locked(self._key_locks, request.key):
-            meta = self._load(request.key)
-            path, owner = meta.path, owner_of(meta.repo)
-            await self._git.run(["add", "-A"], cwd=path, owner=owner)
-            staged = await self._git.run(
-                ["diff", "--cached", "--quiet"], cwd=path, owner=owner, ok_codes=(0, 1)
-            )
-            if staged.exit_code == 0:
-                return CommitDone(commit=None, files=[])
-            identity = await repository_identity(self._git, meta.repo, owner)
-            await self._git.run(
-                ["commit", "--no-verify", "--quiet", "-m", request.message],
-                cwd=path,
-                owner=owner,
-                identity=identity,
-            )
-            sha = (await self._git.run(["rev-parse", "HEAD"], cwd=path, owner=owner)).text
-            return CommitDone(commit=sha, files=await self._files_of(sha, path, owner))
+            return await self._commit_changes(self._load(request.key), request.message)
 
     async def diff(self, request: WorktreeDiff) -> DiffDone:
         """The branch's committed changes against its base: per file, and as a unified diff."""
@@ -249,6 +237,9 @@ class WorktreeManager:
                     f"({meta.base_commit[:12]}): there is no branch to merge into",
                 )
             async with self._locked(self._repo_locks, meta.repo):
+                # Work a turn left uncommitted (its run was cut short) is merged, not lost.
+                if await trio.to_thread.run_sync(os.path.isdir, meta.path):
+                    await self._commit_changes(meta, _LEFTOVER_MESSAGE)
                 owner = owner_of(meta.repo)
                 identity = await repository_identity(self._git, meta.repo, owner)
                 scratch = os.path.join(self.worktrees_dir, f".merge-{secrets.token_hex(6)}")
@@ -308,7 +299,7 @@ class WorktreeManager:
         key = request.key
         path, meta_path = self._path_of(key), self._meta_path_of(key)
         await self._prepare_directory()
-        if await trio.to_thread.run_sync(_any_exists, path, meta_path):
+        if await trio.to_thread.run_sync(any_exists, path, meta_path):
             raise WorktreeRefused("worktree_exists", f"a worktree named {key!r} exists already")
         owner = owner_of(top)
         if owner is not None:
@@ -396,6 +387,24 @@ class WorktreeManager:
                 if not lock.statistics().tasks_waiting:
                     locks.pop(name, None)
 
+    async def _commit_changes(self, meta: WorktreeMeta, message: str) -> CommitDone:
+        path, owner = meta.path, owner_of(meta.repo)
+        await self._git.run(["add", "-A"], cwd=path, owner=owner)
+        staged = await self._git.run(
+            ["diff", "--cached", "--quiet"], cwd=path, owner=owner, ok_codes=(0, 1)
+        )
+        if staged.exit_code == 0:
+            return CommitDone(commit=None, files=[])
+        identity = await repository_identity(self._git, meta.repo, owner)
+        await self._git.run(
+            ["commit", "--no-verify", "--quiet", "-m", message],
+            cwd=path,
+            owner=owner,
+            identity=identity,
+        )
+        sha = (await self._git.run(["rev-parse", "HEAD"], cwd=path, owner=owner)).text
+        return CommitDone(commit=sha, files=await self._files_of(sha, path, owner))
+
     async def _prepare_directory(self) -> None:
         try:
             await trio.to_thread.run_sync(prepare_worktrees_dir, self.worktrees_dir)
@@ -466,7 +475,7 @@ class WorktreeManager:
         repo_ok = any(_within(meta.repo, root) for root in self._roots)
         repo_ok = repo_ok and await trio.to_thread.run_sync(os.path.isdir, meta.repo)
         owner = owner_of(meta.repo) if repo_ok else None
-        removed, is_directory = await trio.to_thread.run_sync(_entry_kind, path)
+        removed, is_directory = await trio.to_thread.run_sync(entry_kind, path)
         if repo_ok and is_directory:
             result = await self._git.run_unchecked(
                 ["worktree", "remove", "--force", "--force", path], cwd=meta.repo, owner=owner
@@ -500,13 +509,15 @@ class WorktreeManager:
         removed = False
         path, meta_path = self._path_of(key), self._meta_path_of(key)
         if await trio.to_thread.run_sync(looks_like_worktree, path):
-            repo = await trio.to_thread.run_sync(_repository_of_worktree, path)
+            repo = await trio.to_thread.run_sync(repository_of_worktree, path)
             if repo is not None:
                 repos.add(repo)
             await self._remove_quietly(path)
             removed = True
-        data = await trio.to_thread.run_sync(_read_quietly, meta_path)
-        if data is not None and looks_like_meta(data):
+        data = await trio.to_thread.run_sync(read_quietly, meta_path)
+        if (data is not None and looks_like_meta(data)) or await trio.to_thread.run_sync(
+            os.path.islink, meta_path
+        ):
             await self._remove_quietly(meta_path)
             removed = True
         return removed, None
@@ -567,33 +578,3 @@ def _project_directory(cwd: str, roots: tuple[str, ...]) -> str:
             return held.path
     except PathRefused as exc:
         raise WorktreeRefused(exc.code, exc.message) from None
-
-
-def _any_exists(*paths: str) -> bool:
-    return any(os.path.lexists(path) for path in paths)
-
-
-def _entry_kind(path: str) -> tuple[bool, bool]:
-    """Whether ``path`` exists, and whether it is a real directory (not a symlink to one)."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return False, False
-    return True, stat.S_ISDIR(mode)
-
-
-def _read_quietly(path: str) -> bytes | None:
-    try:
-        return read_bytes(path)
-    except OSError:
-        return None
-
-
-def _repository_of_worktree(path: str) -> str | None:
-    """The repository a worktree directory belongs to, from its ``.git`` file, if readable."""
-    data = read_bytes(os.path.join(path, ".git")) if not os.path.islink(path) else None
-    if not data or not data.startswith(b"gitdir: "):
-        return None
-    gitdir = data[len(b"gitdir: ") :].strip().decode("utf-8", "surrogateescape")
-    common = os.path.dirname(os.path.dirname(gitdir))  # <repo>/.git/worktrees/<name>
-    return os.path.dirname(common) if os.path.basename(common) == ".git" else None

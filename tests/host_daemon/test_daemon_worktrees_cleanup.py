@@ -244,3 +244,21 @@ async def test_sweep_leaves_what_it_did_not_make(tmp_path: pathlib.Path) -> None
     assert done.removed == ["orphan"]
     assert worktree_entries(manager) == [".hidden", "config.json", "notes.txt", "project"]
     assert read_text(foreign, "project", "x.py") == "x = 1\n"
+
+
+async def test_sweep_removes_planted_links_not_their_targets(tmp_path: pathlib.Path) -> None:
+    """Symlinks planted in the worktrees dir (to a directory, to the checkout, as metadata) are
+    removed themselves; what they point at stays."""
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    victim = _victim(tmp_path)
+    manager = make_manager(tmp_path)
+    prepare_worktrees_dir(manager.worktrees_dir)
+    links = pathlib.Path(manager.worktrees_dir)
+    os.symlink(victim, links / "to-dir")
+    os.symlink(repo, links / "to-checkout")
+    os.symlink(repo / "a.txt", links / "to-checkout.json")
+    done = await manager.sweep(WorktreeSweep(keep=[]))
+    assert done.removed == ["to-checkout", "to-dir"]
+    assert worktree_entries(manager) == []
+    assert _intact(victim)
+    assert read_text(repo, "a.txt") == "a\n"

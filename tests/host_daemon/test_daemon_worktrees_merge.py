@@ -15,6 +15,7 @@ from _support.git_repos import (
     head,
     make_manager,
     make_repo,
+    read_text,
     worktree_entries,
     write_files,
 )
@@ -227,3 +228,14 @@ async def test_deleted_base_branch_refused(tmp_path: pathlib.Path) -> None:
         await manager.merge(WorktreeMerge(key="t"))
     assert caught.value.code == "no_base_branch"
     assert exists(info.path)
+
+
+async def test_uncommitted_work_in_the_worktree_is_merged(tmp_path: pathlib.Path) -> None:
+    """Files a cut-short turn left uncommitted in the worktree are committed and merged, not
+    thrown away with the worktree."""
+    manager, info, repo = await _task_with_a_turn(tmp_path, {"c.txt": "c\n"})
+    write_files(pathlib.Path(info.path), {"cut.txt": "never committed\n"})
+    done = await manager.merge(WorktreeMerge(key="t"))
+    assert "cut.txt" in done.files
+    assert read_text(repo, "cut.txt") == "never committed\n"
+    assert read_text(repo, "c.txt") == "c\n"
