@@ -309,9 +309,6 @@ async def test_an_ended_task_can_still_be_merged(world: World, model: ScriptedMo
     assert worktree_paths(world.repo) == [str(world.repo)]
 
 
-# Today the merge succeeds with turn 1 only and removes the worktree: cut.txt is gone for good (it
-# was never committed: the turn's commit comes when a run ends, and this run never ended).
-@pytest.mark.xfail(strict=True, reason="uncommitted work of an interrupted turn is lost on merge")
 async def test_work_of_a_turn_cut_by_a_crash_is_not_lost_by_a_merge(
     world: World, model: ScriptedModel
 ) -> None:
