@@ -12,6 +12,9 @@ Each queued step answers one *main-loop* call (a streaming ``POST /v1/messages``
 agent's tool list): ``BashCall`` answers with a ``tool_use`` block for the Bash tool, ``ToolCall``
 with any tool, ``Reply`` with text and ``stop_reason: end_turn``, ``ApiError`` with an HTTP error,
 and ``Hold`` waits until the test releases it (to cancel a run while the model "thinks").
+Runs that call the model at the same time get a script each: ``model.script_for(marker, ...)``
+queues steps for the main-loop calls whose body contains ``marker`` (put it in the prompt; a
+resumed session's calls carry it too), ``model.script(...)`` for every other call.
 Other calls the CLI makes on its own (titles, quota checks: no tools in the request) get a short
 text answer without consuming the script; ``/v1/messages/count_tokens`` gets an estimate.
 A main-loop call that finds the script empty is answered with a text reply and recorded in
@@ -119,6 +122,7 @@ class ScriptedEndpoint:
         self.unexpected: list[dict[str, Any]] = []
         """Main-loop calls that found the script empty."""
         self._steps: collections.deque[Any] = collections.deque()
+        self._keyed: dict[str, collections.deque[Any]] = {}
         self._changed = trio.Event()
         self._ids = itertools.count(1)
 
@@ -126,10 +130,23 @@ class ScriptedEndpoint:
         """Queue steps; each answers one main-loop call, in order."""
         self._steps.extend(steps)
 
+    def script_for(self, marker: str, *steps: Any) -> None:
+        """Queue steps for the main-loop calls whose body contains ``marker``, in order."""
+        self._keyed.setdefault(marker, collections.deque()).extend(steps)
+
     @property
     def pending_steps(self) -> int:
-        """How many queued steps have not been used yet."""
-        return len(self._steps)
+        """How many queued steps have not been used yet (keyed ones included)."""
+        return len(self._steps) + sum(len(steps) for steps in self._keyed.values())
+
+    def _queue_for(self, body: dict[str, Any]) -> collections.deque[Any]:
+        """The keyed queue whose marker the call carries (and has steps left), else the shared."""
+        if self._keyed:
+            text = json.dumps(body)
+            for marker, steps in self._keyed.items():
+                if steps and marker in text:
+                    return steps
+        return self._steps
 
     async def wait_for_main_calls(self, count: int) -> None:
         """Wait until at least ``count`` main-loop calls have arrived."""
@@ -146,10 +163,11 @@ class ScriptedEndpoint:
         """
         self.requests.append(body)
         step: Any
+        queue = self._queue_for(body) if main else self._steps
         if not main:
             step = side
-        elif self._steps:
-            step = self._steps.popleft()
+        elif queue:
+            step = queue.popleft()
         else:
             self.unexpected.append(body)
             step = Reply("scripted model: the script is exhausted")

@@ -116,3 +116,18 @@ async def test_hold_step_answers_only_after_release() -> None:
             assert answers == []
             hold.release()
     assert answers == ["late"]
+
+
+async def test_keyed_steps_answer_only_calls_carrying_their_marker() -> None:
+    """script_for steps answer the calls whose body has the marker; the rest take the shared."""
+    async with open_scripted_model() as model, httpx.AsyncClient() as client:
+        model.script(Reply("shared"))
+        model.script_for("[task-a]", Reply("for a"))
+        texts = []
+        for prompt in ("[task-a] go", "[task-b] go"):
+            body = {"tools": _TOOLS, "messages": [{"role": "user", "content": prompt}]}
+            response = await client.post(f"{model.base_url}/v1/messages", json=body)
+            texts.append(response.json()["content"][0]["text"])
+        assert model.pending_steps == 0
+    assert texts == ["for a", "shared"]
+    assert model.unexpected == []
