@@ -10,6 +10,7 @@ are private and may change.
 """
 
 from ._auth import TokenError, load_or_create_token, token_from_environment
+from ._cli import resolve_worktrees_dir
 from ._client import (
     RunStream,
     commit_worktree,
@@ -136,6 +137,7 @@ __all__ = [
     "merge_worktree",
     "open_run",
     "probe",
+    "resolve_worktrees_dir",
     "serve_daemon",
     "spawn_group",
     "sweep_worktrees",

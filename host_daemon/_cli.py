@@ -304,7 +304,7 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         token = token_from_environment(environ, default_file)
     except TokenError as exc:
         raise ValueError(str(exc)) from None
-    worktrees = worktrees_dir(args.worktrees_dir, state_dir, roots)
+    worktrees = resolve_worktrees_dir(args.worktrees_dir, state_dir, roots)
     return DaemonConfig(
         token=token,
         roots=roots,
@@ -326,7 +326,7 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
     )
 
 
-def worktrees_dir(
+def resolve_worktrees_dir(
     given: pathlib.Path | None, state_dir: pathlib.Path, roots: tuple[str, ...]
 ) -> str:
     """The worktrees directory, real: strictly inside a root or under the state directory.

@@ -24,7 +24,7 @@ from typing import Literal
 
 import attrs
 
-from ._cli import gibibytes, positive_finite, worktrees_dir
+from ._cli import gibibytes, positive_finite, resolve_worktrees_dir
 from ._config import DEFAULT_PORT, DaemonConfig, default_state_dir, default_token_file
 from ._paths import resolve_roots
 
@@ -241,7 +241,7 @@ def _daemon_options(
     """The worktree flags for the daemon, checked as the daemon will check them."""
     options: list[str] = []
     if args.worktrees_dir is not None:
-        options += ["--worktrees-dir", worktrees_dir(args.worktrees_dir, state_dir, roots)]
+        options += ["--worktrees-dir", resolve_worktrees_dir(args.worktrees_dir, state_dir, roots)]
     options += _checked("--worktrees-max-gb", args.worktrees_max_gb, gibibytes)
     options += _checked("--git-timeout", args.git_timeout, positive_finite)
     return tuple(options)

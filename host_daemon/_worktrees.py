@@ -302,8 +302,8 @@ class WorktreeManager:
         if await trio.to_thread.run_sync(any_exists, path, meta_path):
             raise WorktreeRefused("worktree_exists", f"a worktree named {key!r} exists already")
         owner = owner_of(top)
-        if owner is not None:
-            await self._check_reachable(owner)
+        if owner is not None and (unreachable := await self._unreachable(owner)) is not None:
+            return _skip_or_refuse(request, "path_not_accessible", unreachable)
         exists = await self._git.run(
             ["rev-parse", "--verify", "--quiet", f"refs/heads/{request.branch}"],
             cwd=top,
@@ -413,18 +413,18 @@ class WorktreeManager:
                 "invalid_request", f"the worktrees directory cannot be used: {exc}"
             ) from None
 
-    async def _check_reachable(self, owner: tuple[int, int]) -> None:
-        """Git runs as the repository's owner: they must be able to reach the worktrees."""
+    async def _unreachable(self, owner: tuple[int, int]) -> str | None:
+        """Why the repository's owner, as whom git runs, cannot reach the worktrees, if so."""
         blocked = await trio.to_thread.run_sync(unsearchable_ancestor, self.worktrees_dir, owner)
-        if blocked is not None:
-            where, mode = blocked
-            raise WorktreeRefused(
-                "path_not_accessible",
-                f"the repository's owner (uid {owner[0]}) cannot reach the worktrees directory "
-                f"{self.worktrees_dir}: {where} (mode {mode:o}) does not let them through; "
-                f"let them traverse it (chmod o+x {where}) or give the daemon a "
-                "--worktrees-dir they can reach",
-            )
+        if blocked is None:
+            return None
+        where, mode = blocked
+        return (
+            f"the repository's owner (uid {owner[0]}) cannot reach the worktrees directory "
+            f"{self.worktrees_dir}: {where} (mode {mode:o}) does not let them through; "
+            f"let them traverse it (chmod o+x {where}) or give the daemon a "
+            "--worktrees-dir they can reach"
+        )
 
     def _busy(self, key: str) -> bool:
         lock = self._key_locks.get(key)

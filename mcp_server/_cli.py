@@ -27,6 +27,7 @@ from host_daemon import (
     TokenError,
     become_subreaper,
     load_or_create_token,
+    resolve_worktrees_dir,
     serve_daemon,
     watch_shutdown_signals,
 )
@@ -40,6 +41,7 @@ from ._config import (
     default_data_dir,
     forget_mcp_url,
     mcp_token,
+    parse_interval,
     parse_port,
     prepare_state_dir,
     record_mcp_url,
@@ -49,7 +51,15 @@ from ._config import (
 from ._console import COMMANDS as CONSOLE_COMMANDS
 from ._console import add_console_commands, console_main
 from ._doctor import doctor_main
-from ._tasks import DaemonEndpoint, TaskNotices, TaskRunner, TaskStore, Workspace, register_tasks
+from ._tasks import (
+    SWEEP_INTERVAL_S,
+    DaemonEndpoint,
+    TaskNotices,
+    TaskRunner,
+    TaskStore,
+    Workspace,
+    register_tasks,
+)
 
 log = logging.getLogger("mcp_server")
 
@@ -112,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up_parser.add_argument(
         "--max-runs", type=_count, default=8, help="agent runs at once; more get 'busy' (8)"
+    )
+    up_parser.add_argument(
+        "--worktrees-dir",
+        type=pathlib.Path,
+        help="where tasks' git worktrees go: inside the root or under the state dir "
+        "(default STATE/worktrees)",
     )
     commands.add_parser("doctor", help="check the installation", add_help=False)
     token_parser = commands.add_parser(
@@ -221,6 +237,8 @@ class _UpPlan:
     auth_token: str = attrs.field(repr=False)
     grace_s: float
     max_runs: int
+    worktrees_dir: str
+    sweep_interval_s: float
 
 
 def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
@@ -242,7 +260,16 @@ def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
         auth_token=mcp_token(environ, state),
         grace_s=args.grace,
         max_runs=args.max_runs,
+        worktrees_dir=_up_worktrees_dir(args.worktrees_dir, state, root),
+        sweep_interval_s=parse_interval(environ, "WORKTREE_SWEEP_INTERVAL_S", SWEEP_INTERVAL_S),
     )
+
+
+def _up_worktrees_dir(given: pathlib.Path | None, state: pathlib.Path, root: pathlib.Path) -> str:
+    try:
+        return resolve_worktrees_dir(given, state, (str(root),))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 async def _up_main(plan: _UpPlan) -> int:
@@ -253,6 +280,7 @@ async def _up_main(plan: _UpPlan) -> int:
         grace_s=plan.grace_s,
         max_runs=plan.max_runs,
         state_dir=str(plan.state),
+        worktrees_dir=plan.worktrees_dir,
     )
     shutdown = trio.Event()
     daemon_shutdown = trio.Event()
@@ -271,6 +299,7 @@ async def _up_main(plan: _UpPlan) -> int:
             daemon=DaemonEndpoint(host=daemon_host, port=bound_port, token=plan.daemon_token),
             auth_token=plan.auth_token,
             grace_s=plan.grace_s,
+            sweep_interval_s=plan.sweep_interval_s,
         )
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))
         url = _mcp_url(await nursery.start(server.run))

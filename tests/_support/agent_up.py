@@ -19,7 +19,7 @@ import resource
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import attrs
 import trio
@@ -87,10 +87,12 @@ async def coding_agent_up(
     *,
     grace_s: float = 2.0,
     open_files: tuple[int, int] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> AsyncIterator[Up]:
     """Run ``python -m mcp_server up`` with ``env`` (see the module docstring).
 
-    ``open_files`` sets the process's (soft, hard) limit on open files before it starts.
+    ``open_files`` sets the process's (soft, hard) limit on open files before it starts;
+    ``extra_args`` go after ``up``'s own.
     """
     log_path = state.parent / f"{state.name}-up.log"
     with log_path.open("ab") as log:
@@ -108,6 +110,7 @@ async def coding_agent_up(
                 str(root),
                 "--grace",
                 str(grace_s),
+                *extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -68,11 +68,13 @@ class World:
     repo: pathlib.Path
     env: dict[str, str]
     marker: str
+    #: ``up --worktrees-dir``; None: the default, ``<state>/worktrees``.
+    worktrees_dir: pathlib.Path | None = None
 
     @property
     def worktrees(self) -> pathlib.Path:
         """The daemon's worktrees dir (``up`` runs it with its state dir as ours)."""
-        return self.state / "worktrees"
+        return self.worktrees_dir or self.state / "worktrees"
 
     def worktree(self, task_id: str) -> pathlib.Path:
         """Where the daemon keeps the worktree of ``task_id``."""
@@ -109,7 +111,11 @@ class Session:
 @contextlib.asynccontextmanager
 async def serving(world: World) -> AsyncIterator[Session]:
     """``coding-agent up`` on the world's state and root, with an SDK client of it."""
-    async with coding_agent_up(world.state, world.root, world.env) as up, sdk_client(up) as client:
+    extra = () if world.worktrees_dir is None else ("--worktrees-dir", str(world.worktrees_dir))
+    async with (
+        coding_agent_up(world.state, world.root, world.env, extra_args=extra) as up,
+        sdk_client(up) as client,
+    ):
         yield Session(up, client)
 
 

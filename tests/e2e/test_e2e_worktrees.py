@@ -482,7 +482,6 @@ async def test_the_sweep_deletes_nothing_a_planted_link_points_at(world: World) 
     assert Snapshot.of(world.repo) == before
 
 
-@pytest.mark.xfail(strict=True, reason="coding-agent up ignores WORKTREE_SWEEP_INTERVAL_S")
 async def test_the_periodic_sweep_removes_orphans_while_up_runs(world: World) -> None:
     """With WORKTREE_SWEEP_INTERVAL_S=0.5, leftovers planted twice while up runs both go."""
     fast = attrs.evolve(world, env=world.env | {"WORKTREE_SWEEP_INTERVAL_S": "0.5"})

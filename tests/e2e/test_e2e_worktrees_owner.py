@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 
+import attrs
 import pytest
 from _support.git_repos import git, git_env
 from _support.scripted_model import Reply, ScriptedModel, open_scripted_model
@@ -27,13 +28,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand the repository to nobody"),
 ]
 NOBODY = 65534
-# The worktrees dir is <state>/worktrees and ``up`` makes <state> 0700: git, run as the owner,
-# cannot reach it ("could not create leading directories … Permission denied"). With <state> at
-# 0711 both tests pass. Strict: once fixed, these pass and the marker must go.
-STATE_DIR_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="the repository's owner cannot traverse the 0700 state dir holding the worktrees",
-)
 
 
 def root_git(repo: pathlib.Path, *args: str) -> str:
@@ -68,8 +62,12 @@ async def model() -> AsyncIterator[ScriptedModel]:
 
 @pytest.fixture
 def world(base: pathlib.Path, model: ScriptedModel) -> World:
-    """The checkout, owned by nobody; the daemon is root."""
-    made = make_world(base, model)
+    """The checkout, owned by nobody; the daemon is root, its worktrees where nobody can reach.
+
+    ``up`` makes its state dir 0700, so the default ``<state>/worktrees`` is out of the owner's
+    reach: these worktrees go in the root, which everyone may traverse.
+    """
+    made = attrs.evolve(make_world(base, model), worktrees_dir=base / "root" / ".worktrees")
     made.root.chmod(0o755)
     for directory, names, files in os.walk(made.repo):
         for name in [directory, *(os.path.join(directory, n) for n in names + files)]:
@@ -85,7 +83,6 @@ def owners(top: pathlib.Path) -> set[int]:
     return found
 
 
-@STATE_DIR_BUG
 async def test_a_merge_leaves_the_checkout_owned_by_its_owner(
     world: World, model: ScriptedModel
 ) -> None:
@@ -101,7 +98,6 @@ async def test_a_merge_leaves_the_checkout_owned_by_its_owner(
     assert not world.worktree(task_id).exists()
 
 
-@STATE_DIR_BUG
 async def test_discard_removes_what_a_root_agent_wrote_in_a_users_worktree(
     world: World, model: ScriptedModel
 ) -> None:
@@ -116,3 +112,19 @@ async def test_discard_removes_what_a_root_agent_wrote_in_a_users_worktree(
     assert linked_worktrees(world.repo) == []
     assert root_git(world.repo, "branch", "--list", branch) == ""
     assert owners(world.repo) == {NOBODY}
+
+
+async def test_an_owner_who_cannot_reach_the_worktrees_runs_without_one(
+    world: World, model: ScriptedModel
+) -> None:
+    """Worktrees in the 0700 state dir: automatic isolation runs in place and says why."""
+    model.script(write("plain.txt", "in place\n"), Reply("Done."))
+    in_state = attrs.evolve(world, worktrees_dir=None)
+    async with serving(in_state) as session:
+        created = await ok(
+            session.client, "create_task", title="Owned", instructions="w", project_dir="repo"
+        )
+        await run_to_waiting(session.client, created["task_id"])
+    assert created["isolation"] == "none"
+    assert "cannot reach the worktrees directory" in created["isolation_note"]
+    assert (world.repo / "plain.txt").read_text() == "in place\n"
