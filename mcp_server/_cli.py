@@ -128,6 +128,7 @@ async def run_server(
         config.daemon,
         config.workspace,
         listener=TaskNotices(registry),
+        sweep_interval_s=config.sweep_interval_s,
     )
     await runner.store.load()
     register_tasks(registry, runner, features=config.features)
@@ -139,7 +140,9 @@ async def run_server(
         graceful_timeout_s=config.http_graceful_s,
         instructions=(
             "Create coding tasks with create_task, follow them with wait_task or the "
-            "task:// resources, send follow-ups with update_task, close them with end_task."
+            "task:// resources, send follow-ups with update_task, close them with end_task. "
+            "A task in a git repository works in a worktree of its own: review its "
+            "task://{id}/diff, then merge_task or discard_task."
         ),
     )
     served = trio.Event()

@@ -5,6 +5,7 @@ Flags win over the environment. Nothing here logs a token.
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from host_daemon import (
     token_from_environment,
 )
 
-from ._tasks import DaemonEndpoint, Workspace
+from ._tasks import SWEEP_INTERVAL_S, DaemonEndpoint, Workspace
 
 CONTAINER_WORKSPACE = PurePosixPath("/workspace")
 DEFAULT_PORT = 3000
@@ -51,6 +52,20 @@ def parse_port(value: str, name: str, *, allow_zero: bool = True) -> int:
     return int(value)
 
 
+def parse_interval(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds (unset: ``default``)."""
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
 def default_data_dir(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
     """``$XDG_DATA_HOME/coding-agent`` (``~/.local/share/coding-agent`` when unset)."""
     base = environ.get("XDG_DATA_HOME") or str(pathlib.Path.home() / ".local" / "share")
@@ -71,6 +86,8 @@ class ServerConfig:
     features: Mapping[str, bool] = attrs.field(factory=dict)
     grace_s: float = 5.0
     http_graceful_s: float = 8.0
+    sweep_interval_s: float = SWEEP_INTERVAL_S
+    """How often worktrees whose task is gone are swept (``WORKTREE_SWEEP_INTERVAL_S``)."""
 
 
 def prepare_state_dir(path: pathlib.Path) -> pathlib.Path:
@@ -170,4 +187,5 @@ def serve_config(
             "tunnel_enabled": bool(public_urls),
         },
         grace_s=grace_s,
+        sweep_interval_s=parse_interval(environ, "WORKTREE_SWEEP_INTERVAL_S", SWEEP_INTERVAL_S),
     )

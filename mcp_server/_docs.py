@@ -39,21 +39,36 @@ EXAMPLES: dict[str, tuple[dict[str, Any], str]] = {
             "instructions": "Create hello.py that prints hello.",
             "project_dir": "demo",
         },
-        "the task (`task_id`, `status`, `agent`, `logs`, ...); as an MCP task, the task with its "
-        "last `report` once the run ends",
+        "the task (`task_id`, `status`, `agent`, `logs`, `isolation` and why, `branch`, ...); "
+        "as an MCP task, the task with its last `report` once the run ends",
+    ),
+    "merge_task": (
+        {"id": "t-1", "strategy": "squash"},
+        "the task, `completed` with `review` `merged`, and `merge` (`base_branch`, `commit`, "
+        "`files`, `checkout_updated`); error `merge_conflict` or `dirty_checkout` lists the files",
+    ),
+    "discard_task": (
+        {"id": "t-1"},
+        "the task, `cancelled` with `review` `discarded`, and what was removed",
     ),
     "update_task": (
         {"id": "t-1", "instructions": "Also print the date."},
         "the task, its run started again in the same conversation (error `busy` while a run "
         "is in flight)",
     ),
-    "end_task": ({"id": "t-1"}, "the task, `completed`, with its last `report`"),
+    "end_task": (
+        {"id": "t-1"},
+        "the task, `completed`, with its last `report` (its worktree and branch stay)",
+    ),
     "report": (
         {"id": "t-1"},
-        "the task with its instructions and last `report`; without `id`, every task with "
-        "statistics",
+        "the task with its instructions, last `report` and, for a worktree task, its "
+        "`diffstat`; without `id`, every task with statistics",
     ),
-    "check_status": ({}, "the daemon's probe (`reachable`, the agents found), the disk, counts"),
+    "check_status": (
+        {},
+        "the daemon's probe (`reachable`, the agents found, `git`), the disk, counts",
+    ),
     "clean_state": ({}, "`deleted`: how many tasks were deleted"),
     "get_prompt": ({"prompt_id": "fix_bug"}, "the prompt; without `prompt_id`, every prompt"),
     "wait_task": (
@@ -67,9 +82,11 @@ STATUSES: dict[str, str] = {
     "pending": "created; its first run has not started yet",
     "in_progress": "a run is in flight",
     "waiting": "the last run succeeded; the task waits for `update_task` or `end_task`",
-    "completed": "ended with `end_task`",
+    "completed": "ended with `end_task`, or its branch merged with `merge_task` "
+    "(`review`: `merged`)",
     "failed": "the last run failed (its report says why); `update_task` tries again",
-    "cancelled": "the run was cancelled; `update_task` starts a new turn",
+    "cancelled": "the run was cancelled; `update_task` starts a new turn (not after "
+    "`discard_task`: `review` `discarded`)",
     "interrupted": "the server stopped mid-run; `update_task` resumes it",
 }
 

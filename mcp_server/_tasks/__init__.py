@@ -16,7 +16,8 @@ Vocabulary (the word "task" means three things in this code base; here it means 
 
 Modules: the records and transitions (``_model``), the state files (``_files``), the store
 (``_store``, reading back with ``_recovery``), the runner (``_runner``, with ``_report`` and
-``_workspace``); the MCP surface: arguments and their schemas (``_arguments``), tool handlers
+``_workspace``), worktrees (``_isolation`` sans-IO, ``_worktrees`` asking the daemon, ``_review``
+for merge and discard); the MCP surface: arguments and their schemas (``_arguments``), tool handlers
 (``_tools``), resources (``_resources``), views of records (``_views``), change notices
 (``_notices``), prompts (``_prompts``). Both JSON boundaries use one strict converter factory
 (``_convert``); observers are :class:`Listener` s given to the constructor of what they
@@ -25,7 +26,14 @@ answer names.
 """
 
 from ._arguments import OUTPUT_SCHEMA, ToolFailure, input_schema, parse_args
-from ._errors import RunNotStarted, ShuttingDown, TaskBusy, TaskError, TaskNotFound
+from ._errors import (
+    RunNotStarted,
+    ShuttingDown,
+    TaskBusy,
+    TaskError,
+    TaskNotFound,
+    WorktreeFailed,
+)
 from ._listener import Listener
 from ._model import (
     TASK_STATUSES,
@@ -42,9 +50,11 @@ from ._runner import ChangeKind, StoreFactory, TaskChange, TaskRunner
 from ._store import OutputLost, StateWriteError, StoreEvent, TaskStore, Visible
 from ._tools import TOOLS, TaskTools, ToolSpec, register_tasks
 from ._workspace import DaemonEndpoint, PathRefused, Workspace
+from ._worktrees import SWEEP_INTERVAL_S
 
 __all__ = [
     "OUTPUT_SCHEMA",
+    "SWEEP_INTERVAL_S",
     "TASK_STATUSES",
     "TOOLS",
     "ChangeKind",
@@ -76,6 +86,7 @@ __all__ = [
     "ToolSpec",
     "Visible",
     "Workspace",
+    "WorktreeFailed",
     "input_schema",
     "parse_args",
     "register_tasks",

@@ -16,7 +16,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from host_daemon import AgentName
+from host_daemon import AgentName, MergeStrategy
 from mcp_server._core import JSON
 
 from ._convert import describe_error, make_strict_converter
@@ -114,6 +114,47 @@ class RunOptionsArgs:
 class CreateArgs(RunOptionsArgs):
     title: str = argument(kw_only=True, min_length=1, max_length=255)
     instructions: str = argument(kw_only=True, min_length=1, max_length=10_000)
+    isolation: Literal["worktree", "none"] | None = argument(
+        None,
+        kw_only=True,
+        description="'worktree': a git worktree of its own on a new branch coding-agent/…; "
+        "'none': the project dir itself. Default: worktree when the project dir is inside a "
+        "git repository, else none (the result says which, and why).",
+    )
+    base_ref: str | None = argument(
+        None,
+        kw_only=True,
+        description="Where the task's branch starts (a branch, tag or commit; default HEAD).",
+        min_length=1,
+        max_length=255,
+    )
+    include_uncommitted: bool = argument(
+        False,
+        kw_only=True,
+        description="Copy the checkout's uncommitted changes in as the branch's first commit.",
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.isolation == "none" and (self.base_ref is not None or self.include_uncommitted):
+            raise ValueError(
+                "base_ref and include_uncommitted need a worktree, got isolation 'none'"
+            )
+
+
+@attrs.frozen
+class MergeArgs:
+    id: str
+    strategy: MergeStrategy = argument(
+        "merge",
+        description="'merge' (a merge commit, also when a fast-forward would do), 'squash' "
+        "(one commit) or 'rebase' (the task's commits replayed on the base branch).",
+    )
+    message: str | None = argument(
+        None,
+        description="The merge or squash commit's message (default: composed from the task).",
+        min_length=1,
+        max_length=10_000,
+    )
 
 
 @attrs.frozen

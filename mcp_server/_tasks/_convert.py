@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Callable
-from typing import Any, get_args
+from typing import Any, Literal, get_args, get_origin
 
 import cattrs
 from cattrs.preconf.json import make_converter
@@ -68,11 +68,18 @@ def make_strict_converter() -> cattrs.Converter:
     return converter
 
 
+def _literal_values(type_: Any) -> list[Any]:
+    """The values a Literal admits, also inside an optional (``Literal[...] | None``)."""
+    if get_origin(type_) is Literal:
+        return list(get_args(type_))
+    return [value for arm in get_args(type_) for value in _literal_values(arm)]
+
+
 def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, TypeMismatch):
         return str(exc)
     if isinstance(exc, cattrs.errors.CattrsError) and " not in literal " in str(exc) and type_:
-        return f"expected one of {', '.join(map(repr, get_args(type_)))}"
+        return f"expected one of {', '.join(map(repr, _literal_values(type_)))}"
     if isinstance(exc, ValueError) and not isinstance(exc, cattrs.BaseValidationError):
         return str(exc)  # a bound's validator or a hook: already says what it expected
     return cattrs.v.format_exception(exc, type_)

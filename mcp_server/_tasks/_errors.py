@@ -46,3 +46,12 @@ class ShuttingDown(TaskError, RuntimeError):
     """The server is stopping: runs in flight get their grace period, no new run starts."""
 
     code = "shutting_down"
+
+
+class WorktreeFailed(TaskError, RuntimeError):
+    """The daemon refused or failed a worktree operation; the code and message are its own
+    (``merge_conflict`` with the files listed, ``not_a_repository``, ``daemon_unavailable``…)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -11,10 +11,13 @@ Statuses::
        │                      └──interrupt──▶ interrupted ┘ (the process died mid-run)
        └──────────────────────────────────────────────────┴──start_run (a follow-up)──▶ in_progress
     any status but completed ──end──▶ completed
+    not in_progress, with a worktree ──merge──▶ completed (review "merged")
+    not in_progress, with a worktree ──discard──▶ cancelled (review "discarded"; an ended task
+                                                  stays completed)
 
-``waiting``, ``failed``, ``cancelled`` and ``interrupted`` accept a follow-up turn; ``completed``
-is final. Every transition is a pure function that returns a new record or raises
-:class:`InvalidTransition`.
+``waiting``, ``failed``, ``cancelled`` and ``interrupted`` accept a follow-up turn unless the
+task's work was merged or discarded (its worktree is gone then); ``completed`` is final. Every
+transition is a pure function that returns a new record or raises :class:`InvalidTransition`.
 """
 
 from __future__ import annotations
@@ -40,12 +43,18 @@ RESUMABLE: frozenset[TaskStatus] = frozenset({"waiting", "failed", "cancelled", 
 
 RunOutcome = Outcome | Literal["interrupted"]
 
+Isolation = Literal["worktree", "none"]
+"""Where a task's turns run: a git worktree of its own on a new branch, or the project dir."""
+Review = Literal["merged", "discarded"]
+"""What became of a worktree task's branch (``None`` while it is open)."""
+
 EventKind = Literal[
     "turn",  # a turn's instructions were accepted
     "run_started",  # the daemon started the agent process
     "agent",  # one normalized agent event (data.kind says which)
     "run_finished",  # the run ended: the report's summary
     "status",  # the task's status changed
+    "commit",  # the turn's changes were committed on the task's branch (or why not)
 ]
 
 
@@ -111,12 +120,28 @@ class RunReport:
     """Set when the agent answered a resume with a different session id than asked for."""
     duration_s: float | None = None
     """The run's length on the monotonic clock (``None`` in records from before it was kept)."""
+    commit: str | None = None
+    """The commit of the run's changes on the task's branch (``None``: none, or no worktree)."""
 
     def duration(self) -> float:
         """Seconds the run took: monotonic if measured, else by the wall clock but never < 0."""
         if self.duration_s is not None:
             return self.duration_s
         return max(0.0, (self.finished_at - self.started_at).total_seconds())
+
+
+@attrs.frozen
+class WorktreeRecord:
+    """The task's worktree as the daemon made it: its branch and what the branch started from."""
+
+    branch: str
+    base_branch: str | None
+    """The branch a merge lands in; ``None`` when the base was a detached commit."""
+    base_commit: str
+    repo: str
+    """The host path of the repository's top level (the user's checkout)."""
+    subdir: str
+    """The project dir relative to ``repo`` ("" for the top level)."""
 
 
 @attrs.frozen
@@ -143,6 +168,23 @@ class Task:
     runs: int = 0
     seq: int = 0
     """Creation order, from the store's counter (0 in records from before it was kept)."""
+    isolation: Isolation = "none"
+    isolation_note: str | None = None
+    """Why this isolation: the branch, or why no worktree was made."""
+    worktree: WorktreeRecord | None = None
+    commits: tuple[str, ...] = ()
+    """The commits made after its turns on the task's branch, oldest first."""
+    review: Review | None = None
+
+    @property
+    def has_open_worktree(self) -> bool:
+        """True while the task's worktree exists: made, and neither merged nor discarded."""
+        return self.worktree is not None and self.review is None
+
+    def isolation_text(self) -> str:
+        """``isolation: worktree (branch coding-agent/…)``, as results say it."""
+        note = f" ({self.isolation_note})" if self.isolation_note else ""
+        return f"isolation: {self.isolation}{note}"
 
     @property
     def order(self) -> tuple[int, datetime.datetime]:
@@ -173,7 +215,7 @@ def new_task(
     now: datetime.datetime,
     task_id: str | None = None,
 ) -> Task:
-    """A fresh ``pending`` task holding its first turn."""
+    """A fresh ``pending`` task holding its first turn (isolation: see :func:`isolate`)."""
     return Task(
         id=task_id or str(uuid.uuid4()),
         title=title,
@@ -188,6 +230,17 @@ def new_task(
     )
 
 
+def isolate(
+    task: Task, isolation: Isolation, note: str | None, worktree: WorktreeRecord | None = None
+) -> Task:
+    """Say where a ``pending`` task runs (before its first run): its worktree, or none."""
+    if task.status != "pending" or task.runs:
+        raise _refuse(task, "isolate", "pending, before its first run")
+    if (isolation == "worktree") != (worktree is not None):
+        raise ValueError(f"isolation {isolation!r} does not match worktree {worktree!r}")
+    return attrs.evolve(task, isolation=isolation, isolation_note=note, worktree=worktree)
+
+
 def _refuse(task: Task, action: str, allowed: str) -> InvalidTransition:
     return InvalidTransition(
         f"cannot {action} task {task.id}: it is {task.status} (allowed from {allowed})"
@@ -196,6 +249,11 @@ def _refuse(task: Task, action: str, allowed: str) -> InvalidTransition:
 
 def start_run(task: Task, now: datetime.datetime, instructions: str | None = None) -> Task:
     """Start a run: the first turn of a ``pending`` task, or a follow-up with ``instructions``."""
+    if task.review is not None:
+        raise InvalidTransition(
+            f"cannot start a run of task {task.id}: its work was {task.review} "
+            "(its worktree is gone); create a new task"
+        )
     if task.status == "pending":
         if instructions is not None:
             raise InvalidTransition(
@@ -238,12 +296,14 @@ def finish_run(task: Task, report: RunReport, now: datetime.datetime) -> Task:
         status = "interrupted"
     else:
         status = "failed"
+    commits = task.commits if report.commit is None else (*task.commits, report.commit)
     return attrs.evolve(
         task,
         status=status,
         report=report,
         session_id=report.session_id or task.session_id,
         updated_at=now,
+        commits=commits,
     )
 
 
@@ -259,6 +319,45 @@ def end(task: Task, now: datetime.datetime) -> Task:
     if task.status == "completed":
         raise _refuse(task, "end", "any status but completed")
     return attrs.evolve(task, status="completed", completed_at=now, updated_at=now)
+
+
+def check_reviewable(task: Task, action: str, *, running: bool = False) -> None:
+    """Refuse to merge or discard a task that has no open worktree, or (unless ``running`` is
+    allowed) a run in flight."""
+    if task.worktree is None:
+        raise InvalidTransition(
+            f"cannot {action} task {task.id}: it has no worktree ({task.isolation_text()})"
+        )
+    if task.review is not None:
+        raise InvalidTransition(f"cannot {action} task {task.id}: it was already {task.review}")
+    if task.status == "in_progress" and not running:
+        raise _refuse(task, action, "any status but in_progress")
+
+
+def merged(task: Task, now: datetime.datetime) -> Task:
+    """The task's branch landed in its base branch: the task is ``completed``."""
+    check_reviewable(task, "merge")
+    return attrs.evolve(
+        task,
+        status="completed",
+        review="merged",
+        completed_at=task.completed_at or now,
+        updated_at=now,
+    )
+
+
+def discarded(task: Task, now: datetime.datetime) -> Task:
+    """The task's worktree and branch were removed: ``cancelled`` (an ended task stays
+    ``completed``, which is final)."""
+    check_reviewable(task, "discard")
+    status: TaskStatus = "completed" if task.status == "completed" else "cancelled"
+    return attrs.evolve(
+        task,
+        status=status,
+        review="discarded",
+        completed_at=task.completed_at or now,
+        updated_at=now,
+    )
 
 
 def count_events(task: Task, event_count: int) -> Task:

@@ -1,18 +1,21 @@
 """The coding tasks as MCP resources: the status, the task list, and each task's record, result
 and log pages (``task://{id}/logs`` is the first page, ``task://{id}/logs/{after}`` the events
-after seq ``after``; each page names the next one).
+after seq ``after``; each page names the next one); for a worktree task its diff (paged alike:
+``task://{id}/diff``, then ``task://{id}/diff/{offset}``), diffstat and commits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 
 import attrs
 import orjson
 
-from host_daemon import DaemonError
+from host_daemon import CommitsDone, DaemonError, DiffDone
 from mcp_server._core import (
     JSON,
+    InternalError,
     InvalidParams,
     Registry,
     Resource,
@@ -21,9 +24,11 @@ from mcp_server._core import (
     ResourceTemplate,
 )
 
-from ._errors import TaskNotFound
-from ._model import Task
+from ._errors import TaskNotFound, WorktreeFailed
+from ._isolation import DIFF_PAGE_CHARS, commit_view, diff_page, diffstat_view
+from ._model import InvalidTransition, Task
 from ._notices import TASK_TEMPLATE
+from ._review import TaskReview
 from ._runner import TaskRunner
 from ._views import (
     LIST_TASKS,
@@ -84,6 +89,31 @@ class TaskResources:
                 self._read_logs,
             ),
             ("task://{id}/result", "task-result", "A task's last run report.", self._read_result),
+            (
+                "task://{id}/diff",
+                "task-diff",
+                "A worktree task's unified diff against its base, from the start, at most "
+                f"{DIFF_PAGE_CHARS} characters per page; 'next' names the following page.",
+                self._read_diff_first,
+            ),
+            (
+                "task://{id}/diff/{offset}",
+                "task-diff-after",
+                "A worktree task's diff from character offset (a page; 'next' names the next).",
+                self._read_diff,
+            ),
+            (
+                "task://{id}/diffstat",
+                "task-diffstat",
+                "A worktree task's changed files with lines added and removed, and totals.",
+                self._read_diffstat,
+            ),
+            (
+                "task://{id}/commits",
+                "task-commits",
+                "A worktree task's commits since its base, oldest first.",
+                self._read_commits,
+            ),
         ]
         for uri_template, name, description, read in templates:
             registry.add_template(
@@ -130,6 +160,7 @@ class TaskResources:
                 "roots": info.roots,
                 "active_runs": info.active_runs,
                 "max_concurrent_runs": info.max_concurrent_runs,
+                "git": info.git,
             }
         daemon["host"] = self.runner.daemon.host
         daemon["port"] = self.runner.daemon.port
@@ -192,6 +223,46 @@ class TaskResources:
             },
         )
 
+    async def _read_diff_first(
+        self, uri: str, variables: Mapping[str, str]
+    ) -> list[ResourceContents]:
+        return await self._read_diff(uri, {"id": variables["id"], "offset": "0"})
+
+    async def _read_diff(self, uri: str, variables: Mapping[str, str]) -> list[ResourceContents]:
+        task = self._task_or_not_found(uri, variables["id"])
+        offset_text = variables["offset"]
+        if not (offset_text.isascii() and offset_text.isdigit()) or len(offset_text) > 12:
+            raise InvalidParams(f"expected a character offset, got {offset_text!r} @ $.params.uri")
+        done = await self._diff(uri, task)
+        offset = int(offset_text)
+        if offset > len(done.diff):
+            raise InvalidParams(
+                f"expected an offset <= {len(done.diff)} (the diff's length), got {offset} "
+                "@ $.params.uri"
+            )
+        return json_contents(uri, diff_page(task.id, done, offset))
+
+    async def _read_diffstat(
+        self, uri: str, variables: Mapping[str, str]
+    ) -> list[ResourceContents]:
+        task = self._task_or_not_found(uri, variables["id"])
+        done = await self._diff(uri, task)
+        return json_contents(uri, diffstat_view(task.id, done))
+
+    async def _read_commits(self, uri: str, variables: Mapping[str, str]) -> list[ResourceContents]:
+        task = self._task_or_not_found(uri, variables["id"])
+        done = await self._commits(uri, task)
+        commits = [commit_view(commit) for commit in done.commits]
+        return json_contents(uri, {"task_id": task.id, "commits": commits})
+
+    async def _diff(self, uri: str, task: Task) -> DiffDone:
+        with _worktree_errors(uri):
+            return await TaskReview(self.runner).diff(task.id)
+
+    async def _commits(self, uri: str, task: Task) -> CommitsDone:
+        with _worktree_errors(uri):
+            return await TaskReview(self.runner).commits(task.id)
+
     def _task_or_not_found(self, uri: str, task_id: str) -> Task:
         try:
             return self.runner.get(task_id)
@@ -208,3 +279,15 @@ class TaskResources:
             uri,
             {"total_tasks": len(tasks), "tasks_omitted": len(tasks) - len(views), "tasks": views},
         )
+
+
+@contextlib.contextmanager
+def _worktree_errors(uri: str) -> Iterator[None]:
+    """A task without an open worktree (none, merged, discarded) or a daemon that cannot answer:
+    a resource error that says which."""
+    try:
+        yield
+    except InvalidTransition as exc:
+        raise InvalidParams(f"{exc} @ {uri}") from None
+    except WorktreeFailed as exc:
+        raise InternalError(f"{exc} @ {uri}") from None

@@ -11,8 +11,9 @@ what it wrote; it tells its own listener (the MCP layer's notices) each :class:`
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Literal
 
 import attrs
@@ -31,9 +32,10 @@ from host_daemon import (
     probe,
 )
 
-from ._errors import RunNotStarted, ShuttingDown, TaskBusy, TaskNotFound
+from ._errors import RunNotStarted, ShuttingDown, TaskBusy, TaskNotFound, WorktreeFailed
 from ._listener import Listener
 from ._model import (
+    Isolation,
     RunOutcome,
     RunReport,
     Task,
@@ -41,6 +43,7 @@ from ._model import (
     TaskOptions,
     end,
     finish_run,
+    isolate,
     new_task,
     record_session,
     start_run,
@@ -48,6 +51,7 @@ from ._model import (
 from ._report import ReportBuilder, event_data, summarize
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
 from ._workspace import DaemonEndpoint, Workspace
+from ._worktrees import COMMIT_TIMEOUT_S, SWEEP_INTERVAL_S, TaskWorktrees
 
 log = logging.getLogger("mcp_server.tasks")
 
@@ -109,12 +113,18 @@ class TaskRunner:
         *,
         listener: Listener[TaskChange] | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
+        sweep_interval_s: float = SWEEP_INTERVAL_S,
     ) -> None:
         self.start_timeout_s = start_timeout_s
+        self.sweep_interval_s = sweep_interval_s
         self.daemon = daemon
         self.workspace = workspace
+        self.worktrees = TaskWorktrees(daemon)
+        """The tasks' git worktrees, made and swept through the daemon."""
         self._listener = listener
         self._active: dict[str, _RunInFlight] = {}
+        self._held: set[str] = set()  # tasks under review (merge, discard): no run starts
+        self._preparing: set[str] = set()  # tasks whose worktree is being made
         self._changed: dict[str, trio.Event] = {}
         self._dirty_output: set[str] = set()
         self._output_queued = trio.Event()
@@ -131,6 +141,9 @@ class TaskRunner:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)
+            nursery.start_soon(
+                self.worktrees.sweep_every, self.sweep_interval_s, self.worktree_keys
+            )
             self._nursery = nursery
             try:
                 task_status.started()
@@ -157,7 +170,7 @@ class TaskRunner:
             await active.done.wait()
         await self.store.flush(force_fsync=True)
 
-    def _notify(self, task_id: str, kind: ChangeKind) -> None:
+    def notify(self, task_id: str, kind: ChangeKind) -> None:
         changed = self._changed.pop(task_id, None)
         if changed is not None:
             changed.set()
@@ -216,6 +229,22 @@ class TaskRunner:
         """True while the task's run is in flight or its end is not yet recorded."""
         return self.get(task_id).status == "in_progress" or task_id in self._active
 
+    def worktree_keys(self) -> list[str]:
+        """The tasks whose worktree must stay: open ones, and those being made."""
+        return [t.id for t in self.store.tasks.values() if t.has_open_worktree] + [*self._preparing]
+
+    @contextlib.contextmanager
+    def hold(self, task_id: str) -> Iterator[None]:
+        """Keep runs from starting while the task's work is reviewed (:class:`TaskBusy` if a run
+        is in flight or another review holds it)."""
+        if task_id in self._active or task_id in self._held:
+            raise TaskBusy(task_id)
+        self._held.add(task_id)
+        try:
+            yield
+        finally:
+            self._held.discard(task_id)
+
     def running(self) -> int:
         """How many runs are in flight."""
         return len(self._active)
@@ -256,11 +285,14 @@ class TaskRunner:
         agent: AgentName,
         project_dir: str | None,
         options: TaskOptions,
+        isolation: Isolation | None = None,
+        base_ref: str | None = None,
+        include_uncommitted: bool = False,
     ) -> Task:
-        """Create a task and start its first run; returns once the start is durable."""
+        """Create a task (its worktree first, unless isolation is none) and start its first run;
+        returns once the start is durable. A worktree the daemon refused: no task."""
         relative, cwd = self.workspace.resolve(project_dir)
-        nursery = self._require_nursery()
-        now = self.clock.wall()
+        self._require_nursery()
         task = new_task(
             title=title,
             instructions=instructions,
@@ -268,21 +300,38 @@ class TaskRunner:
             project_dir=relative,
             cwd=cwd,
             options=options,
-            now=now,
+            now=self.clock.wall(),
         )
+        self._preparing.add(task.id)
+        try:
+            made = await self.worktrees.create(task, isolation, base_ref, include_uncommitted)
+            task = isolate(task, made.isolation, made.note, made.worktree)
+            return await self._create(task, instructions)
+        except BaseException:
+            if task.has_open_worktree and task.id not in self.store.tasks:
+                with trio.CancelScope(shield=True), contextlib.suppress(WorktreeFailed):
+                    with trio.move_on_after(COMMIT_TIMEOUT_S):
+                        await self.worktrees.discard(task.id)
+            raise
+        finally:
+            self._preparing.discard(task.id)
+
+    async def _create(self, task: Task, instructions: str) -> Task:
+        nursery = self._require_nursery()
+        now = self.clock.wall()
         first = _event("turn", f"turn 1: {_short(instructions)}", {"turn": 1})
         active = self._begin(task.id)
         await self._save_start(
             task.id, active, lambda: self.store.create(start_run(task, now), lambda t: [first])
         )
-        self._notify(task.id, "created")
+        self.notify(task.id, "created")
         nursery.start_soon(self._run_turn, task.id, active)
         await self._wait_started(task.id, active)
         return self.get(task.id)
 
     async def follow_up(self, task_id: str, instructions: str) -> Task:
         """Start the next turn in the same agent conversation (raises :class:`TaskBusy`)."""
-        if task_id in self._active:
+        if task_id in self._active or task_id in self._held:
             raise TaskBusy(task_id)
         self.get(task_id)
         nursery = self._require_nursery()
@@ -299,7 +348,7 @@ class TaskRunner:
                 task_id, lambda t: start_run(t, self.clock.wall(), instructions), turn
             ),
         )
-        self._notify(task_id, "transition")
+        self.notify(task_id, "transition")
         nursery.start_soon(self._run_turn, task_id, active)
         await self._wait_started(task_id, active)
         return self.get(task_id)
@@ -324,7 +373,7 @@ class TaskRunner:
                 continue
             except UnknownTask:
                 raise TaskNotFound(task_id) from None
-            self._notify(task_id, "transition")
+            self.notify(task_id, "transition")
             return task
 
     async def stop(self, task_id: str, reason: RunOutcome = "cancelled") -> None:
@@ -348,8 +397,9 @@ class TaskRunner:
             while task_id in self._active:
                 await self.stop(task_id)
             await self.store.delete(task_id)
-            self._notify(task_id, "deleted")
+            self.notify(task_id, "deleted")
             deleted += 1
+        await self.worktrees.sweep(self.worktree_keys())
         return deleted
 
     # -- running --------------------------------------------------------------------------
@@ -416,6 +466,7 @@ class TaskRunner:
             max_budget_usd=options.max_budget_usd,
             permission_mode=options.permission_mode,
             timeout_s=options.timeout_s,
+            worktree=task.id if task.has_open_worktree else None,
         )
 
     async def _run_turn(self, task_id: str, active: _RunInFlight) -> None:
@@ -449,6 +500,7 @@ class TaskRunner:
             with trio.CancelScope(shield=True):
                 try:
                     report = builder.build(finished, error, active.stop_reason, active.stop_message)
+                    report = await self._commit_turn(task_id, report)
                     await self._finish(task_id, report)
                 finally:
                     self._active.pop(task_id, None)
@@ -487,6 +539,17 @@ class TaskRunner:
         except UnknownTask:
             raise TaskNotFound(task_id) from None
 
+    async def _commit_turn(self, task_id: str, report: RunReport) -> RunReport:
+        """The run's report with the commit of what the turn changed (a worktree task's)."""
+        task = self.store.tasks.get(task_id)
+        if task is None or not task.has_open_worktree:
+            return report
+
+        def note(summary: str, data: dict[str, Any]) -> None:
+            self._append(task_id, "commit", summary, data)
+
+        return await self.worktrees.commit_turn(task, report, note)
+
     async def _finish(self, task_id: str, report: RunReport) -> None:
         cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"
         turns = "" if report.num_turns is None else f", {report.num_turns} turns"
@@ -507,7 +570,7 @@ class TaskRunner:
         except UnknownTask:
             return  # deleted (clean_state) while the run was stopping
         log.info("task %s: run %d ended %s", task_id, task.runs, report.outcome)
-        self._notify(task_id, "transition")
+        self.notify(task_id, "transition")
 
 
 def _event(kind: str, summary: str, data: dict[str, Any]) -> dict[str, Any]:

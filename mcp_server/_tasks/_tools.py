@@ -23,6 +23,7 @@ from ._arguments import (
     OUTPUT_SCHEMA,
     CreateArgs,
     IdArgs,
+    MergeArgs,
     NoArgs,
     OptionalIdArgs,
     PromptIdArgs,
@@ -33,11 +34,13 @@ from ._arguments import (
     input_schema,
     parse_args,
 )
-from ._errors import RunNotStarted, TaskError
+from ._errors import RunNotStarted, TaskError, WorktreeFailed
+from ._isolation import REPORT_FILES, diffstat_view
 from ._model import Task, TaskOptions
 from ._notices import TaskNotices
 from ._prompts import PROMPTS, prompt_view
 from ._resources import TaskResources
+from ._review import TaskReview
 from ._runner import TaskRunner
 from ._views import failure, statistics_view, success, task_view
 
@@ -52,6 +55,7 @@ class TaskTools:
 
     runner: TaskRunner
     resources: TaskResources
+    review: TaskReview
 
     def handler(self, spec: ToolSpec) -> Callable[[RequestContext, JSON], Awaitable[ToolResult]]:
         """The tool's handler: parse its arguments, run it, turn known failures into answers."""
@@ -76,8 +80,11 @@ class TaskTools:
             agent=args.agent,
             project_dir=args.project_dir,
             options=_options(args),
+            isolation=args.isolation,
+            base_ref=args.base_ref,
+            include_uncommitted=args.include_uncommitted,
         )
-        return await self._started(ctx, task, "created")
+        return await self._started(ctx, task, f"created ({task.isolation_text()})")
 
     async def update_task(self, ctx: RequestContext, args: UpdateArgs) -> ToolResult:
         task = await self.runner.follow_up(args.id, args.instructions)
@@ -116,10 +123,38 @@ class TaskTools:
         task = await self.runner.end(args.id)
         return success(f"task {task.id} ended", task_view(task, full=True))
 
+    async def merge_task(self, ctx: RequestContext, args: MergeArgs) -> ToolResult:
+        task, done = await self.review.merge(args.id, args.strategy, args.message)
+        where = "the checkout was updated" if done.checkout_updated else "only the branch moved"
+        return success(
+            f"task {task.id} merged into {done.base_branch} at {done.commit[:12]} "
+            f"({done.strategy}, {len(done.files)} files; {where}); the task is {task.status}",
+            task_view(task, full=True)
+            | {"merge": attrs.asdict(done) | {"files": done.files[:200]}},
+        )
+
+    async def discard_task(self, ctx: RequestContext, args: IdArgs) -> ToolResult:
+        task, done = await self.review.discard(args.id)
+        return success(
+            f"task {task.id}: worktree {'removed' if done.removed_worktree else 'was gone'}, "
+            f"branch {'deleted' if done.deleted_branch else 'was gone'}; the task is "
+            f"{task.status}",
+            task_view(task, full=True) | {"discard": attrs.asdict(done)},
+        )
+
     async def report(self, ctx: RequestContext, args: OptionalIdArgs) -> ToolResult:
         if args.id is not None:
             task = self.runner.get(args.id)
-            return success(f"task {task.id} is {task.status}", task_view(task, full=True))
+            view = task_view(task, full=True)
+            if task.has_open_worktree:
+                try:
+                    done = await self.review.diff(task.id)
+                except WorktreeFailed as exc:
+                    view["diffstat"] = {"error": str(exc)}
+                else:
+                    stat = diffstat_view(task.id, done, limit=REPORT_FILES)
+                    view["diffstat"] = stat | {"full": f"task://{task.id}/diffstat"}
+            return success(f"task {task.id} is {task.status}", view)
         tasks = self.runner.tasks()
         return success(f"{len(tasks)} tasks", statistics_view(tasks))
 
@@ -129,7 +164,14 @@ class TaskTools:
             return failure("state_unwritable", status["state"]["error"], status)
         if not status["daemon"]["reachable"]:
             return failure("daemon_unavailable", status["daemon"]["error"], status)
-        return success("the host daemon answers", status)
+        git = status["daemon"].get("git")
+        return success(
+            "the host daemon answers; "
+            + (
+                f"{git}: tasks get worktrees" if git else "git missing: tasks run without worktrees"
+            ),
+            status,
+        )
 
     async def clean_state(self, ctx: RequestContext, args: NoArgs) -> ToolResult:
         deleted = await self.runner.clean()
@@ -201,9 +243,26 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "end_task",
         "End a task: stops its run if one is in flight (the agent's whole process "
-        "tree), then marks it completed.",
+        "tree), then marks it completed. Its worktree and branch stay (merge_task or "
+        "discard_task them later).",
         IdArgs,
         TaskTools.end_task,
+    ),
+    ToolSpec(
+        "merge_task",
+        "Merge a worktree task's branch into its base branch (strategy merge, squash or "
+        "rebase); all or nothing: refused with the files listed when it would conflict or when "
+        "the checkout has uncommitted changes in them, and with 'busy' while a run is in "
+        "flight. The task is then completed and its worktree and branch are removed.",
+        MergeArgs,
+        TaskTools.merge_task,
+    ),
+    ToolSpec(
+        "discard_task",
+        "Discard a worktree task's work: stops a run in flight, removes its worktree and "
+        "branch; the task is then cancelled.",
+        IdArgs,
+        TaskTools.discard_task,
     ),
     ToolSpec(
         "report",
@@ -247,7 +306,7 @@ def register_tasks(
     already among them), templates and prompts. The runner's changes reach clients through the
     :class:`TaskNotices` it was built with."""
     resources = TaskResources(runner=runner, features=dict(features or {}))
-    tools = TaskTools(runner=runner, resources=resources)
+    tools = TaskTools(runner=runner, resources=resources, review=TaskReview(runner))
     for spec in TOOLS:
         registry.add_tool(
             Tool(

@@ -60,6 +60,7 @@ def report_view(task: Task, report: RunReport | None) -> JSON | None:
         "started_at": _time(report.started_at),
         "finished_at": _time(report.finished_at),
         "duration_s": round(report.duration(), 3),
+        "commit": report.commit,
     }
 
 
@@ -82,6 +83,10 @@ def task_view(task: Task, *, full: bool = False) -> JSON:
         "event_count": task.event_count,
         "outcome": task.report.outcome if task.report else None,
         "logs": f"task://{task.id}/logs",
+        "isolation": task.isolation,
+        "isolation_note": task.isolation_note,
+        "branch": task.worktree.branch if task.worktree else None,
+        "review": task.review,
     }
     if full:
         view["options"] = attrs.asdict(task.options)
@@ -90,6 +95,14 @@ def task_view(task: Task, *, full: bool = False) -> JSON:
         ]
         view["report"] = report_view(task, task.report)
         view["result"] = f"task://{task.id}/result"
+        view["worktree"] = None if task.worktree is None else attrs.asdict(task.worktree)
+        view["commits"] = list(task.commits[-50:])
+        if task.has_open_worktree:
+            view["review_resources"] = {
+                "diff": f"task://{task.id}/diff",
+                "diffstat": f"task://{task.id}/diffstat",
+                "commits": f"task://{task.id}/commits",
+            }
     return view
 
 

@@ -17,7 +17,7 @@ import functools
 import json
 import pathlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -147,12 +147,18 @@ async def task_server(
     token: str | None = None,
     port: int | None = None,
     store: StoreFactory | None = None,
+    daemon_env: Mapping[str, str] | None = None,
+    daemon_config: Mapping[str, Any] | None = None,
+    sweep_interval_s: float = 600.0,
 ) -> AsyncIterator[Env]:
-    """Daemon + runner + MCP server on loopback; ``token``/``port`` override the server's view."""
+    """Daemon + runner + MCP server on loopback; ``token``/``port`` override the server's view,
+    ``daemon_env``/``daemon_config`` the daemon's environment and :class:`DaemonConfig` fields
+    (a ``state_dir`` gives it worktrees)."""
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
     agent = install_agent(tmp_path / "bin")
-    async with running_daemon(roots=[root], env={"CLAUDE_PATH": agent}) as daemon:
+    env = {"CLAUDE_PATH": agent, **(daemon_env or {})}
+    async with running_daemon(roots=[root], env=env, **(daemon_config or {})) as daemon:
         endpoint = DaemonEndpoint(
             host=daemon.host,
             port=daemon.port if port is None else port,
@@ -164,6 +170,7 @@ async def task_server(
             endpoint,
             Workspace(PurePosixPath(root), PurePosixPath(root)),
             listener=TaskNotices(registry),
+            sweep_interval_s=sweep_interval_s,
         )
         await runner.store.load()
         register_tasks(registry, runner)

@@ -78,9 +78,51 @@ CLIENTS_SAW: dict[str, dict[str, Any]] = {
             "title": {"type": "string", "minLength": 1, "maxLength": 255},
             "instructions": {"type": "string", "minLength": 1, "maxLength": 10000},
             **_RUN_OPTIONS,
+            # Issue 9: where the task runs (a worktree of its own by default in a git repo).
+            "isolation": {
+                "type": "string",
+                "enum": ["worktree", "none"],
+                "description": "'worktree': a git worktree of its own on a new branch "
+                "coding-agent/…; 'none': the project dir itself. Default: worktree when the "
+                "project dir is inside a git repository, else none (the result says which, and "
+                "why).",
+            },
+            "base_ref": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "description": "Where the task's branch starts (a branch, tag or commit; "
+                "default HEAD).",
+            },
+            "include_uncommitted": {
+                "type": "boolean",
+                "description": "Copy the checkout's uncommitted changes in as the branch's "
+                "first commit.",
+            },
         },
         ["title", "instructions"],
     ),
+    "merge_task": _object(
+        {
+            "id": {"type": "string"},
+            "strategy": {
+                "type": "string",
+                "enum": ["merge", "squash", "rebase"],
+                "description": "'merge' (a merge commit, also when a fast-forward would do), "
+                "'squash' (one commit) or 'rebase' (the task's commits replayed on the base "
+                "branch).",
+            },
+            "message": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 10000,
+                "description": "The merge or squash commit's message (default: composed from "
+                "the task).",
+            },
+        },
+        ["id"],
+    ),
+    "discard_task": _object({"id": {"type": "string"}}, ["id"]),
     "update_task": _object(
         {
             "id": {"type": "string"},
@@ -202,6 +244,14 @@ def test_a_bound_written_once_changes_schema_and_parse(limit: int) -> None:
         (
             {"title": "t", "instructions": "x", "agent": "cobol"},
             "expected one of 'claude', 'codex', 'gemini' @ $.arguments.agent",
+        ),
+        (
+            {"title": "t", "instructions": "x", "isolation": "container"},
+            "expected one of 'worktree', 'none' @ $.arguments.isolation",
+        ),
+        (
+            {"title": "t", "instructions": "x", "isolation": "none", "base_ref": "main"},
+            "base_ref and include_uncommitted need a worktree, got isolation 'none' @ $.arguments",
         ),
     ],
 )

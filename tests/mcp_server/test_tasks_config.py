@@ -94,6 +94,7 @@ def test_serve_config_env_and_flags(tmp_path: pathlib.Path) -> None:
     assert config.public_urls == ("https://tunnel.example",)
     assert config.host == "127.0.0.1"
     assert config.features["claude_available"] is True
+    assert config.sweep_interval_s == 600
     flagged = serve_config(environ, port=5000, host="0.0.0.0", daemon_port=1234)
     assert (flagged.port, flagged.host, flagged.daemon.port) == (5000, "0.0.0.0", 1234)
 
@@ -284,3 +285,13 @@ def test_token_command_without_a_token_says_why(tmp_path: pathlib.Path) -> None:
     assert result.returncode == 1
     assert f"MCP_AUTH_TOKEN is unset and {tmp_path / 'mcp.token'} cannot be read" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_interval_from_env(tmp_path: pathlib.Path) -> None:
+    """WORKTREE_SWEEP_INTERVAL_S sets the sweep's interval; anything but a positive number is an
+    error naming it."""
+    environ = {"STATE_PATH": str(tmp_path / "state"), "DAEMON_TOKEN": "t"}
+    assert serve_config(environ | {"WORKTREE_SWEEP_INTERVAL_S": "30"}).sweep_interval_s == 30
+    for bad in ("0", "-5", "soon", "nan"):
+        with pytest.raises(ConfigError, match="WORKTREE_SWEEP_INTERVAL_S"):
+            serve_config(environ | {"WORKTREE_SWEEP_INTERVAL_S": bad})

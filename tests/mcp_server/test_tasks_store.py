@@ -352,3 +352,26 @@ def test_every_log_line_fits_the_cap() -> None:
     data = decode_event(line).data
     assert data is not None
     assert list(data) == ["cut"]
+
+
+async def test_record_from_before_worktrees_loads(tmp_path: pathlib.Path) -> None:
+    """A record written before issue 9 (no isolation, worktree, commits, review, report.commit)
+    loads with isolation none and no commits."""
+    task_id = await stored_task(tmp_path)
+    path = tmp_path / "tasks" / (task_id + RECORD_SUFFIX)
+    record = orjson.loads(path.read_bytes())
+    for key in ("isolation", "isolation_note", "worktree", "commits", "review"):
+        del record[key]
+    record["report"] = {
+        "outcome": "success",
+        "started_at": T0.isoformat(),
+        "finished_at": T0.isoformat(),
+        "files_changed": ["a.py"],
+    }
+    path.write_bytes(orjson.dumps(record))
+    store = TaskStore(tmp_path)
+    (task,) = await store.load()
+    assert not store.quarantined
+    assert (task.isolation, task.worktree, task.commits, task.review) == ("none", None, (), None)
+    assert task.report is not None
+    assert task.report.commit is None

@@ -219,11 +219,27 @@ async def test_daemon_down(tmp_path: pathlib.Path) -> None:
         status = await env.client.call("check_status")
         assert status["isError"] is True
         assert status["structuredContent"]["result"]["daemon"]["reachable"] is False
-        result = await env.client.call("create_task", title="t", instructions="hello")
+        result = await env.client.call(
+            "create_task", title="t", instructions="hello", isolation="none"
+        )
         assert result["isError"] is True
         assert result["structuredContent"]["result"]["status"] == "failed"
         listed = await env.client.read("agent://tasks")
         assert listed["total_tasks"] == 1
+
+
+async def test_daemon_down_creates_no_task_when_isolation_is_automatic(
+    tmp_path: pathlib.Path,
+) -> None:
+    """With no daemon to ask whether the project is a git repository, create_task fails and
+    creates no task."""
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    async with task_server(tmp_path, port=free_port) as env:
+        result = await env.client.call("create_task", title="t", instructions="hello")
+        assert result["structuredContent"]["error"]["code"] == "unreachable"
+        assert (await env.client.read("agent://tasks"))["total_tasks"] == 0
 
 
 async def test_wrong_daemon_token(tmp_path: pathlib.Path) -> None:
