@@ -25,6 +25,8 @@ from ._settings import DashboardSettings
 
 PUBLIC_ENDPOINTS = frozenset({"dashboard.login", "dashboard.login_post", "dashboard.static"})
 """Endpoints a browser reaches before logging in."""
+STREAM_ENDPOINTS = frozenset({"dashboard.board_events", "dashboard.task_events"})
+"""Event streams: refused with 401 when not logged in (a redirect would be retried forever)."""
 
 
 def dashboard_blueprint(
@@ -71,7 +73,7 @@ def _register_fence(blueprint: Blueprint, dash: Dashboard) -> None:
             if request.endpoint in PUBLIC_ENDPOINTS:
                 return None
             if session is None:
-                if request.method == "GET" and not request.path.startswith("/events"):
+                if request.method == "GET" and request.endpoint not in STREAM_ENDPOINTS:
                     target = request.full_path.rstrip("?")
                     return see_other("/login?next=" + quote(target, safe="/"))
                 return await refused(Refusal(401, "not logged in: log in at /login first"))

@@ -8,7 +8,8 @@
 ``web.base`` is the server's base URL (``http://localhost:PORT``), ``web.token`` the bearer token
 typed on ``/login``, ``web.mcp`` an initialized MCP client with that token, ``web.runner`` the
 runner behind both. ``clock`` gives the dashboard's logins a monotonic clock a test moves;
-``daemon_config`` overrides :class:`DaemonConfig` fields (``state_dir`` gives it worktrees).
+``daemon_env``/``daemon_config`` set the daemon's environment and :class:`DaemonConfig` fields
+(``state_dir`` gives it worktrees).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ async def dashboard_server(
     *,
     clock: Callable[[], float] | None = None,
     settings: DashboardSettings | None = None,
+    daemon_env: Mapping[str, str] | None = None,
     daemon_config: Mapping[str, Any] | None = None,
     public_urls: tuple[str, ...] = (),
 ) -> AsyncIterator[Web]:
@@ -97,7 +99,7 @@ async def dashboard_server(
     root.mkdir(exist_ok=True)
     agent = install_agent(tmp_path / "bin")
     async with running_daemon(
-        roots=[root], env={"CLAUDE_PATH": agent}, **(daemon_config or {})
+        roots=[root], env={"CLAUDE_PATH": agent, **(daemon_env or {})}, **(daemon_config or {})
     ) as daemon:
         registry = Registry()
         hub = BoardHub()
@@ -146,3 +148,12 @@ async def dashboard_server(
             with trio.move_on_after(http.graceful_timeout_s + 10):
                 await stopped.wait()
             nursery.cancel_scope.cancel()
+
+
+async def wait_task_done(web: Web, task_id: str) -> dict[str, Any]:
+    """wait_task over MCP until the task's run ended; its view."""
+    with trio.fail_after(60):
+        while True:
+            task: dict[str, Any] = await web.mcp.ok("wait_task", id=task_id, timeout_s=20)
+            if task["status"] != "in_progress":
+                return task
