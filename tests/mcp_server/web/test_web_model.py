@@ -97,7 +97,7 @@ def test_diff_lines_are_classed_per_file() -> None:
     diff = parse_diff(DIFF)
     assert [file.path for file in diff.files] == ["README", "new.txt"]
     readme, new = diff.files
-    classes = dict((text, line_class) for line_class, text in readme.lines)
+    classes = {text: line_class for line_class, text in readme.lines}
     assert classes["-old line"] == "del"
     assert classes["+new line"] == "add"
     assert classes[" keep"] == "ctx"
