@@ -58,6 +58,8 @@ class Web:
     runner: TaskRunner
     root: pathlib.Path
     exits: contextlib.AsyncExitStack
+    shutdown: trio.Event
+    """Set it to start the server's graceful drain (as a signal would)."""
 
     def browser(self, **kwargs: Any) -> httpx.AsyncClient:
         """A fresh cookie jar on the dashboard (closed with the server)."""
@@ -143,7 +145,7 @@ async def dashboard_server(
             ):
                 mcp = Client(http_client, base + "/mcp")
                 await mcp.initialize()
-                yield Web(base, TOKEN, mcp, runner, root, exits)
+                yield Web(base, TOKEN, mcp, runner, root, exits, shutdown)
             shutdown.set()
             with trio.move_on_after(http.graceful_timeout_s + 10):
                 await stopped.wait()
@@ -157,3 +159,26 @@ async def wait_task_done(web: Web, task_id: str) -> dict[str, Any]:
             task: dict[str, Any] = await web.mcp.ok("wait_task", id=task_id, timeout_s=20)
             if task["status"] != "in_progress":
                 return task
+
+
+@attrs.frozen
+class SseEvent:
+    event: str
+    data: str
+    id: str | None
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
+    """The SSE messages of a streaming response, as they come (comments skipped)."""
+    event, data, event_id = "message", [], None
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield SseEvent(event, "\n".join(data), event_id)
+            event, data, event_id = "message", [], None
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
