@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import pathlib
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -182,3 +183,39 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
             data.append(line[5:].removeprefix(" "))
         elif line.startswith("id:"):
             event_id = line[3:].strip()
+
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test User",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "Test User",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+"""A fixed git identity and no user or system config, for the tests' git and the daemon's."""
+
+
+async def git(repo: pathlib.Path, *args: str) -> str:
+    """Run git in ``repo``; its stdout."""
+    done = await trio.run_process(
+        ["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, capture_stdout=True
+    )
+    return done.stdout.decode()
+
+
+@contextlib.asynccontextmanager
+async def worktree_dashboard(tmp_path: pathlib.Path, **options: Any) -> AsyncIterator[Web]:
+    """``dashboard_server`` whose daemon makes worktrees; its root is a git repository on
+    ``main`` with one commit (``README`` holding ``hello``)."""
+    async with dashboard_server(
+        tmp_path,
+        daemon_env=GIT_ENV,
+        daemon_config={"state_dir": str(tmp_path / "daemon")},
+        **options,
+    ) as web:
+        await git(web.root, "init", "-q", "-b", "main")
+        (web.root / "README").write_text("hello\n")
+        await git(web.root, "add", "README")
+        await git(web.root, "commit", "-q", "-m", "first")
+        yield web
