@@ -72,7 +72,9 @@ def register(blueprint: Blueprint, dash: Dashboard) -> None:
             name: env.get_template(f"dashboard/{name}.html")
             for name in ("log_lines", "log_gap", "task_status", "task_actions")
         }
-        return _stream(_task_stream(dash, task_id, after, templates, current_session().csrf))
+        shown = (request.args.get("status", ""), request.args.get("review") or None)
+        csrf = current_session().csrf
+        return _stream(_task_stream(dash, task_id, after, shown, templates, csrf))
 
 
 async def _until_changed(dash: Dashboard, changed: trio.Event) -> AsyncIterator[bytes]:
@@ -98,15 +100,21 @@ async def _board_stream(
 
 
 async def _task_stream(
-    dash: Dashboard, task_id: str, after: int, templates: dict[str, Template], csrf: str
+    dash: Dashboard,
+    task_id: str,
+    after: int,
+    shown: tuple[str, str | None],
+    templates: dict[str, Template],
+    csrf: str,
 ) -> AsyncIterator[bytes]:
+    """``after``: the page's last seq; ``shown``: the status and review the page shows (its
+    header and buttons are re-sent only when the task's differ)."""
     runner = dash.runner
 
     async def render(name: str, **context: Any) -> str:
         return await templates[name].render_async(**context)
 
     seen = after
-    shown: tuple[str, str | None] | None = None
     yield f"retry: {RETRY_MS}\n\n".encode()
     while not dash.hub.draining.is_set():
         try:
