@@ -74,7 +74,9 @@ def register(blueprint: Blueprint, dash: Dashboard) -> None:
         }
         shown = (request.args.get("status", ""), request.args.get("review") or None)
         csrf = current_session().csrf
-        return _stream(_task_stream(dash, task_id, after, shown, templates, csrf))
+        return _stream(
+            _task_stream(dash, task_id, after=after, shown=shown, templates=templates, csrf=csrf)
+        )
 
 
 async def _until_changed(dash: Dashboard, changed: trio.Event) -> AsyncIterator[bytes]:
@@ -102,6 +104,7 @@ async def _board_stream(
 async def _task_stream(
     dash: Dashboard,
     task_id: str,
+    *,
     after: int,
     shown: tuple[str, str | None],
     templates: dict[str, Template],

@@ -37,7 +37,7 @@ async def test_task_page_shows_only_the_last_log_page(tmp_path: pathlib.Path) ->
         page = (await browser.get(f"/tasks/{task_id}")).text
         assert _seqs(page) == list(range(last - 199, last + 1))
         assert f'href="/tasks/{task_id}/log?before={last - 199}"' in page
-        assert f'sse-connect="/tasks/{task_id}/events?after={last}"' in page
+        assert f'sse-connect="/tasks/{task_id}/events?after={last}&amp;status=waiting' in page
 
 
 async def test_older_log_pages_are_bounded(tmp_path: pathlib.Path) -> None:
