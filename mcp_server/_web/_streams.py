@@ -27,7 +27,7 @@ from ._task_pages import read_page, task_context
 KEEPALIVE_S: Final = 15.0
 """A comment this often keeps proxies (a tunnel) from closing an idle stream."""
 MIN_INTERVAL_S: Final = 0.1
-"""At most this many board renders per second per stream (a burst of changes is one render)."""
+"""Pause after a board render or a batch of log lines: a burst of changes becomes one message."""
 RETRY_MS: Final = 2000
 KEEPALIVE: Final = b": keepalive\n\n"
 
@@ -138,6 +138,7 @@ async def _task_stream(
             if events:
                 seen = events[-1].seq
                 yield sse("log", await render("log_lines", lines=log_lines(events)), seen)
+                await trio.sleep(MIN_INTERVAL_S)  # a fast log: fewer, bigger messages
                 continue
         if (task.status, task.review) != shown:
             shown = (task.status, task.review)

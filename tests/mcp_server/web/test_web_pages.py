@@ -40,6 +40,25 @@ async def test_task_page_shows_only_the_last_log_page(tmp_path: pathlib.Path) ->
         assert f'sse-connect="/tasks/{task_id}/events?after={last}&amp;status=waiting' in page
 
 
+async def test_task_page_size_does_not_grow_with_the_log(tmp_path: pathlib.Path) -> None:
+    """A task with 20,000 events renders a page no bigger than with a few hundred."""
+    async with dashboard_server(tmp_path) as web:
+        created = await web.mcp.ok("create_task", title="t", instructions="hello")
+        task_id = created["task_id"]
+        await wait_task_done(web, task_id)
+        for number in range(20_000):
+            web.runner.store.append_event(
+                task_id, kind="agent", summary=f"line {number} " + "x" * 100, data={"kind": "text"}
+            )
+        await web.runner.store.flush()
+        last = web.runner.last_seq(task_id)
+        assert last > 20_000
+        browser = await web.logged_in()
+        page = (await browser.get(f"/tasks/{task_id}")).text
+        assert _seqs(page) == list(range(last - 199, last + 1))
+        assert len(page) < 200 * 400 + 10_000
+
+
 async def test_older_log_pages_are_bounded(tmp_path: pathlib.Path) -> None:
     """Each older page holds the 200 events before it and links to the next older one."""
     async with dashboard_server(tmp_path) as web:
@@ -158,6 +177,8 @@ async def test_static_files_have_their_types(tmp_path: pathlib.Path) -> None:
         css = await browser.get("/static/style.css")
         htmx = await browser.get("/static/htmx.min.js")
         sse = await browser.get("/static/sse.min.js")
+        app = await browser.get("/static/app.js")
+        assert app.headers["content-type"].startswith("text/javascript")
         assert css.headers["content-type"].startswith("text/css")
         assert htmx.headers["content-type"].startswith("text/javascript")
         assert sse.headers["content-type"].startswith("text/javascript")
