@@ -3,9 +3,10 @@
 ``/events/board``: an ``event: board`` with the board's rows (for the same filter as the page)
 on connect and after every change of the board. ``/tasks/<id>/events``: ``event: log`` with the
 log lines after the page's last one (``id:`` is the last seq, so a reconnecting browser resumes
-with ``Last-Event-ID``), and ``event: status`` / ``event: actions`` with the task's header and
-buttons when its status changes. A backlog longer than a page is skipped with a line that links
-to it, so a fast log never floods a page. Streams end when the server drains.
+with ``Last-Event-ID``), and ``status``, ``facts``, ``turns`` and ``actions`` events with those
+parts of the page when the task's status, review or turns differ from what the page shows. A
+backlog longer than a page is skipped with a line that links to it, so a fast log never floods a
+page. Streams end when the server drains.
 """
 
 from __future__ import annotations
@@ -70,9 +71,21 @@ def register(blueprint: Blueprint, dash: Dashboard) -> None:
         env = current_app.jinja_env
         templates = {
             name: env.get_template(f"dashboard/{name}.html")
-            for name in ("log_lines", "log_gap", "task_status", "task_actions")
+            for name in (
+                "log_lines",
+                "log_gap",
+                "task_status",
+                "task_facts",
+                "task_turns",
+                "task_actions",
+            )
         }
-        shown = (request.args.get("status", ""), request.args.get("review") or None)
+        turns = request.args.get("turns", "")
+        shown = (
+            request.args.get("status", ""),
+            request.args.get("review") or None,
+            int(turns) if turns.isascii() and turns.isdigit() and len(turns) < 9 else -1,
+        )
         csrf = current_session().csrf
         return _stream(
             _task_stream(dash, task_id, after=after, shown=shown, templates=templates, csrf=csrf)
@@ -106,12 +119,12 @@ async def _task_stream(
     task_id: str,
     *,
     after: int,
-    shown: tuple[str, str | None],
+    shown: tuple[str, str | None, int],
     templates: dict[str, Template],
     csrf: str,
 ) -> AsyncIterator[bytes]:
-    """``after``: the page's last seq; ``shown``: the status and review the page shows (its
-    header and buttons are re-sent only when the task's differ)."""
+    """``after``: the page's last seq; ``shown``: the status, review and number of turns the
+    page shows (its status, facts, turns and buttons are re-sent only when the task's differ)."""
     runner = dash.runner
 
     async def render(name: str, **context: Any) -> str:
@@ -140,10 +153,11 @@ async def _task_stream(
                 yield sse("log", await render("log_lines", lines=log_lines(events)), seen)
                 await trio.sleep(MIN_INTERVAL_S)  # a fast log: fewer, bigger messages
                 continue
-        if (task.status, task.review) != shown:
-            shown = (task.status, task.review)
-            yield sse("status", await render("task_status", task=task))
-            yield sse("actions", await render("task_actions", **task_context(task), csrf=csrf))
+        if (task.status, task.review, len(task.turns)) != shown:
+            shown = (task.status, task.review, len(task.turns))
+            context = task_context(task) | {"csrf": csrf}
+            for name in ("status", "facts", "turns", "actions"):
+                yield sse(name, await render(f"task_{name}", **context))
         async for keepalive in _until_changed(dash, changed):
             yield keepalive
 

@@ -48,9 +48,11 @@ def can_discard(task: Task) -> bool:
 
 
 def task_context(task: Task) -> dict[str, Any]:
-    """What the task's header and action fragments show."""
+    """What the task's header, facts, turns and action fragments show."""
     return {
         "task": task,
+        "turns": [cut(turn.instructions, TEXT_CHARS) for turn in task.turns],
+        "final_text": cut(task.report.final_text if task.report else None, TEXT_CHARS),
         "can_follow_up": can_follow_up(task),
         "can_end": can_end(task),
         "can_merge": can_merge(task),
@@ -99,8 +101,6 @@ def _register_pages(blueprint: Blueprint, dash: Dashboard) -> None:
         events = await read_page(runner, task_id, after, last)
         return await page(
             "task.html",
-            turns=[cut(turn.instructions, TEXT_CHARS) for turn in task.turns],
-            final_text=cut(task.report.final_text if task.report else None, TEXT_CHARS),
             lines=log_lines(events),
             first_seq=after + 1,
             last_seq=last,

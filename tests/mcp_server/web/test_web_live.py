@@ -121,22 +121,26 @@ async def test_streams_end_cleanly_when_the_server_drains(tmp_path: pathlib.Path
 
 
 async def test_task_stream_resends_status_only_when_it_changed(tmp_path: pathlib.Path) -> None:
-    """A stream told the page's status sends no header or buttons until the status changes."""
+    """A stream told what the page shows sends no status, facts, turns or buttons until the
+    task's differ (a follow-up), then all four."""
     async with dashboard_server(tmp_path) as web:
         created = await web.mcp.ok("create_task", title="t", instructions="hello")
         task_id = created["task_id"]
         await wait_task_done(web, task_id)
         last = web.runner.last_seq(task_id)
         browser = await web.logged_in()
-        path = f"/tasks/{task_id}/events?after={last}&status=waiting&review="
+        path = f"/tasks/{task_id}/events?after={last}&status=waiting&review=&turns=1"
         kinds: list[str] = []
         with trio.fail_after(30):
             async with browser.stream("GET", path) as response:
                 events = sse_events(response)
-                await web.mcp.ok("update_task", id=task_id, instructions="hello")
+                await web.mcp.ok("update_task", id=task_id, instructions="lines 1")
                 async for event in events:
                     kinds.append(event.event)
+                    if event.event == "turns":
+                        turns = event.data
                     if event.event == "actions":
                         break
         assert kinds[0] == "log"
-        assert "status" in kinds
+        assert kinds[-4:] == ["status", "facts", "turns", "actions"]
+        assert '<pre class="instructions">lines 1</pre>' in turns
