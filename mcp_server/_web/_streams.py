@@ -147,7 +147,12 @@ async def _task_stream(
             seen = last - LOG_PAGE
             yield sse("log", gap, seen)
         if last > seen:
-            events = await read_page(runner, task_id, seen, last)
+            try:
+                events = await read_page(runner, task_id, seen, last)
+            except (TaskNotFound, OSError):
+                if _exists(dash, task_id):
+                    raise
+                continue  # deleted meanwhile (clean_state): the loop says so and ends
             if events:
                 seen = events[-1].seq
                 yield sse("log", await render("log_lines", lines=log_lines(events)), seen)
@@ -160,6 +165,14 @@ async def _task_stream(
                 yield sse(name, await render(f"task_{name}", **context))
         async for keepalive in _until_changed(dash, changed):
             yield keepalive
+
+
+def _exists(dash: Dashboard, task_id: str) -> bool:
+    try:
+        dash.runner.get(task_id)
+    except TaskNotFound:
+        return False
+    return True
 
 
 def _resume_point(last_event_id: str | None, after: str | None) -> int:

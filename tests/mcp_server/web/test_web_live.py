@@ -144,3 +144,21 @@ async def test_task_stream_resends_status_only_when_it_changed(tmp_path: pathlib
         assert kinds[0] == "log"
         assert kinds[-4:] == ["status", "facts", "turns", "actions"]
         assert '<pre class="instructions">lines 1</pre>' in turns
+
+
+async def test_task_stream_ends_saying_deleted_after_clean_state(tmp_path: pathlib.Path) -> None:
+    """A task deleted over MCP (clean_state) ends its stream with a 'deleted' status."""
+    async with dashboard_server(tmp_path) as web:
+        created = await web.mcp.ok("create_task", title="t", instructions="hello")
+        task_id = created["task_id"]
+        await wait_task_done(web, task_id)
+        last = web.runner.last_seq(task_id)
+        browser = await web.logged_in()
+        path = f"/tasks/{task_id}/events?after={last}&status=waiting&review=&turns=1"
+        with trio.fail_after(30):
+            async with browser.stream("GET", path) as response:
+                events = sse_events(response)
+                await web.mcp.ok("clean_state")
+                received = [event async for event in events]
+        assert [event.event for event in received] == ["status"]
+        assert ">deleted<" in received[0].data
