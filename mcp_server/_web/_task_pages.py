@@ -8,11 +8,12 @@ checks; each answers with a redirect to the task page, which shows what happened
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 from quart import Blueprint, Response, request
 
+from host_daemon import MergeStrategy
 from mcp_server._tasks import (
     TOOLS,
     Task,
@@ -26,7 +27,7 @@ from mcp_server._tasks import (
 from ._base import Dashboard, notify, page, see_other, wants_fragment
 from ._render import LOG_PAGE, TEXT_CHARS, cut, log_lines, page_start, parse_diff
 
-MERGE_STRATEGIES = ("merge", "squash", "rebase")
+MERGE_STRATEGIES: tuple[str, ...] = get_args(MergeStrategy)
 _ARGUMENTS = {spec.name: spec.arguments for spec in TOOLS}
 
 

@@ -115,3 +115,17 @@ async def test_unknown_merge_strategy_is_refused(tmp_path: pathlib.Path) -> None
         assert "strategy" in shown
         report = await web.mcp.ok("report", id=task_id)
         assert report["review"] is None
+
+
+async def test_notice_waits_for_a_full_page(tmp_path: pathlib.Path) -> None:
+    """An action's notice is not used up by a fragment htmx loads; the next page shows it."""
+    async with dashboard_server(tmp_path) as web:
+        created = await web.mcp.ok("create_task", title="t", instructions="hello")
+        task_id = created["task_id"]
+        await wait_task_done(web, task_id)
+        browser = await web.logged_in()
+        page = f"/tasks/{task_id}"
+        await web.post_form(browser, f"{page}/end", page)
+        fragment = await browser.get(f"{page}/log?before=3", headers={"HX-Request": "true"})
+        assert 'id="notice"' not in fragment.text
+        assert "task ended: it is completed" in (await browser.get(page)).text
