@@ -193,6 +193,16 @@ MUTANTS = (
         replacement="        if False:\n",
         tests=("tests/mcp_server/web/test_web_fence.py::test_foreign_host_is_refused",),
     ),
+    Mutant(
+        name="dashboard-takes-any-local-origin",
+        guarantee="a page on another local port cannot post to the dashboard, even with a token",
+        path="mcp_server/_web/_guard.py",
+        original="not self.fence.is_own_origin(origin, scheme, host_header)",
+        replacement="not self.fence.allows_origin(origin)",
+        tests=(
+            "tests/mcp_server/web/test_web_fence.py::test_post_from_another_local_port_is_refused",
+        ),
+    ),
 )
 
 
