@@ -1,5 +1,6 @@
-// Coding Agent dashboard: keeps a live log bounded, so a task that writes without pause never
-// slows the page down. The older lines stay one link away. (A file: the CSP forbids inline code.)
+// Coding Agent dashboard: marks live streams' state, and keeps a live log bounded, so a task that
+// writes without pause never slows the page down; the older lines stay one link away.
+// (A file: the CSP forbids inline code.)
 (function () {
   "use strict";
   var MAX_LINES = 1000;
@@ -35,6 +36,18 @@
       olderLink(log, first.id.replace("event-", ""));
     }
   }
+
+  // The element holding a live stream says how it is: data-live="open", "error" or "closed".
+  function mark(state) {
+    return function (event) {
+      if (event.target && event.target.setAttribute) {
+        event.target.setAttribute("data-live", state);
+      }
+    };
+  }
+  document.addEventListener("htmx:sseOpen", mark("open"));
+  document.addEventListener("htmx:sseError", mark("error"));
+  document.addEventListener("htmx:sseClose", mark("closed"));
 
   document.addEventListener("htmx:sseMessage", function (event) {
     if (event.target && event.target.id === "log") {
