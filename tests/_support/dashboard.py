@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pathlib
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 from selenium.webdriver.common.by import By
@@ -32,17 +33,12 @@ GIT_ENV = {
 LOGIN_PATH = "/login"
 BOARD_PATH = "/"
 TASK_PATH = "/tasks/{id}"
-TOKEN_FIELD = (By.CSS_SELECTOR, "form input[name=token]")
+COOKIE = "coding_agent_session"
+TOKEN_FIELD = (By.ID, "token")
 BOARD = (By.ID, "board")
-TASK_ROW = "#board [data-task-id='{id}']"
-TASK_LINK = "#board a[href='/tasks/{id}']"
 LOG = (By.ID, "log")
 FOLLOW_UP_FIELD = (By.CSS_SELECTOR, "#follow-up textarea[name=instructions]")
-FOLLOW_UP_SUBMIT = (By.CSS_SELECTOR, "#follow-up button[type=submit]")
-CSRF_FIELD = "input[name=csrf]"
-ACTION_FORM = "form#{action}"
-CONFIRM_BUTTON = "form#{action}-confirm button[type=submit]"
-FLASH_ERROR = (By.CSS_SELECTOR, ".notice.error")
+LOGOUT = (By.ID, "logout")
 
 
 @attrs.frozen
@@ -87,6 +83,84 @@ def log_in(driver: WebDriver, dashboard: Dashboard) -> None:
     field.send_keys(dashboard.up.token)
     field.submit()
     wait_for(driver, lambda d: d.find_elements(*BOARD), "the board after logging in")
+
+
+def log_out(driver: WebDriver) -> None:
+    """Press "Log out" in the page's header."""
+    driver.find_element(*LOGOUT).click()
+
+
+def login_page_for(driver: WebDriver, dashboard: Dashboard, path: str) -> bool:
+    """Whether the browser shows the login page that leads back to ``path``."""
+    expected = dashboard.url(f"{LOGIN_PATH}?next={quote(path, safe='/')}")
+    return driver.current_url == expected and bool(driver.find_elements(*TOKEN_FIELD))
+
+
+def task_row_css(task_id: str) -> str:
+    """The CSS selector of the task's row on the board."""
+    return f"#board #task-row-{task_id}"
+
+
+def open_task(driver: WebDriver, dashboard: Dashboard, task_id: str) -> None:
+    """Load the task's page; wait for its log."""
+    driver.get(dashboard.url(TASK_PATH.format(id=task_id)))
+    wait_for(driver, lambda d: d.find_elements(*LOG), f"the page of task {task_id}")
+
+
+def log_text(driver: WebDriver) -> str:
+    """The text of the task page's event log."""
+    found = driver.find_elements(*LOG)
+    return found[0].text if found else ""
+
+
+def follow_up_field(driver: WebDriver) -> WebElement:
+    """The task page's follow-up box."""
+    return wait_for(driver, lambda d: d.find_element(*FOLLOW_UP_FIELD), "the follow-up box")
+
+
+def csrf_field(driver: WebDriver) -> WebElement:
+    """The first CSRF field of the page's forms."""
+    return driver.find_element(By.CSS_SELECTOR, "main input[name=csrf]")
+
+
+def action_url(dashboard: Dashboard, task_id: str, action: str) -> str:
+    """Where the task page's ``action`` form (end, merge, discard, follow-up) posts."""
+    return dashboard.url(f"{TASK_PATH.format(id=task_id)}/{action}")
+
+
+def pending_confirmation(driver: WebDriver, action: str) -> WebElement:
+    """Press the task page's ``action`` button (end, merge, discard); its confirm button."""
+    driver.find_element(By.ID, f"{action}-button").click()
+    return wait_for(
+        driver,
+        lambda d: (button := d.find_element(By.ID, f"{action}-confirm")).is_displayed() and button,
+        f"the confirmation of {action}",
+    )
+
+
+def submit_action(driver: WebDriver, action: str) -> None:
+    """Press ``action`` and then its confirmation, without waiting for the answer."""
+    pending_confirmation(driver, action).click()
+
+
+def confirm(driver: WebDriver, action: str) -> None:
+    """Press ``action``, confirm it, and wait for the task page to answer."""
+    submit_action(driver, action)
+    wait_for(driver, lambda d: d.find_elements(By.ID, "notice"), f"the answer to {action}")
+
+
+def agent_pids(marker: str) -> list[int]:
+    """The processes whose command line holds ``marker`` (an agent's unique argument)."""
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue  # it ended meanwhile
+            if marker.encode() in cmdline:
+                pids.append(int(entry.name))
+    return pids
 
 
 def find(driver: WebDriver, css: str) -> WebElement | None:

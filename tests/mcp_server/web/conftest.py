@@ -48,7 +48,7 @@ async def dashboard(tmp_path: pathlib.Path) -> AsyncIterator[Dashboard]:
 
 
 @pytest.fixture
-def logged_in(browser: WebDriver, dashboard: Dashboard) -> WebDriver:
+async def logged_in(browser: WebDriver, dashboard: Dashboard) -> WebDriver:
     """The browser, logged in to the dashboard with the bearer token (on the board)."""
     log_in(browser, dashboard)
     return browser

@@ -1,0 +1,76 @@
+"""Logging in and out in a real browser: the token, the cookie, and where a stale one leads."""
+
+from __future__ import annotations
+
+import pytest
+from _support.browser import body_text, wait_for
+from _support.dashboard import (
+    BOARD,
+    COOKIE,
+    LOGIN_PATH,
+    TOKEN_FIELD,
+    Dashboard,
+    log_out,
+    login_page_for,
+)
+from selenium.webdriver.remote.webdriver import WebDriver
+
+pytestmark = pytest.mark.browser
+
+
+async def test_login_with_the_token_opens_the_board(
+    browser: WebDriver, dashboard: Dashboard
+) -> None:
+    """The bearer token typed on /login leads to the board, with an HttpOnly, Strict cookie."""
+    browser.get(dashboard.url("/"))
+    field = wait_for(browser, lambda d: d.find_element(*TOKEN_FIELD), "the login page")
+    field.send_keys(dashboard.up.token)
+    field.submit()
+    wait_for(browser, lambda d: d.find_elements(*BOARD), "the board")
+    cookie = browser.get_cookie(COOKIE)
+    assert cookie is not None
+    assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
+    assert browser.execute_script("return document.cookie") == ""
+    assert dashboard.up.token not in browser.page_source
+
+
+async def test_wrong_token_is_refused_on_the_login_page(
+    browser: WebDriver, dashboard: Dashboard
+) -> None:
+    """A wrong token leaves the browser on /login, told so, with no session cookie."""
+    browser.get(dashboard.url(LOGIN_PATH))
+    field = wait_for(browser, lambda d: d.find_element(*TOKEN_FIELD), "the login page")
+    field.send_keys("not-the-token")
+    field.submit()
+    wait_for(browser, lambda d: "wrong token" in body_text(d), "the refusal")
+    assert browser.find_elements(*TOKEN_FIELD)
+    assert browser.get_cookie(COOKIE) is None
+    browser.get(dashboard.url("/"))
+    wait_for(browser, lambda d: login_page_for(d, dashboard, "/"), "the login page again")
+
+
+async def test_expired_session_cookie_leads_back_to_login(
+    logged_in: WebDriver, dashboard: Dashboard
+) -> None:
+    """A cookie whose session the server no longer has sends the page to /login, then back."""
+    stale = logged_in.get_cookie(COOKIE)
+    assert stale is not None
+    logged_in.delete_cookie(COOKIE)
+    logged_in.add_cookie({**stale, "value": "expired-" + stale["value"][8:]})
+    logged_in.get(dashboard.url("/status"))
+    wait_for(logged_in, lambda d: login_page_for(d, dashboard, "/status"), "the login page")
+    field = logged_in.find_element(*TOKEN_FIELD)
+    field.send_keys(dashboard.up.token)
+    field.submit()
+    wait_for(logged_in, lambda d: d.current_url == dashboard.url("/status"), "/status again")
+
+
+async def test_logout_ends_the_session(logged_in: WebDriver, dashboard: Dashboard) -> None:
+    """After logging out, the old cookie no longer opens the board."""
+    cookie = logged_in.get_cookie(COOKIE)
+    assert cookie is not None
+    log_out(logged_in)
+    wait_for(logged_in, lambda d: d.find_elements(*TOKEN_FIELD), "the login page")
+    logged_in.add_cookie(cookie)
+    logged_in.get(dashboard.url("/"))
+    wait_for(logged_in, lambda d: login_page_for(d, dashboard, "/"), "the login page")

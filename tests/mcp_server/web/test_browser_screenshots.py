@@ -1,0 +1,61 @@
+"""The pages at a phone's and a desktop's width: they fit, and the screenshots are kept.
+
+Each test saves ``build/screenshots/PAGE-WIDTH.png`` (CI keeps the directory as an artifact);
+two of them are copied by hand to ``docs/images/`` for the README.
+"""
+
+from __future__ import annotations
+
+import pytest
+from _support.browser import DESKTOP, PHONE, screenshot, set_viewport, wait_for
+from _support.dashboard import LOG, Dashboard, find, open_task, task_row_css
+from selenium.webdriver.remote.webdriver import WebDriver
+
+pytestmark = pytest.mark.browser
+
+SIZES = {"phone": PHONE, "desktop": DESKTOP}
+
+
+def fits_the_width(driver: WebDriver) -> bool:
+    """Whether the page needs no sideways scrolling."""
+    return bool(
+        driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    )
+
+
+async def some_tasks(dashboard: Dashboard) -> str:
+    """Three tasks with something to show; the id of one that ran two turns."""
+    done = await dashboard.create("Say hello", "hello")
+    await dashboard.wait_ended(done)
+    await dashboard.client.ok("update_task", id=done, instructions="lines 5")
+    await dashboard.wait_ended(done)
+    failed = await dashboard.create("A run that fails", "fail")
+    await dashboard.wait_ended(failed)
+    await dashboard.create("Still working on it", "sleep 600")
+    return done
+
+
+@pytest.mark.parametrize("width", SIZES)
+async def test_board_fits_and_is_captured(
+    logged_in: WebDriver, dashboard: Dashboard, width: str
+) -> None:
+    """The board with tasks needs no sideways scrolling; saved as board-WIDTH.png."""
+    task_id = await some_tasks(dashboard)
+    set_viewport(logged_in, SIZES[width])
+    logged_in.refresh()
+    wait_for(logged_in, lambda d: find(d, task_row_css(task_id)), "the board's rows")
+    screenshot(logged_in, f"board-{width}")
+    assert fits_the_width(logged_in)
+
+
+@pytest.mark.parametrize("width", SIZES)
+async def test_task_page_fits_and_is_captured(
+    logged_in: WebDriver, dashboard: Dashboard, width: str
+) -> None:
+    """A task's page with its log needs no sideways scrolling; saved as task-WIDTH.png."""
+    task_id = await some_tasks(dashboard)
+    set_viewport(logged_in, SIZES[width])
+    open_task(logged_in, dashboard, task_id)
+    wait_for(logged_in, lambda d: "line 4" in d.find_element(*LOG).text, "the task's log")
+    screenshot(logged_in, f"task-{width}")
+    assert fits_the_width(logged_in)
