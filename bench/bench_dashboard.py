@@ -36,7 +36,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 
 from _support.agent_up import base_env, coding_agent_up
 from _support.browser import chrome, wait_for
-from _support.dashboard import (
+from _support.dashboard_pages import (
     BOARD_PATH,
     GIT_ENV,
     LOG,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from _support.agent_up import base_env, coding_agent_up
 from _support.browser import chrome, ensure_chromium
-from _support.dashboard import GIT_ENV, Dashboard, log_in
+from _support.dashboard_pages import GIT_ENV, Dashboard, log_in
 from _support.task_server import Client, install_agent
 from selenium.webdriver.remote.webdriver import WebDriver
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 from _support.browser import wait_for
-from _support.dashboard import TASK_PATH, Dashboard, find, mark_page, still_marked, task_row_css
+from _support.dashboard_pages import (
+    TASK_PATH,
+    Dashboard,
+    find,
+    mark_page,
+    still_marked,
+    task_row_css,
+)
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 from _support.browser import body_text, other_origin, wait_for
-from _support.dashboard import (
+from _support.dashboard_pages import (
     Dashboard,
     action_url,
     agent_pids,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from _support.browser import body_text, wait_for
-from _support.dashboard import (
+from _support.dashboard_pages import (
     BOARD,
     COOKIE,
     LOGIN_PATH,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from _support.browser import body_text, wait_for
-from _support.dashboard import Dashboard, confirm, find, open_task, pending_confirmation
+from _support.dashboard_pages import Dashboard, confirm, find, open_task, pending_confirmation
 from _support.git_repos import branches, make_repo
 from selenium.webdriver.remote.webdriver import WebDriver
 

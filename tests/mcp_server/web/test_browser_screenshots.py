@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from _support.browser import DESKTOP, PHONE, screenshot, set_viewport, wait_for
-from _support.dashboard import LOG, Dashboard, find, open_task, task_row_css
+from _support.dashboard_pages import LOG, Dashboard, find, open_task, task_row_css
 from selenium.webdriver.remote.webdriver import WebDriver
 
 pytestmark = pytest.mark.browser

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from _support.browser import body_text, wait_for
-from _support.dashboard import (
+from _support.dashboard_pages import (
     Dashboard,
     agent_pids,
     confirm,
