@@ -44,6 +44,7 @@ from ._config import (
 )
 from ._doctor import doctor_main
 from ._tasks import DaemonEndpoint, TaskNotices, TaskRunner, TaskStore, Workspace, register_tasks
+from ._web import BoardHub, FanOut, dashboard_blueprint
 
 log = logging.getLogger("mcp_server")
 
@@ -121,17 +122,19 @@ async def run_server(
     shutdown: trio.Event,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Load the tasks, serve MCP until ``shutdown``, then stop runs (grace) and flush."""
+    """Load the tasks, serve MCP (and the dashboard at ``/``) until ``shutdown``, then stop runs
+    (grace) and flush."""
     registry = Registry()
+    hub = BoardHub()
     runner = TaskRunner(
         functools.partial(TaskStore, config.state_path),
         config.daemon,
         config.workspace,
-        listener=TaskNotices(registry),
+        listener=FanOut([TaskNotices(registry), hub]),
         sweep_interval_s=config.sweep_interval_s,
     )
     await runner.store.load()
-    register_tasks(registry, runner, features=config.features)
+    tools = register_tasks(registry, runner, features=config.features)
     settings = HttpSettings(
         host=config.host,
         port=config.port,
@@ -145,12 +148,20 @@ async def run_server(
             "task://{id}/diff, then merge_task or discard_task."
         ),
     )
+    dashboard = dashboard_blueprint(tools, hub, settings)
     served = trio.Event()
     http_shutdown = trio.Event()
 
     async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
         try:
-            await serve(registry, settings, shutdown=http_shutdown, task_status=task_status)
+            await serve(
+                registry,
+                settings,
+                shutdown=http_shutdown,
+                blueprints=[dashboard],
+                on_drain=[hub.drain],
+                task_status=task_status,
+            )
         finally:
             served.set()
 

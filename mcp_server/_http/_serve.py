@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 import trio
 from hypercorn.trio import serve as hypercorn_serve
-from quart import Response, request
+from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 
 from .._core import Core, Registry, ServerInfo, TrioMcpTaskGroup
@@ -19,10 +20,15 @@ from ._listens import ListenStreams
 from ._settings import HttpSettings
 
 
-def _quart_app(settings: HttpSettings) -> QuartTrio:
-    """Health and RFC 9728 metadata; also answers the ASGI lifespan Hypercorn requires."""
-    app = QuartTrio("mcp_server")
+def _quart_app(settings: HttpSettings, blueprints: Sequence[Blueprint] = ()) -> QuartTrio:
+    """Health, RFC 9728 metadata and ``blueprints`` (the dashboard); also answers the ASGI
+    lifespan Hypercorn requires."""
+    app = QuartTrio("mcp_server", static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["BODY_TIMEOUT"] = settings.body_timeout_s
     fence = HostFence.from_settings(settings)
+    for blueprint in blueprints:
+        app.register_blueprint(blueprint)
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -66,9 +72,12 @@ def shield_final_send(app: Any) -> Any:
     return wrapped
 
 
-def build_app(registry: Registry, settings: HttpSettings) -> tuple[TrioMcpTaskGroup, McpApp]:
-    """The ASGI app for ``registry`` and its core's task group; run ``group.run`` and
-    ``app.run`` beside it."""
+def build_app(
+    registry: Registry, settings: HttpSettings, blueprints: Sequence[Blueprint] = ()
+) -> tuple[TrioMcpTaskGroup, McpApp]:
+    """The ASGI app for ``registry`` (``/mcp``) and ``blueprints`` (every other path beside
+    ``/healthz`` and the metadata), and its core's task group; run ``group.run`` and ``app.run``
+    beside it."""
     info = ServerInfo(settings.server_name, settings.server_version, settings.instructions)
     group = TrioMcpTaskGroup()
     listens = ListenStreams()
@@ -80,7 +89,7 @@ def build_app(registry: Registry, settings: HttpSettings) -> tuple[TrioMcpTaskGr
         task_group=group,
         task_listener=listens,
     )
-    return group, McpApp(core, settings, _quart_app(settings), listens)
+    return group, McpApp(core, settings, _quart_app(settings, blueprints), listens)
 
 
 async def serve(
@@ -88,16 +97,20 @@ async def serve(
     settings: HttpSettings,
     *,
     shutdown: trio.Event,
+    blueprints: Sequence[Blueprint] = (),
+    on_drain: Sequence[Callable[[], None]] = (),
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``registry`` on ``/mcp`` until ``shutdown`` is set, then drain and return.
+    """Serve ``registry`` on ``/mcp`` (and ``blueprints`` beside it) until ``shutdown`` is set,
+    then drain and return.
 
-    ``task_status.started(urls)`` reports the bound base URLs (port 0 allowed). Cancelling the
-    caller's scope exits at once.
+    ``on_drain`` callbacks run when draining starts: a blueprint's long-lived streams end there,
+    or they would hold the graceful shutdown until its timeout. ``task_status.started(urls)``
+    reports the bound base URLs (port 0 allowed). Cancelling the caller's scope exits at once.
     """
     _h11.install()
     _connections.install()
-    group, app = build_app(registry, settings)
+    group, app = build_app(registry, settings, blueprints)
     config = _connections.GatedConfig(
         _connections.ConnectionGate(_connections.connection_cap(settings.max_connections))
     )
@@ -112,6 +125,8 @@ async def serve(
     async def trigger() -> None:
         await shutdown.wait()
         app.drain()
+        for drain in on_drain:
+            drain()
 
     async with trio.open_nursery() as nursery:
         await nursery.start(group.run)

@@ -1,0 +1,207 @@
+"""A task's pages: the task (turns, report, actions, the last page of its log), older log pages,
+its diff; and the actions that steer it: follow-up, end, merge, discard.
+
+Actions go through the same runner (and review) the MCP tools use, with the tools' own argument
+checks; each answers with a redirect to the task page, which shows what happened once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+from quart import Blueprint, Response, request
+
+from mcp_server._tasks import (
+    TOOLS,
+    Task,
+    TaskError,
+    TaskEvent,
+    TaskNotFound,
+    TaskRunner,
+    parse_args,
+)
+
+from ._base import Dashboard, notify, page, see_other, wants_fragment
+from ._render import LOG_PAGE, TEXT_CHARS, cut, log_lines, page_start, parse_diff
+
+MERGE_STRATEGIES = ("merge", "squash", "rebase")
+_ARGUMENTS = {spec.name: spec.arguments for spec in TOOLS}
+
+
+def can_follow_up(task: Task) -> bool:
+    """Whether the page offers a follow-up (the runner decides; this only hides dead forms)."""
+    return task.status != "completed" and task.review is None
+
+
+def can_end(task: Task) -> bool:
+    return task.status != "completed"
+
+
+def can_merge(task: Task) -> bool:
+    return task.has_open_worktree and task.status != "in_progress"
+
+
+def can_discard(task: Task) -> bool:
+    return task.has_open_worktree
+
+
+def task_context(task: Task) -> dict[str, Any]:
+    """What the task's header and action fragments show."""
+    return {
+        "task": task,
+        "can_follow_up": can_follow_up(task),
+        "can_end": can_end(task),
+        "can_merge": can_merge(task),
+        "can_discard": can_discard(task),
+        "strategies": MERGE_STRATEGIES,
+    }
+
+
+async def read_page(runner: TaskRunner, task_id: str, after: int, end: int) -> list[TaskEvent]:
+    """The task's events with ``after < seq <= end`` (at most ``LOG_PAGE``), read in as many
+    bounded reads as the store's read budget needs."""
+    end = min(end, after + LOG_PAGE)
+    events: list[TaskEvent] = []
+    while after < end:
+        batch = await runner.events(task_id, after, end - after)
+        if not batch:
+            break
+        events += [event for event in batch if event.seq <= end]
+        after = batch[-1].seq
+    return events
+
+
+async def not_found(task_id: str) -> Response:
+    return await page(
+        "refused.html", 404, message=f"no task {task_id!r}: it never existed or was deleted"
+    )
+
+
+def register(blueprint: Blueprint, dash: Dashboard) -> None:
+    """Add the task pages and actions to the dashboard's blueprint."""
+    _register_pages(blueprint, dash)
+    _register_actions(blueprint, dash)
+
+
+def _register_pages(blueprint: Blueprint, dash: Dashboard) -> None:
+    runner = dash.runner
+
+    @blueprint.get("/tasks/<task_id>")
+    async def task_page(task_id: str) -> Response:
+        try:
+            task = runner.get(task_id)
+        except TaskNotFound:
+            return await not_found(task_id)
+        last = runner.last_seq(task_id)
+        after = page_start(last)
+        events = await read_page(runner, task_id, after, last)
+        return await page(
+            "task.html",
+            turns=[cut(turn.instructions, TEXT_CHARS) for turn in task.turns],
+            final_text=cut(task.report.final_text if task.report else None, TEXT_CHARS),
+            lines=log_lines(events),
+            first_seq=after + 1,
+            last_seq=last,
+            **task_context(task),
+        )
+
+    @blueprint.get("/tasks/<task_id>/log")
+    async def log_page(task_id: str) -> Response:
+        try:
+            runner.get(task_id)
+        except TaskNotFound:
+            return await not_found(task_id)
+        before_text = request.args.get("before", "")
+        if not (before_text.isascii() and before_text.isdigit()) or len(before_text) > 12:
+            return await page(
+                "refused.html",
+                400,
+                message=f"expected a sequence number in 'before', got {before_text[:40]!r}",
+            )
+        before = int(before_text)
+        after = page_start(runner.last_seq(task_id), before)
+        lines = log_lines(await read_page(runner, task_id, after, before - 1))
+        template = "log_older.html" if wants_fragment() else "log_page.html"
+        return await page(
+            template, task_id=task_id, lines=lines, first_seq=after + 1, before=before
+        )
+
+    @blueprint.get("/tasks/<task_id>/diff")
+    async def diff_page(task_id: str) -> Response:
+        try:
+            task = runner.get(task_id)
+        except TaskNotFound:
+            return await not_found(task_id)
+        error = None
+        diff = None
+        try:
+            done = await dash.tools.review.diff(task_id)
+        except TaskError as exc:
+            error = str(exc)
+        else:
+            diff = parse_diff(done.diff)
+        template = "diff.html" if wants_fragment() else "diff_page.html"
+        return await page(template, task=task, diff=diff, error=error)
+
+
+def _register_actions(blueprint: Blueprint, dash: Dashboard) -> None:
+    runner = dash.runner
+
+    async def act(task_id: str, action: Callable[[], Awaitable[str]], failed: str) -> Response:
+        """Run an action; its result (or why it failed) is shown once on the task page."""
+        try:
+            notify("ok", await action())
+        except TaskNotFound:
+            return await not_found(task_id)
+        except TaskError as exc:
+            notify("error", f"{failed}: {exc}")
+        return see_other("/tasks/" + quote(task_id, safe=""))
+
+    @blueprint.post("/tasks/<task_id>/follow-up")
+    async def follow_up(task_id: str) -> Response:
+        form = await request.form
+
+        async def send() -> str:
+            args = parse_args(
+                _ARGUMENTS["update_task"],
+                {"id": task_id, "instructions": form.get("instructions", "")},
+            )
+            await runner.follow_up(task_id, args.instructions)
+            return "follow-up sent: the agent is working"
+
+        return await act(task_id, send, "follow-up refused")
+
+    @blueprint.post("/tasks/<task_id>/end")
+    async def end(task_id: str) -> Response:
+        async def close() -> str:
+            task = await runner.end(task_id)
+            return f"task ended: it is {task.status}"
+
+        return await act(task_id, close, "end refused")
+
+    @blueprint.post("/tasks/<task_id>/merge")
+    async def merge(task_id: str) -> Response:
+        form = await request.form
+
+        async def land() -> str:
+            args = parse_args(
+                _ARGUMENTS["merge_task"],
+                {"id": task_id, "strategy": form.get("strategy", "merge")},
+            )
+            task, done = await dash.tools.review.merge(task_id, args.strategy, None)
+            return (
+                f"merged into {done.base_branch} at {done.commit[:12]} ({done.strategy}); "
+                f"the task is {task.status}"
+            )
+
+        return await act(task_id, land, "merge refused")
+
+    @blueprint.post("/tasks/<task_id>/discard")
+    async def discard(task_id: str) -> Response:
+        async def drop() -> str:
+            task, _ = await dash.tools.review.discard(task_id)
+            return f"worktree and branch discarded; the task is {task.status}"
+
+        return await act(task_id, drop, "discard refused")

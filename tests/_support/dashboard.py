@@ -1,0 +1,159 @@
+"""The web dashboard through a real ``serve()``, a real daemon and the task stand-in agent.
+
+    async with dashboard_server(tmp_path) as web:
+        browser = await web.logged_in()          # an httpx client holding the login cookie
+        task = await web.mcp.ok("create_task", title="t", instructions="hello")
+        page = await browser.get(f"/tasks/{task['task_id']}")
+
+``web.base`` is the server's base URL (``http://localhost:PORT``), ``web.token`` the bearer token
+typed on ``/login``, ``web.mcp`` an initialized MCP client with that token, ``web.runner`` the
+runner behind both. ``clock`` gives the dashboard's logins a monotonic clock a test moves;
+``daemon_env``/``daemon_config`` set the daemon's environment and :class:`DaemonConfig` fields
+(``state_dir`` gives it worktrees).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import pathlib
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+import attrs
+import httpx
+import trio
+
+from _support.daemon import running_daemon
+from _support.task_server import Client, install_agent
+from mcp_server import HttpSettings, Registry, serve
+from mcp_server._tasks import (
+    DaemonEndpoint,
+    TaskNotices,
+    TaskRunner,
+    TaskStore,
+    Workspace,
+    register_tasks,
+)
+from mcp_server._web import BoardHub, DashboardSettings, FanOut, dashboard_blueprint
+
+TOKEN = "dashboard-test-token-0123456789"
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a page's forms carry."""
+    match = _CSRF.search(html)
+    assert match is not None, "no CSRF field in the page"
+    return match[1]
+
+
+@attrs.frozen
+class Web:
+    base: str
+    token: str
+    mcp: Client
+    runner: TaskRunner
+    root: pathlib.Path
+    exits: contextlib.AsyncExitStack
+
+    def browser(self, **kwargs: Any) -> httpx.AsyncClient:
+        """A fresh cookie jar on the dashboard (closed with the server)."""
+        kwargs.setdefault("timeout", 60)
+        client = httpx.AsyncClient(base_url=self.base, **kwargs)
+        self.exits.push_async_callback(client.aclose)
+        return client
+
+    async def logged_in(self) -> httpx.AsyncClient:
+        """A browser that logged in with the right token."""
+        browser = self.browser()
+        response = await browser.post(
+            "/login", data={"token": self.token, "next": "/"}, headers={"Origin": self.base}
+        )
+        assert response.status_code == 303, response.text
+        return browser
+
+    async def post_form(
+        self, browser: httpx.AsyncClient, path: str, page: str, **fields: str
+    ) -> httpx.Response:
+        """POST a form of ``page`` (its CSRF token) the way the browser sends it."""
+        listing = await browser.get(page)
+        data = {"csrf": csrf_of(listing.text), **fields}
+        return await browser.post(path, data=data, headers={"Origin": self.base})
+
+
+@contextlib.asynccontextmanager
+async def dashboard_server(
+    tmp_path: pathlib.Path,
+    *,
+    clock: Callable[[], float] | None = None,
+    settings: DashboardSettings | None = None,
+    daemon_env: Mapping[str, str] | None = None,
+    daemon_config: Mapping[str, Any] | None = None,
+    public_urls: tuple[str, ...] = (),
+) -> AsyncIterator[Web]:
+    """Daemon + runner + MCP server with the dashboard on loopback (see the module docstring)."""
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    agent = install_agent(tmp_path / "bin")
+    async with running_daemon(
+        roots=[root], env={"CLAUDE_PATH": agent, **(daemon_env or {})}, **(daemon_config or {})
+    ) as daemon:
+        registry = Registry()
+        hub = BoardHub()
+        runner = TaskRunner(
+            functools.partial(TaskStore, tmp_path / "state"),
+            DaemonEndpoint(host=daemon.host, port=daemon.port, token=daemon.token),
+            Workspace(PurePosixPath(root), PurePosixPath(root)),
+            listener=FanOut([TaskNotices(registry), hub]),
+        )
+        await runner.store.load()
+        tools = register_tasks(registry, runner)
+        http = HttpSettings(
+            port=0, auth_token=TOKEN, graceful_timeout_s=2.0, public_urls=public_urls
+        )
+        extra: dict[str, Any] = {} if clock is None else {"clock": clock}
+        blueprint = dashboard_blueprint(tools, hub, http, settings, **extra)
+        shutdown = trio.Event()
+        stopped = trio.Event()
+
+        async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            try:
+                await serve(
+                    registry,
+                    http,
+                    shutdown=shutdown,
+                    blueprints=[blueprint],
+                    on_drain=[hub.drain],
+                    task_status=task_status,
+                )
+            finally:
+                stopped.set()
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runner.run)
+            urls = await nursery.start(run_http)
+            base = urls[0].replace("127.0.0.1", "localhost")
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with (
+                contextlib.AsyncExitStack() as exits,
+                httpx.AsyncClient(timeout=60, headers=headers) as http_client,
+            ):
+                mcp = Client(http_client, base + "/mcp")
+                await mcp.initialize()
+                yield Web(base, TOKEN, mcp, runner, root, exits)
+            shutdown.set()
+            with trio.move_on_after(http.graceful_timeout_s + 10):
+                await stopped.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def wait_task_done(web: Web, task_id: str) -> dict[str, Any]:
+    """wait_task over MCP until the task's run ended; its view."""
+    with trio.fail_after(60):
+        while True:
+            task: dict[str, Any] = await web.mcp.ok("wait_task", id=task_id, timeout_s=20)
+            if task["status"] != "in_progress":
+                return task
