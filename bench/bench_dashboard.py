@@ -151,7 +151,7 @@ async def bench(loads: int, events: int, work: pathlib.Path) -> list[str]:
             await client.initialize()
             dash = Dashboard(up=up, client=client, root=root)
             with chrome() as driver:
-                log_in(driver, dash)
+                log_in(driver, dash.base, up.token)
                 task_id = await dash.create("A task on the board", "hello")
                 await dash.wait_ended(task_id)
                 latencies = await event_latencies(driver, dash, events)

@@ -76,11 +76,31 @@ class Dashboard:
                 return task
 
 
-def log_in(driver: WebDriver, dashboard: Dashboard) -> None:
-    """Type the bearer token on the login page; wait for the board."""
-    driver.get(dashboard.url(LOGIN_PATH))
+# Runs in every page before its own scripts: lists the live-update messages htmx applied.
+_RECORD_LIVE_UPDATES = """
+window.__liveUpdates = [];
+document.addEventListener("htmx:sseMessage", e => window.__liveUpdates.push(e.detail.type), true);
+"""
+
+
+def record_live_updates(driver: WebDriver) -> None:
+    """From now on, every page lists the names of the SSE messages htmx swapped in."""
+    driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": _RECORD_LIVE_UPDATES}
+    )
+
+
+def live_updates(driver: WebDriver) -> list[str]:
+    """The SSE messages (by event name) the page applied so far."""
+    return list(driver.execute_script("return window.__liveUpdates || []"))
+
+
+def log_in(driver: WebDriver, base: str, token: str) -> None:
+    """Type ``token`` on the login page of the dashboard at ``base``; wait for the board."""
+    record_live_updates(driver)
+    driver.get(base + LOGIN_PATH)
     field = wait_for(driver, lambda d: d.find_element(*TOKEN_FIELD), "the login form")
-    field.send_keys(dashboard.up.token)
+    field.send_keys(token)
     field.submit()
     wait_for(driver, lambda d: d.find_elements(*BOARD), "the board after logging in")
 
@@ -90,9 +110,10 @@ def log_out(driver: WebDriver) -> None:
     driver.find_element(*LOGOUT).click()
 
 
-def login_page_for(driver: WebDriver, dashboard: Dashboard, path: str) -> bool:
-    """Whether the browser shows the login page that leads back to ``path``."""
-    expected = dashboard.url(f"{LOGIN_PATH}?next={quote(path, safe='/')}")
+def login_page_for(driver: WebDriver, base: str, path: str) -> bool:
+    """Whether the browser shows the login page (of the dashboard at ``base``) that leads back
+    to ``path``."""
+    expected = f"{base}{LOGIN_PATH}?next={quote(path, safe='/')}"
     return driver.current_url == expected and bool(driver.find_elements(*TOKEN_FIELD))
 
 
@@ -102,9 +123,10 @@ def task_row_css(task_id: str) -> str:
 
 
 def open_task(driver: WebDriver, dashboard: Dashboard, task_id: str) -> None:
-    """Load the task's page; wait for its log."""
+    """Load the task's page; wait until its live stream has sent the buttons (it always does
+    first: a button found before then would be replaced under the test's finger)."""
     driver.get(dashboard.url(TASK_PATH.format(id=task_id)))
-    wait_for(driver, lambda d: d.find_elements(*LOG), f"the page of task {task_id}")
+    wait_for(driver, lambda d: "actions" in live_updates(d), f"task {task_id}'s live stream")
 
 
 def log_text(driver: WebDriver) -> str:
