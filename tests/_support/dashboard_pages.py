@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import attrs
+import trio
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -69,11 +70,12 @@ class Dashboard:
         return await self.client.ok("report", id=task_id)
 
     async def wait_ended(self, task_id: str) -> dict[str, Any]:
-        """``wait_task`` until the run in flight ended; the task."""
-        while True:
-            task = await self.client.ok("wait_task", id=task_id, timeout_s=20)
-            if task["status"] != "in_progress":
-                return task
+        """``wait_task`` until the run in flight ended (within a minute); the task."""
+        with trio.fail_after(60):
+            while True:
+                task = await self.client.ok("wait_task", id=task_id, timeout_s=20)
+                if task["status"] != "in_progress":
+                    return task
 
 
 # Runs in every page before its own scripts: lists the live-update messages htmx applied.
