@@ -27,6 +27,11 @@ return [...document.querySelectorAll("body *")]
 """
 
 
+def laid_out_width(driver: WebDriver) -> int:
+    """The width the page is laid out at (a phone's own only with a device-width viewport)."""
+    return int(driver.execute_script("return window.innerWidth"))
+
+
 def past_the_edge(driver: WebDriver) -> list[str]:
     """The elements a reader would have to scroll sideways to see (empty when the page fits)."""
     return list(driver.execute_script(_PAST_THE_EDGE))
@@ -54,6 +59,7 @@ async def test_board_fits_and_is_captured(
     logged_in.refresh()
     wait_for(logged_in, lambda d: find(d, task_row_css(task_id)), "the board's rows")
     screenshot(logged_in, f"board-{width}")
+    assert laid_out_width(logged_in) == SIZES[width][0]
     assert past_the_edge(logged_in) == []
 
 
@@ -67,4 +73,5 @@ async def test_task_page_fits_and_is_captured(
     open_task(logged_in, dashboard, task_id)
     wait_for(logged_in, lambda d: "line 4" in d.find_element(*LOG).text, "the task's log")
     screenshot(logged_in, f"task-{width}")
+    assert laid_out_width(logged_in) == SIZES[width][0]
     assert past_the_edge(logged_in) == []
