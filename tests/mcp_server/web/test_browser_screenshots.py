@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from _support.browser import DESKTOP, PHONE, screenshot, set_viewport, wait_for
 from _support.dashboard_pages import LOG, Dashboard, find, open_task, task_row_css
+from _support.git_repos import make_repo
 from selenium.webdriver.remote.webdriver import WebDriver
 
 pytestmark = pytest.mark.browser
@@ -38,15 +39,21 @@ def past_the_edge(driver: WebDriver) -> list[str]:
 
 
 async def some_tasks(dashboard: Dashboard) -> str:
-    """Three tasks with something to show; the id of one that ran two turns."""
-    done = await dashboard.create("Say hello", "hello")
-    await dashboard.wait_ended(done)
-    await dashboard.client.ok("update_task", id=done, instructions="lines 5")
-    await dashboard.wait_ended(done)
-    failed = await dashboard.create("A run that fails", "fail")
+    """Tasks in two git projects, one of each state; the id of one with a diff and a log."""
+    shop = make_repo(dashboard.root / "shop", {"README.md": "# Shop\n"})
+    docs = make_repo(dashboard.root / "docs", {"index.md": "# Docs\n"})
+    shown = await dashboard.create(
+        "Greet visitors on the home page",
+        "edit greeting.txt Welcome to the shop!",
+        project_dir=str(shop),
+    )
+    await dashboard.wait_ended(shown)
+    await dashboard.client.ok("update_task", id=shown, instructions="lines 5")
+    await dashboard.wait_ended(shown)
+    failed = await dashboard.create("Fix the flaky build", "fail", project_dir=str(docs))
     await dashboard.wait_ended(failed)
-    await dashboard.create("Still working on it", "sleep 600")
-    return done
+    await dashboard.create("Write the API guide", "sleep 600", project_dir=str(docs))
+    return shown
 
 
 @pytest.mark.parametrize("width", SIZES)
@@ -72,6 +79,7 @@ async def test_task_page_fits_and_is_captured(
     set_viewport(logged_in, SIZES[width])
     open_task(logged_in, dashboard, task_id)
     wait_for(logged_in, lambda d: "line 4" in d.find_element(*LOG).text, "the task's log")
+    wait_for(logged_in, lambda d: find(d, "#diff .diff-file"), "the task's diff")
     screenshot(logged_in, f"task-{width}")
     assert laid_out_width(logged_in) == SIZES[width][0]
     assert past_the_edge(logged_in) == []
