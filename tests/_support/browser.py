@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -101,11 +101,18 @@ def set_viewport(driver: WebDriver, size: tuple[int, int]) -> None:
 
 
 def wait_for(
-    driver: WebDriver, condition: Callable[[WebDriver], T], what: str, *, timeout: float = 10.0
+    driver: WebDriver,
+    condition: Callable[[WebDriver], T | Literal[False] | None],
+    what: str,
+    *,
+    timeout: float = 10.0,
 ) -> T:
-    """Poll ``condition`` (every 20 ms) until it is truthy; at ``timeout`` fail naming ``what``."""
+    """Poll ``condition`` (every 20 ms) until it is truthy, and return what it gave then; at
+    ``timeout`` fail naming ``what``."""
     wait = WebDriverWait(driver, timeout, poll_frequency=POLL_S)
-    return wait.until(condition, f"{what} (waited {timeout} s at {driver.current_url})")
+    found = wait.until(condition, f"{what} (waited {timeout} s at {driver.current_url})")
+    assert found is not None
+    return found
 
 
 def body_text(driver: WebDriver) -> str:
