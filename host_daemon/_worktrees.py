@@ -11,11 +11,9 @@ branch, and then only as a fast-forward git refuses when it would touch local ch
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
-import shutil
 import stat
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -26,7 +24,6 @@ import trio
 
 from ._errors import ErrorCode
 from ._git import (
-    DEFAULT_IDENTITY,
     LOG_FORMAT,
     WorktreeMeta,
     branch_name_error,
@@ -35,7 +32,6 @@ from ._git import (
     load_meta,
     parse_commit_log,
     parse_diff_files,
-    parse_ls_tree,
     parse_name_list,
 )
 from ._git_runner import GitRunner, WorktreeRefused, failure_text, owner_of
@@ -58,6 +54,14 @@ from ._records import (
     WorktreeSkipped,
     WorktreeSweep,
 )
+from ._worktree_create import (
+    apply_snapshot,
+    inspect_base,
+    repository_identity,
+    repository_top,
+    resolve_base,
+    snapshot_changes,
+)
 from ._worktree_files import (
     directory_usage,
     make_private_dir,
@@ -74,7 +78,6 @@ logger = logging.getLogger(__name__)
 #: Removing a worktree after a failure or cancellation gets this long, shielded.
 _CLEANUP_S: Final = 60.0
 _PREFIXES: Final = ("--src-prefix=a/", "--dst-prefix=b/")
-_SNAPSHOT_MESSAGE: Final = "Uncommitted changes of the checkout when the task started"
 
 
 class WorktreeManager:
@@ -132,7 +135,7 @@ class WorktreeManager:
                 "disk_budget", "worktrees are disabled on this daemon (--worktrees-max-gb 0)"
             )
         project = _project_directory(request.cwd, self._roots)
-        top = await self._toplevel(project)
+        top = await repository_top(self._git, project)
         if top is None:
             return _skip_or_refuse(
                 request, "not_a_repository", f"{request.cwd} is not inside a git repository"
@@ -163,7 +166,7 @@ class WorktreeManager:
             )
             if staged.exit_code == 0:
                 return CommitDone(commit=None, files=[])
-            identity = await self._identity(meta.repo, owner)
+            identity = await repository_identity(self._git, meta.repo, owner)
             await self._git.run(
                 ["commit", "--no-verify", "--quiet", "-m", request.message],
                 cwd=path,
@@ -236,7 +239,7 @@ class WorktreeManager:
                 )
             async with self._locked(self._repo_locks, meta.repo):
                 owner = owner_of(meta.repo)
-                identity = await self._identity(meta.repo, owner)
+                identity = await repository_identity(self._git, meta.repo, owner)
                 scratch = os.path.join(self.worktrees_dir, f".merge-{secrets.token_hex(6)}")
                 self._in_use.add(scratch)
                 try:
@@ -266,7 +269,7 @@ class WorktreeManager:
         for name in names:
             full = os.path.join(self.worktrees_dir, name)
             if name.startswith(".") or ".json.tmp-" in name:
-                if full not in self._in_use:
+                if full not in self._in_use and not self._busy(name.partition(".json.tmp-")[0]):
                     await self._remove_quietly(full)
                 continue
             keys.add(name.removesuffix(".json"))
@@ -274,6 +277,8 @@ class WorktreeManager:
         kept: list[str] = []
         repos: set[str] = set()
         for key in sorted(keys - keep):
+            if self._busy(key):  # being made, merged or discarded right now: not an orphan
+                continue
             async with self._locked(self._key_locks, key):
                 branch = await self._sweep_one(key, repos)
             removed.append(key)
@@ -304,8 +309,8 @@ class WorktreeManager:
             raise WorktreeRefused(
                 "worktree_exists", f"branch {request.branch!r} exists already in {top}"
             )
-        base_commit, base_branch = await self._base(request, top, owner)
-        tree_bytes, unsupported = await self._check_tree(top, owner, base_commit)
+        base_commit, base_branch = await resolve_base(self._git, request, top, owner)
+        tree_bytes, unsupported = await inspect_base(self._git, top, owner, base_commit)
         if unsupported is not None:
             return _skip_or_refuse(
                 request,
@@ -320,10 +325,15 @@ class WorktreeManager:
                 f"{self.worktrees_dir} + {tree_bytes} for this checkout), over the budget of "
                 f"{self._max_bytes} bytes (--worktrees-max-gb); discard finished tasks' worktrees",
             )
-        identity = await self._identity(top, owner)
+        identity = await repository_identity(self._git, top, owner)
         snapshot = None
         if request.include_uncommitted:
-            snapshot = await self._snapshot(key, top, owner, identity)
+            scratch = os.path.join(self.worktrees_dir, f".snapshot-{secrets.token_hex(6)}")
+            self._in_use.add(scratch)
+            try:
+                snapshot = await snapshot_changes(self._git, top, owner, identity, scratch)
+            finally:
+                self._in_use.discard(scratch)
         meta = WorktreeMeta(
             key=key,
             repo=top,
@@ -343,7 +353,7 @@ class WorktreeManager:
                 owner=owner,
             )
             if snapshot is not None:
-                await self._apply_snapshot(snapshot, path, owner, identity)
+                await apply_snapshot(self._git, snapshot, path, owner, identity)
             head = (await self._git.run(["rev-parse", "HEAD"], cwd=path, owner=owner)).text
         except BaseException:
             with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_S):
@@ -360,102 +370,6 @@ class WorktreeManager:
             head_commit=head,
         )
 
-    async def _toplevel(self, project: str) -> str | None:
-        result = await self._git.run_unchecked(
-            ["rev-parse", "--show-toplevel"], cwd=project, owner=owner_of(project)
-        )
-        if result.exit_code == 0 and result.text:
-            return await trio.to_thread.run_sync(os.path.realpath, result.text)
-        if "not a git repository" in result.stderr or "must be run in a work tree" in result.stderr:
-            return None
-        raise WorktreeRefused("git_failed", failure_text(["rev-parse"], project, result))
-
-    async def _base(
-        self, request: WorktreeCreate, top: str, owner: tuple[int, int] | None
-    ) -> tuple[str, str | None]:
-        """The base commit and the local branch it came from (None: a detached commit)."""
-        ref = request.base_ref or "HEAD"
-        resolved = await self._git.run_unchecked(
-            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
-            cwd=top,
-            owner=owner,
-        )
-        if resolved.exit_code != 0 or not resolved.text:
-            raise WorktreeRefused(
-                "invalid_request", f"{ref!r} names no commit in {top} (an empty repository?)"
-            )
-        if request.base_ref is None:
-            head = await self._git.run(
-                ["symbolic-ref", "--quiet", "HEAD"], cwd=top, owner=owner, ok_codes=(0, 1)
-            )
-            branch = head.text.removeprefix("refs/heads/") if head.exit_code == 0 else None
-            return resolved.text, branch
-        name = request.base_ref.removeprefix("refs/heads/")
-        local = await self._git.run(
-            ["rev-parse", "--verify", "--quiet", f"refs/heads/{name}"],
-            cwd=top,
-            owner=owner,
-            ok_codes=(0, 1),
-        )
-        return resolved.text, name if local.exit_code == 0 else None
-
-    async def _check_tree(
-        self, top: str, owner: tuple[int, int] | None, base: str
-    ) -> tuple[int, str | None]:
-        """The size of the base's files, and why it cannot be isolated (submodules, LFS)."""
-        listing = await self._git.run(["ls-tree", "-r", "-l", "-z", base], cwd=top, owner=owner)
-        entries = parse_ls_tree(listing.stdout)
-        why = None
-        if any(e.mode == "160000" or e.path == ".gitmodules" for e in entries):
-            why = "the repository uses submodules, which a worktree would leave empty"
-        else:
-            for entry in entries:
-                if entry.path.rpartition("/")[2] != ".gitattributes" or entry.kind != "blob":
-                    continue
-                blob = await self._git.run(
-                    ["cat-file", "blob", f"{base}:{entry.path}"], cwd=top, owner=owner
-                )
-                if b"filter=lfs" in blob.stdout:
-                    why = (
-                        f"the repository stores files with Git LFS ({entry.path}), whose content "
-                        "a worktree would not have"
-                    )
-                    break
-        return sum(entry.size for entry in entries), why
-
-    async def _snapshot(
-        self, key: str, top: str, owner: tuple[int, int] | None, identity: tuple[str, str]
-    ) -> str | None:
-        """A commit of the checkout's uncommitted changes (tracked and untracked, not ignored)
-        on top of its HEAD, made through a temporary index: the checkout is not touched."""
-        scratch = os.path.join(self.worktrees_dir, f".snapshot-{key}-{secrets.token_hex(4)}")
-        self._in_use.add(scratch)
-        try:
-            await trio.to_thread.run_sync(make_private_dir, scratch, owner)
-            index = os.path.join(scratch, "index")
-            git_index = await self._git.run(
-                ["rev-parse", "--path-format=absolute", "--git-path", "index"],
-                cwd=top,
-                owner=owner,
-            )
-            await trio.to_thread.run_sync(_copy_index, git_index.text, index, owner)
-            env = {"GIT_INDEX_FILE": index}
-            await self._git.run(["add", "-A"], cwd=top, owner=owner, extra_env=env)
-            tree = (await self._git.run(["write-tree"], cwd=top, owner=owner, extra_env=env)).text
-        finally:
-            await self._remove_quietly(scratch)
-            self._in_use.discard(scratch)
-        head_tree = await self._git.run(["rev-parse", "HEAD^{tree}"], cwd=top, owner=owner)
-        if tree == head_tree.text:
-            return None
-        made = await self._git.run(
-            ["commit-tree", tree, "-p", "HEAD", "-m", _SNAPSHOT_MESSAGE],
-            cwd=top,
-            owner=owner,
-            identity=identity,
-        )
-        return made.text
-
     # -- helpers ---------------------------------------------------------------------------
 
     @asynccontextmanager
@@ -467,6 +381,10 @@ class WorktreeManager:
             finally:
                 if not lock.statistics().tasks_waiting:
                     locks.pop(name, None)
+
+    def _busy(self, key: str) -> bool:
+        lock = self._key_locks.get(key)
+        return lock is not None and lock.locked()
 
     def _path_of(self, key: str) -> str:
         return os.path.join(self.worktrees_dir, key)
@@ -485,21 +403,6 @@ class WorktreeManager:
             raise WorktreeRefused(
                 "unknown_worktree", f"worktree {key!r} has unreadable metadata: {exc}"
             ) from None
-
-    async def _identity(self, repo: str, owner: tuple[int, int] | None) -> tuple[str, str]:
-        """The repository's ``user.name`` and ``user.email`` if both are set, else the daemon's."""
-        found = await self._git.run(
-            ["config", "-z", "--get-regexp", r"^user\.(name|email)$"],
-            cwd=repo,
-            owner=owner,
-            ok_codes=(0, 1),
-        )
-        values: dict[bytes, str] = {}
-        for entry in found.stdout.split(b"\0"):
-            setting, _, value = entry.partition(b"\n")
-            values[setting.lower()] = value.decode("utf-8", "replace")
-        name, email = values.get(b"user.name", ""), values.get(b"user.email", "")
-        return (name, email) if name and email else DEFAULT_IDENTITY
 
     async def _branch_tip(self, meta: WorktreeMeta, owner: tuple[int, int] | None) -> str:
         tip = await self._git.run_unchecked(
@@ -589,20 +492,6 @@ class WorktreeManager:
         if result.exit_code != 0:
             logger.debug("%s", failure_text(["worktree"], repo, result))
 
-    async def _apply_snapshot(
-        self, snapshot: str, path: str, owner: tuple[int, int] | None, identity: tuple[str, str]
-    ) -> None:
-        """Replay the snapshot of the checkout's changes onto the new branch."""
-        picked = await self._git.run_unchecked(
-            ["cherry-pick", "--allow-empty", snapshot], cwd=path, owner=owner, identity=identity
-        )
-        if picked.exit_code != 0:
-            raise WorktreeRefused(
-                "git_failed",
-                "the checkout's uncommitted changes do not apply on the base: "
-                + failure_text(["cherry-pick"], path, picked),
-            )
-
     async def _remove_quietly(self, path: str) -> None:
         try:
             await trio.to_thread.run_sync(remove_inside, path, self.worktrees_dir)
@@ -655,13 +544,6 @@ def _owner_if_present(path: str) -> tuple[int, int] | None:
 
 def _make_worktrees_dir(directory: str) -> None:
     os.makedirs(directory, mode=0o711, exist_ok=True)
-
-
-def _copy_index(source: str, target: str, owner: tuple[int, int] | None) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        shutil.copyfile(source, target, follow_symlinks=False)
-        if owner is not None:
-            os.chown(target, owner[0], owner[1])
 
 
 def _repository_of_worktree(path: str) -> str | None:

@@ -148,7 +148,7 @@ async def run_server(
             "task://{id}/diff, then merge_task or discard_task."
         ),
     )
-    dashboard = dashboard_blueprint(tools, hub, settings)
+    dashboard = dashboard_blueprint(tools, hub, settings, config.dashboard)
     served = trio.Event()
     http_shutdown = trio.Event()
 

@@ -21,6 +21,7 @@ from host_daemon import (
 )
 
 from ._tasks import SWEEP_INTERVAL_S, DaemonEndpoint, Workspace
+from ._web import DashboardSettings
 
 CONTAINER_WORKSPACE = PurePosixPath("/workspace")
 DEFAULT_PORT = 3000
@@ -88,6 +89,8 @@ class ServerConfig:
     http_graceful_s: float = 8.0
     sweep_interval_s: float = SWEEP_INTERVAL_S
     """How often worktrees whose task is gone are swept (``WORKTREE_SWEEP_INTERVAL_S``)."""
+    dashboard: DashboardSettings = attrs.field(factory=DashboardSettings)
+    """The dashboard's logins (``DASHBOARD_SESSION_IDLE_S``: how long an unused one lasts)."""
 
 
 def prepare_state_dir(path: pathlib.Path) -> pathlib.Path:
@@ -188,4 +191,9 @@ def serve_config(
         },
         grace_s=grace_s,
         sweep_interval_s=parse_interval(environ, "WORKTREE_SWEEP_INTERVAL_S", SWEEP_INTERVAL_S),
+        dashboard=DashboardSettings(
+            session_idle_s=parse_interval(
+                environ, "DASHBOARD_SESSION_IDLE_S", DashboardSettings().session_idle_s
+            )
+        ),
     )

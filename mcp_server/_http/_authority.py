@@ -148,6 +148,25 @@ class HostFence:
         port = authority.port if authority.port is not None else _DEFAULT_PORTS[scheme]
         return (scheme, authority.host, port) in self.origins
 
+    def is_own_origin(self, origin: str, scheme: str, host_header: str) -> bool:
+        """Whether ``origin`` is exactly this server's, as a request over ``scheme`` to
+        ``host_header`` sees it: that scheme, host and port, or a public URL exactly.
+
+        Stricter than :meth:`allows_origin` (any loopback port): a cookie-authenticated page
+        must not take a form from another port on the same machine (ports do not separate
+        sites, so the browser sends the SameSite cookie along).
+        """
+        parsed = parse_origin(origin)
+        host = self.allowed_host(host_header)
+        if parsed is None or host is None:
+            return False
+        origin_scheme, authority = parsed
+        port = authority.port if authority.port is not None else _DEFAULT_PORTS[origin_scheme]
+        if (origin_scheme, authority.host, port) in self.origins:
+            return True
+        own_port = host.port if host.port is not None else _DEFAULT_PORTS.get(scheme, 80)
+        return (origin_scheme, authority.host, port) == (scheme, host.host, own_port)
+
     def base_url(self, scheme: str, host: Authority) -> str:
         """The base URL to advertise to a request whose allowed Host is ``host``."""
         return _base(scheme, host, self.bases)

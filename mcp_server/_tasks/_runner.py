@@ -399,7 +399,7 @@ class TaskRunner:
             await self.store.delete(task_id)
             self.notify(task_id, "deleted")
             deleted += 1
-        await self.worktrees.sweep(self.worktree_keys())
+        await self.worktrees.sweep(self.worktree_keys)
         return deleted
 
     # -- running --------------------------------------------------------------------------

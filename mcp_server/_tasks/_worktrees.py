@@ -67,12 +67,19 @@ class Isolated:
     worktree: WorktreeRecord | None = None
 
 
-@attrs.frozen
+@attrs.define(eq=False)
 class TaskWorktrees:
-    """The worktree operations of tasks, through the daemon at ``daemon``."""
+    """The worktree operations of tasks, through the daemon at ``daemon``.
+
+    A sweep and the creates never overlap: a sweep waits for the creates in flight, and creates
+    wait for the sweep, so no worktree is made between the sweep's list of tasks and its work.
+    """
 
     daemon: DaemonEndpoint
     timeout_s: float = GIT_TIMEOUT_S
+    _sweeping: trio.Lock = attrs.field(factory=trio.Lock, init=False)
+    _creating: int = attrs.field(default=0, init=False)
+    _no_creates: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     async def _ask(self, call: Callable[..., Awaitable[R]], request: object) -> R:
         daemon = self.daemon
@@ -104,7 +111,16 @@ class TaskWorktrees:
             include_uncommitted=include_uncommitted,
             required=isolation == "worktree",
         )
-        reply = await self._ask(create_worktree, request)
+        async with self._sweeping:
+            if self._creating == 0:
+                self._no_creates = trio.Event()
+            self._creating += 1
+        try:
+            reply = await self._ask(create_worktree, request)
+        finally:
+            self._creating -= 1
+            if self._creating == 0:
+                self._no_creates.set()
         if isinstance(reply, WorktreeSkipped):
             return Isolated("none", reply.reason)
         return Isolated("worktree", f"branch {reply.branch}", worktree_record(reply))
@@ -126,6 +142,12 @@ class TaskWorktrees:
             except WorktreeFailed as exc:
                 note(f"commit failed: {exc}", {"error": str(exc)})
                 return report
+            except Exception as exc:
+                # A bug here must not keep the run's end from being recorded.
+                log.exception("task %s: the turn's commit failed unexpectedly", task.id)
+                why = f"commit failed: internal error: {type(exc).__name__}"
+                note(why, {"error": why})
+                return report
         if bounded.cancelled_caught:
             why = f"commit failed: no answer from the daemon in {COMMIT_TIMEOUT_S:g} s"
             note(why, {"error": why})
@@ -146,14 +168,18 @@ class TaskWorktrees:
     async def discard(self, task_id: str) -> DiscardDone:
         return await self._ask(discard_worktree, WorktreeDiscard(key=task_id))
 
-    async def sweep(self, keep: Iterable[str]) -> SweepDone | None:
-        """Remove the worktrees of tasks not in ``keep``; ``None`` when the daemon could not
-        (logged at debug: the next sweep retries)."""
-        try:
-            done = await self._ask(sweep_worktrees, WorktreeSweep(keep=sorted(keep)))
-        except WorktreeFailed as exc:
-            log.debug("worktree sweep skipped: %s", exc)
-            return None
+    async def sweep(self, keep: Callable[[], Iterable[str]]) -> SweepDone | None:
+        """Remove the worktrees of tasks not in ``keep()`` (asked once no create is in flight);
+        ``None`` when the daemon could not (logged at debug: the next sweep retries)."""
+        async with self._sweeping:
+            if self._creating:
+                await self._no_creates.wait()
+            request = WorktreeSweep(keep=sorted(keep()))
+            try:
+                done = await self._ask(sweep_worktrees, request)
+            except WorktreeFailed as exc:
+                log.debug("worktree sweep skipped: %s", exc)
+                return None
         if done.removed:
             log.info("worktree sweep removed %s", ", ".join(done.removed))
         if done.kept_branches:
@@ -165,5 +191,5 @@ class TaskWorktrees:
     async def sweep_every(self, interval_s: float, keep: Callable[[], Iterable[str]]) -> None:
         """Sweep now, then every ``interval_s``, keeping the worktrees ``keep()`` names."""
         while True:
-            await self.sweep(keep())
+            await self.sweep(keep)
             await trio.sleep(interval_s)

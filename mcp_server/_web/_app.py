@@ -66,7 +66,10 @@ def _register_fence(blueprint: Blueprint, dash: Dashboard) -> None:
             guard.check_host(request.headers.get("host", ""))
             if request.method not in ("GET", "HEAD"):
                 guard.check_origin(
-                    request.headers.get("origin"), request.headers.get("sec-fetch-site")
+                    request.headers.get("origin"),
+                    request.headers.get("sec-fetch-site"),
+                    request.scheme,
+                    request.headers.get("host", ""),
                 )
             session = guard.session(request.cookies.get(guard.settings.cookie_name))
             g.dashboard_session = session

@@ -52,10 +52,10 @@ def notify(kind: str, text: str) -> None:
 
 
 async def page(template: str, code: int = 200, **context: Any) -> Response:
-    """A full page: ``template`` with the login's CSRF token and pending notice."""
+    """A full page: ``template`` with the login's CSRF token and pending notice (shown once)."""
     session: LoginSession | None = getattr(g, "dashboard_session", None)
     notice = None
-    if session is not None:
+    if session is not None and not wants_fragment():
         notice, session.notice = session.notice, None
     body = await render_template(
         f"dashboard/{template}",

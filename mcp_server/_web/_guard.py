@@ -80,17 +80,23 @@ class WebGuard:
         if self.fence.allowed_host(host_header) is None:
             raise Refusal(421, self.fence.refusal(host_header))
 
-    def check_origin(self, origin: str | None, fetch_site: str | None) -> None:
-        """A state-changing request must come from this server's own pages: an Origin naming
-        it (when sent) and no ``Sec-Fetch-Site: cross-site``."""
-        if origin is not None and not self.fence.allows_origin(origin):
+    def check_origin(
+        self, origin: str | None, fetch_site: str | None, scheme: str, host_header: str
+    ) -> None:
+        """A state-changing request must come from this dashboard's own pages: an Origin that
+        is exactly this server's (when sent; not merely another loopback port) and, when the
+        browser says, ``Sec-Fetch-Site: same-origin`` (or ``none``: typed by the person)."""
+        if origin is not None and not self.fence.is_own_origin(origin, scheme, host_header):
             raise Refusal(
                 403,
-                "Origin not allowed: expected http(s)://HOST[:PORT] naming this server, "
-                f"got {clip(origin)!r}",
+                "Origin not allowed: expected this dashboard's own origin "
+                f"({scheme}://{clip(host_header)} or a public URL), got {clip(origin)!r}",
             )
-        if fetch_site is not None and fetch_site.lower() == "cross-site":
-            raise Refusal(403, "cross-site request refused: expected one from this dashboard")
+        if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
+            raise Refusal(
+                403,
+                f"{clip(fetch_site)} request refused: expected one from this dashboard's pages",
+            )
 
     def secure(self, scheme: str, host_header: str) -> bool:
         """Whether the cookie must be ``Secure``: the request came over https, or through a

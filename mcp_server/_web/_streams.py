@@ -3,9 +3,10 @@
 ``/events/board``: an ``event: board`` with the board's rows (for the same filter as the page)
 on connect and after every change of the board. ``/tasks/<id>/events``: ``event: log`` with the
 log lines after the page's last one (``id:`` is the last seq, so a reconnecting browser resumes
-with ``Last-Event-ID``), and ``event: status`` / ``event: actions`` with the task's header and
-buttons when its status changes. A backlog longer than a page is skipped with a line that links
-to it, so a fast log never floods a page. Streams end when the server drains.
+with ``Last-Event-ID``), and ``status``, ``facts``, ``turns`` and ``actions`` events with those
+parts of the page when the task's status, review or turns differ from what the page shows. A
+backlog longer than a page is skipped with a line that links to it, so a fast log never floods a
+page. Streams end when the server drains.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ._task_pages import read_page, task_context
 KEEPALIVE_S: Final = 15.0
 """A comment this often keeps proxies (a tunnel) from closing an idle stream."""
 MIN_INTERVAL_S: Final = 0.1
-"""At most this many board renders per second per stream (a burst of changes is one render)."""
+"""Pause after a board render or a batch of log lines: a burst of changes becomes one message."""
 RETRY_MS: Final = 2000
 KEEPALIVE: Final = b": keepalive\n\n"
 
@@ -70,9 +71,25 @@ def register(blueprint: Blueprint, dash: Dashboard) -> None:
         env = current_app.jinja_env
         templates = {
             name: env.get_template(f"dashboard/{name}.html")
-            for name in ("log_lines", "log_gap", "task_status", "task_actions")
+            for name in (
+                "log_lines",
+                "log_gap",
+                "task_status",
+                "task_facts",
+                "task_turns",
+                "task_actions",
+            )
         }
-        return _stream(_task_stream(dash, task_id, after, templates, current_session().csrf))
+        turns = request.args.get("turns", "")
+        shown = (
+            request.args.get("status", ""),
+            request.args.get("review") or None,
+            int(turns) if turns.isascii() and turns.isdigit() and len(turns) < 9 else -1,
+        )
+        csrf = current_session().csrf
+        return _stream(
+            _task_stream(dash, task_id, after=after, shown=shown, templates=templates, csrf=csrf)
+        )
 
 
 async def _until_changed(dash: Dashboard, changed: trio.Event) -> AsyncIterator[bytes]:
@@ -98,15 +115,22 @@ async def _board_stream(
 
 
 async def _task_stream(
-    dash: Dashboard, task_id: str, after: int, templates: dict[str, Template], csrf: str
+    dash: Dashboard,
+    task_id: str,
+    *,
+    after: int,
+    shown: tuple[str, str | None, int],
+    templates: dict[str, Template],
+    csrf: str,
 ) -> AsyncIterator[bytes]:
+    """``after``: the page's last seq; ``shown``: the status, review and number of turns the
+    page shows (its status, facts, turns and buttons are re-sent only when the task's differ)."""
     runner = dash.runner
 
     async def render(name: str, **context: Any) -> str:
         return await templates[name].render_async(**context)
 
     seen = after
-    shown: tuple[str, str | None] | None = None
     yield f"retry: {RETRY_MS}\n\n".encode()
     while not dash.hub.draining.is_set():
         try:
@@ -123,17 +147,32 @@ async def _task_stream(
             seen = last - LOG_PAGE
             yield sse("log", gap, seen)
         if last > seen:
-            events = await read_page(runner, task_id, seen, last)
+            try:
+                events = await read_page(runner, task_id, seen, last)
+            except (TaskNotFound, OSError):
+                if _exists(dash, task_id):
+                    raise
+                continue  # deleted meanwhile (clean_state): the loop says so and ends
             if events:
                 seen = events[-1].seq
                 yield sse("log", await render("log_lines", lines=log_lines(events)), seen)
+                await trio.sleep(MIN_INTERVAL_S)  # a fast log: fewer, bigger messages
                 continue
-        if (task.status, task.review) != shown:
-            shown = (task.status, task.review)
-            yield sse("status", await render("task_status", task=task))
-            yield sse("actions", await render("task_actions", **task_context(task), csrf=csrf))
+        if (task.status, task.review, len(task.turns)) != shown:
+            shown = (task.status, task.review, len(task.turns))
+            context = task_context(task) | {"csrf": csrf}
+            for name in ("status", "facts", "turns", "actions"):
+                yield sse(name, await render(f"task_{name}", **context))
         async for keepalive in _until_changed(dash, changed):
             yield keepalive
+
+
+def _exists(dash: Dashboard, task_id: str) -> bool:
+    try:
+        dash.runner.get(task_id)
+    except TaskNotFound:
+        return False
+    return True
 
 
 def _resume_point(last_event_id: str | None, after: str | None) -> int:

@@ -8,11 +8,12 @@ checks; each answers with a redirect to the task page, which shows what happened
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 from quart import Blueprint, Response, request
 
+from host_daemon import MergeStrategy
 from mcp_server._tasks import (
     TOOLS,
     Task,
@@ -26,7 +27,7 @@ from mcp_server._tasks import (
 from ._base import Dashboard, notify, page, see_other, wants_fragment
 from ._render import LOG_PAGE, TEXT_CHARS, cut, log_lines, page_start, parse_diff
 
-MERGE_STRATEGIES = ("merge", "squash", "rebase")
+MERGE_STRATEGIES: tuple[str, ...] = get_args(MergeStrategy)
 _ARGUMENTS = {spec.name: spec.arguments for spec in TOOLS}
 
 
@@ -48,9 +49,11 @@ def can_discard(task: Task) -> bool:
 
 
 def task_context(task: Task) -> dict[str, Any]:
-    """What the task's header and action fragments show."""
+    """What the task's header, facts, turns and action fragments show."""
     return {
         "task": task,
+        "turns": [cut(turn.instructions, TEXT_CHARS) for turn in task.turns],
+        "final_text": cut(task.report.final_text if task.report else None, TEXT_CHARS),
         "can_follow_up": can_follow_up(task),
         "can_end": can_end(task),
         "can_merge": can_merge(task),
@@ -99,8 +102,6 @@ def _register_pages(blueprint: Blueprint, dash: Dashboard) -> None:
         events = await read_page(runner, task_id, after, last)
         return await page(
             "task.html",
-            turns=[cut(turn.instructions, TEXT_CHARS) for turn in task.turns],
-            final_text=cut(task.report.final_text if task.report else None, TEXT_CHARS),
             lines=log_lines(events),
             first_seq=after + 1,
             last_seq=last,

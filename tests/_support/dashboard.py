@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import pathlib
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -58,6 +59,8 @@ class Web:
     runner: TaskRunner
     root: pathlib.Path
     exits: contextlib.AsyncExitStack
+    shutdown: trio.Event
+    """Set it to start the server's graceful drain (as a signal would)."""
 
     def browser(self, **kwargs: Any) -> httpx.AsyncClient:
         """A fresh cookie jar on the dashboard (closed with the server)."""
@@ -143,7 +146,7 @@ async def dashboard_server(
             ):
                 mcp = Client(http_client, base + "/mcp")
                 await mcp.initialize()
-                yield Web(base, TOKEN, mcp, runner, root, exits)
+                yield Web(base, TOKEN, mcp, runner, root, exits, shutdown)
             shutdown.set()
             with trio.move_on_after(http.graceful_timeout_s + 10):
                 await stopped.wait()
@@ -157,3 +160,62 @@ async def wait_task_done(web: Web, task_id: str) -> dict[str, Any]:
             task: dict[str, Any] = await web.mcp.ok("wait_task", id=task_id, timeout_s=20)
             if task["status"] != "in_progress":
                 return task
+
+
+@attrs.frozen
+class SseEvent:
+    event: str
+    data: str
+    id: str | None
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
+    """The SSE messages of a streaming response, as they come (comments skipped)."""
+    event, data, event_id = "message", [], None
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield SseEvent(event, "\n".join(data), event_id)
+            event, data, event_id = "message", [], None
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test User",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "Test User",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+"""A fixed git identity and no user or system config, for the tests' git and the daemon's."""
+
+
+async def git(repo: pathlib.Path, *args: str) -> str:
+    """Run git in ``repo``; its stdout."""
+    done = await trio.run_process(
+        ["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, capture_stdout=True
+    )
+    return done.stdout.decode()
+
+
+@contextlib.asynccontextmanager
+async def worktree_dashboard(tmp_path: pathlib.Path, **options: Any) -> AsyncIterator[Web]:
+    """``dashboard_server`` whose daemon makes worktrees; its root is a git repository on
+    ``main`` with one commit (``README`` holding ``hello``)."""
+    async with dashboard_server(
+        tmp_path,
+        daemon_env=GIT_ENV,
+        daemon_config={"state_dir": str(tmp_path / "daemon")},
+        **options,
+    ) as web:
+        await git(web.root, "init", "-q", "-b", "main")
+        (web.root / "README").write_text("hello\n")
+        await git(web.root, "add", "README")
+        await git(web.root, "commit", "-q", "-m", "first")
+        yield web

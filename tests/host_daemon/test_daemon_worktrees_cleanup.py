@@ -9,8 +9,10 @@ import stat
 import time
 
 import pytest
+import trio
 from _support.git_repos import (
     branches,
+    exists,
     git,
     head,
     make_manager,
@@ -212,3 +214,15 @@ async def test_symlink_inside_a_worktree_not_followed(tmp_path: pathlib.Path) ->
     await manager.sweep(WorktreeSweep(keep=[]))
     assert _intact(victim)
     assert os.listdir(manager.worktrees_dir) == []
+
+
+async def test_sweep_spares_a_worktree_in_use(tmp_path: pathlib.Path) -> None:
+    """A worktree with an operation in flight (its key locked) is neither swept nor waited on."""
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    manager = make_manager(tmp_path)
+    info = await _create(manager, repo, "busy")
+    async with manager._locked(manager._key_locks, "busy"):
+        with trio.fail_after(30):
+            done = await manager.sweep(WorktreeSweep(keep=[]))
+    assert done.removed == []
+    assert exists(info.path)

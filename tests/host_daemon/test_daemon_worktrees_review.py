@@ -5,7 +5,15 @@ from __future__ import annotations
 import pathlib
 
 import pytest
-from _support.git_repos import commit_files, git, make_manager, make_repo, write_files, write_script
+from _support.git_repos import (
+    commit_files,
+    exists,
+    git,
+    make_manager,
+    make_repo,
+    write_files,
+    write_script,
+)
 
 from host_daemon._records import (
     FileStat,
@@ -75,14 +83,16 @@ async def test_commit_without_changes_makes_no_commit(tmp_path: pathlib.Path) ->
 
 
 async def test_commit_skips_the_repositorys_hooks(tmp_path: pathlib.Path) -> None:
-    """A pre-commit hook of the user's repository does not run (nor block) the daemon's commit."""
+    """Hooks of the user's repository neither block (pre-commit) nor run (post-commit, which
+    ``--no-verify`` alone would not skip) on the daemon's commit."""
     manager, info = await _worktree(tmp_path, {"a.txt": "a\n"})
-    hook = pathlib.Path(info.repo, ".git", "hooks", "pre-commit")
-    write_script(hook, f"#!/bin/sh\ntouch {tmp_path}/hook-ran\nexit 1\n")
+    hooks = pathlib.Path(info.repo, ".git", "hooks")
+    write_script(hooks / "pre-commit", "#!/bin/sh\nexit 1\n")
+    write_script(hooks / "post-commit", f"#!/bin/sh\ntouch {tmp_path}/hook-ran\n")
     write_files(pathlib.Path(info.path), {"a.txt": "b\n"})
     done = await manager.commit(WorktreeCommit(key="t", message="turn 1"))
     assert done.commit is not None
-    assert not (tmp_path / "hook-ran").exists()
+    assert not exists(tmp_path / "hook-ran")
 
 
 async def test_commit_of_an_unknown_key_refused(tmp_path: pathlib.Path) -> None:

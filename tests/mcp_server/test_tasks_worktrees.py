@@ -302,3 +302,23 @@ async def test_include_uncommitted_copies_the_checkouts_changes(tmp_path: pathli
         commits = (await env.client.read(f"task://{task['task_id']}/commits"))["commits"]
         assert [c["files"] for c in commits] == [["README"]]
         assert (env.root / "README").read_text() == "edited, not committed\n"
+
+
+async def test_a_failed_commit_is_logged_and_the_task_goes_on(tmp_path: pathlib.Path) -> None:
+    """When git cannot commit the turn (a stale index.lock), a 'commit failed' event says why
+    and the run still ends as it did: the task waits for a follow-up."""
+    async with server(tmp_path) as env:
+        await make_repo(env.root)
+        go = tmp_path / "go"
+        created = await env.client.ok("create_task", title="t", instructions=f"waitfile {go}")
+        gitlink = worktrees_dir(tmp_path) / created["task_id"] / ".git"
+        gitdir = pathlib.Path(gitlink.read_text().removeprefix("gitdir:").strip())
+        (gitdir / "index.lock").write_text("")
+        (worktrees_dir(tmp_path) / created["task_id"] / "new.txt").write_text("x\n")
+        go.write_text("")
+        task = await wait_done(env.client, created["task_id"])
+        assert (task["status"], task["report"]["commit"], task["commits"]) == ("waiting", None, [])
+        events = await all_events(env.client, created["task_id"])
+        (commit,) = [e for e in events if e["kind"] == "commit"]
+        assert commit["summary"].startswith("commit failed: daemon: ")
+        assert "index.lock" in commit["summary"]

@@ -174,6 +174,35 @@ MUTANTS = (
             "::test_server_command_drains_a_call_in_flight_on_sigterm",
         ),
     ),
+    Mutant(
+        name="dashboard-skips-csrf",
+        guarantee="a dashboard POST without its login's CSRF token changes nothing",
+        path="mcp_server/_web/_app.py",
+        original="                guard.check_csrf(session, ",
+        replacement="                (session, ",
+        tests=(
+            "tests/mcp_server/web/test_web_fence.py"
+            "::test_post_without_csrf_is_refused_and_changes_nothing",
+        ),
+    ),
+    Mutant(
+        name="dashboard-skips-host-fence",
+        guarantee="the dashboard answers only under this server's own host names (DNS rebinding)",
+        path="mcp_server/_web/_guard.py",
+        original="        if self.fence.allowed_host(host_header) is None:\n",
+        replacement="        if False:\n",
+        tests=("tests/mcp_server/web/test_web_fence.py::test_foreign_host_is_refused",),
+    ),
+    Mutant(
+        name="dashboard-takes-any-local-origin",
+        guarantee="a page on another local port cannot post to the dashboard, even with a token",
+        path="mcp_server/_web/_guard.py",
+        original="not self.fence.is_own_origin(origin, scheme, host_header)",
+        replacement="not self.fence.allows_origin(origin)",
+        tests=(
+            "tests/mcp_server/web/test_web_fence.py::test_post_from_another_local_port_is_refused",
+        ),
+    ),
 )
 
 

@@ -3,42 +3,9 @@ over MCP and in the daemon's git), and a refusal is shown on the page."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pathlib
-from collections.abc import AsyncIterator
 
-import trio
-from _support.dashboard import Web, dashboard_server, wait_task_done
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test User",
-    "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "Test User",
-    "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-
-
-async def git(repo: pathlib.Path, *args: str) -> str:
-    done = await trio.run_process(
-        ["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, capture_stdout=True
-    )
-    return done.stdout.decode()
-
-
-@contextlib.asynccontextmanager
-async def worktree_server(tmp_path: pathlib.Path) -> AsyncIterator[Web]:
-    """The dashboard over a daemon that makes worktrees, the root a git repository (main)."""
-    async with dashboard_server(
-        tmp_path, daemon_env=GIT_ENV, daemon_config={"state_dir": str(tmp_path / "daemon")}
-    ) as web:
-        await git(web.root, "init", "-q", "-b", "main")
-        (web.root / "README").write_text("hello\n")
-        await git(web.root, "add", "README")
-        await git(web.root, "commit", "-q", "-m", "first")
-        yield web
+from _support.dashboard import dashboard_server, git, wait_task_done, worktree_dashboard
 
 
 async def test_follow_up_reaches_the_agent(tmp_path: pathlib.Path) -> None:
@@ -99,7 +66,7 @@ async def test_end_stops_the_run_and_closes_the_task(tmp_path: pathlib.Path) -> 
 
 async def test_merge_lands_the_branch(tmp_path: pathlib.Path) -> None:
     """Merge from the page lands the task's branch in main with the chosen strategy."""
-    async with worktree_server(tmp_path) as web:
+    async with worktree_dashboard(tmp_path) as web:
         created = await web.mcp.ok(
             "create_task", title="t", instructions="edit new.txt merged words"
         )
@@ -118,7 +85,7 @@ async def test_merge_lands_the_branch(tmp_path: pathlib.Path) -> None:
 
 async def test_discard_removes_the_work(tmp_path: pathlib.Path) -> None:
     """Discard from the page removes the task's branch; main is untouched."""
-    async with worktree_server(tmp_path) as web:
+    async with worktree_dashboard(tmp_path) as web:
         created = await web.mcp.ok("create_task", title="t", instructions="edit new.txt gone")
         task_id = created["task_id"]
         task = await wait_task_done(web, task_id)
@@ -136,7 +103,7 @@ async def test_discard_removes_the_work(tmp_path: pathlib.Path) -> None:
 
 async def test_unknown_merge_strategy_is_refused(tmp_path: pathlib.Path) -> None:
     """A strategy that is not one is refused with the tools' own message; nothing merges."""
-    async with worktree_server(tmp_path) as web:
+    async with worktree_dashboard(tmp_path) as web:
         created = await web.mcp.ok("create_task", title="t", instructions="edit new.txt x")
         task_id = created["task_id"]
         await wait_task_done(web, task_id)
@@ -148,3 +115,17 @@ async def test_unknown_merge_strategy_is_refused(tmp_path: pathlib.Path) -> None
         assert "strategy" in shown
         report = await web.mcp.ok("report", id=task_id)
         assert report["review"] is None
+
+
+async def test_notice_waits_for_a_full_page(tmp_path: pathlib.Path) -> None:
+    """An action's notice is not used up by a fragment htmx loads; the next page shows it."""
+    async with dashboard_server(tmp_path) as web:
+        created = await web.mcp.ok("create_task", title="t", instructions="hello")
+        task_id = created["task_id"]
+        await wait_task_done(web, task_id)
+        browser = await web.logged_in()
+        page = f"/tasks/{task_id}"
+        await web.post_form(browser, f"{page}/end", page)
+        fragment = await browser.get(f"{page}/log?before=3", headers={"HX-Request": "true"})
+        assert 'id="notice"' not in fragment.text
+        assert "task ended: it is completed" in (await browser.get(page)).text

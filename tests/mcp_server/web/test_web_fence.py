@@ -66,6 +66,56 @@ async def test_post_from_another_origin_is_refused_and_changes_nothing(
         assert await _status_over_mcp(web, task_id) == "waiting"
 
 
+async def test_post_from_another_local_port_is_refused(tmp_path: pathlib.Path) -> None:
+    """A page on another loopback port (the same site to a browser, so the cookie goes along)
+    cannot post even with a leaked CSRF token."""
+    async with dashboard_server(tmp_path) as web:
+        task_id = await _waiting_task(web)
+        browser = await web.logged_in()
+        csrf = csrf_of((await browser.get(f"/tasks/{task_id}")).text)
+        port = int(web.base.rsplit(":", 1)[1])
+        for origin in (f"http://localhost:{port + 1}", f"http://127.0.0.1:{port}"):
+            response = await browser.post(
+                f"/tasks/{task_id}/end", data={"csrf": csrf}, headers={"Origin": origin}
+            )
+            assert response.status_code == 403, origin
+        assert await _status_over_mcp(web, task_id) == "waiting"
+
+
+async def test_same_site_fetch_is_refused(tmp_path: pathlib.Path) -> None:
+    """A request the browser marks ``Sec-Fetch-Site: same-site`` (another port) is refused."""
+    async with dashboard_server(tmp_path) as web:
+        task_id = await _waiting_task(web)
+        browser = await web.logged_in()
+        csrf = csrf_of((await browser.get(f"/tasks/{task_id}")).text)
+        response = await browser.post(
+            f"/tasks/{task_id}/end", data={"csrf": csrf}, headers={"Sec-Fetch-Site": "same-site"}
+        )
+        assert response.status_code == 403
+        assert await _status_over_mcp(web, task_id) == "waiting"
+
+
+async def test_post_through_the_public_url_is_accepted(tmp_path: pathlib.Path) -> None:
+    """A form posted from the tunnel's public https origin, with its token, goes through."""
+    public = "https://agent.example.com"
+    async with dashboard_server(tmp_path, public_urls=(public,)) as web:
+        task_id = await _waiting_task(web)
+        tunnel = {"Host": "agent.example.com"}
+        browser = web.browser(headers=tunnel)
+        login = await browser.post("/login", data={"token": web.token}, headers={"Origin": public})
+        assert login.status_code == 303
+        session = login.cookies["coding_agent_session"]
+        browser.cookies.set("coding_agent_session", session)
+        csrf = csrf_of((await browser.get(f"/tasks/{task_id}")).text)
+        response = await browser.post(
+            f"/tasks/{task_id}/end",
+            data={"csrf": csrf},
+            headers={"Origin": public, "Sec-Fetch-Site": "same-origin"},
+        )
+        assert response.status_code == 303
+        assert await _status_over_mcp(web, task_id) == "completed"
+
+
 async def test_cross_site_fetch_is_refused(tmp_path: pathlib.Path) -> None:
     """A request the browser marks ``Sec-Fetch-Site: cross-site`` is refused."""
     async with dashboard_server(tmp_path) as web:
