@@ -40,6 +40,8 @@ BOARD = (By.ID, "board")
 LOG = (By.ID, "log")
 FOLLOW_UP_FIELD = (By.CSS_SELECTOR, "#follow-up textarea[name=instructions]")
 LOGOUT = (By.ID, "logout")
+LIVE_TASK = "#task-live[data-live='open']"
+LIVE_BOARD = "#board-rows[data-live='open']"
 
 
 @attrs.frozen
@@ -78,28 +80,8 @@ class Dashboard:
                     return task
 
 
-# Runs in every page before its own scripts: lists the live-update messages htmx applied.
-_RECORD_LIVE_UPDATES = """
-window.__liveUpdates = [];
-document.addEventListener("htmx:sseMessage", e => window.__liveUpdates.push(e.detail.type), true);
-"""
-
-
-def record_live_updates(driver: WebDriver) -> None:
-    """From now on, every page lists the names of the SSE messages htmx swapped in."""
-    driver.execute_cdp_cmd(
-        "Page.addScriptToEvaluateOnNewDocument", {"source": _RECORD_LIVE_UPDATES}
-    )
-
-
-def live_updates(driver: WebDriver) -> list[str]:
-    """The SSE messages (by event name) the page applied so far."""
-    return list(driver.execute_script("return window.__liveUpdates || []"))
-
-
 def log_in(driver: WebDriver, base: str, token: str) -> None:
     """Type ``token`` on the login page of the dashboard at ``base``; wait for the board."""
-    record_live_updates(driver)
     driver.get(base + LOGIN_PATH)
     field = wait_for(driver, lambda d: d.find_element(*TOKEN_FIELD), "the login form")
     field.send_keys(token)
@@ -125,10 +107,14 @@ def task_row_css(task_id: str) -> str:
 
 
 def open_task(driver: WebDriver, dashboard: Dashboard, task_id: str) -> None:
-    """Load the task's page; wait until its live stream has sent the buttons (it always does
-    first: a button found before then would be replaced under the test's finger)."""
+    """Load the task's page; wait until its live stream is connected."""
     driver.get(dashboard.url(TASK_PATH.format(id=task_id)))
-    wait_for(driver, lambda d: "actions" in live_updates(d), f"task {task_id}'s live stream")
+    wait_for(driver, lambda d: find(d, LIVE_TASK), f"task {task_id}'s live stream")
+
+
+def wait_board_live(driver: WebDriver) -> None:
+    """Wait until the board's live stream is connected."""
+    wait_for(driver, lambda d: find(d, LIVE_BOARD), "the board's live stream")
 
 
 def log_text(driver: WebDriver) -> str:

@@ -11,6 +11,7 @@ from _support.dashboard_pages import (
     mark_page,
     still_marked,
     task_row_css,
+    wait_board_live,
 )
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -25,6 +26,7 @@ async def test_task_created_over_mcp_appears_on_the_board_without_reload(
     logged_in: WebDriver, dashboard: Dashboard
 ) -> None:
     """A task created over MCP shows on the open board within a second, the page not reloaded."""
+    wait_board_live(logged_in)
     mark_page(logged_in)
     task_id = await dashboard.create("Appears live", "hello")
     row = wait_for(
