@@ -28,7 +28,10 @@ from ._task_pages import read_page, task_context
 KEEPALIVE_S: Final = 15.0
 """A comment this often keeps proxies (a tunnel) from closing an idle stream."""
 MIN_INTERVAL_S: Final = 0.1
-"""Pause after a board render or a batch of log lines: a burst of changes becomes one message."""
+"""Pause after a board render or a big batch of log lines: a burst becomes one message."""
+FLOOD_BATCH: Final = 50
+"""A log batch this big means a flood: the stream pauses ``MIN_INTERVAL_S`` before the next
+(a lone event goes at once)."""
 RETRY_MS: Final = 2000
 KEEPALIVE: Final = b": keepalive\n\n"
 
@@ -156,7 +159,8 @@ async def _task_stream(
             if events:
                 seen = events[-1].seq
                 yield sse("log", await render("log_lines", lines=log_lines(events)), seen)
-                await trio.sleep(MIN_INTERVAL_S)  # a fast log: fewer, bigger messages
+                if len(events) >= FLOOD_BATCH:
+                    await trio.sleep(MIN_INTERVAL_S)  # a flood: fewer, bigger messages
                 continue
         if (task.status, task.review, len(task.turns)) != shown:
             shown = (task.status, task.review, len(task.turns))
