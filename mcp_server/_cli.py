@@ -38,6 +38,7 @@ from ._config import (
     DEFAULT_PORT,
     ConfigError,
     ServerConfig,
+    dashboard_settings,
     default_data_dir,
     forget_mcp_url,
     mcp_token,
@@ -60,7 +61,7 @@ from ._tasks import (
     Workspace,
     register_tasks,
 )
-from ._web import BoardHub, FanOut, dashboard_blueprint
+from ._web import BoardHub, DashboardSettings, FanOut, dashboard_blueprint
 
 log = logging.getLogger("mcp_server")
 
@@ -211,13 +212,17 @@ def _mcp_url(urls: list[str]) -> str:
     return urls[0].rstrip("/") + "/mcp"
 
 
+def _dashboard_url(urls: list[str]) -> str:
+    return urls[0].rstrip("/") + "/"
+
+
 async def _serve_main(config: ServerConfig) -> int:
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         await nursery.start(watch_shutdown_signals, shutdown, nursery.cancel_scope, log)
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))
         urls = await nursery.start(server.run)
-        _print(f"MCP URL: {_mcp_url(urls)}")
+        _print(f"MCP URL: {_mcp_url(urls)}", f"Dashboard: {_dashboard_url(urls)}")
         log.info("serving; the daemon is expected at %s:%d", config.daemon.host, config.daemon.port)
         await server.done.wait()
         nursery.cancel_scope.cancel()
@@ -250,6 +255,7 @@ class _UpPlan:
     max_runs: int
     worktrees_dir: str
     sweep_interval_s: float
+    dashboard: DashboardSettings
 
 
 def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
@@ -273,6 +279,7 @@ def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
         max_runs=args.max_runs,
         worktrees_dir=_up_worktrees_dir(args.worktrees_dir, state, root),
         sweep_interval_s=parse_interval(environ, "WORKTREE_SWEEP_INTERVAL_S", SWEEP_INTERVAL_S),
+        dashboard=dashboard_settings(environ),
     )
 
 
@@ -311,15 +318,18 @@ async def _up_main(plan: _UpPlan) -> int:
             auth_token=plan.auth_token,
             grace_s=plan.grace_s,
             sweep_interval_s=plan.sweep_interval_s,
+            dashboard=plan.dashboard,
         )
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))
-        url = _mcp_url(await nursery.start(server.run))
+        urls = await nursery.start(server.run)
+        url = _mcp_url(urls)
         # The task CLI finds the server through this file (and the token beside it).
         record_mcp_url(plan.state, url)
         try:
             _print(
                 f"MCP URL: {url}",
                 f"Bearer token: {config.auth_token}",
+                f"Dashboard: {_dashboard_url(urls)} (log in with the bearer token)",
                 f"Daemon: {daemon_host}:{bound_port} (agents work in {plan.root})",
                 f"State: {plan.state}",
                 "Add it to Claude Code with:",

@@ -191,11 +191,16 @@ def serve_config(
         },
         grace_s=grace_s,
         sweep_interval_s=parse_interval(environ, "WORKTREE_SWEEP_INTERVAL_S", SWEEP_INTERVAL_S),
-        dashboard=DashboardSettings(
-            session_idle_s=parse_interval(
-                environ, "DASHBOARD_SESSION_IDLE_S", DashboardSettings().session_idle_s
-            )
-        ),
+        dashboard=dashboard_settings(environ),
+    )
+
+
+def dashboard_settings(environ: Mapping[str, str]) -> DashboardSettings:
+    """The dashboard's settings from the environment (``DASHBOARD_SESSION_IDLE_S``)."""
+    return DashboardSettings(
+        session_idle_s=parse_interval(
+            environ, "DASHBOARD_SESSION_IDLE_S", DashboardSettings().session_idle_s
+        )
     )
 
 

@@ -167,6 +167,7 @@ async def test_readme_shows_what_up_prints(tmp_path: pathlib.Path) -> None:
                 printed += (await stdout.receive_some(4096)).decode()
     expected = [
         line.replace("http://127.0.0.1:3000/mcp", up.url)
+        .replace("http://127.0.0.1:3000/", up.url.removesuffix("mcp"))
         .replace("3q…", up.token)
         .replace("127.0.0.1:40123", host_port)
         .replace("/home/you/src", str(root))

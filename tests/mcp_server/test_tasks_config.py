@@ -15,7 +15,7 @@ import trio
 from _support.agent_up import base_env, coding_agent_up
 
 from host_daemon import default_state_dir, default_token_file
-from mcp_server._cli import build_parser
+from mcp_server._cli import _plan_up, _UpPlan, build_parser
 from mcp_server._config import ConfigError, env_flag, serve_config, workspace_from_env
 from mcp_server._tasks import PathRefused, Workspace
 
@@ -295,3 +295,31 @@ def test_sweep_interval_from_env(tmp_path: pathlib.Path) -> None:
     for bad in ("0", "-5", "soon", "nan"):
         with pytest.raises(ConfigError, match="WORKTREE_SWEEP_INTERVAL_S"):
             serve_config(environ | {"WORKTREE_SWEEP_INTERVAL_S": bad})
+
+
+def _plan(tmp_path: pathlib.Path, *flags: str, **environ: str) -> _UpPlan:
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    args = build_parser().parse_args(
+        ["up", "--state-path", str(tmp_path / "state"), "--root", str(root), *flags]
+    )
+    return _plan_up(args, {"HOME": str(tmp_path), **environ})
+
+
+def test_up_takes_the_worktree_and_dashboard_settings_from_env(tmp_path: pathlib.Path) -> None:
+    """up reads WORKTREE_SWEEP_INTERVAL_S and DASHBOARD_SESSION_IDLE_S as serve does."""
+    plan = _plan(tmp_path, WORKTREE_SWEEP_INTERVAL_S="7", DASHBOARD_SESSION_IDLE_S="60")
+    assert (plan.sweep_interval_s, plan.dashboard.session_idle_s) == (7, 60)
+    assert plan.worktrees_dir == str((tmp_path / "state").resolve() / "worktrees")
+
+
+def test_up_worktrees_dir_inside_the_root(tmp_path: pathlib.Path) -> None:
+    """up --worktrees-dir takes a directory inside the root."""
+    plan = _plan(tmp_path, "--worktrees-dir", str(tmp_path / "root" / ".worktrees"))
+    assert plan.worktrees_dir == str((tmp_path / "root" / ".worktrees").resolve())
+
+
+def test_up_refuses_a_worktrees_dir_outside_root_and_state(tmp_path: pathlib.Path) -> None:
+    """up --worktrees-dir outside the root and the state dir is a config error naming the flag."""
+    with pytest.raises(ConfigError, match="--worktrees-dir"):
+        _plan(tmp_path, "--worktrees-dir", str(tmp_path / "elsewhere"))
