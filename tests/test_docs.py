@@ -80,5 +80,5 @@ def test_readme_shows_only_commands_a_test_runs() -> None:
     commands = [c.text for c in console_commands(README)]
     assert commands == [
         "python3 -m venv .venv && .venv/bin/pip install '.[server]' && .venv/bin/coding-agent up",
-        "python3 -m venv .venv && .venv/bin/pip install tox && .venv/bin/tox",
+        "python3 -m venv .venv && .venv/bin/pip install tox && .venv/bin/tox p -p 3",
     ]

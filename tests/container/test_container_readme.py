@@ -135,7 +135,7 @@ def test_quick_start_works_on_an_externally_managed_python() -> None:
         assert command.text.startswith("python3 -m venv .venv && .venv/bin/pip install ")
         assert "python3 -m pip" not in command.text
     assert first.text.endswith("&& .venv/bin/coding-agent up")
-    assert tests.text.endswith("&& .venv/bin/tox")
+    assert tests.text.endswith("&& .venv/bin/tox p -p 3")
 
 
 def test_ci_runs_the_readme_test_command() -> None:
