@@ -150,10 +150,12 @@ async def task_server(
     daemon_env: Mapping[str, str] | None = None,
     daemon_config: Mapping[str, Any] | None = None,
     sweep_interval_s: float = 600.0,
+    client_root: str | None = None,
 ) -> AsyncIterator[Env]:
     """Daemon + runner + MCP server on loopback; ``token``/``port`` override the server's view,
     ``daemon_env``/``daemon_config`` the daemon's environment and :class:`DaemonConfig` fields
-    (a ``state_dir`` gives it worktrees)."""
+    (a ``state_dir`` gives it worktrees); ``client_root`` is where clients see the root (as
+    ``/workspace`` in the container; default: the root's own path)."""
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
     agent = install_agent(tmp_path / "bin")
@@ -168,7 +170,7 @@ async def task_server(
         runner = TaskRunner(
             store or functools.partial(TaskStore, tmp_path / "state"),
             endpoint,
-            Workspace(PurePosixPath(root), PurePosixPath(root)),
+            Workspace(PurePosixPath(client_root or root), PurePosixPath(root)),
             listener=TaskNotices(registry),
             sweep_interval_s=sweep_interval_s,
         )

@@ -96,6 +96,22 @@ async def test_git_project_gets_a_worktree_by_default(tmp_path: pathlib.Path) ->
         assert not (env.root / "a.txt").exists()
 
 
+async def test_container_paths_reach_the_repository_on_the_host(tmp_path: pathlib.Path) -> None:
+    """As from the container: project_dir under /workspace is mapped to the host's repository,
+    whose worktree the agent edits, and the merge lands in the host's checkout."""
+    async with server(tmp_path, client_root="/workspace") as env:
+        await make_repo(env.root / "app")
+        created = await env.client.ok(
+            "create_task", title="Write", instructions="edit a.txt hi", project_dir="/workspace/app"
+        )
+        assert created["isolation"] == "worktree"
+        await wait_done(env.client, created["task_id"])
+        assert (worktrees_dir(tmp_path) / created["task_id"] / "a.txt").read_text() == "hi\n"
+        merged = await env.client.ok("merge_task", id=created["task_id"])
+        assert merged["review"] == "merged"
+    assert (env.root / "app" / "a.txt").read_text() == "hi\n"
+
+
 async def test_non_git_project_runs_without_isolation(tmp_path: pathlib.Path) -> None:
     """Outside a git repository the task runs in the project dir, and the result says why."""
     async with server(tmp_path) as env:
