@@ -203,6 +203,28 @@ MUTANTS = (
             "tests/mcp_server/web/test_web_fence.py::test_post_from_another_local_port_is_refused",
         ),
     ),
+    Mutant(
+        name="merge-ignores-conflicts",
+        guarantee="a merge that would conflict is refused, never committed with conflict markers",
+        path="host_daemon/_worktree_merge.py",
+        original="    if merged.exit_code == 1:\n        raise _conflict(",
+        replacement="    if False:\n        raise _conflict(",
+        tests=(
+            "tests/host_daemon/test_daemon_worktrees_merge.py"
+            "::test_conflict_refused_and_checkout_unchanged[merge]",
+        ),
+    ),
+    Mutant(
+        name="merge-overrides-a-dirty-checkout",
+        guarantee="a merge never lands over the user's uncommitted changes in the files it touches",
+        path="host_daemon/_worktree_merge.py",
+        original="    if touched:\n",
+        replacement="    if False:\n",
+        tests=(
+            "tests/host_daemon/test_daemon_worktrees_merge.py"
+            "::test_dirty_checkout_in_touched_files_refused",
+        ),
+    ),
 )
 
 
