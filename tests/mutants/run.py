@@ -211,7 +211,7 @@ MUTANTS = (
         replacement="    if False:\n        raise _conflict(",
         tests=(
             "tests/host_daemon/test_daemon_worktrees_merge.py"
-            "::test_conflict_refused_and_checkout_unchanged[merge]",
+            "::test_conflict_refused_and_checkout_unchanged",
         ),
     ),
     Mutant(
