@@ -29,7 +29,6 @@ from _support.scripted_model import (
     Reply,
     ScriptedModel,
     ToolCall,
-    open_scripted_model,
 )
 from mcp import Client
 from mcp.types import TextResourceContents
@@ -64,12 +63,6 @@ class World:
 def claude() -> str:
     """The pinned Claude Code binary (installed on first use)."""
     return claude_executable()
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[ScriptedModel]:
-    async with open_scripted_model() as scripted:
-        yield scripted
 
 
 @pytest.fixture

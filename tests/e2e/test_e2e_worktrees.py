@@ -12,14 +12,13 @@ import json
 import os
 import pathlib
 import shutil
-from collections.abc import AsyncIterator
 
 import attrs
 import pytest
 import trio
 from _support.checkouts import Snapshot, add_lfs_attributes, add_submodule
 from _support.git_repos import git
-from _support.scripted_model import Hold, Reply, ScriptedModel, open_scripted_model
+from _support.scripted_model import Hold, Reply, ScriptedModel
 from _support.sdk_tasks import events, ok, read_diff, read_json, refused, said, wait_done
 from _support.worktree_e2e import (
     BASE_FILES,
@@ -40,12 +39,6 @@ from _support.worktree_e2e import (
 from mcp.shared.exceptions import MCPError
 
 pytestmark = pytest.mark.claude_cli
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[ScriptedModel]:
-    async with open_scripted_model() as scripted:
-        yield scripted
 
 
 @pytest.fixture

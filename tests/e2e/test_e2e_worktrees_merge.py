@@ -5,14 +5,13 @@ leaves the checkout byte-for-byte as it was (the world of ``_support/worktree_e2
 from __future__ import annotations
 
 import pathlib
-from collections.abc import AsyncIterator
 
 import attrs
 import pytest
 import trio
 from _support.checkouts import Snapshot
 from _support.git_repos import commit_files, git
-from _support.scripted_model import Hold, Reply, ScriptedModel, open_scripted_model
+from _support.scripted_model import Hold, Reply, ScriptedModel
 from _support.sdk_tasks import events, ok, refused
 from _support.worktree_e2e import (
     DEADLINE_S,
@@ -30,12 +29,6 @@ from _support.worktree_e2e import (
 )
 
 pytestmark = pytest.mark.claude_cli
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[ScriptedModel]:
-    async with open_scripted_model() as scripted:
-        yield scripted
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import os
 import pathlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import attrs
 import pytest
 from _support.git_repos import git, git_env
-from _support.scripted_model import Reply, ScriptedModel, open_scripted_model
+from _support.scripted_model import Reply, ScriptedModel
 from _support.sdk_tasks import ok
 from _support.worktree_e2e import (
     World,
@@ -52,12 +52,6 @@ def base() -> Iterator[pathlib.Path]:
         yield path
     finally:
         shutil.rmtree(path)
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[ScriptedModel]:
-    async with open_scripted_model() as scripted:
-        yield scripted
 
 
 @pytest.fixture
