@@ -22,6 +22,7 @@ import trio
 from _support import procs
 from _support.agent_up import Up, coding_agent_up, sdk_client
 from _support.claude_cli import claude_env, claude_executable
+from _support.polling import POLL_INTERVAL_S
 from _support.polling import eventually as _eventually
 from _support.scripted_model import (
     BashCall,
@@ -219,7 +220,12 @@ async def test_e2e_sigkill_then_restart_resumes(world: World, model: ScriptedMod
         await ok(client, "update_task", id=task_id, instructions="Think long")
         with trio.fail_after(DEADLINE_S):
             await hold.reached.wait()
-        before = await events(client, task_id)
+            # The model is reached once Claude sent its init line; the server logs that line
+            # a moment later (events become visible once written).
+            before = await events(client, task_id)
+            while sum(e["summary"].startswith("init:") for e in before) < 2:
+                await trio.sleep(POLL_INTERVAL_S)
+                before = await events(client, task_id)
         assert sum(e["summary"].startswith("init:") for e in before) == 2
         up.kill()
         await up.process.wait()
