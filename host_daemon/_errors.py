@@ -47,6 +47,8 @@ ErrorCode = Literal[
     "no_base_branch",
     "git_failed",
     "disk_budget",
+    # A live turn the daemon cannot run: the CLI cannot do live control (or --no-live).
+    "live_unsupported",
     # The client could not talk to the daemon.
     "unreachable",
     "timeout",
@@ -118,6 +120,7 @@ CLIENT_ERROR_CLASSES: Final[Mapping[ErrorCode, type[DaemonError]]] = {
     "no_base_branch": RequestRejected,
     "git_failed": RequestRejected,
     "disk_budget": RequestRejected,
+    "live_unsupported": RequestRejected,
     "unreachable": DaemonUnavailable,
     "timeout": DaemonUnavailable,
     "connection_lost": DaemonUnavailable,

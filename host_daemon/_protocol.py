@@ -6,13 +6,19 @@ message; the other fields are the message's attributes. A conversation goes:
 1. daemon → client ``challenge`` (protocol version, server nonce);
 2. client → daemon ``hello`` (protocol version, client nonce, client proof);
 3. daemon → client ``welcome`` (server proof: the daemon knows the token too);
-4. client → daemon one operation: ``probe``, ``run`` (the fields of a ``RunRequest``) or a
-   worktree operation (``worktree_create``, ``worktree_commit``, ``worktree_diff``,
-   ``worktree_commits``, ``worktree_merge``, ``worktree_discard``, ``worktree_sweep``);
-5. daemon → client ``probe_info``; or ``run_started``, ``agent_event``…, ``run_finished``; or the
-   worktree operation's one reply (``worktree_info`` or ``worktree_skipped``, ``commit_done``,
-   ``diff_done``, ``commits_done``, ``merge_done``, ``discard_done``, ``sweep_done``); or, at any
-   point, one ``error`` frame, after which the daemon closes the connection.
+4. client → daemon one operation: ``probe``, ``run`` (the fields of a ``RunRequest``),
+   ``session_close`` or a worktree operation (``worktree_create``, ``worktree_commit``,
+   ``worktree_diff``, ``worktree_commits``, ``worktree_merge``, ``worktree_discard``,
+   ``worktree_sweep``);
+5. daemon → client ``probe_info``; or ``run_started``, ``agent_event``…, ``run_finished``; or
+   ``session_closed``; or the worktree operation's one reply (``worktree_info`` or
+   ``worktree_skipped``, ``commit_done``, ``diff_done``, ``commits_done``, ``merge_done``,
+   ``discard_done``, ``sweep_done``); or, at any point, one ``error`` frame, after which the
+   daemon closes the connection.
+
+During a live run (``live: true``) the client may also send ``permission_decision``,
+``turn_input`` and ``interrupt`` frames, and the run's stream carries ``permission_request``,
+``permission_resolved`` and ``input_accepted`` frames among its ``agent_event`` frames.
 
 Nothing here touches a socket: ``encode_frame`` turns a message into bytes and ``FrameDecoder``
 turns bytes, fed in arbitrary chunks, into messages or a ``ProtocolViolation``.
@@ -35,12 +41,20 @@ from ._records import (
     CommitsDone,
     DiffDone,
     DiscardDone,
+    InputAccepted,
+    Interrupt,
     MergeDone,
+    PermissionDecision,
+    PermissionRequest,
+    PermissionResolved,
     ProbeInfo,
     RunFinished,
     RunRequest,
     RunStarted,
+    SessionClose,
+    SessionClosed,
     SweepDone,
+    TurnInput,
     WorktreeCommit,
     WorktreeCommits,
     WorktreeCreate,
@@ -123,6 +137,14 @@ Message: TypeAlias = (
     | MergeDone
     | DiscardDone
     | SweepDone
+    | PermissionRequest
+    | PermissionResolved
+    | PermissionDecision
+    | TurnInput
+    | InputAccepted
+    | Interrupt
+    | SessionClose
+    | SessionClosed
     | ErrorFrame
 )
 
@@ -151,6 +173,14 @@ _TAGS: Final[Mapping[type[Any], str]] = {
     MergeDone: "merge_done",
     DiscardDone: "discard_done",
     SweepDone: "sweep_done",
+    PermissionRequest: "permission_request",
+    PermissionResolved: "permission_resolved",
+    PermissionDecision: "permission_decision",
+    TurnInput: "turn_input",
+    InputAccepted: "input_accepted",
+    Interrupt: "interrupt",
+    SessionClose: "session_close",
+    SessionClosed: "session_closed",
     ErrorFrame: "error",
 }
 _BY_TAG: Final[Mapping[str, type[Any]]] = {tag: cls for cls, tag in _TAGS.items()}
@@ -169,11 +199,14 @@ WORKTREE_OPERATIONS: Final[frozenset[type[Any]]] = frozenset(
 )
 #: The requests whose strings reach argv or paths: NUL refused, and a malformed one is an
 #: ``invalid_request`` (the daemon refused a request, not a frame it could not read).
-_REQUESTS: Final[frozenset[type[Any]]] = frozenset({RunRequest, *WORKTREE_OPERATIONS})
+_REQUESTS: Final[frozenset[type[Any]]] = frozenset({RunRequest, SessionClose, *WORKTREE_OPERATIONS})
+
+#: What a client may send during a live run, after its request.
+LIVE_CONTROL: Final[frozenset[type[Any]]] = frozenset({PermissionDecision, TurnInput, Interrupt})
 
 #: What each side may receive.
 CLIENT_TO_DAEMON: Final[frozenset[type[Any]]] = frozenset(
-    {Hello, ProbeRequest, RunRequest, *WORKTREE_OPERATIONS}
+    {Hello, ProbeRequest, RunRequest, SessionClose, *WORKTREE_OPERATIONS, *LIVE_CONTROL}
 )
 DAEMON_TO_CLIENT: Final[frozenset[type[Any]]] = frozenset(
     {
@@ -191,6 +224,10 @@ DAEMON_TO_CLIENT: Final[frozenset[type[Any]]] = frozenset(
         MergeDone,
         DiscardDone,
         SweepDone,
+        PermissionRequest,
+        PermissionResolved,
+        InputAccepted,
+        SessionClosed,
         ErrorFrame,
     }
 )

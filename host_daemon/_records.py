@@ -14,7 +14,8 @@ import attrs
 AgentName = Literal["claude", "codex", "gemini"]
 AGENT_NAMES: tuple[AgentName, ...] = ("claude", "codex", "gemini")
 
-Outcome = Literal["success", "error", "cancelled", "timed_out", "killed"]
+#: ``interrupted``: a live turn stopped by an ``Interrupt`` (the conversation goes on).
+Outcome = Literal["success", "error", "cancelled", "timed_out", "killed", "interrupted"]
 
 AgentEventKind = Literal[
     "init",  # the agent's conversation started or resumed: session_id, data.model
@@ -45,6 +46,22 @@ class RunRequest:
     #: The key of a worktree made by ``WorktreeCreate``: the agent then runs in that worktree
     #: (at the project's place in it) instead of in ``cwd``, which must still be inside a root.
     worktree: str | None = None
+    #: A supervised live turn: the agent stays alive between turns (keyed by ``session_key``),
+    #: its permission requests are relayed to the client, and the client may steer or interrupt.
+    live: bool = False
+    #: The live session this turn belongs to (the client's task id); required with ``live``.
+    session_key: str | None = None
+    #: Close the live process after this long without a turn (at most the daemon's own limit).
+    idle_timeout_s: float | None = None
+    #: Deny a permission request nobody answered after this long (at most the daemon's limit).
+    approval_timeout_s: float | None = None
+    #: The task creator's narrowing of the daemon's allow rules: None keeps them all; a list
+    #: auto-allows only what matches both a daemon rule and one of these (never widens).
+    allow_rules: list[str] | None = None
+    #: More rules that deny at once, on top of the daemon's (Claude's rule syntax).
+    deny_rules: list[str] = attrs.field(factory=list)
+    #: Rules a person allowed for the rest of this task (``remember: task`` on an approval).
+    granted_rules: list[str] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -55,6 +72,10 @@ class AgentInfo:
     path: str | None
     version: str | None
     error: str | None = None
+    #: Whether this CLI can run supervised live turns here (``RunRequest.live``).
+    live: bool = False
+    #: Why not (an old version, ``--no-live``), or how (``codex app-server``), for people.
+    live_note: str | None = None
 
 
 @attrs.frozen
@@ -70,6 +91,12 @@ class ProbeInfo:
     max_frame_bytes: int
     #: ``git --version`` as the daemon found it; None when git is missing.
     git: str | None = None
+    #: Live sessions open now (idle or in a turn), and how many the daemon keeps at most.
+    live_sessions: int = 0
+    max_live_sessions: int = 0
+    #: The host owner's policy: rules that allow or deny a permission request at once.
+    allow_rules: list[str] = attrs.field(factory=list)
+    deny_rules: list[str] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -79,6 +106,12 @@ class RunStarted:
     pid: int
     argv: list[str]
     cwd: str
+    #: A live turn: the agent stays alive after it (``RunFinished.session_open``).
+    live: bool = False
+    #: The live process was already running (an earlier turn's): nothing was spawned.
+    reused: bool = False
+    #: ``TurnInput`` during this turn reaches the agent (Claude queues it, Codex steers).
+    steerable: bool = False
 
 
 # Not slotted: a frozen slotted class sets each field through ``object.__setattr__``, which makes
@@ -113,9 +146,113 @@ class RunFinished:
     usage: dict[str, Any] | None
     error: str | None
     output_truncated: bool = False
+    #: A live turn ended and its agent stays alive, idle, for the session's next turn.
+    session_open: bool = False
 
 
-RunEvent = RunStarted | AgentEvent | RunFinished
+# -- live turns: permission requests, decisions, steering, interrupts -----------------------------
+
+ApprovalBehavior = Literal["allow", "deny"]
+APPROVAL_BEHAVIORS: tuple[ApprovalBehavior, ...] = ("allow", "deny")
+#: Who resolved a permission request: the client (a person, over MCP), the policy rules, the
+#: approval timeout, or the session's end (the turn stopped while it was pending).
+DecidedBy = Literal["client", "policy", "timeout", "closed"]
+
+
+@attrs.frozen
+class PermissionRequest:
+    """Daemon → client: the agent asks to use a tool; answer with a ``PermissionDecision``.
+
+    ``tool_name`` and ``input`` are normalized across agents (``Bash`` with ``command``,
+    ``Edit``/``Write``/``Read`` with ``file_path``; other tools keep the agent's name), so one
+    rule syntax (Claude's) covers all three; ``agent_tool_name`` is the agent's own name.
+    """
+
+    request_id: str
+    tool_name: str
+    input: dict[str, Any]
+    #: When it is denied if nobody answers (seconds from now).
+    timeout_s: float
+    description: str | None = None
+    #: The agent's own proposals (Claude's ``permission_suggestions``), as it sent them.
+    suggestions: list[dict[str, Any]] = attrs.field(factory=list)
+    tool_use_id: str | None = None
+    agent_tool_name: str | None = None
+
+
+@attrs.frozen
+class PermissionResolved:
+    """Daemon → client: a permission request was decided, and by whom; the agent has it.
+
+    A request the policy decided at once comes only as this frame (no ``PermissionRequest``).
+    """
+
+    request_id: str
+    tool_name: str
+    input: dict[str, Any]
+    behavior: ApprovalBehavior
+    decided_by: DecidedBy
+    message: str | None = None
+    #: The policy rule that decided, or the rule a person allowed for the rest of the session.
+    rule: str | None = None
+    #: Who the client said decided (``decided_by == "client"``): "approve tool", "elicitation"…
+    decider: str | None = None
+
+
+@attrs.frozen
+class PermissionDecision:
+    """Client → daemon, during a live turn: the answer to one ``PermissionRequest``."""
+
+    request_id: str
+    behavior: ApprovalBehavior
+    #: Why (a deny's message reaches the model).
+    message: str | None = None
+    #: Allow with the tool's input changed (Claude only; others take it as a plain allow).
+    updated_input: dict[str, Any] | None = None
+    #: Allow this rule for the rest of the session (and the client keeps it for the task).
+    remember_rule: str | None = None
+    #: Who decided, for the log ("approve tool", "elicitation", "dashboard").
+    decider: str | None = None
+
+
+@attrs.frozen
+class TurnInput:
+    """Client → daemon, during a live turn: more instructions for the running turn (steering)."""
+
+    text: str
+
+
+@attrs.frozen
+class InputAccepted:
+    """Daemon → client: the ``TurnInput`` reached the agent (``steered``), or why not."""
+
+    steered: bool
+    message: str | None = None
+
+
+@attrs.frozen
+class Interrupt:
+    """Client → daemon, during a live turn: stop the turn, keep the conversation."""
+
+
+@attrs.frozen
+class SessionClose:
+    """Close a live session (idle or in a turn) and its process group: the task ended, or its
+    worktree is about to be merged or discarded."""
+
+    key: str
+
+
+@attrs.frozen
+class SessionClosed:
+    """Whether a live session with that key was open (and is now gone)."""
+
+    closed: bool
+
+
+RunEvent = (
+    RunStarted | AgentEvent | PermissionRequest | PermissionResolved | InputAccepted | RunFinished
+)
 
 
 # -- worktrees: one per task, made, committed, reviewed, merged and removed by the daemon ---------

@@ -525,7 +525,7 @@ class TaskRunner:
                 if event.kind == "init" and event.session_id:
                     await self._record_session(task_id, event.session_id)
                 await self.store.backpressure(task_id)
-            else:
+            elif isinstance(event, RunFinished):
                 finished = event
         return finished
 
