@@ -16,7 +16,13 @@ import orjson
 import pytest
 
 from host_daemon._live_driver import DriverOutput, DriverRefused, PermissionAsk
-from host_daemon._live_gemini import GEMINI_LIVE, GeminiLiveDriver, acp_flag, normalized_tool
+from host_daemon._live_gemini import (
+    GEMINI_LIVE,
+    GeminiLiveDriver,
+    acp_flag,
+    live_policy_path,
+    normalized_tool,
+)
 from host_daemon._records import AgentEvent, RunFinished, RunRequest
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -419,12 +425,17 @@ def test_acp_flag_and_argv() -> None:
     assert acp_flag("  --experimental-acp  Starts the agent") == "--experimental-acp"
     assert acp_flag("  --acpx") is None
     argv = GEMINI_LIVE.live_argv("gemini", request(model="gemini-2.5-flash"), "default")
+    policy = live_policy_path()
     assert argv == [
         "gemini",
         "--acp",
         "--approval-mode=default",
         "--skip-trust",
+        f"--policy={policy}",
         "--model=gemini-2.5-flash",
     ]
+    assert 'toolName = "run_shell_command"' in pathlib.Path(policy).read_text()
+    yolo = GEMINI_LIVE.live_argv("gemini", request(), "yolo")
+    assert yolo == ["gemini", "--acp", "--approval-mode=yolo", "--skip-trust"]
     with pytest.raises(ValueError, match=r"@ \$\.model"):
         GEMINI_LIVE.live_argv("gemini", request(model="--yolo"), "default")
