@@ -37,7 +37,7 @@ import attrs
 import orjson
 
 from ._agents import plain_name_error
-from ._live_driver import DriverOutput, DriverRefused, PermissionAsk
+from ._live_driver import DriverOutput, DriverRefused, LiveAdapter, PermissionAsk
 from ._parsers import Reason, signal_name
 from ._records import AgentEvent, AgentEventKind, ApprovalBehavior, Outcome, RunFinished, RunRequest
 
@@ -579,4 +579,4 @@ class GeminiLiveAdapter:
         return GeminiLiveDriver(request)
 
 
-GEMINI_LIVE: Final = GeminiLiveAdapter()
+GEMINI_LIVE: Final[LiveAdapter] = GeminiLiveAdapter()
