@@ -24,6 +24,7 @@ from host_daemon._live_gemini import (
     normalized_tool,
 )
 from host_daemon._records import AgentEvent, RunFinished, RunRequest
+from host_daemon._rules import Policy
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 PROJECT = "/work/project"
@@ -439,3 +440,21 @@ def test_acp_flag_and_argv() -> None:
     assert yolo == ["gemini", "--acp", "--approval-mode=yolo", "--skip-trust"]
     with pytest.raises(ValueError, match=r"@ \$\.model"):
         GEMINI_LIVE.live_argv("gemini", request(model="--yolo"), "default")
+
+
+def test_policy_rules_apply_to_gemini_asks() -> None:
+    """Claude-syntax rules decide Gemini's normalized asks (run_shell_command as Bash, edits)."""
+    policy = Policy.from_texts(["Edit(*.txt)"], ["Bash(echo:*)"])
+    (shell,) = replay("allow_remember").asks
+    verdict = policy.decide(
+        shell.tool_name, shell.input, PROJECT, task_allow=None, task_deny=(), granted=()
+    )
+    assert verdict is not None
+    assert (verdict.behavior, verdict.rule) == ("deny", "Bash(echo:*)")
+    write, edit = replay("edits").asks
+    for ask in (write, edit):
+        allowed = policy.decide(
+            ask.tool_name, ask.input, PROJECT, task_allow=None, task_deny=(), granted=()
+        )
+        assert allowed is not None
+        assert (allowed.behavior, allowed.rule) == ("allow", "Edit(*.txt)")
