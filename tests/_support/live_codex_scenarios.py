@@ -32,7 +32,7 @@ from .npm_cli import cache_root
 from .polling import eventually
 from .procs import marked_processes
 from .scripted_codex import Patch, ScriptedCodexModel, ShellCall, open_scripted_codex_model
-from .scripted_model import Hold, Reply
+from .scripted_model import ApiError, Hold, Reply
 
 __all__ = ["MARKER", "SCENARIOS", "Outcome", "run_scenario"]
 
@@ -41,6 +41,7 @@ FIXTURES = pathlib.Path(__file__).parents[1] / "host_daemon" / "fixtures"
 _DEADLINE_S = 90.0
 DENY_MESSAGE = "Not in this task: leave f.txt alone."
 STEER_TEXT = "Also mention the README."
+UNKNOWN_THREAD = "00000000-0000-4000-8000-000000000000"
 PATCH = """\
 *** Begin Patch
 *** Add File: hello.py
@@ -179,7 +180,44 @@ async def _resume(model: ScriptedCodexModel, run: _Run) -> None:
         await live.wait_exited()
 
 
+async def _follow_up(model: ScriptedCodexModel, run: _Run) -> None:
+    """Two turns in one process: the second is a ``turn/start`` in the same thread."""
+    model.script(Reply("Hello."), Reply("You said hello first."))
+    async with run.open(run.request("Say hello.")) as live:
+        run.outcome.sessions.append(live)
+        await live.start("Say hello.")
+        await live.turn_finished()
+        await live.prompt("What did I ask first?")
+        await live.turn_finished()
+        await live.close()
+        await live.wait_exited()
+
+
+async def _api_error(model: ScriptedCodexModel, run: _Run) -> None:
+    """The model answers HTTP 400: the turn fails; the session stays for the next turn."""
+    model.script(ApiError(400, "invalid_request_error", "scripted bad request"))
+    async with run.open(run.request("List the files.")) as live:
+        run.outcome.sessions.append(live)
+        await live.start("List the files.")
+        await live.turn_finished()
+        await live.close()
+        await live.wait_exited()
+
+
+async def _resume_unknown(model: ScriptedCodexModel, run: _Run) -> None:
+    """``thread/resume`` of a thread that does not exist: Codex answers an error."""
+    request = run.request("Go on.", resume=UNKNOWN_THREAD)
+    async with run.open(request) as live:
+        run.outcome.sessions.append(live)
+        await live.start("Go on.")
+        await live.turn_finished()
+        await live.wait_exited()
+
+
 SCENARIOS: dict[str, Scenario] = {
+    "follow_up": _follow_up,
+    "api_error": _api_error,
+    "resume_unknown": _resume_unknown,
     "allow": _allow,
     "deny": _deny,
     "file_change": _file_change,

@@ -96,3 +96,38 @@ async def test_live_codex_resumed_thread_remembers_the_first_turn(tmp_path: path
     assert "Create f.txt." in _model_input(outcome.model.main_requests[-1])
     [finished] = second.finished
     assert (finished.outcome, finished.final_text) == ("success", "f.txt says hi.")
+
+
+async def test_live_codex_follow_up_turn_in_the_same_process(tmp_path: pathlib.Path) -> None:
+    """A second prompt is a new turn in the same thread and process; the model sees the first."""
+    outcome = await run_scenario("follow_up", tmp_path)
+    [live] = outcome.sessions
+    assert [f.outcome for f in live.finished] == ["success", "success"]
+    assert live.finished[1].final_text == "You said hello first."
+    assert "Say hello." in _model_input(outcome.model.main_requests[-1])
+    assert [event.kind for event in live.events].count("init") == 1
+
+
+async def test_live_codex_model_error_fails_the_turn_keeps_the_session(
+    tmp_path: pathlib.Path,
+) -> None:
+    """An HTTP 400 from the model fails the turn with the API's message; the session stays."""
+    outcome = await run_scenario("api_error", tmp_path)
+    [finished] = outcome.sessions[0].finished
+    assert (finished.outcome, finished.session_open) == ("error", True)
+    assert finished.error is not None
+    assert "scripted bad request" in finished.error
+
+
+async def test_live_codex_resume_of_unknown_thread_fails_and_closes(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Resuming a thread Codex does not have fails the turn with its message; the process
+    exits (stdin closed) instead of waiting."""
+    outcome = await run_scenario("resume_unknown", tmp_path)
+    live = outcome.sessions[0]
+    [finished] = live.finished
+    assert (finished.outcome, finished.session_open) == ("error", False)
+    assert finished.error is not None
+    assert "no rollout found" in finished.error
+    assert await live.wait_exited() == 0
