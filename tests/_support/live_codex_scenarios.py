@@ -3,7 +3,7 @@
 Each scenario runs the pinned ``codex app-server`` under ``CodexLiveDriver``
 (``live_harness_codex``) in a fresh project directory with a throwaway ``HOME``, against
 ``scripted_codex`` on loopback, and returns what happened (``Outcome``) for the test to check.
-The transcripts it returns are what ``tests/host_daemon/fixtures/codex_live_*.jsonl`` hold
+The transcripts it returns are what ``tests/host_daemon/fixtures/live_codex_*.jsonl`` hold
 (re-record them from the repository root)::
 
     PYTHONPATH=$PWD:$PWD/tests python -m _support.live_codex_scenarios [--only NAME ...]
@@ -254,7 +254,7 @@ def _rewrite(text: str, workdir: pathlib.Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Record the chosen scenarios (all by default) as ``codex_live_NAME.jsonl``."""
+    """Record the chosen scenarios (all by default) as ``live_codex_NAME.jsonl``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=sorted(SCENARIOS), metavar="NAME")
     parser.add_argument("--out", type=pathlib.Path, default=FIXTURES)
@@ -270,8 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for index, transcript in enumerate(outcome.transcripts)
                 for step in ([{"session": index}] if index else []) + transcript
             ]
-        (args.out / f"codex_live_{name}.jsonl").write_text("\n".join(lines) + "\n")
-        print(f"codex_live_{name}: {len(lines)} lines", file=sys.stderr)
+        (args.out / f"live_codex_{name}.jsonl").write_text("\n".join(lines) + "\n")
+        print(f"live_codex_{name}: {len(lines)} lines", file=sys.stderr)
     return 0
 
 

@@ -6,7 +6,7 @@ the whole group when the block ends (or when the driver asks ``end_process``). I
 driver produced (events, asks, finished turns) for the test, and a transcript of the session: the
 driver calls made (``{"do": ...}``), every line Codex printed (``{"codex": line}``) and every line
 written to it (``{"wrote": line}``), in order, which ``tests/host_daemon/fixtures`` keeps as
-``codex_live_*.jsonl`` and ``test_daemon_live_codex`` replays without the CLI.
+``live_codex_*.jsonl`` and ``test_daemon_live_codex`` replays without the CLI.
 
 Usage::
 

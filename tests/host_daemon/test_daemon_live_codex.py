@@ -1,6 +1,6 @@
 """``CodexLiveDriver`` without the CLI: the recorded real sessions replayed, and edge cases.
 
-Each ``fixtures/codex_live_*.jsonl`` is a real session (``_support.live_codex_scenarios``): the
+Each ``fixtures/live_codex_*.jsonl`` is a real session (``_support.live_codex_scenarios``): the
 driver calls made, what ``codex app-server`` printed and what the driver wrote, in order.
 Replaying it drives a fresh driver the same way and checks it writes exactly what it wrote then.
 """
@@ -27,7 +27,7 @@ from host_daemon._records import AgentEvent, RunFinished, RunRequest
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 PROJECT = "/work/project"
-LIVE_FIXTURES = sorted(path.name for path in FIXTURES.glob("codex_live_*.jsonl"))
+LIVE_FIXTURES = sorted(path.name for path in FIXTURES.glob("live_codex_*.jsonl"))
 
 
 @attrs.define
@@ -122,12 +122,12 @@ def test_replay_writes_what_the_real_session_wrote(name: str) -> None:
 
 def test_fixtures_cover_every_scenario() -> None:
     """Every scenario is recorded and replayed here (a new one cannot go untested)."""
-    assert sorted(f"codex_live_{name}.jsonl" for name in SCENARIOS) == LIVE_FIXTURES
+    assert sorted(f"live_codex_{name}.jsonl" for name in SCENARIOS) == LIVE_FIXTURES
 
 
 def test_handshake_then_thread_start_with_untrusted_policy() -> None:
     """start writes initialize; its answer brings initialized and thread/start (untrusted)."""
-    [session] = replay("codex_live_allow.jsonl")
+    [session] = replay("live_codex_allow.jsonl")
     methods = [write.get("method") for write in session.writes]
     assert methods[:4] == ["initialize", "initialized", "thread/start", "turn/start"]
     assert session.writes[2]["params"] == {"cwd": PROJECT, "approvalPolicy": "untrusted"}
@@ -136,7 +136,7 @@ def test_handshake_then_thread_start_with_untrusted_policy() -> None:
 
 def test_command_ask_is_bash_with_the_script() -> None:
     """A command approval is a Bash ask with the script (not its bash -lc wrapper)."""
-    [session] = replay("codex_live_allow.jsonl")
+    [session] = replay("live_codex_allow.jsonl")
     [ask] = session.asks
     assert ask == PermissionAsk(
         request_id="0",
@@ -150,7 +150,7 @@ def test_command_ask_is_bash_with_the_script() -> None:
 
 def test_allowed_turn_events_and_result() -> None:
     """init with the thread id, the command's tool_use/tool_result, the text, usage, success."""
-    [session] = replay("codex_live_allow.jsonl")
+    [session] = replay("live_codex_allow.jsonl")
     thread = session.driver.session_id
     kinds = [event.kind for event in session.events if event.kind != "other"]
     assert kinds == ["init", "tool_use", "tool_result", "text", "usage"]
@@ -170,14 +170,14 @@ def test_allowed_turn_events_and_result() -> None:
 
 def test_every_line_is_in_the_transcript_once() -> None:
     """Each line Codex printed is the raw of exactly one event (the transcript is complete)."""
-    lines = [step["codex"] for step in _sessions("codex_live_deny.jsonl")[0] if "codex" in step]
-    [session] = replay("codex_live_deny.jsonl")
+    lines = [step["codex"] for step in _sessions("live_codex_deny.jsonl")[0] if "codex" in step]
+    [session] = replay("live_codex_deny.jsonl")
     assert [event.raw for event in session.events if event.raw] == lines
 
 
 def test_deny_message_is_steered_before_the_decline() -> None:
     """A deny with a message writes turn/steer with it, then the decline (no room for it)."""
-    [session] = replay("codex_live_deny.jsonl")
+    [session] = replay("live_codex_deny.jsonl")
     steer, decline = session.writes[-2:]
     assert steer["method"] == "turn/steer"
     assert "Not in this task: leave f.txt alone." in steer["params"]["input"][0]["text"]
@@ -186,7 +186,7 @@ def test_deny_message_is_steered_before_the_decline() -> None:
 
 def test_file_change_ask_is_edit_with_the_first_path_and_changes() -> None:
     """A file change approval is an Edit ask with the path its item/started named."""
-    [session] = replay("codex_live_file_change.jsonl")
+    [session] = replay("live_codex_file_change.jsonl")
     [ask] = session.asks
     assert ask.tool_name == "Edit"
     assert ask.input["file_path"] == f"{PROJECT}/hello.py"
@@ -196,11 +196,11 @@ def test_file_change_ask_is_edit_with_the_first_path_and_changes() -> None:
 
 def test_steer_names_the_running_turn() -> None:
     """steer writes turn/steer with the turn's id; the turn ends once."""
-    [session] = replay("codex_live_steer.jsonl")
+    [session] = replay("live_codex_steer.jsonl")
     [steer] = [write for write in session.writes if write.get("method") == "turn/steer"]
     turn_start_answer = next(
         json.loads(step["codex"])
-        for step in _sessions("codex_live_steer.jsonl")[0]
+        for step in _sessions("live_codex_steer.jsonl")[0]
         if "codex" in step and json.loads(step["codex"]).get("id") == 3
     )
     assert steer["params"]["expectedTurnId"] == turn_start_answer["result"]["turn"]["id"]
@@ -209,7 +209,7 @@ def test_steer_names_the_running_turn() -> None:
 
 def test_interrupt_ends_turn_and_asks_to_end_the_process() -> None:
     """turn/interrupt, then at turn/completed (interrupted): outcome interrupted, end_process."""
-    [session] = replay("codex_live_interrupt.jsonl")
+    [session] = replay("live_codex_interrupt.jsonl")
     assert any(write.get("method") == "turn/interrupt" for write in session.writes)
     [last] = [out for out in session.outputs if out.turn_finished is not None]
     assert last.end_process
@@ -219,7 +219,7 @@ def test_interrupt_ends_turn_and_asks_to_end_the_process() -> None:
 
 def test_resume_sends_thread_resume_and_keeps_the_id() -> None:
     """A resumed session sends thread/resume with the thread id and reports the same id."""
-    first, second = replay("codex_live_resume.jsonl")
+    first, second = replay("live_codex_resume.jsonl")
     [resume] = [write for write in second.writes if write.get("method") == "thread/resume"]
     assert resume["params"]["threadId"] == first.driver.session_id
     assert second.driver.session_id == first.driver.session_id
@@ -228,7 +228,7 @@ def test_resume_sends_thread_resume_and_keeps_the_id() -> None:
 
 def test_resume_of_unknown_thread_fails_the_turn_and_closes_stdin() -> None:
     """Codex's error answer to thread/resume fails the turn with its message; stdin closes."""
-    [session] = replay("codex_live_resume_unknown.jsonl")
+    [session] = replay("live_codex_resume_unknown.jsonl")
     [last] = [out for out in session.outputs if out.turn_finished is not None]
     assert last.close_stdin
     assert last.turn_finished is not None
@@ -239,7 +239,7 @@ def test_resume_of_unknown_thread_fails_the_turn_and_closes_stdin() -> None:
 
 def test_failed_turn_is_an_error_with_the_api_message() -> None:
     """turn/completed failed: outcome error naming the model's message; the session stays."""
-    [session] = replay("codex_live_api_error.jsonl")
+    [session] = replay("live_codex_api_error.jsonl")
     [finished] = session.finished
     assert finished.outcome == "error"
     assert finished.session_open
@@ -249,7 +249,7 @@ def test_failed_turn_is_an_error_with_the_api_message() -> None:
 
 def test_follow_up_is_turn_start_in_the_same_thread() -> None:
     """A second prompt writes only turn/start (no handshake) in the same thread."""
-    [session] = replay("codex_live_follow_up.jsonl")
+    [session] = replay("live_codex_follow_up.jsonl")
     starts = [write for write in session.writes if write.get("method") == "turn/start"]
     assert [start["params"]["threadId"] for start in starts] == [session.driver.session_id] * 2
     assert [write.get("method") for write in session.writes].count("initialize") == 1
