@@ -10,7 +10,9 @@ CLI driven against a scripted model, ``tests/host_daemon/test_daemon_live_codex*
   ``interrupted``.
 - ``approvalPolicy: "untrusted"`` makes every command ask, even ``ls``. Codex refuses that value
   in its configuration ("no longer supported"), so it goes into ``thread/start``/``resume``; the
-  sandbox (the permission mode) goes on the argv as ``--config=sandbox_mode=...``.
+  sandbox (the permission mode) goes on the argv as ``--config=sandbox_mode=...``. An approved
+  command runs outside the sandbox (Codex's rule: a write outside the workspace, or in a
+  read-only sandbox, succeeds): an approval grants what a Claude Bash approval grants.
 - Approvals are server requests: ``item/commandExecution/requestApproval {itemId, command, cwd}``
   and ``item/fileChange/requestApproval {itemId}`` (the changes come before it, in the
   ``item/started`` of that item), answered ``{"decision": "accept" | "decline"}``. A decline has

@@ -81,8 +81,8 @@ class _Run:
             agent="codex", prompt=prompt, cwd=str(self.project), resume_session_id=resume
         )
 
-    def open(self, request: RunRequest) -> Any:
-        return open_live_codex(codex_executable(), request, env=self.env)
+    def open(self, request: RunRequest, mode: str = "workspace-write") -> Any:
+        return open_live_codex(codex_executable(), request, env=self.env, permission_mode=mode)
 
 
 async def _allow(model: ScriptedCodexModel, run: _Run) -> None:
@@ -214,7 +214,37 @@ async def _resume_unknown(model: ScriptedCodexModel, run: _Run) -> None:
         await live.wait_exited()
 
 
+async def _every_command_asks(model: ScriptedCodexModel, run: _Run) -> None:
+    """``ls`` and ``cat`` (commands Codex deems safe) ask too, under ``untrusted``."""
+    model.script(ShellCall("ls"), ShellCall("cat README.md"), Reply("Listed and read."))
+    async with run.open(run.request("Look around.")) as live:
+        run.outcome.sessions.append(live)
+        await live.start("Look around.")
+        for _ in range(2):
+            ask = await live.next_ask()
+            await live.decide(ask.request_id, "allow")
+        await live.turn_finished()
+        await live.close()
+        await live.wait_exited()
+
+
+async def _read_only(model: ScriptedCodexModel, run: _Run) -> None:
+    """Permission mode ``read-only``, a write allowed: an approved command runs outside the
+    sandbox (Codex's rule), so the write happens."""
+    model.script(ShellCall("echo hi > f.txt"), Reply("Created f.txt."))
+    async with run.open(run.request("Create f.txt."), mode="read-only") as live:
+        run.outcome.sessions.append(live)
+        await live.start("Create f.txt.")
+        ask = await live.next_ask()
+        await live.decide(ask.request_id, "allow")
+        await live.turn_finished()
+        await live.close()
+        await live.wait_exited()
+
+
 SCENARIOS: dict[str, Scenario] = {
+    "every_command_asks": _every_command_asks,
+    "read_only": _read_only,
     "follow_up": _follow_up,
     "api_error": _api_error,
     "resume_unknown": _resume_unknown,

@@ -131,3 +131,26 @@ async def test_live_codex_resume_of_unknown_thread_fails_and_closes(
     assert finished.error is not None
     assert "no rollout found" in finished.error
     assert await live.wait_exited() == 0
+
+
+async def test_live_codex_every_command_asks(tmp_path: pathlib.Path) -> None:
+    """Under approvalPolicy untrusted even ``ls`` and ``cat`` ask: nothing runs unasked."""
+    outcome = await run_scenario("every_command_asks", tmp_path)
+    live = outcome.sessions[0]
+    assert [ask.input["command"] for ask in live.asks] == ["ls", "cat README.md"]
+    [finished] = live.finished
+    assert finished.outcome == "success"
+
+
+async def test_live_codex_approved_command_runs_outside_the_sandbox(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The permission mode reaches Codex (read-only sandbox), yet an approved command runs
+    outside it: the write happens. An approval is a grant of full access (as with Claude)."""
+    outcome = await run_scenario("read_only", tmp_path)
+    live = outcome.sessions[0]
+    [init] = [event for event in live.events if event.kind == "init"]
+    assert init.data is not None
+    assert init.data["sandbox"] == "readOnly"
+    assert len(live.asks) == 1
+    assert (outcome.project / "f.txt").read_text() == "hi\n"
