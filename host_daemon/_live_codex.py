@@ -424,10 +424,14 @@ class CodexLiveDriver:
         elif method == COMMAND_APPROVAL:
             tool_name, tool_input = method, dict(params)
         else:
+            # One approval covers every file of the patch: ``file_path`` is the first (what
+            # Edit rules read), ``file_paths`` all of them (what a careful policy reads).
             changes = self._changes.get(item_id or "", [])
-            paths = [change.get("path") for change in changes if isinstance(change, dict)]
-            tool_name, tool_input = "Edit", {"changes": changes}
-            if paths and isinstance(paths[0], str):
+            paths = [
+                c["path"] for c in changes if isinstance(c, dict) and isinstance(c.get("path"), str)
+            ]
+            tool_name, tool_input = "Edit", {"changes": changes, "file_paths": paths}
+            if paths:
                 tool_input["file_path"] = paths[0]
         request_id = str(rpc_id)
         ask = PermissionAsk(

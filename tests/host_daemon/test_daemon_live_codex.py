@@ -190,6 +190,7 @@ def test_file_change_ask_is_edit_with_the_first_path_and_changes() -> None:
     [ask] = session.asks
     assert ask.tool_name == "Edit"
     assert ask.input["file_path"] == f"{PROJECT}/hello.py"
+    assert ask.input["file_paths"] == [f"{PROJECT}/hello.py"]
     assert ask.input["changes"][0]["diff"] == 'print("hello")\n'
     assert ask.agent_tool_name == "item/fileChange/requestApproval"
 
@@ -353,6 +354,21 @@ def test_unsupported_server_request_is_answered_with_an_error() -> None:
     assert answer["id"] == 5
     assert answer["error"]["code"] == -32601
     assert out.asks == []
+
+
+def test_file_change_of_several_files_names_them_all() -> None:
+    """A patch over two files asks once: file_path is the first, file_paths both."""
+    driver = _started_driver()
+    changes = [
+        {"path": "/work/project/src/a.py", "kind": {"type": "add"}, "diff": "x"},
+        {"path": "/etc/b.conf", "kind": {"type": "update"}, "diff": "y"},
+    ]
+    item = {"type": "fileChange", "id": "call_1", "changes": changes, "status": "inProgress"}
+    driver.feed(_line({"method": "item/started", "params": {"item": item}}), truncated=False)
+    ask = {"id": 3, "method": "item/fileChange/requestApproval", "params": {"itemId": "call_1"}}
+    [permission] = driver.feed(_line(ask), truncated=False).asks
+    assert permission.input["file_path"] == "/work/project/src/a.py"
+    assert permission.input["file_paths"] == ["/work/project/src/a.py", "/etc/b.conf"]
 
 
 def test_withdrawn_request_cannot_be_decided() -> None:
