@@ -495,6 +495,7 @@ class CodexLiveDriver:
         self._turn_id = None
         self._queued_steers.clear()
         self._pending.clear()
+        self._changes.clear()
         data = {"usage": self._turn_usage, "num_turns": 1}
         events = [self._events.make("usage", data=data)]
         if error is not None and outcome == "error":

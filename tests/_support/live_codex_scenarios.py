@@ -162,6 +162,19 @@ async def _interrupt(model: ScriptedCodexModel, run: _Run) -> None:
         await eventually(lambda: not _marked(run), "nothing of the session left", lambda: "")
 
 
+async def _interrupt_asking(model: ScriptedCodexModel, run: _Run) -> None:
+    """An interrupt while a permission request waits: the turn ends ``interrupted``, Codex
+    withdraws the request, the command never runs."""
+    model.script(ShellCall("echo hi > f.txt"))
+    async with run.open(run.request("Create f.txt.")) as live:
+        run.outcome.sessions.append(live)
+        await live.start("Create f.txt.")
+        await live.next_ask()
+        await live.interrupt()
+        await live.turn_finished()
+        await live.wait_exited()
+
+
 def _marked(run: _Run) -> list[tuple[int, str]]:
     return marked_processes(MARKER, run.outcome.marker, exclude=(os.getpid(),))
 
@@ -253,6 +266,7 @@ SCENARIOS: dict[str, Scenario] = {
     "file_change": _file_change,
     "steer": _steer,
     "interrupt": _interrupt,
+    "interrupt_asking": _interrupt_asking,
     "resume": _resume,
 }
 

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from _support.live_codex_scenarios import DENY_MESSAGE, STEER_TEXT, Outcome, run_scenario
 
+from host_daemon._live_driver import DriverRefused
+
 pytestmark = [pytest.mark.agent_cli, pytest.mark.slow]
 
 
@@ -83,6 +85,22 @@ async def test_live_codex_interrupt_ends_turn_and_process_leaving_nothing(
     [finished] = live.finished
     assert (finished.outcome, finished.session_open) == ("interrupted", False)
     assert live.ended_process
+    assert not outcome.leftovers
+
+
+async def test_live_codex_interrupt_while_asking_withdraws_the_request(
+    tmp_path: pathlib.Path,
+) -> None:
+    """An interrupt while a request waits ends the turn; the request can no longer be decided
+    and the command never ran."""
+    outcome = await run_scenario("interrupt_asking", tmp_path)
+    live = outcome.sessions[0]
+    [ask] = live.asks
+    [finished] = live.finished
+    assert finished.outcome == "interrupted"
+    with pytest.raises(DriverRefused):
+        live.driver.decide(ask.request_id, "allow")
+    assert not (outcome.project / "f.txt").exists()
     assert not outcome.leftovers
 
 
