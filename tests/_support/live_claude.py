@@ -11,12 +11,13 @@ from typing import Any
 
 import attrs
 import trio
+
+from host_daemon import RunEvent, RunFinished, RunRequest, RunStream, open_run
+
 from .claude_cli import claude_env
 from .daemon import running_daemon
 from .procs import marked_processes
 from .scripted_model import ScriptedModel
-
-from host_daemon import RunEvent, RunFinished, RunRequest, RunStream, open_run
 
 MARKER = "CODING_AGENT_TEST_RUN"
 DEADLINE_S = 60.0

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from _support.claude_cli import claude_executable
+from _support.live_claude import LiveDaemon, finished, live_daemon, run_turn, text_of, tool_results
 from _support.polling import eventually
 from _support.scripted_model import BashCall, Reply, ScriptedModel, open_scripted_model
-from _support.live_claude import LiveDaemon, finished, live_daemon, run_turn, text_of, tool_results
 
 from host_daemon import (
     PermissionDecision,
