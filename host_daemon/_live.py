@@ -131,6 +131,8 @@ class LiveSession:
         self._idle_scope: trio.CancelScope | None = None
         self._ended = trio.Event()
         self.closed = False
+        #: The session is ending (closing politely, or its agent's output ended).
+        self.closing = False
         #: Why the daemon ended the process (None: it exited by itself).
         self._kill_reason: Reason | None = None
         self._interrupted_by_end = False
@@ -147,6 +149,7 @@ class LiveSession:
         resume = plan.request.resume_session_id
         return (
             not self.closed
+            and not self.closing
             and self.agent == plan.request.agent
             and self.cwd == plan.directory.path
             and (resume is None or resume == self.driver.session_id)
@@ -181,6 +184,7 @@ class LiveSession:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._watch_idle)
                         await self._pump(proc)
+                        self.closing = True
                         status = await proc.wait()
                         nursery.cancel_scope.cancel()
         finally:
@@ -221,7 +225,10 @@ class LiveSession:
                     "live session idle, closing",
                     extra=_fields(key=self.key, idle_s=self.idle_timeout_s),
                 )
-                await self.close()
+                # From inside the session's own tasks: end it, without waiting for its end.
+                await self._say_goodbye()
+                self._kill_reason = "killed"
+                self._scope.cancel()
                 return
 
     async def _pump(self, proc: GroupProcess) -> None:
@@ -448,14 +455,20 @@ class LiveSession:
             if self.turn is not None:
                 await self.kill(reason)
                 return
-            try:
-                out = self.driver.close()
-            except DriverRefused:
-                out = DriverOutput(close_stdin=True)
-            await self.apply(out)
-            with trio.move_on_after(self.owner.config.kill_grace_s):
-                await self._ended.wait()
+            await self._say_goodbye()
             await self.kill(reason)
+
+    async def _say_goodbye(self) -> None:
+        """The driver's polite end, then up to the kill grace for the agent to exit."""
+        self.closing = True
+        try:
+            out = self.driver.close()
+        except DriverRefused:
+            out = DriverOutput(close_stdin=True)
+        await self.apply(out)
+        if self.proc is not None:
+            with trio.move_on_after(self.owner.config.kill_grace_s):
+                await self.proc.wait()
 
 
 def _resolved(

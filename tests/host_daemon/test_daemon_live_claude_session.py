@@ -1,0 +1,262 @@
+"""Live Claude sessions through a real daemon: reuse, steering, interrupt, idle close, the ends.
+
+Every test checks ``/proc`` for the agent's processes (the marker in their environment): a
+session that should be gone has no process left, and none outlives the daemon (the fixture).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pathlib
+import struct
+import termios
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+from _support.claude_cli import claude_executable
+from _support.daemon import install_stand_in_agent, running_daemon
+from _support.live_claude import (
+    DEADLINE_S,
+    LiveDaemon,
+    finished,
+    live_daemon,
+    run_turn,
+)
+from _support.polling import eventually
+from _support.scripted_model import BashCall, Reply, ScriptedModel, open_scripted_model
+
+from host_daemon import (
+    InputAccepted,
+    PermissionDecision,
+    PermissionRequest,
+    PermissionResolved,
+    RequestRejected,
+    RunEvent,
+    RunRequest,
+    RunStarted,
+    RunStream,
+    close_session,
+    open_run,
+    probe,
+)
+
+pytestmark = pytest.mark.claude_cli
+
+_LONG = 'python3 -c "import time; time.sleep(60)"'
+_WAIT_FOR_GO = "python3 -c \"import os, time\nwhile not os.path.exists('go'): time.sleep(0.02)\""
+
+
+@pytest.fixture(scope="session")
+def claude() -> str:
+    return claude_executable()
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[ScriptedModel]:
+    async with open_scripted_model() as scripted:
+        yield scripted
+        assert scripted.unexpected == []
+
+
+@pytest.fixture
+async def daemon(
+    claude: str, model: ScriptedModel, tmp_path: pathlib.Path, subreaper: None
+) -> AsyncIterator[LiveDaemon]:
+    """A live daemon; once it stopped, no process of its agents may be left."""
+    async with live_daemon(claude, model, tmp_path) as served:
+        yield served
+    await eventually(lambda: not served.leftovers(), "no agent process left", timeout=10)
+
+
+async def allow_all(stream: RunStream, event: RunEvent) -> None:
+    if isinstance(event, PermissionRequest):
+        await stream.decide(PermissionDecision(request_id=event.request_id, behavior="allow"))
+
+
+def _started(events: list[RunEvent]) -> RunStarted:
+    assert isinstance(events[0], RunStarted)
+    return events[0]
+
+
+def _history(model: ScriptedModel) -> str:
+    """The last model call's messages, as text."""
+    return json.dumps(model.main_requests[-1]["messages"])
+
+
+def _commands(daemon: LiveDaemon, needle: str) -> list[int]:
+    """Pids of the daemon's agent processes whose command line holds ``needle``."""
+    found = []
+    for pid, _ in daemon.leftovers():
+        try:
+            cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle.encode() in cmdline:
+            found.append(pid)
+    return found
+
+
+def _stdin_unread(pid: int) -> int:
+    """Bytes written to process ``pid``'s stdin pipe that it has not read yet."""
+    fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0])
+    finally:
+        os.close(fd)
+
+
+async def test_second_turn_reuses_the_process_and_conversation(
+    daemon: LiveDaemon, model: ScriptedModel
+) -> None:
+    """The next turn goes to the same process and session; the model sees the earlier turn."""
+    model.script(Reply("one"), Reply("two"))
+    first = await run_turn(daemon, daemon.request("remember FIRST-PROMPT"))
+    second = await run_turn(daemon, daemon.request("and now?"))
+    assert _started(second).reused is True
+    assert _started(second).pid == _started(first).pid
+    assert finished(second).session_id == finished(first).session_id is not None
+    assert (finished(second).final_text, finished(second).session_open) == ("two", True)
+    assert "FIRST-PROMPT" in _history(model)
+
+
+async def test_steer_while_a_tool_runs_reaches_the_same_turn(
+    daemon: LiveDaemon, model: ScriptedModel
+) -> None:
+    """A steering line sent while a tool runs is accepted and seen by the model in the turn."""
+    model.script(BashCall(_WAIT_FOR_GO), Reply("steered"))
+    accepted: list[InputAccepted] = []
+
+    async def steer(stream: RunStream, event: RunEvent) -> None:
+        if isinstance(event, PermissionRequest):
+            await stream.decide(PermissionDecision(request_id=event.request_id, behavior="allow"))
+        elif isinstance(event, PermissionResolved):
+            await eventually(lambda: bool(_commands(daemon, "exists('go')")), "the tool running")
+            await stream.steer("STEERING: also say hello")
+        elif isinstance(event, InputAccepted):
+            accepted.append(event)
+            pid = stream.started.pid
+            await eventually(lambda: _stdin_unread(pid) == 0, "claude read the steering line")
+            (daemon.root / "go").write_text("")
+
+    events = await run_turn(daemon, daemon.request("wait for go"), steer)
+    assert accepted == [InputAccepted(steered=True)]
+    end = finished(events)
+    assert (end.outcome, end.final_text, end.session_open) == ("success", "steered", True)
+    assert "STEERING: also say hello" in _history(model)
+    assert len(model.main_requests) == 2  # merged into the running turn, not a turn of its own
+
+
+async def test_interrupt_mid_tool_leaves_no_process_and_the_talk_goes_on(
+    daemon: LiveDaemon, model: ScriptedModel
+) -> None:
+    """An interrupt stops a running tool (gone from /proc), ends the turn ``interrupted``; the
+    next turn is in the same conversation."""
+    model.script(BashCall(_LONG), Reply("after the interrupt"))
+
+    async def interrupt(stream: RunStream, event: RunEvent) -> None:
+        if isinstance(event, PermissionRequest):
+            await stream.decide(PermissionDecision(request_id=event.request_id, behavior="allow"))
+        elif isinstance(event, PermissionResolved):
+            await eventually(lambda: bool(_commands(daemon, "time.sleep(60)")), "the tool running")
+            await stream.interrupt()
+
+    events = await run_turn(daemon, daemon.request("run FIRST-LONG"), interrupt)
+    end = finished(events)
+    assert (end.outcome, end.session_open) == ("interrupted", True)
+    await eventually(lambda: not _commands(daemon, "time.sleep(60)"), "the tool gone", timeout=10)
+    following = await run_turn(daemon, daemon.request("go on"))
+    assert _started(following).reused is True
+    assert finished(following).final_text == "after the interrupt"
+    assert "FIRST-LONG" in _history(model)
+
+
+async def test_idle_session_closes_and_the_next_turn_resumes(
+    daemon: LiveDaemon, model: ScriptedModel
+) -> None:
+    """After the idle timeout the process is gone; the next turn resumes the conversation."""
+    model.script(Reply("one"), Reply("resumed"))
+    first = await run_turn(daemon, daemon.request("remember IDLE-FIRST", idle_timeout_s=0.5))
+    pid = _started(first).pid
+    await eventually(lambda: not any(p == pid for p, _ in daemon.leftovers()), "idle close")
+    session = finished(first).session_id
+    second = await run_turn(daemon, daemon.request("again", resume_session_id=session))
+    assert _started(second).reused is False
+    assert _started(second).pid != pid
+    assert (finished(second).session_id, finished(second).final_text) == (session, "resumed")
+    assert "IDLE-FIRST" in _history(model)
+
+
+async def test_client_gone_mid_turn_ends_the_whole_group(
+    daemon: LiveDaemon, model: ScriptedModel
+) -> None:
+    """A client that leaves mid-tool takes the session with it: no process is left."""
+    model.script(BashCall(_LONG))
+    with trio.fail_after(DEADLINE_S):
+        async with open_run(
+            daemon.host, daemon.port, daemon.token, daemon.request("run long")
+        ) as stream:
+            async for event in stream:
+                await allow_all(stream, event)
+                if isinstance(event, PermissionResolved):
+                    await eventually(lambda: bool(_commands(daemon, "time.sleep(60)")), "tool")
+                    break
+    await eventually(lambda: not daemon.leftovers(), "no process left", timeout=15)
+    info = await probe(daemon.host, daemon.port, daemon.token)
+    assert info.live_sessions == 0
+
+
+async def test_session_close_ends_the_session(daemon: LiveDaemon, model: ScriptedModel) -> None:
+    """``session_close`` ends an idle session's process; closing again says none was open."""
+    model.script(Reply("one"))
+    events = await run_turn(daemon, daemon.request("hello", key="closing"))
+    assert finished(events).session_open is True
+    closed = await close_session(daemon.host, daemon.port, daemon.token, "closing")
+    assert closed.closed is True
+    assert daemon.leftovers() == []
+    again = await close_session(daemon.host, daemon.port, daemon.token, "closing")
+    assert again.closed is False
+
+
+async def test_max_sessions_closes_the_longest_idle(
+    claude: str, model: ScriptedModel, tmp_path: pathlib.Path, subreaper: None
+) -> None:
+    """With room for two sessions, a third closes the one idle longest."""
+    model.script(Reply("a"), Reply("b"), Reply("c"))
+    async with live_daemon(claude, model, tmp_path, max_live_sessions=2) as daemon:
+        pids = []
+        for key in ("a", "b", "c"):
+            events = await run_turn(daemon, daemon.request(f"hello {key}", key=key))
+            pids.append(_started(events).pid)
+        alive = {pid for pid, _ in daemon.leftovers()}
+        assert pids[0] not in alive
+        assert {pids[1], pids[2]} <= alive
+        info = await probe(daemon.host, daemon.port, daemon.token)
+        assert (info.live_sessions, info.max_live_sessions) == (2, 2)
+    await eventually(lambda: not daemon.leftovers(), "no process left", timeout=10)
+
+
+async def test_live_request_for_a_non_live_agent_is_refused(tmp_path: pathlib.Path) -> None:
+    """The stand-in agent cannot run live: the probe says so, and a live turn is refused."""
+    agent = install_stand_in_agent(tmp_path)
+    async with running_daemon([tmp_path], {"CLAUDE_PATH": agent}) as daemon:
+        info = await probe(daemon.host, daemon.port, daemon.token)
+        claude_info = next(agent for agent in info.agents if agent.name == "claude")
+        assert claude_info.live is False
+        assert "--permission-prompt-tool" in (claude_info.live_note or "")
+        request = RunRequest(
+            agent="claude", prompt="hi", cwd=str(tmp_path), live=True, session_key="k"
+        )
+        with pytest.raises(RequestRejected, match="cannot run live") as refused:
+            async with open_run(daemon.host, daemon.port, daemon.token, request):
+                pass
+        assert refused.value.code == "live_unsupported"
+
+
+async def test_probe_says_the_real_claude_runs_live(daemon: LiveDaemon) -> None:
+    """The pinned Claude Code CLI passes the probe's live check."""
+    info = await probe(daemon.host, daemon.port, daemon.token)
+    claude_info = next(agent for agent in info.agents if agent.name == "claude")
+    assert (claude_info.live, claude_info.live_note) == (True, "stream-json control on stdin")
