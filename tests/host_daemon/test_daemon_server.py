@@ -108,7 +108,7 @@ async def test_probe_remembers_versions_until_the_cli_changes(
     file is replaced."""
     calls = tmp_path / "calls"
     cli = tmp_path / "versioned-claude"
-    script = f"#!/bin/sh\necho \"$1\" >> {calls}\necho {{}}\n"
+    script = f'#!/bin/sh\necho "$1" >> {calls}\necho {{}}\n'
     cli.write_text(script.format("1.0"))
     cli.chmod(0o755)
     async with running_daemon(roots=[root], env={"CLAUDE_PATH": str(cli)}) as d:
@@ -130,7 +130,7 @@ async def test_concurrent_probes_share_one_version_run(
     """Probes arriving together run a slow ``--version`` once, not once each."""
     calls = tmp_path / "calls"
     cli = tmp_path / "slow-claude"
-    cli.write_text(f"#!/bin/sh\necho \"$1\" >> {calls}\nsleep 2\necho 3.0\n")
+    cli.write_text(f'#!/bin/sh\necho "$1" >> {calls}\nsleep 2\necho 3.0\n')
     cli.chmod(0o755)
     versions: list[str | None] = []
 
