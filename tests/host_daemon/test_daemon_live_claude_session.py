@@ -260,3 +260,42 @@ async def test_probe_says_the_real_claude_runs_live(daemon: LiveDaemon) -> None:
     info = await probe(daemon.host, daemon.port, daemon.token)
     claude_info = next(agent for agent in info.agents if agent.name == "claude")
     assert (claude_info.live, claude_info.live_note) == (True, "stream-json control on stdin")
+
+
+async def test_interrupt_with_a_request_pending_resolves_it_closed(
+    daemon: LiveDaemon, model: ScriptedModel
+) -> None:
+    """Interrupting while a permission request waits ends the turn; the request is ``closed``."""
+    model.script(BashCall(_LONG), Reply("next"))
+
+    async def interrupt(stream: RunStream, event: RunEvent) -> None:
+        if isinstance(event, PermissionRequest):
+            await stream.interrupt()
+
+    events = await run_turn(daemon, daemon.request("ask then stop"), interrupt)
+    resolved = [e for e in events if isinstance(e, PermissionResolved)]
+    assert [(r.behavior, r.decided_by) for r in resolved] == [("deny", "closed")]
+    assert (finished(events).outcome, finished(events).session_open) == ("interrupted", True)
+    following = await run_turn(daemon, daemon.request("go on"))
+    assert finished(following).final_text == "next"
+    assert not _commands(daemon, "time.sleep(60)")
+
+
+async def test_graceful_shutdown_kills_a_live_turn_after_the_grace(
+    claude: str, model: ScriptedModel, tmp_path: pathlib.Path, subreaper: None
+) -> None:
+    """On shutdown a turn in flight gets the grace, then ends ``killed``; no process is left."""
+    model.script(BashCall(_LONG))
+    async with live_daemon(claude, model, tmp_path, grace_s=0.5) as daemon:
+        with trio.fail_after(DEADLINE_S):
+            async with open_run(
+                daemon.host, daemon.port, daemon.token, daemon.request("run long")
+            ) as stream:
+                async for event in stream:
+                    await allow_all(stream, event)
+                    if isinstance(event, PermissionResolved):
+                        await eventually(lambda: bool(_commands(daemon, "time.sleep(60)")), "tool")
+                        daemon.shutdown.set()
+        assert stream.finished is not None
+        assert (stream.finished.outcome, stream.finished.session_open) == ("killed", False)
+    await eventually(lambda: not daemon.leftovers(), "no process left", timeout=15)
