@@ -38,7 +38,12 @@ from host_daemon import (
     RunRequest,
     RunStarted,
     RunStream,
+    WorktreeCreate,
+    WorktreeDiscard,
+    WorktreeInfo,
     close_session,
+    create_worktree,
+    discard_worktree,
     open_run,
     probe,
 )
@@ -299,3 +304,46 @@ async def test_graceful_shutdown_kills_a_live_turn_after_the_grace(
         assert stream.finished is not None
         assert (stream.finished.outcome, stream.finished.session_open) == ("killed", False)
     await eventually(lambda: not daemon.leftovers(), "no process left", timeout=15)
+
+
+@pytest.fixture
+def worktrees(tmp_path: pathlib.Path) -> pathlib.Path:
+    return tmp_path.resolve() / "state" / "worktrees"
+
+
+async def test_worktree_discard_closes_the_keys_session_first(
+    claude: str,
+    model: ScriptedModel,
+    tmp_path: pathlib.Path,
+    worktrees: pathlib.Path,
+    subreaper: None,
+) -> None:
+    """Discarding a task's worktree ends the live session of the same key before git runs."""
+    model.script(Reply("in the worktree"))
+    async with live_daemon(claude, model, tmp_path, worktrees_dir=str(worktrees)) as daemon:
+        repo = daemon.root / "repo"
+        repo.mkdir()
+        (repo / "README").write_text("readme\n")
+        git_env = {
+            **os.environ,
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "T",
+            "GIT_AUTHOR_EMAIL": "t@example.invalid",
+            "GIT_COMMITTER_NAME": "T",
+            "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        }
+        for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "i"]):
+            await trio.run_process(["git", *args], cwd=repo, env=git_env)
+        key = "wt-task"
+        create = WorktreeCreate(key=key, cwd=str(repo), branch="coding-agent/wt-task")
+        info = await create_worktree(daemon.host, daemon.port, daemon.token, create)
+        assert isinstance(info, WorktreeInfo)
+        request = daemon.request("hello", key=key, worktree=key, cwd=str(repo))
+        events = await run_turn(daemon, request)
+        assert _started(events).cwd == info.path
+        pid = _started(events).pid
+        await discard_worktree(daemon.host, daemon.port, daemon.token, WorktreeDiscard(key=key))
+        assert not any(p == pid for p, _ in daemon.leftovers())
+        assert (await probe(daemon.host, daemon.port, daemon.token)).live_sessions == 0
+    await eventually(lambda: not daemon.leftovers(), "no process left", timeout=10)
