@@ -438,6 +438,12 @@ class LiveSession:
 
     # -- ending -------------------------------------------------------------------------------
 
+    def cancel(self, reason: Reason) -> None:
+        """Start ending the process group (``kill`` waits for the end)."""
+        if self._kill_reason is None:
+            self._kill_reason = reason
+        self._scope.cancel()
+
     async def kill(self, reason: Reason) -> None:
         """End the process group now; a turn in flight ends with ``reason``."""
         with trio.CancelScope(shield=True):
@@ -581,11 +587,10 @@ class LiveSessions:
             for session in list(self.sessions.values()):
                 nursery.start_soon(session.close)
 
-    async def kill_all(self, reason: Reason = "killed") -> None:
-        """End every session now (``kill_runs``)."""
-        async with trio.open_nursery() as nursery:
-            for session in list(self.sessions.values()):
-                nursery.start_soon(session.kill, reason)
+    def cancel_all(self) -> None:
+        """End every session now, without waiting (``kill_runs``): turns end ``killed``."""
+        for session in list(self.sessions.values()):
+            session.cancel("killed")
 
 
 def _idle_timeout(plan: RunPlan, config: DaemonConfig) -> float:

@@ -510,10 +510,11 @@ class _Daemon:
             await trio.sleep(_REAP_INTERVAL_S)
 
     def kill_runs(self) -> None:
-        """Cancel every run in flight; each reports ``killed`` to its client."""
+        """Cancel every run in flight and every live session; each run reports ``killed``."""
         for active in self.runs:
             active.reason = "killed"
             active.scope.cancel()
+        self.live.cancel_all()
 
 
 async def serve_daemon(

@@ -347,3 +347,12 @@ async def test_worktree_discard_closes_the_keys_session_first(
         assert not any(p == pid for p, _ in daemon.leftovers())
         assert (await probe(daemon.host, daemon.port, daemon.token)).live_sessions == 0
     await eventually(lambda: not daemon.leftovers(), "no process left", timeout=10)
+
+
+async def test_turn_timeout_ends_the_session(daemon: LiveDaemon, model: ScriptedModel) -> None:
+    """A turn past its ``timeout_s`` ends ``timed_out`` and takes the whole session with it."""
+    model.script(BashCall(_LONG))
+    events = await run_turn(daemon, daemon.request("run long", timeout_s=3), allow_all)
+    assert (finished(events).outcome, finished(events).session_open) == ("timed_out", False)
+    await eventually(lambda: not daemon.leftovers(), "no process left", timeout=15)
+    assert (await probe(daemon.host, daemon.port, daemon.token)).live_sessions == 0
