@@ -23,9 +23,9 @@ import attrs
 import trio
 
 from ._config import DaemonConfig
-from ._connection import FramedStream
 from ._live_adapters import LIVE_ADAPTERS
 from ._live_driver import DriverOutput, DriverRefused, LiveDriver, PermissionAsk
+from ._live_permissions import LiveTurn, PendingAsk, resolved_frame
 from ._output import OutputLine
 from ._parsers import Reason
 from ._plan import RequestError, RunPlan
@@ -36,12 +36,10 @@ from ._records import (
     ApprovalBehavior,
     DecidedBy,
     PermissionRequest,
-    PermissionResolved,
-    RunFinished,
 )
 from ._rules import Policy, Verdict
 
-__all__ = ["LiveSession", "LiveSessions", "LiveTurn"]
+__all__ = ["LiveSession", "LiveSessions", "approval_timeout"]
 
 log = logging.getLogger("host_daemon")
 
@@ -51,62 +49,6 @@ _SEND_BATCH_BYTES: Final = 256 * 1024
 
 def _fields(**fields: object) -> dict[str, Any]:
     return {"fields": fields}
-
-
-@attrs.define(eq=False)
-class _Pending:
-    """A permission request the client was asked: what it asked, and its timer's scope."""
-
-    ask: PermissionAsk
-    timer: trio.CancelScope
-
-
-@attrs.define(eq=False)
-class LiveTurn:
-    """One turn in flight: its client's connection and how it ends."""
-
-    conn: FramedStream
-    request_id_base: str
-    approval_timeout_s: float
-    #: Tasks of the turn (permission timers) run here; the turn's handler owns it.
-    nursery: trio.Nursery
-    #: Serializes the frames of the pump, the timers and the client reader.
-    send_lock: trio.Lock = attrs.field(factory=trio.Lock)
-    pending: dict[str, _Pending] = attrs.field(factory=dict)
-    finished: RunFinished | None = None
-    done: trio.Event = attrs.field(factory=trio.Event)
-    client_gone: bool = False
-    #: Called when the client is found gone while sending (cancels the turn).
-    on_client_gone: Any = None
-
-    async def send(self, frames: bytes | bytearray) -> None:
-        """Send encoded frames to the client; a client that is gone ends the turn."""
-        if self.client_gone or not frames:
-            return
-        async with self.send_lock:
-            try:
-                await self.conn.send_frames(frames)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self.client_gone = True
-                if self.on_client_gone is not None:
-                    self.on_client_gone()
-
-    def finish(self, finished: RunFinished) -> None:
-        """The turn ended; requests still pending stay for ``closing_frames``."""
-        for pending in self.pending.values():
-            pending.timer.cancel()
-        if self.finished is None:
-            self.finished = finished
-            self.done.set()
-
-    def closing_frames(self) -> bytes:
-        """``permission_resolved (closed)`` for each request the turn's end left pending."""
-        frames = b"".join(
-            encode_frame(_resolved(p.ask, "deny", "closed", message="the turn ended"))
-            for p in self.pending.values()
-        )
-        self.pending.clear()
-        return frames
 
 
 class LiveSession:
@@ -212,7 +154,12 @@ class LiveSession:
                 finished, outcome="interrupted", error="the turn was interrupted"
             )
         self.turn = None
-        turn.finish(attrs.evolve(finished, session_open=False))
+        capped = self.proc is not None and self.proc.output_capped
+        turn.finish(
+            attrs.evolve(
+                finished, session_open=False, output_truncated=finished.output_truncated or capped
+            )
+        )
 
     async def _watch_idle(self) -> None:
         while True:
@@ -237,6 +184,10 @@ class LiveSession:
             for line in batch:
                 frames = await self._line(line, frames)
             await self._flush(frames)
+            if proc.output_capped:  # nothing more of it can be read: no turn could end
+                log.warning("live session output limit reached", extra=_fields(key=self.key))
+                self.cancel("killed")
+                return
 
     async def _line(self, line: OutputLine, frames: bytearray) -> bytearray:
         text = line.data.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -307,7 +258,7 @@ class LiveSession:
         if verdict is not None:
             out = self.driver.decide(ask.request_id, verdict.behavior, message=verdict.message)
             by: DecidedBy = "policy" if verdict.rule else "closed"
-            resolved = _resolved(
+            resolved = resolved_frame(
                 ask, verdict.behavior, by, message=verdict.message, rule=verdict.rule or None
             )
             frames = await self._flush(self._add(frames, [resolved]))
@@ -316,7 +267,7 @@ class LiveSession:
         assert turn is not None  # noqa: S101 -- both None is handled above
         timeout = turn.approval_timeout_s
         scope = trio.CancelScope()
-        turn.pending[ask.request_id] = _Pending(ask, scope)
+        turn.pending[ask.request_id] = PendingAsk(ask, scope)
         turn.nursery.start_soon(self._approval_timer, turn, ask, scope, timeout)
         return self._add(
             frames,
@@ -367,7 +318,9 @@ class LiveSession:
         except DriverRefused as exc:
             log.warning("decision refused", extra=_fields(key=self.key, error=exc.message))
             return
-        resolved = _resolved(ask, behavior, decided_by, message=message, rule=rule, decider=decider)
+        resolved = resolved_frame(
+            ask, behavior, decided_by, message=message, rule=rule, decider=decider
+        )
         await turn.send(encode_frame(resolved))
         await self._write(out.writes)
 
@@ -475,27 +428,6 @@ class LiveSession:
         if self.proc is not None:
             with trio.move_on_after(self.owner.config.kill_grace_s):
                 await self.proc.wait()
-
-
-def _resolved(
-    ask: PermissionAsk,
-    behavior: ApprovalBehavior,
-    decided_by: DecidedBy,
-    *,
-    message: str | None = None,
-    rule: str | None = None,
-    decider: str | None = None,
-) -> PermissionResolved:
-    return PermissionResolved(
-        request_id=ask.request_id,
-        tool_name=ask.tool_name,
-        input=ask.input,
-        behavior=behavior,
-        decided_by=decided_by,
-        message=message,
-        rule=rule,
-        decider=decider,
-    )
 
 
 class LiveSessions:

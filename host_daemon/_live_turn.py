@@ -17,7 +17,8 @@ from typing import Any, Protocol
 import trio
 
 from ._connection import FramedStream
-from ._live import LiveSession, LiveSessions, LiveTurn, approval_timeout
+from ._live import LiveSession, LiveSessions, approval_timeout
+from ._live_permissions import LiveTurn
 from ._parsers import Reason
 from ._plan import RunPlan
 from ._protocol import ProtocolViolation, encode_frame

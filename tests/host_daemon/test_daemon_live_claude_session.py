@@ -356,3 +356,15 @@ async def test_turn_timeout_ends_the_session(daemon: LiveDaemon, model: Scripted
     assert (finished(events).outcome, finished(events).session_open) == ("timed_out", False)
     await eventually(lambda: not daemon.leftovers(), "no process left", timeout=15)
     assert (await probe(daemon.host, daemon.port, daemon.token)).live_sessions == 0
+
+
+async def test_output_limit_ends_the_session(
+    claude: str, model: ScriptedModel, tmp_path: pathlib.Path, subreaper: None
+) -> None:
+    """A session whose output passes the daemon's limit is ended (no turn could end after it)."""
+    model.script(Reply("never seen"))
+    async with live_daemon(claude, model, tmp_path, max_output_bytes=2000) as daemon:
+        events = await run_turn(daemon, daemon.request("hello"))
+        end = finished(events)
+        assert (end.outcome, end.session_open, end.output_truncated) == ("killed", False, True)
+        await eventually(lambda: not daemon.leftovers(), "no process left", timeout=15)
