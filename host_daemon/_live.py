@@ -73,6 +73,8 @@ class LiveSession:
         self._idle_scope: trio.CancelScope | None = None
         self._ended = trio.Event()
         self.closed = False
+        #: A turn's connection holds the session (from ``session_for`` to the turn's end).
+        self.claimed = False
         #: The session is ending (closing politely, or its agent's output ended).
         self.closing = False
         #: Why the daemon ended the process (None: it exited by itself).
@@ -84,7 +86,8 @@ class LiveSession:
 
     @property
     def in_turn(self) -> bool:
-        return self.turn is not None
+        """A turn runs, or a turn's connection has claimed the session and is starting it."""
+        return self.turn is not None or self.claimed
 
     def compatible(self, plan: RunPlan) -> bool:
         """Whether the next turn of ``plan`` can go to this process (same agent, place, talk)."""
@@ -439,6 +442,7 @@ class LiveSessions:
         self.policy = Policy.from_texts(config.allow_rules, config.deny_rules)
         self.sessions: dict[str, LiveSession] = {}
         self._nursery: trio.Nursery | None = None
+        self._choosing = trio.Lock()
         self._ready = trio.Event()
 
     def __len__(self) -> int:
@@ -456,7 +460,15 @@ class LiveSessions:
             del self.sessions[session.key]
 
     async def session_for(self, plan: RunPlan) -> tuple[LiveSession, bool]:
-        """The session for ``plan``'s key: the idle one that fits (reused), else a new one."""
+        """The session for ``plan``'s key, claimed for the turn (the caller must ``release``
+        it): the idle one that fits (reused), else a new one. One at a time: two turns for a
+        new key must not both spawn, nor two new sessions both take the last place."""
+        async with self._choosing:
+            session, reused = await self._choose(plan)
+            session.claimed = True
+            return session, reused
+
+    async def _choose(self, plan: RunPlan) -> tuple[LiveSession, bool]:
         key = plan.request.session_key
         assert key is not None  # noqa: S101 -- checked by plan_run
         current = self.sessions.get(key)

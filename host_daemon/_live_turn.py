@@ -56,9 +56,24 @@ async def run_live_turn(
     active: ActiveTurn,
 ) -> None:
     """Run one turn of ``plan``'s live session (spawned or resumed if needed) to its end."""
-    request = plan.request
-    config = sessions.config
     session, reused = await sessions.session_for(plan)
+    try:
+        await _turn(session, conn_id, conn, plan, active, reused=reused)
+    finally:
+        session.claimed = False
+
+
+async def _turn(
+    session: LiveSession,
+    conn_id: int,
+    conn: FramedStream,
+    plan: RunPlan,
+    active: ActiveTurn,
+    *,
+    reused: bool,
+) -> None:
+    request = plan.request
+    config = session.owner.config
     timeout = request.timeout_s or config.max_run_timeout_s
 
     def client_gone() -> None:

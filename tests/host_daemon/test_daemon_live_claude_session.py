@@ -26,9 +26,10 @@ from _support.live_claude import (
     run_turn,
 )
 from _support.polling import eventually
-from _support.scripted_model import BashCall, Reply, ScriptedModel, open_scripted_model
+from _support.scripted_model import BashCall, Hold, Reply, ScriptedModel, open_scripted_model
 
 from host_daemon import (
+    DaemonBusy,
     InputAccepted,
     PermissionDecision,
     PermissionRequest,
@@ -368,3 +369,25 @@ async def test_output_limit_ends_the_session(
         end = finished(events)
         assert (end.outcome, end.session_open, end.output_truncated) == ("killed", False, True)
         await eventually(lambda: not daemon.leftovers(), "no process left", timeout=15)
+
+
+async def test_second_turn_for_a_key_in_a_turn_is_busy(
+    daemon: LiveDaemon, model: ScriptedModel
+) -> None:
+    """While a key's turn runs, another turn for that key is refused ``busy``; the first ends."""
+    hold = Hold(Reply("first done"))
+    model.script(hold)
+    with trio.fail_after(DEADLINE_S):
+        async with open_run(
+            daemon.host, daemon.port, daemon.token, daemon.request("first")
+        ) as stream:
+            await hold.reached.wait()
+            with pytest.raises(DaemonBusy, match="in a turn") as refused:
+                async with open_run(
+                    daemon.host, daemon.port, daemon.token, daemon.request("second")
+                ):
+                    pass
+            assert refused.value.code == "busy"
+            hold.release()
+            events = [event async for event in stream]
+    assert finished(events).final_text == "first done"
