@@ -175,10 +175,9 @@ class LiveSession:
                     "live session idle, closing",
                     extra=_fields(key=self.key, idle_s=self.idle_timeout_s),
                 )
-                # From inside the session's own tasks: end it, without waiting for its end.
-                await self._say_goodbye()
-                self._kill_reason = "killed"
-                self._scope.cancel()
+                # From inside the session's own tasks: never wait here for the session's end.
+                if not await self._say_goodbye():
+                    self.cancel("killed")
                 return
 
     async def _pump(self, proc: GroupProcess) -> None:
@@ -417,20 +416,26 @@ class LiveSession:
             if self.turn is not None:
                 await self.kill(reason)
                 return
-            await self._say_goodbye()
+            if await self._say_goodbye():
+                with trio.move_on_after(self.owner.config.kill_grace_s):
+                    await self._ended.wait()  # its output ends, its stragglers are ended
             await self.kill(reason)
 
-    async def _say_goodbye(self) -> None:
-        """The driver's polite end, then up to the kill grace for the agent to exit."""
+    async def _say_goodbye(self) -> bool:
+        """The driver's polite end, then up to the kill grace for the agent to exit: whether
+        it did."""
         self.closing = True
         try:
             out = self.driver.close()
         except DriverRefused:
             out = DriverOutput(close_stdin=True)
         await self.apply(out)
-        if self.proc is not None:
-            with trio.move_on_after(self.owner.config.kill_grace_s):
-                await self.proc.wait()
+        if self.proc is None:
+            return False
+        with trio.move_on_after(self.owner.config.kill_grace_s):
+            await self.proc.wait()
+            return True
+        return False
 
 
 class LiveSessions:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import pathlib
 import struct
@@ -391,3 +392,27 @@ async def test_second_turn_for_a_key_in_a_turn_is_busy(
             hold.release()
             events = [event async for event in stream]
     assert finished(events).final_text == "first done"
+
+
+async def test_graceful_shutdown_closes_idle_sessions_politely(
+    claude: str,
+    model: ScriptedModel,
+    tmp_path: pathlib.Path,
+    subreaper: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A graceful shutdown closes idle live sessions politely: stdin closed, the agent exits by
+    itself (not killed), nothing left."""
+    caplog.set_level(logging.INFO, logger="host_daemon")
+    model.script(Reply("idle now"))
+    async with live_daemon(claude, model, tmp_path) as daemon:
+        events = await run_turn(daemon, daemon.request("hello"))
+        assert finished(events).session_open is True
+        daemon.shutdown.set()
+
+        def ends() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage() == "live session ended"]
+
+        await eventually(lambda: bool(ends()), "the session's end logged", timeout=15)
+        assert not daemon.leftovers()
+    assert [r.fields["reason"] for r in ends()] == ["exited"]  # type: ignore[attr-defined]
