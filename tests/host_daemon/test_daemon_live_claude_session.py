@@ -31,6 +31,7 @@ from _support.scripted_model import BashCall, Hold, Reply, ScriptedModel, open_s
 
 from host_daemon import (
     DaemonBusy,
+    DaemonUnavailable,
     InputAccepted,
     PermissionDecision,
     PermissionRequest,
@@ -416,3 +417,34 @@ async def test_graceful_shutdown_closes_idle_sessions_politely(
         await eventually(lambda: bool(ends()), "the session's end logged", timeout=15)
         assert not daemon.leftovers()
     assert [r.fields["reason"] for r in ends()] == ["exited"]  # type: ignore[attr-defined]
+
+
+async def test_no_live_daemon_refuses_live_turns(
+    claude: str, model: ScriptedModel, tmp_path: pathlib.Path, subreaper: None
+) -> None:
+    """``--no-live``: the probe says why, and a live turn is refused ``live_unsupported``."""
+    async with live_daemon(claude, model, tmp_path, live=False) as daemon:
+        info = await probe(daemon.host, daemon.port, daemon.token)
+        claude_info = next(agent for agent in info.agents if agent.name == "claude")
+        assert (claude_info.live, claude_info.live_note) == (False, "disabled by --no-live")
+        with pytest.raises(RequestRejected, match="disabled by --no-live") as refused:
+            async with open_run(daemon.host, daemon.port, daemon.token, daemon.request("hi")):
+                pass
+        assert refused.value.code == "live_unsupported"
+    assert daemon.leftovers() == []
+
+
+async def test_sends_on_a_finished_stream_are_refused(
+    daemon: LiveDaemon, model: ScriptedModel
+) -> None:
+    """Once the turn finished, ``steer``/``interrupt`` on its stream raise ``connection_lost``."""
+    model.script(Reply("done"))
+    with trio.fail_after(DEADLINE_S):
+        async with open_run(daemon.host, daemon.port, daemon.token, daemon.request("hi")) as stream:
+            events = [event async for event in stream]
+            assert finished(events).outcome == "success"
+            with pytest.raises(DaemonUnavailable, match="the run has finished") as lost:
+                await stream.steer("too late")
+            assert lost.value.code == "connection_lost"
+            with pytest.raises(DaemonUnavailable, match="the run has finished"):
+                await stream.interrupt()
