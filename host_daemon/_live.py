@@ -36,6 +36,7 @@ from ._records import (
     ApprovalBehavior,
     DecidedBy,
     PermissionRequest,
+    RunFinished,
 )
 from ._rules import Policy, Verdict
 
@@ -80,7 +81,10 @@ class LiveSession:
         #: Why the daemon ended the process (None: it exited by itself).
         self._kill_reason: Reason | None = None
         self._interrupted_by_end = False
-        self._asks = 0
+        #: An interrupt was asked in the turn running now.
+        self._interrupt_requested = False
+        #: The driver's end of the turn that came with ``end_process``.
+        self._final: RunFinished | None = None
 
     # -- state --------------------------------------------------------------------------------
 
@@ -152,7 +156,9 @@ class LiveSession:
         )
         if turn is None:
             return
-        if self._interrupted_by_end:
+        if self._final is not None:
+            finished = self._final
+        elif self._interrupted_by_end:
             finished = attrs.evolve(
                 finished, outcome="interrupted", error="the turn was interrupted"
             )
@@ -222,9 +228,11 @@ class LiveSession:
         if out.close_stdin and self.proc is not None:
             await self.proc.close_stdin()
         if out.end_process:
-            self._interrupted_by_end = True
-            self._kill_reason = "killed"
-            self._scope.cancel()
+            # The turn's end is reported when the group is gone (``_report_end``): the
+            # driver's own end if it gave one, else ``interrupted`` after an interrupt.
+            self._final = out.turn_finished
+            self._interrupted_by_end = self._interrupt_requested
+            self.cancel("killed")
         if out.turn_finished is not None and self.turn is not None and not out.end_process:
             turn, self.turn = self.turn, None
             self.idle_since = trio.current_time()
@@ -364,6 +372,7 @@ class LiveSession:
     async def begin(self, turn: LiveTurn, prompt: str, *, first: bool) -> None:
         """Start a turn: the prompt to the agent (the first one after the spawn, or the next)."""
         self.turn = turn
+        self._interrupt_requested = False
         self._set_idle_deadline()
         out = self.driver.start(prompt) if first else self.driver.prompt(prompt)
         await self.apply(out)
@@ -389,6 +398,7 @@ class LiveSession:
         except DriverRefused as exc:
             log.info("interrupt refused", extra=_fields(key=self.key, error=exc.message))
             return
+        self._interrupt_requested = True
         await self.apply(out)
 
     # -- ending -------------------------------------------------------------------------------
