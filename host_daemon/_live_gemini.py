@@ -1,7 +1,7 @@
 """Gemini CLI kept alive over the Agent Client Protocol (``gemini --acp``), as a live driver.
 
 ACP is JSON-RPC 2.0, one message a line, both ways (shapes checked against Gemini CLI 0.61.0;
-transcripts in ``tests/host_daemon/fixtures/gemini_live_*.jsonl``):
+transcripts in ``tests/host_daemon/fixtures/live_gemini_*.jsonl``):
 
 - client → agent: ``initialize {protocolVersion: 1}``, then ``session/new {cwd, mcpServers}`` or,
   to resume, ``session/load {sessionId, cwd, mcpServers}`` (the agent advertises

@@ -8,7 +8,7 @@ Each scenario runs the pinned ``gemini --acp`` (``agent_clis``) with the argv of
 ``host_daemon._live_gemini.GEMINI_LIVE`` and its driver, through ``live_harness``, in a fresh
 project directory with a throwaway ``HOME``, against the scripted Gemini model on loopback. The
 transcript (every call on the driver, every line written and read, in order) is written as
-``fixtures/gemini_live_NAME.jsonl`` after a first line ``{"recorded": {...}}`` (CLI version, date,
+``fixtures/live_gemini_NAME.jsonl`` after a first line ``{"recorded": {...}}`` (CLI version, date,
 argv, the request the driver was made with, what the scenario does), with the temporary
 directories rewritten to ``/work/project`` and ``/home/user``. A scenario whose script was not
 used up exactly is not written.
@@ -273,8 +273,8 @@ async def record(name: str, out: pathlib.Path) -> None:
     for entry in transcript:
         if "recorded" in entry:
             entry["recorded"]["what"] = what
-    (out / f"gemini_live_{name}.jsonl").write_text(_rewrite(transcript, directory))
-    print(f"recorded gemini_live_{name}.jsonl ({len(transcript)} entries)")
+    (out / f"live_gemini_{name}.jsonl").write_text(_rewrite(transcript, directory))
+    print(f"recorded live_gemini_{name}.jsonl ({len(transcript)} entries)")
 
 
 def main() -> None:

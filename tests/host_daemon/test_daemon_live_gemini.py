@@ -1,6 +1,6 @@
 """The Gemini live (ACP) driver, sans-IO: replayed on real transcripts, and on hand-made lines.
 
-Each ``fixtures/gemini_live_*.jsonl`` is what the real ``gemini --acp`` 0.61.0 exchanged with this
+Each ``fixtures/live_gemini_*.jsonl`` is what the real ``gemini --acp`` 0.61.0 exchanged with this
 driver (``_support.record_live_fixtures``). Replaying the agent's lines and the calls made on the
 driver in the same order must make the driver write exactly what it wrote then.
 """
@@ -61,7 +61,7 @@ def replay(name: str) -> Replay:
     """Feed a recorded transcript to a fresh driver, making the recorded calls in order."""
     entries = [
         json.loads(line)
-        for line in (FIXTURES / f"gemini_live_{name}.jsonl").read_text().splitlines()
+        for line in (FIXTURES / f"live_gemini_{name}.jsonl").read_text().splitlines()
     ]
     header = entries[0]["recorded"]
     driver = GEMINI_LIVE.new_driver(
@@ -87,7 +87,7 @@ def replay(name: str) -> Replay:
     return result
 
 
-ALL = [path.stem.removeprefix("gemini_live_") for path in FIXTURES.glob("gemini_live_*.jsonl")]
+ALL = [path.stem.removeprefix("live_gemini_") for path in FIXTURES.glob("live_gemini_*.jsonl")]
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
@@ -103,7 +103,7 @@ def test_every_agent_line_is_in_the_events(name: str) -> None:
     result = replay(name)
     lines = [
         json.dumps(json.loads(line)["agent"])
-        for line in (FIXTURES / f"gemini_live_{name}.jsonl").read_text().splitlines()
+        for line in (FIXTURES / f"live_gemini_{name}.jsonl").read_text().splitlines()
         if '"agent"' in line[:10]
     ]
     assert [event.raw for event in result.events if event.raw] == lines
