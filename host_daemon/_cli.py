@@ -28,8 +28,10 @@ from ._config import (
     DaemonConfig,
     default_state_dir,
     default_token_file,
+    read_policy_file,
 )
 from ._paths import resolve_roots
+from ._rules import parse_rule
 from ._server import serve_daemon
 from ._signals import watch_shutdown_signals
 from ._tree import become_subreaper
@@ -138,6 +140,15 @@ def _permission(value: str) -> tuple[str, str]:
             f"(one of {', '.join(sorted(adapter.permission_modes))})"
         )
     return agent, mode
+
+
+def _rule(value: str) -> str:
+    """``--allow-rule``/``--deny-rule``: one rule in Claude's syntax, checked now."""
+    try:
+        parse_rule(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value.strip()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,6 +287,30 @@ def build_parser() -> argparse.ArgumentParser:
         "only in its safe default (claude acceptEdits, codex workspace-write, "
         "gemini auto_edit)",
     )
+    parser.add_argument(
+        "--allow-rule",
+        type=_rule,
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="auto-allow a live agent's permission request matching RULE (Claude's syntax: "
+        "Bash(pytest:*), Edit(src/**)), repeatable; a task may narrow these, never widen them",
+    )
+    parser.add_argument(
+        "--deny-rule",
+        type=_rule,
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="deny a live agent's permission request matching RULE at once, repeatable; "
+        "deny rules win over every allow",
+    )
+    parser.add_argument(
+        "--policy-file",
+        type=pathlib.Path,
+        metavar="PATH",
+        help="TOML file with allow = [RULE, ...] and deny = [RULE, ...], added to the flags",
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
@@ -305,6 +340,11 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
     except TokenError as exc:
         raise ValueError(str(exc)) from None
     worktrees = resolve_worktrees_dir(args.worktrees_dir, state_dir, roots)
+    allow_rules, deny_rules = list(args.allow_rule), list(args.deny_rule)
+    if args.policy_file is not None:
+        file_allow, file_deny = read_policy_file(args.policy_file)
+        allow_rules += file_allow
+        deny_rules += file_deny
     return DaemonConfig(
         token=token,
         roots=roots,
@@ -323,6 +363,8 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         worktrees_dir=worktrees,
         worktrees_max_bytes=args.worktrees_max_bytes,
         git_timeout_s=args.git_timeout,
+        allow_rules=tuple(dict.fromkeys(allow_rules)),
+        deny_rules=tuple(dict.fromkeys(deny_rules)),
     )
 
 

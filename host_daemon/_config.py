@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import pathlib
+import tomllib
 from collections.abc import Mapping
 
 import attrs
 
 from ._protocol import DEFAULT_MAX_REQUEST_BYTES
+from ._rules import parse_rule
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9876
@@ -85,9 +87,45 @@ class DaemonConfig:
     max_live_sessions: int = 8
     #: A permission request nobody answers is denied after this long (a request may ask less).
     approval_timeout_s: float = 900.0
-    #: The host owner's policy (Claude's rule syntax): allowed or denied without asking.
+    #: The host owner's approval policy for live turns (Claude's rule syntax, checked at start):
+    #: what matches a deny rule is denied at once; what matches an allow rule (and the task's
+    #: narrowing) is allowed at once; the rest is asked of the client.
     allow_rules: tuple[str, ...] = ()
     deny_rules: tuple[str, ...] = ()
     #: The environment agents are found in and run with (None: the daemon's own ``os.environ``).
     #: Never logged: it holds the user's secrets.
     environ: Mapping[str, str] | None = attrs.field(default=None, repr=False)
+
+
+def read_policy_file(path: pathlib.Path) -> tuple[list[str], list[str]]:
+    """``--policy-file``: TOML with ``allow = [...]`` and ``deny = [...]`` (rules, both optional).
+
+    Raises ``ValueError`` naming the file and the place of what is wrong.
+    """
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+    except OSError as exc:
+        raise ValueError(f"--policy-file {path}: cannot read it: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"--policy-file {path}: expected TOML, got an error: {exc}") from None
+    unknown = sorted(set(document) - {"allow", "deny"})
+    if unknown:
+        raise ValueError(
+            f"--policy-file {path}: expected only the keys allow and deny, got {unknown[0]!r}"
+        )
+    lists: dict[str, list[str]] = {}
+    for key in ("allow", "deny"):
+        rules = document.get(key, [])
+        if not isinstance(rules, list):
+            raise ValueError(  # noqa: TRY004  # a bad file is a ValueError, as a bad rule
+                f"--policy-file {path}: expected a list of rules, got "
+                f"{type(rules).__name__} @ {key}"
+            )
+        for index, rule in enumerate(rules):
+            try:
+                parse_rule(rule)
+            except ValueError as exc:
+                raise ValueError(f"--policy-file {path}: {exc} @ {key}[{index}]") from None
+        lists[key] = [rule.strip() for rule in rules]
+    return lists["allow"], lists["deny"]

@@ -387,6 +387,8 @@ class _Daemon:
             active_runs=len(self.runs),
             max_frame_bytes=self.config.max_request_bytes,
             git=await self._git(),
+            allow_rules=list(self.config.allow_rules),
+            deny_rules=list(self.config.deny_rules),
         )
 
     async def run(self, conn_id: int, conn: FramedStream, request: RunRequest) -> None:
