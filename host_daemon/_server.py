@@ -27,6 +27,8 @@ from ._agents import ADAPTERS, EventParser, Reason
 from ._config import DaemonConfig
 from ._connection import FramedStream, HandshakeFailed, server_handshake
 from ._errors import DaemonError, ErrorCode
+from ._live import LiveSessions
+from ._live_turn import run_live_turn
 from ._plan import RequestError, RunPlan, plan_run
 from ._probe import AgentVersions
 from ._process import ExitStatus, spawn_group
@@ -44,6 +46,8 @@ from ._records import (
     ProbeInfo,
     RunRequest,
     RunStarted,
+    SessionClose,
+    SessionClosed,
     SweepDone,
     WorktreeCommit,
     WorktreeCommits,
@@ -170,7 +174,9 @@ class _Daemon:
         self.idle = trio.Event()
         self.idle.set()
         self._ids = itertools.count(1)
-        self.agents = AgentVersions(self.environ)
+        self.agents = AgentVersions(self.environ, live=config.live)
+        #: The live sessions (agents kept alive between turns), run by ``serve_daemon``.
+        self.live = LiveSessions(config, {**self.environ, DAEMON_MARKER_ENV: self.identity.marker})
         #: The worktrees (None: the daemon has no worktrees directory, and makes none).
         self.worktrees = (
             None
@@ -294,6 +300,10 @@ class _Daemon:
             log.info("probe served", extra=_fields(conn=conn_id))
         elif isinstance(operation, RunRequest):
             await self.run(conn_id, conn, operation)
+        elif isinstance(operation, SessionClose):
+            closed = await self.live.close(operation.key)
+            log.info("session close", extra=_fields(conn=conn_id, closed=closed))
+            await conn.send(SessionClosed(closed=closed))
         elif isinstance(operation, WorktreeOperation):
             await self.worktree_operation(conn_id, conn, operation)
         elif operation is not None:
@@ -343,6 +353,8 @@ class _Daemon:
         await conn.send(reply)  # done even if the client left: then only the answer is lost
 
     async def _worktree_reply(self, operation: WorktreeOperation) -> WorktreeReply:
+        if isinstance(operation, WorktreeMerge | WorktreeDiscard):
+            await self.live.close(operation.key)  # no agent may sit in a removed directory
         manager = self.worktrees
         if manager is None:
             return _without_worktrees(operation)
@@ -387,6 +399,8 @@ class _Daemon:
             active_runs=len(self.runs),
             max_frame_bytes=self.config.max_request_bytes,
             git=await self._git(),
+            live_sessions=len(self.live),
+            max_live_sessions=self.config.max_live_sessions,
             allow_rules=list(self.config.allow_rules),
             deny_rules=list(self.config.deny_rules),
         )
@@ -396,6 +410,12 @@ class _Daemon:
         run_directory_of = None if self.worktrees is None else self.worktrees.run_directory
         plan = plan_run(request, self.config, self.environ, run_directory_of)
         with plan.directory:
+            if request.live:
+                live, note = await self.agents.live_support(request.agent)
+                if not live:
+                    raise RequestError(
+                        "live_unsupported", f"{request.agent} cannot run live turns here: {note}"
+                    )
             if len(self.runs) >= self.config.max_runs:
                 raise RequestError(
                     "busy", f"the daemon is running {len(self.runs)} runs, its limit"
@@ -403,7 +423,10 @@ class _Daemon:
             active = _ActiveRun(scope=trio.CancelScope())
             self.runs.add(active)
             try:
-                await self._run(conn_id, conn, plan, active)
+                if request.live:
+                    await run_live_turn(self.live, conn_id, conn, plan, active)
+                else:
+                    await self._run(conn_id, conn, plan, active)
             finally:
                 self.runs.discard(active)
 
@@ -559,6 +582,7 @@ async def serve_daemon(
     bound = [listener.socket.getsockname()[:2] for listener in listeners]
     addresses = [(str(host), int(port)) for host, port in bound]
     async with trio.open_nursery() as handlers:
+        await handlers.start(daemon.live.run)
         if is_subreaper():
             handlers.start_soon(daemon.reap_adopted_orphans_forever)
         if config.state_dir is not None:
@@ -590,5 +614,6 @@ async def serve_daemon(
             daemon.kill_runs()
             with trio.move_on_after(config.kill_grace_s + _FINAL_REPORT_S):
                 await daemon.idle.wait()
+        await daemon.live.close_all()
         handlers.cancel_scope.cancel()
     log.info("stopped")
