@@ -400,3 +400,53 @@ async def test_a_request_is_announced_and_shown(world: World, model: ScriptedMod
             assert resource["pending_approvals"] == [pending]
             await ok(sdk, "approve", id=task_id, request_id=pending["request_id"], decision="allow")
             assert (await until_done(sdk, task_id))["status"] == "waiting"
+
+
+async def test_a_request_nobody_answers_is_denied_at_the_timeout(
+    world: World, model: ScriptedModel
+) -> None:
+    """approval_timeout_s: an unanswered request is denied with a message saying so, which the
+    model gets; the log says the timeout decided; the turn ends normally."""
+    model.script(BashCall(WRITE), Reply("Timed out, moving on."))
+    async with serving(world) as env, client(env) as sdk:
+        script(env)
+        task_id = await create(sdk, "write out.txt", approval_timeout_s=1)
+        (pending,) = (await until_asked(sdk, task_id))["pending_approvals"]
+        assert pending["timeout_at"] is not None
+        done = await until_done(sdk, task_id)
+        assert done["status"] == "waiting", done
+        assert not (env.root / "out.txt").exists()
+        (decided,) = [e["data"] for e in await events(sdk, task_id) if e["kind"] == "approval"]
+        assert (decided["decided_by"], decided["behavior"]) == ("timeout", "deny")
+        (result,) = tool_results(model)
+        assert "no decision within" in json.dumps(result["content"])
+        late = await sdk.call_tool(
+            "approve", {"id": task_id, "request_id": pending["request_id"], "decision": "allow"}
+        )
+        assert late.is_error
+        assert "decided already (deny by the approval timeout)" in said(late)
+
+
+async def test_a_declined_form_leaves_the_request_pending(
+    world: World, model: ScriptedModel
+) -> None:
+    """A user who declines the form: wait_task returns input_required with the request still
+    pending, and the approve tool can still answer it."""
+    asked: list[str] = []
+
+    async def decline(
+        context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="decline")
+
+    model.script(BashCall(WRITE), Reply("Done."))
+    async with serving(world) as env, client(env, "legacy", decline) as sdk:
+        script(env)
+        task_id = await create(sdk, "write out.txt")
+        task = await until_asked(sdk, task_id)
+        (pending,) = task["pending_approvals"]
+        assert len(asked) == 1
+        await ok(sdk, "approve", id=task_id, request_id=pending["request_id"], decision="allow")
+        assert (await until_done(sdk, task_id))["status"] == "waiting"
+        assert (env.root / "out.txt").read_text() == "approved\n"
