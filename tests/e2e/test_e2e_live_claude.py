@@ -12,7 +12,7 @@ import functools
 import json
 import pathlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -26,7 +26,7 @@ from _support.scripted_model import BashCall, Hold, Reply, ScriptedModel
 from _support.sdk_tasks import events, ok, read_json, said
 from _support.task_server import Env, task_server
 from mcp import Client
-from mcp.client.session import ClientRequestContext
+from mcp.client.session import ClientRequestContext, ElicitationFnT
 
 pytestmark = pytest.mark.claude_cli
 
@@ -34,7 +34,7 @@ MARKER = "CODING_AGENT_TEST_RUN"
 DEADLINE_S = 90.0
 eventually = functools.partial(_eventually, timeout=DEADLINE_S)
 
-Elicit = Callable[[ClientRequestContext, types.ElicitRequestParams], Awaitable[types.ElicitResult]]
+Elicit = ElicitationFnT
 
 
 @attrs.frozen
@@ -449,4 +449,63 @@ async def test_a_declined_form_leaves_the_request_pending(
         assert len(asked) == 1
         await ok(sdk, "approve", id=task_id, request_id=pending["request_id"], decision="allow")
         assert (await until_done(sdk, task_id))["status"] == "waiting"
+        assert (env.root / "out.txt").read_text() == "approved\n"
+
+
+async def test_create_task_as_an_mcp_task_asks_by_elicitation(
+    world: World, model: ScriptedModel
+) -> None:
+    """create_task run as an MCP task (legacy) from a client that can elicit: the approval form
+    comes on the session's stream while the task works; its allow reaches the agent and the
+    MCP task's result is the finished run."""
+    model.script(BashCall(WRITE), Reply("Done."))
+    async with serving(world) as env:
+        script(env)
+        raw = env.client
+        initialize = {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"elicitation": {"form": {}}},
+            "clientInfo": {"name": "test", "version": "1"},
+        }
+        raw.session = None
+        response = await raw.http.post(
+            raw.url,
+            headers=raw.headers(),
+            json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize},
+        )
+        raw.session = response.headers["mcp-session-id"]
+        await raw.http.post(
+            raw.url,
+            headers=raw.headers(),
+            json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+        )
+        async with raw.http.stream("GET", raw.url, headers=raw.headers()) as stream:
+            answer = await raw.rpc(
+                "tools/call",
+                {
+                    "name": "create_task",
+                    "arguments": {"title": "t", "instructions": "write out.txt", "live": True},
+                    "task": {},
+                },
+            )
+            mcp_task = answer["result"]["task"]["taskId"]
+            with trio.fail_after(DEADLINE_S):
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:") and '"elicitation/create"' in line:
+                        asked = json.loads(line[5:])
+                        break
+            assert WRITE in asked["params"]["message"]
+            status = await raw.rpc("tasks/get", {"taskId": mcp_task})
+            assert status["result"]["status"] == "input_required"
+            reply = {
+                "jsonrpc": "2.0",
+                "id": asked["id"],
+                "result": {"action": "accept", "content": {"decision": "allow"}},
+            }
+            await raw.http.post(raw.url, headers=raw.headers(), json=reply)
+            with trio.fail_after(DEADLINE_S):
+                result = await raw.rpc("tasks/result", {"taskId": mcp_task})
+        structured = result["result"]["structuredContent"]
+        assert structured["status"] == "success", structured
+        assert structured["result"]["status"] == "waiting"
         assert (env.root / "out.txt").read_text() == "approved\n"
