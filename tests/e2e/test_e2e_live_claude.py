@@ -509,3 +509,16 @@ async def test_create_task_as_an_mcp_task_asks_by_elicitation(
         assert structured["status"] == "success", structured
         assert structured["result"]["status"] == "waiting"
         assert (env.root / "out.txt").read_text() == "approved\n"
+
+
+async def test_end_task_closes_the_idle_live_session(world: World, model: ScriptedModel) -> None:
+    """After a live turn the agent stays alive for the next one; end_task closes it (no
+    process of the task is left while the server and daemon still run)."""
+    model.script(Reply("Hello."))
+    async with serving(world) as env, client(env) as sdk:
+        task_id = await create(sdk, "say hello")
+        done = await until_done(sdk, task_id)
+        assert done["status"] == "waiting", done
+        assert marked(world) != []  # the live agent waits for the next turn
+        await ok(sdk, "end_task", id=task_id)
+        await eventually(lambda: marked(world) == [], "the live session closed")
