@@ -31,7 +31,7 @@ from host_daemon import (
     close_session,
 )
 
-from ._errors import LiveUnsupported, NotPending, NotRunning, TaskError, TaskNotFound
+from ._errors import LiveUnsupported, NotPending, NotRunning, TaskNotFound
 from ._model import PendingApproval, Task, answered, ask, grant
 from ._store import UnknownTask
 from ._turn import LiveTurn
@@ -249,7 +249,10 @@ class LiveDesk:
             await turn.control.decide(decision)
         except DaemonError as exc:
             turn.deciding.pop(request_id, None)
-            raise _daemon_failed(exc) from None
+            raise NotPending(
+                f"request {request_id} of task {task_id} was not decided: the run ended before "
+                f"the decision reached the agent ({exc.message})"
+            ) from None
         except BaseException:
             turn.deciding.pop(request_id, None)
             raise
@@ -278,8 +281,8 @@ class LiveDesk:
             return None
         try:
             answer = await turn.steer(text)
-        except DaemonError as exc:
-            raise _daemon_failed(exc) from None
+        except DaemonError as exc:  # the turn ended as the instructions were sent
+            answer = InputAccepted(False, f"the turn ended first ({exc.message})")
         how = "steered the running turn" if answer.steered else f"not taken: {answer.message}"
         self._runner.append(
             task_id,
@@ -330,9 +333,3 @@ class LiveDesk:
         except DaemonError as exc:
             log.info("task %s: closing its live session: %s", task_id, exc)
         return None
-
-
-def _daemon_failed(exc: DaemonError) -> TaskError:
-    error = TaskError(f"the daemon did not take it: {exc.code}: {exc.message}")
-    error.code = exc.code
-    return error
