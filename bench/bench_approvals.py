@@ -32,13 +32,13 @@ import trio
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "tests"))
 
-import mcp_types as types  # noqa: E402
-from _support.claude_cli import claude_env, claude_executable  # noqa: E402
-from _support.scripted_model import BashCall, Reply, open_scripted_model  # noqa: E402
-from _support.sdk_tasks import events, ok  # noqa: E402
-from _support.task_server import task_server  # noqa: E402
-from mcp import Client  # noqa: E402
-from mcp.client.session import ClientRequestContext  # noqa: E402
+import mcp_types as types
+from _support.claude_cli import claude_env, claude_executable
+from _support.scripted_model import BashCall, Reply, open_scripted_model
+from _support.sdk_tasks import events, ok
+from _support.task_server import task_server
+from mcp import Client
+from mcp.client.session import ClientRequestContext
 
 
 async def accept(
