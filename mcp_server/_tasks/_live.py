@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import datetime
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -191,7 +192,9 @@ class LiveDesk:
         while len(self._decided) > HISTORY:
             self._decided.popitem(last=False)
 
-    async def _commit(self, task_id: str, change: Any, event: dict[str, Any]) -> Task:
+    async def _commit(
+        self, task_id: str, change: Callable[[Task], Task], event: dict[str, Any]
+    ) -> Task:
         try:
             return await self._runner.store.commit(task_id, change, lambda t: [event])
         except UnknownTask:
