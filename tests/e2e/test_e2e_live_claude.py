@@ -554,3 +554,39 @@ async def test_a_restart_clears_pending_requests(world: World, model: ScriptedMo
         assert "write out.txt" in json.dumps(model.main_requests[-1]["messages"])
     assert not (root / "out.txt").exists()
     assert marked(world) == []
+
+
+async def test_remember_for_the_task_allows_the_rule_in_later_turns(
+    world: World, model: ScriptedModel
+) -> None:
+    """approve with remember "task": the rule (Claude's suggestion: the exact command) is kept
+    on the task, and the same step in the next turn runs without asking, decided by that rule."""
+    model.script(BashCall(APPEND), Reply("Once."), BashCall(APPEND), Reply("Twice."))
+    async with serving(world) as env, client(env) as sdk:
+        (env.root / "append.sh").write_text('echo "$1" >> out.txt\n')
+        task_id = await create(sdk, "append once")
+        (pending,) = (await until_asked(sdk, task_id))["pending_approvals"]
+        await ok(
+            sdk,
+            "approve",
+            id=task_id,
+            request_id=pending["request_id"],
+            decision="allow",
+            remember="task",
+        )
+        first = await until_done(sdk, task_id)
+        assert first["granted_rules"] == [f"Bash({APPEND})"]
+        await ok(sdk, "update_task", id=task_id, instructions="append again")
+        second = await until_done(sdk, task_id)
+        assert second["status"] == "waiting", second
+        assert second["session_id"] == first["session_id"]
+        assert "append once" in json.dumps(model.main_requests[-1]["messages"])
+        assert (env.root / "out.txt").read_text() == "x\nx\n"
+        logged = await events(sdk, task_id)
+        assert [e["kind"] for e in logged].count("approval_request") == 1
+        decided = [e["data"] for e in logged if e["kind"] == "approval"]
+        assert decided[-1]["request_id"] != pending["request_id"]
+        assert (decided[-1]["decided_by"], decided[-1]["rule"]) == ("policy", f"Bash({APPEND})")
+
+
+APPEND = "sh append.sh x"
