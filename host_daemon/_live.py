@@ -23,9 +23,9 @@ import attrs
 import trio
 
 from ._config import DaemonConfig
-from ._connection import FramedStream
 from ._live_adapters import LIVE_ADAPTERS
 from ._live_driver import DriverOutput, DriverRefused, LiveDriver, PermissionAsk
+from ._live_permissions import LiveTurn, PendingAsk, resolved_frame
 from ._output import OutputLine
 from ._parsers import Reason
 from ._plan import RequestError, RunPlan
@@ -36,12 +36,11 @@ from ._records import (
     ApprovalBehavior,
     DecidedBy,
     PermissionRequest,
-    PermissionResolved,
     RunFinished,
 )
 from ._rules import Policy, Verdict
 
-__all__ = ["LiveSession", "LiveSessions", "LiveTurn"]
+__all__ = ["LiveSession", "LiveSessions", "approval_timeout"]
 
 log = logging.getLogger("host_daemon")
 
@@ -51,62 +50,6 @@ _SEND_BATCH_BYTES: Final = 256 * 1024
 
 def _fields(**fields: object) -> dict[str, Any]:
     return {"fields": fields}
-
-
-@attrs.define(eq=False)
-class _Pending:
-    """A permission request the client was asked: what it asked, and its timer's scope."""
-
-    ask: PermissionAsk
-    timer: trio.CancelScope
-
-
-@attrs.define(eq=False)
-class LiveTurn:
-    """One turn in flight: its client's connection and how it ends."""
-
-    conn: FramedStream
-    request_id_base: str
-    approval_timeout_s: float
-    #: Tasks of the turn (permission timers) run here; the turn's handler owns it.
-    nursery: trio.Nursery
-    #: Serializes the frames of the pump, the timers and the client reader.
-    send_lock: trio.Lock = attrs.field(factory=trio.Lock)
-    pending: dict[str, _Pending] = attrs.field(factory=dict)
-    finished: RunFinished | None = None
-    done: trio.Event = attrs.field(factory=trio.Event)
-    client_gone: bool = False
-    #: Called when the client is found gone while sending (cancels the turn).
-    on_client_gone: Any = None
-
-    async def send(self, frames: bytes | bytearray) -> None:
-        """Send encoded frames to the client; a client that is gone ends the turn."""
-        if self.client_gone or not frames:
-            return
-        async with self.send_lock:
-            try:
-                await self.conn.send_frames(frames)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self.client_gone = True
-                if self.on_client_gone is not None:
-                    self.on_client_gone()
-
-    def finish(self, finished: RunFinished) -> None:
-        """The turn ended; requests still pending stay for ``closing_frames``."""
-        for pending in self.pending.values():
-            pending.timer.cancel()
-        if self.finished is None:
-            self.finished = finished
-            self.done.set()
-
-    def closing_frames(self) -> bytes:
-        """``permission_resolved (closed)`` for each request the turn's end left pending."""
-        frames = b"".join(
-            encode_frame(_resolved(p.ask, "deny", "closed", message="the turn ended"))
-            for p in self.pending.values()
-        )
-        self.pending.clear()
-        return frames
 
 
 class LiveSession:
@@ -131,22 +74,31 @@ class LiveSession:
         self._idle_scope: trio.CancelScope | None = None
         self._ended = trio.Event()
         self.closed = False
+        #: A turn's connection holds the session (from ``session_for`` to the turn's end).
+        self.claimed = False
+        #: The session is ending (closing politely, or its agent's output ended).
+        self.closing = False
         #: Why the daemon ended the process (None: it exited by itself).
         self._kill_reason: Reason | None = None
         self._interrupted_by_end = False
-        self._asks = 0
+        #: An interrupt was asked in the turn running now.
+        self._interrupt_requested = False
+        #: The driver's end of the turn that came with ``end_process``.
+        self._final: RunFinished | None = None
 
     # -- state --------------------------------------------------------------------------------
 
     @property
     def in_turn(self) -> bool:
-        return self.turn is not None
+        """A turn runs, or a turn's connection has claimed the session and is starting it."""
+        return self.turn is not None or self.claimed
 
     def compatible(self, plan: RunPlan) -> bool:
         """Whether the next turn of ``plan`` can go to this process (same agent, place, talk)."""
         resume = plan.request.resume_session_id
         return (
             not self.closed
+            and not self.closing
             and self.agent == plan.request.agent
             and self.cwd == plan.directory.path
             and (resume is None or resume == self.driver.session_id)
@@ -181,6 +133,7 @@ class LiveSession:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._watch_idle)
                         await self._pump(proc)
+                        self.closing = True
                         status = await proc.wait()
                         nursery.cancel_scope.cancel()
         finally:
@@ -203,12 +156,19 @@ class LiveSession:
         )
         if turn is None:
             return
-        if self._interrupted_by_end:
+        if self._final is not None:
+            finished = self._final
+        elif self._interrupted_by_end:
             finished = attrs.evolve(
                 finished, outcome="interrupted", error="the turn was interrupted"
             )
         self.turn = None
-        turn.finish(attrs.evolve(finished, session_open=False))
+        capped = self.proc is not None and self.proc.output_capped
+        turn.finish(
+            attrs.evolve(
+                finished, session_open=False, output_truncated=finished.output_truncated or capped
+            )
+        )
 
     async def _watch_idle(self) -> None:
         while True:
@@ -221,7 +181,9 @@ class LiveSession:
                     "live session idle, closing",
                     extra=_fields(key=self.key, idle_s=self.idle_timeout_s),
                 )
-                await self.close()
+                # From inside the session's own tasks: never wait here for the session's end.
+                if not await self._say_goodbye():
+                    self.cancel("killed")
                 return
 
     async def _pump(self, proc: GroupProcess) -> None:
@@ -230,6 +192,10 @@ class LiveSession:
             for line in batch:
                 frames = await self._line(line, frames)
             await self._flush(frames)
+            if proc.output_capped:  # nothing more of it can be read: no turn could end
+                log.warning("live session output limit reached", extra=_fields(key=self.key))
+                self.cancel("killed")
+                return
 
     async def _line(self, line: OutputLine, frames: bytearray) -> bytearray:
         text = line.data.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -262,9 +228,11 @@ class LiveSession:
         if out.close_stdin and self.proc is not None:
             await self.proc.close_stdin()
         if out.end_process:
-            self._interrupted_by_end = True
-            self._kill_reason = "killed"
-            self._scope.cancel()
+            # The turn's end is reported when the group is gone (``_report_end``): the
+            # driver's own end if it gave one, else ``interrupted`` after an interrupt.
+            self._final = out.turn_finished
+            self._interrupted_by_end = self._interrupt_requested
+            self.cancel("killed")
         if out.turn_finished is not None and self.turn is not None and not out.end_process:
             turn, self.turn = self.turn, None
             self.idle_since = trio.current_time()
@@ -300,7 +268,7 @@ class LiveSession:
         if verdict is not None:
             out = self.driver.decide(ask.request_id, verdict.behavior, message=verdict.message)
             by: DecidedBy = "policy" if verdict.rule else "closed"
-            resolved = _resolved(
+            resolved = resolved_frame(
                 ask, verdict.behavior, by, message=verdict.message, rule=verdict.rule or None
             )
             frames = await self._flush(self._add(frames, [resolved]))
@@ -309,7 +277,7 @@ class LiveSession:
         assert turn is not None  # noqa: S101 -- both None is handled above
         timeout = turn.approval_timeout_s
         scope = trio.CancelScope()
-        turn.pending[ask.request_id] = _Pending(ask, scope)
+        turn.pending[ask.request_id] = PendingAsk(ask, scope)
         turn.nursery.start_soon(self._approval_timer, turn, ask, scope, timeout)
         return self._add(
             frames,
@@ -360,7 +328,9 @@ class LiveSession:
         except DriverRefused as exc:
             log.warning("decision refused", extra=_fields(key=self.key, error=exc.message))
             return
-        resolved = _resolved(ask, behavior, decided_by, message=message, rule=rule, decider=decider)
+        resolved = resolved_frame(
+            ask, behavior, decided_by, message=message, rule=rule, decider=decider
+        )
         await turn.send(encode_frame(resolved))
         await self._write(out.writes)
 
@@ -402,6 +372,7 @@ class LiveSession:
     async def begin(self, turn: LiveTurn, prompt: str, *, first: bool) -> None:
         """Start a turn: the prompt to the agent (the first one after the spawn, or the next)."""
         self.turn = turn
+        self._interrupt_requested = False
         self._set_idle_deadline()
         out = self.driver.start(prompt) if first else self.driver.prompt(prompt)
         await self.apply(out)
@@ -427,9 +398,16 @@ class LiveSession:
         except DriverRefused as exc:
             log.info("interrupt refused", extra=_fields(key=self.key, error=exc.message))
             return
+        self._interrupt_requested = True
         await self.apply(out)
 
     # -- ending -------------------------------------------------------------------------------
+
+    def cancel(self, reason: Reason) -> None:
+        """Start ending the process group (``kill`` waits for the end)."""
+        if self._kill_reason is None:
+            self._kill_reason = reason
+        self._scope.cancel()
 
     async def kill(self, reason: Reason) -> None:
         """End the process group now; a turn in flight ends with ``reason``."""
@@ -448,35 +426,26 @@ class LiveSession:
             if self.turn is not None:
                 await self.kill(reason)
                 return
-            try:
-                out = self.driver.close()
-            except DriverRefused:
-                out = DriverOutput(close_stdin=True)
-            await self.apply(out)
-            with trio.move_on_after(self.owner.config.kill_grace_s):
-                await self._ended.wait()
+            if await self._say_goodbye():
+                with trio.move_on_after(self.owner.config.kill_grace_s):
+                    await self._ended.wait()  # its output ends, its stragglers are ended
             await self.kill(reason)
 
-
-def _resolved(
-    ask: PermissionAsk,
-    behavior: ApprovalBehavior,
-    decided_by: DecidedBy,
-    *,
-    message: str | None = None,
-    rule: str | None = None,
-    decider: str | None = None,
-) -> PermissionResolved:
-    return PermissionResolved(
-        request_id=ask.request_id,
-        tool_name=ask.tool_name,
-        input=ask.input,
-        behavior=behavior,
-        decided_by=decided_by,
-        message=message,
-        rule=rule,
-        decider=decider,
-    )
+    async def _say_goodbye(self) -> bool:
+        """The driver's polite end, then up to the kill grace for the agent to exit: whether
+        it did."""
+        self.closing = True
+        try:
+            out = self.driver.close()
+        except DriverRefused:
+            out = DriverOutput(close_stdin=True)
+        await self.apply(out)
+        if self.proc is None:
+            return False
+        with trio.move_on_after(self.owner.config.kill_grace_s):
+            await self.proc.wait()
+            return True
+        return False
 
 
 class LiveSessions:
@@ -488,6 +457,7 @@ class LiveSessions:
         self.policy = Policy.from_texts(config.allow_rules, config.deny_rules)
         self.sessions: dict[str, LiveSession] = {}
         self._nursery: trio.Nursery | None = None
+        self._choosing = trio.Lock()
         self._ready = trio.Event()
 
     def __len__(self) -> int:
@@ -505,7 +475,15 @@ class LiveSessions:
             del self.sessions[session.key]
 
     async def session_for(self, plan: RunPlan) -> tuple[LiveSession, bool]:
-        """The session for ``plan``'s key: the idle one that fits (reused), else a new one."""
+        """The session for ``plan``'s key, claimed for the turn (the caller must ``release``
+        it): the idle one that fits (reused), else a new one. One at a time: two turns for a
+        new key must not both spawn, nor two new sessions both take the last place."""
+        async with self._choosing:
+            session, reused = await self._choose(plan)
+            session.claimed = True
+            return session, reused
+
+    async def _choose(self, plan: RunPlan) -> tuple[LiveSession, bool]:
         key = plan.request.session_key
         assert key is not None  # noqa: S101 -- checked by plan_run
         current = self.sessions.get(key)
@@ -568,11 +546,10 @@ class LiveSessions:
             for session in list(self.sessions.values()):
                 nursery.start_soon(session.close)
 
-    async def kill_all(self, reason: Reason = "killed") -> None:
-        """End every session now (``kill_runs``)."""
-        async with trio.open_nursery() as nursery:
-            for session in list(self.sessions.values()):
-                nursery.start_soon(session.kill, reason)
+    def cancel_all(self) -> None:
+        """End every session now, without waiting (``kill_runs``): turns end ``killed``."""
+        for session in list(self.sessions.values()):
+            session.cancel("killed")
 
 
 def _idle_timeout(plan: RunPlan, config: DaemonConfig) -> float:

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 import trio
 
 from ._connection import FramedStream
-from ._live import LiveSession, LiveSessions, LiveTurn, approval_timeout
+from ._live import LiveSession, LiveSessions, approval_timeout
+from ._live_permissions import LiveTurn
 from ._parsers import Reason
 from ._plan import RunPlan
 from ._protocol import ProtocolViolation, encode_frame
@@ -55,9 +56,24 @@ async def run_live_turn(
     active: ActiveTurn,
 ) -> None:
     """Run one turn of ``plan``'s live session (spawned or resumed if needed) to its end."""
-    request = plan.request
-    config = sessions.config
     session, reused = await sessions.session_for(plan)
+    try:
+        await _turn(session, conn_id, conn, plan, active, reused=reused)
+    finally:
+        session.claimed = False
+
+
+async def _turn(
+    session: LiveSession,
+    conn_id: int,
+    conn: FramedStream,
+    plan: RunPlan,
+    active: ActiveTurn,
+    *,
+    reused: bool,
+) -> None:
+    request = plan.request
+    config = session.owner.config
     timeout = request.timeout_s or config.max_run_timeout_s
 
     def client_gone() -> None:
@@ -68,7 +84,6 @@ async def run_live_turn(
     async with trio.open_nursery() as nursery:
         turn = LiveTurn(
             conn=conn,
-            request_id_base=str(conn_id),
             approval_timeout_s=approval_timeout(request.approval_timeout_s, config),
             nursery=nursery,
             on_client_gone=client_gone,

@@ -18,7 +18,7 @@ import itertools
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any, Final, TypeVar, assert_never
+from typing import Any, Final, TypeVar
 
 import attrs
 import trio
@@ -48,21 +48,15 @@ from ._records import (
     RunStarted,
     SessionClose,
     SessionClosed,
-    SweepDone,
-    WorktreeCommit,
-    WorktreeCommits,
-    WorktreeCreate,
-    WorktreeDiff,
     WorktreeDiscard,
     WorktreeMerge,
     WorktreeOperation,
     WorktreeReply,
-    WorktreeSkipped,
-    WorktreeSweep,
 )
 from ._sweep import DAEMON_MARKER_ENV, DaemonIdentity, sweep_leftovers
 from ._tree import is_subreaper, reap_adopted_orphans
 from ._version import __version__
+from ._worktree_dispatch import worktree_reply
 from ._worktrees import WorktreeManager
 
 log = logging.getLogger("host_daemon")
@@ -83,11 +77,6 @@ _REAP_INTERVAL_S: Final = 1.0
 #: How long ``git --version`` may take in a probe (it answers in milliseconds); below the 5 s the
 #: MCP server gives a probe, so that a hung git shows as "no git", not as a silent daemon.
 _PROBE_GIT_TIMEOUT_S: Final = 3.0
-#: Why a daemon without a worktrees directory makes none.
-_NO_WORKTREES: Final = (
-    "this daemon keeps no worktrees: it has no worktrees directory "
-    "(start it with --state-dir or --worktrees-dir)"
-)
 
 
 def _fields(**fields: object) -> dict[str, Any]:
@@ -103,16 +92,6 @@ def _leaf(group: BaseExceptionGroup[_E]) -> _E:
     while isinstance(first, BaseExceptionGroup):
         first = first.exceptions[0]
     return first
-
-
-def _without_worktrees(operation: WorktreeOperation) -> WorktreeReply:
-    """A daemon without a worktrees directory: skip an optional create, sweep nothing, refuse."""
-    if isinstance(operation, WorktreeCreate) and not operation.required:
-        return WorktreeSkipped(reason=_NO_WORKTREES)
-    if isinstance(operation, WorktreeSweep):
-        return SweepDone(removed=[], kept_branches=[])
-    code: ErrorCode = "disk_budget" if isinstance(operation, WorktreeCreate) else "unknown_worktree"
-    raise RequestError(code, _NO_WORKTREES)
 
 
 async def _send_error_and_close(conn: FramedStream, code: ErrorCode, message: str) -> None:
@@ -355,28 +334,7 @@ class _Daemon:
     async def _worktree_reply(self, operation: WorktreeOperation) -> WorktreeReply:
         if isinstance(operation, WorktreeMerge | WorktreeDiscard):
             await self.live.close(operation.key)  # no agent may sit in a removed directory
-        manager = self.worktrees
-        if manager is None:
-            return _without_worktrees(operation)
-        reply: WorktreeReply
-        match operation:
-            case WorktreeCreate():
-                reply = await manager.create(operation)
-            case WorktreeCommit():
-                reply = await manager.commit(operation)
-            case WorktreeDiff():
-                reply = await manager.diff(operation)
-            case WorktreeCommits():
-                reply = await manager.commits(operation)
-            case WorktreeMerge():
-                reply = await manager.merge(operation)
-            case WorktreeDiscard():
-                reply = await manager.discard(operation)
-            case WorktreeSweep():
-                reply = await manager.sweep(operation)
-            case _:
-                assert_never(operation)
-        return reply
+        return await worktree_reply(self.worktrees, operation)
 
     async def _git(self) -> str | None:
         """``git --version`` for the probe, remembered once known; None when git is missing."""
@@ -552,10 +510,11 @@ class _Daemon:
             await trio.sleep(_REAP_INTERVAL_S)
 
     def kill_runs(self) -> None:
-        """Cancel every run in flight; each reports ``killed`` to its client."""
+        """Cancel every run in flight and every live session; each run reports ``killed``."""
         for active in self.runs:
             active.reason = "killed"
             active.scope.cancel()
+        self.live.cancel_all()
 
 
 async def serve_daemon(

@@ -34,14 +34,8 @@ class LiveDaemon:
 
     def request(self, prompt: str, key: str = "task-1", **fields: Any) -> RunRequest:
         """A live turn for session ``key`` in the root."""
-        return RunRequest(
-            agent="claude",
-            prompt=prompt,
-            cwd=str(self.root),
-            live=True,
-            session_key=key,
-            **fields,
-        )
+        fields.setdefault("cwd", str(self.root))
+        return RunRequest(agent="claude", prompt=prompt, live=True, session_key=key, **fields)
 
     def leftovers(self) -> list[tuple[int, str]]:
         """Live processes of this daemon's agents (the marker is in their environment)."""

@@ -120,3 +120,52 @@ async def test_unanswered_request_is_denied_at_the_timeout(
     assert "no decision within 0.5 s" in text_of(tool_results(model)[0])
     assert finished(events).outcome == "success"
     assert not (daemon.root / "f.txt").exists()
+
+
+async def test_policy_rules_decide_without_asking(
+    claude: str, model: ScriptedModel, tmp_path: pathlib.Path, subreaper: None
+) -> None:
+    """A daemon allow rule runs a matching command at once; a deny rule refuses another, with
+    the rule in the model's message; the client is never asked."""
+    model.script(BashCall(_WRITE), BashCall("make build"), Reply("ruled"))
+    async with live_daemon(
+        claude,
+        model,
+        tmp_path,
+        allow_rules=("Bash(python3:*)",),
+        deny_rules=("Bash(make:*)",),
+    ) as daemon:
+        events = await run_turn(daemon, daemon.request("write then remove"))
+    assert not [e for e in events if isinstance(e, PermissionRequest)]
+    resolved = [e for e in events if isinstance(e, PermissionResolved)]
+    assert [(r.behavior, r.decided_by, r.rule) for r in resolved] == [
+        ("allow", "policy", "Bash(python3:*)"),
+        ("deny", "policy", "Bash(make:*)"),
+    ]
+    assert (daemon.root / "f.txt").read_text() == "written"
+    assert "denied by rule Bash(make:*)" in text_of(tool_results(model)[1])
+    assert finished(events).outcome == "success"
+    await eventually(lambda: not daemon.leftovers(), "no agent process left", timeout=10)
+
+
+async def test_remembered_rule_allows_the_next_request(
+    daemon: LiveDaemon, model: ScriptedModel
+) -> None:
+    """An allow with ``remember_rule`` lets a later matching request through by that rule."""
+    model.script(BashCall(_WRITE), BashCall(_WRITE2), Reply("remembered"))
+
+    async def remember(stream: RunStream, event: RunEvent) -> None:
+        if isinstance(event, PermissionRequest):
+            decision = PermissionDecision(
+                request_id=event.request_id, behavior="allow", remember_rule="Bash(python3:*)"
+            )
+            await stream.decide(decision)
+
+    events = await run_turn(daemon, daemon.request("write two"), remember)
+    assert len([e for e in events if isinstance(e, PermissionRequest)]) == 1
+    resolved = [e for e in events if isinstance(e, PermissionResolved)]
+    assert [(r.decided_by, r.rule) for r in resolved] == [
+        ("client", "Bash(python3:*)"),
+        ("policy", "Bash(python3:*)"),
+    ]
+    assert (daemon.root / "g.txt").read_text() == "second"
