@@ -19,12 +19,17 @@ file ``locations`` and, for edits, a diff. It is normalized from those (``Bash``
 ``Edit``/``Write``/``Read`` + ``file_path``); Gemini's own tool name is the prefix of its
 ``toolCallId`` (``run_shell_command__run_shell_command_17…``).
 
+Gemini's own policy runs some shell commands unasked (``ls``, ``echo``, ``pwd``, ``git status``):
+the argv adds ``--policy=gemini-live-policy.toml`` (shipped beside this module), a user-tier rule
+that makes every shell command ask, so that the daemon's rules and the client see each one.
+
 Known limits of the protocol (as 0.61.0 has it): a deny cannot carry a message (the model reads
 ``Tool "run_shell_command" was canceled by the user.``); a turn cannot be steered.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from typing import Any, Final
 
@@ -32,7 +37,7 @@ import attrs
 import orjson
 
 from ._agents import plain_name_error
-from ._live_driver import DriverOutput, DriverRefused, PermissionAsk
+from ._live_driver import DriverOutput, DriverRefused, LiveAdapter, PermissionAsk
 from ._parsers import Reason, signal_name
 from ._records import AgentEvent, AgentEventKind, ApprovalBehavior, Outcome, RunFinished, RunRequest
 
@@ -545,13 +550,24 @@ def _error_text(error: dict[str, Any]) -> str:
     return f"{message} ({details})" if details else message
 
 
+def live_policy_path() -> str:
+    """The Gemini policy file that makes every shell command ask (see the file)."""
+    return str(importlib.resources.files("host_daemon").joinpath("gemini-live-policy.toml"))
+
+
 @attrs.frozen
 class GeminiLiveAdapter:
     """``gemini --acp`` and its driver (a ``LiveAdapter``)."""
 
     def live_argv(self, executable: str, request: RunRequest, permission_mode: str) -> list[str]:
-        """``gemini --acp --approval-mode=MODE --skip-trust [--model=M]``: prompts go to stdin."""
+        """``gemini --acp --approval-mode=MODE --skip-trust [--policy=P] [--model=M]``.
+
+        Prompts go to stdin. Unless the mode is ``yolo`` (the host owner let it run anything),
+        a policy file makes every shell command ask, so that each one reaches the daemon's rules.
+        """
         argv = [executable, "--acp", f"--approval-mode={permission_mode}", "--skip-trust"]
+        if permission_mode != "yolo":
+            argv.append(f"--policy={live_policy_path()}")
         if request.model is not None:
             if (error := plain_name_error(request.model)) is not None:
                 raise ValueError(f"{error} @ $.model")
@@ -563,4 +579,4 @@ class GeminiLiveAdapter:
         return GeminiLiveDriver(request)
 
 
-GEMINI_LIVE: Final = GeminiLiveAdapter()
+GEMINI_LIVE: Final[LiveAdapter] = GeminiLiveAdapter()

@@ -211,7 +211,7 @@ def _live(ctx: Context, sink: list[dict[str, Any]], **fields: Any) -> Callable[.
                 "recorded": {
                     "cli": f"gemini {GEMINI_VERSION}",
                     "date": datetime.date.today().isoformat(),
-                    "argv": ["gemini", *argv[1:]],
+                    "argv": ["gemini", *(_shown(arg) for arg in argv[1:])],
                     "request": {"cwd": request.cwd, "resume_session_id": request.resume_session_id},
                 }
             }
@@ -240,6 +240,13 @@ class _recording:
         assert self.live is not None
         self.sink += self.live.transcript
         return await self.manager.__aexit__(*exc)
+
+
+def _shown(arg: str) -> str:
+    """An argv word as the fixture shows it (the policy file's place is this checkout's)."""
+    if arg.startswith("--policy="):
+        return "--policy=<host_daemon>/" + os.path.basename(arg)
+    return arg
 
 
 def _rewrite(entries: list[dict[str, Any]], directory: pathlib.Path) -> str:

@@ -16,8 +16,15 @@ import orjson
 import pytest
 
 from host_daemon._live_driver import DriverOutput, DriverRefused, PermissionAsk
-from host_daemon._live_gemini import GEMINI_LIVE, GeminiLiveDriver, acp_flag, normalized_tool
+from host_daemon._live_gemini import (
+    GEMINI_LIVE,
+    GeminiLiveDriver,
+    acp_flag,
+    live_policy_path,
+    normalized_tool,
+)
 from host_daemon._records import AgentEvent, RunFinished, RunRequest
+from host_daemon._rules import Policy
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 PROJECT = "/work/project"
@@ -419,12 +426,35 @@ def test_acp_flag_and_argv() -> None:
     assert acp_flag("  --experimental-acp  Starts the agent") == "--experimental-acp"
     assert acp_flag("  --acpx") is None
     argv = GEMINI_LIVE.live_argv("gemini", request(model="gemini-2.5-flash"), "default")
+    policy = live_policy_path()
     assert argv == [
         "gemini",
         "--acp",
         "--approval-mode=default",
         "--skip-trust",
+        f"--policy={policy}",
         "--model=gemini-2.5-flash",
     ]
+    assert 'toolName = "run_shell_command"' in pathlib.Path(policy).read_text()
+    yolo = GEMINI_LIVE.live_argv("gemini", request(), "yolo")
+    assert yolo == ["gemini", "--acp", "--approval-mode=yolo", "--skip-trust"]
     with pytest.raises(ValueError, match=r"@ \$\.model"):
         GEMINI_LIVE.live_argv("gemini", request(model="--yolo"), "default")
+
+
+def test_policy_rules_apply_to_gemini_asks() -> None:
+    """Claude-syntax rules decide Gemini's normalized asks (run_shell_command as Bash, edits)."""
+    policy = Policy.from_texts(["Edit(*.txt)"], ["Bash(echo:*)"])
+    (shell,) = replay("allow_remember").asks
+    verdict = policy.decide(
+        shell.tool_name, shell.input, PROJECT, task_allow=None, task_deny=(), granted=()
+    )
+    assert verdict is not None
+    assert (verdict.behavior, verdict.rule) == ("deny", "Bash(echo:*)")
+    write, edit = replay("edits").asks
+    for ask in (write, edit):
+        allowed = policy.decide(
+            ask.tool_name, ask.input, PROJECT, task_allow=None, task_deny=(), granted=()
+        )
+        assert allowed is not None
+        assert (allowed.behavior, allowed.rule) == ("allow", "Edit(*.txt)")

@@ -115,6 +115,18 @@ async def test_shell_command_asked_allowed_and_remembered(setup: Setup) -> None:
         assert await agent.wait_exit() == 0
 
 
+@pytest.mark.parametrize("command", ["ls", "echo hello", "git status"])
+async def test_commands_gemini_would_run_unasked_are_asked(setup: Setup, command: str) -> None:
+    """Gemini's own policy runs ls/echo/git status unasked; the live policy file makes them ask."""
+    setup.model.script(ShellCommand(command), Reply("seen"))
+    async with live(setup) as agent:
+        await agent.start("look around")
+        ask = await agent.next_ask()
+        assert ask.input == {"command": command}
+        await agent.decide(ask.request_id, "deny")
+        assert (await agent.turn_finished()).final_text == "seen"
+
+
 async def test_denied_shell_command_does_not_run(setup: Setup) -> None:
     """A denied command does not run; the model is told it was canceled and the turn goes on."""
     setup.model.script(ShellCommand("echo no > f.txt"), Reply("understood"))
