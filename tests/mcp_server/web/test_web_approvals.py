@@ -298,3 +298,32 @@ async def test_task_stream_sends_a_new_request_without_reload(
     assert f'data-request-id="{request_id}"' in approvals
     await web.mcp.ok("approve", id=task_id, request_id=request_id, decision="allow")
     await run_ended(web, task_id)
+
+
+async def test_board_stream_shows_a_new_request_without_reload(
+    web: Web, model: ScriptedModel
+) -> None:
+    """An open board's stream sends the banner and the row's count when the agent asks."""
+    held = Hold(then=BashCall(WRITE))
+    model.script(held, Reply("done"))
+    created = await web.mcp.ok("create_task", title="asks soon", instructions="write f.txt")
+    task_id = created["task_id"]
+    with trio.fail_after(60):
+        await held.reached.wait()
+    browser = await web.logged_in()
+    with trio.fail_after(60):
+        async with browser.stream("GET", "/events/board") as response:
+            events = sse_events(response)
+            first = await anext(events)
+            assert 'id="board-asking"' not in first.data
+            held.release()
+            async for event in events:
+                if 'id="board-asking"' in event.data:
+                    rows = event.data
+                    break
+    assert 'id="asking-count">1 task waits for your decision:' in rows
+    assert f'href="/tasks/{task_id}" class="asking-task"' in rows
+    assert "1 to decide" in rows
+    request_id = (await web.mcp.ok("report", id=task_id))["pending_approvals"][0]["request_id"]
+    await web.mcp.ok("approve", id=task_id, request_id=request_id, decision="deny")
+    await run_ended(web, task_id)
