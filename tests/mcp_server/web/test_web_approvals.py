@@ -214,13 +214,18 @@ async def test_decision_on_a_request_no_longer_pending_says_so(
 
 
 async def test_unknown_decision_is_refused_with_a_message(web: Web, model: ScriptedModel) -> None:
-    """A decision the page never offers is refused naming what is expected; still pending."""
+    """A decision the page never offers, or no request id, is refused naming what is expected;
+    the request stays pending."""
     task_id, request_id = await asking(web, model)
     browser = await web.logged_in()
     said = await decide(web, browser, task_id, request_id, decision="maybe")
     assert said == (
         "error: decision refused: expected decision allow, allow_task, deny, "
         "got &#39;maybe&#39; @ decision"
+    )
+    said = await decide(web, browser, task_id, "", decision="allow")
+    assert said == (
+        "error: decision refused: expected at least 1 characters, got 0 @ $.arguments.request_id"
     )
     assert (await web.mcp.ok("report", id=task_id))["status"] == "input_required"
     await web.mcp.ok("approve", id=task_id, request_id=request_id, decision="deny")
