@@ -51,6 +51,14 @@ async def live(tmp_path: pathlib.Path, model: ScriptedModel) -> AsyncIterator[Da
             yield Dashboard(up=up, client=client, root=root)
 
 
+def status_shown(driver: WebDriver) -> str | None:
+    """The status badge's text, read in one script (the stream may swap the badge any time)."""
+    shown = driver.execute_script(
+        "var badge = document.getElementById('task-status-badge');return badge && badge.textContent"
+    )
+    return str(shown) if shown else None
+
+
 async def waited(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
     """``wait_for`` in a thread: the scripted model in this event loop goes on answering."""
     return await trio.to_thread.run_sync(
@@ -81,8 +89,7 @@ async def test_pending_request_appears_live_and_allow_resolves_it(
     assert WRITE in card[0].text
     assert "write the file" in card[0].text
     assert still_marked(browser), "the page was reloaded to show the request"
-    badge = browser.find_element(By.ID, "task-status-badge")
-    assert badge.text == "input_required"
+    assert status_shown(browser) == "input_required"
     assert browser.find_element(By.ID, "interrupt-button").is_displayed()
     card[0].find_element(By.CSS_SELECTOR, "button.approval-allow").click()
     await waited(
@@ -92,7 +99,7 @@ async def test_pending_request_appears_live_and_allow_resolves_it(
     )
     await waited(
         browser,
-        lambda d: d.find_element(By.ID, "task-status-badge").text == "waiting",
+        lambda d: status_shown(d) == "waiting",
         "the task waiting after its turn",
     )
     assert not browser.find_elements(By.CSS_SELECTOR, "article.approval")
