@@ -332,3 +332,25 @@ async def test_board_stream_shows_a_new_request_without_reload(
     request_id = (await web.mcp.ok("report", id=task_id))["pending_approvals"][0]["request_id"]
     await web.mcp.ok("approve", id=task_id, request_id=request_id, decision="deny")
     await run_ended(web, task_id)
+
+
+async def test_task_stream_resends_the_approvals_when_the_pages_differ(
+    web: Web, model: ScriptedModel
+) -> None:
+    """A page showing other requests than the task's (same status) gets the approvals again."""
+    task_id, request_id = await asking(web, model)
+    browser = await web.logged_in()
+    last = web.runner.last_seq(task_id)
+    path = (
+        f"/tasks/{task_id}/events?after={last}&status=input_required&review=&turns=1"
+        "&pending=0123456789abcdef"
+    )
+    with trio.fail_after(60):
+        async with browser.stream("GET", path) as response:
+            async for event in sse_events(response):
+                if event.event == "approvals":
+                    approvals = event.data
+                    break
+    assert f'data-request-id="{request_id}"' in approvals
+    await web.mcp.ok("approve", id=task_id, request_id=request_id, decision="deny")
+    await run_ended(web, task_id)
