@@ -20,6 +20,7 @@ import mcp_types as types
 import pytest
 import trio
 from _support import procs
+from _support.agent_up import coding_agent_up, sdk_client
 from _support.claude_cli import claude_env, claude_executable
 from _support.polling import eventually as _eventually
 from _support.scripted_model import BashCall, Hold, Reply, ScriptedModel
@@ -522,3 +523,34 @@ async def test_end_task_closes_the_idle_live_session(world: World, model: Script
         assert marked(world) != []  # the live agent waits for the next turn
         await ok(sdk, "end_task", id=task_id)
         await eventually(lambda: marked(world) == [], "the live session closed")
+
+
+async def test_a_restart_clears_pending_requests(world: World, model: ScriptedModel) -> None:
+    """`up` killed while a request waits: the live agent goes with it; after the restart the
+    task is interrupted with nothing pending, the old request is not_pending, and a follow-up
+    resumes the conversation."""
+    model.script(BashCall(WRITE), Reply("Resumed without writing."))
+    state, root = world.tmp / "state", world.tmp / "root"
+    root.mkdir(exist_ok=True)
+    (root / "write.sh").write_text('echo "$1" > out.txt\n')
+    async with coding_agent_up(state, root, world.env) as up, sdk_client(up) as sdk:
+        task_id = await create(sdk, "write out.txt")
+        (pending,) = (await until_asked(sdk, task_id))["pending_approvals"]
+        up.kill()
+        await up.process.wait()
+    await eventually(lambda: marked(world) == [], "the killed server's live agent")
+    async with coding_agent_up(state, root, world.env) as up, sdk_client(up) as sdk:
+        task = await ok(sdk, "report", id=task_id)
+        assert (task["status"], task["pending_approvals"]) == ("interrupted", [])
+        late = await sdk.call_tool(
+            "approve", {"id": task_id, "request_id": pending["request_id"], "decision": "allow"}
+        )
+        assert late.is_error
+        assert "the task is interrupted, no run is in flight" in said(late)
+        await ok(sdk, "update_task", id=task_id, instructions="Go on")
+        resumed = await until_done(sdk, task_id)
+        assert resumed["status"] == "waiting", resumed
+        assert resumed["session_id"] == task["session_id"]
+        assert "write out.txt" in json.dumps(model.main_requests[-1]["messages"])
+    assert not (root / "out.txt").exists()
+    assert marked(world) == []
