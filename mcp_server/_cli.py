@@ -1,6 +1,6 @@
 """``coding-agent``: ``serve`` (the server alone), ``up`` (daemon + server), ``doctor``, ``token``,
-and the task commands (``tasks``, ``show``, ``logs``, ``new``, ``send``, ``end``, ``merge``,
-``discard``: see :mod:`mcp_server._console`).
+and the task commands (``tasks``, ``show``, ``logs``, ``new``, ``send``, ``approve``,
+``interrupt``, ``end``, ``merge``, ``discard``: see :mod:`mcp_server._console`).
 
 Signals: the first SIGTERM/SIGINT drains (MCP requests in flight complete, running tasks get a
 grace period and are then recorded ``interrupted``, state is flushed, exit 0); a second one exits

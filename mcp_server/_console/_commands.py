@@ -1,6 +1,6 @@
-"""The task CLI's commands: ``tasks``, ``show``, ``logs``, ``new``, ``send``, ``end``, ``merge``,
-``discard``. Each talks MCP to the server; ``--json`` prints the tool's ``result`` or the
-resource's JSON (``logs``: one event per line).
+"""The task CLI's commands: ``tasks``, ``show``, ``logs``, ``new``, ``send``, ``approve``,
+``interrupt``, ``end``, ``merge``, ``discard``. Each talks MCP to the server; ``--json`` prints
+the tool's ``result`` or the resource's JSON (``logs``: one event per line).
 
 Exit codes: 0 done; 1 the task failed or a tool refused (unknown task, busy, conflict, …);
 2 bad arguments; 3 the server cannot be reached or refused the token; 130 interrupted (Ctrl-C).
@@ -33,6 +33,8 @@ from ._render import (
     FAILED,
     JSON,
     Style,
+    approval_hint,
+    asking_lines,
     event_line,
     task_details,
     task_line,
@@ -40,7 +42,19 @@ from ._render import (
 )
 from ._terminal import Output, wants_colour
 
-COMMANDS = ("tasks", "show", "logs", "new", "send", "end", "merge", "discard")
+COMMANDS = (
+    "tasks",
+    "show",
+    "logs",
+    "new",
+    "send",
+    "approve",
+    "interrupt",
+    "end",
+    "merge",
+    "discard",
+)
+DECISIONS = ("allow", "deny")
 AGENTS = ("claude", "codex", "gemini")
 STRATEGIES = ("merge", "squash", "rebase")
 INTERRUPTED = 130
@@ -53,6 +67,27 @@ def _text(limit: int) -> Callable[[str], str]:
         return value
 
     return check
+
+
+class _RequestAndDecision(argparse.Action):
+    """``[REQUEST] allow|deny``: the request id is optional when exactly one is pending."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        given = list(values)
+        if len(given) > 2 or given[-1] not in DECISIONS:
+            parser.error(
+                f"expected [REQUEST] allow|deny after the task id, got {' '.join(given)!r}"
+            )
+        if len(given) == 2 and not given[0].strip():
+            parser.error("expected a request id, got an empty one")
+        namespace.request_id = given[0] if len(given) == 2 else None
+        namespace.decision = given[-1]
 
 
 def add_console_commands(commands: Any) -> None:
@@ -81,6 +116,33 @@ def add_console_commands(commands: Any) -> None:
     send.add_argument("id")
     send.add_argument("text", type=_text(10_000))
     send.add_argument("--wait", action="store_true", help="follow its log until the run ends")
+    approve = add(
+        "approve",
+        parents=[common],
+        help="allow or deny a task's pending permission request",
+        description="Answer a live task's pending permission request; REQUEST may be left out "
+        "when exactly one is pending (`coding-agent show ID` lists them).",
+    )
+    approve.add_argument("id")
+    approve.add_argument(
+        "decision",
+        nargs="+",
+        action=_RequestAndDecision,
+        metavar="[REQUEST] allow|deny",
+        help="the request's id (optional when only one is pending), then allow or deny",
+    )
+    approve.add_argument("--message", type=_text(10_000), help="why (a deny's reaches the agent)")
+    approve.add_argument(
+        "--remember",
+        choices=("once", "task"),
+        default="once",
+        help="task: also allow this rule for the rest of the task (default once)",
+    )
+    add(
+        "interrupt",
+        parents=[common],
+        help="stop a task's current turn (the task and its conversation stay)",
+    ).add_argument("id")
     add("end", parents=[common], help="end a task (stops a run in flight)").add_argument("id")
     merge = add("merge", parents=[common], help="merge a worktree task's branch")
     merge.add_argument("id")
@@ -179,6 +241,8 @@ async def _tasks(session: McpSession, args: argparse.Namespace, out: Output) -> 
         out.line(line)
     if listing.get("tasks_omitted"):
         out.line(f"({listing['tasks_omitted']} older tasks not shown)")
+    for line in asking_lines(listing["tasks"], out.style):
+        out.line(line)
     return 0
 
 
@@ -210,7 +274,13 @@ async def _follow(
     after: int = 0,
 ) -> JSON:
     def emit(event: JSON) -> None:
-        out.line(orjson.dumps(event).decode() if json_lines else event_line(event, out.style))
+        if json_lines:
+            out.line(orjson.dumps(event).decode())
+            return
+        out.line(event_line(event, out.style))
+        hint = approval_hint(task_id, event, out.style)
+        if hint:
+            out.line(hint)
 
     status = {"now": "waiting for the run"}
 
@@ -280,6 +350,53 @@ async def _started(
     return _ended(last, out, json_output=args.json)
 
 
+async def _approve(session: McpSession, args: argparse.Namespace, out: Output) -> int:
+    request_id = args.request_id
+    if request_id is None:
+        task = await _read_task_json(session, args.id)
+        request_id = _only_pending(task)
+    arguments: JSON = {
+        "id": args.id,
+        "request_id": request_id,
+        "decision": args.decision,
+        "remember": args.remember,
+    }
+    if args.message:
+        arguments["message"] = args.message
+    answer = await out.waiting(
+        "sending the decision", lambda: session.call_tool("approve", arguments)
+    )
+    verb = ("allowed" if args.decision == "allow" else "denied") + f" request {request_id}"
+    if args.remember == "task" and args.decision == "allow":
+        verb += " (and its rule for the rest of the task)"
+    return _finished(out, args, answer, verb)
+
+
+def _only_pending(task: JSON) -> str:
+    """The one pending request's id; a refusal naming them when there are none or several."""
+    pending = task.get("pending_approvals") or []
+    if len(pending) == 1:
+        return str(pending[0]["request_id"])
+    if not pending:
+        message = f"task {task['task_id']} has no pending request (it is {task['status']})"
+        code = "not_pending"
+    else:
+        listed = ", ".join(f"{p['request_id']} ({p['tool_name']})" for p in pending)
+        message = (
+            f"task {task['task_id']} has {len(pending)} pending requests: name one of {listed}"
+        )
+        code = "ambiguous_request"
+    answer = {"status": "error", "message": message, "error": {"code": code}}
+    raise ToolFailed(code, message, answer)
+
+
+async def _interrupt(session: McpSession, args: argparse.Namespace, out: Output) -> int:
+    answer = await out.waiting(
+        "interrupting the turn", lambda: session.call_tool("interrupt_task", {"id": args.id})
+    )
+    return _finished(out, args, answer, "interrupted")
+
+
 async def _end(session: McpSession, args: argparse.Namespace, out: Output) -> int:
     answer = await out.waiting(
         "ending the task", lambda: session.call_tool("end_task", {"id": args.id})
@@ -333,6 +450,8 @@ _COMMANDS = {
     "logs": _logs,
     "new": _new,
     "send": _send,
+    "approve": _approve,
+    "interrupt": _interrupt,
     "end": _end,
     "merge": _merge,
     "discard": _discard,

@@ -32,7 +32,14 @@ STATUS_COLOURS = {
     "cancelled": "magenta",
     "interrupted": "red",
 }
-KIND_COLOURS = {"turn": "bold", "run_started": "blue", "run_finished": "bold", "status": "cyan"}
+KIND_COLOURS = {
+    "turn": "bold",
+    "run_started": "blue",
+    "run_finished": "bold",
+    "status": "cyan",
+    "approval_request": "magenta",
+    "approval": "magenta",
+}
 ACTIVE = frozenset({"pending", "in_progress", "input_required"})
 """Statuses in which a task's run is still to come or going on."""
 FAILED = frozenset({"failed", "interrupted"})
@@ -121,10 +128,72 @@ def task_details(task: JSON, style: Style) -> list[str]:
         "instructions:",
     ]
     lines += [f"  {one_line(text)}" for text in task.get("instructions") or []]
+    lines += pending_lines(task, style)
+    if task.get("granted_rules"):
+        lines.append(f"allowed for the task: {', '.join(map(str, task['granted_rules']))}")
     report = task.get("report")
     if isinstance(report, dict):
         lines += report_lines(report, style)
     return lines
+
+
+def asked_for(request: JSON) -> str:
+    """What a permission request asks: the tool and its command or path (one line, cut)."""
+    given = request.get("input")
+    tool_input: JSON = given if isinstance(given, dict) else {}
+    detail = next(
+        (tool_input[key] for key in ("command", "file_path", "path") if tool_input.get(key)), ""
+    )
+    text = one_line(detail)
+    if len(text) > 200:
+        text = text[:199] + "…"
+    return f"{request.get('tool_name')} {text}".rstrip()
+
+
+def pending_lines(task: JSON, style: Style) -> list[str]:
+    """``show``: each pending permission request and how to answer it."""
+    pending = task.get("pending_approvals") or []
+    if not pending:
+        return []
+    lines = [style.paint(f"waiting for a decision ({len(pending)}):", "magenta")]
+    for request in pending:
+        lines.append(f"  request {request['request_id']}: {asked_for(request)}")
+        if request.get("description"):
+            lines.append(f"    description: {one_line(request['description'])}")
+        lines.append(
+            f"    asked {when(request.get('asked_at'))}, denied at "
+            f"{when(request.get('timeout_at'))} if nobody decides"
+        )
+    only = "" if len(pending) == 1 else " REQUEST"
+    lines.append(f"  answer: coding-agent approve {task['task_id']}{only} allow|deny")
+    return lines
+
+
+def asking_lines(tasks: Sequence[JSON], style: Style) -> list[str]:
+    """``tasks``: the tasks waiting for a decision, after the table."""
+    asking = [task for task in tasks if task.get("pending_approvals")]
+    if not asking:
+        return []
+    lines = [style.paint(f"{len(asking)} waiting for a decision:", "magenta")]
+    for task in asking:
+        for request in task["pending_approvals"]:
+            lines.append(
+                f"  {task['task_id']} request {request['request_id']}: {asked_for(request)}"
+            )
+    return lines
+
+
+def approval_hint(task_id: str, event: JSON, style: Style) -> str | None:
+    """After an ``approval_request`` log line: the command that answers it."""
+    data = event.get("data")
+    if event.get("kind") != "approval_request" or not isinstance(data, dict):
+        return None
+    request_id = data.get("request_id")
+    if not isinstance(request_id, str):
+        return None
+    return style.paint(
+        f"      answer: coding-agent approve {task_id} {request_id} allow|deny", "magenta"
+    )
 
 
 def report_lines(report: JSON, style: Style) -> list[str]:

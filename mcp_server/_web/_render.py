@@ -7,13 +7,16 @@ is decided here, so one page stays small whatever a task holds.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from typing import Final, Literal
 from urllib.parse import urlencode
 
 import attrs
 
-from mcp_server._tasks import TASK_STATUSES, Task, TaskEvent
+from mcp_server._tasks import TASK_STATUSES, PendingApproval, Task, TaskEvent
+from mcp_server._tasks._live import remembered_rule
 
 BOARD_ROWS: Final = 500
 """Rows of the board (newest first); the rest are counted."""
@@ -94,6 +97,17 @@ class BoardRow:
     age: str
     cost: str
     turns: int
+    pending: int
+    """Permission requests waiting for a decision."""
+
+
+@attrs.frozen
+class Asking:
+    """A task that waits for a person's decision, for the board's banner."""
+
+    id: str
+    title: str
+    requests: int
 
 
 @attrs.frozen
@@ -101,6 +115,8 @@ class Board:
     rows: tuple[BoardRow, ...]
     total: int
     matching: int
+    asking: tuple[Asking, ...] = ()
+    """Every task waiting for a decision, whatever the filter (newest first)."""
 
 
 def board(tasks: Sequence[Task], chosen: BoardFilter, now: datetime.datetime) -> Board:
@@ -116,10 +132,67 @@ def board(tasks: Sequence[Task], chosen: BoardFilter, now: datetime.datetime) ->
             age=age((now - task.created_at).total_seconds()),
             cost=cost(task),
             turns=len(task.turns),
+            pending=len(task.pending),
         )
         for task in reversed(matching[-BOARD_ROWS:])
     )
-    return Board(rows=rows, total=len(tasks), matching=len(matching))
+    asking = tuple(
+        Asking(id=task.id, title=task.title, requests=len(task.pending))
+        for task in reversed(tasks)
+        if task.pending
+    )
+    return Board(rows=rows, total=len(tasks), matching=len(matching), asking=asking)
+
+
+@attrs.frozen
+class PendingRow:
+    """A permission request as the task page shows it, with the buttons that answer it."""
+
+    request_id: str
+    tool: str
+    what: str
+    """The command, the path, or the input as JSON (cut)."""
+    description: str
+    asked_at: datetime.datetime
+    timeout_at: datetime.datetime
+    left: str
+    """Time left before the daemon denies it (``age`` format; ``0s`` once past)."""
+    grants: str
+    """The rule "Allow for this task" allows from now on."""
+
+
+def _what(request: PendingApproval) -> str:
+    for key in ("command", "file_path", "notebook_path", "path", "url", "pattern"):
+        value = request.input.get(key)
+        if isinstance(value, str) and value:
+            return cut(value, SUMMARY_CHARS)
+    return cut(json.dumps(request.input, indent=1, sort_keys=True), SUMMARY_CHARS)
+
+
+def pending_rows(task: Task, now: datetime.datetime) -> list[PendingRow]:
+    """The task's pending permission requests, oldest first."""
+    return [
+        PendingRow(
+            request_id=request.request_id,
+            tool=request.tool_name,
+            what=_what(request),
+            description=cut(request.description, SUMMARY_CHARS),
+            asked_at=request.asked_at,
+            timeout_at=request.timeout_at,
+            left=age((request.timeout_at - now).total_seconds()),
+            grants=remembered_rule(request),
+        )
+        for request in task.pending
+    ]
+
+
+def pending_mark(task: Task) -> str:
+    """A short mark of which requests are pending ("" for none): the task page sends it to its
+    stream, which re-sends the approvals when the task's mark differs."""
+    if not task.pending:
+        return ""
+    joined = "\n".join(request.request_id for request in task.pending)
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
 @attrs.frozen

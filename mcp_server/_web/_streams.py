@@ -3,8 +3,9 @@
 ``/events/board``: an ``event: board`` with the board's rows (for the same filter as the page)
 on connect and after every change of the board. ``/tasks/<id>/events``: ``event: log`` with the
 log lines after the page's last one (``id:`` is the last seq, so a reconnecting browser resumes
-with ``Last-Event-ID``), and ``status``, ``facts``, ``turns`` and ``actions`` events with those
-parts of the page when the task's status, review or turns differ from what the page shows. A
+with ``Last-Event-ID``), and ``status``, ``facts``, ``approvals``, ``turns`` and ``actions``
+events with those parts of the page when the task's status, review, turns or pending permission
+requests differ from what the page shows. A
 backlog longer than a page is skipped with a line that links to it, so a fast log never floods a
 page. Streams end when the server drains.
 """
@@ -22,7 +23,7 @@ from mcp_server._tasks import TASK_STATUSES, TaskNotFound
 
 from ._base import Dashboard, current_session
 from ._hub import wait_any
-from ._render import LOG_PAGE, BoardFilter, board, log_lines
+from ._render import LOG_PAGE, BoardFilter, board, log_lines, pending_mark
 from ._task_pages import read_page, task_context
 
 KEEPALIVE_S: Final = 15.0
@@ -81,6 +82,7 @@ def register(blueprint: Blueprint, dash: Dashboard) -> None:
                 "task_facts",
                 "task_turns",
                 "task_actions",
+                "task_approvals",
             )
         }
         turns = request.args.get("turns", "")
@@ -88,6 +90,7 @@ def register(blueprint: Blueprint, dash: Dashboard) -> None:
             request.args.get("status", ""),
             request.args.get("review") or None,
             int(turns) if turns.isascii() and turns.isdigit() and len(turns) < 9 else -1,
+            request.args.get("pending", ""),
         )
         csrf = current_session().csrf
         return _stream(
@@ -122,12 +125,13 @@ async def _task_stream(
     task_id: str,
     *,
     after: int,
-    shown: tuple[str, str | None, int],
+    shown: tuple[str, str | None, int, str],
     templates: dict[str, Template],
     csrf: str,
 ) -> AsyncIterator[bytes]:
-    """``after``: the page's last seq; ``shown``: the status, review and number of turns the
-    page shows (its status, facts, turns and buttons are re-sent only when the task's differ)."""
+    """``after``: the page's last seq; ``shown``: the status, review, number of turns and
+    pending requests' mark the page shows (its status, facts, approvals, turns and buttons are
+    re-sent only when the task's differ)."""
     runner = dash.runner
 
     async def render(name: str, **context: Any) -> str:
@@ -162,10 +166,11 @@ async def _task_stream(
                 if len(events) >= FLOOD_BATCH:
                     await trio.sleep(MIN_INTERVAL_S)  # a flood: fewer, bigger messages
                 continue
-        if (task.status, task.review, len(task.turns)) != shown:
-            shown = (task.status, task.review, len(task.turns))
-            context = task_context(task) | {"csrf": csrf}
-            for name in ("status", "facts", "turns", "actions"):
+        now_shown = (task.status, task.review, len(task.turns), pending_mark(task))
+        if now_shown != shown:
+            shown = now_shown
+            context = task_context(task, dash.now()) | {"csrf": csrf}
+            for name in ("status", "facts", "approvals", "turns", "actions"):
                 yield sse(name, await render(f"task_{name}", **context))
         async for keepalive in _until_changed(dash, changed):
             yield keepalive

@@ -1,5 +1,6 @@
-"""A task's pages: the task (turns, report, actions, the last page of its log), older log pages,
-its diff; and the actions that steer it: follow-up, end, merge, discard.
+"""A task's pages: the task (pending permission requests, turns, report, actions, the last page
+of its log), older log pages, its diff; and the actions that steer it: approve (allow, allow for
+the task, deny), interrupt, follow-up, end, merge, discard.
 
 Actions go through the same runner (and review) the MCP tools use, with the tools' own argument
 checks; each answers with a redirect to the task page, which shows what happened once.
@@ -7,8 +8,9 @@ checks; each answers with a redirect to the task page, which shows what happened
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Awaitable, Callable
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 from urllib.parse import quote
 
 from quart import Blueprint, Response, request
@@ -25,10 +27,27 @@ from mcp_server._tasks import (
 )
 
 from ._base import Dashboard, notify, page, see_other, wants_fragment
-from ._render import LOG_PAGE, TEXT_CHARS, cut, log_lines, page_start, parse_diff
+from ._render import (
+    LOG_PAGE,
+    TEXT_CHARS,
+    cut,
+    log_lines,
+    page_start,
+    parse_diff,
+    pending_mark,
+    pending_rows,
+)
 
 MERGE_STRATEGIES: tuple[str, ...] = get_args(MergeStrategy)
 _ARGUMENTS = {spec.name: spec.arguments for spec in TOOLS}
+DECIDER = "dashboard"
+"""Who decided, as the task's log and the daemon record a decision made on these pages."""
+CHOICES: dict[str, tuple[Literal["allow", "deny"], Literal["once", "task"]]] = {
+    "allow": ("allow", "once"),
+    "allow_task": ("allow", "task"),
+    "deny": ("deny", "once"),
+}
+"""The approval buttons: decision and what is remembered."""
 
 
 def can_follow_up(task: Task) -> bool:
@@ -48,10 +67,18 @@ def can_discard(task: Task) -> bool:
     return task.has_open_worktree
 
 
-def task_context(task: Task) -> dict[str, Any]:
-    """What the task's header, facts, turns and action fragments show."""
+def can_interrupt(task: Task) -> bool:
+    """A run is in flight (the runner refuses otherwise; this only hides a dead button)."""
+    return task.running
+
+
+def task_context(task: Task, now: datetime.datetime) -> dict[str, Any]:
+    """What the task's header, facts, approvals, turns and action fragments show."""
     return {
         "task": task,
+        "pending": pending_rows(task, now),
+        "pending_mark": pending_mark(task),
+        "can_interrupt": can_interrupt(task),
         "turns": [cut(turn.instructions, TEXT_CHARS) for turn in task.turns],
         "final_text": cut(task.report.final_text if task.report else None, TEXT_CHARS),
         "can_follow_up": can_follow_up(task),
@@ -105,7 +132,7 @@ def _register_pages(blueprint: Blueprint, dash: Dashboard) -> None:
             lines=log_lines(events),
             first_seq=after + 1,
             last_seq=last,
-            **task_context(task),
+            **task_context(task, dash.now()),
         )
 
     @blueprint.get("/tasks/<task_id>/log")
@@ -159,6 +186,56 @@ def _register_actions(blueprint: Blueprint, dash: Dashboard) -> None:
         except TaskError as exc:
             notify("error", f"{failed}: {exc}")
         return see_other("/tasks/" + quote(task_id, safe=""))
+
+    @blueprint.post("/tasks/<task_id>/approve")
+    async def approve(task_id: str) -> Response:
+        form = await request.form
+
+        async def decide() -> str:
+            choice = form.get("decision", "")
+            if choice not in CHOICES:
+                raise TaskError(
+                    f"expected decision {', '.join(CHOICES)}, got {choice[:40]!r} @ decision"
+                )
+            behavior, remember = CHOICES[choice]
+            message = form.get("message", "").strip() if behavior == "deny" else ""
+            arguments = {
+                "id": task_id,
+                "request_id": form.get("request_id", ""),
+                "decision": behavior,
+                "remember": remember,
+            }
+            args = parse_args(
+                _ARGUMENTS["approve"], arguments | ({"message": message} if message else {})
+            )
+            asked = runner.get(task_id).pending_request(args.request_id)
+            task = await runner.live.approve(
+                task_id,
+                args.request_id,
+                args.decision,
+                message=args.message,
+                remember=args.remember,
+                decider=DECIDER,
+            )
+            what = f"{asked.tool_name} request" if asked else "request"
+            done = "allowed" if behavior == "allow" else "denied"
+            extra = " for the rest of the task" if remember == "task" else ""
+            sent = (
+                ""
+                if task.pending_request(args.request_id) is None
+                else (" (sent; the agent has not confirmed it yet)")
+            )
+            return f"{what} {done}{extra}{sent}; the task is {task.status}"
+
+        return await act(task_id, decide, "decision refused")
+
+    @blueprint.post("/tasks/<task_id>/interrupt")
+    async def interrupt(task_id: str) -> Response:
+        async def stop() -> str:
+            task = await runner.live.interrupt(task_id)
+            return f"turn interrupted: the task is {task.status} (a follow-up goes on from here)"
+
+        return await act(task_id, stop, "interrupt refused")
 
     @blueprint.post("/tasks/<task_id>/follow-up")
     async def follow_up(task_id: str) -> Response:

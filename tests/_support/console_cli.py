@@ -23,8 +23,10 @@ import attrs
 import trio
 
 from _support.agent_up import Up, base_env, coding_agent_up
+from _support.claude_cli import claude_env, claude_executable
 from _support.daemon import install_stand_in_agent
 from _support.polling import eventually
+from _support.scripted_model import ScriptedModel
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test User",
@@ -110,17 +112,26 @@ async def git(repo: pathlib.Path, *args: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def console_world(tmp_path: pathlib.Path, *, git_repo: bool = False) -> AsyncIterator[World]:
-    """``up`` with the stand-in claude; ``git_repo`` makes its root a repository first."""
+async def console_world(
+    tmp_path: pathlib.Path, *, git_repo: bool = False, model: ScriptedModel | None = None
+) -> AsyncIterator[World]:
+    """``up`` with the stand-in claude; ``git_repo`` makes its root a repository first;
+    ``model``: the real Claude CLI (live) against that scripted model instead."""
     root = tmp_path / "root"
     if git_repo:
         await make_git_repo(root)
     else:
         root.mkdir()
-    agent = install_stand_in_agent(tmp_path)
     xdg = tmp_path / "xdg"
     xdg.mkdir()  # up's log goes beside its state dir
-    env = base_env(CLAUDE_PATH=agent, **(GIT_ENV if git_repo else {}))
+    if model is None:
+        agent_env = {"CLAUDE_PATH": install_stand_in_agent(tmp_path)}
+    else:
+        home = tmp_path / "home"
+        (home / ".claude").mkdir(parents=True)
+        (home / ".claude" / "settings.json").write_text("{}")
+        agent_env = claude_env(model.base_url, home) | {"CLAUDE_PATH": claude_executable()}
+    env = base_env(**agent_env, **(GIT_ENV if git_repo else {}))
     async with coding_agent_up(xdg / "coding-agent", root, env) as up:
         yield World(root, xdg, up)
 

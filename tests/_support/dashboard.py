@@ -10,6 +10,9 @@ typed on ``/login``, ``web.mcp`` an initialized MCP client with that token, ``we
 runner behind both. ``clock`` gives the dashboard's logins a monotonic clock a test moves;
 ``daemon_env``/``daemon_config`` set the daemon's environment and :class:`DaemonConfig` fields
 (``state_dir`` gives it worktrees).
+
+``live_dashboard(tmp_path, model)`` is the same server whose daemon runs the real Claude Code CLI
+(``_support.claude_cli``, live: permission requests relayed) against the scripted ``model``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ import attrs
 import httpx
 import trio
 
+from _support.claude_cli import claude_env, claude_executable
 from _support.daemon import running_daemon
+from _support.scripted_model import ScriptedModel
 from _support.task_server import Client, install_agent
 from mcp_server import HttpSettings, Registry, serve
 from mcp_server._tasks import (
@@ -218,4 +223,17 @@ async def worktree_dashboard(tmp_path: pathlib.Path, **options: Any) -> AsyncIte
         (web.root / "README").write_text("hello\n")
         await git(web.root, "add", "README")
         await git(web.root, "commit", "-q", "-m", "first")
+        yield web
+
+
+@contextlib.asynccontextmanager
+async def live_dashboard(
+    tmp_path: pathlib.Path, model: ScriptedModel, **options: Any
+) -> AsyncIterator[Web]:
+    """``dashboard_server`` whose daemon runs the real Claude CLI live against ``model``."""
+    home = tmp_path / "home"
+    (home / ".claude").mkdir(parents=True, exist_ok=True)
+    (home / ".claude" / "settings.json").write_text("{}")
+    env = dict(claude_env(model.base_url, home), CLAUDE_PATH=claude_executable())
+    async with dashboard_server(tmp_path, daemon_env=env, **options) as web:
         yield web

@@ -49,6 +49,24 @@
   document.addEventListener("htmx:sseError", mark("error"));
   document.addEventListener("htmx:sseClose", mark("closed"));
 
+  // A pending request's time left counts down (the server rendered it; this keeps it current).
+  function age(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    if (seconds < 60) { return seconds + "s"; }
+    if (seconds < 3600) { return Math.floor(seconds / 60) + "m"; }
+    if (seconds < 86400) { return Math.floor(seconds / 3600) + "h"; }
+    return Math.floor(seconds / 86400) + "d";
+  }
+  setInterval(function () {
+    var left = document.querySelectorAll("time.approval-left");
+    for (var i = 0; i < left.length; i++) {
+      var deadline = Date.parse(left[i].getAttribute("datetime"));
+      if (!isNaN(deadline)) {
+        left[i].textContent = age((deadline - Date.now()) / 1000);
+      }
+    }
+  }, 1000);
+
   document.addEventListener("htmx:sseMessage", function (event) {
     if (event.target && event.target.id === "log") {
       trim(event.target);

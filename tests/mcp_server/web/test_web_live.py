@@ -121,8 +121,8 @@ async def test_streams_end_cleanly_when_the_server_drains(tmp_path: pathlib.Path
 
 
 async def test_task_stream_resends_status_only_when_it_changed(tmp_path: pathlib.Path) -> None:
-    """A stream told what the page shows sends no status, facts, turns or buttons until the
-    task's differ (a follow-up), then all four."""
+    """A stream told what the page shows sends no status, facts, approvals, turns or buttons
+    until the task's differ (a follow-up), then all five."""
     async with dashboard_server(tmp_path) as web:
         created = await web.mcp.ok("create_task", title="t", instructions="hello")
         task_id = created["task_id"]
@@ -142,7 +142,7 @@ async def test_task_stream_resends_status_only_when_it_changed(tmp_path: pathlib
                     if event.event == "actions":
                         break
         assert kinds[0] == "log"
-        assert kinds[-4:] == ["status", "facts", "turns", "actions"]
+        assert kinds[-5:] == ["status", "facts", "approvals", "turns", "actions"]
         assert '<pre class="instructions">lines 1</pre>' in turns
 
 

@@ -6,7 +6,7 @@ import datetime
 
 import attrs
 
-from mcp_server._tasks import Task, TaskOptions
+from mcp_server._tasks import PendingApproval, Task, TaskOptions
 from mcp_server._tasks._model import new_task
 from mcp_server._web._render import (
     BOARD_ROWS,
@@ -16,6 +16,8 @@ from mcp_server._web._render import (
     board,
     page_start,
     parse_diff,
+    pending_mark,
+    pending_rows,
 )
 from mcp_server._web._sessions import LoginSessions, LoginThrottle
 
@@ -147,3 +149,38 @@ def test_log_page_bounds() -> None:
 def test_age_units() -> None:
     """Ages read as seconds, minutes, hours, days."""
     assert [age(s) for s in (5, 125, 7300, 200000, -3)] == ["5s", "2m", "2h", "2d", "0s"]
+
+
+def _asking(task: Task, *request_ids: str) -> Task:
+    requests = tuple(
+        PendingApproval(
+            request_id=request_id,
+            tool_name="Write",
+            input={"file_path": "/r/proj/a.txt", "content": "x"},
+            asked_at=NOW - datetime.timedelta(minutes=1),
+            timeout_at=NOW + datetime.timedelta(minutes=14),
+            description=None,
+        )
+        for request_id in request_ids
+    )
+    return attrs.evolve(task, status="input_required", pending=requests)
+
+
+def test_pending_rows_show_the_path_time_left_and_the_rule_granted() -> None:
+    """A pending Write shows its path, the minutes left, and the rule "for this task" grants."""
+    task = _asking(_task("t", 1, "in_progress"), "r1")
+    (row,) = pending_rows(task, NOW)
+    assert (row.tool, row.what, row.description, row.left) == ("Write", "/r/proj/a.txt", "", "14m")
+    assert row.grants == "Write(//r/proj/a.txt)"
+    assert pending_rows(_task("t", 1, "in_progress"), NOW) == []
+
+
+def test_pending_mark_changes_with_the_set_of_pending_requests() -> None:
+    """The stream's mark is empty with none pending and differs for each set of requests."""
+    task = _task("t", 1, "in_progress")
+    marks = {
+        pending_mark(_asking(task, *ids)) for ids in [("r1",), ("r2",), ("r1", "r2"), ("r2", "r1")]
+    }
+    assert len(marks) == 4
+    assert pending_mark(task) == ""
+    assert pending_mark(_asking(task, "r1")) == pending_mark(_asking(task, "r1"))
