@@ -74,7 +74,7 @@ WARM_UP_REQUESTS = 5
 #: The daemon's default ``--max-live-sessions``.
 DAEMON_MAX_LIVE_SESSIONS = 8
 #: Upper bound for one turn, however loaded the machine: a bound, never a pace.
-TURN_TIMEOUT_S = 600
+TURN_TIMEOUT_S = 120
 
 
 def free_port() -> int:
@@ -248,7 +248,9 @@ class McpDecider:
         while True:
             task = await call(self.client, "wait_task", id=self.task_id, timeout_s=50)
             status = task["status"]
-            if status == "input_required" and not self.eliciting:
+            if status == "input_required" and self.eliciting:
+                raise RuntimeError(f"{self.name}: wait_task returned undecided requests: {task}")
+            if status == "input_required":
                 for request in task["pending_approvals"]:
                     if request["request_id"] not in approved:
                         approved.add(request["request_id"])
@@ -259,7 +261,7 @@ class McpDecider:
                             request_id=request["request_id"],
                             decision="allow",
                         )
-            elif status not in ("in_progress", "input_required"):
+            elif status != "in_progress":
                 if status != "waiting":
                     raise RuntimeError(f"{self.name}: the turn ended {status}: {task}")
                 return
