@@ -105,8 +105,11 @@ async def ask_while_pending(
     result: JSON | None = None
 
     async def watch(scope: trio.CancelScope) -> None:
-        while still_pending():
-            await changed().wait()
+        while True:
+            event = changed()  # before reading: no missed wake-up
+            if not still_pending():
+                break
+            await event.wait()
         scope.cancel()
 
     try:

@@ -254,8 +254,11 @@ class LiveDesk:
             turn.deciding.pop(request_id, None)
             raise
         with trio.move_on_after(CONFIRM_TIMEOUT_S):
-            while self._runner.get(task_id).pending_request(request_id) is not None:
-                await self._runner.changed(task_id).wait()
+            while True:
+                changed = self._runner.changed(task_id)  # before reading: no missed wake-up
+                if self._runner.get(task_id).pending_request(request_id) is None:
+                    break
+                await changed.wait()
         return self._runner.get(task_id)
 
     def _not_pending(self, task: Task, request_id: str) -> str:

@@ -263,11 +263,10 @@ class TaskRunner:
         self.get(task_id)
         return await self.store.read_events(task_id, after, limit)
 
-    async def wait(self, task_id: str, timeout_s: float, *, until_asked: bool = False) -> Task:
-        """Wait until the task's run ended (with ``until_asked``: or a permission request is
-        pending) or ``timeout_s`` passed; its record."""
+    async def wait(self, task_id: str, timeout_s: float) -> Task:
+        """Wait until the task's run ended or ``timeout_s`` passed; its record."""
         with trio.move_on_after(timeout_s):
-            while self.is_running(task_id) and not (until_asked and self.get(task_id).pending):
+            while self.is_running(task_id):
                 await self.changed(task_id).wait()
         return self.get(task_id)
 

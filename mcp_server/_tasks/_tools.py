@@ -243,6 +243,7 @@ class TaskTools:
         deadline = trio.current_time() + timeout_s
         eliciting = can_elicit(ctx)
         while self.runner.is_running(task_id):
+            changed = self.runner.changed(task_id)  # before reading: no missed wake-up
             task = self.runner.get(task_id)
             unasked = [
                 p
@@ -259,7 +260,7 @@ class TaskTools:
             if trio.current_time() >= deadline:
                 break
             with trio.move_on_at(deadline):
-                await self.runner.changed(task_id).wait()
+                await changed.wait()
         return self.runner.get(task_id)
 
     async def _elicit(self, ctx: RequestContext, task: Task, request: PendingApproval) -> bool:
