@@ -28,7 +28,7 @@ the table also shows the median without those.
 
 Then ``--idle-sessions`` live sessions are opened and left idle, and the daemon's resident set
 (``VmRSS``) is read before and after: the daemon's extra memory per idle live session (the
-agent's own process is not counted; a real Claude Code is a Node process of its own).
+agent's own process is not counted: a real Claude Code idles at about 190 MiB of its own).
 Absolute times depend on the machine and its load: compare the ratios.
 """
 
