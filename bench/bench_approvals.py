@@ -134,6 +134,7 @@ class Services:
         self.mcp_token = secrets.token_urlsafe(32)
         self.daemon_port, self.mcp_port = free_port(), free_port()
         self.env = dict(os.environ, CLAUDE_PATH=str(agent))
+        self.env.pop("DAEMON_TOKEN", None)  # it would win over the token file both read
         self.daemon: trio.Process | None = None
         self.server: trio.Process | None = None
 
