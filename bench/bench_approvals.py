@@ -388,6 +388,8 @@ async def bench_idle_memory(services: Services, sessions: int) -> list[str]:
         await open_session(f"bench-idle-{n}")
     info = await probe(HOST, port, token)
     after = vm_rss_kib(pid)
+    if info.live_sessions != sessions + 1:
+        raise RuntimeError(f"expected {sessions + 1} live sessions open, got {info.live_sessions}")
     return [
         f"Idle live sessions: {info.live_sessions} open; the daemon's VmRSS "
         f"{before / 1024:.1f} MiB with 1, {after / 1024:.1f} MiB with {sessions + 1}: "
