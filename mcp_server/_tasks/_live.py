@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import datetime
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -31,7 +32,7 @@ from host_daemon import (
     close_session,
 )
 
-from ._errors import LiveUnsupported, NotPending, NotRunning, TaskError, TaskNotFound
+from ._errors import LiveUnsupported, NotPending, NotRunning, TaskNotFound
 from ._model import PendingApproval, Task, answered, ask, grant
 from ._store import UnknownTask
 from ._turn import LiveTurn
@@ -191,7 +192,9 @@ class LiveDesk:
         while len(self._decided) > HISTORY:
             self._decided.popitem(last=False)
 
-    async def _commit(self, task_id: str, change: Any, event: dict[str, Any]) -> Task:
+    async def _commit(
+        self, task_id: str, change: Callable[[Task], Task], event: dict[str, Any]
+    ) -> Task:
         try:
             return await self._runner.store.commit(task_id, change, lambda t: [event])
         except UnknownTask:
@@ -249,7 +252,10 @@ class LiveDesk:
             await turn.control.decide(decision)
         except DaemonError as exc:
             turn.deciding.pop(request_id, None)
-            raise _daemon_failed(exc) from None
+            raise NotPending(
+                f"request {request_id} of task {task_id} was not decided: the run ended before "
+                f"the decision reached the agent ({exc.message})"
+            ) from None
         except BaseException:
             turn.deciding.pop(request_id, None)
             raise
@@ -278,8 +284,8 @@ class LiveDesk:
             return None
         try:
             answer = await turn.steer(text)
-        except DaemonError as exc:
-            raise _daemon_failed(exc) from None
+        except DaemonError as exc:  # the turn ended as the instructions were sent
+            answer = InputAccepted(False, f"the turn ended first ({exc.message})")
         how = "steered the running turn" if answer.steered else f"not taken: {answer.message}"
         self._runner.append(
             task_id,
@@ -330,9 +336,3 @@ class LiveDesk:
         except DaemonError as exc:
             log.info("task %s: closing its live session: %s", task_id, exc)
         return None
-
-
-def _daemon_failed(exc: DaemonError) -> TaskError:
-    error = TaskError(f"the daemon did not take it: {exc.code}: {exc.message}")
-    error.code = exc.code
-    return error

@@ -12,7 +12,7 @@ import functools
 import json
 import pathlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -20,13 +20,14 @@ import mcp_types as types
 import pytest
 import trio
 from _support import procs
+from _support.agent_up import coding_agent_up, sdk_client
 from _support.claude_cli import claude_env, claude_executable
 from _support.polling import eventually as _eventually
 from _support.scripted_model import BashCall, Hold, Reply, ScriptedModel
 from _support.sdk_tasks import events, ok, read_json, said
 from _support.task_server import Env, task_server
 from mcp import Client
-from mcp.client.session import ClientRequestContext
+from mcp.client.session import ClientRequestContext, ElicitationFnT
 
 pytestmark = pytest.mark.claude_cli
 
@@ -34,7 +35,7 @@ MARKER = "CODING_AGENT_TEST_RUN"
 DEADLINE_S = 90.0
 eventually = functools.partial(_eventually, timeout=DEADLINE_S)
 
-Elicit = Callable[[ClientRequestContext, types.ElicitRequestParams], Awaitable[types.ElicitResult]]
+Elicit = ElicitationFnT
 
 
 @attrs.frozen
@@ -450,3 +451,106 @@ async def test_a_declined_form_leaves_the_request_pending(
         await ok(sdk, "approve", id=task_id, request_id=pending["request_id"], decision="allow")
         assert (await until_done(sdk, task_id))["status"] == "waiting"
         assert (env.root / "out.txt").read_text() == "approved\n"
+
+
+async def test_create_task_as_an_mcp_task_asks_by_elicitation(
+    world: World, model: ScriptedModel
+) -> None:
+    """create_task run as an MCP task (legacy) from a client that can elicit: the approval form
+    comes on the session's stream while the task works; its allow reaches the agent and the
+    MCP task's result is the finished run."""
+    model.script(BashCall(WRITE), Reply("Done."))
+    async with serving(world) as env:
+        script(env)
+        raw = env.client
+        initialize = {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"elicitation": {"form": {}}},
+            "clientInfo": {"name": "test", "version": "1"},
+        }
+        raw.session = None
+        response = await raw.http.post(
+            raw.url,
+            headers=raw.headers(),
+            json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize},
+        )
+        raw.session = response.headers["mcp-session-id"]
+        await raw.http.post(
+            raw.url,
+            headers=raw.headers(),
+            json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+        )
+        async with raw.http.stream("GET", raw.url, headers=raw.headers()) as stream:
+            answer = await raw.rpc(
+                "tools/call",
+                {
+                    "name": "create_task",
+                    "arguments": {"title": "t", "instructions": "write out.txt", "live": True},
+                    "task": {},
+                },
+            )
+            mcp_task = answer["result"]["task"]["taskId"]
+            with trio.fail_after(DEADLINE_S):
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:") and '"elicitation/create"' in line:
+                        asked = json.loads(line[5:])
+                        break
+            assert WRITE in asked["params"]["message"]
+            status = await raw.rpc("tasks/get", {"taskId": mcp_task})
+            assert status["result"]["status"] == "input_required"
+            reply = {
+                "jsonrpc": "2.0",
+                "id": asked["id"],
+                "result": {"action": "accept", "content": {"decision": "allow"}},
+            }
+            await raw.http.post(raw.url, headers=raw.headers(), json=reply)
+            with trio.fail_after(DEADLINE_S):
+                result = await raw.rpc("tasks/result", {"taskId": mcp_task})
+        structured = result["result"]["structuredContent"]
+        assert structured["status"] == "success", structured
+        assert structured["result"]["status"] == "waiting"
+        assert (env.root / "out.txt").read_text() == "approved\n"
+
+
+async def test_end_task_closes_the_idle_live_session(world: World, model: ScriptedModel) -> None:
+    """After a live turn the agent stays alive for the next one; end_task closes it (no
+    process of the task is left while the server and daemon still run)."""
+    model.script(Reply("Hello."))
+    async with serving(world) as env, client(env) as sdk:
+        task_id = await create(sdk, "say hello")
+        done = await until_done(sdk, task_id)
+        assert done["status"] == "waiting", done
+        assert marked(world) != []  # the live agent waits for the next turn
+        await ok(sdk, "end_task", id=task_id)
+        await eventually(lambda: marked(world) == [], "the live session closed")
+
+
+async def test_a_restart_clears_pending_requests(world: World, model: ScriptedModel) -> None:
+    """`up` killed while a request waits: the live agent goes with it; after the restart the
+    task is interrupted with nothing pending, the old request is not_pending, and a follow-up
+    resumes the conversation."""
+    model.script(BashCall(WRITE), Reply("Resumed without writing."))
+    state, root = world.tmp / "state", world.tmp / "root"
+    root.mkdir(exist_ok=True)
+    (root / "write.sh").write_text('echo "$1" > out.txt\n')
+    async with coding_agent_up(state, root, world.env) as up, sdk_client(up) as sdk:
+        task_id = await create(sdk, "write out.txt")
+        (pending,) = (await until_asked(sdk, task_id))["pending_approvals"]
+        up.kill()
+        await up.process.wait()
+    await eventually(lambda: marked(world) == [], "the killed server's live agent")
+    async with coding_agent_up(state, root, world.env) as up, sdk_client(up) as sdk:
+        task = await ok(sdk, "report", id=task_id)
+        assert (task["status"], task["pending_approvals"]) == ("interrupted", [])
+        late = await sdk.call_tool(
+            "approve", {"id": task_id, "request_id": pending["request_id"], "decision": "allow"}
+        )
+        assert late.is_error
+        assert "the task is interrupted, no run is in flight" in said(late)
+        await ok(sdk, "update_task", id=task_id, instructions="Go on")
+        resumed = await until_done(sdk, task_id)
+        assert resumed["status"] == "waiting", resumed
+        assert resumed["session_id"] == task["session_id"]
+        assert "write out.txt" in json.dumps(model.main_requests[-1]["messages"])
+    assert not (root / "out.txt").exists()
+    assert marked(world) == []

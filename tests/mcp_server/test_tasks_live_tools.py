@@ -138,7 +138,7 @@ async def test_check_status_shows_live_capability_and_the_policy(tmp_path: pathl
         daemon = status["daemon"]
         claude = next(agent for agent in daemon["agents"] if agent["name"] == "claude")
         assert claude["live"] is False
-        assert "live_note" in claude
+        assert claude["live_note"]  # why not, for people
         assert daemon["policy"] == {"allow_rules": ["Bash(pytest:*)"], "deny_rules": ["Bash(rm:*)"]}
         assert daemon["live_sessions"] == 0
-        assert isinstance(daemon["max_live_sessions"], int)
+        assert daemon["max_live_sessions"] == 8  # the daemon's default
