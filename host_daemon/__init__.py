@@ -25,7 +25,7 @@ from ._client import (
     sweep_worktrees,
     worktree_commits,
 )
-from ._config import DaemonConfig, default_state_dir, default_token_file
+from ._config import DaemonConfig, default_state_dir, default_token_file, read_policy_file
 from ._errors import (
     ERROR_CODES,
     AuthenticationFailed,
@@ -84,6 +84,7 @@ from ._records import (
     WorktreeSkipped,
     WorktreeSweep,
 )
+from ._rules import parse_rule, rule_errors
 from ._server import serve_daemon
 from ._signals import watch_shutdown_signals
 from ._tree import become_subreaper, is_subreaper
@@ -161,8 +162,11 @@ __all__ = [
     "load_or_create_token",
     "merge_worktree",
     "open_run",
+    "parse_rule",
     "probe",
+    "read_policy_file",
     "resolve_worktrees_dir",
+    "rule_errors",
     "serve_daemon",
     "spawn_group",
     "sweep_worktrees",

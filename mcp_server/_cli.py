@@ -27,6 +27,8 @@ from host_daemon import (
     TokenError,
     become_subreaper,
     load_or_create_token,
+    parse_rule,
+    read_policy_file,
     resolve_worktrees_dir,
     serve_daemon,
     watch_shutdown_signals,
@@ -131,6 +133,27 @@ def build_parser() -> argparse.ArgumentParser:
         type=pathlib.Path,
         help="where tasks' git worktrees go: inside the root or under the state dir "
         "(default STATE/worktrees)",
+    )
+    up_parser.add_argument(
+        "--allow-rule",
+        action="append",
+        default=[],
+        type=_rule,
+        metavar="RULE",
+        help="allow an agent's permission request at once, e.g. 'Bash(pytest:*)' (repeatable)",
+    )
+    up_parser.add_argument(
+        "--deny-rule",
+        action="append",
+        default=[],
+        type=_rule,
+        metavar="RULE",
+        help="deny an agent's permission request at once, e.g. 'Bash(rm:*)' (repeatable)",
+    )
+    up_parser.add_argument(
+        "--policy-file",
+        type=pathlib.Path,
+        help="TOML with allow = [...] and deny = [...] rules, added to the flags'",
     )
     commands.add_parser("doctor", help="check the installation", add_help=False)
     token_parser = commands.add_parser(
@@ -259,6 +282,8 @@ class _UpPlan:
     sweep_interval_s: float
     live_idle_s: float
     dashboard: DashboardSettings
+    allow_rules: tuple[str, ...] = ()
+    deny_rules: tuple[str, ...] = ()
 
 
 def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
@@ -284,7 +309,30 @@ def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
         sweep_interval_s=parse_interval(environ, "WORKTREE_SWEEP_INTERVAL_S", SWEEP_INTERVAL_S),
         live_idle_s=parse_interval(environ, "LIVE_IDLE_S", LIVE_IDLE_S),
         dashboard=dashboard_settings(environ),
+        **_up_policy(args),
     )
+
+
+def _up_policy(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:
+    """The daemon's approval rules from ``--allow-rule``, ``--deny-rule`` and ``--policy-file``."""
+    allow, deny = list(args.allow_rule), list(args.deny_rule)
+    if args.policy_file is not None:
+        try:
+            file_allow, file_deny = read_policy_file(args.policy_file)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        allow += file_allow
+        deny += file_deny
+    return {"allow_rules": tuple(dict.fromkeys(allow)), "deny_rules": tuple(dict.fromkeys(deny))}
+
+
+def _rule(value: str) -> str:
+    """``--allow-rule``/``--deny-rule``: one rule in Claude's syntax, checked now."""
+    try:
+        parse_rule(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value.strip()
 
 
 def _up_worktrees_dir(given: pathlib.Path | None, state: pathlib.Path, root: pathlib.Path) -> str:
@@ -303,6 +351,8 @@ async def _up_main(plan: _UpPlan) -> int:
         max_runs=plan.max_runs,
         state_dir=str(plan.state),
         worktrees_dir=plan.worktrees_dir,
+        allow_rules=plan.allow_rules,
+        deny_rules=plan.deny_rules,
     )
     shutdown = trio.Event()
     daemon_shutdown = trio.Event()

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import trio
 
-from host_daemon._rules import rule_errors
+from host_daemon import rule_errors
 from mcp_server._core import JSON, Registry, RequestContext, Tool, ToolResult
 
 from ._arguments import (

@@ -323,3 +323,38 @@ def test_up_refuses_a_worktrees_dir_outside_root_and_state(tmp_path: pathlib.Pat
     """up --worktrees-dir outside the root and the state dir is a config error naming the flag."""
     with pytest.raises(ConfigError, match="--worktrees-dir"):
         _plan(tmp_path, "--worktrees-dir", str(tmp_path / "elsewhere"))
+
+
+def test_up_takes_the_approval_rules_of_its_flags_and_policy_file(tmp_path: pathlib.Path) -> None:
+    """up --allow-rule/--deny-rule/--policy-file give the daemon both lists, flags first."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('allow = ["Read", "Bash(pytest:*)"]\ndeny = ["Bash(rm:*)"]\n')
+    plan = _plan(
+        tmp_path,
+        "--allow-rule",
+        "Bash(pytest:*)",
+        "--deny-rule",
+        "Edit(secrets/**)",
+        "--policy-file",
+        str(policy),
+    )
+    assert plan.allow_rules == ("Bash(pytest:*)", "Read")
+    assert plan.deny_rules == ("Edit(secrets/**)", "Bash(rm:*)")
+
+
+def test_up_refuses_a_rule_that_does_not_parse(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """up --allow-rule with a malformed rule exits 2 naming the flag, before anything starts."""
+    with pytest.raises(SystemExit) as exited:
+        _plan(tmp_path, "--allow-rule", "Bash(pytest")
+    assert exited.value.code == 2
+    assert "--allow-rule" in capsys.readouterr().err
+
+
+def test_up_refuses_a_policy_file_with_a_bad_rule(tmp_path: pathlib.Path) -> None:
+    """A policy file whose rule does not parse is a config error naming the file and the place."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('deny = ["Bash(rm"]\n')
+    with pytest.raises(ConfigError, match=r"policy\.toml.*@ deny\[0\]"):
+        _plan(tmp_path, "--policy-file", str(policy))
