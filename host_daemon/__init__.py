@@ -1,6 +1,7 @@
 """The host daemon: runs coding-agent CLIs in process groups for authenticated clients.
 
-The public API: the wire records, the client library (``probe``, ``open_run``, and one
+The public API: the wire records, the client library (``probe``, ``open_run``,
+``close_session``, and one
 coroutine per worktree operation: ``create_worktree``, ``commit_worktree``, ``diff_worktree``,
 ``worktree_commits``, ``merge_worktree``, ``discard_worktree``, ``sweep_worktrees``), its errors
 (``DaemonError`` and its subclasses, each with a code of ``ErrorCode``), the shared token, the
@@ -13,6 +14,7 @@ from ._auth import TokenError, load_or_create_token, token_from_environment
 from ._cli import resolve_worktrees_dir
 from ._client import (
     RunStream,
+    close_session,
     commit_worktree,
     create_worktree,
     diff_worktree,
@@ -148,6 +150,7 @@ __all__ = [
     "WorktreeSweep",
     "__version__",
     "become_subreaper",
+    "close_session",
     "commit_worktree",
     "create_worktree",
     "default_state_dir",

@@ -288,6 +288,34 @@ def build_parser() -> argparse.ArgumentParser:
         "gemini auto_edit)",
     )
     parser.add_argument(
+        "--no-live",
+        dest="live",
+        action="store_false",
+        help="run no live turns: every agent runs one process per turn, as without live control",
+    )
+    parser.add_argument(
+        "--live-idle-s",
+        type=positive_finite,
+        default=defaults.live_idle_s,
+        metavar="SECONDS",
+        help="a live agent with no turn for this long is closed, and resumed by session id on "
+        "the next turn (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-live-sessions",
+        type=int,
+        default=defaults.max_live_sessions,
+        metavar="N",
+        help="live agents kept at once; a new one closes the longest idle (default %(default)s)",
+    )
+    parser.add_argument(
+        "--approval-timeout-s",
+        type=positive_finite,
+        default=defaults.approval_timeout_s,
+        metavar="SECONDS",
+        help="a permission request nobody answers is denied after this (default %(default)s)",
+    )
+    parser.add_argument(
         "--allow-rule",
         type=_rule,
         action="append",
@@ -329,6 +357,8 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         raise ValueError("--max-unauthenticated must be at least 1")
     if args.grace < 0:
         raise ValueError("--grace must not be negative")
+    if args.max_live_sessions < 1:
+        raise ValueError("--max-live-sessions must be at least 1")
     state_dir = args.state_dir or default_state_dir(environ)
     if args.token_file is not None:
         environ = {**environ, "DAEMON_TOKEN_FILE": str(args.token_file)}
@@ -363,6 +393,10 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         worktrees_dir=worktrees,
         worktrees_max_bytes=args.worktrees_max_bytes,
         git_timeout_s=args.git_timeout,
+        live=args.live,
+        live_idle_s=args.live_idle_s,
+        max_live_sessions=args.max_live_sessions,
+        approval_timeout_s=args.approval_timeout_s,
         allow_rules=tuple(dict.fromkeys(allow_rules)),
         deny_rules=tuple(dict.fromkeys(deny_rules)),
     )

@@ -3,7 +3,9 @@ for one worktree operation (``create_worktree``, ``commit_worktree``, ...).
 
 One TCP connection per operation. ``open_run`` is an async context manager: leaving it (early,
 by an exception or by cancellation) closes the connection, and the daemon then kills the run's
-whole process group. A worktree operation is one request and one reply; one the client stops
+whole process group. A live turn (``RunRequest.live``) also takes the client's answers on the same
+connection (``RunStream.decide``, ``steer``, ``interrupt``); ``close_session`` ends a live
+session. A worktree operation is one request and one reply; one the client stops
 waiting for still finishes daemon-side (git is never left half-way).
 """
 
@@ -32,13 +34,21 @@ from ._records import (
     CommitsDone,
     DiffDone,
     DiscardDone,
+    InputAccepted,
+    Interrupt,
     MergeDone,
+    PermissionDecision,
+    PermissionRequest,
+    PermissionResolved,
     ProbeInfo,
     RunEvent,
     RunFinished,
     RunRequest,
     RunStarted,
+    SessionClose,
+    SessionClosed,
     SweepDone,
+    TurnInput,
     WorktreeCommit,
     WorktreeCommits,
     WorktreeCreate,
@@ -253,14 +263,61 @@ async def sweep_worktrees(
     )
 
 
+async def close_session(
+    host: str, port: int, token: str, key: str, *, timeout: float = 30.0
+) -> SessionClosed:
+    """End the live session ``key`` and its process group (``closed``: whether one was open)."""
+    return await _call(
+        host,
+        port,
+        token,
+        SessionClose(key=key),
+        SessionClosed,
+        timeout=timeout,
+        what="session_close",
+    )
+
+
+#: What a run's stream carries between its ``RunStarted`` and its ``RunFinished``.
+_RUN_FRAMES: Final = (AgentEvent, PermissionRequest, PermissionResolved, InputAccepted)
+
+
 class RunStream:
-    """A run's events: ``RunStarted``, ``AgentEvent``s, one ``RunFinished``, then the end."""
+    """A run's events: ``RunStarted``, ``AgentEvent``s, one ``RunFinished``, then the end.
+
+    A live turn's stream also carries ``PermissionRequest``, ``PermissionResolved`` and
+    ``InputAccepted`` frames; ``decide``, ``steer`` and ``interrupt`` answer on the same
+    connection, and may be called while another task iterates.
+    """
 
     def __init__(self, conn: FramedStream, started: RunStarted) -> None:
         self._conn = conn
         self.started = started
         self._pending: RunStarted | None = started
         self.finished: RunFinished | None = None
+        self._send_lock = trio.Lock()
+
+    async def _control(self, message: Message) -> None:
+        async with self._send_lock:
+            if self.finished is not None:
+                raise DaemonUnavailable(
+                    "connection_lost",
+                    f"the run has finished ({self.finished.outcome}): "
+                    f"no {type(message).__name__} can reach it",
+                )
+            await _send(self._conn, message)
+
+    async def steer(self, text: str) -> None:
+        """More instructions into the running live turn; the daemon answers ``InputAccepted``."""
+        await self._control(TurnInput(text=text))
+
+    async def decide(self, decision: PermissionDecision) -> None:
+        """Answer a ``PermissionRequest``; a ``PermissionResolved`` follows in the stream."""
+        await self._control(decision)
+
+    async def interrupt(self) -> None:
+        """Stop the running live turn; it finishes ``interrupted``, the session stays open."""
+        await self._control(Interrupt())
 
     def __aiter__(self) -> RunStream:
         return self
@@ -282,7 +339,7 @@ class RunStream:
         if isinstance(message, RunFinished):
             self.finished = message
             return message
-        if isinstance(message, AgentEvent):
+        if isinstance(message, _RUN_FRAMES):
             return message
         raise ProtocolError("unexpected_message", f"unexpected {type(message).__name__} in a run")
 

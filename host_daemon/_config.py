@@ -79,6 +79,14 @@ class DaemonConfig:
     worktrees_max_bytes: int = DEFAULT_WORKTREES_MAX_BYTES
     #: Each git command the daemon runs is killed after this long (its process group).
     git_timeout_s: float = 120.0
+    #: Whether agents that can run live turns (``RunRequest.live``) may (``--no-live``: none).
+    live: bool = True
+    #: A live session with no turn for this long is closed (a request may ask for less).
+    live_idle_s: float = 600.0
+    #: Live sessions kept at once; a new one closes the longest-idle one first.
+    max_live_sessions: int = 8
+    #: A permission request nobody answers is denied after this long (a request may ask less).
+    approval_timeout_s: float = 900.0
     #: The host owner's approval policy for live turns (Claude's rule syntax, checked at start):
     #: what matches a deny rule is denied at once; what matches an allow rule (and the task's
     #: narrowing) is allowed at once; the rest is asked of the client.

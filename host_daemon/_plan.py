@@ -14,10 +14,15 @@ import attrs
 from ._agents import ADAPTERS, plain_name_error
 from ._config import DaemonConfig
 from ._errors import DaemonError
+from ._live_adapters import LIVE_ADAPTERS
 from ._paths import HeldDirectory, PathRefused, open_inside_roots
 from ._records import RunRequest
 
 __all__ = ["RequestError", "RunPlan", "allowed_modes", "plan_run"]
+
+
+#: A live session key is the client's task id: short.
+_MAX_SESSION_KEY = 200
 
 
 class RequestError(DaemonError):
@@ -54,7 +59,13 @@ def plan_run(
     """
     if not request.prompt.strip():
         raise RequestError("invalid_request", "the prompt is empty @ $.prompt")
-    for field in ("max_turns", "max_budget_usd", "timeout_s"):
+    for field in (
+        "max_turns",
+        "max_budget_usd",
+        "timeout_s",
+        "idle_timeout_s",
+        "approval_timeout_s",
+    ):
         value = getattr(request, field)
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise RequestError("invalid_request", f"must be positive @ $.{field}")
@@ -89,7 +100,8 @@ def plan_run(
             "agent_not_found",
             f"{adapter.executable_name} not found (set {adapter.env_var} or PATH)",
         )
-    argv = adapter.build_argv(executable, request, mode)
+    argv = _live_argv(request, executable, mode) if request.live else None
+    argv = argv or adapter.build_argv(executable, request, mode)
     try:
         directory = open_inside_roots(request.cwd, config.roots)
     except PathRefused as exc:
@@ -98,6 +110,20 @@ def plan_run(
         directory.close()  # the project was checked; the agent runs in its worktree
         directory = _open_worktree(request.worktree, config, run_directory_of)
     return RunPlan(request, argv, directory, mode)
+
+
+def _live_argv(request: RunRequest, executable: str, mode: str) -> list[str]:
+    """A live turn's argv (no prompt in it); refused when the agent has no live driver."""
+    if not request.session_key:
+        raise RequestError("invalid_request", "a live turn needs a session key @ $.session_key")
+    if len(request.session_key) > _MAX_SESSION_KEY:
+        raise RequestError(
+            "invalid_request", f"at most {_MAX_SESSION_KEY} characters @ $.session_key"
+        )
+    live = LIVE_ADAPTERS.get(request.agent)
+    if live is None:
+        raise RequestError("live_unsupported", f"{request.agent} cannot run live turns here")
+    return live.live_argv(executable, request, mode)
 
 
 def _open_worktree(

@@ -1,18 +1,22 @@
-"""Answering a probe: which agent CLIs the daemon finds, and their versions.
+"""Answering a probe: which agent CLIs the daemon finds, their versions, whether they run live.
 
 A CLI's ``--version`` may take a second, so its answer is remembered until the file changes,
 and a failure is reported as is for a while (``_RETRY_VERSION_S``) instead of being retried by
-every probe.
+every probe. Whether a CLI can run live turns (``_live_adapters.LIVE_CHECKS``: its help shows
+the live interface) is remembered the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import trio
 
 from ._agents import ADAPTERS, AgentVersionError, agent_version
+from ._live_adapters import LIVE_ADAPTERS, LIVE_CHECKS
+from ._process import spawn_group
 from ._records import AGENT_NAMES, AgentInfo, AgentName
 
 __all__ = ["AgentVersions"]
@@ -24,13 +28,39 @@ _PROBE_VERSION_TIMEOUT_S: Final = 3.0
 #: A failed ``--version`` is reported as is to probes within this time, unless the file changed:
 #: probes waiting on a hung CLI get its error at once instead of each waiting out the timeout.
 _RETRY_VERSION_S: Final = 10.0
+#: A CLI's help output read for the live check, at most.
+_HELP_MAX_OUTPUT: Final = 256 * 1024
+NO_LIVE_NOTE: Final = "disabled by --no-live"
+
+
+async def help_output(
+    executable: str, args: Sequence[str], env: Mapping[str, str], timeout: float
+) -> tuple[int | None, str]:
+    """``executable ARGS``' exit code (None: no answer in time) and its output, both streams."""
+    lines: list[str] = []
+    status = None
+    with trio.move_on_after(timeout):
+        async with spawn_group(
+            [executable, *args],
+            cwd=os.sep,
+            env=env,
+            kill_grace=1.0,
+            max_output_bytes=_HELP_MAX_OUTPUT,
+        ) as proc:
+            lines = [line.data.decode("utf-8", errors="replace") async for line in proc]
+            status = await proc.wait()
+    return (None if status is None else status.exit_code), "\n".join(lines)
 
 
 class AgentVersions:
     """The agent CLIs found in ``environ``, with their versions, cached per CLI file."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], *, live: bool = True) -> None:
         self.environ = environ
+        #: False (``--no-live``): no agent runs live, whatever its CLI can do.
+        self.live = live
+        #: Per CLI path: the file's identity when checked, and why it cannot run live (or None).
+        self._live: dict[str, tuple[tuple[int, int], str | None]] = {}
         #: Per CLI path: the file's identity (inode, mtime) when it answered, and its version.
         self._versions: dict[str, tuple[tuple[int, int], str]] = {}
         self._version_locks: dict[str, trio.Lock] = {}
@@ -61,7 +91,41 @@ class AgentVersions:
             version = await self._version(path)
         except (AgentVersionError, OSError) as exc:  # a broken CLI is reported, not fatal
             return AgentInfo(name=name, path=path, version=None, error=str(exc))
-        return AgentInfo(name=name, path=path, version=version)
+        live, note = await self._live_support(name, path)
+        return AgentInfo(name=name, path=path, version=version, live=live, live_note=note)
+
+    async def live_support(self, name: str) -> tuple[bool, str | None]:
+        """Whether agent ``name`` can run live turns here, and a note (why not, or how)."""
+        adapter = ADAPTERS.get(name)
+        path = adapter.find_executable(self.environ) if adapter is not None else None
+        if path is None:
+            return False, f"{name} not found"
+        return await self._live_support(name, path)
+
+    async def _live_support(self, name: str, path: str) -> tuple[bool, str | None]:
+        check = LIVE_CHECKS.get(name)
+        if not self.live:
+            return False, NO_LIVE_NOTE
+        if name not in LIVE_ADAPTERS or check is None:
+            return False, f"this daemon has no live driver for {name}"
+        async with self._version_locks.setdefault(path, trio.Lock()):
+            try:
+                stat = await trio.Path(path).stat()
+            except OSError as exc:
+                return False, f"{path}: {exc.strerror or exc}"
+            identity = (stat.st_ino, stat.st_mtime_ns)
+            cached = self._live.get(path)
+            if cached is None or cached[0] != identity:
+                try:
+                    code, output = await help_output(
+                        path, check.args, self.environ, _PROBE_VERSION_TIMEOUT_S
+                    )
+                    why = check.verdict(code, output)
+                except OSError as exc:
+                    why = f"cannot run {path}: {exc.strerror or exc}"
+                cached = self._live[path] = (identity, why)
+        why = cached[1]
+        return (True, check.how) if why is None else (False, why)
 
     async def _version(self, path: str) -> str:
         """``path --version``, remembered until the file changes (a CLI may take a second)."""

@@ -1,8 +1,9 @@
 """Process groups that really die: spawn a run, stream its output with backpressure, end it whole.
 
 A run is spawned in its own session (so its process group id is the leader's pid) with stdin on
-``/dev/null`` and two pipes for its output. Leaving :func:`spawn_group` for any reason terminates
-every process of the run (SIGTERM, a grace period, then SIGKILL) and reaps it, shielded.
+``/dev/null`` (or a pipe the daemon writes to: a live session) and two pipes for its output.
+Leaving :func:`spawn_group` for any reason terminates every process of the run (SIGTERM, a grace
+period, then SIGKILL) and reaps it, shielded.
 
 Finding every process of the run and ending them is :mod:`._tree`'s part; cutting the output
 into lines within a byte budget is :mod:`._output`'s.
@@ -55,6 +56,7 @@ __all__ = [
     "RUN_MARKER_ENV",
     "ExitStatus",
     "GroupProcess",
+    "StdinClosed",
     "spawn_group",
 ]
 
@@ -72,6 +74,10 @@ class ExitStatus:
 
     exit_code: int | None
     signal: int | None
+
+
+class StdinClosed(Exception):
+    """The group's stdin cannot take more: closed by us, or the agent closed its end (exited)."""
 
 
 def _child_setup(parent_pid: int) -> Callable[[], None]:
@@ -102,8 +108,11 @@ class GroupProcess:
         max_output_bytes: int | None,
         max_line_bytes: int,
         receive: trio.MemoryReceiveChannel[list[OutputLine]],
+        stdin: trio.lowlevel.FdStream | None = None,
     ) -> None:
         self._popen = popen
+        self._stdin = stdin
+        self._stdin_lock = trio.Lock()
         self._pidfd = pidfd
         self._tree = tree
         self._max_line_bytes = max_line_bytes
@@ -171,6 +180,28 @@ class GroupProcess:
                 size += cost
         self._budget.release(size)
         return batch
+
+    async def write_stdin(self, data: bytes) -> None:
+        """Write ``data`` to the group's stdin, waiting while the pipe is full (backpressure).
+
+        Raises ``StdinClosed`` when the group has no stdin pipe, it was closed, or the agent
+        closed its end (it exited); writes are serialized, so lines never interleave.
+        """
+        if self._stdin is None:
+            raise StdinClosed("this process group has no stdin pipe (spawned without stdin)")
+        async with self._stdin_lock:
+            try:
+                await self._stdin.send_all(data)
+            except trio.ClosedResourceError:
+                raise StdinClosed("the agent's stdin was closed by the daemon") from None
+            except trio.BrokenResourceError as exc:
+                raise StdinClosed(f"the agent closed its stdin (it exited?): {exc}") from None
+
+    async def close_stdin(self) -> None:
+        """Close the group's stdin (the agent reads end of file); idempotent."""
+        if self._stdin is not None:
+            with trio.CancelScope(shield=True):
+                await self._stdin.aclose()
 
     async def wait(self) -> ExitStatus:
         """Wait for the leader to exit and say how (the group may still be ending)."""
@@ -276,10 +307,16 @@ class GroupProcess:
 
 
 def _spawn(
-    argv: list[str], cwd: str | int, env: dict[str, str], owner: tuple[int, int] | None = None
-) -> tuple[subprocess.Popen[bytes], int, int]:
+    argv: list[str],
+    cwd: str | int,
+    env: dict[str, str],
+    owner: tuple[int, int] | None = None,
+    *,
+    stdin: bool = False,
+) -> tuple[subprocess.Popen[bytes], int, int, int | None]:
     out_read, out_write = os.pipe2(os.O_CLOEXEC)
     err_read, err_write = os.pipe2(os.O_CLOEXEC)
+    in_read, in_write = os.pipe2(os.O_CLOEXEC) if stdin else (None, None)
     try:
         popen = subprocess.Popen(
             argv,
@@ -287,7 +324,7 @@ def _spawn(
             # leads to the directory the descriptor holds, not to whatever has its name now.
             cwd=cwd if isinstance(cwd, str) else f"/proc/self/fd/{cwd}",
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if in_read is None else in_read,
             stdout=out_write,
             stderr=err_write,
             start_new_session=True,
@@ -300,12 +337,27 @@ def _spawn(
     except BaseException:
         os.close(out_read)
         os.close(err_read)
+        if in_write is not None:
+            os.close(in_write)
         raise
     finally:
         os.close(out_write)
         os.close(err_write)
+        if in_read is not None:
+            os.close(in_read)
     RUN_LEADERS.add(popen.pid)
-    return popen, out_read, err_read
+    return popen, out_read, err_read, in_write
+
+
+def _check_arguments(
+    argv: Sequence[str], max_output_bytes: int | None, max_line_bytes: int
+) -> None:
+    if isinstance(argv, str | bytes) or not argv:
+        raise TypeError("argv must be a non-empty sequence of strings, never a shell string")
+    if max_line_bytes < 1:
+        raise ValueError("max_line_bytes must be positive")
+    if max_output_bytes is not None and max_output_bytes < 0:
+        raise ValueError("max_output_bytes must not be negative")
 
 
 @asynccontextmanager
@@ -318,6 +370,7 @@ async def spawn_group(
     max_output_bytes: int | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     owner: tuple[int, int] | None = None,
+    stdin: bool = False,
 ) -> AsyncIterator[GroupProcess]:
     """Run ``argv`` in a new session and process group; end the whole run when the block ends.
 
@@ -328,19 +381,17 @@ async def spawn_group(
     :data:`OUTPUT_BUFFER_BYTES` are waiting, and then the child blocks on its pipe. Leaving the
     block (normally, by exception or by cancellation) terminates and reaps every process of the
     run before it returns. ``owner`` (uid, gid) runs the child as that user, with no
-    supplementary groups (a root daemon running git as a repository's owner).
+    supplementary groups (a root daemon running git as a repository's owner). ``stdin`` gives
+    the group a stdin pipe (``GroupProcess.write_stdin``/``close_stdin``) instead of
+    ``/dev/null``: a live agent reads its prompts and answers there.
     """
-    if isinstance(argv, str | bytes) or not argv:
-        raise TypeError("argv must be a non-empty sequence of strings, never a shell string")
-    if max_line_bytes < 1:
-        raise ValueError("max_line_bytes must be positive")
-    if max_output_bytes is not None and max_output_bytes < 0:
-        raise ValueError("max_output_bytes must not be negative")
+    _check_arguments(argv, max_output_bytes, max_line_bytes)
     run_id = secrets.token_hex(16)
     child_env = dict(os.environ if env is None else env)
     child_env[RUN_MARKER_ENV] = run_id
-    popen, out_fd, err_fd = _spawn(list(argv), cwd, child_env, owner)
-    streams = [trio.lowlevel.FdStream(out_fd), trio.lowlevel.FdStream(err_fd)]
+    popen, out_fd, err_fd, in_fd = _spawn(list(argv), cwd, child_env, owner, stdin=stdin)
+    streams = [trio.lowlevel.FdStream(fd) for fd in (out_fd, err_fd, in_fd) if fd is not None]
+    stdin_stream = None if in_fd is None else streams[2]
     try:
         pidfd = os.pidfd_open(popen.pid)
     except OSError as exc:  # pragma: no cover -- kernels without pidfds are not supported
@@ -360,6 +411,7 @@ async def spawn_group(
         max_output_bytes=max_output_bytes,
         max_line_bytes=max_line_bytes,
         receive=receive,
+        stdin=stdin_stream,
     )
     # The body's exception is re-raised as itself after the nursery, not wrapped in a group.
     body_error: BaseException | None = None

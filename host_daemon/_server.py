@@ -18,7 +18,7 @@ import itertools
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any, Final, TypeVar, assert_never
+from typing import Any, Final, TypeVar
 
 import attrs
 import trio
@@ -27,6 +27,8 @@ from ._agents import ADAPTERS, EventParser, Reason
 from ._config import DaemonConfig
 from ._connection import FramedStream, HandshakeFailed, server_handshake
 from ._errors import DaemonError, ErrorCode
+from ._live import LiveSessions
+from ._live_turn import run_live_turn
 from ._plan import RequestError, RunPlan, plan_run
 from ._probe import AgentVersions
 from ._process import ExitStatus, spawn_group
@@ -44,21 +46,17 @@ from ._records import (
     ProbeInfo,
     RunRequest,
     RunStarted,
-    SweepDone,
-    WorktreeCommit,
-    WorktreeCommits,
-    WorktreeCreate,
-    WorktreeDiff,
+    SessionClose,
+    SessionClosed,
     WorktreeDiscard,
     WorktreeMerge,
     WorktreeOperation,
     WorktreeReply,
-    WorktreeSkipped,
-    WorktreeSweep,
 )
 from ._sweep import DAEMON_MARKER_ENV, DaemonIdentity, sweep_leftovers
 from ._tree import is_subreaper, reap_adopted_orphans
 from ._version import __version__
+from ._worktree_dispatch import worktree_reply
 from ._worktrees import WorktreeManager
 
 log = logging.getLogger("host_daemon")
@@ -79,11 +77,6 @@ _REAP_INTERVAL_S: Final = 1.0
 #: How long ``git --version`` may take in a probe (it answers in milliseconds); below the 5 s the
 #: MCP server gives a probe, so that a hung git shows as "no git", not as a silent daemon.
 _PROBE_GIT_TIMEOUT_S: Final = 3.0
-#: Why a daemon without a worktrees directory makes none.
-_NO_WORKTREES: Final = (
-    "this daemon keeps no worktrees: it has no worktrees directory "
-    "(start it with --state-dir or --worktrees-dir)"
-)
 
 
 def _fields(**fields: object) -> dict[str, Any]:
@@ -99,16 +92,6 @@ def _leaf(group: BaseExceptionGroup[_E]) -> _E:
     while isinstance(first, BaseExceptionGroup):
         first = first.exceptions[0]
     return first
-
-
-def _without_worktrees(operation: WorktreeOperation) -> WorktreeReply:
-    """A daemon without a worktrees directory: skip an optional create, sweep nothing, refuse."""
-    if isinstance(operation, WorktreeCreate) and not operation.required:
-        return WorktreeSkipped(reason=_NO_WORKTREES)
-    if isinstance(operation, WorktreeSweep):
-        return SweepDone(removed=[], kept_branches=[])
-    code: ErrorCode = "disk_budget" if isinstance(operation, WorktreeCreate) else "unknown_worktree"
-    raise RequestError(code, _NO_WORKTREES)
 
 
 async def _send_error_and_close(conn: FramedStream, code: ErrorCode, message: str) -> None:
@@ -170,7 +153,9 @@ class _Daemon:
         self.idle = trio.Event()
         self.idle.set()
         self._ids = itertools.count(1)
-        self.agents = AgentVersions(self.environ)
+        self.agents = AgentVersions(self.environ, live=config.live)
+        #: The live sessions (agents kept alive between turns), run by ``serve_daemon``.
+        self.live = LiveSessions(config, {**self.environ, DAEMON_MARKER_ENV: self.identity.marker})
         #: The worktrees (None: the daemon has no worktrees directory, and makes none).
         self.worktrees = (
             None
@@ -294,6 +279,10 @@ class _Daemon:
             log.info("probe served", extra=_fields(conn=conn_id))
         elif isinstance(operation, RunRequest):
             await self.run(conn_id, conn, operation)
+        elif isinstance(operation, SessionClose):
+            closed = await self.live.close(operation.key)
+            log.info("session close", extra=_fields(conn=conn_id, closed=closed))
+            await conn.send(SessionClosed(closed=closed))
         elif isinstance(operation, WorktreeOperation):
             await self.worktree_operation(conn_id, conn, operation)
         elif operation is not None:
@@ -343,28 +332,9 @@ class _Daemon:
         await conn.send(reply)  # done even if the client left: then only the answer is lost
 
     async def _worktree_reply(self, operation: WorktreeOperation) -> WorktreeReply:
-        manager = self.worktrees
-        if manager is None:
-            return _without_worktrees(operation)
-        reply: WorktreeReply
-        match operation:
-            case WorktreeCreate():
-                reply = await manager.create(operation)
-            case WorktreeCommit():
-                reply = await manager.commit(operation)
-            case WorktreeDiff():
-                reply = await manager.diff(operation)
-            case WorktreeCommits():
-                reply = await manager.commits(operation)
-            case WorktreeMerge():
-                reply = await manager.merge(operation)
-            case WorktreeDiscard():
-                reply = await manager.discard(operation)
-            case WorktreeSweep():
-                reply = await manager.sweep(operation)
-            case _:
-                assert_never(operation)
-        return reply
+        if isinstance(operation, WorktreeMerge | WorktreeDiscard):
+            await self.live.close(operation.key)  # no agent may sit in a removed directory
+        return await worktree_reply(self.worktrees, operation)
 
     async def _git(self) -> str | None:
         """``git --version`` for the probe, remembered once known; None when git is missing."""
@@ -387,6 +357,8 @@ class _Daemon:
             active_runs=len(self.runs),
             max_frame_bytes=self.config.max_request_bytes,
             git=await self._git(),
+            live_sessions=len(self.live),
+            max_live_sessions=self.config.max_live_sessions,
             allow_rules=list(self.config.allow_rules),
             deny_rules=list(self.config.deny_rules),
         )
@@ -396,6 +368,12 @@ class _Daemon:
         run_directory_of = None if self.worktrees is None else self.worktrees.run_directory
         plan = plan_run(request, self.config, self.environ, run_directory_of)
         with plan.directory:
+            if request.live:
+                live, note = await self.agents.live_support(request.agent)
+                if not live:
+                    raise RequestError(
+                        "live_unsupported", f"{request.agent} cannot run live turns here: {note}"
+                    )
             if len(self.runs) >= self.config.max_runs:
                 raise RequestError(
                     "busy", f"the daemon is running {len(self.runs)} runs, its limit"
@@ -403,7 +381,10 @@ class _Daemon:
             active = _ActiveRun(scope=trio.CancelScope())
             self.runs.add(active)
             try:
-                await self._run(conn_id, conn, plan, active)
+                if request.live:
+                    await run_live_turn(self.live, conn_id, conn, plan, active)
+                else:
+                    await self._run(conn_id, conn, plan, active)
             finally:
                 self.runs.discard(active)
 
@@ -529,10 +510,11 @@ class _Daemon:
             await trio.sleep(_REAP_INTERVAL_S)
 
     def kill_runs(self) -> None:
-        """Cancel every run in flight; each reports ``killed`` to its client."""
+        """Cancel every run in flight and every live session; each run reports ``killed``."""
         for active in self.runs:
             active.reason = "killed"
             active.scope.cancel()
+        self.live.cancel_all()
 
 
 async def serve_daemon(
@@ -559,6 +541,7 @@ async def serve_daemon(
     bound = [listener.socket.getsockname()[:2] for listener in listeners]
     addresses = [(str(host), int(port)) for host, port in bound]
     async with trio.open_nursery() as handlers:
+        await handlers.start(daemon.live.run)
         if is_subreaper():
             handlers.start_soon(daemon.reap_adopted_orphans_forever)
         if config.state_dir is not None:
@@ -590,5 +573,6 @@ async def serve_daemon(
             daemon.kill_runs()
             with trio.move_on_after(config.kill_grace_s + _FINAL_REPORT_S):
                 await daemon.idle.wait()
+        await daemon.live.close_all()
         handlers.cancel_scope.cancel()
     log.info("stopped")

@@ -332,3 +332,35 @@ def test_bad_git_timeout_refused(value: str) -> None:
     result = run_cli(f"--git-timeout={value}")
     assert result.returncode == 2
     assert "argument --git-timeout: " in result.stderr
+
+
+def test_live_flags_are_taken(tmp_path: pathlib.Path) -> None:
+    """--no-live, --live-idle-s, --max-live-sessions and --approval-timeout-s reach the config."""
+    config = parsed_config(
+        "--root",
+        str(tmp_path),
+        "--no-live",
+        "--live-idle-s",
+        "30",
+        "--max-live-sessions",
+        "3",
+        "--approval-timeout-s",
+        "60",
+        state_dir=tmp_path,
+    )
+    assert (config.live, config.live_idle_s, config.max_live_sessions) == (False, 30.0, 3)
+    assert config.approval_timeout_s == 60.0
+    default = parsed_config("--root", str(tmp_path), state_dir=tmp_path)
+    assert (default.live, default.live_idle_s, default.max_live_sessions) == (True, 600.0, 8)
+    assert default.approval_timeout_s == 900.0
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--live-idle-s", "0"), ("--approval-timeout-s", "inf"), ("--max-live-sessions", "0")],
+)
+def test_bad_live_flags_refused(flag: str, value: str) -> None:
+    """A live limit that is not positive (and finite) is a usage error naming the flag."""
+    result = run_cli("--root", "/", f"{flag}={value}")
+    assert result.returncode == 2
+    assert flag in result.stderr

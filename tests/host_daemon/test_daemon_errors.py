@@ -22,8 +22,9 @@ from host_daemon._protocol import (
 )
 
 #: Local failures that never become an error frame, each reported as text where it is caught:
-#: the token file at start-up, a CLI's ``--version`` in a probe, and a converter hook's refusal.
-UNCODED = {"TokenError", "AgentVersionError", "_Mismatch"}
+#: the token file at start-up, a CLI's ``--version`` in a probe, a converter hook's refusal, and a
+#: live agent's stdin gone (the session logs it; the turn ends by the agent's exit).
+UNCODED = {"TokenError", "AgentVersionError", "_Mismatch", "StdinClosed"}
 
 
 def package_exceptions() -> list[type[BaseException]]:

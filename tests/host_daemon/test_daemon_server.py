@@ -104,23 +104,24 @@ async def test_probe_reports_agents_roots_and_limits(
 async def test_probe_remembers_versions_until_the_cli_changes(
     root: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
-    """``--version`` runs once per CLI file, and again once the file is replaced."""
+    """``--version`` (and the live check's ``--help``) run once per CLI file, and again once the
+    file is replaced."""
     calls = tmp_path / "calls"
     cli = tmp_path / "versioned-claude"
-    script = f"#!/bin/sh\necho x >> {calls}\necho {{}}\n"
+    script = f'#!/bin/sh\necho "$1" >> {calls}\necho {{}}\n'
     cli.write_text(script.format("1.0"))
     cli.chmod(0o755)
     async with running_daemon(roots=[root], env={"CLAUDE_PATH": str(cli)}) as d:
         for _ in range(3):
             info = await host_daemon.probe(d.host, d.port, d.token)
-        assert calls.read_text().count("x") == 1
+        assert calls.read_text().splitlines() == ["--version", "--help"]
         replacement = tmp_path / "new-claude"
         replacement.write_text(script.format("2.0"))
         replacement.chmod(0o755)
         replacement.rename(cli)
         info = await host_daemon.probe(d.host, d.port, d.token)
     assert [a.version for a in info.agents if a.name == "claude"] == ["2.0"]
-    assert calls.read_text().count("x") == 2
+    assert calls.read_text().splitlines() == ["--version", "--help"] * 2
 
 
 async def test_concurrent_probes_share_one_version_run(
@@ -129,7 +130,7 @@ async def test_concurrent_probes_share_one_version_run(
     """Probes arriving together run a slow ``--version`` once, not once each."""
     calls = tmp_path / "calls"
     cli = tmp_path / "slow-claude"
-    cli.write_text(f"#!/bin/sh\necho x >> {calls}\nsleep 2\necho 3.0\n")
+    cli.write_text(f'#!/bin/sh\necho "$1" >> {calls}\nsleep 2\necho 3.0\n')
     cli.chmod(0o755)
     versions: list[str | None] = []
 
@@ -144,7 +145,7 @@ async def test_concurrent_probes_share_one_version_run(
         for _ in range(4):
             nursery.start_soon(probe, d)
     assert versions == ["3.0"] * 4
-    assert calls.read_text().count("x") == 1
+    assert calls.read_text().splitlines().count("--version") == 1
 
 
 async def test_probe_names_a_hung_cli_before_the_servers_timeout(
