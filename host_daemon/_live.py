@@ -81,6 +81,10 @@ class LiveSession:
         self._kill_reason: Reason | None = None
         self._interrupted_by_end = False
         self._asks = 0
+        #: Prefixes the driver's request ids in what the client sees: a CLI's own ids restart
+        #: with each process (Codex counts from 0, Gemini's are ``acp-<n>``), the client's must
+        #: stay unique for the key across processes (one prefix per spawn, see ``client_ask``).
+        self.id_prefix = f"{owner.next_spawn()}."
 
     # -- state --------------------------------------------------------------------------------
 
@@ -245,7 +249,15 @@ class LiveSession:
 
     # -- permission requests ------------------------------------------------------------------
 
-    async def _ask(self, ask: PermissionAsk, frames: bytearray) -> bytearray:
+    def client_ask(self, ask: PermissionAsk) -> PermissionAsk:
+        """``ask`` as the client sees it: its request id made unique across the key's spawns."""
+        return attrs.evolve(ask, request_id=self.id_prefix + ask.request_id)
+
+    def _driver_id(self, client_id: str) -> str:
+        return client_id.removeprefix(self.id_prefix)
+
+    async def _ask(self, driver_ask: PermissionAsk, frames: bytearray) -> bytearray:
+        ask = self.client_ask(driver_ask)
         request = self.request
         verdict = self.owner.policy.decide(
             ask.tool_name,
@@ -259,7 +271,9 @@ class LiveSession:
         if verdict is None and turn is None:  # nobody to ask: the agent asked between turns
             verdict = Verdict("deny", "", "no turn is running: denied by the daemon")
         if verdict is not None:
-            out = self.driver.decide(ask.request_id, verdict.behavior, message=verdict.message)
+            out = self.driver.decide(
+                driver_ask.request_id, verdict.behavior, message=verdict.message
+            )
             by: DecidedBy = "policy" if verdict.rule else "closed"
             resolved = resolved_frame(
                 ask, verdict.behavior, by, message=verdict.message, rule=verdict.rule or None
@@ -316,7 +330,10 @@ class LiveSession:
     ) -> None:
         try:
             out = self.driver.decide(
-                ask.request_id, behavior, message=message, updated_input=updated_input
+                self._driver_id(ask.request_id),
+                behavior,
+                message=message,
+                updated_input=updated_input,
             )
         except DriverRefused as exc:
             log.warning("decision refused", extra=_fields(key=self.key, error=exc.message))
@@ -444,6 +461,7 @@ class LiveSessions:
         self._nursery: trio.Nursery | None = None
         self._choosing = trio.Lock()
         self._ready = trio.Event()
+        self._spawns = 0
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -454,6 +472,11 @@ class LiveSessions:
             self._nursery = nursery
             task_status.started()
             await trio.sleep_forever()
+
+    def next_spawn(self) -> int:
+        """A number for a new session, unique in this daemon (see ``LiveSession.id_prefix``)."""
+        self._spawns += 1
+        return self._spawns
 
     def _forget(self, session: LiveSession) -> None:
         if self.sessions.get(session.key) is session:
@@ -500,7 +523,11 @@ class LiveSessions:
 
     async def _spawn(self, key: str, plan: RunPlan) -> LiveSession:
         adapter = LIVE_ADAPTERS[plan.request.agent]
-        session = LiveSession(self, key, plan, adapter.new_driver(plan.request))
+        # The driver names the run's directory to the agent (Codex's thread, Gemini's session):
+        # the real one the agent starts in, not the client's spelling (or the project of a
+        # worktree run).
+        request = attrs.evolve(plan.request, cwd=plan.directory.path)
+        session = LiveSession(self, key, plan, adapter.new_driver(request))
         session.idle_timeout_s = _idle_timeout(plan, self.config)
         if self._nursery is None:
             raise RequestError("live_unsupported", "this daemon runs no live sessions")
