@@ -400,13 +400,19 @@ class LiveSession:
     async def interrupt(self) -> None:
         """Stop the running turn (it ends ``interrupted``); the session stays unless the driver
         ends the process."""
-        if self.turn is None:
+        turn = self.turn
+        if turn is None:
             return
         try:
             out = self.driver.interrupt()
         except DriverRefused as exc:
             log.info("interrupt refused", extra=_fields(key=self.key, error=exc.message))
             return
+        # The agent withdraws its open requests with the turn (Gemini's driver even answers
+        # them itself): none can be decided any more, they are resolved ``closed`` now.
+        for pending in turn.pending.values():
+            pending.timer.cancel()
+        await turn.send(turn.closing_frames())
         await self.apply(out)
 
     # -- ending -------------------------------------------------------------------------------

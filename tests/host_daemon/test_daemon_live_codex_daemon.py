@@ -150,9 +150,7 @@ async def test_interrupt_mid_command_ends_the_process_and_the_next_turn_resumes(
     assert (end.outcome, end.session_open) == ("interrupted", False)
     assert end.session_id is not None
     await eventually(lambda: not daemon.leftovers(), "nothing of the session left", timeout=10)
-    following = await run_turn(
-        daemon, daemon.request("Go on.", resume_session_id=end.session_id)
-    )
+    following = await run_turn(daemon, daemon.request("Go on.", resume_session_id=end.session_id))
     assert _started(following).reused is False
     assert _started(following).pid != _started(first).pid
     assert (finished(following).session_id, finished(following).final_text) == (
