@@ -36,6 +36,7 @@ from ._records import (
     ApprovalBehavior,
     DecidedBy,
     PermissionRequest,
+    RunFinished,
 )
 from ._rules import Policy, Verdict
 
@@ -80,11 +81,14 @@ class LiveSession:
         #: Why the daemon ended the process (None: it exited by itself).
         self._kill_reason: Reason | None = None
         self._interrupted_by_end = False
-        self._asks = 0
         #: Prefixes the driver's request ids in what the client sees: a CLI's own ids restart
         #: with each process (Codex counts from 0, Gemini's are ``acp-<n>``), the client's must
         #: stay unique for the key across processes (one prefix per spawn, see ``client_ask``).
         self.id_prefix = f"{owner.next_spawn()}."
+        #: An interrupt was asked in the turn running now.
+        self._interrupt_requested = False
+        #: The driver's end of the turn that came with ``end_process``.
+        self._final: RunFinished | None = None
 
     # -- state --------------------------------------------------------------------------------
 
@@ -156,7 +160,9 @@ class LiveSession:
         )
         if turn is None:
             return
-        if self._interrupted_by_end:
+        if self._final is not None:
+            finished = self._final
+        elif self._interrupted_by_end:
             finished = attrs.evolve(
                 finished, outcome="interrupted", error="the turn was interrupted"
             )
@@ -179,10 +185,9 @@ class LiveSession:
                     "live session idle, closing",
                     extra=_fields(key=self.key, idle_s=self.idle_timeout_s),
                 )
-                # From inside the session's own tasks: end it, without waiting for its end.
-                await self._say_goodbye()
-                self._kill_reason = "killed"
-                self._scope.cancel()
+                # From inside the session's own tasks: never wait here for the session's end.
+                if not await self._say_goodbye():
+                    self.cancel("killed")
                 return
 
     async def _pump(self, proc: GroupProcess) -> None:
@@ -227,9 +232,11 @@ class LiveSession:
         if out.close_stdin and self.proc is not None:
             await self.proc.close_stdin()
         if out.end_process:
-            self._interrupted_by_end = True
-            self._kill_reason = "killed"
-            self._scope.cancel()
+            # The turn's end is reported when the group is gone (``_report_end``): the
+            # driver's own end if it gave one, else ``interrupted`` after an interrupt.
+            self._final = out.turn_finished
+            self._interrupted_by_end = self._interrupt_requested
+            self.cancel("killed")
         if out.turn_finished is not None and self.turn is not None and not out.end_process:
             turn, self.turn = self.turn, None
             self.idle_since = trio.current_time()
@@ -382,6 +389,7 @@ class LiveSession:
     async def begin(self, turn: LiveTurn, prompt: str, *, first: bool) -> None:
         """Start a turn: the prompt to the agent (the first one after the spawn, or the next)."""
         self.turn = turn
+        self._interrupt_requested = False
         self._set_idle_deadline()
         out = self.driver.start(prompt) if first else self.driver.prompt(prompt)
         await self.apply(out)
@@ -408,6 +416,7 @@ class LiveSession:
         except DriverRefused as exc:
             log.info("interrupt refused", extra=_fields(key=self.key, error=exc.message))
             return
+        self._interrupt_requested = True
         # The agent withdraws its open requests with the turn (Gemini's driver even answers
         # them itself): none can be decided any more, they are resolved ``closed`` now.
         for pending in turn.pending.values():
@@ -440,20 +449,26 @@ class LiveSession:
             if self.turn is not None:
                 await self.kill(reason)
                 return
-            await self._say_goodbye()
+            if await self._say_goodbye():
+                with trio.move_on_after(self.owner.config.kill_grace_s):
+                    await self._ended.wait()  # its output ends, its stragglers are ended
             await self.kill(reason)
 
-    async def _say_goodbye(self) -> None:
-        """The driver's polite end, then up to the kill grace for the agent to exit."""
+    async def _say_goodbye(self) -> bool:
+        """The driver's polite end, then up to the kill grace for the agent to exit: whether
+        it did."""
         self.closing = True
         try:
             out = self.driver.close()
         except DriverRefused:
             out = DriverOutput(close_stdin=True)
         await self.apply(out)
-        if self.proc is not None:
-            with trio.move_on_after(self.owner.config.kill_grace_s):
-                await self.proc.wait()
+        if self.proc is None:
+            return False
+        with trio.move_on_after(self.owner.config.kill_grace_s):
+            await self.proc.wait()
+            return True
+        return False
 
 
 class LiveSessions:

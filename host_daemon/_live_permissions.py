@@ -7,7 +7,7 @@ answered, and the turn's end.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -33,7 +33,6 @@ class LiveTurn:
     """One turn in flight: its client's connection and how it ends."""
 
     conn: FramedStream
-    request_id_base: str
     approval_timeout_s: float
     #: Tasks of the turn (permission timers) run here; the turn's handler owns it.
     nursery: trio.Nursery
@@ -44,7 +43,7 @@ class LiveTurn:
     done: trio.Event = attrs.field(factory=trio.Event)
     client_gone: bool = False
     #: Called when the client is found gone while sending (cancels the turn).
-    on_client_gone: Any = None
+    on_client_gone: Callable[[], None] | None = None
 
     async def send(self, frames: bytes | bytearray) -> None:
         """Send encoded frames to the client; a client that is gone ends the turn."""

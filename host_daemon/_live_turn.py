@@ -84,7 +84,6 @@ async def _turn(
     async with trio.open_nursery() as nursery:
         turn = LiveTurn(
             conn=conn,
-            request_id_base=str(conn_id),
             approval_timeout_s=approval_timeout(request.approval_timeout_s, config),
             nursery=nursery,
             on_client_gone=client_gone,

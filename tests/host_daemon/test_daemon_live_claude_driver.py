@@ -190,3 +190,18 @@ def test_process_end_mid_turn_is_the_turn_end() -> None:
     end = driver.finish(None, 9, reason="exited")
     assert (end.outcome, end.session_open) == ("killed", False)
     assert driver.in_turn is False
+
+
+def test_allow_with_edited_input_sends_the_edit() -> None:
+    """An allow with ``updated_input`` sends that input instead of the agent's own."""
+    driver = ClaudeLiveDriver(_request())
+    driver.start("run it")
+    lines = _lines("claude_live_deny")
+    cut = next(i for i, line in enumerate(lines) if '"control_request"' in line) + 1
+    [ask] = _asks([driver.feed(line, truncated=False) for line in lines[:cut]])
+    edited = {"command": "python3 -c 'print(1)'"}
+    out = driver.decide(ask.request_id, "allow", updated_input=edited)
+    assert orjson.loads(out.writes[0])["response"]["response"] == {
+        "behavior": "allow",
+        "updatedInput": edited,
+    }

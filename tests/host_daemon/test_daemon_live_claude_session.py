@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import pathlib
 import struct
@@ -30,6 +31,7 @@ from _support.scripted_model import BashCall, Hold, Reply, ScriptedModel, open_s
 
 from host_daemon import (
     DaemonBusy,
+    DaemonUnavailable,
     InputAccepted,
     PermissionDecision,
     PermissionRequest,
@@ -391,3 +393,58 @@ async def test_second_turn_for_a_key_in_a_turn_is_busy(
             hold.release()
             events = [event async for event in stream]
     assert finished(events).final_text == "first done"
+
+
+async def test_graceful_shutdown_closes_idle_sessions_politely(
+    claude: str,
+    model: ScriptedModel,
+    tmp_path: pathlib.Path,
+    subreaper: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A graceful shutdown closes idle live sessions politely: stdin closed, the agent exits by
+    itself (not killed), nothing left."""
+    caplog.set_level(logging.INFO, logger="host_daemon")
+    model.script(Reply("idle now"))
+    async with live_daemon(claude, model, tmp_path) as daemon:
+        events = await run_turn(daemon, daemon.request("hello"))
+        assert finished(events).session_open is True
+        daemon.shutdown.set()
+
+        def ends() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage() == "live session ended"]
+
+        await eventually(lambda: bool(ends()), "the session's end logged", timeout=15)
+        assert not daemon.leftovers()
+    assert [r.fields["reason"] for r in ends()] == ["exited"]  # type: ignore[attr-defined]
+
+
+async def test_no_live_daemon_refuses_live_turns(
+    claude: str, model: ScriptedModel, tmp_path: pathlib.Path, subreaper: None
+) -> None:
+    """``--no-live``: the probe says why, and a live turn is refused ``live_unsupported``."""
+    async with live_daemon(claude, model, tmp_path, live=False) as daemon:
+        info = await probe(daemon.host, daemon.port, daemon.token)
+        claude_info = next(agent for agent in info.agents if agent.name == "claude")
+        assert (claude_info.live, claude_info.live_note) == (False, "disabled by --no-live")
+        with pytest.raises(RequestRejected, match="disabled by --no-live") as refused:
+            async with open_run(daemon.host, daemon.port, daemon.token, daemon.request("hi")):
+                pass
+        assert refused.value.code == "live_unsupported"
+    assert daemon.leftovers() == []
+
+
+async def test_sends_on_a_finished_stream_are_refused(
+    daemon: LiveDaemon, model: ScriptedModel
+) -> None:
+    """Once the turn finished, ``steer``/``interrupt`` on its stream raise ``connection_lost``."""
+    model.script(Reply("done"))
+    with trio.fail_after(DEADLINE_S):
+        async with open_run(daemon.host, daemon.port, daemon.token, daemon.request("hi")) as stream:
+            events = [event async for event in stream]
+            assert finished(events).outcome == "success"
+            with pytest.raises(DaemonUnavailable, match="the run has finished") as lost:
+                await stream.steer("too late")
+            assert lost.value.code == "connection_lost"
+            with pytest.raises(DaemonUnavailable, match="the run has finished"):
+                await stream.interrupt()
