@@ -53,6 +53,7 @@ from ._console import COMMANDS as CONSOLE_COMMANDS
 from ._console import add_console_commands, console_main
 from ._doctor import doctor_main
 from ._tasks import (
+    LIVE_IDLE_S,
     SWEEP_INTERVAL_S,
     DaemonEndpoint,
     TaskNotices,
@@ -156,6 +157,7 @@ async def run_server(
         config.workspace,
         listener=FanOut([TaskNotices(registry), hub]),
         sweep_interval_s=config.sweep_interval_s,
+        live_idle_s=config.live_idle_s,
     )
     await runner.store.load()
     tools = register_tasks(registry, runner, features=config.features)
@@ -255,6 +257,7 @@ class _UpPlan:
     max_runs: int
     worktrees_dir: str
     sweep_interval_s: float
+    live_idle_s: float
     dashboard: DashboardSettings
 
 
@@ -279,6 +282,7 @@ def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
         max_runs=args.max_runs,
         worktrees_dir=_up_worktrees_dir(args.worktrees_dir, state, root),
         sweep_interval_s=parse_interval(environ, "WORKTREE_SWEEP_INTERVAL_S", SWEEP_INTERVAL_S),
+        live_idle_s=parse_interval(environ, "LIVE_IDLE_S", LIVE_IDLE_S),
         dashboard=dashboard_settings(environ),
     )
 
@@ -318,6 +322,7 @@ async def _up_main(plan: _UpPlan) -> int:
             auth_token=plan.auth_token,
             grace_s=plan.grace_s,
             sweep_interval_s=plan.sweep_interval_s,
+            live_idle_s=plan.live_idle_s,
             dashboard=plan.dashboard,
         )
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))

@@ -20,7 +20,7 @@ from host_daemon import (
     token_from_environment,
 )
 
-from ._tasks import SWEEP_INTERVAL_S, DaemonEndpoint, Workspace
+from ._tasks import LIVE_IDLE_S, SWEEP_INTERVAL_S, DaemonEndpoint, Workspace
 from ._web import DashboardSettings
 
 CONTAINER_WORKSPACE = PurePosixPath("/workspace")
@@ -89,6 +89,9 @@ class ServerConfig:
     http_graceful_s: float = 8.0
     sweep_interval_s: float = SWEEP_INTERVAL_S
     """How often worktrees whose task is gone are swept (``WORKTREE_SWEEP_INTERVAL_S``)."""
+    live_idle_s: float = LIVE_IDLE_S
+    """How long a live task's agent stays alive without a turn (``LIVE_IDLE_S``; the daemon's
+    own limit caps it)."""
     dashboard: DashboardSettings = attrs.field(factory=DashboardSettings)
     """The dashboard's logins (``DASHBOARD_SESSION_IDLE_S``: how long an unused one lasts)."""
 
@@ -191,6 +194,7 @@ def serve_config(
         },
         grace_s=grace_s,
         sweep_interval_s=parse_interval(environ, "WORKTREE_SWEEP_INTERVAL_S", SWEEP_INTERVAL_S),
+        live_idle_s=parse_interval(environ, "LIVE_IDLE_S", LIVE_IDLE_S),
         dashboard=dashboard_settings(environ),
     )
 

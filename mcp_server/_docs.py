@@ -53,8 +53,20 @@ EXAMPLES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "update_task": (
         {"id": "t-1", "instructions": "Also print the date."},
-        "the task, its run started again in the same conversation (error `busy` while a run "
-        "is in flight)",
+        "the task, its run started again in the same conversation; during a live turn "
+        "`steered: true` (the instructions went into it), else error `busy` while a run is in "
+        "flight",
+    ),
+    "approve": (
+        {"id": "t-1", "request_id": "r-1", "decision": "allow", "remember": "task"},
+        "the task once the decision reached the agent (`status` back to `in_progress` when no "
+        "other request is pending); error `not_pending` when the request was already decided, "
+        "timed out or its run ended",
+    ),
+    "interrupt_task": (
+        {"id": "t-1"},
+        "the task, `waiting`, its last `report` with outcome `interrupted`; error "
+        "`not_running` when no run is in flight",
     ),
     "end_task": (
         {"id": "t-1"},
@@ -67,13 +79,16 @@ EXAMPLES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "check_status": (
         {},
-        "the daemon's probe (`reachable`, the agents found, `git`), the disk, counts",
+        "the daemon's probe (`reachable`, the agents found with `live` and `live_note`, `git`, "
+        "`live_sessions`, the `policy` rules), the disk, counts",
     ),
     "clean_state": ({}, "`deleted`: how many tasks were deleted"),
     "get_prompt": ({"prompt_id": "fix_bug"}, "the prompt; without `prompt_id`, every prompt"),
     "wait_task": (
         {"id": "t-1", "timeout_s": 30},
-        "the task when its run has ended, or as it is when `timeout_s` passed",
+        "the task when its run has ended, or as it is when `timeout_s` passed; at once, "
+        "`input_required` with `pending_approvals`, when a permission request waits and the "
+        "client cannot elicit",
     ),
 }
 
@@ -81,13 +96,16 @@ EXAMPLES: dict[str, tuple[dict[str, Any], str]] = {
 STATUSES: dict[str, str] = {
     "pending": "created; its first run has not started yet",
     "in_progress": "a run is in flight",
+    "input_required": "a live run is in flight and its agent waits for a decision on a "
+    "permission request (`approve`, or the elicitation `wait_task` sends)",
     "waiting": "the last run succeeded; the task waits for `update_task` or `end_task`",
     "completed": "ended with `end_task`, or its branch merged with `merge_task` "
     "(`review`: `merged`)",
     "failed": "the last run failed (its report says why); `update_task` tries again",
     "cancelled": "the run was cancelled; `update_task` starts a new turn (not after "
     "`discard_task`: `review` `discarded`)",
-    "interrupted": "the server stopped mid-run; `update_task` resumes it",
+    "interrupted": "the server stopped mid-run; `update_task` resumes it (a turn stopped "
+    "with `interrupt_task` ends `waiting`)",
 }
 
 

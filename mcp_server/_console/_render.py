@@ -25,6 +25,7 @@ _CODES = {
 STATUS_COLOURS = {
     "pending": "cyan",
     "in_progress": "yellow",
+    "input_required": "magenta",
     "waiting": "green",
     "completed": "green",
     "failed": "red",
@@ -32,7 +33,7 @@ STATUS_COLOURS = {
     "interrupted": "red",
 }
 KIND_COLOURS = {"turn": "bold", "run_started": "blue", "run_finished": "bold", "status": "cyan"}
-ACTIVE = frozenset({"pending", "in_progress"})
+ACTIVE = frozenset({"pending", "in_progress", "input_required"})
 """Statuses in which a task's run is still to come or going on."""
 FAILED = frozenset({"failed", "interrupted"})
 """Statuses that end ``new --wait`` or ``logs -f`` with exit code 1 (a run someone cancelled,

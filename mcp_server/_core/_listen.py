@@ -10,11 +10,11 @@ from typing import Final
 
 import attrs
 
-from ._context import SessionState
+from ._context import LOG_LEVELS, SessionState
 from ._errors import InvalidParams
 from ._jsonrpc import RequestId, notification_message
 from ._mcp_tasks import McpTaskRecord
-from ._registry import JSON, ListChanged, RegistryEvent, ResourceUpdated
+from ._registry import JSON, ListChanged, LogMessage, RegistryEvent, ResourceUpdated
 from ._schema import validate
 from ._versions import META_SUBSCRIPTION
 
@@ -36,13 +36,30 @@ def session_notification(event: RegistryEvent) -> JSON:
     """The notification a legacy session is sent for ``event``."""
     if isinstance(event, ListChanged):
         return notification_message(LIST_NOTIFICATIONS[event.kind], {})
+    if isinstance(event, LogMessage):
+        return notification_message("notifications/message", _log_params(event))
     return notification_message("notifications/resources/updated", {"uri": event.uri})
 
 
+def _log_params(event: LogMessage) -> JSON:
+    params: JSON = {"level": event.level, "data": event.data}
+    if event.logger is not None:
+        params["logger"] = event.logger
+    return params
+
+
 def session_wants(state: SessionState, event: RegistryEvent) -> bool:
-    """True when a legacy session is told about ``event``."""
+    """True when a legacy session is told about ``event``: a list change once initialized, a
+    resource's update when subscribed to it, a log message when its level lets it through (or,
+    with no level set, when subscribed to the resource it concerns)."""
     if isinstance(event, ListChanged):
         return state.initialized
+    if isinstance(event, LogMessage):
+        if not state.initialized:
+            return False
+        if state.log_level is not None:
+            return LOG_LEVELS[event.level] >= LOG_LEVELS[state.log_level]
+        return event.about is not None and event.about in state.subscriptions
     return event.uri in state.subscriptions
 
 
@@ -64,6 +81,9 @@ class ListenFilter:
         if isinstance(event, ResourceUpdated) and event.uri in self.uris:
             params = {"uri": event.uri, **subscription_meta(self.rid)}
             return notification_message("notifications/resources/updated", params)
+        if isinstance(event, LogMessage) and event.about in self.uris:
+            params = {**_log_params(event), **subscription_meta(self.rid)}
+            return notification_message("notifications/message", params)
         return None
 
     def on_task(self, record: McpTaskRecord) -> JSON | None:

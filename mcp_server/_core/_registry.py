@@ -199,7 +199,19 @@ class ResourceUpdated:
     uri: str
 
 
-RegistryEvent = ListChanged | ResourceUpdated
+@attrs.frozen
+class LogMessage:
+    """Registry event: a ``notifications/message`` for clients outside any request: every
+    legacy session whose log level lets ``level`` through, and every session or listen stream
+    subscribed to ``about`` (a resource URI the message concerns)."""
+
+    level: LogLevel
+    data: Any
+    logger: str | None = None
+    about: str | None = None
+
+
+RegistryEvent = ListChanged | ResourceUpdated | LogMessage
 
 
 class Registry:
@@ -262,6 +274,12 @@ class Registry:
     def resource_updated(self, uri: str) -> None:
         """Tell every subscriber of ``uri`` that it changed. Never blocks."""
         self._emit(ResourceUpdated(uri))
+
+    def log_message(
+        self, level: LogLevel, data: Any, *, logger: str | None = None, about: str | None = None
+    ) -> None:
+        """Tell logging clients, and subscribers of ``about``, something. Never blocks."""
+        self._emit(LogMessage(level, data, logger, about))
 
     def list_changed(self, kind: ListKind) -> None:
         """Tell every interested client that a list changed. Never blocks."""

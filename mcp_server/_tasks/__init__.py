@@ -15,18 +15,22 @@ Vocabulary (the word "task" means three things in this code base; here it means 
 - a **trio task** is neither: a coroutine in a nursery.
 
 Modules: the records and transitions (``_model``), the state files (``_files``), the store
-(``_store``, reading back with ``_recovery``), the runner (``_runner``, with ``_report`` and
-``_workspace``), worktrees (``_isolation`` sans-IO, ``_worktrees`` asking the daemon, ``_review``
-for merge and discard); the MCP surface: arguments and their schemas (``_arguments``), tool handlers
-(``_tools``), resources (``_resources``), views of records (``_views``), change notices
-(``_notices``), prompts (``_prompts``). Both JSON boundaries use one strict converter factory
-(``_convert``); observers are :class:`Listener` s given to the constructor of what they
-observe; every error raised on purpose is a :class:`TaskError` with the ``code`` a failed tool
-answer names.
+(``_store``, reading back with ``_recovery``), the runner (``_runner``, with ``_report``,
+``_workspace`` and ``_turn`` for a run in flight), supervised live runs (``_live``: permission
+requests and decisions, steering, interrupts; ``_asking``: elicitation), worktrees
+(``_isolation`` sans-IO, ``_worktrees`` asking the daemon, ``_review`` for merge and discard);
+the MCP surface: arguments and their schemas (``_arguments``), tool handlers (``_tools``),
+resources (``_resources``), views of records (``_views``), change notices (``_notices``),
+prompts (``_prompts``). Both JSON boundaries use one strict converter factory (``_convert``);
+observers are :class:`Listener` s given to the constructor of what they observe; every error
+raised on purpose is a :class:`TaskError` with the ``code`` a failed tool answer names.
 """
 
 from ._arguments import OUTPUT_SCHEMA, ToolFailure, input_schema, parse_args
 from ._errors import (
+    LiveUnsupported,
+    NotPending,
+    NotRunning,
     RunNotStarted,
     ShuttingDown,
     TaskBusy,
@@ -38,6 +42,7 @@ from ._listener import Listener
 from ._model import (
     TASK_STATUSES,
     InvalidTransition,
+    PendingApproval,
     RunReport,
     Task,
     TaskEvent,
@@ -46,13 +51,14 @@ from ._model import (
 )
 from ._notices import TaskNotices
 from ._resources import TaskResources
-from ._runner import ChangeKind, StoreFactory, TaskChange, TaskRunner
+from ._runner import LIVE_IDLE_S, ChangeKind, StoreFactory, TaskChange, TaskRunner
 from ._store import OutputLost, StateWriteError, StoreEvent, TaskStore, Visible
 from ._tools import TOOLS, TaskTools, ToolSpec, register_tasks
 from ._workspace import DaemonEndpoint, PathRefused, Workspace
 from ._worktrees import SWEEP_INTERVAL_S
 
 __all__ = [
+    "LIVE_IDLE_S",
     "OUTPUT_SCHEMA",
     "SWEEP_INTERVAL_S",
     "TASK_STATUSES",
@@ -61,8 +67,12 @@ __all__ = [
     "DaemonEndpoint",
     "InvalidTransition",
     "Listener",
+    "LiveUnsupported",
+    "NotPending",
+    "NotRunning",
     "OutputLost",
     "PathRefused",
+    "PendingApproval",
     "RunNotStarted",
     "RunReport",
     "ShuttingDown",

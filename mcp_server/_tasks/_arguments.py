@@ -38,6 +38,7 @@ class Bounds:
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: float | None = None
+    max_items: int | None = None
 
     def __call__(self, _: Any, __: attrs.Attribute[Any], value: object) -> None:
         """Check ``value`` (``None``, an argument left out, has no bounds to meet)."""
@@ -48,6 +49,9 @@ class Bounds:
                 )
             if self.max_length is not None and len(value) > self.max_length:
                 raise ValueError(f"expected at most {self.max_length} characters, got {len(value)}")
+        elif isinstance(value, list):
+            if self.max_items is not None and len(value) > self.max_items:
+                raise ValueError(f"expected at most {self.max_items} items, got {len(value)}")
         elif isinstance(value, int | float) and not isinstance(value, bool):
             if self.minimum is not None and value < self.minimum:
                 raise ValueError(f"expected a value >= {self.minimum:g}, got {value:g}")
@@ -64,6 +68,7 @@ class Bounds:
             "minimum": self.minimum,
             "maximum": self.maximum,
             "exclusiveMinimum": self.exclusive_minimum,
+            "maxItems": self.max_items,
         }
         return {key: value for key, value in keywords.items() if value is not None}
 
@@ -78,10 +83,11 @@ def argument(
     minimum: float | None = None,
     maximum: float | None = None,
     exclusive_minimum: float | None = None,
+    max_items: int | None = None,
 ) -> Any:
     """An argument field: its bounds and description, written once for both the cattrs check
     and the JSON Schema."""
-    limits = Bounds(min_length, max_length, minimum, maximum, exclusive_minimum)
+    limits = Bounds(min_length, max_length, minimum, maximum, exclusive_minimum, max_items)
     checked = limits if limits != Bounds() else None
     metadata: dict[str, Any] = {_BOUNDS: checked, _DESCRIPTION: description}
     return attrs.field(default=default, kw_only=kw_only, validator=checked, metadata=metadata)
@@ -108,6 +114,32 @@ class RunOptionsArgs:
         None, description="Wall-clock limit per run, in seconds.", exclusive_minimum=0
     )
     permission_mode: str | None = argument(None, description="The agent CLI's permission mode.")
+    live: bool | None = argument(
+        None,
+        description="A supervised live run: the agent stays alive between turns, asks before "
+        "tools that need permission (the task is then input_required: approve, or answer the "
+        "elicitation), takes steering (update_task during a turn) and interrupt_task. Default: "
+        "live when the daemon says the agent can; false: one process per turn, and what needs "
+        "permission is denied.",
+    )
+    allow_rules: list[str] | None = argument(
+        None,
+        description="Narrow the daemon's allow rules (Claude's syntax, e.g. 'Bash(pytest:*)'): "
+        "only what matches one of these and a daemon rule is allowed without asking. Never "
+        "widens them.",
+        max_items=100,
+    )
+    deny_rules: list[str] | None = argument(
+        None,
+        description="Rules whose matches are denied at once, on top of the daemon's.",
+        max_items=100,
+    )
+    approval_timeout_s: float | None = argument(
+        None,
+        description="Deny a permission request nobody answered after this many seconds (at "
+        "most the daemon's limit, 900 by default).",
+        exclusive_minimum=0,
+    )
 
 
 @attrs.frozen
@@ -169,6 +201,25 @@ class IdArgs:
 
 
 @attrs.frozen
+class ApproveArgs:
+    id: str
+    request_id: str = argument(
+        description="The pending request's id (wait_task, report or task://{id} list them).",
+        min_length=1,
+        max_length=256,
+    )
+    decision: Literal["allow", "deny"] = argument(description="Let the agent use the tool, or not.")
+    message: str | None = argument(
+        None, description="Why (a deny's message reaches the agent).", max_length=10_000
+    )
+    remember: Literal["once", "task"] = argument(
+        "once",
+        description="'task': also allow this rule (the agent's suggestion, else the exact "
+        "command or path) for the rest of the task.",
+    )
+
+
+@attrs.frozen
 class OptionalIdArgs:
     id: str | None = None
 
@@ -208,6 +259,9 @@ def _type_schema(kind: Any, where: str) -> JSON:
             return {"type": "string", "enum": values}
     if kind in _JSON_TYPES:
         return {"type": _JSON_TYPES[kind]}
+    if get_origin(kind) is list:
+        (item,) = get_args(kind)
+        return {"type": "array", "items": _type_schema(item, f"{where}[]")}
     raise TypeError(f"no JSON Schema for {kind!r} @ {where}")
 
 

@@ -55,3 +55,22 @@ class WorktreeFailed(TaskError, RuntimeError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class NotPending(TaskError, LookupError):
+    """A decision for a permission request that is not pending (decided, timed out, its run
+    ended, or never asked)."""
+
+    code = "not_pending"
+
+
+class NotRunning(TaskError, RuntimeError):
+    """The task has no run in flight to interrupt."""
+
+    code = "not_running"
+
+
+class LiveUnsupported(TaskError, ValueError):
+    """A live task for an agent that cannot run live on this daemon (or live is disabled)."""
+
+    code = "live_unsupported"

@@ -7,14 +7,20 @@ host daemon, and its end is recorded as the task's last :class:`RunReport`.
 Statuses::
 
     pending ──start_run──▶ in_progress ──finish_run──▶ waiting | failed | cancelled
+       │                   ask │ ▲ answered (none left)   │
+       │                       ▼ │                        │
+       │                   input_required ──finish_run──▶ ┤ (its pending requests dropped)
        │                      │                           │
        │                      └──interrupt──▶ interrupted ┘ (the process died mid-run)
        └──────────────────────────────────────────────────┴──start_run (a follow-up)──▶ in_progress
     any status but completed ──end──▶ completed
-    not in_progress, with a worktree ──merge──▶ completed (review "merged")
-    not in_progress, with a worktree ──discard──▶ cancelled (review "discarded"; an ended task
-                                                  stays completed)
+    not running, with a worktree ──merge──▶ completed (review "merged")
+    not running, with a worktree ──discard──▶ cancelled (review "discarded"; an ended task
+                                                stays completed)
 
+``input_required`` is a run in flight whose agent waits for a person's decision on permission
+requests (:class:`PendingApproval`): whatever treats ``in_progress`` as running treats it the
+same (:data:`RUNNING`). A turn the client interrupted (``interrupt_task``) ends ``waiting``.
 ``waiting``, ``failed``, ``cancelled`` and ``interrupted`` accept a follow-up turn unless the
 task's work was merged or discarded (its worktree is gone then); ``completed`` is final. Every
 transition is a pure function that returns a new record or raises :class:`InvalidTransition`.
@@ -35,9 +41,18 @@ from host_daemon import AgentName, Outcome
 from ._errors import TaskError
 
 TaskStatus = Literal[
-    "pending", "in_progress", "waiting", "completed", "failed", "cancelled", "interrupted"
+    "pending",
+    "in_progress",
+    "input_required",
+    "waiting",
+    "completed",
+    "failed",
+    "cancelled",
+    "interrupted",
 ]
 TASK_STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)
+RUNNING: frozenset[TaskStatus] = frozenset({"in_progress", "input_required"})
+"""Statuses of a task whose run is in flight."""
 RESUMABLE: frozenset[TaskStatus] = frozenset({"waiting", "failed", "cancelled", "interrupted"})
 """Statuses from which a follow-up turn may start."""
 
@@ -55,6 +70,9 @@ EventKind = Literal[
     "run_finished",  # the run ended: the report's summary
     "status",  # the task's status changed
     "commit",  # the turn's changes were committed on the task's branch (or why not)
+    "approval_request",  # the agent asks for permission to use a tool (a person must decide)
+    "approval",  # a permission request was decided: by whom, and how
+    "steer",  # instructions sent into the running turn (or why they were not taken)
 ]
 
 
@@ -90,6 +108,28 @@ class TaskOptions:
     max_budget_usd: float | None = None
     timeout_s: float | None = None
     permission_mode: str | None = None
+    live: bool | None = None
+    """A supervised live run (``None``: live when the daemon says the agent can)."""
+    allow_rules: tuple[str, ...] | None = None
+    """Narrows the daemon's allow rules (``None``: all of them); never widens them."""
+    deny_rules: tuple[str, ...] = ()
+    """More rules that deny a permission request at once."""
+    approval_timeout_s: float | None = None
+    """Deny a permission request nobody answered after this long (at most the daemon's)."""
+
+
+@attrs.frozen
+class PendingApproval:
+    """A permission request of the agent that waits for a decision (the task is
+    ``input_required`` while it has one)."""
+
+    request_id: str
+    tool_name: str
+    input: dict[str, Any]
+    asked_at: datetime.datetime
+    timeout_at: datetime.datetime
+    description: str | None = None
+    suggestions: list[dict[str, Any]] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -175,6 +215,21 @@ class Task:
     commits: tuple[str, ...] = ()
     """The commits made after its turns on the task's branch, oldest first."""
     review: Review | None = None
+    live: bool = False
+    """Whether its turns run live (decided at create from the option and the daemon's probe)."""
+    pending: tuple[PendingApproval, ...] = ()
+    """The permission requests of the run in flight that wait for a decision, oldest first."""
+    granted_rules: tuple[str, ...] = ()
+    """Rules a person allowed for the rest of the task (``approve`` with ``remember: task``)."""
+
+    @property
+    def running(self) -> bool:
+        """True while a run is in flight (``in_progress`` or ``input_required``)."""
+        return self.status in RUNNING
+
+    def pending_request(self, request_id: str) -> PendingApproval | None:
+        """The pending permission request with this id, if it is still pending."""
+        return next((p for p in self.pending if p.request_id == request_id), None)
 
     @property
     def has_open_worktree(self) -> bool:
@@ -214,6 +269,7 @@ def new_task(
     options: TaskOptions,
     now: datetime.datetime,
     task_id: str | None = None,
+    live: bool = False,
 ) -> Task:
     """A fresh ``pending`` task holding its first turn (isolation: see :func:`isolate`)."""
     return Task(
@@ -227,6 +283,7 @@ def new_task(
         turns=(Turn(instructions=instructions, at=now),),
         created_at=now,
         updated_at=now,
+        live=live,
     )
 
 
@@ -278,17 +335,24 @@ def start_run(task: Task, now: datetime.datetime, instructions: str | None = Non
 
 def record_session(task: Task, session_id: str, now: datetime.datetime) -> Task:
     """Remember the agent's conversation id (from its init event) for later follow-ups."""
-    if task.status != "in_progress":
-        raise _refuse(task, "record a session for", "in_progress")
+    if not task.running:
+        raise _refuse(task, "record a session for", "in_progress, input_required")
     return attrs.evolve(task, session_id=session_id, updated_at=now)
 
 
-def finish_run(task: Task, report: RunReport, now: datetime.datetime) -> Task:
-    """A run ended: ``waiting`` on success, ``cancelled`` when cancelled, else ``failed``."""
-    if task.status != "in_progress":
-        raise _refuse(task, "finish a run of", "in_progress")
+def finish_run(
+    task: Task, report: RunReport, now: datetime.datetime, *, asked_to_stop: bool = False
+) -> Task:
+    """A run ended: ``waiting`` on success, ``cancelled`` when cancelled, else ``failed``.
+
+    A run the client interrupted (``interrupt_task``: ``asked_to_stop`` and outcome
+    ``interrupted``) leaves the task ``waiting`` for its next turn. Requests still pending are
+    dropped (the daemon resolved them ``closed``).
+    """
+    if not task.running:
+        raise _refuse(task, "finish a run of", "in_progress, input_required")
     status: TaskStatus
-    if report.outcome == "success":
+    if report.outcome == "success" or (asked_to_stop and report.outcome == "interrupted"):
         status = "waiting"
     elif report.outcome == "cancelled":
         status = "cancelled"
@@ -304,21 +368,52 @@ def finish_run(task: Task, report: RunReport, now: datetime.datetime) -> Task:
         session_id=report.session_id or task.session_id,
         updated_at=now,
         commits=commits,
+        pending=(),
     )
 
 
+def ask(task: Task, request: PendingApproval, now: datetime.datetime) -> Task:
+    """The agent asks for permission: the task is ``input_required`` until it is decided."""
+    if not task.running:
+        raise _refuse(task, "ask for a decision in", "in_progress, input_required")
+    if task.pending_request(request.request_id) is not None:
+        return task
+    return attrs.evolve(
+        task, status="input_required", pending=(*task.pending, request), updated_at=now
+    )
+
+
+def answered(task: Task, request_id: str, now: datetime.datetime) -> Task:
+    """A permission request was decided: back to ``in_progress`` once none is pending."""
+    if task.pending_request(request_id) is None:
+        return task
+    pending = tuple(p for p in task.pending if p.request_id != request_id)
+    status: TaskStatus = task.status
+    if not pending and task.status == "input_required":
+        status = "in_progress"
+    return attrs.evolve(task, status=status, pending=pending, updated_at=now)
+
+
+def grant(task: Task, rule: str, now: datetime.datetime) -> Task:
+    """A person allowed ``rule`` for the rest of the task (passed to every later turn)."""
+    if rule in task.granted_rules:
+        return task
+    return attrs.evolve(task, granted_rules=(*task.granted_rules, rule), updated_at=now)
+
+
 def interrupt(task: Task, now: datetime.datetime) -> Task:
-    """The process that ran the task stopped (crash or shutdown) before the run ended."""
-    if task.status not in ("pending", "in_progress"):
-        raise _refuse(task, "interrupt", "pending, in_progress")
-    return attrs.evolve(task, status="interrupted", updated_at=now)
+    """The process that ran the task stopped (crash or shutdown) before the run ended; its
+    pending requests went with it (the daemon ended the session)."""
+    if task.status != "pending" and not task.running:
+        raise _refuse(task, "interrupt", "pending, in_progress, input_required")
+    return attrs.evolve(task, status="interrupted", updated_at=now, pending=())
 
 
 def end(task: Task, now: datetime.datetime) -> Task:
     """Close the task for good (the runner stops any run in flight first)."""
     if task.status == "completed":
         raise _refuse(task, "end", "any status but completed")
-    return attrs.evolve(task, status="completed", completed_at=now, updated_at=now)
+    return attrs.evolve(task, status="completed", completed_at=now, updated_at=now, pending=())
 
 
 def check_reviewable(task: Task, action: str, *, running: bool = False) -> None:
@@ -330,8 +425,8 @@ def check_reviewable(task: Task, action: str, *, running: bool = False) -> None:
         )
     if task.review is not None:
         raise InvalidTransition(f"cannot {action} task {task.id}: it was already {task.review}")
-    if task.status == "in_progress" and not running:
-        raise _refuse(task, action, "any status but in_progress")
+    if task.running and not running:
+        raise _refuse(task, action, "any status but in_progress, input_required")
 
 
 def merged(task: Task, now: datetime.datetime) -> Task:

@@ -2,7 +2,9 @@
 
 A change updates the registry: a created task is listed as a resource (read through the
 ``task://{id}`` template), a deleted one unlisted, and subscribers of the task's resources (and
-of the task list, unless only output grew) are told they changed.
+of the task list, unless only output grew) are told they changed. A change with a notice (a
+permission request waits for a person) is also a ``notifications/message`` at level warning, to
+clients that log or subscribed to the task.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ class TaskNotices:
         if change.kind != "output":
             self.registry.resource_updated(f"{uri}/result")
             self.registry.resource_updated("agent://tasks")
+        if change.notice is not None:
+            data = {"task_id": change.task_id, "message": change.notice, "resource": uri}
+            if change.task is not None:
+                data["status"] = change.task.status
+            self.registry.log_message("warning", data, logger="coding-agent", about=uri)
 
     def list_tasks(self, tasks: Iterable[Task]) -> None:
         """List the tasks that exist already (at startup) as resources."""

@@ -161,6 +161,9 @@ class TaskResources:
                 "active_runs": info.active_runs,
                 "max_concurrent_runs": info.max_concurrent_runs,
                 "git": info.git,
+                "live_sessions": info.live_sessions,
+                "max_live_sessions": info.max_live_sessions,
+                "policy": {"allow_rules": info.allow_rules, "deny_rules": info.deny_rules},
             }
         daemon["host"] = self.runner.daemon.host
         daemon["port"] = self.runner.daemon.port
@@ -169,7 +172,8 @@ class TaskResources:
             "daemon": daemon,
             "state": state,
             "features": dict(self.features),
-            "active_tasks": sum(task.status == "in_progress" for task in tasks),
+            "active_tasks": sum(task.running for task in tasks),
+            "input_required_tasks": sum(task.status == "input_required" for task in tasks),
             "total_tasks": len(tasks),
             "running_processes": self.runner.running(),
         }

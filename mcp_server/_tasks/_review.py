@@ -57,6 +57,7 @@ class TaskReview:
         self._open_worktree(task_id, "merge")
         with self.runner.hold(task_id):
             self._open_worktree(task_id, "merge")
+            await self.runner.live.close_session(task_id)  # no agent sits in a merged worktree
             done = await self.runner.worktrees.merge(task_id, strategy, message)
             where = f"merged into {done.base_branch} at {done.commit[:12]} ({done.strategy})"
             data = {
@@ -79,6 +80,7 @@ class TaskReview:
             try:
                 with self.runner.hold(task_id):
                     self._open_worktree(task_id, "discard")
+                    await self.runner.live.close_session(task_id)
                     done = await self.runner.worktrees.discard(task_id)
                     why = "worktree and branch discarded"
                     task = await self._record(task_id, discarded, why, {"review": "discarded"})

@@ -23,17 +23,20 @@ from host_daemon import (
     AgentEvent,
     AgentName,
     DaemonError,
+    InputAccepted,
+    PermissionRequest,
+    PermissionResolved,
     ProbeInfo,
     RunEvent,
     RunFinished,
-    RunRequest,
     RunStarted,
     open_run,
     probe,
 )
 
-from ._errors import RunNotStarted, ShuttingDown, TaskBusy, TaskNotFound, WorktreeFailed
+from ._errors import ShuttingDown, TaskBusy, TaskNotFound, WorktreeFailed
 from ._listener import Listener
+from ._live import LiveDesk
 from ._model import (
     Isolation,
     RunOutcome,
@@ -50,6 +53,7 @@ from ._model import (
 )
 from ._report import ReportBuilder, event_data, summarize
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
+from ._turn import LiveTurn, RunInFlight, run_request
 from ._workspace import DaemonEndpoint, Workspace
 from ._worktrees import COMMIT_TIMEOUT_S, SWEEP_INTERVAL_S, TaskWorktrees
 
@@ -66,6 +70,9 @@ class TaskChange:
     task_id: str
     kind: ChangeKind
     task: Task | None
+    notice: str | None = None
+    """Something a person should see at once (a permission request waits), for clients that
+    log or subscribed to the task (``notifications/message`` at level warning)."""
 
 
 StoreFactory = Callable[[Listener[StoreEvent]], TaskStore]
@@ -77,29 +84,8 @@ OUTPUT_NOTIFY_INTERVAL_S = 0.5
 START_TIMEOUT_S = 30.0
 """How long connecting, the handshake and the agent's spawn may take (a loaded host is slow)."""
 
-
-@attrs.define(eq=False)
-class _RunInFlight:
-    """One turn's run while it is in flight: how to stop it, and how it started and ended."""
-
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    started: trio.Event = attrs.field(factory=trio.Event)
-    done: trio.Event = attrs.field(factory=trio.Event)
-    stop_reason: RunOutcome | None = None
-    stop_message: str | None = None  # why, when the server stopped the run (not the client)
-    start_error: tuple[str, str] | None = None  # (code, message) when the daemon refused
-
-    def failed(self, code: str, message: str) -> str:
-        """Note why the run failed (a start error if it never started); returns ``message``."""
-        if not self.started.is_set():
-            self.start_error = (code, message)
-        return message
-
-    async def wait_started(self, task_id: str) -> None:
-        await self.started.wait()
-        if self.start_error is not None:
-            await self.done.wait()
-            raise RunNotStarted(task_id, *self.start_error)
+LIVE_IDLE_S = 600.0
+"""How long the daemon keeps a live task's agent alive without a turn (``LIVE_IDLE_S``)."""
 
 
 class TaskRunner:
@@ -114,15 +100,17 @@ class TaskRunner:
         listener: Listener[TaskChange] | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
+        live_idle_s: float = LIVE_IDLE_S,
     ) -> None:
         self.start_timeout_s = start_timeout_s
+        self.live_idle_s = live_idle_s
         self.sweep_interval_s = sweep_interval_s
         self.daemon = daemon
         self.workspace = workspace
         self.worktrees = TaskWorktrees(daemon)
         """The tasks' git worktrees, made and swept through the daemon."""
         self._listener = listener
-        self._active: dict[str, _RunInFlight] = {}
+        self._active: dict[str, RunInFlight] = {}
         self._held: set[str] = set()  # tasks under review (merge, discard): no run starts
         self._preparing: set[str] = set()  # tasks whose worktree is being made
         self._changed: dict[str, trio.Event] = {}
@@ -133,6 +121,8 @@ class TaskRunner:
         self.store = store(self._on_stored)
         """The durable tasks; the runner runs its flusher and hears what it wrote."""
         self.clock = self.store.clock
+        self.live = LiveDesk(self)
+        """Live turns: permission requests and decisions, steering, interrupts."""
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -170,12 +160,12 @@ class TaskRunner:
             await active.done.wait()
         await self.store.flush(force_fsync=True)
 
-    def notify(self, task_id: str, kind: ChangeKind) -> None:
+    def notify(self, task_id: str, kind: ChangeKind, *, notice: str | None = None) -> None:
         changed = self._changed.pop(task_id, None)
         if changed is not None:
             changed.set()
         if self._listener is not None:
-            self._listener(TaskChange(task_id, kind, self.store.tasks.get(task_id)))
+            self._listener(TaskChange(task_id, kind, self.store.tasks.get(task_id), notice))
 
     def _on_stored(self, event: StoreEvent) -> None:
         if isinstance(event, Visible):
@@ -227,7 +217,16 @@ class TaskRunner:
 
     def is_running(self, task_id: str) -> bool:
         """True while the task's run is in flight or its end is not yet recorded."""
-        return self.get(task_id).status == "in_progress" or task_id in self._active
+        return self.get(task_id).running or task_id in self._active
+
+    def in_flight(self, task_id: str) -> RunInFlight | None:
+        """The task's run in flight, if any."""
+        return self._active.get(task_id)
+
+    def live_turn(self, task_id: str) -> LiveTurn | None:
+        """The control channel of the task's live turn in flight, if any."""
+        active = self._active.get(task_id)
+        return None if active is None else active.control
 
     def worktree_keys(self) -> list[str]:
         """The tasks whose worktree must stay: open ones, and those being made."""
@@ -265,7 +264,7 @@ class TaskRunner:
         return await self.store.read_events(task_id, after, limit)
 
     async def wait(self, task_id: str, timeout_s: float) -> Task:
-        """Wait until the task is not ``in_progress`` or ``timeout_s`` passed; its record."""
+        """Wait until the task's run ended or ``timeout_s`` passed; its record."""
         with trio.move_on_after(timeout_s):
             while self.is_running(task_id):
                 await self.changed(task_id).wait()
@@ -293,6 +292,7 @@ class TaskRunner:
         returns once the start is durable. A worktree the daemon refused: no task."""
         relative, cwd = self.workspace.resolve(project_dir)
         self._require_nursery()
+        live = await self.live.resolve(agent, options.live)
         task = new_task(
             title=title,
             instructions=instructions,
@@ -301,6 +301,7 @@ class TaskRunner:
             cwd=cwd,
             options=options,
             now=self.clock.wall(),
+            live=live,
         )
         self._preparing.add(task.id)
         try:
@@ -374,6 +375,9 @@ class TaskRunner:
             except UnknownTask:
                 raise TaskNotFound(task_id) from None
             self.notify(task_id, "transition")
+            note = await self.live.close_session(task_id)
+            if note is not None:
+                self.append(task_id, kind="status", summary=f"completed: {note}")
             return task
 
     async def stop(self, task_id: str, reason: RunOutcome = "cancelled") -> None:
@@ -405,7 +409,7 @@ class TaskRunner:
     # -- running --------------------------------------------------------------------------
 
     async def _save_start(
-        self, task_id: str, active: _RunInFlight, write: Callable[[], Awaitable[Task]]
+        self, task_id: str, active: RunInFlight, write: Callable[[], Awaitable[Task]]
     ) -> None:
         """Make a run's start durable (shielded: it is short, and half a start is worse).
 
@@ -424,7 +428,7 @@ class TaskRunner:
                     raise TaskNotFound(task_id) from None
                 raise
 
-    async def _wait_started(self, task_id: str, active: _RunInFlight) -> None:
+    async def _wait_started(self, task_id: str, active: RunInFlight) -> None:
         """Wait until the daemon started the run; a caller cancelled meanwhile stops it."""
         try:
             await active.wait_started(task_id)
@@ -438,12 +442,12 @@ class TaskRunner:
             raise ShuttingDown("the server is shutting down: no new runs start")
         return self._nursery
 
-    def _begin(self, task_id: str) -> _RunInFlight:
-        active = _RunInFlight()
+    def _begin(self, task_id: str) -> RunInFlight:
+        active = RunInFlight()
         self._active[task_id] = active
         return active
 
-    def _append(
+    def append(
         self,
         task_id: str,
         kind: Any,
@@ -454,24 +458,9 @@ class TaskRunner:
         """Queue an output event; it is visible (and announced) once written."""
         self.store.append_event(task_id, kind=kind, summary=summary, data=data, raw=raw)
 
-    def _request(self, task: Task) -> RunRequest:
-        options = task.options
-        return RunRequest(
-            agent=task.agent,
-            prompt=task.turns[-1].instructions,
-            cwd=task.cwd,
-            resume_session_id=task.session_id if task.runs > 1 else None,
-            model=options.model,
-            max_turns=options.max_turns,
-            max_budget_usd=options.max_budget_usd,
-            permission_mode=options.permission_mode,
-            timeout_s=options.timeout_s,
-            worktree=task.id if task.has_open_worktree else None,
-        )
-
-    async def _run_turn(self, task_id: str, active: _RunInFlight) -> None:
+    async def _run_turn(self, task_id: str, active: RunInFlight) -> None:
         task = self.get(task_id)
-        request = self._request(task)
+        request = run_request(task, self.live_idle_s)
         builder = ReportBuilder(
             clock=self.clock, cwd=task.cwd, asked_session=request.resume_session_id
         )
@@ -483,8 +472,10 @@ class TaskRunner:
                 async with open_run(
                     daemon.host, daemon.port, daemon.token, request, timeout=self.start_timeout_s
                 ) as stream:
+                    if stream.started.live:
+                        active.control = LiveTurn(stream, stream.started)
                     active.started.set()
-                    finished = await self._consume(task_id, stream, builder)
+                    finished = await self._consume(task_id, active, stream, builder)
         except StateWriteError as exc:
             error = active.failed("state_unwritable", f"run stopped: {exc}")
         except DaemonError as exc:
@@ -497,34 +488,44 @@ class TaskRunner:
             error = active.failed("internal_error", f"internal error: {type(exc).__name__}")
         finally:
             active.started.set()
+            if active.control is not None:
+                active.control.end()
             with trio.CancelScope(shield=True):
                 try:
                     report = builder.build(finished, error, active.stop_reason, active.stop_message)
                     report = await self._commit_turn(task_id, report)
-                    await self._finish(task_id, report)
+                    await self._finish(task_id, report, asked_to_stop=active.asked_to_stop)
                 finally:
                     self._active.pop(task_id, None)
                     active.done.set()
 
     async def _consume(
-        self, task_id: str, stream: AsyncIterator[RunEvent], builder: ReportBuilder
+        self,
+        task_id: str,
+        active: RunInFlight,
+        stream: AsyncIterator[RunEvent],
+        builder: ReportBuilder,
     ) -> RunFinished | None:
         """Store a run's events as they arrive; the run's ``RunFinished``, if it came."""
         finished: RunFinished | None = None
         async for event in stream:
             if isinstance(event, RunStarted):
-                self._append(
-                    task_id,
-                    "run_started",
-                    f"run started: pid {event.pid}",
-                    {"pid": event.pid, "argv": event.argv, "cwd": event.cwd},
-                )
+                data = {"pid": event.pid, "argv": event.argv, "cwd": event.cwd}
+                if event.live:
+                    data |= {"live": True, "reused": event.reused, "steerable": event.steerable}
+                how = " (live, reused)" if event.reused else " (live)" if event.live else ""
+                self.append(task_id, "run_started", f"run started: pid {event.pid}{how}", data)
             elif isinstance(event, AgentEvent):
                 builder.see(event)
-                self._append(task_id, "agent", summarize(event), event_data(event), event.raw)
+                self.append(task_id, "agent", summarize(event), event_data(event), event.raw)
                 if event.kind == "init" and event.session_id:
                     await self._record_session(task_id, event.session_id)
                 await self.store.backpressure(task_id)
+            elif isinstance(event, PermissionRequest | PermissionResolved):
+                await self.live.on_frame(task_id, active.control, event)
+            elif isinstance(event, InputAccepted):
+                if active.control is not None:
+                    active.control.accepted(event)
             elif isinstance(event, RunFinished):
                 finished = event
         return finished
@@ -546,11 +547,11 @@ class TaskRunner:
             return report
 
         def note(summary: str, data: dict[str, Any]) -> None:
-            self._append(task_id, "commit", summary, data)
+            self.append(task_id, "commit", summary, data)
 
         return await self.worktrees.commit_turn(task, report, note)
 
-    async def _finish(self, task_id: str, report: RunReport) -> None:
+    async def _finish(self, task_id: str, report: RunReport, *, asked_to_stop: bool) -> None:
         cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"
         turns = "" if report.num_turns is None else f", {report.num_turns} turns"
         finished = _event(
@@ -563,10 +564,12 @@ class TaskRunner:
         def events(task: Task) -> list[dict[str, Any]]:
             return [finished, _event("status", task.status, {"status": task.status})]
 
+        def change(task: Task) -> Task:
+            return finish_run(task, report, self.clock.wall(), asked_to_stop=asked_to_stop)
+
+        self.live.turn_ended(self.store.tasks.get(task_id))
         try:
-            task = await self.store.commit(
-                task_id, lambda t: finish_run(t, report, self.clock.wall()), events, defer=True
-            )
+            task = await self.store.commit(task_id, change, events, defer=True)
         except UnknownTask:
             return  # deleted (clean_state) while the run was stopping
         log.info("task %s: run %d ended %s", task_id, task.runs, report.outcome)

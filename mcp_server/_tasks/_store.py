@@ -41,7 +41,8 @@ Recovery (:meth:`TaskStore.load`, reading with :class:`._recovery.Recovery`): a 
 not parse, a log line that does not parse, a log whose sequence breaks, or a log without a record
 is moved into ``quarantine/`` with a warning naming it. A torn last log line (the write a crash
 cut short) is cut back to the last whole line, the torn bytes kept in quarantine. A task found
-``pending`` or ``in_progress`` becomes ``interrupted``.
+``pending``, ``in_progress`` or ``input_required`` becomes ``interrupted`` (its pending
+permission requests are dropped: the daemon ended the live session with the connection).
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ class TaskStore:
         self._logs.update(recovery.logs)
         self.quarantined.extend(recovery.quarantined)
         for task_id, task in loaded.items():
-            if task.status in ("pending", "in_progress"):
+            if task.status == "pending" or task.running:
                 log.warning(
                     "task %s was %s when the server stopped: now interrupted", task_id, task.status
                 )

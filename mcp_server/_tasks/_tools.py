@@ -8,6 +8,7 @@ run ends, with its report, sending progress meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -15,12 +16,14 @@ from typing import Any
 import attrs
 import trio
 
+from host_daemon._rules import rule_errors
 from mcp_server._core import JSON, Registry, RequestContext, Tool, ToolResult
 
 from ._arguments import (
     DEFAULT_WAIT_S,
     MAX_WAIT_S,
     OUTPUT_SCHEMA,
+    ApproveArgs,
     CreateArgs,
     IdArgs,
     MergeArgs,
@@ -34,9 +37,17 @@ from ._arguments import (
     input_schema,
     parse_args,
 )
-from ._errors import RunNotStarted, TaskError, WorktreeFailed
+from ._asking import (
+    APPROVAL_FORM,
+    approval_message,
+    ask_while_pending,
+    can_elicit,
+    input_key,
+    read_answer,
+)
+from ._errors import NotPending, RunNotStarted, TaskBusy, TaskError, WorktreeFailed
 from ._isolation import REPORT_FILES, diffstat_view
-from ._model import Task, TaskOptions
+from ._model import PendingApproval, Task, TaskOptions
 from ._notices import TaskNotices
 from ._prompts import PROMPTS, prompt_view
 from ._resources import TaskResources
@@ -74,6 +85,10 @@ class TaskTools:
         return handle
 
     async def create_task(self, ctx: RequestContext, args: CreateArgs) -> ToolResult:
+        errors = rule_errors(args.allow_rules or [], "$.arguments.allow_rules")
+        errors += rule_errors(args.deny_rules or [], "$.arguments.deny_rules")
+        if errors:
+            raise ToolFailure("invalid_arguments", "; ".join(errors))
         task = await self.runner.create(
             title=args.title,
             instructions=args.instructions,
@@ -87,6 +102,23 @@ class TaskTools:
         return await self._started(ctx, task, f"created ({task.isolation_text()})")
 
     async def update_task(self, ctx: RequestContext, args: UpdateArgs) -> ToolResult:
+        self.runner.get(args.id)
+        if self.runner.in_flight(args.id) is not None:
+            steered = await self.runner.live.steer(args.id, args.instructions)
+            if steered is None:
+                raise TaskBusy(args.id)
+            task = self.runner.get(args.id)
+            if not steered.steered:
+                return failure(
+                    "busy",
+                    f"task {task.id}: the instructions did not reach the running turn "
+                    f"({steered.message}); wait for it (wait_task) and retry",
+                    task_view(task),
+                )
+            return success(
+                f"task {task.id}: the instructions went into the running turn (steered)",
+                task_view(task) | {"steered": True},
+            )
         task = await self.runner.follow_up(args.id, args.instructions)
         return await self._started(ctx, task, "updated")
 
@@ -106,13 +138,14 @@ class TaskTools:
         return failure("run_" + task.status, f"task {task.id}: the run ended {task.status}", view)
 
     async def _follow(self, ctx: RequestContext, task_id: str) -> Task:
-        """Wait for the run's end, sending progress; a cancelled MCP task stops the run."""
+        """Wait for the run's end, sending progress and asking about permission requests (when
+        the client can elicit); a cancelled MCP task stops the run."""
+        declined: set[str] = set()
         try:
             while self.runner.is_running(task_id):
                 seq = self.runner.last_seq(task_id)
                 await ctx.progress(float(seq), None, f"{seq} events")
-                with trio.move_on_after(PROGRESS_INTERVAL_S):
-                    await self.runner.wait(task_id, MAX_WAIT_S)
+                await self._supervise(ctx, task_id, PROGRESS_INTERVAL_S, declined)
         except trio.Cancelled:
             with trio.CancelScope(shield=True):
                 await self.runner.stop(task_id)
@@ -180,14 +213,106 @@ class TaskTools:
     async def wait_task(self, ctx: RequestContext, args: WaitArgs) -> ToolResult:
         self.runner.get(args.id)
         log.info("wait_task: waiting for task %s (up to %g s)", args.id, args.timeout_s)
-        task = await self.runner.wait(args.id, args.timeout_s)
-        still = task.status == "in_progress"
-        message = (
-            f"task {task.id} is still running; call wait_task again"
-            if still
-            else f"task {task.id} is {task.status}"
+        task = await self._supervise(ctx, args.id, args.timeout_s, set(), stop_when_asked=True)
+        if task.pending:
+            asked = ", ".join(f"{p.request_id} ({p.tool_name})" for p in task.pending)
+            message = (
+                f"task {task.id} is input_required: the agent waits for a decision on {asked}; "
+                "answer with approve, then call wait_task again"
+            )
+        elif task.status == "in_progress":
+            message = f"task {task.id} is still running; call wait_task again"
+        else:
+            message = f"task {task.id} is {task.status}"
+        return success(message, task_view(task, full=not task.running))
+
+    async def _supervise(
+        self,
+        ctx: RequestContext,
+        task_id: str,
+        timeout_s: float,
+        declined: set[str],
+        *,
+        stop_when_asked: bool = False,
+    ) -> Task:
+        """Wait until the run ends or ``timeout_s`` passed, asking the client's user about each
+        pending request meanwhile (when it can elicit; an answer is not cut short by the
+        timeout). A declined form leaves its request pending (in ``declined``, not asked again).
+        ``stop_when_asked``: return as soon as a request is pending that nobody is asked about.
+        """
+        deadline = trio.current_time() + timeout_s
+        eliciting = can_elicit(ctx)
+        while self.runner.is_running(task_id):
+            changed = self.runner.changed(task_id)  # before reading: no missed wake-up
+            task = self.runner.get(task_id)
+            unasked = [
+                p
+                for p in task.pending
+                if p.request_id not in declined
+                and not self.runner.live.deciding(task_id, p.request_id)
+            ]
+            if eliciting and unasked:
+                if not await self._elicit(ctx, task, unasked[0]):
+                    declined.add(unasked[0].request_id)
+                continue
+            if stop_when_asked and task.pending:
+                break
+            if trio.current_time() >= deadline:
+                break
+            with trio.move_on_at(deadline):
+                await changed.wait()
+        return self.runner.get(task_id)
+
+    async def _elicit(self, ctx: RequestContext, task: Task, request: PendingApproval) -> bool:
+        """Ask about ``request`` and apply the answer; False when the user declined."""
+
+        def still_pending() -> bool:
+            current = self.runner.store.tasks.get(task.id)
+            return current is not None and current.pending_request(request.request_id) is not None
+
+        result = await ask_while_pending(
+            still_pending,
+            lambda: self.runner.changed(task.id),
+            lambda: ctx.elicit(
+                approval_message(task, request), APPROVAL_FORM, key=input_key(request)
+            ),
         )
-        return success(message, task_view(task, full=not still))
+        if result is None:
+            return True  # decided elsewhere meanwhile
+        answer = read_answer(result)
+        if answer is None:
+            return False
+        # NotPending: decided elsewhere, or the run ended, while the user answered.
+        with contextlib.suppress(NotPending):
+            await self.runner.live.approve(
+                task.id,
+                request.request_id,
+                answer.behavior,
+                message=answer.message,
+                remember="task" if answer.remember else "once",
+                decider="elicitation",
+            )
+        return True
+
+    async def approve(self, ctx: RequestContext, args: ApproveArgs) -> ToolResult:
+        task = await self.runner.live.approve(
+            args.id, args.request_id, args.decision, message=args.message, remember=args.remember
+        )
+        done = task.pending_request(args.request_id) is None
+        return success(
+            f"task {task.id}: request {args.request_id} {args.decision}ed"
+            + ("" if done else " (sent; the daemon has not confirmed it yet)")
+            + f"; the task is {task.status}",
+            task_view(task),
+        )
+
+    async def interrupt_task(self, ctx: RequestContext, args: IdArgs) -> ToolResult:
+        task = await self.runner.live.interrupt(args.id)
+        return success(
+            f"task {task.id}: the turn was interrupted; the task is {task.status} "
+            "(update_task goes on in the same conversation)",
+            task_view(task, full=True),
+        )
 
     async def get_prompt(self, ctx: RequestContext, args: PromptIdArgs) -> ToolResult:
         if args.prompt_id is None:
@@ -208,6 +333,10 @@ def _options(args: RunOptionsArgs) -> TaskOptions:
         max_budget_usd=args.max_budget_usd,
         timeout_s=args.timeout_s,
         permission_mode=args.permission_mode,
+        live=args.live,
+        allow_rules=None if args.allow_rules is None else tuple(args.allow_rules),
+        deny_rules=tuple(args.deny_rules or ()),
+        approval_timeout_s=args.approval_timeout_s,
     )
 
 
@@ -235,7 +364,9 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "update_task",
         "Send follow-up instructions to a task: the agent continues the same "
-        "conversation. Refused with code 'busy' while a run is in flight (wait_task).",
+        "conversation. While a live turn is in flight they go into it (the result says "
+        "steered: true) where the agent can take them; otherwise refused with code 'busy' "
+        "while a run is in flight (wait_task).",
         UpdateArgs,
         TaskTools.update_task,
         as_task=True,
@@ -284,6 +415,22 @@ TOOLS: tuple[ToolSpec, ...] = (
         TaskTools.clean_state,
     ),
     ToolSpec(
+        "approve",
+        "Answer a live task's pending permission request (wait_task, report and task://{id} "
+        "list them as pending_approvals): allow or deny (a deny's message reaches the agent); "
+        "remember 'task' also allows the same use for the rest of the task. An error when the "
+        "request is not pending (already decided, timed out, its run ended).",
+        ApproveArgs,
+        TaskTools.approve,
+    ),
+    ToolSpec(
+        "interrupt_task",
+        "Stop a task's current turn (the agent's tools included) and keep the task and its "
+        "conversation: the task waits for update_task. end_task still ends everything.",
+        IdArgs,
+        TaskTools.interrupt_task,
+    ),
+    ToolSpec(
         "get_prompt",
         "One prompt template, or all of them.",
         PromptIdArgs,
@@ -292,7 +439,9 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "wait_task",
         f"Wait until a task's run ends or timeout_s passes (at most {MAX_WAIT_S:g} s, "
-        f"default {DEFAULT_WAIT_S:g} s); returns the task.",
+        f"default {DEFAULT_WAIT_S:g} s); returns the task. A permission request of a live "
+        "task is asked about by elicitation when the client can; otherwise wait_task returns "
+        "at once with status input_required and the request in pending_approvals (approve).",
         WaitArgs,
         TaskTools.wait_task,
     ),

@@ -17,7 +17,7 @@ import orjson
 
 from mcp_server._core import JSON, ResourceContents, TextContents, ToolResult
 
-from ._model import RunReport, Task, TaskEvent
+from ._model import PendingApproval, RunReport, Task, TaskEvent
 
 MAX_TEXT_CHARS = 60_000
 """Cap on one answer's text (~15k tokens), well under a client's 25k-token limit."""
@@ -87,6 +87,8 @@ def task_view(task: Task, *, full: bool = False) -> JSON:
         "isolation_note": task.isolation_note,
         "branch": task.worktree.branch if task.worktree else None,
         "review": task.review,
+        "live": task.live,
+        "pending_approvals": [pending_view(task, request) for request in task.pending],
     }
     if full:
         view["options"] = attrs.asdict(task.options)
@@ -97,6 +99,7 @@ def task_view(task: Task, *, full: bool = False) -> JSON:
         view["result"] = f"task://{task.id}/result"
         view["worktree"] = None if task.worktree is None else attrs.asdict(task.worktree)
         view["commits"] = list(task.commits[-50:])
+        view["granted_rules"] = list(task.granted_rules)
         if task.has_open_worktree:
             view["review_resources"] = {
                 "diff": f"task://{task.id}/diff",
@@ -104,6 +107,24 @@ def task_view(task: Task, *, full: bool = False) -> JSON:
                 "commits": f"task://{task.id}/commits",
             }
     return view
+
+
+def pending_view(task: Task, request: PendingApproval) -> JSON:
+    """A permission request that waits for a decision, and how to give it."""
+    tool_input = dumps(request.input)
+    return {
+        "request_id": request.request_id,
+        "tool_name": request.tool_name,
+        "input": request.input
+        if len(tool_input) <= 8000
+        else {"cut": cap(tool_input, 8000, f"task://{task.id}/logs")},
+        "description": request.description,
+        "suggestions": request.suggestions[:10],
+        "asked_at": _time(request.asked_at),
+        "timeout_at": _time(request.timeout_at),
+        "answer_with": f'approve {{"id": "{task.id}", "request_id": "{request.request_id}", '
+        '"decision": "allow" | "deny"}',
+    }
 
 
 def dumps(value: Any) -> str:

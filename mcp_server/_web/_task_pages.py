@@ -41,7 +41,7 @@ def can_end(task: Task) -> bool:
 
 
 def can_merge(task: Task) -> bool:
-    return task.has_open_worktree and task.status != "in_progress"
+    return task.has_open_worktree and not task.running
 
 
 def can_discard(task: Task) -> bool:

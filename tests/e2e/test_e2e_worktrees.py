@@ -92,10 +92,13 @@ async def test_a_project_in_a_subdirectory_runs_in_that_subdirectory_of_its_work
     assert not (world.repo / "pkg" / "inner.txt").exists()
 
 
+@pytest.mark.parametrize("live", [False, True], ids=["per-turn", "live"])
 async def test_the_checkout_is_out_of_reach_of_the_agent(
-    world: World, model: ScriptedModel
+    world: World, model: ScriptedModel, live: bool
 ) -> None:
-    """Reading or writing the checkout by absolute path: Claude asks, is denied; nothing changes."""
+    """Reading or writing the checkout by absolute path: Claude asks, is denied (per turn at
+    once; live, each ask reaches the client as a pending approval, which denies it); nothing
+    changes."""
     before = Snapshot.of(world.repo)
     model.script(
         read(str(world.repo / "keep.txt")),
@@ -103,7 +106,20 @@ async def test_the_checkout_is_out_of_reach_of_the_agent(
         Reply("Tried."),
     )
     async with serving(world) as session:
-        task_id = await create(session.client, "Escape", "Touch the checkout")
+        task_id = await create(session.client, "Escape", "Touch the checkout", live=live)
+        for name in ("keep.txt", "planted.txt") if live else ():
+            task = await wait_done(session.client, task_id, timeout=DEADLINE_S)
+            assert task["status"] == "input_required", task
+            (pending,) = task["pending_approvals"]
+            assert pending["input"]["file_path"] == str(world.repo / name)
+            await ok(
+                session.client,
+                "approve",
+                id=task_id,
+                request_id=pending["request_id"],
+                decision="deny",
+                message="no permission outside the worktree",
+            )
         await run_to_waiting(session.client, task_id)
         logged = await events(session.client, task_id)
     results = [e["data"] for e in logged if e["data"].get("kind") == "tool_result"]

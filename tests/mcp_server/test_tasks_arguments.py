@@ -60,6 +60,35 @@ _RUN_OPTIONS: dict[str, Any] = {
         "description": "Wall-clock limit per run, in seconds.",
     },
     "permission_mode": {"type": "string", "description": "The agent CLI's permission mode."},
+    # Issue 8: supervised live runs.
+    "live": {
+        "type": "boolean",
+        "description": "A supervised live run: the agent stays alive between turns, asks before "
+        "tools that need permission (the task is then input_required: approve, or answer the "
+        "elicitation), takes steering (update_task during a turn) and interrupt_task. Default: "
+        "live when the daemon says the agent can; false: one process per turn, and what needs "
+        "permission is denied.",
+    },
+    "allow_rules": {
+        "type": "array",
+        "items": {"type": "string"},
+        "maxItems": 100,
+        "description": "Narrow the daemon's allow rules (Claude's syntax, e.g. 'Bash(pytest:*)'): "
+        "only what matches one of these and a daemon rule is allowed without asking. Never "
+        "widens them.",
+    },
+    "deny_rules": {
+        "type": "array",
+        "items": {"type": "string"},
+        "maxItems": 100,
+        "description": "Rules whose matches are denied at once, on top of the daemon's.",
+    },
+    "approval_timeout_s": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "description": "Deny a permission request nobody answered after this many seconds (at "
+        "most the daemon's limit, 900 by default).",
+    },
 }
 
 
@@ -131,6 +160,37 @@ CLIENTS_SAW: dict[str, dict[str, Any]] = {
         ["id", "instructions"],
     ),
     "end_task": _object({"id": {"type": "string"}}, ["id"]),
+    # Issue 8: answering a live task's permission request, and stopping its turn.
+    "approve": _object(
+        {
+            "id": {"type": "string"},
+            "request_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 256,
+                "description": "The pending request's id (wait_task, report or task://{id} list "
+                "them).",
+            },
+            "decision": {
+                "type": "string",
+                "enum": ["allow", "deny"],
+                "description": "Let the agent use the tool, or not.",
+            },
+            "message": {
+                "type": "string",
+                "maxLength": 10000,
+                "description": "Why (a deny's message reaches the agent).",
+            },
+            "remember": {
+                "type": "string",
+                "enum": ["once", "task"],
+                "description": "'task': also allow this rule (the agent's suggestion, else the "
+                "exact command or path) for the rest of the task.",
+            },
+        },
+        ["id", "request_id", "decision"],
+    ),
+    "interrupt_task": _object({"id": {"type": "string"}}, ["id"]),
     "report": _object({"id": {"type": "string"}}, []),
     "check_status": _object({}, []),
     "clean_state": _object({}, []),
@@ -187,7 +247,8 @@ def test_every_bound_is_enforced_alike_by_schema_and_cattrs(tmp_path: pathlib.Pa
     checked = 0
     for name, tool in registry.tools.items():
         schema = tool.input_schema
-        base = dict.fromkeys(schema["required"], "x")
+        # "x" for each required argument, or its first value when it is an enum.
+        base = {key: schema["properties"][key].get("enum", ["x"])[0] for key in schema["required"]}
         arguments_class = arguments_classes[name]
         for key, property_schema in schema["properties"].items():
             for value, allowed in _edges(property_schema):

@@ -9,13 +9,16 @@ import pytest
 
 from mcp_server._tasks._model import (
     RESUMABLE,
+    RUNNING,
     TASK_STATUSES,
     InvalidTransition,
+    PendingApproval,
     RunOutcome,
     RunReport,
     Task,
     TaskOptions,
     TaskStatus,
+    ask,
     count_events,
     end,
     finish_run,
@@ -45,6 +48,8 @@ def make(status: TaskStatus = "pending") -> Task:
     task = start_run(task, T0)
     if status == "in_progress":
         return task
+    if status == "input_required":
+        return ask(task, PendingApproval("r1", "Bash", {"command": "ls"}, T0, T1), T0)
     if status == "interrupted":
         return interrupt(task, T0)
     if status == "completed":
@@ -100,7 +105,7 @@ def test_follow_up_needs_instructions(status: TaskStatus) -> None:
         start_run(make(status), T1)
 
 
-@pytest.mark.parametrize("status", ["in_progress", "completed"])
+@pytest.mark.parametrize("status", ["in_progress", "input_required", "completed"])
 def test_start_run_refused(status: TaskStatus) -> None:
     """A run cannot start while one runs or after the task ended."""
     with pytest.raises(InvalidTransition, match=f"it is {status}"):
@@ -118,9 +123,10 @@ def test_start_run_refused(status: TaskStatus) -> None:
         ("interrupted", "interrupted"),
     ],
 )
-def test_finish_run(outcome: RunOutcome, status: TaskStatus) -> None:
+@pytest.mark.parametrize("running", sorted(RUNNING))
+def test_finish_run(outcome: RunOutcome, status: TaskStatus, running: TaskStatus) -> None:
     """A run's outcome decides the status; the report and session id are kept."""
-    task = finish_run(make("in_progress"), report(outcome, "s-1"), T1)
+    task = finish_run(make(running), report(outcome, "s-1"), T1)
     assert task.status == status
     assert task.report is not None
     assert task.report.outcome == outcome
@@ -128,10 +134,10 @@ def test_finish_run(outcome: RunOutcome, status: TaskStatus) -> None:
     assert task.updated_at == T1
 
 
-@pytest.mark.parametrize("status", [s for s in TASK_STATUSES if s != "in_progress"])
+@pytest.mark.parametrize("status", [s for s in TASK_STATUSES if s not in RUNNING])
 def test_finish_run_refused(status: TaskStatus) -> None:
     """Only a running task can finish a run."""
-    with pytest.raises(InvalidTransition, match="allowed from in_progress"):
+    with pytest.raises(InvalidTransition, match="allowed from in_progress, input_required"):
         finish_run(make(status), report("success"), T1)
 
 
@@ -140,20 +146,21 @@ def test_record_session() -> None:
     assert record_session(make("in_progress"), "abc", T1).session_id == "abc"
 
 
-@pytest.mark.parametrize("status", [s for s in TASK_STATUSES if s != "in_progress"])
+@pytest.mark.parametrize("status", [s for s in TASK_STATUSES if s not in RUNNING])
 def test_record_session_refused(status: TaskStatus) -> None:
     """A session id is only recorded while a run is in progress."""
     with pytest.raises(InvalidTransition):
         record_session(make(status), "abc", T1)
 
 
-@pytest.mark.parametrize("status", ["pending", "in_progress"])
+@pytest.mark.parametrize("status", ["pending", "in_progress", "input_required"])
 def test_interrupt(status: TaskStatus) -> None:
-    """A pending or running task becomes interrupted."""
-    assert interrupt(make(status), T1).status == "interrupted"
+    """A pending or running task becomes interrupted (its pending requests are dropped)."""
+    task = interrupt(make(status), T1)
+    assert (task.status, task.pending) == ("interrupted", ())
 
 
-@pytest.mark.parametrize("status", sorted(set(TASK_STATUSES) - {"pending", "in_progress"}))
+@pytest.mark.parametrize("status", sorted(set(TASK_STATUSES) - {"pending"} - RUNNING))
 def test_interrupt_refused(status: TaskStatus) -> None:
     """Only a pending or running task can be interrupted."""
     with pytest.raises(InvalidTransition):
