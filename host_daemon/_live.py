@@ -343,7 +343,10 @@ class LiveSession:
                 updated_input=updated_input,
             )
         except DriverRefused as exc:
+            # The agent withdrew the request (Codex's ``serverRequest/resolved``): it is closed.
             log.warning("decision refused", extra=_fields(key=self.key, error=exc.message))
+            closed = resolved_frame(ask, "deny", "closed", message="the agent withdrew it")
+            await turn.send(encode_frame(closed))
             return
         resolved = resolved_frame(
             ask, behavior, decided_by, message=message, rule=rule, decider=decider
