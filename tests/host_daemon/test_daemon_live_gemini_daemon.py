@@ -159,8 +159,9 @@ async def test_interrupt_while_asking_resolves_the_request_closed(
     events = await run_turn(daemon, daemon.request("Write f.txt."), interrupt_then_allow)
     [asked] = [e for e in events if isinstance(e, PermissionRequest)]
     resolved = [e for e in events if isinstance(e, PermissionResolved)]
-    assert [(r.request_id, r.behavior, r.decided_by) for r in resolved] == [
-        (asked.request_id, "deny", "closed")
+    # Closed by the interrupt itself (the decision never reached the driver, nor was refused).
+    assert [(r.request_id, r.behavior, r.decided_by, r.message) for r in resolved] == [
+        (asked.request_id, "deny", "closed", "the turn ended")
     ]
     assert (finished(events).outcome, finished(events).session_open) == ("interrupted", True)
     assert not (daemon.root / "f.txt").exists()
