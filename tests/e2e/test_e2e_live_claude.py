@@ -560,9 +560,10 @@ async def test_remember_for_the_task_allows_the_rule_in_later_turns(
     world: World, model: ScriptedModel
 ) -> None:
     """approve with remember "task": the rule (Claude's suggestion: the exact command) is kept
-    on the task, and the same step in the next turn runs without asking, decided by that rule."""
+    on the task; the idle agent is closed (a short --live-idle-s), and in the next turn, a
+    resumed process, the same step runs without asking, decided by that rule."""
     model.script(BashCall(APPEND), Reply("Once."), BashCall(APPEND), Reply("Twice."))
-    async with serving(world) as env, client(env) as sdk:
+    async with serving(world, live_idle_s=0.5) as env, client(env) as sdk:
         (env.root / "append.sh").write_text('echo "$1" >> out.txt\n')
         task_id = await create(sdk, "append once")
         (pending,) = (await until_asked(sdk, task_id))["pending_approvals"]
@@ -576,6 +577,7 @@ async def test_remember_for_the_task_allows_the_rule_in_later_turns(
         )
         first = await until_done(sdk, task_id)
         assert first["granted_rules"] == [f"Bash({APPEND})"]
+        await eventually(lambda: marked(world) == [], "the idle live agent closed")
         await ok(sdk, "update_task", id=task_id, instructions="append again")
         second = await until_done(sdk, task_id)
         assert second["status"] == "waiting", second
