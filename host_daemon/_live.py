@@ -81,6 +81,10 @@ class LiveSession:
         #: Why the daemon ended the process (None: it exited by itself).
         self._kill_reason: Reason | None = None
         self._interrupted_by_end = False
+        #: Prefixes the driver's request ids in what the client sees: a CLI's own ids restart
+        #: with each process (Codex counts from 0, Gemini's are ``acp-<n>``), the client's must
+        #: stay unique for the key across processes (one prefix per spawn, see ``client_ask``).
+        self.id_prefix = f"{owner.next_spawn()}."
         #: An interrupt was asked in the turn running now.
         self._interrupt_requested = False
         #: The driver's end of the turn that came with ``end_process``.
@@ -252,7 +256,15 @@ class LiveSession:
 
     # -- permission requests ------------------------------------------------------------------
 
-    async def _ask(self, ask: PermissionAsk, frames: bytearray) -> bytearray:
+    def client_ask(self, ask: PermissionAsk) -> PermissionAsk:
+        """``ask`` as the client sees it: its request id made unique across the key's spawns."""
+        return attrs.evolve(ask, request_id=self.id_prefix + ask.request_id)
+
+    def _driver_id(self, client_id: str) -> str:
+        return client_id.removeprefix(self.id_prefix)
+
+    async def _ask(self, driver_ask: PermissionAsk, frames: bytearray) -> bytearray:
+        ask = self.client_ask(driver_ask)
         request = self.request
         verdict = self.owner.policy.decide(
             ask.tool_name,
@@ -266,7 +278,9 @@ class LiveSession:
         if verdict is None and turn is None:  # nobody to ask: the agent asked between turns
             verdict = Verdict("deny", "", "no turn is running: denied by the daemon")
         if verdict is not None:
-            out = self.driver.decide(ask.request_id, verdict.behavior, message=verdict.message)
+            out = self.driver.decide(
+                driver_ask.request_id, verdict.behavior, message=verdict.message
+            )
             by: DecidedBy = "policy" if verdict.rule else "closed"
             resolved = resolved_frame(
                 ask, verdict.behavior, by, message=verdict.message, rule=verdict.rule or None
@@ -323,10 +337,16 @@ class LiveSession:
     ) -> None:
         try:
             out = self.driver.decide(
-                ask.request_id, behavior, message=message, updated_input=updated_input
+                self._driver_id(ask.request_id),
+                behavior,
+                message=message,
+                updated_input=updated_input,
             )
         except DriverRefused as exc:
+            # The agent withdrew the request (Codex's ``serverRequest/resolved``): it is closed.
             log.warning("decision refused", extra=_fields(key=self.key, error=exc.message))
+            closed = resolved_frame(ask, "deny", "closed", message="the agent withdrew it")
+            await turn.send(encode_frame(closed))
             return
         resolved = resolved_frame(
             ask, behavior, decided_by, message=message, rule=rule, decider=decider
@@ -391,7 +411,8 @@ class LiveSession:
     async def interrupt(self) -> None:
         """Stop the running turn (it ends ``interrupted``); the session stays unless the driver
         ends the process."""
-        if self.turn is None:
+        turn = self.turn
+        if turn is None:
             return
         try:
             out = self.driver.interrupt()
@@ -399,6 +420,11 @@ class LiveSession:
             log.info("interrupt refused", extra=_fields(key=self.key, error=exc.message))
             return
         self._interrupt_requested = True
+        # The agent withdraws its open requests with the turn (Gemini's driver even answers
+        # them itself): none can be decided any more, they are resolved ``closed`` now.
+        for pending in turn.pending.values():
+            pending.timer.cancel()
+        await turn.send(turn.closing_frames())
         await self.apply(out)
 
     # -- ending -------------------------------------------------------------------------------
@@ -459,6 +485,7 @@ class LiveSessions:
         self._nursery: trio.Nursery | None = None
         self._choosing = trio.Lock()
         self._ready = trio.Event()
+        self._spawns = 0
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -469,6 +496,11 @@ class LiveSessions:
             self._nursery = nursery
             task_status.started()
             await trio.sleep_forever()
+
+    def next_spawn(self) -> int:
+        """A number for a new session, unique in this daemon (see ``LiveSession.id_prefix``)."""
+        self._spawns += 1
+        return self._spawns
 
     def _forget(self, session: LiveSession) -> None:
         if self.sessions.get(session.key) is session:
@@ -515,7 +547,11 @@ class LiveSessions:
 
     async def _spawn(self, key: str, plan: RunPlan) -> LiveSession:
         adapter = LIVE_ADAPTERS[plan.request.agent]
-        session = LiveSession(self, key, plan, adapter.new_driver(plan.request))
+        # The driver names the run's directory to the agent (Codex's thread, Gemini's session):
+        # the real one the agent starts in, not the client's spelling (or the project of a
+        # worktree run).
+        request = attrs.evolve(plan.request, cwd=plan.directory.path)
+        session = LiveSession(self, key, plan, adapter.new_driver(request))
         session.idle_timeout_s = _idle_timeout(plan, self.config)
         if self._nursery is None:
             raise RequestError("live_unsupported", "this daemon runs no live sessions")

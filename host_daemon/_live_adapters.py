@@ -13,12 +13,16 @@ from typing import Final
 import attrs
 
 from ._live_claude import CLAUDE_LIVE
+from ._live_codex import CODEX_LIVE
 from ._live_driver import LiveAdapter
+from ._live_gemini import GEMINI_LIVE, acp_flag
 
 __all__ = ["LIVE_ADAPTERS", "LIVE_CHECKS", "LiveCheck"]
 
 LIVE_ADAPTERS: Final[Mapping[str, LiveAdapter]] = {
     "claude": CLAUDE_LIVE,
+    "codex": CODEX_LIVE,
+    "gemini": GEMINI_LIVE,
 }
 
 
@@ -50,13 +54,24 @@ def _codex_verdict(exit_code: int | None, output: str) -> str | None:
 
 
 def _gemini_verdict(exit_code: int | None, output: str) -> str | None:
-    if exit_code == 0 and ("--acp" in output or "--experimental-acp" in output):
+    flag = acp_flag(output) if exit_code == 0 else None
+    if flag == "--acp":
         return None
+    if flag is not None:  # an older CLI: the driver starts ``gemini --acp``
+        return f"gemini --help offers only {flag}, not --acp"
     return "gemini --help does not offer --acp"
 
 
 LIVE_CHECKS: Final[Mapping[str, LiveCheck]] = {
     "claude": LiveCheck(("--help",), _claude_verdict, "stream-json control on stdin"),
-    "codex": LiveCheck(("app-server", "--help"), _codex_verdict, "codex app-server"),
-    "gemini": LiveCheck(("--help",), _gemini_verdict, "gemini --acp"),
+    "codex": LiveCheck(
+        ("app-server", "--help"),
+        _codex_verdict,
+        "codex app-server; an approved command runs outside codex's sandbox",
+    ),
+    "gemini": LiveCheck(
+        ("--help",),
+        _gemini_verdict,
+        "gemini --acp; not steerable, and a deny's message cannot reach the model",
+    ),
 }

@@ -16,7 +16,9 @@ to the run's directory, ``//x`` absolute, ``~/x`` the home), ``WebFetch(domain:h
 
 Safety beyond Claude's own matching, all towards asking: a compound or substituted command never
 matches an allow rule but a deny rule sees each part; a path with a ``..`` component never matches
-a path allow rule; an output redirection to a file never matches a Bash allow rule.
+a path allow rule; an output redirection to a file never matches a Bash allow rule. An edit of
+several files (``file_paths``, as Codex asks for a patch) is allowed by a path rule only if every
+path matches, and denied if any does.
 """
 
 from __future__ import annotations
@@ -201,14 +203,32 @@ class _Use:
         return False
 
     def _path_matches(self, pattern: str, *, deny: bool) -> bool:
-        raw = next(
+        """A deny rule matches if any of the use's paths does, an allow rule only if all do."""
+        paths = self._paths()
+        if not paths:
+            return False
+        found = [
+            isinstance(raw, str) and bool(raw) and self._one_path_matches(pattern, raw, deny=deny)
+            for raw in paths
+        ]
+        return any(found) if deny else all(found)
+
+    def _paths(self) -> list[object]:
+        """Every path the use touches: ``file_paths`` (an edit of several files, as Codex's
+        patches) and the one of ``file_path``/``notebook_path``/``path``."""
+        many = self.tool_input.get("file_paths", [])
+        # Not a list: what it names cannot be told, so no allow rule can match it all.
+        paths: list[object] = list(many) if isinstance(many, list) else [None]
+        one = next(
             (v for k in _PATH_KEYS if isinstance(v := self.tool_input.get(k), str) and v), None
         )
-        if raw is None:
-            # Grep/Glob/LS search the working directory when no path is given.
-            if self.tool_name not in {"Grep", "Glob", "LS"}:
-                return False
-            raw = "."
+        if one is None and not paths and self.tool_name in {"Grep", "Glob", "LS"}:
+            one = "."  # they search the working directory when no path is given
+        if one is not None and one not in paths:
+            paths.append(one)
+        return paths
+
+    def _one_path_matches(self, pattern: str, raw: str, *, deny: bool) -> bool:
         if not deny and ".." in raw.replace("\\", "/").split("/"):
             return False
         path = posixpath.normpath(posixpath.join(self.cwd, raw))

@@ -65,8 +65,16 @@ def _resumed_id(fixture: str) -> str:
 
 
 def test_every_codex_and_gemini_fixture_is_a_described_capture() -> None:
-    """Each Codex/Gemini fixture has a recordings.json entry; each scenario has its fixture."""
-    fixtures = {path.name for pattern in ("codex_*", "gemini_*") for path in FIXTURES.glob(pattern)}
+    """Each Codex/Gemini fixture has a recordings.json entry; each scenario has its fixture.
+
+    Live transcripts (``gemini_live_*``) are not headless captures: test_daemon_live_gemini
+    replays each of them."""
+    fixtures = {
+        path.name
+        for pattern in ("codex_*", "gemini_*")
+        for path in FIXTURES.glob(pattern)
+        if not path.name.startswith("gemini_live_")
+    }
     assert fixtures == set(RECORDINGS)
     assert {f"{scenario.name}.jsonl" for scenario in SCENARIOS} <= fixtures
     for name, entry in RECORDINGS.items():

@@ -278,6 +278,27 @@ def test_path_rule_without_a_path_does_not_match() -> None:
     assert not denies("Edit(**)", "Write", {"content": "x"})
 
 
+def patch(*paths: str) -> dict[str, Any]:
+    """An edit of several files, as Codex asks it (``file_path`` is the first of them)."""
+    return {"file_path": paths[0], "file_paths": list(paths)}
+
+
+def test_edit_of_several_files_is_allowed_only_if_every_path_matches() -> None:
+    """A patch touching a file outside the allow rule is asked, even if its first path fits."""
+    assert allows("Edit(src/**)", "Edit", patch("src/a.py", "src/b/c.py"))
+    assert not allows("Edit(src/**)", "Edit", patch("src/a.py", "/etc/passwd"))
+    assert not allows("Edit(src/**)", "Edit", patch("src/a.py", "src/../../x"))
+    assert not allows("Edit(src/**)", "Edit", {"file_path": "src/a.py", "file_paths": "src/b"})
+    assert not allows("Edit(src/**)", "Edit", {"file_path": "src/a.py", "file_paths": [3]})
+
+
+def test_edit_of_several_files_is_denied_if_any_path_matches() -> None:
+    """A deny rule on one file of a patch denies the whole patch, wherever that file is."""
+    assert denies("Edit(secrets/**)", "Edit", patch("src/a.py", "secrets/key"))
+    assert denies("Edit(//etc/**)", "Edit", patch("src/a.py", "src/b.py", "/etc/hosts"))
+    assert not denies("Edit(secrets/**)", "Edit", patch("src/a.py", "src/b.py"))
+
+
 def test_other_tools_match_by_name() -> None:
     """A rule for another tool matches that tool only; a bare rule any use of it."""
     assert allows("WebSearch", "WebSearch", {"query": "x"})
