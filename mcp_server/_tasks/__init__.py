@@ -39,6 +39,7 @@ from ._errors import (
     WorktreeFailed,
 )
 from ._listener import Listener
+from ._live import remembered_rule
 from ._model import (
     TASK_STATUSES,
     InvalidTransition,
@@ -100,4 +101,5 @@ __all__ = [
     "input_schema",
     "parse_args",
     "register_tasks",
+    "remembered_rule",
 ]

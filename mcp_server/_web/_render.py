@@ -15,8 +15,7 @@ from urllib.parse import urlencode
 
 import attrs
 
-from mcp_server._tasks import TASK_STATUSES, PendingApproval, Task, TaskEvent
-from mcp_server._tasks._live import remembered_rule
+from mcp_server._tasks import TASK_STATUSES, PendingApproval, Task, TaskEvent, remembered_rule
 
 BOARD_ROWS: Final = 500
 """Rows of the board (newest first); the rest are counted."""

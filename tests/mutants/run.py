@@ -116,7 +116,7 @@ MUTANTS = (
         name="no-restart-recovery",
         guarantee="tasks in flight at a restart come back interrupted",
         path="mcp_server/_tasks/_store.py",
-        original='            if task.status in ("pending", "in_progress"):\n',
+        original='            if task.status == "pending" or task.running:\n',
         replacement="            if False:\n",
         tests=(
             "tests/mcp_server/test_tasks_store.py",
