@@ -225,6 +225,28 @@ MUTANTS = (
             "::test_dirty_checkout_in_touched_files_refused",
         ),
     ),
+    Mutant(
+        name="daemon-deny-rules-ignored",
+        guarantee="the host owner's deny rules decide before anyone can allow",
+        path="host_daemon/_rules.py",
+        original="        for rule in self.deny:\n            if use.matches(rule, deny=True):\n",
+        replacement="        for rule in self.deny:\n            if False:\n",
+        tests=("tests/host_daemon/test_daemon_rules.py::test_daemon_deny_beats_granted",),
+    ),
+    Mutant(
+        name="idle-live-sessions-stay",
+        guarantee="an idle live agent is closed, so idle tasks hold no processes",
+        path="host_daemon/_live.py",
+        original=(
+            "            if self.turn is None and trio.current_time() >= self.idle_since + "
+            "self.idle_timeout_s:\n"
+        ),
+        replacement="            if False:\n",
+        tests=(
+            "tests/host_daemon/test_daemon_live_claude_session.py"
+            "::test_idle_session_closes_and_the_next_turn_resumes",
+        ),
+    ),
 )
 
 
