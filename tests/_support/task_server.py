@@ -17,7 +17,7 @@ import functools
 import json
 import pathlib
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -207,13 +207,16 @@ async def all_events(client: Client, task_id: str) -> list[dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def up_client(
-    tmp_path: pathlib.Path, state: pathlib.Path
+    tmp_path: pathlib.Path, state: pathlib.Path, extra_args: Sequence[str] = ()
 ) -> AsyncIterator[tuple[Up, Client]]:
-    """``coding-agent up`` on ``state`` with the stand-in agent, and an initialized client of it."""
+    """``coding-agent up`` on ``state`` with the stand-in agent, and an initialized client of it
+    (``extra_args`` go to ``up``)."""
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
     agent = install_stand_in_agent(tmp_path)
-    async with coding_agent_up(state, root, base_env(CLAUDE_PATH=agent)) as up:
+    async with coding_agent_up(
+        state, root, base_env(CLAUDE_PATH=agent), extra_args=extra_args
+    ) as up:
         headers = {"Authorization": f"Bearer {up.token}"}
         async with httpx.AsyncClient(timeout=120, headers=headers) as http:
             client = Client(http, up.url)

@@ -9,7 +9,7 @@ import signal
 
 import trio
 from _support.polling import eventually
-from _support.task_server import Env, all_events, task_server, wait_done
+from _support.task_server import Env, all_events, task_server, up_client, wait_done
 
 
 def alive(pid: int) -> bool:
@@ -142,3 +142,16 @@ async def test_check_status_shows_live_capability_and_the_policy(tmp_path: pathl
         assert daemon["policy"] == {"allow_rules": ["Bash(pytest:*)"], "deny_rules": ["Bash(rm:*)"]}
         assert daemon["live_sessions"] == 0
         assert daemon["max_live_sessions"] == 8  # the daemon's default
+
+
+async def test_up_gives_its_daemon_the_policy_of_its_flags(tmp_path: pathlib.Path) -> None:
+    """coding-agent up --allow-rule/--deny-rule/--policy-file: check_status shows them all."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('deny = ["Edit(secrets/**)"]\n')
+    flags = ["--allow-rule", "Bash(pytest:*)", "--deny-rule", "Bash(rm:*)", "--policy-file"]
+    async with up_client(tmp_path, tmp_path / "state", [*flags, str(policy)]) as (_, client):
+        status = await client.ok("check_status")
+    assert status["daemon"]["policy"] == {
+        "allow_rules": ["Bash(pytest:*)"],
+        "deny_rules": ["Bash(rm:*)", "Edit(secrets/**)"],
+    }
