@@ -31,6 +31,9 @@ _RETRY_VERSION_S: Final = 10.0
 #: A CLI's help output read for the live check, at most.
 _HELP_MAX_OUTPUT: Final = 256 * 1024
 NO_LIVE_NOTE: Final = "disabled by --no-live"
+#: How long a CLI's help may take when a live request waits on the answer (the probe's answer
+#: stays quick; an unanswered check is not remembered, so either may ask again).
+_LIVE_CHECK_TIMEOUT_S: Final = 30.0
 
 
 async def help_output(
@@ -95,14 +98,20 @@ class AgentVersions:
         return AgentInfo(name=name, path=path, version=version, live=live, live_note=note)
 
     async def live_support(self, name: str) -> tuple[bool, str | None]:
-        """Whether agent ``name`` can run live turns here, and a note (why not, or how)."""
+        """Whether agent ``name`` can run live turns here, and a note (why not, or how).
+
+        For a live request: a CLI slow to answer its help (a loaded host, a cold node) gets
+        ``_LIVE_CHECK_TIMEOUT_S``, not the probe's few seconds.
+        """
         adapter = ADAPTERS.get(name)
         path = adapter.find_executable(self.environ) if adapter is not None else None
         if path is None:
             return False, f"{name} not found"
-        return await self._live_support(name, path)
+        return await self._live_support(name, path, _LIVE_CHECK_TIMEOUT_S)
 
-    async def _live_support(self, name: str, path: str) -> tuple[bool, str | None]:
+    async def _live_support(
+        self, name: str, path: str, timeout: float = _PROBE_VERSION_TIMEOUT_S
+    ) -> tuple[bool, str | None]:
         check = LIVE_CHECKS.get(name)
         if not self.live:
             return False, NO_LIVE_NOTE
@@ -117,13 +126,17 @@ class AgentVersions:
             cached = self._live.get(path)
             if cached is None or cached[0] != identity:
                 try:
-                    code, output = await help_output(
-                        path, check.args, self.environ, _PROBE_VERSION_TIMEOUT_S
-                    )
-                    why = check.verdict(code, output)
+                    code, output = await help_output(path, check.args, self.environ, timeout)
                 except OSError as exc:
-                    why = f"cannot run {path}: {exc.strerror or exc}"
-                cached = self._live[path] = (identity, why)
+                    cached = self._live[path] = (
+                        identity,
+                        f"cannot run {path}: {exc.strerror or exc}",
+                    )
+                else:
+                    if code is None:  # no answer in time: said, but not remembered
+                        shown = " ".join([path, *check.args])
+                        return False, f"{shown} did not answer within {timeout:g} s"
+                    cached = self._live[path] = (identity, check.verdict(code, output))
         why = cached[1]
         return (True, check.how) if why is None else (False, why)
 

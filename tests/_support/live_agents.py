@@ -20,11 +20,11 @@ from typing import Any
 
 import attrs
 
-from host_daemon import PermissionDecision, PermissionRequest, RunEvent, RunRequest, RunStream
+from host_daemon import RunRequest
 
 from .agent_clis import GEMINI_MODEL, codex_env, codex_executable, gemini_env, gemini_executable
 from .daemon import running_daemon
-from .live_claude import MARKER, LiveDaemon
+from .live_claude import MARKER, LiveDaemon, allow_all
 from .scripted_codex import ScriptedCodexModel
 from .scripted_gemini import ScriptedGeminiModel
 
@@ -93,11 +93,3 @@ async def gemini_daemon(
     defaults = {"model": GEMINI_MODEL}
     async with _agent_daemon("gemini", env, tmp_path, defaults, overrides) as daemon:
         yield daemon
-
-
-async def allow_all(stream: RunStream, event: RunEvent) -> None:
-    """Allow every permission request of the turn."""
-    if isinstance(event, PermissionRequest):
-        await stream.decide(
-            PermissionDecision(request_id=event.request_id, behavior="allow", decider="test")
-        )

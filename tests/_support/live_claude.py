@@ -12,7 +12,16 @@ from typing import Any
 import attrs
 import trio
 
-from host_daemon import RunEvent, RunFinished, RunRequest, RunStream, open_run
+from host_daemon import (
+    PermissionDecision,
+    PermissionRequest,
+    RunEvent,
+    RunFinished,
+    RunRequest,
+    RunStarted,
+    RunStream,
+    open_run,
+)
 
 from .claude_cli import claude_env
 from .daemon import running_daemon
@@ -77,6 +86,20 @@ async def run_turn(
                 events.append(event)
                 await on_event(stream, event)
     return events
+
+
+def run_started(events: list[RunEvent]) -> RunStarted:
+    """The turn's ``RunStarted`` (its first event)."""
+    assert isinstance(events[0], RunStarted), events[0]
+    return events[0]
+
+
+async def allow_all(stream: RunStream, event: RunEvent) -> None:
+    """Allow every permission request of the turn."""
+    if isinstance(event, PermissionRequest):
+        await stream.decide(
+            PermissionDecision(request_id=event.request_id, behavior="allow", decider="test")
+        )
 
 
 def finished(events: list[RunEvent]) -> RunFinished:

@@ -7,7 +7,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 from _support.claude_cli import claude_executable
-from _support.live_claude import LiveDaemon, finished, live_daemon, run_turn, text_of, tool_results
+from _support.live_claude import (
+    LiveDaemon,
+    allow_all,
+    finished,
+    live_daemon,
+    run_turn,
+    text_of,
+    tool_results,
+)
 from _support.polling import eventually
 from _support.scripted_model import BashCall, Reply, ScriptedModel, open_scripted_model
 
@@ -46,13 +54,6 @@ async def daemon(
     async with live_daemon(claude, model, tmp_path) as served:
         yield served
     await eventually(lambda: not served.leftovers(), "no agent process left", timeout=10)
-
-
-async def allow_all(stream: RunStream, event: RunEvent) -> None:
-    if isinstance(event, PermissionRequest):
-        await stream.decide(
-            PermissionDecision(request_id=event.request_id, behavior="allow", decider="test")
-        )
 
 
 async def test_bash_asked_then_allowed_runs_and_session_stays(

@@ -22,8 +22,10 @@ from _support.daemon import install_stand_in_agent, running_daemon
 from _support.live_claude import (
     DEADLINE_S,
     LiveDaemon,
+    allow_all,
     finished,
     live_daemon,
+    run_started,
     run_turn,
 )
 from _support.polling import eventually
@@ -39,7 +41,6 @@ from host_daemon import (
     RequestRejected,
     RunEvent,
     RunRequest,
-    RunStarted,
     RunStream,
     WorktreeCreate,
     WorktreeDiscard,
@@ -79,16 +80,6 @@ async def daemon(
     await eventually(lambda: not served.leftovers(), "no agent process left", timeout=10)
 
 
-async def allow_all(stream: RunStream, event: RunEvent) -> None:
-    if isinstance(event, PermissionRequest):
-        await stream.decide(PermissionDecision(request_id=event.request_id, behavior="allow"))
-
-
-def _started(events: list[RunEvent]) -> RunStarted:
-    assert isinstance(events[0], RunStarted)
-    return events[0]
-
-
 def _history(model: ScriptedModel) -> str:
     """The last model call's messages, as text."""
     return json.dumps(model.main_requests[-1]["messages"])
@@ -123,8 +114,8 @@ async def test_second_turn_reuses_the_process_and_conversation(
     model.script(Reply("one"), Reply("two"))
     first = await run_turn(daemon, daemon.request("remember FIRST-PROMPT"))
     second = await run_turn(daemon, daemon.request("and now?"))
-    assert _started(second).reused is True
-    assert _started(second).pid == _started(first).pid
+    assert run_started(second).reused is True
+    assert run_started(second).pid == run_started(first).pid
     assert finished(second).session_id == finished(first).session_id is not None
     assert (finished(second).final_text, finished(second).session_open) == ("two", True)
     assert "FIRST-PROMPT" in _history(model)
@@ -176,7 +167,7 @@ async def test_interrupt_mid_tool_leaves_no_process_and_the_talk_goes_on(
     assert (end.outcome, end.session_open) == ("interrupted", True)
     await eventually(lambda: not _commands(daemon, "time.sleep(60)"), "the tool gone", timeout=10)
     following = await run_turn(daemon, daemon.request("go on"))
-    assert _started(following).reused is True
+    assert run_started(following).reused is True
     assert finished(following).final_text == "after the interrupt"
     assert "FIRST-LONG" in _history(model)
 
@@ -187,12 +178,12 @@ async def test_idle_session_closes_and_the_next_turn_resumes(
     """After the idle timeout the process is gone; the next turn resumes the conversation."""
     model.script(Reply("one"), Reply("resumed"))
     first = await run_turn(daemon, daemon.request("remember IDLE-FIRST", idle_timeout_s=0.5))
-    pid = _started(first).pid
+    pid = run_started(first).pid
     await eventually(lambda: not any(p == pid for p, _ in daemon.leftovers()), "idle close")
     session = finished(first).session_id
     second = await run_turn(daemon, daemon.request("again", resume_session_id=session))
-    assert _started(second).reused is False
-    assert _started(second).pid != pid
+    assert run_started(second).reused is False
+    assert run_started(second).pid != pid
     assert (finished(second).session_id, finished(second).final_text) == (session, "resumed")
     assert "IDLE-FIRST" in _history(model)
 
@@ -239,7 +230,7 @@ async def test_max_sessions_closes_the_longest_idle(
         pids = []
         for key in ("a", "b", "c"):
             events = await run_turn(daemon, daemon.request(f"hello {key}", key=key))
-            pids.append(_started(events).pid)
+            pids.append(run_started(events).pid)
         alive = {pid for pid, _ in daemon.leftovers()}
         assert pids[0] not in alive
         assert {pids[1], pids[2]} <= alive
@@ -346,8 +337,8 @@ async def test_worktree_discard_closes_the_keys_session_first(
         assert isinstance(info, WorktreeInfo)
         request = daemon.request("hello", key=key, worktree=key, cwd=str(repo))
         events = await run_turn(daemon, request)
-        assert _started(events).cwd == info.path
-        pid = _started(events).pid
+        assert run_started(events).cwd == info.path
+        pid = run_started(events).pid
         await discard_worktree(daemon.host, daemon.port, daemon.token, WorktreeDiscard(key=key))
         assert not any(p == pid for p, _ in daemon.leftovers())
         assert (await probe(daemon.host, daemon.port, daemon.token)).live_sessions == 0

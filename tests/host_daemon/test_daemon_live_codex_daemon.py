@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from _support.live_agents import LiveAgentDaemon, allow_all, codex_daemon
-from _support.live_claude import finished, run_turn
+from _support.live_claude import finished, run_started, run_turn
 from _support.polling import eventually
 from _support.scripted_codex import Patch, ScriptedCodexModel, ShellCall, open_scripted_codex_model
 from _support.scripted_model import Hold, Reply
@@ -61,11 +61,6 @@ async def daemon(
     await eventually(lambda: not served.leftovers(), "no agent process left", timeout=10)
 
 
-def _started(events: list[RunEvent]) -> RunStarted:
-    assert isinstance(events[0], RunStarted), events[0]
-    return events[0]
-
-
 def _history(model: ScriptedCodexModel) -> str:
     """What the model was sent in its last call, as text."""
     return json.dumps(model.main_requests[-1]["input"])
@@ -83,7 +78,7 @@ async def test_command_asked_then_allowed_runs_and_session_stays(
     (daemon.root / "proj").mkdir()
     model.script(ShellCall("echo hi > f.txt"), Reply("Created f.txt."))
     events = await run_turn(daemon, daemon.request("Create f.txt.", cwd="proj"), allow_all)
-    started = _started(events)
+    started = run_started(events)
     assert (started.live, started.reused, started.steerable) == (True, False, True)
     asked = [e for e in events if isinstance(e, PermissionRequest)]
     assert [(a.tool_name, a.input) for a in asked] == [("Bash", {"command": "echo hi > f.txt"})]
@@ -124,8 +119,8 @@ async def test_second_turn_reuses_the_process_and_remembers(
     model.script(Reply("Hello."), Reply("You said hello first."))
     first = await run_turn(daemon, daemon.request("Say hello FIRST-TURN."))
     second = await run_turn(daemon, daemon.request("What did I ask first?"))
-    assert _started(second).reused is True
-    assert _started(second).pid == _started(first).pid
+    assert run_started(second).reused is True
+    assert run_started(second).pid == run_started(first).pid
     assert finished(second).session_id == finished(first).session_id is not None
     assert finished(second).final_text == "You said hello first."
     assert "FIRST-TURN" in _history(model)
@@ -151,8 +146,8 @@ async def test_interrupt_mid_command_ends_the_process_and_the_next_turn_resumes(
     assert end.session_id is not None
     await eventually(lambda: not daemon.leftovers(), "nothing of the session left", timeout=10)
     following = await run_turn(daemon, daemon.request("Go on.", resume_session_id=end.session_id))
-    assert _started(following).reused is False
-    assert _started(following).pid != _started(first).pid
+    assert run_started(following).reused is False
+    assert run_started(following).pid != run_started(first).pid
     assert (finished(following).session_id, finished(following).final_text) == (
         end.session_id,
         "Resumed.",
@@ -174,7 +169,7 @@ async def test_requests_of_a_new_process_get_new_ids(
     second = await run_turn(
         daemon, daemon.request("Write g.txt.", resume_session_id=thread), allow_all
     )
-    assert _started(second).pid != _started(first).pid
+    assert run_started(second).pid != run_started(first).pid
     ids = [e.request_id for e in first + second if isinstance(e, PermissionRequest)]
     assert len(ids) == len(set(ids)) == 2
     assert (daemon.root / "g.txt").read_text() == "two\n"

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from _support.live_agents import LiveAgentDaemon, allow_all, gemini_daemon
-from _support.live_claude import finished, run_turn
+from _support.live_claude import finished, run_started, run_turn
 from _support.polling import eventually
 from _support.scripted_gemini import ScriptedGeminiModel, ShellCommand, open_scripted_gemini_model
 from _support.scripted_model import Reply
@@ -24,7 +24,6 @@ from host_daemon import (
     PermissionRequest,
     PermissionResolved,
     RunEvent,
-    RunStarted,
     RunStream,
     probe,
 )
@@ -49,11 +48,6 @@ async def daemon(
     await eventually(lambda: not served.leftovers(), "no agent process left", timeout=10)
 
 
-def _started(events: list[RunEvent]) -> RunStarted:
-    assert isinstance(events[0], RunStarted), events[0]
-    return events[0]
-
-
 def _history(model: ScriptedGeminiModel) -> str:
     """The conversation the model was sent in its last call, as text."""
     return json.dumps(model.main_requests[-1]["contents"])
@@ -71,7 +65,7 @@ async def test_command_asked_then_allowed_runs_and_session_stays(
     (daemon.root / "proj").mkdir()
     model.script(ShellCommand("echo live > f.txt"), Reply("written"))
     events = await run_turn(daemon, daemon.request("Write f.txt.", cwd="proj"), allow_all)
-    started = _started(events)
+    started = run_started(events)
     assert (started.live, started.reused, started.steerable) == (True, False, False)
     asked = [e for e in events if isinstance(e, PermissionRequest)]
     assert [(a.tool_name, a.input) for a in asked] == [("Bash", {"command": "echo live > f.txt"})]
@@ -114,8 +108,8 @@ async def test_second_turn_reuses_the_process_and_remembers(
     model.script(Reply("Hello."), Reply("You said hello first."))
     first = await run_turn(daemon, daemon.request("Say hello FIRST-TURN."))
     second = await run_turn(daemon, daemon.request("What did I ask first?"))
-    assert _started(second).reused is True
-    assert _started(second).pid == _started(first).pid
+    assert run_started(second).reused is True
+    assert run_started(second).pid == run_started(first).pid
     assert finished(second).session_id == finished(first).session_id is not None
     assert finished(second).final_text == "You said hello first."
     assert "FIRST-TURN" in _history(model)
@@ -139,7 +133,10 @@ async def test_interrupt_mid_command_leaves_no_command_and_the_talk_goes_on(
     assert (end.outcome, end.session_open) == ("interrupted", True)
     await eventually(lambda: not _running(daemon, "sleep"), "the command gone", timeout=10)
     following = await run_turn(daemon, daemon.request("Go on."))
-    assert (_started(following).reused, _started(following).pid) == (True, _started(first).pid)
+    assert (run_started(following).reused, run_started(following).pid) == (
+        True,
+        run_started(first).pid,
+    )
     assert finished(following).final_text == "after the interrupt"
     assert "LONG-FIRST" in _history(model)
 
