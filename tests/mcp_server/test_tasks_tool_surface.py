@@ -69,3 +69,32 @@ async def test_list_result_validates_against_output_schema(
         assert not answer.is_error, answer
         assert answer.structured_content is not None
         assert isinstance(answer.structured_content["result"], list)
+
+
+READ_ONLY = {"check_status", "get_prompt", "report", "wait_task"}
+DESTRUCTIVE = {
+    "approve",
+    "clean_state",
+    "create_task",
+    "discard_task",
+    "end_task",
+    "interrupt_task",
+    "merge_task",
+    "update_task",
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_tools_carry_annotations(tmp_path: pathlib.Path, mode: str) -> None:
+    """Every tool states all four hints and a title; reads are read-only, the rest destructive."""
+    async with _up_client(tmp_path, mode) as client:
+        listed = (await client.list_tools()).tools
+    hints = {t.name: t.annotations for t in listed}
+    assert set(hints) == READ_ONLY | DESTRUCTIVE
+    for name, annotation in hints.items():
+        assert annotation is not None, name
+        assert annotation.title, name
+        assert annotation.read_only_hint is (name in READ_ONLY), name
+        assert annotation.destructive_hint is (name in DESTRUCTIVE), name
+        assert annotation.idempotent_hint is (name not in {"create_task", "update_task"}), name
+        assert annotation.open_world_hint is (name in {"create_task", "update_task"}), name
