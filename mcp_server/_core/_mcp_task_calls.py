@@ -87,10 +87,16 @@ class McpTaskCalls:
         if session is not None and session.peer is not None:
             session_peer = session.peer
 
+            sent: list[JSON] = []
+
             async def send(task: McpTaskRecord) -> None:
                 # The state when sent, not when changed: spawned sends may run in any order,
-                # and a stale one must not follow a newer one.
-                await session_peer.notify("notifications/tasks/status", task.legacy_json())
+                # and a stale one must not follow a newer one (nor the same one twice).
+                state = task.legacy_json()
+                if sent and sent[0] == state:
+                    return
+                sent[:] = [state]
+                await session_peer.notify("notifications/tasks/status", state)
 
             def announce(task: McpTaskRecord) -> None:
                 if group.running:
@@ -101,9 +107,7 @@ class McpTaskCalls:
             on_change = self.listener
         mint = tool.mint_task_id
         task_id = None if mint is None else mint()
-        record = self.tasks.create(
-            owner, env.era, ttl, group, on_change=on_change, task_id=task_id
-        )
+        record = self.tasks.create(owner, env.era, ttl, group, on_change=on_change, task_id=task_id)
         task_peer: Peer = session.peer if session is not None and session.peer else _NullPeer()
         ctx = HandlerContext(env, task_peer, request.id, task=record)
         if env.era == "modern":
