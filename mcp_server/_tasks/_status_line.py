@@ -2,12 +2,13 @@
 
 Clients show an MCP task's ``statusMessage`` (``tasks/get``, ``tasks/list``, status
 notifications) where they show its id, so the message names the coding task that the tools take,
-its status and its latest event, and is kept current while a tool follows the run.
+its status and its latest event, and is kept current while a tool follows the run (checked at
+each progress tick, about once a second).
 """
 
 from __future__ import annotations
 
-from typing import NoReturn
+import attrs
 
 from mcp_server._core import RequestContext, clip
 
@@ -27,10 +28,17 @@ async def status_line(runner: TaskRunner, task_id: str) -> str:
     return f"task {task.id}: {task.status} — {clip(news[-1], SUMMARY_CHARS)}"
 
 
-async def keep_status(ctx: RequestContext, runner: TaskRunner, task_id: str) -> NoReturn:
-    """Report the status line as the MCP task's status message at each change of the coding
-    task, until cancelled."""
-    while True:
-        changed = runner.changed(task_id)  # before reading: no missed change
-        ctx.report_status(await status_line(runner, task_id))
-        await changed.wait()
+@attrs.define
+class StatusReporter:
+    """Keeps an MCP task's status message on the status line of the coding task it follows."""
+
+    runner: TaskRunner
+    task_id: str
+    _shown: tuple[str, int] | None = None
+
+    async def update(self, ctx: RequestContext) -> None:
+        """Report the status line if the task's status or latest event changed since."""
+        key = (self.runner.get(self.task_id).status, self.runner.last_seq(self.task_id))
+        if key != self._shown:
+            self._shown = key
+            ctx.report_status(await status_line(self.runner, self.task_id))

@@ -55,7 +55,7 @@ from ._prompts import PROMPTS, prompt_view
 from ._resources import TaskResources
 from ._review import TaskReview
 from ._runner import TaskRunner
-from ._status_line import keep_status, status_line
+from ._status_line import StatusReporter
 from ._views import failure, statistics_view, success, task_view
 
 log = logging.getLogger("mcp_server.tasks")
@@ -146,20 +146,18 @@ class TaskTools:
         current and asking about permission requests (when the client can elicit); a cancelled
         MCP task stops the run."""
         declined: set[str] = set()
+        status = StatusReporter(self.runner, task_id)
         try:
-            ctx.report_status(await status_line(self.runner, task_id))
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(keep_status, ctx, self.runner, task_id)
-                while self.runner.is_running(task_id):
-                    seq = self.runner.last_seq(task_id)
-                    await ctx.progress(float(seq), None, f"{seq} events")
-                    await self._supervise(ctx, task_id, PROGRESS_INTERVAL_S, declined)
-                nursery.cancel_scope.cancel()
+            while self.runner.is_running(task_id):
+                await status.update(ctx)
+                seq = self.runner.last_seq(task_id)
+                await ctx.progress(float(seq), None, f"{seq} events")
+                await self._supervise(ctx, task_id, PROGRESS_INTERVAL_S, declined)
+            await status.update(ctx)
         except trio.Cancelled:
             with trio.CancelScope(shield=True):
                 await self.runner.stop(task_id)
             raise
-        ctx.report_status(await status_line(self.runner, task_id))
         return self.runner.get(task_id)
 
     async def end_task(self, ctx: RequestContext, args: IdArgs) -> ToolResult:
