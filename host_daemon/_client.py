@@ -156,9 +156,13 @@ async def _call(
         return answer
 
 
-async def probe(host: str, port: int, token: str, *, timeout: float = 10.0) -> ProbeInfo:
-    """Ask the daemon what it is, which agents it found and its limits."""
-    return await _call(host, port, token, ProbeRequest(), ProbeInfo, timeout=timeout, what="probe")
+async def probe(
+    host: str, port: int, token: str, *, timeout: float = 10.0, live_check_s: float | None = None
+) -> ProbeInfo:
+    """Ask the daemon what it is, which agents it found and its limits; ``live_check_s``: how
+    long a live check not yet answered may take (see :class:`ProbeRequest`)."""
+    request = ProbeRequest(live_check_s=live_check_s)
+    return await _call(host, port, token, request, ProbeInfo, timeout=timeout, what="probe")
 
 
 async def create_worktree(

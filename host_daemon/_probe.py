@@ -34,6 +34,8 @@ NO_LIVE_NOTE: Final = "disabled by --no-live"
 #: How long a CLI's help may take when a live request waits on the answer (the probe's answer
 #: stays quick; an unanswered check is not remembered, so either may ask again).
 _LIVE_CHECK_TIMEOUT_S: Final = 30.0
+#: The most a probe may ask to wait for a live check (``ProbeRequest.live_check_s``).
+_MAX_LIVE_CHECK_S: Final = 60.0
 
 
 async def help_output(
@@ -70,20 +72,26 @@ class AgentVersions:
         #: Per CLI path: its identity, why ``--version`` failed, and when (``trio.current_time``).
         self._version_failures: dict[str, tuple[tuple[int, int], str, float]] = {}
 
-    async def describe_all(self) -> list[AgentInfo]:
+    async def describe_all(self, live_check_s: float | None = None) -> list[AgentInfo]:
         """Every agent, in ``AGENT_NAMES`` order; the CLIs answer ``--version`` concurrently,
-        each within ``_PROBE_VERSION_TIMEOUT_S``."""
+        each within ``_PROBE_VERSION_TIMEOUT_S``, and a live check not yet answered within
+        ``live_check_s`` (the probe's few seconds by default, at most ``_MAX_LIVE_CHECK_S``)."""
         found: dict[str, AgentInfo] = {}
+        live_timeout = (
+            _PROBE_VERSION_TIMEOUT_S
+            if live_check_s is None
+            else min(max(live_check_s, _PROBE_VERSION_TIMEOUT_S), _MAX_LIVE_CHECK_S)
+        )
 
         async def describe(name: AgentName) -> None:
-            found[name] = await self._agent_info(name)
+            found[name] = await self._agent_info(name, live_timeout)
 
         async with trio.open_nursery() as nursery:
             for name in AGENT_NAMES:
                 nursery.start_soon(describe, name)
         return [found[name] for name in AGENT_NAMES]
 
-    async def _agent_info(self, name: AgentName) -> AgentInfo:
+    async def _agent_info(self, name: AgentName, live_timeout: float) -> AgentInfo:
         """One agent CLI: where it is and its version, or why not."""
         adapter = ADAPTERS.get(name)
         path = adapter.find_executable(self.environ) if adapter is not None else None
@@ -94,7 +102,7 @@ class AgentVersions:
             version = await self._version(path)
         except (AgentVersionError, OSError) as exc:  # a broken CLI is reported, not fatal
             return AgentInfo(name=name, path=path, version=None, error=str(exc))
-        live, note = await self._live_support(name, path)
+        live, note = await self._live_support(name, path, live_timeout)
         return AgentInfo(name=name, path=path, version=version, live=live, live_note=note)
 
     async def live_support(self, name: str) -> tuple[bool, str | None]:

@@ -275,7 +275,7 @@ class _Daemon:
 
     async def _operate(self, conn_id: int, conn: FramedStream, operation: object) -> None:
         if isinstance(operation, ProbeRequest):
-            await conn.send(await self.probe())
+            await conn.send(await self.probe(operation.live_check_s))
             log.info("probe served", extra=_fields(conn=conn_id))
         elif isinstance(operation, RunRequest):
             await self.run(conn_id, conn, operation)
@@ -346,12 +346,13 @@ class _Daemon:
                     log.exception("git --version failed")
         return self._git_version
 
-    async def probe(self) -> ProbeInfo:
-        """What the daemon is, which agent CLIs it found (with their versions), its limits."""
+    async def probe(self, live_check_s: float | None = None) -> ProbeInfo:
+        """What the daemon is, which agent CLIs it found (with their versions), its limits;
+        an unanswered live check gets ``live_check_s`` (see :class:`ProbeRequest`)."""
         return ProbeInfo(
             daemon_version=__version__,
             protocol_version=PROTOCOL_VERSION,
-            agents=await self.agents.describe_all(),
+            agents=await self.agents.describe_all(live_check_s),
             roots=list(self.config.roots),
             max_concurrent_runs=self.config.max_runs,
             active_runs=len(self.runs),

@@ -50,6 +50,10 @@ INTERRUPT_TIMEOUT_S = 30.0
 """How long an interrupted live turn may take to end before its run is stopped outright."""
 CLOSE_TIMEOUT_S = 10.0
 """How long closing a task's live session may take."""
+LIVE_CHECK_S = 30.0
+"""How long the daemon may take to learn whether an agent's CLI runs live, when a new task asks."""
+PROBE_MARGIN_S = 5.0
+"""The rest of that probe's time: versions, git, the connection."""
 HISTORY = 1000
 """How many decided requests are remembered, to say why a late decision is refused."""
 
@@ -115,7 +119,11 @@ class LiveDesk:
         if wanted is False:
             return False
         try:
-            info = await self._runner.probe()
+            # A CLI slow to answer its help (a cold node on a loaded host) would otherwise make
+            # the task per-turn for good: deciding waits for the check, once per CLI file.
+            info = await self._runner.probe(
+                timeout=LIVE_CHECK_S + PROBE_MARGIN_S, live_check_s=LIVE_CHECK_S
+            )
         except (DaemonError, OSError):
             return bool(wanted)  # the run itself will say why the daemon cannot be reached
         found = next((a for a in info.agents if a.name == agent), None)

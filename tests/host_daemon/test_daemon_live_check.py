@@ -4,38 +4,20 @@ from __future__ import annotations
 
 import os
 import pathlib
-import stat
-import sys
 
+from _support.daemon import running_daemon
+from _support.slow_help import VERSION_THEN_SLOW_FIRST_HELP, slow_gemini
+
+import host_daemon
 from host_daemon._live_adapters import LIVE_CHECKS
 from host_daemon._probe import AgentVersions
 
 _LIVE = (True, LIVE_CHECKS["gemini"].how)
 
-# Answers ``--help`` with the ACP flag; the first answer only after 8 s (a cold node on a
-# loaded host), the later ones at once. Counts its ``--help`` runs in ``helps``.
-_SLOW_FIRST_HELP = """\
-import os, sys, time
-count = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helps")
-with open(count, "a") as f:
-    f.write("x")
-if sys.argv[1:] == ["--help"]:
-    if os.path.getsize(count) == 1:
-        time.sleep(8)
-    print("Usage: gemini [options]\\n  --acp  Starts the agent in ACP mode")
-"""
-
-
-def _slow_gemini(tmp_path: pathlib.Path) -> pathlib.Path:
-    script = tmp_path / "gemini"
-    script.write_text(f"#!{sys.executable}\n{_SLOW_FIRST_HELP}")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return script
-
 
 async def test_a_help_that_times_out_is_not_remembered(tmp_path: pathlib.Path) -> None:
     """A probe's check that timed out says so; the next check asks again and finds live."""
-    gemini = _slow_gemini(tmp_path)
+    gemini = slow_gemini(tmp_path)
     versions = AgentVersions({"GEMINI_PATH": str(gemini), "PATH": os.environ["PATH"]})
     live, note = await versions._live_support("gemini", str(gemini))
     assert live is False
@@ -48,6 +30,29 @@ async def test_a_help_that_times_out_is_not_remembered(tmp_path: pathlib.Path) -
 
 async def test_a_live_request_waits_for_a_slow_help(tmp_path: pathlib.Path) -> None:
     """A live request's check gives the CLI more than the probe's few seconds to answer."""
-    gemini = _slow_gemini(tmp_path)
+    gemini = slow_gemini(tmp_path)
     versions = AgentVersions({"GEMINI_PATH": str(gemini), "PATH": os.environ["PATH"]})
     assert await versions.live_support("gemini") == _LIVE
+
+
+async def test_a_probe_asked_to_wait_learns_a_slow_help(tmp_path: pathlib.Path) -> None:
+    """A probe with ``live_check_s`` (what a create sends) waits out a slow first help."""
+    gemini = slow_gemini(tmp_path, VERSION_THEN_SLOW_FIRST_HELP)
+    env = {"GEMINI_PATH": str(gemini)}
+    async with running_daemon(roots=[tmp_path], env=env) as daemon:
+        info = await host_daemon.probe(
+            daemon.host, daemon.port, daemon.token, timeout=40.0, live_check_s=30.0
+        )
+    found = next(agent for agent in info.agents if agent.name == "gemini")
+    assert (found.live, found.live_note) == _LIVE
+
+
+async def test_a_plain_probe_stays_quick_on_a_slow_help(tmp_path: pathlib.Path) -> None:
+    """A probe without ``live_check_s`` says the check did not answer, in a few seconds."""
+    gemini = slow_gemini(tmp_path, VERSION_THEN_SLOW_FIRST_HELP)
+    async with running_daemon(roots=[tmp_path], env={"GEMINI_PATH": str(gemini)}) as daemon:
+        info = await host_daemon.probe(daemon.host, daemon.port, daemon.token, timeout=6.0)
+    found = next(agent for agent in info.agents if agent.name == "gemini")
+    assert found.live is False
+    assert found.live_note is not None
+    assert "did not answer within 3 s" in found.live_note

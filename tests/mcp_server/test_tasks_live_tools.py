@@ -9,6 +9,7 @@ import signal
 
 import trio
 from _support.polling import eventually
+from _support.slow_help import VERSION_THEN_SLOW_FIRST_HELP, slow_gemini
 from _support.task_server import Env, all_events, task_server, up_client, wait_done
 
 
@@ -53,6 +54,19 @@ async def test_live_by_default_only_where_the_daemon_says_it_can(tmp_path: pathl
         task = await wait_done(env.client, created["task_id"])
         assert task["status"] == "waiting"
         assert task["pending_approvals"] == []
+
+
+async def test_live_by_default_waits_for_a_slow_live_check(tmp_path: pathlib.Path) -> None:
+    """A CLI slow to answer its help (a loaded host) still runs live: create waits for it."""
+    bin_dir = tmp_path / "slow"
+    bin_dir.mkdir()
+    gemini = slow_gemini(bin_dir, VERSION_THEN_SLOW_FIRST_HELP)
+    async with task_server(tmp_path, daemon_env={"GEMINI_PATH": str(gemini)}) as env:
+        created = await env.client.ok(
+            "create_task", title="t", instructions="hello", agent="gemini"
+        )
+        assert created["live"] is True
+        await env.client.ok("end_task", id=created["task_id"])
 
 
 async def test_a_bad_rule_is_refused_naming_its_place(tmp_path: pathlib.Path) -> None:
