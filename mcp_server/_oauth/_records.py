@@ -65,6 +65,8 @@ class ClientRecord:
     registered_at: float
     client_secret_hash: str | None = attrs.field(default=None, repr=False)
     client_uri: str | None = None
+    from_document: bool = False
+    """Described by a client ID metadata document at ``client_id`` (fetched, not registered)."""
 
 
 @attrs.frozen

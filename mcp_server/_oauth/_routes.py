@@ -50,9 +50,10 @@ CORS_HEADERS: Final = {
 }
 
 
-def authorization_server_metadata(base: str) -> dict[str, Any]:
-    """RFC 8414 metadata of the authorization server at ``base``."""
-    return {
+def authorization_server_metadata(base: str, *, documents: bool = False) -> dict[str, Any]:
+    """RFC 8414 metadata of the authorization server at ``base``; ``documents``: it takes
+    client ID metadata documents."""
+    metadata: dict[str, Any] = {
         "issuer": base,
         "authorization_endpoint": f"{base}/oauth/authorize",
         "token_endpoint": f"{base}/oauth/token",
@@ -65,6 +66,9 @@ def authorization_server_metadata(base: str) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
     }
+    if documents:
+        metadata["client_id_metadata_document_supported"] = True
+    return metadata
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -182,7 +186,8 @@ def _register_json(blueprint: Blueprint, routes: _Routes) -> None:
 
     @blueprint.route("/.well-known/oauth-authorization-server", methods=["GET", "OPTIONS"])
     async def metadata() -> Response:
-        return _json(authorization_server_metadata(routes.base() or ""))
+        documents = service.settings.documents is not None
+        return _json(authorization_server_metadata(routes.base() or "", documents=documents))
 
     @blueprint.route("/oauth/register", methods=["POST", "OPTIONS"])
     async def register() -> Response:
@@ -203,6 +208,9 @@ def _register_json(blueprint: Blueprint, routes: _Routes) -> None:
 
     @blueprint.route("/oauth/token", methods=["POST", "OPTIONS"])
     async def token() -> Response:
+        problem = await service.ensure_document_client((await request.form).get("client_id"))
+        if problem is not None:
+            return _error(400, "invalid_client", problem)
         async with service.changing() as core:
             try:
                 result = core.create_token_response(await routes.incoming())
@@ -225,6 +233,9 @@ def _register_consent(blueprint: Blueprint, routes: _Routes) -> None:
 
     @blueprint.get("/oauth/authorize")
     async def authorize() -> Response:
+        problem = await service.ensure_document_client(request.args.get("client_id"))
+        if problem is not None:
+            return await _page("error.html", 400, None, message=problem)
         try:
             grant = service.core.get_consent_grant(await routes.incoming())
         except OAuth2Error as error:

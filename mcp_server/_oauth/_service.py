@@ -22,6 +22,7 @@ import trio
 from ._authlib import OAuthCore
 from ._book import OAuthBook
 from ._consent import ConsentDesk, ConsentSettings
+from ._documents import ClientDocumentError, DocumentFetcher, is_document_client_id
 from ._records import (
     LOCK_FILE,
     STATE_FILE,
@@ -44,6 +45,10 @@ class OAuthSettings:
     max_clients: int = 1000
     reload_interval_s: float = 1.0
     consent: ConsentSettings = attrs.field(factory=ConsentSettings)
+    documents: DocumentFetcher | None = attrs.field(factory=DocumentFetcher)
+    """How client ID metadata documents are fetched; None turns them off."""
+    document_max_age_s: float = 24 * 3600.0
+    """A document-described client is fetched again at its next authorization after this."""
 
 
 @attrs.frozen
@@ -156,6 +161,26 @@ class OAuthService:
         )
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         return descriptor
+
+    async def ensure_document_client(self, client_id: str | None) -> str | None:
+        """Fetch the metadata document ``client_id`` names (when it is such a URL, unknown or
+        stale at an authorization) into the books; why it cannot be used, else None."""
+        fetcher = self.settings.documents
+        if not client_id or fetcher is None or not is_document_client_id(client_id):
+            return None
+        known = self.book.clients.get(client_id)
+        if known is not None and (
+            not known.from_document
+            or self.clock() - known.registered_at < self.settings.document_max_age_s
+        ):
+            return None
+        try:
+            record = await fetcher.fetch(client_id, self.clock())
+        except ClientDocumentError as exc:
+            return f"client metadata document: {exc}"
+        async with self.changing() as core:
+            core.book.add_client(record)
+        return None
 
     def verify(self, access_token: str, resource: str) -> bool:
         """Whether ``access_token`` is a live access token of this server for ``resource``."""
