@@ -50,6 +50,7 @@ from ._config import (
     record_mcp_url,
     serve_config,
     stored_mcp_token,
+    tunnel_urls,
 )
 from ._console import COMMANDS as CONSOLE_COMMANDS
 from ._console import add_console_commands, console_main
@@ -290,6 +291,7 @@ class _UpPlan:
     dashboard: DashboardSettings
     allow_rules: tuple[str, ...] = ()
     deny_rules: tuple[str, ...] = ()
+    public_urls: tuple[str, ...] = ()
 
 
 def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
@@ -315,6 +317,7 @@ def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
         sweep_interval_s=parse_interval(environ, "WORKTREE_SWEEP_INTERVAL_S", SWEEP_INTERVAL_S),
         live_idle_s=parse_interval(environ, "LIVE_IDLE_S", LIVE_IDLE_S),
         dashboard=dashboard_settings(environ),
+        public_urls=tunnel_urls(environ),
         **_up_policy(args),
     )
 
@@ -380,6 +383,7 @@ async def _up_main(plan: _UpPlan) -> int:
             sweep_interval_s=plan.sweep_interval_s,
             live_idle_s=plan.live_idle_s,
             dashboard=plan.dashboard,
+            public_urls=plan.public_urls,
         )
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))
         urls = await nursery.start(server.run)
