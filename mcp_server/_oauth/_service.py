@@ -145,6 +145,7 @@ class OAuthService:
                 if found != self._signature:
                     await self._reload()
                 self.book.dirty = False
+                self.book.expire(self.clock())
                 yield self.core
                 if self.book.dirty:
                     state = self.book.to_state()

@@ -4,6 +4,7 @@ token, expiry, refresh rotation and reuse, revocation, and persistence across a 
 from __future__ import annotations
 
 import base64
+import json
 import pathlib
 
 from _support.oauth import TOKEN, oauth_server
@@ -232,3 +233,17 @@ async def test_short_lifetimes_come_from_settings(tmp_path: pathlib.Path) -> Non
     async with oauth_server(tmp_path, OAuthSettings(access_lifetime_s=120)) as server:
         tokens = await server.tokens(await server.register())
         assert tokens["expires_in"] == 120
+
+
+async def test_grants_past_their_refresh_lifetime_are_dropped(tmp_path: pathlib.Path) -> None:
+    """A grant whose refresh token expired is removed from the state file at the next change."""
+    async with oauth_server(tmp_path) as server:
+        client = await server.register()
+        tokens = await server.tokens(client)
+        server.clock.now += 31 * 24 * 3600
+        assert (await server.refresh(client, tokens["refresh_token"])).status_code == 400
+        stored = json.loads((server.state_dir / "oauth.json").read_text())
+        assert stored["grants"] == []
+        service = server.service
+        assert service is not None
+        assert not service.book.grants
