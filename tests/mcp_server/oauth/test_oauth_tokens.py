@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import pathlib
 
+import pytest
 from _support.oauth import TOKEN, oauth_server
 
 from mcp_server._oauth import OAuthSettings
@@ -247,3 +249,34 @@ async def test_grants_past_their_refresh_lifetime_are_dropped(tmp_path: pathlib.
         service = server.service
         assert service is not None
         assert not service.book.grants
+
+
+async def test_no_token_reaches_the_logs(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With every logger at DEBUG, the server logs no code, token or secret in a full flow
+    (the test's own HTTP client, httpx/httpcore, logs what it receives: not the server's)."""
+    caplog.set_level(logging.DEBUG)
+    async with oauth_server(tmp_path) as server:
+        client = await server.register(token_endpoint_auth_method="client_secret_post")
+        flow = await server.authorize(client)
+        answer = await server.exchange(client, flow, client_secret=client.client_secret or "")
+        assert answer.status_code == 200, answer.text
+        tokens = answer.json()
+        fresh = (
+            await server.token(
+                grant_type="refresh_token",
+                refresh_token=tokens["refresh_token"],
+                client_id=client.client_id,
+                client_secret=client.client_secret or "",
+            )
+        ).json()
+    logged = "\n".join(
+        record.getMessage()
+        for record in caplog.records
+        if not record.name.startswith(("httpx", "httpcore"))
+    )
+    secrets = [flow.code, client.client_secret, TOKEN, *tokens.values(), *fresh.values()]
+    for secret in secrets:
+        if isinstance(secret, str) and len(secret) > 8:
+            assert secret not in logged
