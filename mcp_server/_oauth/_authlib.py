@@ -387,7 +387,7 @@ class _Registration(ClientRegistrationEndpoint):  # type: ignore[misc]
             grant_types=tuple(client_metadata.get("grant_types", GRANT_TYPES)),
             response_types=tuple(client_metadata.get("response_types") or ("code",)),
             scope=SCOPE,
-            registered_at=self.server.wall_clock(),
+            registered_at=self.server.clock(),
             client_secret_hash=None if secret is None else token_hash(secret),
             client_uri=client_metadata.get("client_uri"),
         )
@@ -421,7 +421,6 @@ class OAuthCore(AuthorizationServer):  # type: ignore[misc]
         self.code_lifetime_s = code_lifetime_s
         self.max_clients = max_clients
         self.clock = clock
-        self.wall_clock = clock
         self.codes: dict[str, AuthorizationCode] = {}
         self.spent_codes: dict[str, str] = {}
         self.register_token_generator("default", self._generate_token)
@@ -435,7 +434,7 @@ class OAuthCore(AuthorizationServer):  # type: ignore[misc]
         return None if record is None else _Client(record)
 
     def prune_clients(self) -> None:
-        self.book.prune_clients(self.wall_clock(), 24 * 3600.0, self.max_clients - 1)
+        self.book.prune_clients(self.clock(), 24 * 3600.0, self.max_clients - 1)
 
     def _generate_token(  # noqa: PLR0917 (Authlib's generator signature)
         self,

@@ -230,13 +230,7 @@ class OAuthServer:
         )
 
     async def call_mcp(self, access_token: str) -> httpx.Response:
-        """A 2026-07-28 ``tools/call`` of ``echo`` with ``access_token``."""
-        body = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/list",
-            "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2025-11-25"}},
-        }
+        """An ``initialize`` on ``/mcp`` with ``access_token`` (200 when the token is let in)."""
         body = {
             "jsonrpc": "2.0",
             "id": 1,
