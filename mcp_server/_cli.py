@@ -55,7 +55,7 @@ from ._config import (
 from ._console import COMMANDS as CONSOLE_COMMANDS
 from ._console import add_console_commands, console_main
 from ._doctor import doctor_main
-from ._oauth import OAuthService, oauth_blueprint, oauth_main
+from ._oauth import OAuthService, StateFileError, oauth_blueprint, oauth_main
 from ._tasks import (
     LIVE_IDLE_S,
     SWEEP_INTERVAL_S,
@@ -472,8 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _first_os_error(error: BaseException) -> OSError | None:
-    if isinstance(error, OSError):
+def _first_os_error(error: BaseException) -> OSError | StateFileError | None:
+    if isinstance(error, (OSError, StateFileError)):
         return error
     if isinstance(error, BaseExceptionGroup):
         for inner in error.exceptions:

@@ -100,3 +100,17 @@ async def test_corrupt_state_file_is_reported(tmp_path: pathlib.Path) -> None:
     assert done.returncode == 1
     assert b"oauth.json" in done.stderr
     assert b"@ $.clients" in done.stderr
+
+
+async def test_up_refuses_a_corrupt_state_file(tmp_path: pathlib.Path) -> None:
+    """``coding-agent up`` with a damaged oauth.json exits 2 naming the file, no traceback."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "oauth.json").write_text('{"version": 1, "clients": 5}')
+    with trio.fail_after(120):
+        done = await coding_agent(
+            "up", "--port", "0", "--state-path", str(state), "--root", str(tmp_path)
+        )
+    assert done.returncode == 2, done.stderr
+    assert f"coding-agent: {state / 'oauth.json'}: ".encode() in done.stderr
+    assert b"Traceback" not in done.stderr
