@@ -66,3 +66,21 @@ async def test_registration_answers_browser_clients_cors(tmp_path: pathlib.Path)
         )
         assert answer.status_code == 204
         assert answer.headers["access-control-allow-origin"] == "*"
+
+
+async def test_resource_metadata_answers_browser_clients_cors(tmp_path: pathlib.Path) -> None:
+    """A browser-based client may read the protected-resource metadata (preflight and GET)."""
+    async with oauth_server(tmp_path) as server:
+        path = f"{server.base}/.well-known/oauth-protected-resource/mcp"
+        preflight = await server.http.options(
+            path,
+            headers={
+                "Origin": "http://localhost:6274",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "mcp-protocol-version",
+            },
+        )
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == "*"
+        answer = await server.http.get(path, headers={"Origin": "http://localhost:6274"})
+        assert answer.headers["access-control-allow-origin"] == "*"
