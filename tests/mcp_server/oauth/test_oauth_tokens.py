@@ -280,3 +280,51 @@ async def test_no_token_reaches_the_logs(
     for secret in secrets:
         if isinstance(secret, str) and len(secret) > 8:
             assert secret not in logged
+
+
+async def test_refresh_for_another_resource_is_refused(tmp_path: pathlib.Path) -> None:
+    """A refresh naming another resource than the grant's: ``invalid_target``, grant intact."""
+    async with oauth_server(tmp_path) as server:
+        client = await server.register()
+        tokens = await server.tokens(client)
+        answer = await server.token(
+            grant_type="refresh_token",
+            refresh_token=tokens["refresh_token"],
+            client_id=client.client_id,
+            resource="https://other.example/mcp",
+        )
+        assert answer.status_code == 400
+        assert answer.json()["error"] == "invalid_target"
+        assert (await server.call_mcp(tokens["access_token"])).status_code == 200
+
+
+async def test_revoking_the_access_token_ends_the_grant(tmp_path: pathlib.Path) -> None:
+    """Revoking the access token (hint access_token) ends it and its refresh token."""
+    async with oauth_server(tmp_path) as server:
+        client = await server.register()
+        tokens = await server.tokens(client)
+        answer = await server.http.post(
+            f"{server.base}/oauth/revoke",
+            data={
+                "token": tokens["access_token"],
+                "token_type_hint": "access_token",
+                "client_id": client.client_id,
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        assert (await server.call_mcp(tokens["access_token"])).status_code == 401
+        assert (await server.refresh(client, tokens["refresh_token"])).status_code == 400
+
+
+async def test_another_client_cannot_revoke_a_token(tmp_path: pathlib.Path) -> None:
+    """A client revoking a token issued to another is refused; the token keeps working."""
+    async with oauth_server(tmp_path) as server:
+        owner, other = await server.register(), await server.register()
+        tokens = await server.tokens(owner)
+        answer = await server.http.post(
+            f"{server.base}/oauth/revoke",
+            data={"token": tokens["access_token"], "client_id": other.client_id},
+        )
+        assert answer.status_code == 400
+        assert answer.json()["error"] == "invalid_grant"
+        assert (await server.call_mcp(tokens["access_token"])).status_code == 200
