@@ -52,10 +52,12 @@ from ._config import (
     record_mcp_url,
     serve_config,
     stored_mcp_token,
+    tunnel_urls,
 )
 from ._console import COMMANDS as CONSOLE_COMMANDS
 from ._console import add_console_commands, console_main
 from ._doctor import doctor_main
+from ._oauth import OAuthService, StateFileError, oauth_blueprint, oauth_main
 from ._tasks import (
     LIVE_IDLE_S,
     SWEEP_INTERVAL_S,
@@ -158,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML with allow = [...] and deny = [...] rules, added to the flags'",
     )
     commands.add_parser("doctor", help="check the installation", add_help=False)
+    commands.add_parser("oauth", help="OAuth: consent password, granted clients", add_help=False)
     token_parser = commands.add_parser(
         "token", help="print the MCP bearer token (MCP_AUTH_TOKEN, else the state directory's)"
     )
@@ -186,7 +189,10 @@ async def run_server(
     )
     await runner.store.load()
     tools = register_tasks(registry, runner, features=config.features)
+    oauth = OAuthService(config.state_path, config.auth_token)
+    await oauth.load()
     settings = HttpSettings(
+        access_tokens=oauth.verify,
         host=config.host,
         port=config.port,
         auth_token=config.auth_token,
@@ -199,7 +205,7 @@ async def run_server(
             "task://{id}/diff, then merge_task or discard_task."
         ),
     )
-    dashboard = dashboard_blueprint(tools, hub, settings, config.dashboard)
+    dashboard = dashboard_blueprint(tools, hub, settings, config.dashboard, oauth=oauth)
     served = trio.Event()
     http_shutdown = trio.Event()
 
@@ -209,7 +215,7 @@ async def run_server(
                 registry,
                 settings,
                 shutdown=http_shutdown,
-                blueprints=[dashboard],
+                blueprints=[oauth_blueprint(oauth, settings), dashboard],
                 on_drain=[hub.drain],
                 task_status=task_status,
             )
@@ -218,6 +224,7 @@ async def run_server(
 
     async with trio.open_nursery() as nursery:
         await nursery.start(runner.run)
+        await nursery.start(oauth.run)
         urls: list[str] = await nursery.start(serve_http)
         task_status.started(urls)
         await shutdown.wait()
@@ -286,6 +293,7 @@ class _UpPlan:
     dashboard: DashboardSettings
     allow_rules: tuple[str, ...] = ()
     deny_rules: tuple[str, ...] = ()
+    public_urls: tuple[str, ...] = ()
 
 
 def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
@@ -311,6 +319,7 @@ def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
         sweep_interval_s=parse_interval(environ, "WORKTREE_SWEEP_INTERVAL_S", SWEEP_INTERVAL_S),
         live_idle_s=parse_interval(environ, "LIVE_IDLE_S", LIVE_IDLE_S),
         dashboard=dashboard_settings(environ),
+        public_urls=tunnel_urls(environ),
         **_up_policy(args),
     )
 
@@ -376,6 +385,7 @@ async def _up_main(plan: _UpPlan) -> int:
             sweep_interval_s=plan.sweep_interval_s,
             live_idle_s=plan.live_idle_s,
             dashboard=plan.dashboard,
+            public_urls=plan.public_urls,
         )
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))
         urls = await nursery.start(server.run)
@@ -419,7 +429,11 @@ def _token_main(argv: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``coding-agent`` console script and ``python -m mcp_server``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    tools: dict[str, Callable[[list[str]], int]] = {"doctor": doctor_main, "token": _token_main}
+    tools: dict[str, Callable[[list[str]], int]] = {
+        "doctor": doctor_main,
+        "token": _token_main,
+        "oauth": oauth_main,
+    }
     if arguments and arguments[0] in tools:
         return tools[arguments[0]](arguments[1:])
     args = build_parser().parse_args(arguments)
@@ -463,8 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _first_os_error(error: BaseException) -> OSError | None:
-    if isinstance(error, OSError):
+def _first_os_error(error: BaseException) -> OSError | StateFileError | None:
+    if isinstance(error, (OSError, StateFileError)):
         return error
     if isinstance(error, BaseExceptionGroup):
         for inner in error.exceptions:

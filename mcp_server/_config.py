@@ -156,12 +156,7 @@ def serve_config(
     state = prepare_state_dir(
         state_path or pathlib.Path(environ.get("STATE_PATH") or default_data_dir(environ))
     )
-    public_urls: tuple[str, ...] = ()
-    if env_flag(environ, "TUNNEL_ENABLED"):
-        tunnel = environ.get("TUNNEL_URL", "").strip()
-        if not tunnel:
-            raise ConfigError("TUNNEL_ENABLED is set but TUNNEL_URL is not")
-        public_urls = (tunnel,)
+    public_urls = tunnel_urls(environ)
     # On the host, serve and the daemon read the same default token file; the container is
     # given DAEMON_TOKEN_FILE (the daemon's file, mounted read-only).
     daemon_token = token_from_environment(
@@ -197,6 +192,16 @@ def serve_config(
         live_idle_s=parse_interval(environ, "LIVE_IDLE_S", LIVE_IDLE_S),
         dashboard=dashboard_settings(environ),
     )
+
+
+def tunnel_urls(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """``TUNNEL_URL`` when ``TUNNEL_ENABLED`` (the public URL a tunnel gives this server)."""
+    if not env_flag(environ, "TUNNEL_ENABLED"):
+        return ()
+    tunnel = environ.get("TUNNEL_URL", "").strip()
+    if not tunnel:
+        raise ConfigError("TUNNEL_ENABLED is set but TUNNEL_URL is not")
+    return (tunnel,)
 
 
 def dashboard_settings(environ: Mapping[str, str]) -> DashboardSettings:

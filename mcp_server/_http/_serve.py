@@ -34,9 +34,16 @@ def _quart_app(settings: HttpSettings, blueprints: Sequence[Blueprint] = ()) -> 
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', content_type="application/json")
 
-    @app.get("/.well-known/oauth-protected-resource")
-    @app.get("/.well-known/oauth-protected-resource/mcp")
+    @app.route("/.well-known/oauth-protected-resource", methods=["GET", "OPTIONS"])
+    @app.route("/.well-known/oauth-protected-resource/mcp", methods=["GET", "OPTIONS"])
     async def resource_metadata() -> Response:
+        # Public and cookie-free: any origin may read it (browser-based MCP clients).
+        cors = {
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Headers": "MCP-Protocol-Version",
+        }
+        if request.method == "OPTIONS":
+            return Response(b"", 204, headers=cors)
         host_header = request.headers.get("host", "")
         host = fence.allowed_host(host_header)
         if host is None:
@@ -47,7 +54,10 @@ def _quart_app(settings: HttpSettings, blueprints: Sequence[Blueprint] = ()) -> 
             "bearer_methods_supported": ["header"],
             "resource_name": settings.server_name,
         }
-        return Response(orjson.dumps(body), content_type="application/json")
+        if settings.access_tokens is not None:
+            body["authorization_servers"] = [fence.base_url(request.scheme, host)]
+            body["scopes_supported"] = ["mcp"]
+        return Response(orjson.dumps(body), content_type="application/json", headers=cors)
 
     return app
 
