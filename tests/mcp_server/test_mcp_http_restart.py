@@ -19,10 +19,13 @@ import httpx
 import mcp_types as types
 import pytest
 import trio
+from _support.agent_up import base_env, coding_agent_up
 from _support.mcp_http import open_session, read_events, rpc, serving
 from _support.polling import eventually
 from conformance.server import WATCHED_URI, build_registry
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from mcp_server._http._session_files import id_hash
 
@@ -297,3 +300,38 @@ async def test_sessions_read_back_are_bounded_by_max_sessions(tmp_path: pathlib.
         for headers in (first, second):
             ok = await http.post(server.url, headers=headers, json=rpc(1, "ping"))
             assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
+async def test_sdk_legacy_client_carries_on_across_an_up_restart(
+    tmp_path: pathlib.Path, stop: str
+) -> None:
+    """A real ``coding-agent up`` stopped (gracefully, or killed: nothing acknowledged is lost)
+    and started again on the same port and state: the SDK's legacy client calls on."""
+    state, root = tmp_path / "state", tmp_path / "root"
+    root.mkdir()
+    first = coding_agent_up(state, root, base_env())
+    up = await first.__aenter__()
+    try:
+        port = up.url.rsplit(":", 1)[1].split("/")[0]
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {up.token}"})
+        async with (
+            http,
+            Client(streamable_http_client(up.url, http_client=http), mode="legacy") as client,
+        ):
+            status = await client.call_tool("check_status", {})
+            assert not status.is_error
+            if stop == "sigkill":
+                up.kill()
+            await first.__aexit__(None, None, None)
+            first = None
+            async with coding_agent_up(
+                state, root, base_env(), extra_args=["--port", port]
+            ) as again:
+                assert again.url == up.url
+                status = await client.call_tool("check_status", {})
+                assert not status.is_error, status
+                assert len(session_files(state)) == 1  # the same session, not a new one
+    finally:
+        if first is not None:
+            await first.__aexit__(None, None, None)
