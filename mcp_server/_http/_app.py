@@ -30,6 +30,7 @@ from .._core import (
     DeliverResponse,
     Incoming,
     InvalidRequest,
+    LogLevel,
     OpenListen,
     OpenSession,
     Outcome,
@@ -128,7 +129,7 @@ class McpApp:
             record.version,
             record.client_capabilities,
             record.client_info,
-            cast("Any", record.log_level),
+            cast("LogLevel | None", record.log_level),  # checked when read
             set(record.subscriptions),
             record.initialized,
         )

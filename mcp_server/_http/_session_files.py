@@ -155,7 +155,10 @@ def read_records(directory: pathlib.Path, quarantine_dir: pathlib.Path) -> list[
         try:
             records.append(_read_one(path))
         except (OSError, ValueError) as exc:
-            quarantine(path, quarantine_dir, str(exc))
+            try:
+                quarantine(path, quarantine_dir, str(exc))
+            except OSError as moved:
+                log.warning("ignoring session file %s: %s (cannot move it: %s)", path, exc, moved)
     return records
 
 

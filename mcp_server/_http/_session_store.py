@@ -70,9 +70,13 @@ class SessionStore:
     async def load(self) -> list[SessionRecord]:
         """Every record on disk (unreadable ones are quarantined with a warning)."""
         async with self._lock:
-            records = await trio.to_thread.run_sync(
-                read_records, self.directory, self.quarantine_dir
-            )
+            try:
+                records = await trio.to_thread.run_sync(
+                    read_records, self.directory, self.quarantine_dir
+                )
+            except OSError as exc:
+                log.warning("cannot read the sessions of the previous run: %s", exc)
+                return []
         self._saved.update((record.id_hash, record) for record in records)
         return records
 

@@ -20,6 +20,7 @@ import trio
 from .._core import (
     INTERNAL_ERROR,
     JSON,
+    SUPPORTED_VERSIONS,
     ErrorResponse,
     InternalError,
     InvalidRequest,
@@ -149,7 +150,9 @@ class SessionTable:
         newest = sorted(records, key=lambda r: r.last_seen, reverse=True)
         for record in newest:
             fresh = now_wall - record.last_seen <= self.idle_timeout_s
-            if fresh and len(self.sessions) + len(self.dormant) < self.max_sessions:
+            served = record.version in SUPPORTED_VERSIONS  # not one an upgrade dropped
+            room = len(self.sessions) + len(self.dormant) < self.max_sessions
+            if fresh and served and room:
                 self.dormant[record.id_hash] = record
             else:
                 self.on_forget(record.id_hash)

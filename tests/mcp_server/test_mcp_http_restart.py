@@ -235,6 +235,22 @@ async def test_corrupt_session_file_is_quarantined_and_the_others_load(
     assert any("expected str, got int @ $.id_hash" in w for w in warnings), warnings
 
 
+async def test_session_of_a_version_no_longer_served_is_dropped(tmp_path: pathlib.Path) -> None:
+    """A record naming a protocol version this server does not serve (an upgrade dropped it)
+    is removed at start, and its id is 404 (the client starts over)."""
+    async with restartable(tmp_path) as server, httpx.AsyncClient() as http:
+        headers = await open_session(http, server.url)
+        await server.stop()
+        [path] = session_files(tmp_path)
+        record = json.loads(path.read_bytes())
+        record["version"] = "2000-01-01"
+        path.write_bytes(json.dumps(record).encode())
+        await server.start()
+        gone = await http.post(server.url, headers=headers, json=rpc(1, "ping"))
+        assert gone.status_code == 404
+        await eventually(lambda: session_files(tmp_path) == [], timeout=20)
+
+
 async def test_get_stream_resumes_after_a_restart_and_a_cut_request_stream_is_400(
     tmp_path: pathlib.Path,
 ) -> None:
