@@ -63,7 +63,15 @@ class SessionRecord:
 
     def same_state(self, other: SessionRecord) -> bool:
         """True when only ``last_seen`` differs."""
-        return attrs.evolve(other, last_seen=self.last_seen) == self
+        return (
+            self.log_level == other.log_level
+            and self.subscriptions == other.subscriptions
+            and self.initialized == other.initialized
+            and self.id_hash == other.id_hash
+            and self.version == other.version
+            and self.client_capabilities == other.client_capabilities
+            and self.client_info == other.client_info
+        )
 
 
 _CONVERTER = strict_converter()
