@@ -11,12 +11,19 @@ The descriptor is not inherited by child processes (Python opens it close-on-exe
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
 import pathlib
 from types import TracebackType
 from typing import Any, Final
+
+log = logging.getLogger("host_daemon")
+
+_UNSUPPORTED: Final = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})
+"""What ``flock`` says on a file system without locks: warned, not fatal."""
 
 SERVER_LOCK: Final = "lock"
 """The MCP server's lock file (``coding-agent serve`` and ``up``)."""
@@ -68,6 +75,16 @@ class StateLock:
             holder = _read_holder(fd)
             os.close(fd)
             raise StateDirLocked(path, holder) from None
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                os.close(fd)
+                raise
+            log.warning(
+                "cannot lock %s (%s): this file system has no locks, so a second server on "
+                "this state directory is not refused",
+                path,
+                exc.strerror,
+            )
         except BaseException:
             os.close(fd)
             raise

@@ -7,7 +7,10 @@ a SIGKILLed holder does not block the next one.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
+import os
 import pathlib
 import signal
 import subprocess
@@ -152,3 +155,17 @@ async def test_lock_is_refused_in_process_too_and_freed_on_release(
         held.release()
     with StateLock.acquire(tmp_path, "second") as lock:
         assert lock.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_file_system_without_locks_is_warned_not_fatal(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """flock refused with ENOLCK (a file system without locks): start anyway, and say so."""
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with StateLock.acquire(tmp_path, "serve") as lock:
+        assert json.loads(lock.path.read_text())["command"] == "serve"
+    assert any("has no locks" in r.getMessage() for r in caplog.records)
