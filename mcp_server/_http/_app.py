@@ -88,7 +88,6 @@ class McpApp:
             idle,
             core.tasks.drop_owner,
             on_forget=self.store.forget if self.store is not None else lambda _: None,
-            revive=self._revive,
         )
         self.listens = listens
         self.writer = SseWriter(settings.sse_responses, settings.sse_retry_ms)
@@ -105,7 +104,7 @@ class McpApp:
         async with trio.open_nursery() as nursery:
             if self.store is not None:
                 records = await self.store.load()
-                self.sessions.restore(records, time.time())
+                self.sessions.restore(records, time.time(), self._dormant)
                 if records:
                     log.info(
                         "%d legacy session(s) kept from the previous run",
@@ -121,11 +120,11 @@ class McpApp:
         if self.store is not None:
             await self.store.flush(self.sessions)
 
-    def _revive(self, session_id: str, record: SessionRecord) -> HttpSession:
-        """A session of the previous run, named again by a request: the same protocol state,
-        new streams."""
+    def _dormant(self, record: SessionRecord) -> HttpSession:
+        """A session of the previous run: the same protocol state, new streams; its id is set
+        when a request names it."""
         state = SessionState(
-            session_id,
+            "",
             record.version,
             record.client_capabilities,
             record.client_info,
@@ -133,9 +132,10 @@ class McpApp:
             set(record.subscriptions),
             record.initialized,
         )
-        session = HttpSession(state, self.settings.max_queued_events, epoch=_epoch())
+        session = HttpSession(
+            state, self.settings.max_queued_events, epoch=_epoch(), id_hash=record.id_hash
+        )
         state.peer = StreamPeer(session, session.standalone)
-        log.info("revived a legacy session of the previous run (protocol %s)", record.version)
         return session
 
     async def _persist(self, session: HttpSession) -> None:
@@ -147,7 +147,7 @@ class McpApp:
         period = max(0.05, min(30.0, self.settings.session_idle_timeout_s / 4))
         while True:
             await trio.sleep(period)
-            self.sessions.expire(time.monotonic(), time.time())
+            self.sessions.expire(time.monotonic())
 
     async def _start_watchers(self) -> None:
         """Give a disconnect watcher to each 2026-07-28 request still running after a moment.
@@ -178,7 +178,7 @@ class McpApp:
 
     def _on_registry_event(self, event: RegistryEvent) -> None:
         data = dumps(session_notification(event))
-        for session in self.sessions.sessions.values():
+        for session in self.sessions.everyone():
             if session_wants(session.state, event):
                 session.standalone.push(data)
         self.listens.on_registry(event)

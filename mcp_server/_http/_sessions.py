@@ -1,17 +1,19 @@
 """Legacy sessions: their protocol state, streams, in-flight requests and pending asks.
 
 With a state directory, sessions outlive the process (:mod:`._session_store`): the ones read
-back at start wait *dormant* (their record only) until a request names them, and are then
-revived with the same id, version, capabilities, log level and subscriptions. Their streams
-are new: a revived session's stream keys carry an epoch, so an event id from before the
-restart is recognised as such (the GET stream resumes with what happened since; a request's
-stream cut by the restart cannot be resumed).
+back at start are *dormant* (known by the hash of their id only, since the id is not stored)
+until a request names them; meanwhile their GET stream buffers the notifications they want.
+A revived session has the same id, version, capabilities, log level and subscriptions. Its
+streams are new: their keys carry an epoch, so an event id from before the restart is
+recognised as such (the GET stream resumes with what happened since; a request's stream cut by
+the restart cannot be resumed).
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import attrs
@@ -34,6 +36,8 @@ from ._asgi import HttpError, dumps
 from ._session_files import SessionRecord, id_hash
 from ._streams import EventStream
 
+log = logging.getLogger("mcp_server.http")
+
 _MAX_STREAMS_PER_SESSION: Final = 64
 _MAX_SEQ_DIGITS: Final = 18
 
@@ -53,12 +57,11 @@ class HttpSession:
     """Prefix of stream keys: empty for a new session, ``<hex>.`` for one revived after a
     restart (so an event id of the previous process names no stream of this one)."""
     ended: bool = False
-    id_hash: str = attrs.field(init=False)
+    id_hash: str = attrs.field(
+        default=attrs.Factory(lambda self: id_hash(self.state.session_id), takes_self=True)
+    )
     """The SHA-256 of the session id: the name its record is stored under."""
     _next: int = 0
-
-    def __attrs_post_init__(self) -> None:
-        self.id_hash = id_hash(self.state.session_id)
 
     @property
     def standalone(self) -> EventStream:
@@ -118,42 +121,55 @@ class SessionTable:
     """The open sessions, bounded in number and idle time.
 
     ``on_end`` hears the id of each session that ends, ``on_forget`` the id hash of each that
-    ends or of each dormant one that expires or is evicted; ``revive`` turns a dormant record
-    back into a session when a request names it.
+    ends or of each dormant one that expires or is evicted.
     """
 
     max_sessions: int
     idle_timeout_s: float
     on_end: Callable[[str], None]
     on_forget: Callable[[str], None] = lambda _: None
-    revive: Callable[[str, SessionRecord], HttpSession] | None = None
     sessions: dict[str, HttpSession] = attrs.field(factory=dict)
-    dormant: dict[str, SessionRecord] = attrs.field(factory=dict)
-    """Sessions read back from disk and not yet named by a request, by id hash."""
+    dormant: dict[str, HttpSession] = attrs.field(factory=dict)
+    """Sessions of the previous run not yet named by a request, by id hash (their
+    ``state.session_id`` is unknown until then)."""
 
     def find(self, session_id: str | None) -> HttpSession | None:
         """The session ``session_id`` names (revived if dormant), marked as seen now."""
         if session_id is None:
             return None
         session = self.sessions.get(session_id)
-        if session is None and self.dormant and self.revive is not None:
-            record = self.dormant.pop(id_hash(session_id), None)
-            if record is not None:
-                session = self.sessions[session_id] = self.revive(session_id, record)
+        if session is None and self.dormant:
+            session = self.dormant.pop(id_hash(session_id), None)
+            if session is not None:
+                session.state.session_id = session_id
+                self.sessions[session_id] = session
+                log.info("a legacy session of the previous run is back")
         if session is not None:
             session.last_seen = time.monotonic()
         return session
 
-    def restore(self, records: list[SessionRecord], now_wall: float) -> None:
-        """Keep ``records`` dormant: the newest ``max_sessions`` not idle too long; the others
-        are forgotten."""
+    def everyone(self) -> Iterator[HttpSession]:
+        """The live sessions, then the dormant ones (both hear notifications)."""
+        yield from self.sessions.values()
+        yield from self.dormant.values()
+
+    def restore(
+        self,
+        records: list[SessionRecord],
+        now_wall: float,
+        dormant: Callable[[SessionRecord], HttpSession],
+    ) -> None:
+        """Keep ``records`` as ``dormant(record)`` sessions: the newest ``max_sessions`` not idle
+        too long; the others are forgotten."""
         newest = sorted(records, key=lambda r: r.last_seen, reverse=True)
         for record in newest:
             fresh = now_wall - record.last_seen <= self.idle_timeout_s
             served = record.version in SUPPORTED_VERSIONS  # not one an upgrade dropped
             room = len(self.sessions) + len(self.dormant) < self.max_sessions
             if fresh and served and room:
-                self.dormant[record.id_hash] = record
+                session = dormant(record)
+                session.last_seen = time.monotonic() - max(0.0, now_wall - record.last_seen)
+                self.dormant[record.id_hash] = session
             else:
                 self.on_forget(record.id_hash)
 
@@ -170,7 +186,7 @@ class SessionTable:
         """Keep a new session, ending the longest idle one when full (``503`` when none is)."""
         if len(self.sessions) + len(self.dormant) >= self.max_sessions:
             if self.dormant:
-                oldest = min(self.dormant.values(), key=lambda r: r.last_seen)
+                oldest = min(self.dormant.values(), key=lambda s: s.last_seen)
                 del self.dormant[oldest.id_hash]
                 self.on_forget(oldest.id_hash)
             else:
@@ -182,9 +198,8 @@ class SessionTable:
                 self.end(min(idle)[1])
         self.sessions[session.state.session_id] = session
 
-    def expire(self, now: float, now_wall: float) -> None:
-        """End the sessions idle for longer than the timeout (``now`` monotonic), and forget
-        the dormant ones last seen longer ago than that (``now_wall``)."""
+    def expire(self, now: float) -> None:
+        """End the sessions idle for longer than the timeout, and forget such dormant ones."""
         for session_id, session in list(self.sessions.items()):
             if (
                 session.connections == 0
@@ -192,10 +207,10 @@ class SessionTable:
                 and now - session.last_seen > self.idle_timeout_s
             ):
                 self.end(session_id)
-        for record in list(self.dormant.values()):
-            if now_wall - record.last_seen > self.idle_timeout_s:
-                del self.dormant[record.id_hash]
-                self.on_forget(record.id_hash)
+        for dormant in list(self.dormant.values()):
+            if now - dormant.last_seen > self.idle_timeout_s:
+                del self.dormant[dormant.id_hash]
+                self.on_forget(dormant.id_hash)
 
     def end(self, session_id: str) -> None:
         """Cancel a session's requests and close its streams."""

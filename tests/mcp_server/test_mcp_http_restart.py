@@ -251,29 +251,39 @@ async def test_session_of_a_version_no_longer_served_is_dropped(tmp_path: pathli
         await eventually(lambda: session_files(tmp_path) == [], timeout=20)
 
 
-async def test_get_stream_resumes_after_a_restart_and_a_cut_request_stream_is_400(
+async def test_get_stream_resumes_after_a_restart_with_what_happened_since(
     tmp_path: pathlib.Path,
 ) -> None:
-    """A pre-restart Last-Event-ID on the GET stream resumes with what happened since; one of a
-    request's stream says the stream was cut by the restart."""
+    """A pre-restart Last-Event-ID on the GET stream resumes with the notifications the
+    session wanted since the restart, even those sent before it made any request."""
     async with restartable(tmp_path) as server, httpx.AsyncClient(timeout=20) as http:
         headers = await open_session(http, server.url)
-        await http.post(
-            server.url, headers=headers, json=rpc(1, "resources/subscribe", {"uri": WATCHED_URI})
-        )
+        subscribe = rpc(1, "resources/subscribe", {"uri": WATCHED_URI})
+        assert (await http.post(server.url, headers=headers, json=subscribe)).status_code == 200
         await server.restart()
+        # Another client changes the resource while the first has not come back yet.
+        other = await open_session(http, server.url)
+        touch = rpc(2, "tools/call", {"name": "test_touch_watched_resource", "arguments": {}})
+        assert (await http.post(server.url, headers=other, json=touch)).status_code == 200
         get_headers = {**headers, "accept": "text/event-stream", "last-event-id": "g:7"}
         async with http.stream("GET", server.url, headers=get_headers) as stream:
             assert stream.status_code == 200
-            touch = rpc(2, "tools/call", {"name": "test_touch_watched_resource", "arguments": {}})
-            answer = await http.post(server.url, headers=headers, json=touch)
-            assert answer.status_code == 200
             async for event_id, message in read_events(stream):
                 if message is not None:
                     assert message["method"] == "notifications/resources/updated"
+                    assert message["params"]["uri"] == WATCHED_URI
                     assert event_id is not None
-                    assert event_id != "g:1"  # this run's ids are not the last run's
+                    assert event_id.endswith(".g:1")  # this run's ids are not the last run's
                     break
+
+
+async def test_last_event_id_of_a_request_stream_cut_by_a_restart_is_400(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A request's stream from before the restart cannot be resumed: 400 saying why."""
+    async with restartable(tmp_path) as server, httpx.AsyncClient(timeout=20) as http:
+        headers = await open_session(http, server.url)
+        await server.restart()
         cut = {**headers, "accept": "text/event-stream", "last-event-id": "r3:1"}
         refused = await http.get(server.url, headers=cut)
         assert refused.status_code == 400
