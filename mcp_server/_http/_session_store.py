@@ -152,5 +152,5 @@ class SessionStore:
             await self.sync(table, touch=self.touch_interval_s)
 
     async def flush(self, table: SessionTable) -> None:
-        """At shutdown: every change and every ``last_seen`` written."""
-        await self.sync(table, touch=0.0)
+        """At shutdown: every change, and every ``last_seen`` that moved a second or more."""
+        await self.sync(table, touch=min(1.0, self.touch_interval_s))
