@@ -1,9 +1,19 @@
-"""Legacy sessions: their protocol state, streams, in-flight requests and pending asks."""
+"""Legacy sessions: their protocol state, streams, in-flight requests and pending asks.
+
+With a state directory, sessions outlive the process (:mod:`._session_store`): the ones read
+back at start are *dormant* (known by the hash of their id only, since the id is not stored)
+until a request names them; meanwhile their GET stream buffers the notifications they want.
+A revived session has the same id, version, capabilities, log level and subscriptions. Its
+streams are new: their keys carry an epoch, so an event id from before the restart is
+recognised as such (the GET stream resumes with what happened since; a request's stream cut by
+the restart cannot be resumed).
+"""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import attrs
@@ -12,6 +22,7 @@ import trio
 from .._core import (
     INTERNAL_ERROR,
     JSON,
+    SUPPORTED_VERSIONS,
     ErrorResponse,
     InternalError,
     InvalidRequest,
@@ -22,7 +33,10 @@ from .._core import (
     clip,
 )
 from ._asgi import HttpError, dumps
+from ._session_files import SessionRecord, id_hash
 from ._streams import EventStream
+
+log = logging.getLogger("mcp_server.http")
 
 _MAX_STREAMS_PER_SESSION: Final = 64
 _MAX_SEQ_DIGITS: Final = 18
@@ -39,20 +53,29 @@ class HttpSession:
     pending: dict[RequestId, tuple[trio.Event, list[Any]]] = attrs.field(factory=dict)
     last_seen: float = attrs.field(factory=time.monotonic)
     connections: int = 0
+    epoch: str = ""
+    """Prefix of stream keys: empty for a new session, ``<hex>.`` for one revived after a
+    restart (so an event id of the previous process names no stream of this one)."""
+    ended: bool = False
+    id_hash: str = attrs.field(
+        default=attrs.Factory(lambda self: id_hash(self.state.session_id), takes_self=True)
+    )
+    """The SHA-256 of the session id: the name its record is stored under."""
     _next: int = 0
 
     @property
     def standalone(self) -> EventStream:
         """The GET stream's buffer (created on first use)."""
-        stream = self.streams.get("g")
+        key = f"{self.epoch}g"
+        stream = self.streams.get(key)
         if stream is None:
-            stream = self.streams["g"] = EventStream("g", self.limit)
+            stream = self.streams[key] = EventStream(key, self.limit)
         return stream
 
     def new_stream(self) -> EventStream:
         """A buffer for one request's SSE stream; the oldest finished ones are forgotten."""
         self._next += 1
-        key = f"r{self._next}"
+        key = f"{self.epoch}r{self._next}"
         if len(self.streams) >= _MAX_STREAMS_PER_SESSION:
             for old_key, old in list(self.streams.items()):
                 if old.closed:
@@ -95,19 +118,60 @@ class HttpSession:
 
 @attrs.define(eq=False)
 class SessionTable:
-    """The open sessions, bounded in number and idle time; ``on_end`` hears each that ends."""
+    """The open sessions, bounded in number and idle time.
+
+    ``on_end`` hears the id of each session that ends, ``on_forget`` the id hash of each that
+    ends or of each dormant one that expires or is evicted.
+    """
 
     max_sessions: int
     idle_timeout_s: float
     on_end: Callable[[str], None]
+    on_forget: Callable[[str], None] = lambda _: None
     sessions: dict[str, HttpSession] = attrs.field(factory=dict)
+    dormant: dict[str, HttpSession] = attrs.field(factory=dict)
+    """Sessions of the previous run not yet named by a request, by id hash (their
+    ``state.session_id`` is unknown until then)."""
 
     def find(self, session_id: str | None) -> HttpSession | None:
-        """The session ``session_id`` names, marked as seen now."""
-        session = self.sessions.get(session_id) if session_id is not None else None
+        """The session ``session_id`` names (revived if dormant), marked as seen now."""
+        if session_id is None:
+            return None
+        session = self.sessions.get(session_id)
+        if session is None and self.dormant:
+            session = self.dormant.pop(id_hash(session_id), None)
+            if session is not None:
+                session.state.session_id = session_id
+                self.sessions[session_id] = session
+                log.info("a legacy session of the previous run is back")
         if session is not None:
             session.last_seen = time.monotonic()
         return session
+
+    def everyone(self) -> Iterator[HttpSession]:
+        """The live sessions, then the dormant ones (both hear notifications)."""
+        yield from self.sessions.values()
+        yield from self.dormant.values()
+
+    def restore(
+        self,
+        records: list[SessionRecord],
+        now_wall: float,
+        dormant: Callable[[SessionRecord], HttpSession],
+    ) -> None:
+        """Keep ``records`` as ``dormant(record)`` sessions: the newest ``max_sessions`` not idle
+        too long; the others are forgotten."""
+        newest = sorted(records, key=lambda r: r.last_seen, reverse=True)
+        for record in newest:
+            fresh = now_wall - record.last_seen <= self.idle_timeout_s
+            served = record.version in SUPPORTED_VERSIONS  # not one an upgrade dropped
+            room = len(self.sessions) + len(self.dormant) < self.max_sessions
+            if fresh and served and room:
+                session = dormant(record)
+                session.last_seen = time.monotonic() - max(0.0, now_wall - record.last_seen)
+                self.dormant[record.id_hash] = session
+            else:
+                self.on_forget(record.id_hash)
 
     def require(self, session_id: bytes | None) -> HttpSession:
         """The session an ``Mcp-Session-Id`` header names; ``400`` without one, ``404`` unknown."""
@@ -120,15 +184,22 @@ class SessionTable:
 
     def add(self, session: HttpSession) -> None:
         """Keep a new session, ending the longest idle one when full (``503`` when none is)."""
-        if len(self.sessions) >= self.max_sessions:
-            idle = [(s.last_seen, sid) for sid, s in self.sessions.items() if s.connections == 0]
-            if not idle:
-                raise HttpError(503, InternalError("Too many sessions"))
-            self.end(min(idle)[1])
+        if len(self.sessions) + len(self.dormant) >= self.max_sessions:
+            if self.dormant:
+                oldest = min(self.dormant.values(), key=lambda s: s.last_seen)
+                del self.dormant[oldest.id_hash]
+                self.on_forget(oldest.id_hash)
+            else:
+                idle = [
+                    (s.last_seen, sid) for sid, s in self.sessions.items() if s.connections == 0
+                ]
+                if not idle:
+                    raise HttpError(503, InternalError("Too many sessions"))
+                self.end(min(idle)[1])
         self.sessions[session.state.session_id] = session
 
     def expire(self, now: float) -> None:
-        """End the sessions idle for longer than the timeout."""
+        """End the sessions idle for longer than the timeout, and forget such dormant ones."""
         for session_id, session in list(self.sessions.items()):
             if (
                 session.connections == 0
@@ -136,14 +207,20 @@ class SessionTable:
                 and now - session.last_seen > self.idle_timeout_s
             ):
                 self.end(session_id)
+        for dormant in list(self.dormant.values()):
+            if now - dormant.last_seen > self.idle_timeout_s:
+                del self.dormant[dormant.id_hash]
+                self.on_forget(dormant.id_hash)
 
     def end(self, session_id: str) -> None:
         """Cancel a session's requests and close its streams."""
         session = self.sessions.pop(session_id, None)
         if session is not None:
+            session.ended = True
             for scope in session.in_flight.values():
                 scope.cancel()
             self.on_end(session_id)
+            self.on_forget(session.id_hash)
             for stream in session.streams.values():
                 stream.closed = True
                 stream.wake()
@@ -159,6 +236,17 @@ def resume_point(session: HttpSession, last_event_id: str) -> tuple[EventStream,
     key, _, seq = last_event_id.rpartition(":")
     stream = session.streams.get(key)
     shown = clip(last_event_id)
+    if stream is None and session.epoch and not key.startswith(session.epoch):
+        # An id from before the restart that revived this session: its events are gone.
+        if key.rpartition(".")[2] == "g":
+            return session.standalone, session.standalone.delivered
+        raise HttpError(
+            400,
+            InvalidRequest(
+                f"Last-Event-ID {shown!r} names a stream cut by a server restart: its "
+                "request was not answered and cannot be resumed; send it again",
+            ),
+        )
     if stream is None:
         raise HttpError(
             400,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable
 
 import attrs
@@ -49,3 +50,6 @@ class HttpSettings:
     access_tokens: AccessTokenCheck | None = attrs.field(default=None, eq=False, repr=False)
     """The built-in authorization server's token check: ``/mcp`` then also takes its access
     tokens, and the protected-resource metadata names this server as the authorization server."""
+    state_dir: pathlib.Path | None = None
+    """Where legacy sessions are kept across restarts (``sessions/``, ``quarantine/``); None
+    keeps them in memory only."""
