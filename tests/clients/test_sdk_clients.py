@@ -1,0 +1,60 @@
+"""Both TypeScript SDK clients against a real ``coding-agent up``: the tools in sequence, a resource,
+and the same client object carrying on after the server restarts on the same port and state."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+from typing import Any
+
+import pytest
+import trio
+from _support.agent_up import coding_agent_up
+from _support.mcp_clients import SDK_V1, SDK_V2, NpmPin, running_script, sdk_script, stand_in_setup
+
+pytestmark = pytest.mark.real_clients
+
+# (pin, script, MCP_MODE, the protocol version the client must end up speaking)
+CLIENTS = {
+    "v1-legacy": (SDK_V1, "sdk_v1.mjs", "legacy", "2025-11-25"),
+    "v2-legacy": (SDK_V2, "sdk_v2.mjs", "legacy", "2025-11-25"),
+    "v2-modern": (SDK_V2, "sdk_v2.mjs", "modern", "2026-07-28"),
+}
+
+
+async def argv_for(pin: NpmPin, script: str) -> list[str]:
+    """The script's argv, installing Node and the SDK first if needed."""
+    return await trio.to_thread.run_sync(sdk_script, pin, script)
+
+
+def result_of(step: dict[str, Any]) -> Any:
+    """A tool step's ``result`` after checking the call succeeded."""
+    assert step["isError"] is False, step
+    assert step["structured"]["status"] == "success", step
+    return step["structured"]["result"]
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+async def test_sdk_client_runs_the_tools_in_sequence(tmp_path: pathlib.Path, client: str) -> None:
+    """check_status, create_task, wait_task, report, task://{id}, end_task all answer as documented."""
+    pin, script, mode, version = CLIENTS[client]
+    argv = await argv_for(pin, script)
+    setup = stand_in_setup(tmp_path)
+    async with coding_agent_up(setup.state, setup.root, setup.env) as up:
+        env = {"MCP_URL": up.url, "MCP_TOKEN": up.token, "MCP_MODE": mode}
+        async with running_script([*argv, "sequence"], tmp_path / "client", env) as run:
+            await run.rest()
+            assert run.process.returncode == 0, run.report()
+    steps = run.by_step()
+    assert steps["connected"]["protocolVersion"] == version, run.report()
+    assert steps["connected"]["server"] == "coding-agent"
+    assert result_of(steps["check_status"])["daemon"]["reachable"] is True
+    task_id = result_of(steps["create_task"])["task_id"]
+    assert result_of(steps["wait_task"])["status"] == "waiting"
+    report = result_of(steps["report"])
+    assert (report["task_id"], report["status"], report["outcome"]) == (task_id, "waiting", "success")
+    (content,) = steps["read_resource"]["contents"]
+    assert content["uri"] == f"task://{task_id}"
+    assert json.loads(content["text"])["task_id"] == task_id
+    assert result_of(steps["end_task"])["status"] == "completed"
