@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 import trio
+
 from _support.agent_up import Up, base_env
 from _support.daemon import install_stand_in_agent
 from _support.node import node_path
@@ -96,7 +97,7 @@ def inspector_argv(up: Up, *args: str) -> list[str]:
 async def run_inspector(up: Up, home: pathlib.Path, *args: str) -> Completed:
     """Run one Inspector CLI command against ``up`` to its end."""
     argv = await trio.to_thread.run_sync(lambda: inspector_argv(up, *args))
-    home.mkdir(parents=True, exist_ok=True)
+    await trio.Path(home).mkdir(parents=True, exist_ok=True)
     with trio.fail_after(INSPECTOR_TIMEOUT_S):
         done = await trio.run_process(
             argv,
@@ -184,7 +185,7 @@ async def running_script(
     argv: Sequence[str], home: pathlib.Path, env: Mapping[str, str]
 ) -> AsyncIterator[ScriptProcess]:
     """Start an SDK script (``env`` on top of PATH and a private HOME); kill it on exit."""
-    home.mkdir(parents=True, exist_ok=True)
+    await trio.Path(home).mkdir(parents=True, exist_ok=True)
     stderr_path = home / "stderr.log"
     with stderr_path.open("wb") as stderr:
         process = await trio.lowlevel.open_process(

@@ -1,9 +1,9 @@
 """CLIs and libraries from npm for tests: installed once into a cache, pinned, never skipped.
 
 ``installed_cli(package, version, binary, override_var)`` returns the path of ``binary``
-(relative to the install prefix) of ``package@version``; ``installed_package(package, version)``
-returns the install prefix itself (for libraries a test script imports). It is taken from ``$override_var`` when
-set; otherwise the package is installed with npm on first use into
+(relative to the install prefix) of ``package@version``, taken from ``$override_var`` when set;
+``installed_package(package, version)`` returns the install prefix itself (for libraries a test
+script imports). Otherwise the package is installed with npm on first use into
 ``${XDG_CACHE_HOME:-~/.cache}/coding-agent-tests/<name>-<version>`` (a file lock serializes
 concurrent test processes; the install happens in a temporary directory that is renamed into
 place, so a half-finished install is never used). Tests that need a CLI install it or fail: a

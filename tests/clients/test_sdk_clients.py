@@ -1,5 +1,8 @@
-"""Both TypeScript SDK clients against a real ``coding-agent up``: the tools in sequence, a resource,
-and the same client object carrying on after the server restarts on the same port and state."""
+"""Both TypeScript SDK clients against a real ``coding-agent up``.
+
+The tools in sequence and a resource; the same client object carrying on after the server
+restarts on the same port and state.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ def result_of(step: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("client", list(CLIENTS))
 async def test_sdk_client_runs_the_tools_in_sequence(tmp_path: pathlib.Path, client: str) -> None:
-    """check_status, create_task, wait_task, report, task://{id}, end_task all answer as documented."""
+    """check_status, create_task, wait_task, report, task://{id}, end_task answer as documented."""
     pin, script, mode, version = CLIENTS[client]
     argv = await argv_for(pin, script)
     setup = stand_in_setup(tmp_path)
@@ -53,8 +56,41 @@ async def test_sdk_client_runs_the_tools_in_sequence(tmp_path: pathlib.Path, cli
     task_id = result_of(steps["create_task"])["task_id"]
     assert result_of(steps["wait_task"])["status"] == "waiting"
     report = result_of(steps["report"])
-    assert (report["task_id"], report["status"], report["outcome"]) == (task_id, "waiting", "success")
+    assert (report["task_id"], report["status"]) == (task_id, "waiting")
+    assert report["outcome"] == "success"
     (content,) = steps["read_resource"]["contents"]
     assert content["uri"] == f"task://{task_id}"
     assert json.loads(content["text"])["task_id"] == task_id
     assert result_of(steps["end_task"])["status"] == "completed"
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+async def test_sdk_client_carries_on_after_a_server_restart(
+    tmp_path: pathlib.Path, client: str
+) -> None:
+    """The same client object calls report, task://{id} and end_task after up restarts."""
+    pin, script, mode, _ = CLIENTS[client]
+    argv = await argv_for(pin, script)
+    setup = stand_in_setup(tmp_path)
+    async with coding_agent_up(setup.state, setup.root, setup.env) as first:
+        env = {"MCP_URL": first.url, "MCP_TOKEN": first.token, "MCP_MODE": mode}
+        async with running_script([*argv, "restart"], tmp_path / "client", env) as run:
+            await run.until("paused")
+            port = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/mcp", first.url)
+            assert port is not None, first.url
+            first.terminate()
+            with trio.fail_after(60):
+                await first.process.wait()
+            async with coding_agent_up(
+                setup.state, setup.root, setup.env, extra_args=("--port", port[1])
+            ) as second:
+                assert (second.url, second.token) == (first.url, first.token)
+                await run.send("go")
+                await run.rest()
+    assert run.process.returncode == 0, run.report()
+    steps = run.by_step()
+    task_id = result_of(steps["create_task"])["task_id"]
+    assert result_of(steps["report"])["task_id"] == task_id
+    assert json.loads(steps["read_resource"]["contents"][0]["text"])["task_id"] == task_id
+    assert result_of(steps["end_task"])["status"] == "completed"
+    assert steps["after_restart"]["sessionId"] == steps["connected"]["sessionId"], run.report()
