@@ -16,6 +16,7 @@ from ._core import (
     ResourceTemplate,
     TextContents,
     Tool,
+    ToolAnnotations,
     ToolResult,
 )
 from ._http import HttpSettings, serve
@@ -37,6 +38,7 @@ __all__ = [
     "ResourceTemplate",
     "TextContents",
     "Tool",
+    "ToolAnnotations",
     "ToolResult",
     "serve",
 ]

@@ -164,6 +164,14 @@ def _tool_lines(registry: Registry) -> Iterator[str]:
         yield f"### `{name}`"
         yield ""
         yield _cell(tool.description)
+        if tool.annotations is not None:
+            hints = tool.annotations.json()
+            title = hints.pop("title")
+            yield ""
+            yield (
+                f"Annotations: {', '.join(f'`{k}` {_json(v)}' for k, v in hints.items())} "
+                f"(title: {_cell(title)})."
+            )
         if tool.task_support != "forbidden":
             yield ""
             yield f"May run as an MCP task (task support: `{tool.task_support}`)."

@@ -64,6 +64,7 @@ from ._registry import (
     ResourceUpdated,
     TextContents,
     Tool,
+    ToolAnnotations,
     ToolResult,
 )
 from ._schema import clip, validate
@@ -136,6 +137,7 @@ __all__ = [
     "SessionState",
     "TextContents",
     "Tool",
+    "ToolAnnotations",
     "ToolResult",
     "TrioMcpTaskGroup",
     "UnsupportedVersion",

@@ -87,6 +87,28 @@ ToolHandler = Callable[[RequestContext, JSON], Awaitable[ToolResult]]
 
 
 @attrs.frozen
+class ToolAnnotations:
+    """What a tool does to its world, as hints a client may use (e.g. to approve reads
+    without asking). MCP ``ToolAnnotations``; every hint is stated, none left to its default."""
+
+    title: str
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+    open_world: bool
+
+    def json(self) -> JSON:
+        """The protocol object: ``{title, readOnlyHint, destructiveHint, ...}``."""
+        return {
+            "title": self.title,
+            "readOnlyHint": self.read_only,
+            "destructiveHint": self.destructive,
+            "idempotentHint": self.idempotent,
+            "openWorldHint": self.open_world,
+        }
+
+
+@attrs.frozen
 class Tool:
     """A tool; ``input_schema`` validates arguments before the handler runs."""
 
@@ -96,7 +118,7 @@ class Tool:
     handler: ToolHandler
     output_schema: JSON | None = None
     title: str | None = None
-    annotations: JSON | None = None
+    annotations: ToolAnnotations | None = None
     task_support: TaskSupport = "forbidden"
 
 

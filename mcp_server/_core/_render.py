@@ -31,7 +31,7 @@ def tool_json(tool: Tool, with_execution: bool) -> JSON:
     if tool.output_schema is not None:
         out["outputSchema"] = tool.output_schema
     if tool.annotations is not None:
-        out["annotations"] = tool.annotations
+        out["annotations"] = tool.annotations.json()
     if with_execution and tool.task_support != "forbidden":
         out["execution"] = {"taskSupport": tool.task_support}
     return out

@@ -294,7 +294,11 @@ OUTPUT_SCHEMA: JSON = {
     "properties": {
         "status": {"type": "string", "enum": ["success", "error"]},
         "message": {"type": "string"},
-        "result": {},
+        "result": {
+            "description": "What the tool answers: an object (a task, statistics, a count), "
+            "or for get_prompt without prompt_id a list of prompts.",
+            "anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}],
+        },
         "error": {
             "type": "object",
             "properties": {"code": {"type": "string"}},
@@ -303,7 +307,10 @@ OUTPUT_SCHEMA: JSON = {
     },
     "required": ["status", "message"],
 }
-"""Every tool's answer: the original's ``{status, message, result | error}``."""
+"""Every tool's answer: the original's ``{status, message, result | error}``.
+
+Every subschema has a validation keyword (the MCP Inspector's ``--strict`` lint warns on one
+without; ``tests/mcp_server/test_tasks_tool_surface.py`` applies its rule to every tool)."""
 
 
 # -- parsing --------------------------------------------------------------------------------

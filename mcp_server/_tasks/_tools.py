@@ -19,6 +19,7 @@ import trio
 from host_daemon import rule_errors
 from mcp_server._core import JSON, Registry, RequestContext, Tool, ToolResult
 
+from ._annotations import ANNOTATIONS
 from ._arguments import (
     DEFAULT_WAIT_S,
     MAX_WAIT_S,
@@ -457,6 +458,7 @@ def register_tasks(
     resources = TaskResources(runner=runner, features=dict(features or {}))
     tools = TaskTools(runner=runner, resources=resources, review=TaskReview(runner))
     for spec in TOOLS:
+        annotations = ANNOTATIONS[spec.name]
         registry.add_tool(
             Tool(
                 name=spec.name,
@@ -464,6 +466,8 @@ def register_tasks(
                 input_schema=input_schema(spec.arguments),
                 output_schema=OUTPUT_SCHEMA,
                 handler=tools.handler(spec),
+                title=annotations.title,
+                annotations=annotations,
                 task_support="optional" if spec.as_task else "forbidden",
             )
         )
