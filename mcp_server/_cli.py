@@ -190,6 +190,7 @@ async def run_server(
         auth_token=config.auth_token,
         public_urls=config.public_urls,
         graceful_timeout_s=config.http_graceful_s,
+        state_dir=config.state_path,
         instructions=(
             "Create coding tasks with create_task, follow them with wait_task or the "
             "task:// resources, send follow-ups with update_task, close them with end_task. "

@@ -4,7 +4,7 @@ Other packages import these names from here, never from the private modules.
 """
 
 from ._concurrency import McpCancelScope, McpEvent, McpTaskGroup
-from ._context import Envelope, Peer, SessionState
+from ._context import LOG_LEVELS, Envelope, Peer, SessionState
 from ._errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -31,6 +31,8 @@ from ._jsonrpc import (
     parse,
     result_message,
 )
+from ._jsonrpc import describe as strict_error
+from ._jsonrpc import make_converter as strict_converter
 from ._listen import ListenFilter, session_notification, session_wants
 from ._mcp_tasks import McpTaskRecord
 from ._negotiate import ServerInfo
@@ -83,6 +85,7 @@ __all__ = [
     "INVALID_PARAMS",
     "INVALID_REQUEST",
     "JSON",
+    "LOG_LEVELS",
     "META_SERVER_INFO",
     "META_SUBSCRIPTION",
     "MODERN_VERSIONS",
@@ -149,5 +152,7 @@ __all__ = [
     "result_message",
     "session_notification",
     "session_wants",
+    "strict_converter",
+    "strict_error",
     "validate",
 ]

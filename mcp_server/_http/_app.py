@@ -13,8 +13,10 @@ to their session: a client disconnect is not a cancel there, and their events st
 
 from __future__ import annotations
 
+import logging
+import secrets
 import time
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 import trio
@@ -35,6 +37,7 @@ from .._core import (
     Refuse,
     RegistryEvent,
     Reply,
+    SessionState,
     UnsupportedVersion,
     error_message,
     parse,
@@ -54,12 +57,16 @@ from ._asgi import (
 from ._exchange import Exchange, StreamPeer
 from ._listens import ListenStream, ListenStreams
 from ._security import RequestGuard
+from ._session_files import SessionRecord
+from ._session_store import SessionStore
 from ._sessions import HttpSession, SessionTable, resume_point
 from ._settings import HttpSettings
 from ._sse import SSE_ANSWER, SseWriter, WriteMode
 from ._streams import EventStream
 
 WATCH_DELAY_S: Final = 0.02
+
+log = logging.getLogger("mcp_server.http")
 
 
 class McpApp:
@@ -71,8 +78,16 @@ class McpApp:
         self.core = core
         self.settings = settings
         self.fallback = fallback
+        idle = settings.session_idle_timeout_s
+        self.store: SessionStore | None = None
+        if settings.state_dir is not None:
+            self.store = SessionStore(settings.state_dir, max(0.05, min(60.0, idle / 10)))
         self.sessions = SessionTable(
-            settings.max_sessions, settings.session_idle_timeout_s, core.tasks.drop_owner
+            settings.max_sessions,
+            idle,
+            core.tasks.drop_owner,
+            on_forget=self.store.forget if self.store is not None else lambda _: None,
+            revive=self._revive,
         )
         self.listens = listens
         self.writer = SseWriter(settings.sse_responses, settings.sse_retry_ms)
@@ -84,17 +99,54 @@ class McpApp:
     # -- lifetime -------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Expire idle sessions and start disconnect watchers, until cancelled."""
+        """Read back the sessions of the previous run (with a state directory), then expire
+        idle sessions, write sessions through and start disconnect watchers, until cancelled."""
         async with trio.open_nursery() as nursery:
+            if self.store is not None:
+                records = await self.store.load()
+                self.sessions.restore(records, time.time())
+                if records:
+                    log.info(
+                        "%d legacy session(s) kept from the previous run",
+                        len(self.sessions.dormant),
+                    )
+                nursery.start_soon(self.store.run, self.sessions)
             nursery.start_soon(self._expire_idle)
             nursery.start_soon(self._start_watchers)
             task_status.started()
+
+    async def flush(self) -> None:
+        """At shutdown: write every session's latest state (with a state directory)."""
+        if self.store is not None:
+            await self.store.flush(self.sessions)
+
+    def _revive(self, session_id: str, record: SessionRecord) -> HttpSession:
+        """A session of the previous run, named again by a request: the same protocol state,
+        new streams."""
+        state = SessionState(
+            session_id,
+            record.version,
+            record.client_capabilities,
+            record.client_info,
+            cast("Any", record.log_level),
+            set(record.subscriptions),
+            record.initialized,
+        )
+        session = HttpSession(state, self.settings.max_queued_events, epoch=_epoch())
+        state.peer = StreamPeer(session, session.standalone)
+        log.info("revived a legacy session of the previous run (protocol %s)", record.version)
+        return session
+
+    async def _persist(self, session: HttpSession) -> None:
+        """Write the session's record if it changed, before the answer that acknowledges it."""
+        if self.store is not None:
+            await self.store.save(session)
 
     async def _expire_idle(self) -> None:
         period = max(0.05, min(30.0, self.settings.session_idle_timeout_s / 4))
         while True:
             await trio.sleep(period)
-            self.sessions.expire(time.monotonic())
+            self.sessions.expire(time.monotonic(), time.time())
 
     async def _start_watchers(self) -> None:
         """Give a disconnect watcher to each 2026-07-28 request still running after a moment.
@@ -231,6 +283,8 @@ class McpApp:
                 session.answer(message)
                 await respond(send, 202, b"", [])
             case _:
+                if session is not None:
+                    await self._persist(session)  # notifications/initialized
                 await respond(send, 202, b"", [])
 
     async def _exchange(
@@ -263,6 +317,8 @@ class McpApp:
                     stream.closed = True
                     stream.wake()
                 else:
+                    if session is not None:
+                        await self._persist(session)
                     stream.status = reply.status
                     stream.push(dumps(reply.message), final=True)
                 await exchange.finish()
@@ -275,6 +331,7 @@ class McpApp:
         session = HttpSession(state, self.settings.max_queued_events)
         self.sessions.add(session)
         state.peer = StreamPeer(session, session.standalone)
+        await self._persist(session)
         body = dumps(opened.reply)
         extra = ((b"mcp-session-id", state.session_id.encode()),)
         if self.settings.sse_responses:
@@ -345,7 +402,14 @@ class McpApp:
             raise HttpError(405, headers=[(b"allow", b"POST")])
         session = self.sessions.require(headers.get(b"mcp-session-id"))
         self.sessions.end(session.state.session_id)
+        if self.store is not None:
+            await self.store.remove_now(session.id_hash)
         await respond(send, 204, b"", [])
+
+
+def _epoch() -> str:
+    """The stream-key prefix of a revived session."""
+    return f"{secrets.token_hex(4)}."
 
 
 def _header_version(headers: dict[bytes, bytes]) -> str | None:

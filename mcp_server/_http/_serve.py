@@ -136,6 +136,7 @@ async def serve(
             await hypercorn_serve(
                 shield_final_send(app), config, shutdown_trigger=trigger, task_status=task_status
             )
+            await app.flush()
             nursery.cancel_scope.cancel()
 
         urls = await nursery.start(run_http)

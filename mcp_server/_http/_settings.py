@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import attrs
 
 
@@ -39,3 +41,6 @@ class HttpSettings:
     sse_retry_ms: int = 1000
     state_secret: bytes | None = None
     """Key that signs 2026-07-28 ``requestState``; random per process when None."""
+    state_dir: pathlib.Path | None = None
+    """Where legacy sessions are kept across restarts (``sessions/``, ``quarantine/``); None
+    keeps them in memory only."""
