@@ -54,6 +54,7 @@ from ._config import (
 from ._console import COMMANDS as CONSOLE_COMMANDS
 from ._console import add_console_commands, console_main
 from ._doctor import doctor_main
+from ._oauth import OAuthService, oauth_blueprint, oauth_main
 from ._tasks import (
     LIVE_IDLE_S,
     SWEEP_INTERVAL_S,
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML with allow = [...] and deny = [...] rules, added to the flags'",
     )
     commands.add_parser("doctor", help="check the installation", add_help=False)
+    commands.add_parser("oauth", help="OAuth: consent password, granted clients", add_help=False)
     token_parser = commands.add_parser(
         "token", help="print the MCP bearer token (MCP_AUTH_TOKEN, else the state directory's)"
     )
@@ -184,7 +186,10 @@ async def run_server(
     )
     await runner.store.load()
     tools = register_tasks(registry, runner, features=config.features)
+    oauth = OAuthService(config.state_path, config.auth_token)
+    await oauth.load()
     settings = HttpSettings(
+        access_tokens=oauth.verify,
         host=config.host,
         port=config.port,
         auth_token=config.auth_token,
@@ -208,7 +213,7 @@ async def run_server(
                 registry,
                 settings,
                 shutdown=http_shutdown,
-                blueprints=[dashboard],
+                blueprints=[oauth_blueprint(oauth, settings), dashboard],
                 on_drain=[hub.drain],
                 task_status=task_status,
             )
@@ -217,6 +222,7 @@ async def run_server(
 
     async with trio.open_nursery() as nursery:
         await nursery.start(runner.run)
+        await nursery.start(oauth.run)
         urls: list[str] = await nursery.start(serve_http)
         task_status.started(urls)
         await shutdown.wait()
@@ -415,7 +421,11 @@ def _token_main(argv: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``coding-agent`` console script and ``python -m mcp_server``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    tools: dict[str, Callable[[list[str]], int]] = {"doctor": doctor_main, "token": _token_main}
+    tools: dict[str, Callable[[list[str]], int]] = {
+        "doctor": doctor_main,
+        "token": _token_main,
+        "oauth": oauth_main,
+    }
     if arguments and arguments[0] in tools:
         return tools[arguments[0]](arguments[1:])
     args = build_parser().parse_args(arguments)

@@ -10,7 +10,7 @@ import trio
 from .._core import InvalidRequest, clip
 from ._asgi import HttpError, Receive, Scope
 from ._authority import HostFence
-from ._settings import HttpSettings
+from ._settings import AccessTokenCheck, HttpSettings
 
 
 @attrs.frozen
@@ -21,6 +21,7 @@ class RequestGuard:
     token: bytes | None
     body_timeout_s: float
     max_body_bytes: int
+    access_tokens: AccessTokenCheck | None = None
 
     @classmethod
     def from_settings(cls, settings: HttpSettings) -> RequestGuard:
@@ -31,6 +32,7 @@ class RequestGuard:
             token,
             settings.body_timeout_s,
             settings.max_body_bytes,
+            settings.access_tokens,
         )
 
     def check(self, scope: Scope, headers: dict[bytes, bytes]) -> None:
@@ -51,10 +53,13 @@ class RequestGuard:
         if self.token is not None:
             auth = headers.get(b"authorization", b"")
             scheme, _, token = auth.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.token):
-                base = self.fence.base_url(scope.get("scheme", "http"), host)
+            base = self.fence.base_url(scope.get("scheme", "http"), host)
+            presented = token.strip() if scheme.lower() == b"bearer" else None
+            if presented is None or not self._accepts(self.token, presented, f"{base}/mcp"):
                 metadata = f"{base}/.well-known/oauth-protected-resource/mcp"
                 challenge = f'Bearer resource_metadata="{metadata}"'
+                if self.access_tokens is not None:
+                    challenge += ', scope="mcp"'
                 if auth:
                     challenge += ', error="invalid_token"'
                 raise HttpError(
@@ -62,6 +67,14 @@ class RequestGuard:
                     InvalidRequest("Unauthorized"),
                     [(b"www-authenticate", challenge.encode())],
                 )
+
+    def _accepts(self, static: bytes, token: bytes, resource: str) -> bool:
+        """The static bearer token, or a live OAuth access token for ``resource``."""
+        if hmac.compare_digest(token, static):
+            return True
+        return self.access_tokens is not None and self.access_tokens(
+            token.decode("latin-1"), resource
+        )
 
     def check_post(self, headers: dict[bytes, bytes]) -> None:
         """A POST must accept JSON and SSE and send JSON."""

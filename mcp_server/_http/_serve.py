@@ -47,6 +47,9 @@ def _quart_app(settings: HttpSettings, blueprints: Sequence[Blueprint] = ()) -> 
             "bearer_methods_supported": ["header"],
             "resource_name": settings.server_name,
         }
+        if settings.access_tokens is not None:
+            body["authorization_servers"] = [fence.base_url(request.scheme, host)]
+            body["scopes_supported"] = ["mcp"]
         return Response(orjson.dumps(body), content_type="application/json")
 
     return app

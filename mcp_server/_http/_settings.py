@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
 
 import attrs
+
+AccessTokenCheck = Callable[[str, str], bool]
+"""``(token, resource) -> bool``: whether a bearer token is a live OAuth access token for the
+resource (``<base>/mcp``)."""
 
 
 @attrs.frozen
@@ -12,6 +17,7 @@ class HttpSettings:
     """How ``serve()`` listens, authenticates and bounds its resources.
 
     ``auth_token=None`` turns bearer auth off (tests and the conformance server only).
+    ``access_tokens`` (with ``auth_token``) also lets in OAuth access tokens.
     ``public_urls`` are extra origins/hosts allowed besides the localhost names (e.g. a tunnel).
     ``sse_responses`` answers every request with an SSE stream; otherwise a request answers with
     plain JSON unless it sends notifications or requests before its result.
@@ -44,3 +50,6 @@ class HttpSettings:
     state_dir: pathlib.Path | None = None
     """Where legacy sessions are kept across restarts (``sessions/``, ``quarantine/``); None
     keeps them in memory only."""
+    access_tokens: AccessTokenCheck | None = attrs.field(default=None, eq=False, repr=False)
+    """The built-in authorization server's token check: ``/mcp`` then also takes its access
+    tokens, and the protected-resource metadata names this server as the authorization server."""
