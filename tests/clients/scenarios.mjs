@@ -170,6 +170,7 @@ class TestProvider {
     this.verifier = undefined;
     this.redirects = [];
     this.savedTokens = 0;
+    this.invalidated = [];
     this.consent = null;
   }
 
@@ -206,6 +207,14 @@ class TestProvider {
   saveTokens(tokens) {
     this.saved = tokens;
     this.savedTokens += 1;
+  }
+
+  // What the server refused (a revoked grant): forget it, so the SDK starts a new authorization.
+  invalidateCredentials(scope) {
+    this.invalidated.push(scope);
+    if (scope === 'all' || scope === 'tokens') this.saved = undefined;
+    if (scope === 'all' || scope === 'client') this.client = undefined;
+    if (scope === 'all' || scope === 'verifier') this.verifier = undefined;
   }
 
   saveCodeVerifier(verifier) {
@@ -358,6 +367,8 @@ async function oauth(sdk, mode) {
       emit('after_revoke', {
         rejected: true,
         name: error?.constructor?.name ?? null,
+        message: String(error?.message ?? error),
+        invalidated: provider.invalidated,
         consents: provider.redirects.length,
       });
     }

@@ -4,7 +4,8 @@ No token at first: the SDK finds the authorization server through the 401 and th
 registers itself (RFC 7591), sends the owner to the consent page with PKCE (a scripted browser
 fills the form with the server's bearer token and allows), swaps the code for tokens, calls a
 tool; an access token the server no longer takes makes it refresh (the refresh token rotates);
-after both tokens are revoked the old access token gets 401 and the SDK cannot go on.
+after both tokens are revoked the old access token gets 401, the refresh is refused and the SDK
+has to ask the owner again.
 """
 
 from __future__ import annotations
@@ -73,5 +74,8 @@ async def test_sdk_oauth_register_authorize_token_refresh_revoke(
     revoked = steps["revoke"]
     assert (revoked["accessStatus"], revoked["refreshStatus"]) == (200, 200)
     assert revoked["oldAccessToken"] == 401
-    assert steps["after_revoke"]["rejected"] is True
-    assert steps["after_revoke"]["name"] == "UnauthorizedError"
+    # The refresh is refused: the SDK forgets the tokens and asks for a new authorization.
+    after = steps["after_revoke"]
+    assert (after["rejected"], after["name"]) == (True, "UnauthorizedError"), after
+    assert "tokens" in after["invalidated"] or "all" in after["invalidated"], after
+    assert after["consents"] == 2, after
