@@ -14,10 +14,13 @@ import json
 import os
 import pathlib
 import subprocess
+import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
+from html.parser import HTMLParser
 from typing import Any
 
 import attrs
+import httpx
 import trio
 
 from _support.agent_up import Up, base_env
@@ -31,8 +34,10 @@ __all__ = [
     "SDK_V2",
     "NpmPin",
     "ScriptProcess",
+    "consent_as_owner",
     "inspector_argv",
     "run_inspector",
+    "run_to_end",
     "running_script",
     "sdk_script",
     "stand_in_setup",
@@ -94,20 +99,25 @@ def inspector_argv(up: Up, *args: str) -> list[str]:
     ]
 
 
-async def run_inspector(up: Up, home: pathlib.Path, *args: str) -> Completed:
-    """Run one Inspector CLI command against ``up`` to its end."""
-    argv = await trio.to_thread.run_sync(lambda: inspector_argv(up, *args))
-    await trio.Path(home).mkdir(parents=True, exist_ok=True)
+async def run_to_end(argv: Sequence[str], env: Mapping[str, str]) -> Completed:
+    """Run a client process to its end with exactly ``env``; its output captured."""
     with trio.fail_after(INSPECTOR_TIMEOUT_S):
         done = await trio.run_process(
-            argv,
+            list(argv),
             stdin=subprocess.DEVNULL,
             capture_stdout=True,
             capture_stderr=True,
             check=False,
-            env=_client_env(home),
+            env=dict(env),
         )
     return Completed(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+async def run_inspector(up: Up, home: pathlib.Path, *args: str) -> Completed:
+    """Run one Inspector CLI command against ``up`` (with the bearer token) to its end."""
+    argv = await trio.to_thread.run_sync(lambda: inspector_argv(up, *args))
+    await trio.Path(home).mkdir(parents=True, exist_ok=True)
+    return await run_to_end(argv, _client_env(home))
 
 
 def sdk_script(pin: NpmPin, script: str) -> list[str]:
@@ -224,3 +234,48 @@ def stand_in_setup(tmp_path: pathlib.Path) -> UpSetup:
     bin_dir.mkdir()
     agent = install_stand_in_agent(bin_dir)
     return UpSetup(tmp_path / "state", root, base_env(CLAUDE_PATH=agent))
+
+
+class _ConsentForm(HTMLParser):
+    """The first form of a page: its action and its hidden inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.hidden: dict[str, str] = {}
+        self.fields: list[str] = []
+        self._depth = 0  # inside the first <form> while > 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "form" and self.action is None:
+            self.action = values.get("action", "")
+            self._depth = 1
+        elif self._depth and tag in {"input", "button"} and "name" in values:
+            self.fields.append(values["name"])
+            if tag == "input" and values.get("type") == "hidden":
+                self.hidden[values["name"]] = values.get("value", "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._depth = 0
+
+
+async def consent_as_owner(authorization_url: str, credential: str) -> str:
+    """Be the owner's browser: open the consent page, allow with ``credential``, follow the
+    redirect to the client's loopback listener. Returns where the consent redirected."""
+    async with httpx.AsyncClient(follow_redirects=False, timeout=30) as browser:
+        page = await browser.get(authorization_url)
+        assert page.status_code == 200, (page.status_code, page.text[:500])
+        form = _ConsentForm()
+        form.feed(page.text)
+        assert form.action is not None, page.text[:500]
+        assert {"credential", "decision"} <= set(form.fields), form.fields
+        target = urllib.parse.urljoin(authorization_url, form.action)
+        origin = "{0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(target))
+        fields = {**form.hidden, "credential": credential, "decision": "allow"}
+        posted = await browser.post(target, data=fields, headers={"Origin": origin})
+        assert posted.status_code in {302, 303}, (posted.status_code, posted.text[:500])
+        location = urllib.parse.urljoin(target, posted.headers["location"])
+        await browser.get(location)
+    return location

@@ -244,7 +244,8 @@ class TestProvider {
       method: 'POST',
       body,
       redirect: 'manual',
-      headers: cookies.length ? { Cookie: cookies.join('; ') } : {},
+      // What a browser sends with a form POST: its origin, and the cookies the page set.
+      headers: { Origin: target.origin, ...(cookies.length ? { Cookie: cookies.join('; ') } : {}) },
     });
     const location = posted.headers.get('location');
     this.consent = {
