@@ -138,6 +138,10 @@ class HandlerContext:
     def client_capabilities(self) -> JSON:
         return self.env.client_capabilities
 
+    @property
+    def wants_progress(self) -> bool:
+        return self.env.progress_token is not None
+
     def close_sse_stream(self) -> None:
         if self.env.era == "legacy" and self.task is None:
             self.peer.close_stream()

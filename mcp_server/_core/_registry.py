@@ -35,6 +35,10 @@ class RequestContext(Protocol):
     def client_capabilities(self) -> JSON:
         """The capabilities the client declared (session or 2026-07-28 envelope)."""
 
+    @property
+    def wants_progress(self) -> bool:
+        """True when the request carries ``_meta.progressToken`` (``progress`` then sends)."""
+
     def close_sse_stream(self) -> None:
         """End this request's SSE response now (legacy); the client resumes with GET +
         ``Last-Event-ID`` and gets the rest there. Does nothing for JSON or 2026-07-28 answers."""

@@ -50,6 +50,7 @@ from ._errors import NotPending, RunNotStarted, TaskBusy, TaskError, WorktreeFai
 from ._isolation import REPORT_FILES, diffstat_view
 from ._model import PendingApproval, Task, TaskOptions
 from ._notices import TaskNotices
+from ._progress import progress_while
 from ._prompts import PROMPTS, prompt_view
 from ._resources import TaskResources
 from ._review import TaskReview
@@ -214,7 +215,8 @@ class TaskTools:
     async def wait_task(self, ctx: RequestContext, args: WaitArgs) -> ToolResult:
         self.runner.get(args.id)
         log.info("wait_task: waiting for task %s (up to %g s)", args.id, args.timeout_s)
-        task = await self._supervise(ctx, args.id, args.timeout_s, set(), stop_when_asked=True)
+        async with progress_while(ctx, self.runner, args.id):
+            task = await self._supervise(ctx, args.id, args.timeout_s, set(), stop_when_asked=True)
         if task.pending:
             asked = ", ".join(f"{p.request_id} ({p.tool_name})" for p in task.pending)
             message = (
@@ -442,7 +444,9 @@ TOOLS: tuple[ToolSpec, ...] = (
         f"Wait until a task's run ends or timeout_s passes (at most {MAX_WAIT_S:g} s, "
         f"default {DEFAULT_WAIT_S:g} s); returns the task. A permission request of a live "
         "task is asked about by elicitation when the client can; otherwise wait_task returns "
-        "at once with status input_required and the request in pending_approvals (approve).",
+        "at once with status input_required and the request in pending_approvals (approve). "
+        "With a progress token it sends progress on each new event or status change (the "
+        "message: the status and the latest event's summary).",
         WaitArgs,
         TaskTools.wait_task,
     ),

@@ -14,6 +14,8 @@ Installed as ``CLAUDE_PATH`` for the daemon; the prompt is the last argv word. I
   and process tree) and ignoring SIGTERM; reports ``pids LEADER CHILD ESCAPEE`` and waits to be
   killed.
 - ``lines N``: N short texts, then succeeds.
+- ``steps DIR N``: for each i in 1..N, waits until ``DIR/i`` exists, then a text ``step i``;
+  then succeeds once ``DIR/done`` exists (a test paces the events).
 - ``fail``: an error result (``is_error``), exit 1.
 - ``newsession``: like ``hello`` but reports a new session id even when resuming.
 """
@@ -135,6 +137,16 @@ def main() -> int:  # noqa: PLR0911, PLR0912 -- one branch and return per script
         for n in range(int(rest)):
             assistant(session, {"type": "text", "text": f"line {n}"})
         result(session, "done")
+        return 0
+    if word == "steps":
+        directory, _, count = rest.rpartition(" ")
+        for step in range(1, int(count) + 1):
+            while not os.path.exists(os.path.join(directory, str(step))):
+                time.sleep(0.02)
+            assistant(session, {"type": "text", "text": f"step {step}"})
+        while not os.path.exists(os.path.join(directory, "done")):
+            time.sleep(0.02)
+        result(session, "stepped")
         return 0
     if word == "fail":
         result(session, "it went wrong", error=True)
