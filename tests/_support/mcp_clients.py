@@ -24,9 +24,9 @@ import httpx
 import trio
 
 from _support.agent_up import Up, base_env
-from _support.daemon import install_stand_in_agent
 from _support.node import node_path
 from _support.npm_cli import installed_package
+from _support.task_server import install_agent
 
 __all__ = [
     "INSPECTOR",
@@ -219,7 +219,7 @@ async def running_script(
 
 @attrs.frozen
 class UpSetup:
-    """What ``coding_agent_up`` needs for a run with the stand-in agent as ``claude``."""
+    """What ``coding_agent_up`` needs for a run with the task stand-in as ``claude``."""
 
     state: pathlib.Path
     root: pathlib.Path
@@ -227,12 +227,11 @@ class UpSetup:
 
 
 def stand_in_setup(tmp_path: pathlib.Path) -> UpSetup:
-    """A workspace, a state path and an environment whose ``claude`` is the stand-in agent."""
+    """A workspace, a state path and an environment whose ``claude`` is the task stand-in
+    (``tests/e2e/stand_in_claude.py``: its prompts say what it does)."""
     root = tmp_path / "root"
     root.mkdir()
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    agent = install_stand_in_agent(bin_dir)
+    agent = install_agent(tmp_path / "bin")
     return UpSetup(tmp_path / "state", root, base_env(CLAUDE_PATH=agent))
 
 

@@ -5,9 +5,9 @@
 //   {"step": "paused"}        waiting for one line on stdin (the test restarts the server)
 //   {"step": "error", "at": "<step>", "name": "...", "message": "...", "code": ...}  then exit 1
 //
-// Usage: node sdk_vN.mjs sequence|restart|oauth  with env MCP_URL, MCP_TOKEN (the server's
+// Usage: node sdk_vN.mjs sequence|restart|progress|oauth  with env MCP_URL, MCP_TOKEN (the server's
 // bearer token: sent as a header, or in oauth typed into the consent page) and MCP_MODE
-// (legacy or modern).
+// (legacy or modern); progress also takes TASK_INSTRUCTIONS.
 
 import http from 'node:http';
 import readline from 'node:readline';
@@ -74,11 +74,34 @@ async function readTask(client, id) {
 async function sequence(sdk, mode) {
   const { client, transport } = await connect(sdk, mode, bearer());
   emit('connected', connectedData(sdk, client, transport));
+  currentStep = 'tools';
+  const { tools } = await client.listTools();
+  emit('tools', { annotations: Object.fromEntries(tools.map((t) => [t.name, t.annotations])) });
   await callTool(client, 'check_status');
   const id = await createAndWait(client);
   await callTool(client, 'report', { id });
   await readTask(client, id);
   await callTool(client, 'end_task', { id });
+  await client.close();
+}
+
+// wait_task with a progress callback (the SDK then sends a progressToken): each progress
+// notification is a step of its own, printed as it comes, so the test can pace the task.
+async function progress(sdk, mode) {
+  const { client } = await connect(sdk, mode, bearer());
+  const created = await callTool(client, 'create_task', {
+    title: 'progress',
+    instructions: process.env.TASK_INSTRUCTIONS,
+  });
+  const id = created.structuredContent.result.task_id;
+  currentStep = 'wait_task';
+  const onprogress = (p) => emit('progress', { progress: p.progress, message: p.message ?? null });
+  const waited = await sdk.callToolWith(
+    client,
+    { name: 'wait_task', arguments: { id, timeout_s: 30 } },
+    { onprogress },
+  );
+  emit('wait_task', toolData(waited));
   await client.close();
 }
 
@@ -379,7 +402,7 @@ async function oauth(sdk, mode) {
   }
 }
 
-const SCENARIOS = { sequence, restart, oauth };
+const SCENARIOS = { sequence, restart, progress, oauth };
 
 export async function main(sdk) {
   const scenario = SCENARIOS[process.argv[2]];

@@ -17,6 +17,9 @@ await main({
     if (mode !== 'legacy') throw new Error(`the v1 SDK has no ${mode} mode`);
     return new Client({ name: 'coding-agent-tests-sdk-v1', version: '1.0.0' });
   },
+  callToolWith(client, params, options) {
+    return client.callTool(params, undefined, options);
+  },
   protocolVersion(client, transport) {
     return transport.protocolVersion ?? null;
   },

@@ -22,6 +22,9 @@ await main({
       { versionNegotiation: { mode: MODES[mode] } },
     );
   },
+  callToolWith(client, params, options) {
+    return client.callTool(params, options);
+  },
   protocolVersion(client) {
     return client.getNegotiatedProtocolVersion() ?? null;
   },

@@ -40,7 +40,7 @@ def result_of(step: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("client", list(CLIENTS))
 async def test_sdk_client_runs_the_tools_in_sequence(tmp_path: pathlib.Path, client: str) -> None:
-    """check_status, create_task, wait_task, report, task://{id}, end_task answer as documented."""
+    """Tools listed with annotations; the documented calls in sequence and a task resource."""
     pin, script, mode, version = CLIENTS[client]
     argv = await argv_for(pin, script)
     setup = stand_in_setup(tmp_path)
@@ -52,6 +52,11 @@ async def test_sdk_client_runs_the_tools_in_sequence(tmp_path: pathlib.Path, cli
     steps = run.by_step()
     assert steps["connected"]["protocolVersion"] == version, run.report()
     assert steps["connected"]["server"] == "coding-agent"
+    annotations = steps["tools"]["annotations"]
+    for tool in ("check_status", "report", "wait_task"):
+        assert annotations[tool]["readOnlyHint"] is True, (tool, annotations[tool])
+    for tool in ("end_task", "clean_state"):
+        assert annotations[tool]["destructiveHint"] is True, (tool, annotations[tool])
     assert result_of(steps["check_status"])["daemon"]["reachable"] is True
     task_id = result_of(steps["create_task"])["task_id"]
     assert result_of(steps["wait_task"])["status"] == "waiting"
@@ -94,3 +99,31 @@ async def test_sdk_client_carries_on_after_a_server_restart(
     assert json.loads(steps["read_resource"]["contents"][0]["text"])["task_id"] == task_id
     assert result_of(steps["end_task"])["status"] == "completed"
     assert steps["after_restart"]["sessionId"] == steps["connected"]["sessionId"], run.report()
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+async def test_sdk_client_hears_wait_task_progress(tmp_path: pathlib.Path, client: str) -> None:
+    """wait_task with the SDK's progress callback hears each new event, values increasing."""
+    pin, script, mode, _ = CLIENTS[client]
+    argv = await argv_for(pin, script)
+    setup = stand_in_setup(tmp_path)
+    pace = tmp_path / "pace"  # the stand-in says "step 1" once pace/1 exists, ends on pace/done
+    await trio.Path(pace).mkdir()
+    async with coding_agent_up(setup.state, setup.root, setup.env) as up:
+        env = {
+            "MCP_URL": up.url,
+            "MCP_TOKEN": up.token,
+            "MCP_MODE": mode,
+            "TASK_INSTRUCTIONS": f"steps {pace} 1",
+        }
+        async with running_script([*argv, "progress"], tmp_path / "client", env) as run:
+            await run.until("progress")  # the task as it is when the wait begins
+            await trio.Path(pace / "1").touch()
+            while (await run.until("progress"))["message"] != "in_progress: text: step 1":
+                pass
+            await trio.Path(pace / "done").touch()
+            await run.rest()
+    assert run.process.returncode == 0, run.report()
+    values = [step["progress"] for step in run.steps if step["step"] == "progress"]
+    assert values == sorted(set(values)), run.report()
+    assert result_of(run.by_step()["wait_task"])["status"] == "waiting"
