@@ -203,7 +203,7 @@ async def run_server(
             "task://{id}/diff, then merge_task or discard_task."
         ),
     )
-    dashboard = dashboard_blueprint(tools, hub, settings, config.dashboard)
+    dashboard = dashboard_blueprint(tools, hub, settings, config.dashboard, oauth=oauth)
     served = trio.Event()
     http_shutdown = trio.Event()
 

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
+from mcp_server._config import default_data_dir
+
 from ._book import OAuthBook
 from ._records import (
     StateFileError,
@@ -47,9 +49,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _state_dir(given: pathlib.Path | None, environ: Mapping[str, str]) -> pathlib.Path:
-    # Imported here: _config imports the dashboard, which imports this package.
-    from mcp_server._config import default_data_dir  # noqa: PLC0415
-
     return given or pathlib.Path(environ.get("STATE_PATH") or default_data_dir(environ))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from quart import Blueprint, Response, g, request
@@ -16,12 +17,15 @@ from quart import Blueprint, Response, g, request
 from mcp_server._http import HttpSettings
 from mcp_server._tasks import TASK_STATUSES, TaskTools
 
-from . import _streams, _task_pages
+from . import _oauth_pages, _streams, _task_pages
 from ._base import Dashboard, page, refused, see_other
 from ._guard import SECURITY_HEADERS, Refusal, WebGuard, local_path
 from ._hub import BoardHub
 from ._render import BoardFilter, board
 from ._settings import DashboardSettings
+
+if TYPE_CHECKING:
+    from mcp_server._oauth import OAuthService
 
 PUBLIC_ENDPOINTS = frozenset({"dashboard.login", "dashboard.login_post", "dashboard.static"})
 """Endpoints a browser reaches before logging in."""
@@ -36,10 +40,12 @@ def dashboard_blueprint(
     settings: DashboardSettings | None = None,
     *,
     clock: Callable[[], float] = time.monotonic,
+    oauth: OAuthService | None = None,
 ) -> Blueprint:
     """The dashboard at ``/`` over ``tools``' runner; ``hub`` must be one of the runner's
     listeners, and ``serve()`` must call ``hub.drain`` when it drains. Logins use
-    ``http.auth_token`` and the same Host/Origin fence as ``/mcp``."""
+    ``http.auth_token`` and the same Host/Origin fence as ``/mcp``. With ``oauth``, ``/clients``
+    lists the built-in authorization server's granted clients, with Revoke."""
     guard = WebGuard.build(http, settings or DashboardSettings(), clock)
     dash = Dashboard(tools=tools, hub=hub, guard=guard)
     blueprint = Blueprint(
@@ -54,6 +60,13 @@ def dashboard_blueprint(
     _register_board(blueprint, dash)
     _task_pages.register(blueprint, dash)
     _streams.register(blueprint, dash)
+    if oauth is not None:
+        _oauth_pages.register(blueprint, oauth)
+
+    @blueprint.context_processor
+    async def navigation() -> dict[str, bool]:
+        return {"oauth_clients": oauth is not None}
+
     return blueprint
 
 

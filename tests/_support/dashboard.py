@@ -35,6 +35,7 @@ from _support.daemon import running_daemon
 from _support.scripted_model import ScriptedModel
 from _support.task_server import Client, install_agent
 from mcp_server import HttpSettings, Registry, serve
+from mcp_server._oauth import OAuthService, oauth_blueprint
 from mcp_server._tasks import (
     DaemonEndpoint,
     TaskNotices,
@@ -101,8 +102,10 @@ async def dashboard_server(
     daemon_env: Mapping[str, str] | None = None,
     daemon_config: Mapping[str, Any] | None = None,
     public_urls: tuple[str, ...] = (),
+    oauth: OAuthService | None = None,
 ) -> AsyncIterator[Web]:
-    """Daemon + runner + MCP server with the dashboard on loopback (see the module docstring)."""
+    """Daemon + runner + MCP server with the dashboard on loopback (see the module docstring);
+    ``oauth`` adds the built-in authorization server (its routes and the ``/clients`` page)."""
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
     agent = install_agent(tmp_path / "bin")
@@ -120,10 +123,15 @@ async def dashboard_server(
         await runner.store.load()
         tools = register_tasks(registry, runner)
         http = HttpSettings(
-            port=0, auth_token=TOKEN, graceful_timeout_s=2.0, public_urls=public_urls
+            port=0,
+            auth_token=TOKEN,
+            graceful_timeout_s=2.0,
+            public_urls=public_urls,
+            access_tokens=None if oauth is None else oauth.verify,
         )
         extra: dict[str, Any] = {} if clock is None else {"clock": clock}
-        blueprint = dashboard_blueprint(tools, hub, http, settings, **extra)
+        blueprint = dashboard_blueprint(tools, hub, http, settings, oauth=oauth, **extra)
+        blueprints = [blueprint] if oauth is None else [oauth_blueprint(oauth, http), blueprint]
         shutdown = trio.Event()
         stopped = trio.Event()
 
@@ -133,7 +141,7 @@ async def dashboard_server(
                     registry,
                     http,
                     shutdown=shutdown,
-                    blueprints=[blueprint],
+                    blueprints=blueprints,
                     on_drain=[hub.drain],
                     task_status=task_status,
                 )

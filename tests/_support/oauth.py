@@ -101,12 +101,12 @@ class OAuthServer:
     def mcp(self) -> str:
         return f"{self.base}/mcp"
 
-    async def start(self, nursery: trio.Nursery) -> None:
+    async def start(self, nursery: trio.Nursery, port: int = 0) -> None:
         self._nursery = nursery
         service = OAuthService(self.state_dir, TOKEN, self.settings, clock=self.clock)
         await service.load()
         config = HttpSettings(
-            port=0, auth_token=TOKEN, graceful_timeout_s=2.0, access_tokens=service.verify
+            port=port, auth_token=TOKEN, graceful_timeout_s=2.0, access_tokens=service.verify
         )
         shutdown, stopped = trio.Event(), trio.Event()
         scope = trio.CancelScope()
@@ -139,10 +139,10 @@ class OAuthServer:
             await self._stopped.wait()
 
     async def restart(self) -> None:
-        """Stop this server and start another on the same state dir (a new port)."""
+        """Stop this server and start another on the same state dir and port."""
         await self.stop()
         assert self._nursery is not None
-        await self.start(self._nursery)
+        await self.start(self._nursery, int(self.base.rsplit(":", 1)[1]))
 
     # -- a client's steps ---------------------------------------------------------------------
 
@@ -181,11 +181,9 @@ class OAuthServer:
     async def consent_page(self, params: dict[str, str]) -> httpx.Response:
         return await self.http.get(f"{self.base}/oauth/authorize", params=params)
 
-    async def submit(
-        self, page: httpx.Response, decision: str, credential: str = TOKEN
-    ) -> httpx.Response:
-        """Send the consent form of ``page`` as a browser would (same origin)."""
-        fields = {**hidden_fields(page.text), "decision": decision, "credential": credential}
+    async def submit(self, html: str, decision: str, credential: str = TOKEN) -> httpx.Response:
+        """Send the consent form of the page ``html`` as a browser would (same origin)."""
+        fields = {**hidden_fields(html), "decision": decision, "credential": credential}
         return await self.http.post(
             f"{self.base}/oauth/authorize",
             data=fields,
@@ -198,7 +196,7 @@ class OAuthServer:
         params = self.authorize_params(client, challenge, **extra)
         page = await self.consent_page(params)
         assert page.status_code == 200, page.text
-        answer = await self.submit(page, "allow")
+        answer = await self.submit(page.text, "allow")
         assert answer.status_code in (302, 303), answer.text
         query = parse_qs(urlsplit(answer.headers["location"]).query)
         assert query["state"] == [params["state"]]
