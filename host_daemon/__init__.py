@@ -87,15 +87,18 @@ from ._records import (
 from ._rules import parse_rule, rule_errors
 from ._server import serve_daemon
 from ._signals import watch_shutdown_signals
+from ._state_lock import DAEMON_LOCK, SERVER_LOCK, StateDirLocked, StateLock
 from ._tree import become_subreaper, is_subreaper
 from ._version import __version__
 
 __all__ = [
     "AGENT_NAMES",
     "APPROVAL_BEHAVIORS",
+    "DAEMON_LOCK",
     "ERROR_CODES",
     "MERGE_STRATEGIES",
     "PROTOCOL_VERSION",
+    "SERVER_LOCK",
     "AgentEvent",
     "AgentEventKind",
     "AgentInfo",
@@ -135,6 +138,8 @@ __all__ = [
     "RunStream",
     "SessionClose",
     "SessionClosed",
+    "StateDirLocked",
+    "StateLock",
     "SweepDone",
     "TokenError",
     "TurnInput",

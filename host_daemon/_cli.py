@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import pathlib
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,7 @@ from ._paths import resolve_roots
 from ._rules import parse_rule
 from ._server import serve_daemon
 from ._signals import watch_shutdown_signals
+from ._state_lock import DAEMON_LOCK, StateLock
 from ._tree import become_subreaper
 from ._version import __version__
 
@@ -471,11 +473,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
         },
     )
-    status = 0
     try:
-        trio.run(run_daemon, config)
-    except* OSError as group:
-        for error in group.exceptions:
-            log.error("cannot serve: %s", error)  # noqa: TRY400  # e.g. address in use: no trace
-        status = 1
+        lock = _lock_state_dir(config, args_list)
+    except OSError as exc:
+        log.error("cannot start: %s", exc)  # noqa: TRY400  # names the holder: no trace
+        return 2
+    status = 0
+    with lock:
+        try:
+            trio.run(run_daemon, config)
+        except* OSError as group:
+            for error in group.exceptions:
+                log.error("cannot serve: %s", error)  # noqa: TRY400  # e.g. address in use
+            status = 1
     return status
+
+
+def _lock_state_dir(config: DaemonConfig, argv: list[str]) -> StateLock:
+    """The state directory's daemon lock (``StateDirLocked`` names who holds it)."""
+    assert config.state_dir is not None  # noqa: S101  # config_from_args always sets it
+    state_dir = pathlib.Path(config.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = StateLock.acquire(state_dir, shlex.join(["host-daemon", *argv]), DAEMON_LOCK)
+    lock.record(", ".join(f"{host}:{port}" for host, port in config.listen))
+    return lock

@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import pathlib
+import shlex
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import PurePosixPath
@@ -23,7 +24,9 @@ import attrs
 import trio
 
 from host_daemon import (
+    DAEMON_LOCK,
     DaemonConfig,
+    StateLock,
     TokenError,
     become_subreaper,
     load_or_create_token,
@@ -248,12 +251,13 @@ def _dashboard_url(urls: list[str]) -> str:
     return urls[0].rstrip("/") + "/"
 
 
-async def _serve_main(config: ServerConfig) -> int:
+async def _serve_main(config: ServerConfig, lock: StateLock) -> int:
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         await nursery.start(watch_shutdown_signals, shutdown, nursery.cancel_scope, log)
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))
         urls = await nursery.start(server.run)
+        lock.record(_mcp_url(urls))
         _print(f"MCP URL: {_mcp_url(urls)}", f"Dashboard: {_dashboard_url(urls)}")
         log.info("serving; the daemon is expected at %s:%d", config.daemon.host, config.daemon.port)
         await server.done.wait()
@@ -349,7 +353,7 @@ def _up_worktrees_dir(given: pathlib.Path | None, state: pathlib.Path, root: pat
         raise ConfigError(str(exc)) from None
 
 
-async def _up_main(plan: _UpPlan) -> int:
+async def _up_main(plan: _UpPlan, lock: StateLock) -> int:
     daemon_config = DaemonConfig(
         token=plan.daemon_token,
         roots=(str(plan.root),),
@@ -387,6 +391,7 @@ async def _up_main(plan: _UpPlan) -> int:
         url = _mcp_url(urls)
         # The task CLI finds the server through this file (and the token beside it).
         record_mcp_url(plan.state, url)
+        lock.record(url)
         try:
             _print(
                 f"MCP URL: {url}",
@@ -449,14 +454,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 daemon_port=args.daemon_port,
                 grace_s=args.grace,
             )
-            return trio.run(_serve_main, config)
+            with StateLock.acquire(config.state_path, _command_line(arguments)) as lock:
+                return trio.run(_serve_main, config, lock)
         plan = _plan_up(args, os.environ)
         try:
             # The daemon runs in this process: orphans of a run are reparented here to be killed.
             become_subreaper()
         except OSError as exc:
             log.warning("cannot become a child subreaper: %s", exc)
-        return trio.run(_up_main, plan)
+        # One lock for the server, one for the daemon that runs in this process.
+        command = _command_line(arguments)
+        with (
+            StateLock.acquire(plan.state, command) as lock,
+            StateLock.acquire(plan.state, command, DAEMON_LOCK),
+        ):
+            return trio.run(_up_main, plan, lock)
     except (ConfigError, TokenError, OSError) as exc:
         print(f"coding-agent: {exc}", file=sys.stderr)
         return 2
@@ -467,6 +479,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"coding-agent: {found}", file=sys.stderr)
         return 2
+
+
+def _command_line(arguments: list[str]) -> str:
+    return shlex.join(["coding-agent", *arguments])
 
 
 def _first_os_error(error: BaseException) -> OSError | None:

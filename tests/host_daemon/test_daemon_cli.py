@@ -69,6 +69,8 @@ async def daemon_process(layout: dict[str, pathlib.Path]) -> AsyncIterator[Daemo
     env["CLAUDE_PATH"] = install_stand_in_agent(layout["bin"])
     argv = [sys.executable, "-m", "host_daemon", "--listen", "127.0.0.1:0"]
     argv += ["--root", str(layout["root"]), "--token-file", str(layout["token"])]
+    # Its own state dir: the default (under $HOME) is locked by whichever daemon runs there.
+    argv += ["--state-dir", str(layout["token"].parent)]
     argv += ["--grace", "20", "--kill-grace", "2", "--log-format", "json"]
     async with trio.open_nursery() as nursery:
         process = await trio.lowlevel.open_process(argv, env=env, stderr=subprocess.PIPE)
@@ -102,10 +104,12 @@ async def test_daemon_creates_token_and_serves_probe(
     assert info.roots == [str(layout["root"])]
 
 
-async def test_start_log_names_the_worktrees_dir(daemon_process: DaemonProcess) -> None:
+async def test_start_log_names_the_worktrees_dir(
+    daemon_process: DaemonProcess, layout: dict[str, pathlib.Path]
+) -> None:
     """The daemon says at start where it makes worktrees (the state dir's, by default)."""
     starting = await daemon_process.wait_log("starting")
-    assert starting["worktrees_dir"].endswith(os.path.join("coding-agent", "worktrees"))
+    assert starting["worktrees_dir"] == str(layout["token"].parent / "worktrees")
 
 
 async def test_logs_never_hold_the_token(daemon_process: DaemonProcess) -> None:
@@ -191,7 +195,15 @@ def test_address_in_use_exits_1(tmp_path: pathlib.Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         env = {**os.environ, "DAEMON_TOKEN": "x"}
-        result = run_cli("--listen", f"127.0.0.1:{port}", "--root", str(tmp_path), env=env)
+        result = run_cli(
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--root",
+            str(tmp_path),
+            "--state-dir",
+            str(tmp_path / "state"),
+            env=env,
+        )
     assert result.returncode == 1
     assert "cannot serve" in result.stderr
 
@@ -364,3 +376,27 @@ def test_bad_live_flags_refused(flag: str, value: str) -> None:
     result = run_cli("--root", "/", f"{flag}={value}")
     assert result.returncode == 2
     assert flag in result.stderr
+
+
+async def test_second_daemon_on_the_same_state_dir_exits_naming_the_first(
+    daemon_process: DaemonProcess, layout: dict[str, pathlib.Path]
+) -> None:
+    """A second daemon on a running one's state dir exits 2 naming its pid and command."""
+    env = {**os.environ, "DAEMON_TOKEN": "x"}
+    state = layout["token"].parent
+    argv = [sys.executable, "-m", "host_daemon", "--listen", "127.0.0.1:0"]
+    argv += ["--root", str(layout["root"]), "--state-dir", str(state)]
+    with trio.fail_after(DEADLINE):
+        result = await trio.run_process(
+            argv,
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode == 2
+    message = result.stderr.decode()
+    first = daemon_process.process.pid
+    assert f"in use by pid {first} (host-daemon --listen 127.0.0.1:0" in message
+    assert str(state / "daemon.lock") in message
+    assert "Traceback" not in message
