@@ -45,11 +45,13 @@ from ._config import (
     ServerConfig,
     dashboard_settings,
     default_data_dir,
+    forget_daemon_address,
     forget_mcp_url,
     mcp_token,
     parse_interval,
     parse_port,
     prepare_state_dir,
+    record_daemon_address,
     record_mcp_url,
     serve_config,
     stored_mcp_token,
@@ -389,7 +391,9 @@ async def _up_main(plan: _UpPlan, lock: StateLock) -> int:
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))
         urls = await nursery.start(server.run)
         url = _mcp_url(urls)
-        # The task CLI finds the server through this file (and the token beside it).
+        # The task CLI finds the server through this file (and the token beside it); doctor
+        # the daemon through its address file.
+        daemon_address = record_daemon_address(plan.state, daemon_host, bound_port)
         record_mcp_url(plan.state, url)
         lock.record(url)
         try:
@@ -406,6 +410,7 @@ async def _up_main(plan: _UpPlan, lock: StateLock) -> int:
             await server.done.wait()
         finally:
             forget_mcp_url(plan.state, url)
+            forget_daemon_address(plan.state, daemon_address)
         daemon_shutdown.set()
         await daemon.done.wait()
         nursery.cancel_scope.cancel()

@@ -212,31 +212,77 @@ URL_FILE = "mcp.url"
 """Where ``coding-agent up`` records its MCP URL (beside ``mcp.token``) while it runs."""
 
 
-def record_mcp_url(state_path: pathlib.Path, url: str) -> pathlib.Path:
-    """Write ``url`` to the state dir's URL file (0600, replaced atomically); its path."""
-    path = state_path / URL_FILE
-    partial = state_path / f".{URL_FILE}.{os.getpid()}"
+DAEMON_ADDRESS_FILE = "daemon.address"
+"""Where ``coding-agent up`` records its daemon's ``HOST:PORT`` while it runs (for doctor)."""
+DAEMON_TOKEN_FILE = "daemon.token"  # noqa: S105 (a file name, not a secret)
+"""The daemon token ``coding-agent up`` keeps in its state dir."""
+
+
+def _record(state_path: pathlib.Path, name: str, text: str) -> pathlib.Path:
+    """Write ``text`` to the state dir's file ``name`` (0600, replaced atomically); its path."""
+    path = state_path / name
+    partial = state_path / f".{name}.{os.getpid()}"
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(url + "\n")
+        file.write(text + "\n")
     os.replace(partial, path)
     return path
 
 
-def forget_mcp_url(state_path: pathlib.Path, url: str) -> None:
-    """Remove the URL file if it still names ``url`` (another ``up`` may have replaced it)."""
-    path = state_path / URL_FILE
+def _forget(state_path: pathlib.Path, name: str, text: str) -> None:
+    """Remove the file ``name`` if it still holds ``text`` (another ``up`` may have replaced it)."""
+    path = state_path / name
     try:
-        if path.read_text(encoding="utf-8").strip() == url:
+        if path.read_text(encoding="utf-8").strip() == text:
             path.unlink()
     except OSError:
         pass  # already gone, or unreadable: nothing of ours to remove
 
 
-def stored_mcp_url(state_path: pathlib.Path) -> str | None:
-    """The URL a running ``coding-agent up`` recorded in ``state_path``, if any."""
+def _stored(state_path: pathlib.Path, name: str) -> str | None:
     try:
-        url = (state_path / URL_FILE).read_text(encoding="utf-8").strip()
+        text = (state_path / name).read_text(encoding="utf-8").strip()
     except OSError:
         return None
-    return url or None
+    return text or None
+
+
+def record_mcp_url(state_path: pathlib.Path, url: str) -> pathlib.Path:
+    """Write ``url`` to the state dir's URL file (0600, replaced atomically); its path."""
+    return _record(state_path, URL_FILE, url)
+
+
+def forget_mcp_url(state_path: pathlib.Path, url: str) -> None:
+    """Remove the URL file if it still names ``url`` (another ``up`` may have replaced it)."""
+    _forget(state_path, URL_FILE, url)
+
+
+def stored_mcp_url(state_path: pathlib.Path) -> str | None:
+    """The URL a running ``coding-agent up`` recorded in ``state_path``, if any."""
+    return _stored(state_path, URL_FILE)
+
+
+def record_daemon_address(state_path: pathlib.Path, host: str, port: int) -> str:
+    """Record where ``up``'s daemon listens (``HOST:PORT``, beside its token file); the text."""
+    address = f"{host}:{port}"
+    _record(state_path, DAEMON_ADDRESS_FILE, address)
+    return address
+
+
+def forget_daemon_address(state_path: pathlib.Path, address: str) -> None:
+    """Remove the daemon address file if it still holds ``address``."""
+    _forget(state_path, DAEMON_ADDRESS_FILE, address)
+
+
+def stored_daemon_address(state_path: pathlib.Path) -> tuple[str, int] | None:
+    """The daemon address a running ``up`` recorded in ``state_path``; ConfigError when the
+    file holds something else than ``HOST:PORT``."""
+    text = _stored(state_path, DAEMON_ADDRESS_FILE)
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    if not host:
+        raise ConfigError(
+            f"expected HOST:PORT, got {text[:64]!r} @ {state_path / DAEMON_ADDRESS_FILE}"
+        )
+    return host, parse_port(port, str(state_path / DAEMON_ADDRESS_FILE), allow_zero=False)

@@ -3,7 +3,12 @@
 It checks what the server depends on, from where the server runs (inside the container with
 ``docker compose exec mcp-server coding-agent doctor``, or on the host): the daemon's token, the
 daemon answering with it, the agent CLIs the daemon found, the workspace mapping
-(``HOST_FILE_ROOT`` seen as ``/workspace``) and the state directory.
+(``HOST_FILE_ROOT`` seen as ``/workspace``), the state directory, and the MCP server answering
+``initialize`` and ``tools/list`` with its bearer token (in both protocol eras).
+
+Next to a running ``coding-agent up`` it finds what ``up`` recorded in its state dir: the
+daemon's address (``daemon.address``) and token (``daemon.token``), the MCP URL (``mcp.url``)
+and token (``mcp.token``). Flags and environment variables still win.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import attrs
+import httpx
 import trio
 
 from host_daemon import (
@@ -31,10 +37,24 @@ from host_daemon import (
 
 from ._config import (
     CONTAINER_WORKSPACE,
+    DAEMON_ADDRESS_FILE,
+    DAEMON_TOKEN_FILE,
     DEFAULT_DAEMON_PORT,
+    URL_FILE,
     ConfigError,
     default_data_dir,
     parse_port,
+    stored_daemon_address,
+    stored_mcp_token,
+    stored_mcp_url,
+)
+from ._console._client import (
+    CONNECT_TIMEOUT_S,
+    ConsoleError,
+    McpSession,
+    Refused,
+    Unreachable,
+    open_session,
 )
 
 Status = Literal["ok", "warn", "fail"]
@@ -63,14 +83,27 @@ class DoctorSettings:
     workspace: pathlib.Path
     host_file_root: str | None
     timeout: float = 10.0
+    daemon_source: str = "the default"
+    """Where the daemon's address came from (a flag, a variable, what ``up`` recorded)."""
+    mcp_url: str | None = None
+    mcp_url_source: str = ""
+    mcp_token: str | None = attrs.field(default=None, repr=False)
+    mcp_token_source: str = ""
 
 
-def _read_token(environ: Mapping[str, str], token_file: str | None) -> tuple[str | None, str]:
-    """The daemon token and where it came from; never creates a token (that would hide a fault)."""
+def _read_token(
+    environ: Mapping[str, str], token_file: str | None, up_token_file: pathlib.Path | None = None
+) -> tuple[str | None, str]:
+    """The daemon token and where it came from: ``--token-file``, ``DAEMON_TOKEN``,
+    ``DAEMON_TOKEN_FILE``, the one of a running ``up`` (``up_token_file``), the daemon's default
+    file. Never creates a token (that would hide a fault)."""
     if token_file is None and environ.get("DAEMON_TOKEN", "").strip():
         return environ["DAEMON_TOKEN"].strip(), "DAEMON_TOKEN"
     path = pathlib.Path(
-        token_file or environ.get("DAEMON_TOKEN_FILE") or default_token_file(default_state_dir())
+        token_file
+        or environ.get("DAEMON_TOKEN_FILE")
+        or up_token_file
+        or default_token_file(default_state_dir())
     )
     try:
         token = path.read_text(encoding="utf-8").strip()
@@ -96,7 +129,7 @@ def check_token(settings: DoctorSettings) -> Check:
 
 async def check_daemon(settings: DoctorSettings) -> tuple[Check, ProbeInfo | None]:
     """The daemon answers a probe, authenticated with the token."""
-    where = f"{settings.daemon_host}:{settings.daemon_port}"
+    where = f"{settings.daemon_host}:{settings.daemon_port} ({settings.daemon_source})"
     if settings.token is None:
         return Check(
             "daemon", "fail", f"not tried at {where}: no token", "fix the token first"
@@ -265,6 +298,107 @@ def check_state(settings: DoctorSettings) -> Check:
     return Check("state", "ok", f"state directory {path} is writable")
 
 
+MODERN_VERSION = "2026-07-28"
+
+
+async def _legacy_tools(url: str, token: str) -> tuple[str, int]:
+    """``initialize`` then ``tools/list`` on a session: the negotiated version, how many tools."""
+    async with open_session(url, token) as session:
+        version = str(session.headers.get("mcp-protocol-version", "?"))
+        listed = await session.request("tools/list", {})
+    return version, len(listed.get("tools") or [])
+
+
+async def _modern_tools(url: str, token: str) -> int:
+    """``tools/list`` in the 2026-07-28 era (no session; the version in the envelope)."""
+    timeout = httpx.Timeout(CONNECT_TIMEOUT_S)
+    auth = {"authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(timeout=timeout, headers=auth, trust_env=False) as http:
+        session = McpSession(http, url)
+        session.headers |= {"mcp-protocol-version": MODERN_VERSION, "mcp-method": "tools/list"}
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+        listed = await session.request("tools/list", {"_meta": meta})
+    return len(listed.get("tools") or [])
+
+
+def _mcp_token_fix(settings: DoctorSettings) -> str:
+    token_file = settings.state_path / "mcp.token"
+    if settings.mcp_token_source == "MCP_AUTH_TOKEN":  # noqa: S105 (a variable name)
+        return (
+            "MCP_AUTH_TOKEN here is not the server's: unset it (doctor then reads "
+            f"{token_file}, the token `up` printed at start), or set it to the token the server "
+            "was started with"
+        )
+    return (
+        f"the server was started with another token than {token_file}: point --state-path at "
+        "its state dir, or set MCP_AUTH_TOKEN to the token it printed at start (its "
+        "MCP_AUTH_TOKEN when it had one)"
+    )
+
+
+def _mcp_failure(
+    settings: DoctorSettings, url: str, exc: ConsoleError | trio.TooSlowError
+) -> Check:
+    """What went wrong talking to the MCP server, and its fix."""
+    if isinstance(exc, Refused) and exc.status == 401:
+        detail = (
+            f"the server at {url} ({settings.mcp_url_source}) refused the MCP token from "
+            f"{settings.mcp_token_source} (HTTP 401)"
+        )
+        fix = _mcp_token_fix(settings)
+    elif isinstance(exc, Refused):
+        detail, fix = str(exc), "use 127.0.0.1 or localhost, or set TUNNEL_URL for the public name"
+    elif isinstance(exc, Unreachable):
+        detail = f"{exc} ({settings.mcp_url_source})"
+        fix = (
+            "start the server (`coding-agent up`, or `coding-agent serve`); a URL recorded by "
+            "an `up` that was killed stays until the next `up` replaces it"
+        )
+    elif isinstance(exc, trio.TooSlowError):
+        detail = f"the server at {url} did not answer within {settings.timeout:g} s"
+        fix = "see its log; a loaded host may need a longer --timeout"
+    else:
+        detail = f"the server at {url} answered what an MCP server should not: {exc}"
+        fix = "is that URL this server's /mcp endpoint? Upgrade the server if it is"
+    return Check("mcp", "fail", detail, fix)
+
+
+async def check_mcp(settings: DoctorSettings) -> Check:
+    """The MCP server answers ``initialize`` and ``tools/list`` with the bearer token, in the
+    session era and in 2026-07-28."""
+    url = settings.mcp_url
+    if url is None:
+        return Check(
+            "mcp",
+            "warn",
+            f"not checked: no MCP URL ({settings.mcp_url_source})",
+            "pass --url (or set CODING_AGENT_URL) to check the server too; `coding-agent up` "
+            f"records its URL in {settings.state_path / URL_FILE} while it runs",
+        )
+    if settings.mcp_token is None:
+        return Check(
+            "mcp",
+            "fail",
+            f"not tried at {url}: {settings.mcp_token_source}",
+            _mcp_token_fix(settings),
+        )
+    try:
+        with trio.fail_after(settings.timeout):
+            version, count = await _legacy_tools(url, settings.mcp_token)
+            await _modern_tools(url, settings.mcp_token)
+    except (ConsoleError, trio.TooSlowError) as exc:
+        return _mcp_failure(settings, url, exc)
+    return Check(
+        "mcp",
+        "ok",
+        f"{url} ({settings.mcp_url_source}) answers with the token from "
+        f"{settings.mcp_token_source}: {count} tools (protocol {version}, and {MODERN_VERSION})",
+    )
+
+
 async def run_checks(settings: DoctorSettings) -> list[Check]:
     """Every check, in the order a user would fix them."""
     token = check_token(settings)
@@ -275,6 +409,7 @@ async def run_checks(settings: DoctorSettings) -> list[Check]:
         *check_agents(info),
         check_workspace(settings, info),
         check_state(settings),
+        await check_mcp(settings),
     ]
 
 
@@ -306,27 +441,82 @@ def _parser() -> argparse.ArgumentParser:
         help="where HOST_FILE_ROOT is mounted (default /workspace)",
     )
     parser.add_argument("--host-file-root", help="default $HOST_FILE_ROOT")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds for the daemon")
+    parser.add_argument(
+        "--url",
+        help="the MCP endpoint to check; default $CODING_AGENT_URL, else the URL a running "
+        "`coding-agent up` recorded in the state dir (its token: $MCP_AUTH_TOKEN, else the "
+        "state dir's mcp.token)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds for the daemon and the server"
+    )
     return parser
 
 
+def _daemon_address(
+    args: argparse.Namespace, environ: Mapping[str, str], state: pathlib.Path
+) -> tuple[str, int, str, pathlib.Path | None]:
+    """Host, port, where they came from, and ``up``'s token file when ``up`` is the source:
+    flags and ``CLAUDE_PROXY_HOST``/``CLAUDE_PROXY_PORT`` (either one names another daemon than
+    ``up``'s), else what a running ``up`` recorded in the state dir, else the defaults."""
+    given_host = args.daemon_host or environ.get("CLAUDE_PROXY_HOST") or None
+    port: int | None = args.daemon_port
+    if port is None and environ.get("CLAUDE_PROXY_PORT"):
+        port = parse_port(environ["CLAUDE_PROXY_PORT"], "CLAUDE_PROXY_PORT", allow_zero=False)
+    if given_host is not None or port is not None:
+        return given_host or "127.0.0.1", port or DEFAULT_DAEMON_PORT, "given", None
+    recorded = stored_daemon_address(state)
+    if recorded is None:
+        return "127.0.0.1", DEFAULT_DAEMON_PORT, "the default", None
+    source = f"recorded by `coding-agent up` in {state / DAEMON_ADDRESS_FILE}"
+    return recorded[0], recorded[1], source, state / DAEMON_TOKEN_FILE
+
+
+def _mcp_endpoint(
+    args: argparse.Namespace, environ: Mapping[str, str], state: pathlib.Path
+) -> tuple[str | None, str, str | None, str]:
+    """The MCP URL and token to check, each with where it came from."""
+    if args.url:
+        url, url_source = args.url, "--url"
+    elif environ.get("CODING_AGENT_URL", "").strip():
+        url, url_source = environ["CODING_AGENT_URL"].strip(), "CODING_AGENT_URL"
+    else:
+        url = stored_mcp_url(state)
+        url_source = (
+            f"recorded by `coding-agent up` in {state / URL_FILE}"
+            if url
+            else f"no --url, CODING_AGENT_URL nor {state / URL_FILE}"
+        )
+    token_source = (
+        "MCP_AUTH_TOKEN" if environ.get("MCP_AUTH_TOKEN", "").strip() else str(state / "mcp.token")
+    )
+    try:
+        token: str | None = stored_mcp_token(environ, state)
+    except ConfigError as exc:
+        token, token_source = None, str(exc)
+    return url, url_source, token, token_source
+
+
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> DoctorSettings:
-    """Flags first, then the server's own environment variables."""
-    token, source = _read_token(environ, args.token_file)
-    port = args.daemon_port
-    if port is None:
-        raw = environ.get("CLAUDE_PROXY_PORT") or str(DEFAULT_DAEMON_PORT)
-        port = parse_port(raw, "CLAUDE_PROXY_PORT", allow_zero=False)
+    """Flags first, then the server's own environment variables, then what ``up`` recorded."""
+    state = args.state_path or pathlib.Path(environ.get("STATE_PATH") or default_data_dir(environ))
+    host, port, daemon_source, up_token_file = _daemon_address(args, environ, state)
+    token, source = _read_token(environ, args.token_file, up_token_file)
+    url, url_source, mcp_token, mcp_token_source = _mcp_endpoint(args, environ, state)
     return DoctorSettings(
-        daemon_host=args.daemon_host or environ.get("CLAUDE_PROXY_HOST") or "127.0.0.1",
+        daemon_host=host,
         daemon_port=port,
         token=token,
         token_source=source,
-        state_path=args.state_path
-        or pathlib.Path(environ.get("STATE_PATH") or default_data_dir(environ)),
+        state_path=state,
         workspace=args.workspace,
         host_file_root=args.host_file_root or environ.get("HOST_FILE_ROOT") or None,
         timeout=args.timeout,
+        daemon_source=daemon_source,
+        mcp_url=url,
+        mcp_url_source=url_source,
+        mcp_token=mcp_token,
+        mcp_token_source=mcp_token_source,
     )
 
 

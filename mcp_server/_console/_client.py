@@ -43,10 +43,14 @@ class Unreachable(ConsoleError):
 
 
 class Refused(ConsoleError):
-    """The server refused the request: the token, the Host or the Origin."""
+    """The server refused the request: the token (``status`` 401), the Host or the Origin."""
 
     exit_code = 3
     code = "refused"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ProtocolFailure(ConsoleError):
@@ -87,10 +91,13 @@ def _refusal(response: httpx.Response, url: str) -> ConsoleError | None:
     if status == 401:
         return Refused(
             f"the server at {url} refused the bearer token (HTTP 401); pass --token, set "
-            "MCP_AUTH_TOKEN, or print the server's with `coding-agent token`"
+            "MCP_AUTH_TOKEN, or print the server's with `coding-agent token`",
+            status,
         )
     if status in (403, 421):
-        return Refused(f"the server at {url} refused the request (HTTP {status}): {_why(response)}")
+        return Refused(
+            f"the server at {url} refused the request (HTTP {status}): {_why(response)}", status
+        )
     return None
 
 
