@@ -120,19 +120,19 @@ async def run_inspector(up: Up, home: pathlib.Path, *args: str) -> Completed:
     return await run_to_end(argv, _client_env(home))
 
 
-def sdk_script(pin: NpmPin, script: str) -> list[str]:
+def sdk_script(pin: NpmPin, script: str, directory: pathlib.Path) -> list[str]:
     """argv running ``tests/clients/<script>`` with ``pin`` importable (blocking: installs).
 
     ESM resolves bare imports from the importing file's directory upwards, so the script and
-    ``scenarios.mjs`` are copied into the package's install prefix (atomically: concurrent tests
-    may copy the same files).
+    ``scenarios.mjs`` are copied into ``directory`` beside a ``node_modules`` link to the
+    installed package's (the cache is only read).
     """
-    prefix = pin.prefix()
+    modules = pin.prefix() / "node_modules"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "node_modules").symlink_to(modules, target_is_directory=True)
     for name in (script, "scenarios.mjs"):
-        staging = prefix / f".{name}.{os.getpid()}"
-        staging.write_bytes((CLIENTS_DIR / name).read_bytes())
-        staging.replace(prefix / name)
-    return [node_path(), str(prefix / script)]
+        (directory / name).write_bytes((CLIENTS_DIR / name).read_bytes())
+    return [node_path(), str(directory / script)]
 
 
 @attrs.define(eq=False)

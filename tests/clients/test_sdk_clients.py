@@ -26,9 +26,9 @@ CLIENTS = {
 }
 
 
-async def argv_for(pin: NpmPin, script: str) -> list[str]:
+async def argv_for(pin: NpmPin, script: str, directory: pathlib.Path) -> list[str]:
     """The script's argv, installing Node and the SDK first if needed."""
-    return await trio.to_thread.run_sync(sdk_script, pin, script)
+    return await trio.to_thread.run_sync(sdk_script, pin, script, directory)
 
 
 def result_of(step: dict[str, Any]) -> Any:
@@ -42,7 +42,7 @@ def result_of(step: dict[str, Any]) -> Any:
 async def test_sdk_client_runs_the_tools_in_sequence(tmp_path: pathlib.Path, client: str) -> None:
     """Tools listed with annotations; the documented calls in sequence and a task resource."""
     pin, script, mode, version = CLIENTS[client]
-    argv = await argv_for(pin, script)
+    argv = await argv_for(pin, script, tmp_path / "script")
     setup = stand_in_setup(tmp_path)
     async with coding_agent_up(setup.state, setup.root, setup.env) as up:
         env = {"MCP_URL": up.url, "MCP_TOKEN": up.token, "MCP_MODE": mode}
@@ -75,7 +75,7 @@ async def test_sdk_client_carries_on_after_a_server_restart(
 ) -> None:
     """The same client object calls report, task://{id} and end_task after up restarts."""
     pin, script, mode, _ = CLIENTS[client]
-    argv = await argv_for(pin, script)
+    argv = await argv_for(pin, script, tmp_path / "script")
     setup = stand_in_setup(tmp_path)
     async with coding_agent_up(setup.state, setup.root, setup.env) as first:
         env = {"MCP_URL": first.url, "MCP_TOKEN": first.token, "MCP_MODE": mode}
@@ -105,7 +105,7 @@ async def test_sdk_client_carries_on_after_a_server_restart(
 async def test_sdk_client_hears_wait_task_progress(tmp_path: pathlib.Path, client: str) -> None:
     """wait_task with the SDK's progress callback hears each new event, values increasing."""
     pin, script, mode, _ = CLIENTS[client]
-    argv = await argv_for(pin, script)
+    argv = await argv_for(pin, script, tmp_path / "script")
     setup = stand_in_setup(tmp_path)
     pace = tmp_path / "pace"  # the stand-in says "step 1" once pace/1 exists, ends on pace/done
     await trio.Path(pace).mkdir()

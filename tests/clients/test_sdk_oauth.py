@@ -32,7 +32,7 @@ async def test_sdk_oauth_register_authorize_token_refresh_revoke(
 ) -> None:
     """A client that knows only OAuth connects through the consent page and runs a tool."""
     pin, script, mode = CLIENTS[client]
-    argv = await trio.to_thread.run_sync(sdk_script, pin, script)
+    argv = await trio.to_thread.run_sync(sdk_script, pin, script, tmp_path / "script")
     setup = stand_in_setup(tmp_path)
     async with coding_agent_up(setup.state, setup.root, setup.env) as up:
         env = {"MCP_URL": up.url, "MCP_TOKEN": up.token, "MCP_MODE": mode}
