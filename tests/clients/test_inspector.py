@@ -14,6 +14,7 @@ import pathlib
 import re
 import socket
 import subprocess
+import urllib.parse
 
 import pytest
 import trio
@@ -111,7 +112,9 @@ async def test_inspector_with_no_token_logs_in_with_oauth(tmp_path: pathlib.Path
                     assert chunk, f"the Inspector ended without asking to log in: {stderr!r}"
                     stderr += chunk
                 redirected = await consent_as_owner(found[1], up.token)
-                assert redirected.startswith(f"{callback}?code="), redirected
+                target, _, query = redirected.partition("?")
+                assert target == callback, redirected
+                assert "code" in urllib.parse.parse_qs(query), redirected
                 async for chunk in process.stderr:
                     stderr += chunk
         assert process.returncode == 0, stderr.decode(errors="replace")
