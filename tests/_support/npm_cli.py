@@ -1,8 +1,9 @@
-"""Agent CLIs from npm for tests: installed once into a cache, pinned, never skipped.
+"""CLIs and libraries from npm for tests: installed once into a cache, pinned, never skipped.
 
 ``installed_cli(package, version, binary, override_var)`` returns the path of ``binary``
-(relative to the install prefix) of ``package@version``. It is taken from ``$override_var`` when
-set; otherwise the package is installed with npm on first use into
+(relative to the install prefix) of ``package@version``, taken from ``$override_var`` when set;
+``installed_package(package, version)`` returns the install prefix itself (for libraries a test
+script imports). Otherwise the package is installed with npm on first use into
 ``${XDG_CACHE_HOME:-~/.cache}/coding-agent-tests/<name>-<version>`` (a file lock serializes
 concurrent test processes; the install happens in a temporary directory that is renamed into
 place, so a half-finished install is never used). Tests that need a CLI install it or fail: a
@@ -18,7 +19,7 @@ import shutil
 import subprocess
 import tempfile
 
-__all__ = ["cache_root", "installed_cli"]
+__all__ = ["cache_root", "installed_cli", "installed_package"]
 
 _INSTALL_TIMEOUT_S = 900
 
@@ -36,20 +37,35 @@ def installed_cli(package: str, version: str, binary: pathlib.PurePath, override
         if not os.access(override, os.X_OK):
             raise RuntimeError(f"{override_var}={override} is not an executable")
         return override
+    path = _installed(package, version, binary, os.X_OK)
+    return str(path)
+
+
+def installed_package(package: str, version: str) -> pathlib.Path:
+    """The install prefix of the pinned ``package`` (its ``node_modules`` beside), installed once.
+
+    For libraries (no executable to point at): a script copied into the prefix imports them.
+    """
+    manifest = pathlib.PurePath("node_modules", *package.split("/"), "package.json")
+    return _installed(package, version, manifest, os.R_OK).parents[len(manifest.parts) - 1]
+
+
+def _installed(package: str, version: str, member: pathlib.PurePath, mode: int) -> pathlib.Path:
+    """``member`` (relative to the prefix) of the pinned install, installing it when missing."""
     root = cache_root()
     name = f"{package.rpartition('/')[2]}-{version}"
     target = root / name
-    path = target / binary
-    if os.access(path, os.X_OK):
-        return str(path)
+    path = target / member
+    if os.access(path, mode):
+        return path
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.access(path, os.X_OK):
+        if not os.access(path, mode):
             _install(root, target, f"{package}@{version}")
-    if not os.access(path, os.X_OK):
+    if not os.access(path, mode):
         raise RuntimeError(f"npm installed {package}@{version} but {path} is missing")
-    return str(path)
+    return path
 
 
 def _install(root: pathlib.Path, target: pathlib.Path, spec: str) -> None:

