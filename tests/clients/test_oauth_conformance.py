@@ -27,7 +27,7 @@ async def read_until(stream: trio.abc.ReceiveStream, marker: bytes, sink: bytear
 
 async def test_harness_authorization_scenarios_pass(tmp_path: pathlib.Path) -> None:
     """``conformance authorization``: metadata and the code grant (PKCE, resource) all pass."""
-    node = await trio.to_thread.run_sync(ensure_node, cache_dir())
+    node = await trio.to_thread.run_sync(ensure_node)
     entry = await trio.to_thread.run_sync(ensure_harness, cache_dir(), HARNESS_VERSION)
     async with oauth_server(tmp_path) as server:
         port = free_port()
