@@ -1,6 +1,7 @@
 """The real Claude Code CLI as an MCP client of ``coding-agent up``, its model scripted.
 
-``add_server(claude, up, client)`` configures the server the way the README says (``claude mcp
+``agent_in(...)`` is what ``up`` runs: the real Claude Code against its own scripted model.
+``add_server(client, up)`` configures the server the way the README says (``claude mcp
 add --transport http coding-agent URL --header "Authorization: Bearer …"``) in the client's own
 throwaway ``HOME``, so nothing touches the user's configuration. ``tool_calls(body)`` reads a
 model request back: the tool calls the client made and the results it sent, in order, which is
@@ -12,12 +13,13 @@ from __future__ import annotations
 import json
 import pathlib
 import subprocess
+import uuid
 from typing import Any
 
 import attrs
 import trio
 
-from .agent_up import Up
+from .agent_up import Up, base_env
 from .claude_cli import claude_env
 
 SERVER = "coding-agent"
@@ -25,11 +27,35 @@ SERVER = "coding-agent"
 READ_RESOURCE = "ReadMcpResourceTool"
 """Claude Code's tool for reading an MCP resource: ``{"server": NAME, "uri": URI}``."""
 COMMAND_TIMEOUT_S = 60.0
+MARKER = "CODING_AGENT_TEST_RUN"
+"""The variable that marks every process of ``up``'s agent runs (``procs.marked_processes``)."""
 
 
 def mcp_tool(name: str) -> str:
     """What Claude Code calls the server's tool ``name`` (``mcp__coding-agent__create_task``)."""
     return f"mcp__{SERVER}__{name}"
+
+
+@attrs.frozen
+class Agent:
+    """What ``up`` runs: its root, its state dir, its environment and the run marker."""
+
+    root: pathlib.Path
+    state: pathlib.Path
+    env: dict[str, str]
+    marker: str
+
+
+def agent_in(tmp_path: pathlib.Path, claude: str, model_url: str) -> Agent:
+    """``up``'s agent: the real Claude Code against the model at ``model_url``, own home."""
+    root = tmp_path / "root"
+    root.mkdir()
+    home = tmp_path / "agent-home"
+    (home / ".claude").mkdir(parents=True)
+    (home / ".claude" / "settings.json").write_text("{}")
+    marker = uuid.uuid4().hex
+    env = base_env(**claude_env(model_url, home), CLAUDE_PATH=claude, **{MARKER: marker})
+    return Agent(root, tmp_path / "state", env, marker)
 
 
 @attrs.frozen
@@ -89,6 +115,26 @@ async def add_server(client: Client, up: Up) -> str:
     output = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
     assert done.returncode == 0, output
     return output
+
+
+def pass_first_run_dialogs(client: Client, allow: list[str]) -> None:
+    """What an interactive first start would ask, answered in the client's config beforehand.
+
+    Onboarding done, the API key of ``claude_env`` approved, the working directory trusted, and
+    permission rules that ``allow`` the given tools (the server's tools: no prompt per call).
+    """
+    config_path = client.home / ".claude" / ".claude.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    api_key = client.env()["ANTHROPIC_API_KEY"]
+    config |= {
+        "hasCompletedOnboarding": True,
+        "customApiKeyResponses": {"approved": [api_key[-20:]], "rejected": []},
+    }
+    project = config.setdefault("projects", {}).setdefault(str(client.cwd), {})
+    project["hasTrustDialogAccepted"] = True
+    config_path.write_text(json.dumps(config))
+    settings = {"permissions": {"allow": allow}}
+    (client.home / ".claude" / "settings.json").write_text(json.dumps(settings))
 
 
 @attrs.frozen

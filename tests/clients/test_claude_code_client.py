@@ -12,21 +12,23 @@ from __future__ import annotations
 import json
 import pathlib
 import subprocess
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
 import pytest
 import trio
-from _support.agent_up import base_env, coding_agent_up, sdk_client
-from _support.claude_cli import claude_env, claude_executable
+from _support.agent_up import coding_agent_up, sdk_client
+from _support.claude_cli import claude_executable
 from _support.claude_mcp_client import (
+    MARKER,
     READ_RESOURCE,
     SERVER,
+    Agent,
     Called,
     Client,
     add_server,
+    agent_in,
     client_in,
     mcp_tool,
     stream_events,
@@ -45,7 +47,6 @@ from mcp.types import TextResourceContents
 
 pytestmark = pytest.mark.real_clients
 
-MARKER = "CODING_AGENT_TEST_RUN"
 RUN_TIMEOUT_S = 240.0
 """Upper bound for the whole client session (two agent turns) on a loaded machine."""
 FIRST = "Write hello.py that prints hi."
@@ -73,27 +74,10 @@ async def client_model() -> AsyncIterator[ScriptedModel]:
         yield scripted
 
 
-@attrs.frozen
-class Agent:
-    """What ``up`` runs: its root, its state dir, its environment and the run marker."""
-
-    root: pathlib.Path
-    state: pathlib.Path
-    env: dict[str, str]
-    marker: str
-
-
 @pytest.fixture
 def agent(tmp_path: pathlib.Path, claude: str, agent_model: ScriptedModel) -> Agent:
-    """``up``'s agent: the real Claude Code against ``agent_model``, in a home of its own."""
-    root = tmp_path / "root"
-    root.mkdir()
-    home = tmp_path / "agent-home"
-    (home / ".claude").mkdir(parents=True)
-    (home / ".claude" / "settings.json").write_text("{}")
-    marker = uuid.uuid4().hex
-    env = base_env(**claude_env(agent_model.base_url, home), CLAUDE_PATH=claude, **{MARKER: marker})
-    return Agent(root, tmp_path / "state", env, marker)
+    """``up``'s agent: the real Claude Code against ``agent_model``."""
+    return agent_in(tmp_path, claude, agent_model.base_url)
 
 
 @attrs.define
