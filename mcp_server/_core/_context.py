@@ -123,6 +123,8 @@ class HandlerContext:
     task: McpTaskRecord | None = None
     answers: dict[str, Any] = attrs.field(factory=dict)
     pre_task: PreTask | None = None
+    committed: McpEvent | None = None
+    """Set at the handler's first commit (see :meth:`commit`), for whoever waits to announce."""
     _counter: int = 0
     _last_progress: float | None = None
 
@@ -135,18 +137,29 @@ class HandlerContext:
         return self.task is not None
 
     @property
+    def task_id(self) -> str | None:
+        return None if self.task is None else self.task.task_id
+
+    @property
     def client_capabilities(self) -> JSON:
         return self.env.client_capabilities
+
+    def report_status(self, message: str) -> None:
+        self.commit()
+        if self.task is not None:
+            self.task.set_message(message)
 
     def close_sse_stream(self) -> None:
         if self.env.era == "legacy" and self.task is None:
             self.peer.close_stream()
 
     def commit(self) -> None:
-        """The handler is past its pre-task input: the 2026-07-28 task can be announced."""
+        """The handler is past its pre-task input: the task can be announced."""
         if self.pre_task is not None:
             self.pre_task.decided.set()
             self.pre_task = None
+        if self.committed is not None:
+            self.committed.set()
 
     async def progress(
         self, progress: float, total: float | None = None, message: str | None = None

@@ -10,7 +10,7 @@ import logging
 from typing import Final
 
 from . import _versions as v
-from ._concurrency import McpTaskGroup
+from ._concurrency import McpEvent, McpTaskGroup
 from ._context import PRE_TASK_WINDOW_S, Envelope, HandlerContext, NeedInput, Peer, PreTask
 from ._errors import InternalError, InvalidParams, McpError, MethodNotFound, MissingCapability
 from ._input import client_answers, input_required
@@ -70,7 +70,9 @@ class McpTaskCalls:
 
         On the 2026-07-28 leg the handler first gets ``PRE_TASK_WINDOW_S`` (or until it reports
         progress, logs, asks ordinary input or returns) to ask ``before_task`` input: missing
-        answers end the call with ``input_required`` (MRTR) and no task is created.
+        answers end the call with ``input_required`` (MRTR) and no task is created. A tool that
+        mints its task ids (``Tool.mint_task_id``) is answered, in either era, only once its
+        handler commits: the id the client learns already names what the tool made.
         """
         group = self.group
         if group is None or not group.running:
@@ -85,16 +87,27 @@ class McpTaskCalls:
         if session is not None and session.peer is not None:
             session_peer = session.peer
 
+            sent: list[JSON] = []
+
+            async def send(task: McpTaskRecord) -> None:
+                # The state when sent, not when changed: spawned sends may run in any order,
+                # and a stale one must not follow a newer one (nor the same one twice).
+                state = task.legacy_json()
+                if sent and sent[0] == state:
+                    return
+                sent[:] = [state]
+                await session_peer.notify("notifications/tasks/status", state)
+
             def announce(task: McpTaskRecord) -> None:
                 if group.running:
-                    group.spawn(
-                        session_peer.notify, "notifications/tasks/status", task.legacy_json()
-                    )
+                    group.spawn(send, task)
 
             on_change = announce
         elif env.era == "modern":
             on_change = self.listener
-        record = self.tasks.create(owner, env.era, ttl, group, on_change)
+        mint = tool.mint_task_id
+        task_id = None if mint is None else mint()
+        record = self.tasks.create(owner, env.era, ttl, group, on_change=on_change, task_id=task_id)
         task_peer: Peer = session.peer if session is not None and session.peer else _NullPeer()
         ctx = HandlerContext(env, task_peer, request.id, task=record)
         if env.era == "modern":
@@ -102,7 +115,10 @@ class McpTaskCalls:
             ctx.answers = client_answers(self.signer, request, env, name)
             pre = ctx.pre_task = PreTask(group)
             group.spawn(_run_task, record, tool, arguments, ctx)
-            await group.wait(pre.decided, PRE_TASK_WINDOW_S)
+            if mint is None:
+                await group.wait(pre.decided, PRE_TASK_WINDOW_S)
+            else:
+                await self._until(pre.decided, record)
             ctx.pre_task = None
             if pre.need is not None:
                 record.scope.cancel()
@@ -112,8 +128,22 @@ class McpTaskCalls:
             result = record.modern_json(inline=False)
             result["resultType"] = "task"
             return result
+        committed = ctx.committed = group.event()
         group.spawn(_run_task, record, tool, arguments, ctx)
+        if mint is not None:
+            await self._until(committed, record)
         return {"task": record.legacy_json()}
+
+    async def _until(self, event: McpEvent, record: McpTaskRecord) -> None:
+        """Wait for ``event`` before announcing ``record``; a call cancelled meanwhile cancels
+        the task, which no client has heard of."""
+        try:
+            await event.wait()
+        except BaseException:
+            record.on_change = None
+            record.scope.cancel()
+            self.tasks.discard(record.task_id)
+            raise
 
     def _task_of(self, request: Request, env: Envelope) -> McpTaskRecord:
         """The task a ``tasks/*`` request names, if the caller may see it."""
@@ -183,25 +213,28 @@ class McpTaskCalls:
 async def _run_task(
     record: McpTaskRecord, tool: Tool, arguments: JSON, ctx: HandlerContext
 ) -> None:
-    with record.scope:
-        try:
-            result = await tool.handler(ctx, arguments)
-            ctx.commit()
-        except McpError as exc:
-            ctx.commit()
-            record.error = exc.to_json()
-            record.set_status("failed", exc.message)
-            return
-        except Exception:
-            logger.exception("task handler of %s failed", tool.name)
-            record.error = InternalError().to_json()
-            record.set_status("failed", "Internal error")
-            return
-        record.result = tool_result_json(result)
-        failed = result.is_error and record.era == "legacy"
-        record.set_status("failed" if failed else "completed")
-    if not record.terminal:
-        record.set_status("cancelled", "Cancelled")
+    try:
+        with record.scope:
+            try:
+                result = await tool.handler(ctx, arguments)
+                ctx.commit()
+            except McpError as exc:
+                ctx.commit()
+                record.error = exc.to_json()
+                record.set_status("failed", exc.message)
+                return
+            except Exception:
+                logger.exception("task handler of %s failed", tool.name)
+                record.error = InternalError().to_json()
+                record.set_status("failed", "Internal error")
+                return
+            record.result = tool_result_json(result)
+            failed = result.is_error and record.era == "legacy"
+            record.set_status("failed" if failed else "completed")
+        if not record.terminal:
+            record.set_status("cancelled", "Cancelled")
+    finally:
+        ctx.commit()  # an ended handler never holds its call's answer
 
 
 class _NullPeer:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import attrs
 
 from ._concurrency import McpCancelScope, McpEvent, McpTaskGroup
-from ._errors import InvalidParams
+from ._errors import InternalError, InvalidParams
 from ._observers import McpListener
 from ._schema import clip
 from ._versions import Era
@@ -65,15 +65,26 @@ class McpTaskRecord:
         return self.status in TERMINAL
 
     def set_status(self, status: McpTaskStatus, message: str | None = None) -> None:
-        """Move to ``status`` (terminal states are final) and tell the listener."""
+        """Move to ``status`` (terminal states are final) and tell the listener; the status
+        message stays unless ``message`` replaces it."""
         if self.terminal:
             return
         self.status = status
-        self.status_message = message
+        if message is not None:
+            self.status_message = message
         self.updated_at = time.time()
         if status in TERMINAL:
             self.input_requests.clear()
             self.done.set()
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def set_message(self, message: str) -> None:
+        """Replace the status message of a task still running and tell the listener."""
+        if self.terminal or message == self.status_message:
+            return
+        self.status_message = message
+        self.updated_at = time.time()
         if self.on_change is not None:
             self.on_change(self)
 
@@ -143,12 +154,22 @@ class McpTaskStore:
         era: Era,
         ttl_ms: int | None,
         group: McpTaskGroup,
+        *,
         on_change: McpListener[McpTaskRecord] | None = None,
+        task_id: str | None = None,
     ) -> McpTaskRecord:
-        """A new ``working`` task, run in ``group``; ``on_change`` hears its status changes."""
+        """A new ``working`` task, run in ``group``; ``on_change`` hears its status changes.
+
+        Its id is random unless ``task_id`` (a tool's own, unguessable id) is given; a taken
+        one is refused: ids stay unique in the store.
+        """
         self._evict()
+        if task_id is None:
+            task_id = secrets.token_urlsafe(16)
+        elif task_id in self._tasks:
+            raise InternalError(f"task id {clip(task_id)} is taken")
         record = McpTaskRecord(
-            task_id=secrets.token_urlsafe(16),
+            task_id=task_id,
             owner=owner,
             era=era,
             ttl_ms=ttl_ms,

@@ -32,8 +32,16 @@ class RequestContext(Protocol):
         """True when the client asked for an MCP task: the handler may run long."""
 
     @property
+    def task_id(self) -> str | None:
+        """The MCP task's id when the client asked for one (see ``Tool.mint_task_id``)."""
+
+    @property
     def client_capabilities(self) -> JSON:
         """The capabilities the client declared (session or 2026-07-28 envelope)."""
+
+    def report_status(self, message: str) -> None:
+        """As an MCP task: make ``message`` its ``statusMessage`` (``tasks/get``, ``tasks/list``,
+        status notifications); otherwise nothing. The task's last message stays once it ends."""
 
     def close_sse_stream(self) -> None:
         """End this request's SSE response now (legacy); the client resumes with GET +
@@ -98,6 +106,12 @@ class Tool:
     title: str | None = None
     annotations: JSON | None = None
     task_support: TaskSupport = "forbidden"
+    mint_task_id: Callable[[], str] | None = None
+    """When set, the MCP task running this tool takes its id from here (the tool's own id for
+    what the task makes, so a client sees one id), and the handler reads it as ``ctx.task_id``.
+    The task is announced only once the handler commits (progress, ``report_status``, a log, an
+    ask, or its end), so the id names something when the client learns it. Ids must be
+    unguessable: on 2026-07-28 an id alone reaches a task. A taken id fails the call."""
 
 
 @attrs.frozen

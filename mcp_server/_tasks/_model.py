@@ -259,6 +259,11 @@ class TaskEvent:
     raw: str | None = None
 
 
+def new_task_id() -> str:
+    """A fresh task id: a random UUID (122 random bits), unguessable and unique in practice."""
+    return str(uuid.uuid4())
+
+
 def new_task(
     *,
     title: str,
@@ -273,7 +278,7 @@ def new_task(
 ) -> Task:
     """A fresh ``pending`` task holding its first turn (isolation: see :func:`isolate`)."""
     return Task(
-        id=task_id or str(uuid.uuid4()),
+        id=task_id or new_task_id(),
         title=title,
         agent=agent,
         project_dir=project_dir,

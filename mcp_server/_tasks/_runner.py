@@ -287,9 +287,11 @@ class TaskRunner:
         isolation: Isolation | None = None,
         base_ref: str | None = None,
         include_uncommitted: bool = False,
+        task_id: str | None = None,
     ) -> Task:
         """Create a task (its worktree first, unless isolation is none) and start its first run;
-        returns once the start is durable. A worktree the daemon refused: no task."""
+        returns once the start is durable. A worktree the daemon refused: no task. ``task_id``
+        (one from :func:`new_task_id`) names it; by default a fresh one."""
         relative, cwd = self.workspace.resolve(project_dir)
         self._require_nursery()
         live = await self.live.resolve(agent, options.live)
@@ -301,6 +303,7 @@ class TaskRunner:
             cwd=cwd,
             options=options,
             now=self.clock.wall(),
+            task_id=task_id,
             live=live,
         )
         self._preparing.add(task.id)

@@ -3,7 +3,9 @@
 Every tool takes the attrs class of its arguments (:mod:`._arguments`, which also makes its
 input schema), answers in the original's shape (:mod:`._views`) and sets ``isError`` when it
 failed. ``create_task`` and ``update_task`` may run as MCP tasks: they then return when the
-run ends, with its report, sending progress meanwhile.
+run ends, with its report, sending progress meanwhile and keeping the MCP task's status message
+current (:mod:`._status_line`). ``create_task`` run as an MCP task gives the coding task the MCP
+task's id, so a client that shows only the MCP task shows the id the other tools take.
 """
 
 from __future__ import annotations
@@ -47,12 +49,13 @@ from ._asking import (
 )
 from ._errors import NotPending, RunNotStarted, TaskBusy, TaskError, WorktreeFailed
 from ._isolation import REPORT_FILES, diffstat_view
-from ._model import PendingApproval, Task, TaskOptions
+from ._model import PendingApproval, Task, TaskOptions, new_task_id
 from ._notices import TaskNotices
 from ._prompts import PROMPTS, prompt_view
 from ._resources import TaskResources
 from ._review import TaskReview
 from ._runner import TaskRunner
+from ._status_line import StatusReporter
 from ._views import failure, statistics_view, success, task_view
 
 log = logging.getLogger("mcp_server.tasks")
@@ -98,6 +101,7 @@ class TaskTools:
             isolation=args.isolation,
             base_ref=args.base_ref,
             include_uncommitted=args.include_uncommitted,
+            task_id=ctx.task_id,  # as an MCP task: its id, minted by new_task_id
         )
         return await self._started(ctx, task, f"created ({task.isolation_text()})")
 
@@ -138,14 +142,18 @@ class TaskTools:
         return failure("run_" + task.status, f"task {task.id}: the run ended {task.status}", view)
 
     async def _follow(self, ctx: RequestContext, task_id: str) -> Task:
-        """Wait for the run's end, sending progress and asking about permission requests (when
-        the client can elicit); a cancelled MCP task stops the run."""
+        """Wait for the run's end, sending progress, keeping the MCP task's status message
+        current and asking about permission requests (when the client can elicit); a cancelled
+        MCP task stops the run."""
         declined: set[str] = set()
+        status = StatusReporter(self.runner, task_id)
         try:
             while self.runner.is_running(task_id):
+                await status.update(ctx)
                 seq = self.runner.last_seq(task_id)
                 await ctx.progress(float(seq), None, f"{seq} events")
                 await self._supervise(ctx, task_id, PROGRESS_INTERVAL_S, declined)
+            await status.update(ctx)
         except trio.Cancelled:
             with trio.CancelScope(shield=True):
                 await self.runner.stop(task_id)
@@ -350,16 +358,20 @@ class ToolSpec:
     run: Callable[[TaskTools, RequestContext, Any], Awaitable[ToolResult]]
     as_task: bool = False
     """Whether a client may run it as an MCP task (it then returns when the run ends)."""
+    mint_task_id: Callable[[], str] | None = None
+    """Run as an MCP task, the task's id comes from here (``Tool.mint_task_id``)."""
 
 
 TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "create_task",
         "Create a coding task and start an agent on it; returns at once with the task "
-        "id (as an MCP task it returns when the run ends, with its report).",
+        "id (as an MCP task it returns when the run ends, with its report, and the MCP task's "
+        "id is the task id).",
         CreateArgs,
         TaskTools.create_task,
         as_task=True,
+        mint_task_id=new_task_id,
     ),
     ToolSpec(
         "update_task",
@@ -465,6 +477,7 @@ def register_tasks(
                 output_schema=OUTPUT_SCHEMA,
                 handler=tools.handler(spec),
                 task_support="optional" if spec.as_task else "forbidden",
+                mint_task_id=spec.mint_task_id,
             )
         )
     resources.register(registry)

@@ -9,6 +9,8 @@ Installed as ``CLAUDE_PATH`` for the daemon; the prompt is the last argv word. I
   tool result, and a success result.
 - ``sleep S``: sleeps S seconds, then succeeds.
 - ``waitfile PATH``: waits until PATH exists (no output meanwhile), then succeeds.
+- ``gates PATH``: says ``at gate 1`` and waits until ``PATH.1`` exists, says ``at gate 2`` and
+  waits until ``PATH.2`` exists, then succeeds (a run held in flight, with news, by the test).
 - ``hang``: starts ``sleep 600`` in a new session (like Claude's Bash tool does) and an
   escapee: ``sleep 601`` in a session of its own, orphaned at once (out of the agent's group
   and process tree) and ignoring SIGTERM; reports ``pids LEADER CHILD ESCAPEE`` and waits to be
@@ -124,6 +126,13 @@ def main() -> int:  # noqa: PLR0911, PLR0912 -- one branch and return per script
         while not os.path.exists(rest):
             time.sleep(0.02)
         result(session, "the file came")
+        return 0
+    if word == "gates":
+        for gate in (1, 2):
+            assistant(session, {"type": "text", "text": f"at gate {gate}"})
+            while not os.path.exists(f"{rest}.{gate}"):
+                time.sleep(0.02)
+        result(session, "passed the gates")
         return 0
     if word == "hang":
         child = subprocess.Popen(["sleep", "600"], start_new_session=True)

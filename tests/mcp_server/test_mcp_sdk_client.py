@@ -15,13 +15,19 @@ import mcp_types as types
 import pytest
 import trio
 from _support.mcp_http import serving
+from _support.sdk_mcp_tasks import (
+    ModernCancelTask,
+    ModernTask,
+    ModernTaskParams,
+    TasksExtension,
+    legacy_task_call,
+    poll_modern,
+)
 from conformance.server import WATCHED_URI, build_registry
 from mcp import Client
-from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
-from mcp.client.session import ClientRequestContext, ClientSession
+from mcp.client.session import ClientRequestContext
 from mcp.shared.exceptions import MCPError
-from pydantic import ConfigDict, FileUrl
-from pydantic.alias_generators import to_camel
+from pydantic import FileUrl
 
 Mode = Literal["auto", "legacy"]
 MODES: tuple[Mode, ...] = ("auto", "legacy")
@@ -324,74 +330,6 @@ async def test_sdk_listen_receives_tool_list_changes_on_2026(url: str) -> None:
 
 # ----- Tasks -----------------------------------------------------------------------------------
 
-TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
-
-
-class ModernTask(types.Result):
-    """A 2026-07-28 ``CreateTaskResult`` / ``tasks/get`` answer (the tasks extension)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
-    result_type: Literal["task"] = "task"
-    task_id: str
-    status: str
-    ttl_ms: int | None = None
-    poll_interval_ms: int | None = None
-
-
-class ModernTaskState(types.Result):
-    """``tasks/get`` on the extension: the task with its result or error inline."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
-    task_id: str
-    status: str
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-
-
-class ModernTaskParams(types.RequestParams):
-    task_id: str
-
-
-class ModernGetTask(types.Request[ModernTaskParams, Literal["tasks/get"]]):
-    method: Literal["tasks/get"] = "tasks/get"
-    params: ModernTaskParams
-    name_param = "taskId"
-
-
-class ModernCancelTask(types.Request[ModernTaskParams, Literal["tasks/cancel"]]):
-    method: Literal["tasks/cancel"] = "tasks/cancel"
-    params: ModernTaskParams
-    name_param = "taskId"
-
-
-async def poll_modern(session: ClientSession, task_id: str) -> ModernTaskState:
-    """``tasks/get`` until the task is terminal (bounded by the caller's deadline)."""
-    while True:
-        state = await session.send_request(
-            ModernGetTask(params=ModernTaskParams(task_id=task_id)), ModernTaskState
-        )
-        if state.status in ("completed", "failed", "cancelled"):
-            return state
-        await trio.sleep(0.05)
-
-
-class TasksExtension(ClientExtension):
-    """The client side of ``io.modelcontextprotocol/tasks``: waits for a task's inline result."""
-
-    identifier = TASKS_EXTENSION
-
-    def __init__(self) -> None:
-        self.created: list[ModernTask] = []
-
-    def claims(self) -> list[ResultClaim[Any]]:
-        return [ResultClaim(result_type="task", model=ModernTask, resolve=self.resolve)]
-
-    async def resolve(self, task: ModernTask, ctx: ClaimContext) -> types.CallToolResult:
-        self.created.append(task)
-        state = await poll_modern(ctx.session, task.task_id)
-        assert state.status == "completed", state
-        return types.CallToolResult.model_validate(state.result)
-
 
 async def test_sdk_client_runs_a_task_on_2026(url: str) -> None:
     """With the tasks extension a task tool answers a task; tasks/get then inlines its result."""
@@ -423,18 +361,6 @@ async def test_sdk_client_cancels_a_task_on_2026(url: str) -> None:
             )
             state = await poll_modern(client.session, created.task_id)
     assert state.status == "cancelled"
-
-
-async def legacy_task_call(client: Client, name: str, arguments: dict[str, Any]) -> types.Task:
-    """A task-augmented ``tools/call`` (2025-11-25 ``params.task``); returns the created task.
-
-    SDK 2.3.0 validates every ``tools/call`` answer as a ``CallToolResult`` and has no
-    ``CreateTaskResult`` arm for it, so this one request goes through the session's JSON-RPC
-    dispatcher; the follow-ups use the public typed ``send_request``.
-    """
-    params = {"name": name, "arguments": arguments, "task": {"ttl": 60_000}}
-    raw = await client.session._dispatcher.send_raw_request("tools/call", params)
-    return types.CreateTaskResult.model_validate(raw, by_name=False).task
 
 
 async def test_sdk_legacy_client_runs_a_task(url: str) -> None:
