@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from _support.agent_up import coding_agent_up, sdk_client
+from _support.agent_up import Up, coding_agent_up, sdk_client
 from _support.claude_cli import claude_executable
 from _support.claude_mcp_client import (
     MARKER,
@@ -34,7 +34,7 @@ from _support.claude_mcp_client import (
     tool_calls,
 )
 from _support.procs import marked_processes
-from _support.pty_terminal import in_terminal
+from _support.pty_terminal import Terminal, in_terminal
 from _support.scripted_model import (
     Decide,
     Hold,
@@ -50,6 +50,8 @@ pytestmark = pytest.mark.real_clients
 
 STEP_TIMEOUT_S = 120.0
 """Upper bound for each awaited step of the session on a loaded machine."""
+FIRST = "Write hello.py."
+FOLLOW_UP = "What does it print?"
 # Claude Code's own pattern for its background-task notice (from its bundled JS).
 STARTED = re.compile(
     r'MCP tool "[^"]+" started server-side task ([\x21-\x7e]{1,128}?)\. It was moved'
@@ -84,14 +86,17 @@ def agent(tmp_path: pathlib.Path, claude: str, agent_model: ScriptedModel) -> Ag
 
 @attrs.define
 class Plan:
-    """The client model: create_task, then wait_task with the id of Claude Code's notice, end.
+    """The client model: create_task, wait_task with the id of Claude Code's notice, a follow-up
+    (update_task, also run in the background), wait_task again, end_task.
 
-    ``background_id`` is the id the notice gave; ``asked_to_wait`` is set once the model has
-    answered that notice with ``wait_task``; ``ended`` once it saw ``end_task``'s result.
+    ``background_id`` is the id the create notice gave (``notice`` the whole text);
+    ``asked_to_wait`` is set once the model answered that notice with ``wait_task``; ``ended``
+    once it saw ``end_task``'s result (or an error).
     """
 
     background_id: str | None = None
     notice: str = ""
+    update_notice: str = ""
     seen: list[Called] = attrs.field(factory=list)
     asked_to_wait: trio.Event = attrs.field(factory=trio.Event)
     ended: trio.Event = attrs.field(factory=trio.Event)
@@ -100,22 +105,62 @@ class Plan:
         calls = tool_calls(body)
         self.seen = calls
         if not calls:
-            return ToolCall(mcp_tool("create_task"), {"title": "hello", "instructions": "hi"})
+            return ToolCall(mcp_tool("create_task"), {"title": "hello", "instructions": FIRST})
         last = calls[-1]
         if last.is_error or last.name == mcp_tool("end_task"):
             self.ended.set()
             return Reply(f"{last.name} said: {last.text[:2000]}")
         if last.name == mcp_tool("create_task"):
-            started = STARTED.search(last.text)
-            if started is None:
-                return Reply(f"create_task did not start a background task: {last.text[:2000]}")
-            self.background_id, self.notice = started.group(1), last.text
-            self.asked_to_wait.set()
-            return ToolCall(mcp_tool("wait_task"), {"id": self.background_id, "timeout_s": 50})
+            return self._after_notice(last)
+        return self._after(last, calls)
+
+    def _after_notice(self, created: Called) -> ToolCall | Reply:
+        """wait_task with the id Claude Code's background-task notice gave."""
+        started = STARTED.search(created.text)
+        if started is None:
+            self.ended.set()
+            return Reply(f"create_task did not start a background task: {created.text[:2000]}")
+        self.background_id, self.notice = started.group(1), created.text
+        self.asked_to_wait.set()
+        return wait(self.background_id)
+
+    def _after(self, last: Called, calls: list[Called]) -> ToolCall:
+        """After update_task's notice or a wait_task result: wait, follow up or end."""
+        if last.name == mcp_tool("update_task"):
+            self.update_notice = last.text
+            return wait(self.background_id or "")
         task = last.answer()["result"]
         if task["status"] == "in_progress":
-            return ToolCall(mcp_tool("wait_task"), {"id": task["task_id"], "timeout_s": 50})
+            return wait(task["task_id"])
+        if not any(call.name == mcp_tool("update_task") for call in calls):
+            arguments = {"id": task["task_id"], "instructions": FOLLOW_UP}
+            return ToolCall(mcp_tool("update_task"), arguments)
         return ToolCall(mcp_tool("end_task"), {"id": task["task_id"]})
+
+
+def wait(task_id: str) -> ToolCall:
+    return ToolCall(mcp_tool("wait_task"), {"id": task_id, "timeout_s": 50})
+
+
+async def within(term: Terminal, event: trio.Event, what: str) -> None:
+    """Wait for ``event`` (a generous bound); at the bound fail with the terminal's last text."""
+    with trio.move_on_after(STEP_TIMEOUT_S):
+        await event.wait()
+        return
+    pytest.fail(f"timed out after {STEP_TIMEOUT_S} s waiting for {what}: {term.screen()[-3000:]}")
+
+
+async def task_resource(up: Up, task_id: str, told: str) -> dict[str, Any]:
+    """The task ``task_id`` as the server keeps it; a failure quotes what the model was told."""
+    async with sdk_client(up) as sdk:
+        try:
+            read = await sdk.read_resource(f"task://{task_id}")
+        except MCPError as exc:
+            pytest.fail(f"the model was told {told!r}; that id: {exc}")
+    content = read.contents[0]
+    assert isinstance(content, TextResourceContents), content
+    value: dict[str, Any] = json.loads(content.text)
+    return value
 
 
 async def test_interactive_claude_code_waits_on_its_background_task_id(
@@ -129,7 +174,7 @@ async def test_interactive_claude_code_waits_on_its_background_task_id(
     held = Hold(
         then=ToolCall("Write", {"file_path": str(agent.root / "hello.py"), "content": "hi"})
     )
-    agent_model.script(held, Reply("Wrote hello.py."))
+    agent_model.script(held, Reply("Wrote hello.py."), Reply("It prints hi."))
     plan = Plan()
     client_model.script(Decide(plan))
     client = client_in(tmp_path, claude, client_model.base_url)
@@ -138,35 +183,35 @@ async def test_interactive_claude_code_waits_on_its_background_task_id(
         await add_server(client, up)
         argv = [client.claude, "--permission-mode", "default", "Hand hello.py to coding-agent."]
         async with in_terminal(argv, env=client.env(), cwd=client.cwd) as term:
-            with trio.fail_after(STEP_TIMEOUT_S):
-                await plan.asked_to_wait.wait()
-                await held.reached.wait()
+            await within(term, plan.asked_to_wait, "the model's answer to the create notice")
+            await within(term, held.reached, "the agent's run to reach its model")
             assert plan.background_id is not None, term.screen()
-            async with sdk_client(up) as sdk:
-                try:
-                    read = await sdk.read_resource(f"task://{plan.background_id}")
-                except MCPError as exc:
-                    pytest.fail(f"the model was told {plan.notice!r}; that id: {exc}")
-            content = read.contents[0]
-            assert isinstance(content, TextResourceContents)
-            in_flight = json.loads(content.text)
-            assert in_flight["status"] == "in_progress", in_flight
+            in_flight = await task_resource(up, plan.background_id, plan.notice)
+            assert (in_flight["status"], in_flight["turns"]) == ("in_progress", 1), in_flight
             held.release()
-            with trio.fail_after(STEP_TIMEOUT_S):
-                await plan.ended.wait()
+            await within(term, plan.ended, "end_task's result (or an error) to reach the model")
+            stored = await task_resource(up, plan.background_id, plan.notice)
     assert marked_processes(MARKER, agent.marker) == []
 
     calls = plan.seen
     assert not any(call.is_error for call in calls), calls
     names = [call.name.removeprefix(f"mcp__{SERVER}__") for call in calls]
-    assert names[0] == "create_task"
-    assert names[-1] == "end_task"
-    assert set(names[1:-1]) == {"wait_task"}, names
-    done = calls[-2].answer()["result"]
-    assert (done["task_id"], done["status"], done["outcome"]) == (
+    assert [name for name in names if name != "wait_task"] == [
+        "create_task",
+        "update_task",
+        "end_task",
+    ], names
+    assert STARTED.search(plan.update_notice), plan.update_notice
+    waits = [call.answer()["result"] for call in calls if call.name == mcp_tool("wait_task")]
+    first, second = [w for w in waits if w["status"] != "in_progress"]
+    assert (first["task_id"], first["status"], first["turns"]) == (
         plan.background_id,
         "waiting",
-        "success",
-    ), done
-    assert calls[-1].answer()["result"]["status"] == "completed"
+        1,
+    ), first
+    assert (second["status"], second["turns"], second["outcome"]) == ("waiting", 2, "success")
+    assert (stored["status"], stored["turns"]) == ("completed", 2), stored
     assert (agent.root / "hello.py").read_text() == "hi"
+    follow_up_history = json.dumps(agent_model.main_requests[-1]["messages"])
+    assert FIRST in follow_up_history
+    assert FOLLOW_UP in follow_up_history
