@@ -184,6 +184,11 @@ async def test_headless_claude_code_runs_a_task_through_the_tools(
             stored = await task_resource(sdk, calls[0].answer()["result"]["task_id"])
     assert marked_processes(MARKER, agent.marker) == []
 
+    # Claude Code 2.1.332 defers MCP tools: it names them to the model (a list the model can
+    # load with ToolSearch) rather than in the request's tools; the model calls them by name.
+    announced = json.dumps(client_model.main_requests[0])
+    for name in [*(mcp_tool(name) for name in TOOLS), READ_RESOURCE]:
+        assert name in announced, name
     result = events[-1]
     assert (result["type"], result["subtype"]) == ("result", "success"), result
     assert client_model.unexpected == []
