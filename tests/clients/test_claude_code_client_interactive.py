@@ -52,9 +52,11 @@ STEP_TIMEOUT_S = 120.0
 """Upper bound for each awaited step of the session on a loaded machine."""
 FIRST = "Write hello.py."
 FOLLOW_UP = "What does it print?"
-# Claude Code's own pattern for its background-task notice (from its bundled JS).
+# Claude Code's own pattern for its background-task notice (from its bundled JS); the second
+# form is the notice when the server adds a note for the model.
 STARTED = re.compile(
-    r'MCP tool "[^"]+" started server-side task ([\x21-\x7e]{1,128}?)\. It was moved'
+    r'MCP tool "(?:.{1,2000}?)" started server-side task ([\x21-\x7e]{1,128}?)'
+    r"(?:\. It was moved|, running in the background)"
 )
 
 
@@ -90,15 +92,15 @@ class Plan:
     (update_task, also run in the background), wait_task again, end_task.
 
     ``background_id`` is the id the create notice gave (``notice`` the whole text);
-    ``asked_to_wait`` is set once the model answered that notice with ``wait_task``; ``ended``
-    once it saw ``end_task``'s result (or an error).
+    ``noticed`` is set once the model answered create_task's result (with ``wait_task`` when it
+    was that notice); ``ended`` once it saw ``end_task``'s result (or an error).
     """
 
     background_id: str | None = None
     notice: str = ""
     update_notice: str = ""
     seen: list[Called] = attrs.field(factory=list)
-    asked_to_wait: trio.Event = attrs.field(factory=trio.Event)
+    noticed: trio.Event = attrs.field(factory=trio.Event)
     ended: trio.Event = attrs.field(factory=trio.Event)
 
     def __call__(self, body: dict[str, Any]) -> ToolCall | Reply:
@@ -116,12 +118,12 @@ class Plan:
 
     def _after_notice(self, created: Called) -> ToolCall | Reply:
         """wait_task with the id Claude Code's background-task notice gave."""
+        self.noticed.set()
         started = STARTED.search(created.text)
         if started is None:
             self.ended.set()
             return Reply(f"create_task did not start a background task: {created.text[:2000]}")
         self.background_id, self.notice = started.group(1), created.text
-        self.asked_to_wait.set()
         return wait(self.background_id)
 
     def _after(self, last: Called, calls: list[Called]) -> ToolCall:
@@ -183,9 +185,9 @@ async def test_interactive_claude_code_waits_on_its_background_task_id(
         await add_server(client, up)
         argv = [client.claude, "--permission-mode", "default", "Hand hello.py to coding-agent."]
         async with in_terminal(argv, env=client.env(), cwd=client.cwd) as term:
-            await within(term, plan.asked_to_wait, "the model's answer to the create notice")
+            await within(term, plan.noticed, "create_task's result to reach the model")
+            assert plan.background_id is not None, plan.seen
             await within(term, held.reached, "the agent's run to reach its model")
-            assert plan.background_id is not None, term.screen()
             in_flight = await task_resource(up, plan.background_id, plan.notice)
             assert (in_flight["status"], in_flight["turns"]) == ("in_progress", 1), in_flight
             held.release()
