@@ -212,8 +212,7 @@ async def test_a_call_cancelled_before_the_commit_cancels_its_task(
 async def test_status_messages_reach_the_session_stream_in_order(
     world: World, autojump_clock: MockClock
 ) -> None:
-    """Status messages go out as notifications/tasks/status on the session's stream, each
-    carrying the task's state when sent, so the last one seen is the task's final state."""
+    """Status notifications carry the state when sent: the last one is the final state."""
     world.registry.add_tool(make_tool(world, None))
     session = world.session()
     peer = session.peer = Peer()

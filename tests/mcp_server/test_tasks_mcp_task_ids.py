@@ -53,9 +53,7 @@ def line(task_id: str, status: str, news: str) -> re.Pattern[str]:
 
 
 async def test_legacy_mcp_task_id_is_the_coding_task_id(tmp_path: pathlib.Path) -> None:
-    """2025-11-25: the MCP task's id takes wait_task/report while the run is in flight; its
-    status message names the task and follows the run in tasks/get, tasks/list and status
-    notifications; tasks/result gives the tool's result with the same task_id."""
+    """2025-11-25: the MCP task id is the coding task's, in flight and in every tasks/* view."""
     gate = tmp_path / "gate"
     watch = LegacyTaskStatus()
     heard = watch.heard
@@ -176,8 +174,7 @@ async def test_modern_mcp_task_id_is_the_coding_task_id(tmp_path: pathlib.Path) 
 
 
 async def test_update_task_as_mcp_task_names_the_coding_task(tmp_path: pathlib.Path) -> None:
-    """update_task run as an MCP task has an id of its own; its status message names the coding
-    task and follows the follow-up's run."""
+    """update_task's MCP task has its own id; its status message names the coding task."""
     gate = tmp_path / "gate"
     async with task_server(tmp_path) as env:
         created = await env.client.ok("create_task", title="t", instructions="hello")

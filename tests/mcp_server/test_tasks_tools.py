@@ -539,6 +539,7 @@ async def test_mcp_task_cancel_stops_run(tmp_path: pathlib.Path, when: str) -> N
         # The task is listed once its start is durable, its run counted once begun.
         await eventually(lambda: env.runner.running() == 1 and len(env.runner.tasks()) == 1)
         [task] = env.runner.tasks()
+        assert task.id == mcp_task  # one id: tasks/cancel takes the coding task's
         if when == "running":
             await eventually(lambda: env.runner.get(task.id).session_id is not None)
         cancelled = await env.client.rpc("tasks/cancel", {"taskId": mcp_task})
