@@ -33,6 +33,7 @@ from _support.claude_mcp_client import (
     pass_first_run_dialogs,
     tool_calls,
 )
+from _support.polling import eventually
 from _support.procs import marked_processes
 from _support.pty_terminal import Terminal, in_terminal
 from _support.scripted_model import (
@@ -48,6 +49,8 @@ from mcp.types import TextResourceContents
 
 pytestmark = pytest.mark.real_clients
 
+CLIENT_MARKER = "CODING_AGENT_TEST_CLIENT"
+"""Marks the client's processes, so the test can check that none outlives the terminal."""
 STEP_TIMEOUT_S = 120.0
 """Upper bound for each awaited step of the session on a loaded machine."""
 FIRST = "Write hello.py."
@@ -184,7 +187,8 @@ async def test_interactive_claude_code_waits_on_its_background_task_id(
     async with coding_agent_up(agent.state, agent.root, agent.env) as up:
         await add_server(client, up)
         argv = [client.claude, "--permission-mode", "default", "Hand hello.py to coding-agent."]
-        async with in_terminal(argv, env=client.env(), cwd=client.cwd) as term:
+        env = client.env() | {CLIENT_MARKER: agent.marker}
+        async with in_terminal(argv, env=env, cwd=client.cwd) as term:
             await within(term, plan.noticed, "create_task's result to reach the model")
             assert plan.background_id is not None, plan.seen
             await within(term, held.reached, "the agent's run to reach its model")
@@ -193,6 +197,11 @@ async def test_interactive_claude_code_waits_on_its_background_task_id(
             held.release()
             await within(term, plan.ended, "end_task's result (or an error) to reach the model")
             stored = await task_resource(up, plan.background_id, plan.notice)
+        await eventually(
+            lambda: marked_processes(CLIENT_MARKER, agent.marker) == [],
+            "the interactive client's processes to be gone",
+            lambda: repr(marked_processes(CLIENT_MARKER, agent.marker)),
+        )
     assert marked_processes(MARKER, agent.marker) == []
 
     calls = plan.seen
