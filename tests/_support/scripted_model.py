@@ -11,7 +11,9 @@ Usage::
 Each queued step answers one *main-loop* call (a streaming ``POST /v1/messages`` that carries the
 agent's tool list): ``BashCall`` answers with a ``tool_use`` block for the Bash tool, ``ToolCall``
 with any tool, ``Reply`` with text and ``stop_reason: end_turn``, ``ApiError`` with an HTTP error,
-and ``Hold`` waits until the test releases it (to cancel a run while the model "thinks").
+``Hold`` waits until the test releases it (to cancel a run while the model "thinks"), and
+``Decide`` answers each call with what a function of the request body picks (a model that reads
+the tool results it was sent), for as long as the function answers.
 Runs that call the model at the same time get a script each: ``model.script_for(marker, ...)``
 queues steps for the main-loop calls whose body contains ``marker`` (put it in the prompt; a
 resumed session's calls carry it too), ``model.script(...)`` for every other call.
@@ -30,7 +32,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +45,7 @@ from .scripted_http import BadRequest, read_request, send_json, send_sse, serve_
 __all__ = [
     "ApiError",
     "BashCall",
+    "Decide",
     "Hold",
     "Reply",
     "ScriptedEndpoint",
@@ -103,7 +106,19 @@ class Hold:
         await self._released.wait()
 
 
-Step = Reply | ToolCall | ApiError | Hold
+@attrs.frozen
+class Decide:
+    """Answer main-loop calls with ``decide(body)`` until it returns ``None``.
+
+    ``body`` is the call's parsed request (its ``messages`` carry the tool results the agent sent
+    back). While ``decide`` answers, the step stays at the head of its queue; once it returns
+    ``None`` the step is used up and the next one answers that call.
+    """
+
+    decide: Callable[[dict[str, Any]], Reply | ToolCall | ApiError | None]
+
+
+Step = Reply | ToolCall | ApiError | Hold | Decide
 
 
 class ScriptedEndpoint:
@@ -164,11 +179,8 @@ class ScriptedEndpoint:
         self.requests.append(body)
         step: Any
         queue = self._queue_for(body) if main else self._steps
-        if not main:
-            step = side
-        elif queue:
-            step = queue.popleft()
-        else:
+        step = _decided(queue, body) if main else side
+        if step is None:
             self.unexpected.append(body)
             step = Reply("scripted model: the script is exhausted")
         if main:
@@ -253,6 +265,19 @@ class ScriptedModel(ScriptedEndpoint):
                 "cache_read_input_tokens": 0,
             },
         }
+
+
+def _decided(queue: collections.deque[Any], body: dict[str, Any]) -> Any:
+    """The queue's answer to ``body``: a ``Decide`` at its head answers (or is used up)."""
+    while queue:
+        head = queue[0]
+        if not isinstance(head, Decide):
+            return queue.popleft()
+        answer = head.decide(body)
+        if answer is not None:
+            return answer
+        queue.popleft()
+    return None
 
 
 def _is_main_loop(body: dict[str, Any]) -> bool:
