@@ -27,6 +27,7 @@ raised on purpose is a :class:`TaskError` with the ``code`` a failed tool answer
 """
 
 from ._arguments import OUTPUT_SCHEMA, ToolFailure, input_schema, parse_args
+from ._convert import describe_error, make_strict_converter
 from ._errors import (
     LiveUnsupported,
     NotPending,
@@ -98,7 +99,9 @@ __all__ = [
     "Visible",
     "Workspace",
     "WorktreeFailed",
+    "describe_error",
     "input_schema",
+    "make_strict_converter",
     "parse_args",
     "register_tasks",
     "remembered_rule",
