@@ -157,11 +157,11 @@ async def _call(
 
 
 async def probe(
-    host: str, port: int, token: str, *, timeout: float = 10.0, live_check_s: float | None = None
+    host: str, port: int, token: str, *, timeout: float = 10.0, cli_wait_s: float | None = None
 ) -> ProbeInfo:
-    """Ask the daemon what it is, which agents it found and its limits; ``live_check_s``: how
-    long a live check not yet answered may take (see :class:`ProbeRequest`)."""
-    request = ProbeRequest(live_check_s=live_check_s)
+    """Ask the daemon what it is, which agents it found and its limits; ``cli_wait_s``: how
+    long a CLI not yet known may take to answer (see :class:`ProbeRequest`)."""
+    request = ProbeRequest(cli_wait_s=cli_wait_s)
     return await _call(host, port, token, request, ProbeInfo, timeout=timeout, what="probe")
 
 

@@ -34,8 +34,8 @@ NO_LIVE_NOTE: Final = "disabled by --no-live"
 #: How long a CLI's help may take when a live request waits on the answer (the probe's answer
 #: stays quick; an unanswered check is not remembered, so either may ask again).
 _LIVE_CHECK_TIMEOUT_S: Final = 30.0
-#: The most a probe may ask to wait for a live check (``ProbeRequest.live_check_s``).
-_MAX_LIVE_CHECK_S: Final = 60.0
+#: The most a probe may ask to wait for a CLI not yet known (``ProbeRequest.cli_wait_s``).
+_MAX_CLI_WAIT_S: Final = 60.0
 
 
 async def help_output(
@@ -72,26 +72,26 @@ class AgentVersions:
         #: Per CLI path: its identity, why ``--version`` failed, and when (``trio.current_time``).
         self._version_failures: dict[str, tuple[tuple[int, int], str, float]] = {}
 
-    async def describe_all(self, live_check_s: float | None = None) -> list[AgentInfo]:
-        """Every agent, in ``AGENT_NAMES`` order; the CLIs answer ``--version`` concurrently,
-        each within ``_PROBE_VERSION_TIMEOUT_S``, and a live check not yet answered within
-        ``live_check_s`` (the probe's few seconds by default, at most ``_MAX_LIVE_CHECK_S``)."""
+    async def describe_all(self, cli_wait_s: float | None = None) -> list[AgentInfo]:
+        """Every agent, in ``AGENT_NAMES`` order; the CLIs not yet known answer ``--version`` and
+        the live check concurrently, each within ``cli_wait_s`` (by default the probe's few
+        seconds, ``_PROBE_VERSION_TIMEOUT_S``; at most ``_MAX_CLI_WAIT_S``)."""
         found: dict[str, AgentInfo] = {}
-        live_timeout = (
+        wait = (
             _PROBE_VERSION_TIMEOUT_S
-            if live_check_s is None
-            else min(max(live_check_s, _PROBE_VERSION_TIMEOUT_S), _MAX_LIVE_CHECK_S)
+            if cli_wait_s is None
+            else min(max(cli_wait_s, _PROBE_VERSION_TIMEOUT_S), _MAX_CLI_WAIT_S)
         )
 
         async def describe(name: AgentName) -> None:
-            found[name] = await self._agent_info(name, live_timeout)
+            found[name] = await self._agent_info(name, wait)
 
         async with trio.open_nursery() as nursery:
             for name in AGENT_NAMES:
                 nursery.start_soon(describe, name)
         return [found[name] for name in AGENT_NAMES]
 
-    async def _agent_info(self, name: AgentName, live_timeout: float) -> AgentInfo:
+    async def _agent_info(self, name: AgentName, wait: float) -> AgentInfo:
         """One agent CLI: where it is and its version, or why not."""
         adapter = ADAPTERS.get(name)
         path = adapter.find_executable(self.environ) if adapter is not None else None
@@ -99,10 +99,10 @@ class AgentVersions:
             env_var = adapter.env_var if adapter is not None else ""
             return AgentInfo(name=name, path=None, version=None, error=f"not found ({env_var})")
         try:
-            version = await self._version(path)
+            version = await self._version(path, wait)
         except (AgentVersionError, OSError) as exc:  # a broken CLI is reported, not fatal
             return AgentInfo(name=name, path=path, version=None, error=str(exc))
-        live, note = await self._live_support(name, path, live_timeout)
+        live, note = await self._live_support(name, path, wait)
         return AgentInfo(name=name, path=path, version=version, live=live, live_note=note)
 
     async def live_support(self, name: str) -> tuple[bool, str | None]:
@@ -148,8 +148,9 @@ class AgentVersions:
         why = cached[1]
         return (True, check.how) if why is None else (False, why)
 
-    async def _version(self, path: str) -> str:
-        """``path --version``, remembered until the file changes (a CLI may take a second)."""
+    async def _version(self, path: str, wait: float = _PROBE_VERSION_TIMEOUT_S) -> str:
+        """``path --version`` within ``wait``, remembered until the file changes (a CLI may take
+        a second); a probe that waits longer than the default asks again after a failure."""
         # One ``--version`` per CLI at a time: concurrent probes wait for it instead of each
         # spawning its own.
         async with self._version_locks.setdefault(path, trio.Lock()):
@@ -160,12 +161,12 @@ class AgentVersions:
                 return cached[1]
             failed = self._version_failures.get(path)
             now = trio.current_time()
-            if failed is not None and failed[0] == identity and now - failed[2] < _RETRY_VERSION_S:
+            patient = wait > _PROBE_VERSION_TIMEOUT_S
+            recent = failed is not None and now - failed[2] < _RETRY_VERSION_S
+            if failed is not None and failed[0] == identity and recent and not patient:
                 raise AgentVersionError(failed[1])
             try:
-                version = await agent_version(
-                    path, env=self.environ, timeout=_PROBE_VERSION_TIMEOUT_S
-                )
+                version = await agent_version(path, env=self.environ, timeout=wait)
             except AgentVersionError as exc:
                 self._version_failures[path] = (identity, str(exc), trio.current_time())
                 raise

@@ -103,9 +103,10 @@ class Welcome:
 class ProbeRequest:
     """Ask the daemon what it is and can do."""
 
-    #: How long a CLI's help may take for a live check not yet answered (a create that decides
-    #: whether to run live waits for it); None: the probe's own few seconds. Clamped to 60 s.
-    live_check_s: float | None = None
+    #: How long a CLI not yet known may take to answer ``--version`` and its live check (a
+    #: create deciding whether to run live waits for them); None: the probe's own few seconds.
+    #: Clamped to 60 s.
+    cli_wait_s: float | None = None
 
 
 @attrs.frozen

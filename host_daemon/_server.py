@@ -275,7 +275,7 @@ class _Daemon:
 
     async def _operate(self, conn_id: int, conn: FramedStream, operation: object) -> None:
         if isinstance(operation, ProbeRequest):
-            await conn.send(await self.probe(operation.live_check_s))
+            await conn.send(await self.probe(operation.cli_wait_s))
             log.info("probe served", extra=_fields(conn=conn_id))
         elif isinstance(operation, RunRequest):
             await self.run(conn_id, conn, operation)
@@ -346,13 +346,13 @@ class _Daemon:
                     log.exception("git --version failed")
         return self._git_version
 
-    async def probe(self, live_check_s: float | None = None) -> ProbeInfo:
+    async def probe(self, cli_wait_s: float | None = None) -> ProbeInfo:
         """What the daemon is, which agent CLIs it found (with their versions), its limits;
-        an unanswered live check gets ``live_check_s`` (see :class:`ProbeRequest`)."""
+        a CLI not yet known gets ``cli_wait_s`` to answer (see :class:`ProbeRequest`)."""
         return ProbeInfo(
             daemon_version=__version__,
             protocol_version=PROTOCOL_VERSION,
-            agents=await self.agents.describe_all(live_check_s),
+            agents=await self.agents.describe_all(cli_wait_s),
             roots=list(self.config.roots),
             max_concurrent_runs=self.config.max_runs,
             active_runs=len(self.runs),

@@ -16,6 +16,7 @@ import os
 import pathlib
 import shlex
 import sys
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
@@ -261,11 +262,31 @@ async def _serve_main(config: ServerConfig, lock: StateLock) -> int:
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))
         urls = await nursery.start(server.run)
         lock.record(_mcp_url(urls))
-        _print(f"MCP URL: {_mcp_url(urls)}", f"Dashboard: {_dashboard_url(urls)}")
-        log.info("serving; the daemon is expected at %s:%d", config.daemon.host, config.daemon.port)
-        await server.done.wait()
-        nursery.cancel_scope.cancel()
+        # doctor and the task CLI beside the server (in its container) find it here.
+        local_url = _loopback_url(_mcp_url(urls))
+        record_mcp_url(config.state_path, local_url)
+        try:
+            _print(f"MCP URL: {_mcp_url(urls)}", f"Dashboard: {_dashboard_url(urls)}")
+            log.info(
+                "serving; the daemon is expected at %s:%d", config.daemon.host, config.daemon.port
+            )
+            await server.done.wait()
+            nursery.cancel_scope.cancel()
+        finally:
+            forget_mcp_url(config.state_path, local_url)
     return 0
+
+
+def _loopback_url(url: str) -> str:
+    """``url`` with a wildcard bind address (``0.0.0.0``, ``[::]``) as its loopback twin: the
+    address a client on this host reaches and the Host fence admits."""
+    parts = urllib.parse.urlsplit(url)
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}  # noqa: S104 (read, not bound)
+    host = parts.hostname or ""
+    if host not in wildcard:
+        return url
+    netloc = wildcard[host] + (f":{parts.port}" if parts.port is not None else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 class _Service:

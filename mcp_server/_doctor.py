@@ -483,7 +483,7 @@ def _mcp_endpoint(
     else:
         url = stored_mcp_url(state)
         url_source = (
-            f"recorded by `coding-agent up` in {state / URL_FILE}"
+            f"recorded by the running server in {state / URL_FILE}"
             if url
             else f"no --url, CODING_AGENT_URL nor {state / URL_FILE}"
         )

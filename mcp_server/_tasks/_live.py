@@ -122,7 +122,7 @@ class LiveDesk:
             # A CLI slow to answer its help (a cold node on a loaded host) would otherwise make
             # the task per-turn for good: deciding waits for the check, once per CLI file.
             info = await self._runner.probe(
-                timeout=LIVE_CHECK_S + PROBE_MARGIN_S, live_check_s=LIVE_CHECK_S
+                timeout=LIVE_CHECK_S + PROBE_MARGIN_S, cli_wait_s=LIVE_CHECK_S
             )
         except (DaemonError, OSError):
             return bool(wanted)  # the run itself will say why the daemon cannot be reached

@@ -270,11 +270,11 @@ class TaskRunner:
                 await self.changed(task_id).wait()
         return self.get(task_id)
 
-    async def probe(self, timeout: float = 5.0, live_check_s: float | None = None) -> ProbeInfo:
+    async def probe(self, timeout: float = 5.0, cli_wait_s: float | None = None) -> ProbeInfo:
         """Ask the daemon what it is and can do (raises ``DaemonError`` when it cannot answer)."""
         daemon = self.daemon
         return await probe(
-            daemon.host, daemon.port, daemon.token, timeout=timeout, live_check_s=live_check_s
+            daemon.host, daemon.port, daemon.token, timeout=timeout, cli_wait_s=cli_wait_s
         )
 
     # -- commands -------------------------------------------------------------------------

@@ -277,7 +277,7 @@ def test_doctor_is_all_green(deployment: Deployment) -> None:
     """The guide's doctor line, verbatim: all good; warnings only for the agents not installed."""
     report = deployment.as_user(the_command("coding-agent doctor").text)
     lines = [line for line in report.splitlines() if line.startswith("[")]
-    for check in ("token", "daemon", "agent claude", "workspace", "state"):
+    for check in ("token", "daemon", "agent claude", "workspace", "state", "mcp"):
         assert any(line.startswith(f"[ ok ] {check}:") for line in lines), report
     for line in lines:
         assert line.startswith("[ ok ]") or re.match(r"\[warn\] agent \w+: not found", line), report

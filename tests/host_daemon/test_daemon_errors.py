@@ -22,9 +22,10 @@ from host_daemon._protocol import (
 )
 
 #: Local failures that never become an error frame, each reported as text where it is caught:
-#: the token file at start-up, a CLI's ``--version`` in a probe, a converter hook's refusal, and a
-#: live agent's stdin gone (the session logs it; the turn ends by the agent's exit).
-UNCODED = {"TokenError", "AgentVersionError", "_Mismatch", "StdinClosed"}
+#: the token file at start-up, a CLI's ``--version`` in a probe, a converter hook's refusal, a
+#: live agent's stdin gone (the session logs it; the turn ends by the agent's exit), and a state
+#: directory another process holds at start-up (the command exits naming the holder).
+UNCODED = {"TokenError", "AgentVersionError", "_Mismatch", "StdinClosed", "StateDirLocked"}
 
 
 def package_exceptions() -> list[type[BaseException]]:

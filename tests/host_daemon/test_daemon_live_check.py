@@ -6,7 +6,7 @@ import os
 import pathlib
 
 from _support.daemon import running_daemon
-from _support.slow_help import VERSION_THEN_SLOW_FIRST_HELP, slow_gemini
+from _support.slow_help import SLOW_FIRST_VERSION, VERSION_THEN_SLOW_FIRST_HELP, slow_gemini
 
 import host_daemon
 from host_daemon._live_adapters import LIVE_CHECKS
@@ -36,19 +36,19 @@ async def test_a_live_request_waits_for_a_slow_help(tmp_path: pathlib.Path) -> N
 
 
 async def test_a_probe_asked_to_wait_learns_a_slow_help(tmp_path: pathlib.Path) -> None:
-    """A probe with ``live_check_s`` (what a create sends) waits out a slow first help."""
+    """A probe with ``cli_wait_s`` (what a create sends) waits out a slow first help."""
     gemini = slow_gemini(tmp_path, VERSION_THEN_SLOW_FIRST_HELP)
     env = {"GEMINI_PATH": str(gemini)}
     async with running_daemon(roots=[tmp_path], env=env) as daemon:
         info = await host_daemon.probe(
-            daemon.host, daemon.port, daemon.token, timeout=40.0, live_check_s=30.0
+            daemon.host, daemon.port, daemon.token, timeout=40.0, cli_wait_s=30.0
         )
     found = next(agent for agent in info.agents if agent.name == "gemini")
     assert (found.live, found.live_note) == _LIVE
 
 
 async def test_a_plain_probe_stays_quick_on_a_slow_help(tmp_path: pathlib.Path) -> None:
-    """A probe without ``live_check_s`` says the check did not answer, in a few seconds."""
+    """A probe without ``cli_wait_s`` says the check did not answer, in a few seconds."""
     gemini = slow_gemini(tmp_path, VERSION_THEN_SLOW_FIRST_HELP)
     async with running_daemon(roots=[tmp_path], env={"GEMINI_PATH": str(gemini)}) as daemon:
         info = await host_daemon.probe(daemon.host, daemon.port, daemon.token, timeout=6.0)
@@ -56,3 +56,16 @@ async def test_a_plain_probe_stays_quick_on_a_slow_help(tmp_path: pathlib.Path) 
     assert found.live is False
     assert found.live_note is not None
     assert "did not answer within 3 s" in found.live_note
+
+
+async def test_a_patient_probe_learns_a_slow_version(tmp_path: pathlib.Path) -> None:
+    """A probe with ``cli_wait_s`` waits out a slow first ``--version`` after a quick one failed."""
+    gemini = slow_gemini(tmp_path, SLOW_FIRST_VERSION)
+    async with running_daemon(roots=[tmp_path], env={"GEMINI_PATH": str(gemini)}) as daemon:
+        quick = await host_daemon.probe(daemon.host, daemon.port, daemon.token, timeout=6.0)
+        patient = await host_daemon.probe(
+            daemon.host, daemon.port, daemon.token, timeout=40.0, cli_wait_s=30.0
+        )
+    assert next(a for a in quick.agents if a.name == "gemini").version is None
+    found = next(a for a in patient.agents if a.name == "gemini")
+    assert (found.version, found.live) == ("0.61.0", True)

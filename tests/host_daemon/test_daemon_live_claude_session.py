@@ -258,7 +258,8 @@ async def test_live_request_for_a_non_live_agent_is_refused(tmp_path: pathlib.Pa
 
 async def test_probe_says_the_real_claude_runs_live(daemon: LiveDaemon) -> None:
     """The pinned Claude Code CLI passes the probe's live check."""
-    info = await probe(daemon.host, daemon.port, daemon.token)
+    # A cold node on a loaded host may take seconds to answer: the probe waits for it.
+    info = await probe(daemon.host, daemon.port, daemon.token, timeout=40.0, cli_wait_s=30.0)
     claude_info = next(agent for agent in info.agents if agent.name == "claude")
     assert (claude_info.live, claude_info.live_note) == (True, "stream-json control on stdin")
 

@@ -231,7 +231,8 @@ async def test_policy_rules_decide_without_asking(
 async def test_probe_says_codex_runs_live(daemon: LiveAgentDaemon) -> None:
     """The pinned Codex passes the live check; the note says approved commands leave the
     sandbox."""
-    info = await probe(daemon.host, daemon.port, daemon.token)
+    # A cold node on a loaded host may take seconds to answer: the probe waits for it.
+    info = await probe(daemon.host, daemon.port, daemon.token, timeout=40.0, cli_wait_s=30.0)
     codex = next(agent for agent in info.agents if agent.name == "codex")
     assert codex.live is True
     assert "outside codex's sandbox" in (codex.live_note or "")

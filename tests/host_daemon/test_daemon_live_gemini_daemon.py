@@ -211,7 +211,8 @@ async def test_policy_rules_decide_without_asking(
 
 async def test_probe_says_gemini_runs_live(daemon: LiveAgentDaemon) -> None:
     """The pinned Gemini passes the live check; the note says it cannot be steered."""
-    info = await probe(daemon.host, daemon.port, daemon.token)
+    # A cold node on a loaded host may take seconds to answer: the probe waits for it.
+    info = await probe(daemon.host, daemon.port, daemon.token, timeout=40.0, cli_wait_s=30.0)
     gemini = next(agent for agent in info.agents if agent.name == "gemini")
     assert gemini.live is True
     assert "not steerable" in (gemini.live_note or "")

@@ -9,6 +9,7 @@ import sys
 import trio
 from _support.agent_up import base_env, coding_agent_up
 from _support.daemon import install_stand_in_agent
+from _support.serving import serving
 
 
 async def _doctor(state: pathlib.Path, tmp: pathlib.Path, **env: str) -> tuple[int, str]:
@@ -34,10 +35,30 @@ async def test_doctor_beside_up_is_all_good(tmp_path: pathlib.Path) -> None:
     assert "[FAIL]" not in out
     assert f"[ ok ] token: daemon token read from {state / 'daemon.token'}" in out
     assert f"answers at {address} (recorded by `coding-agent up` in" in out
-    assert f"[ ok ] mcp: {up.url} (recorded by `coding-agent up` in {state / 'mcp.url'})" in out
+    assert f"[ ok ] mcp: {up.url} (recorded by the running server in {state / 'mcp.url'})" in out
     assert "12 tools (protocol 2025-11-25, and 2026-07-28)" in out
     assert out.endswith("all good\n")
     assert not (state / "daemon.address").exists()  # up forgot it as it stopped
+
+
+async def test_doctor_beside_serve_checks_the_mcp_url(tmp_path: pathlib.Path) -> None:
+    """`serve` (the container's server) records its URL too: doctor beside it checks MCP."""
+    state = tmp_path / "state"
+    async with serving(state) as served:
+        returncode, out = await _doctor(state, tmp_path)
+    assert f"[ ok ] mcp: {served.url} (recorded by the running server in" in out, out
+    assert "12 tools (protocol 2025-11-25, and 2026-07-28)" in out
+    assert not (state / "mcp.url").exists()  # serve forgot it as it stopped
+    del returncode  # no daemon runs here: its checks fail, which is not this test's concern
+
+
+async def test_serve_on_every_address_records_its_loopback_url(tmp_path: pathlib.Path) -> None:
+    """`serve --host 0.0.0.0` (as in the container) records the URL a local client can use."""
+    state = tmp_path / "state"
+    async with serving(state, "--host", "0.0.0.0") as served:
+        port = served.url.rsplit(":", 1)[1].split("/")[0]
+        recorded = (state / "mcp.url").read_text().strip()
+    assert recorded == f"http://127.0.0.1:{port}/mcp"
 
 
 async def test_doctor_names_a_wrong_mcp_token_and_its_fix(tmp_path: pathlib.Path) -> None:
@@ -49,7 +70,7 @@ async def test_doctor_names_a_wrong_mcp_token_and_its_fix(tmp_path: pathlib.Path
         returncode, out = await _doctor(state, tmp_path, MCP_AUTH_TOKEN="not-the-token")
     assert returncode == 1, out
     assert (
-        f"[FAIL] mcp: the server at {up.url} (recorded by `coding-agent up` in "
+        f"[FAIL] mcp: the server at {up.url} (recorded by the running server in "
         f"{state / 'mcp.url'}) refused the MCP token from MCP_AUTH_TOKEN (HTTP 401)"
     ) in out
     assert "fix: MCP_AUTH_TOKEN here is not the server's: unset it" in out
