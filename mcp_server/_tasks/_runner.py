@@ -141,12 +141,12 @@ class TaskRunner:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)
-            nursery.start_soon(self.queue.run)
             nursery.start_soon(
                 self.worktrees.sweep_every, self.sweep_interval_s, self.worktree_keys
             )
             self._nursery = nursery
             try:
+                await nursery.start(self.queue.run)  # the tasks queued before a restart start
                 task_status.started()
                 await trio.sleep_forever()
             finally:
@@ -272,8 +272,8 @@ class TaskRunner:
         return self._nursery is not None and not self._closing
 
     def may_schedule(self, task_id: str) -> bool:
-        """True unless the task has a run in flight, is under review or being made."""
-        return not (task_id in self._active or task_id in self._held or task_id in self._preparing)
+        """True unless the task has a run in flight or is under review."""
+        return not (task_id in self._active or task_id in self._held)
 
     def last_seq(self, task_id: str) -> int:
         """The seq of the task's latest event."""
@@ -362,7 +362,7 @@ class TaskRunner:
             queued = enqueue(task, now, reason)
             await self.store.create(queued, lambda t: [first, _queued(reason)])
             self.notify(task.id, "created")
-            self.queue.wake()
+            self.queue.plan_now()  # its place now (or its start, if a slot freed meanwhile)
             return self.get(task.id)
         active = self._begin(task)
         await self._save_start(
@@ -392,7 +392,7 @@ class TaskRunner:
                 lambda t: [*turn(t), _queued(reason)],
             )
             self.notify(task_id, "transition")
-            self.queue.wake()
+            self.queue.plan_now()
             return self.get(task_id)
         active = self._begin(task)
         await self._save_start(
@@ -428,7 +428,7 @@ class TaskRunner:
             except UnknownTask:
                 raise TaskNotFound(task_id) from None
             self.notify(task_id, "transition")
-            self.queue.wake()
+            self.queue.plan_now()  # the places behind it move up
             note = await self.live.close_session(task_id)
             if note is not None:
                 self.append(task_id, kind="status", summary=f"completed: {note}")
