@@ -4,11 +4,12 @@ project; end_task dequeues; a daemon that answers busy unexpectedly requeues."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 from typing import Any
 
 from _support.polling import eventually
-from _support.task_server import Client, Env, all_events, task_server, wait_done
+from _support.task_server import Client, Env, all_events, task_server, up_client, wait_done
 
 from host_daemon import RunRequest, open_run
 
@@ -187,3 +188,42 @@ async def test_daemon_busy_unexpectedly_requeues(tmp_path: pathlib.Path) -> None
         assert await runs_started(env.client, refused["task_id"]) == 1
         release(env, "1")
         await wait_done(env.client, mine["task_id"])
+
+
+async def test_up_sigkilled_with_a_queue_starts_each_once_in_order(tmp_path: pathlib.Path) -> None:
+    """A real ``coding-agent up`` SIGKILLed with tasks queued: the next one starts each of them
+    exactly once, in order, and the run it killed is interrupted, not run again."""
+    state = tmp_path / "state"
+    (tmp_path / "root").mkdir()
+    for project in ("p0", "p1", "p2", "p3"):
+        (tmp_path / "root" / project).mkdir()
+    args = ["--max-runs", "1"]
+    async with up_client(tmp_path, state, args) as (up, client):
+        blocker = await client.ok(
+            "create_task", title="b", instructions="sleep 600", project_dir="p0"
+        )
+        queued = [
+            await client.ok(
+                "create_task", title=p, instructions="hello", project_dir=p, priority=priority
+            )
+            for p, priority in (("p1", "low"), ("p2", "normal"), ("p3", "high"))
+        ]
+        assert [t["status"] for t in queued] == ["queued"] * 3
+        places = (await client.ok("check_status"))["queue"]["first"]
+        assert [e["task_id"] for e in places] == [t["task_id"] for t in reversed(queued)]
+        up.kill()
+        await up.process.wait()
+    for task in queued:
+        record = json.loads((state / "tasks" / f"{task['task_id']}.json").read_text())
+        assert (record["status"], record["runs"]) == ("queued", 0)
+    async with up_client(tmp_path, state, args) as (up, client):
+        order = [queued[2], queued[1], queued[0]]
+        for task in order:
+            assert (await wait_done(client, task["task_id"]))["status"] == "waiting"
+        assert (await client.ok("report", id=blocker["task_id"]))["status"] == "interrupted"
+        started = []
+        for task in order:
+            events = await all_events(client, task["task_id"])
+            assert sum(e["kind"] == "run_started" for e in events) == 1
+            started.append((await client.ok("report", id=task["task_id"]))["started_at"])
+        assert started == sorted(started)
