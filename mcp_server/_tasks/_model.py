@@ -435,6 +435,14 @@ def requeue(task: Task, now: datetime.datetime, reason: str | None) -> Task:
     )
 
 
+def dequeue(task: Task, now: datetime.datetime) -> Task:
+    """A queued run is called off before it started (its MCP task was cancelled): ``cancelled``
+    (a follow-up may start again); the turn it held stays in the record, never run."""
+    if task.status != "queued":
+        raise _refuse(task, "dequeue", "queued")
+    return attrs.evolve(task, status="cancelled", queued_at=None, queue_reason=None, updated_at=now)
+
+
 def limited(task: Task, limit: UsageLimit, report: RunReport, now: datetime.datetime) -> Task:
     """The run hit a usage limit: ``limited`` until the limit resets; the scheduler resumes it
     (its queue place: the time the limit was hit)."""

@@ -31,12 +31,14 @@ from ._errors import ShuttingDown, TaskBusy, TaskError, TaskNotFound, WorktreeFa
 from ._listener import Listener
 from ._live import LiveDesk
 from ._model import (
+    InvalidTransition,
     Isolation,
     Priority,
     RunOutcome,
     Task,
     TaskEvent,
     TaskOptions,
+    dequeue,
     end,
     enqueue,
     isolate,
@@ -424,13 +426,28 @@ class TaskRunner(TurnRunning):
             return task
 
     async def stop(self, task_id: str, reason: RunOutcome = "cancelled") -> None:
-        """Cancel the task's run, if any, and wait until its end is recorded."""
+        """Cancel the task's run, if any, and wait until its end is recorded; a run still
+        queued is called off (``cancelled``, it never starts)."""
         active = self._active.get(task_id)
         if active is None:
+            task = self.store.tasks.get(task_id)
+            if task is not None and task.status == "queued":
+                await self._dequeue(task_id)
             return
         active.stop_reason = active.stop_reason or reason
         active.scope.cancel()
         await active.done.wait()
+
+    async def _dequeue(self, task_id: str) -> None:
+        event = change_event(
+            "status", "cancelled: its queued run was called off", {"status": "cancelled"}
+        )
+        with contextlib.suppress(UnknownTask, InvalidTransition):  # started or gone meanwhile
+            await self.store.commit(
+                task_id, lambda t: dequeue(t, self.clock.wall()), lambda t: [event]
+            )
+            self.notify(task_id, "transition")
+            self.queue.plan_now()
 
     async def clean(self) -> int:
         """Stop every run, then delete every task; returns how many were deleted.

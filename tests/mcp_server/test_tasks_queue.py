@@ -248,3 +248,29 @@ async def test_check_status_takes_the_daemons_new_limit(tmp_path: pathlib.Path) 
             assert (await wait_done(env.client, second["task_id"]))["status"] == "waiting"
         release(env, "1")
         await wait_done(env.client, first["task_id"])
+
+
+async def test_cancelling_the_mcp_task_of_a_queued_create_calls_it_off(
+    tmp_path: pathlib.Path,
+) -> None:
+    """create_task as an MCP task, queued: tasks/cancel leaves it cancelled, and it never runs."""
+    async with task_server(tmp_path, daemon_config={"max_runs": 1}) as env:
+        blocker = await create(env, "p0", hold(env, "0"))
+        (env.root / "p1").mkdir()
+        answer = await env.client.rpc(
+            "tools/call",
+            {
+                "name": "create_task",
+                "arguments": {"title": "t", "instructions": "hello", "project_dir": "p1"},
+                "task": {},
+            },
+        )
+        task_id = answer["result"]["task"]["taskId"]
+        await eventually(lambda: status(env, task_id) == "queued")
+        cancelled = await env.client.rpc("tasks/cancel", {"taskId": task_id})
+        assert "result" in cancelled, cancelled
+        await eventually(lambda: status(env, task_id) == "cancelled")
+        release(env, "0")
+        await wait_done(env.client, blocker["task_id"])
+        assert env.runner.get(task_id).runs == 0
+        assert await runs_started(env.client, task_id) == 0

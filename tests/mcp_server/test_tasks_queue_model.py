@@ -20,6 +20,7 @@ from mcp_server._tasks._model import (
     TaskOptions,
     UsageLimit,
     WorktreeRecord,
+    dequeue,
     end,
     enqueue,
     finish_run,
@@ -115,6 +116,14 @@ def test_end_dequeues(status: str) -> None:
         task = limited(start_run(task, T0), UsageLimit("claude", None, T0), report, T0)
     ended = end(task, at(1))
     assert (ended.status, ended.queued_at, ended.limit) == ("completed", None, None)
+
+
+def test_dequeue_calls_off_a_queued_run() -> None:
+    """A queued run called off: cancelled, no run counted; only a queued task can be."""
+    task = dequeue(enqueue(make(), T0, "r"), at(1))
+    assert (task.status, task.runs, task.queued_at) == ("cancelled", 0, None)
+    with pytest.raises(InvalidTransition, match="allowed from queued"):
+        dequeue(task, at(2))
 
 
 def test_requeue_goes_back_to_the_head() -> None:
