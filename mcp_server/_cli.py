@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--grace", type=_grace, default=5.0, help="seconds running tasks get at shutdown (5)"
     )
     up_parser.add_argument(
-        "--max-runs", type=_count, default=8, help="agent runs at once; more get 'busy' (8)"
+        "--max-runs", type=_count, default=8, help="agent runs at once; more wait queued (8)"
     )
     up_parser.add_argument(
         "--worktrees-dir",

@@ -43,17 +43,21 @@ from ._listener import Listener
 from ._live import remembered_rule
 from ._model import (
     TASK_STATUSES,
+    WAITING_TO_START,
     InvalidTransition,
     PendingApproval,
+    Priority,
     RunReport,
     Task,
     TaskEvent,
     TaskOptions,
     TaskStatus,
+    UsageLimit,
 )
 from ._notices import TaskNotices
 from ._resources import TaskResources
 from ._runner import LIVE_IDLE_S, ChangeKind, StoreFactory, TaskChange, TaskRunner
+from ._schedule import CapacityGate, Gate, ProjectGate, Scheduler
 from ._store import OutputLost, StateWriteError, StoreEvent, TaskStore, Visible
 from ._tools import TOOLS, TaskTools, ToolSpec, register_tasks
 from ._workspace import DaemonEndpoint, PathRefused, Workspace
@@ -65,8 +69,11 @@ __all__ = [
     "SWEEP_INTERVAL_S",
     "TASK_STATUSES",
     "TOOLS",
+    "WAITING_TO_START",
+    "CapacityGate",
     "ChangeKind",
     "DaemonEndpoint",
+    "Gate",
     "InvalidTransition",
     "Listener",
     "LiveUnsupported",
@@ -75,8 +82,11 @@ __all__ = [
     "OutputLost",
     "PathRefused",
     "PendingApproval",
+    "Priority",
+    "ProjectGate",
     "RunNotStarted",
     "RunReport",
+    "Scheduler",
     "ShuttingDown",
     "StateWriteError",
     "StoreEvent",
@@ -96,6 +106,7 @@ __all__ = [
     "TaskTools",
     "ToolFailure",
     "ToolSpec",
+    "UsageLimit",
     "Visible",
     "Workspace",
     "WorktreeFailed",
