@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 import trio
+from _support.agent_clis import GEMINI_MODEL, gemini_env, gemini_executable
 from _support.claude_cli import claude_env, claude_executable
 from _support.polling import POLL_INTERVAL_S
+from _support.scripted_gemini import open_scripted_gemini_model
 from _support.scripted_model import (
     ApiError,
     Decide,
@@ -193,3 +195,46 @@ async def test_end_task_ends_a_limited_task_without_a_run(tmp_path: pathlib.Path
             task = await _status(env.client, task_id)
             assert task["status"] == "completed"
         assert len(model.main_requests) == calls
+
+
+async def test_a_limit_of_claude_holds_claude_tasks_but_not_gemini_tasks(
+    tmp_path: pathlib.Path,
+) -> None:
+    """During claude's hold a new claude task waits queued with the hold's reason; a Gemini task
+    (the real Gemini CLI) runs to its end."""
+    policy = HoldPolicy(jitter_s=0.0, backoff_base_s=600.0, backoff_max_s=600.0)
+    home = tmp_path / "home"
+    async with open_scripted_model() as model, open_scripted_gemini_model() as gemini:
+        model.script_for("zeta", _limit_error())
+        gemini.script(Reply("gemini did it"))
+        env_vars = dict(
+            _daemon_env(model, home),
+            **gemini_env(gemini.base_url, home),
+            GEMINI_PATH=gemini_executable(),
+        )
+        env_vars["HOME"] = str(home)
+        async with task_server(tmp_path, daemon_env=env_vars, hold_policy=policy) as env:
+            limited_id = await _create(env, "zeta")
+            await _wait_status(env.client, limited_id, lambda s: s == "limited")
+            waiting_id = await _create(env, "kappa")
+            waiting = await _status(env.client, waiting_id)
+            assert waiting["status"] == "queued"
+            assert waiting["queue_reason"].startswith("usage limit of claude until ")
+            (env.root / "theta").mkdir()
+            created = await env.client.ok(
+                "create_task",
+                title="theta",
+                instructions="theta: say hello",
+                project_dir="theta",
+                agent="gemini",
+                model=GEMINI_MODEL,
+                live=False,
+            )
+            await _wait_status(env.client, created["task_id"], lambda s: s == "waiting")
+            done = await _status(env.client, created["task_id"])
+            assert done["report"]["final_text"] == "gemini did it"
+            status = (await env.client.call("check_status"))["structuredContent"]["result"]
+            [hold] = status["holds"]
+            assert (hold["agent"], hold["active"]) == ("claude", True)
+            assert set(hold["tasks"]) == {limited_id, waiting_id}
+        assert not any("kappa: say hello" in _texts(b) for b in model.main_requests)
