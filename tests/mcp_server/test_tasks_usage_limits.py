@@ -238,3 +238,27 @@ async def test_a_limit_of_claude_holds_claude_tasks_but_not_gemini_tasks(
             assert (hold["agent"], hold["active"]) == ("claude", True)
             assert set(hold["tasks"]) == {limited_id, waiting_id}
         assert not any("kappa: say hello" in _texts(b) for b in model.main_requests)
+
+
+async def test_a_live_task_resumes_in_its_live_session(tmp_path: pathlib.Path) -> None:
+    """A live (supervised) Claude turn that hits the limit goes limited and resumes by itself."""
+    async with open_scripted_model() as model:
+        model.script_for("lambda", _limit_error(), Reply("done live"))
+        env_vars = _daemon_env(model, tmp_path / "home")
+        async with task_server(tmp_path, daemon_env=env_vars, hold_policy=POLICY) as env:
+            (env.root / "lambda").mkdir()
+            created = await env.client.ok(
+                "create_task",
+                title="lambda",
+                instructions="lambda: say hello",
+                project_dir="lambda",
+                live=True,
+            )
+            task_id = created["task_id"]
+            assert created["live"] is True
+            await _wait_limited(env.client, task_id)
+            await _wait_status(env.client, task_id, lambda s: s == "waiting")
+            task = await _status(env.client, task_id)
+        assert task["report"]["final_text"] == "done live"
+        [resumed] = [b for b in model.main_requests if CONTINUE_INSTRUCTIONS in _texts(b)]
+        assert "lambda: say hello" in _texts(resumed)
