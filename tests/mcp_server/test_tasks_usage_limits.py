@@ -262,3 +262,25 @@ async def test_a_live_task_resumes_in_its_live_session(tmp_path: pathlib.Path) -
         assert task["report"]["final_text"] == "done live"
         [resumed] = [b for b in model.main_requests if CONTINUE_INSTRUCTIONS in _texts(b)]
         assert "lambda: say hello" in _texts(resumed)
+
+
+async def test_a_reset_time_a_few_seconds_ahead_is_waited_out(tmp_path: pathlib.Path) -> None:
+    """A ``rate_limit_event`` with ``resetsAt`` (the stand-in agent prints the recorded shape):
+    the task waits until that time plus jitter, then resumes with the continue turn."""
+    policy = HoldPolicy(jitter_s=0.5, backoff_base_s=600.0, backoff_max_s=600.0)
+    async with task_server(tmp_path, hold_policy=policy) as env:
+        created = await env.client.ok("create_task", title="t", instructions="limit 3", live=False)
+        task_id = created["task_id"]
+        await _wait_limited(env.client, task_id)
+        status = (await env.client.call("check_status"))["structuredContent"]["result"]
+        [hold] = status["holds"]
+        resets_at = datetime.datetime.fromisoformat(hold["resets_at"])
+        await _wait_status(env.client, task_id, lambda s: s == "waiting")
+        task = await _status(env.client, task_id)
+        starts = [e for e in await all_events(env.client, task_id) if e["kind"] == "run_started"]
+    assert task["report"]["final_text"] == "continued"
+    assert datetime.datetime.fromisoformat(hold["until"]) >= resets_at
+    assert task["limit"] is None
+    first, resumed = starts
+    assert datetime.datetime.fromisoformat(first["time"]) < resets_at
+    assert datetime.datetime.fromisoformat(resumed["time"]) >= resets_at
