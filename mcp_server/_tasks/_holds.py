@@ -300,8 +300,17 @@ class UsageLimits:
         self._wake = wake
 
     async def load(self) -> None:
-        """Read the holds kept before a restart (before the queue plans)."""
-        await self.holds.load()
+        """Read the holds kept before a restart (before the queue plans).
+
+        An unreadable file is moved aside (``holds.json.bad``) and logged, and the server starts
+        with no holds: a task that hits the limit again is held again.
+        """
+        try:
+            await self.holds.load()
+        except HoldsFileError as exc:
+            aside = self.holds.path.with_name(f"{HOLDS_FILE}.bad")
+            log.warning("holds: %s; moved aside to %s, starting with no holds", exc, aside)
+            await trio.to_thread.run_sync(self.holds.path.replace, aside)
         self._wake()
 
     async def finish_change(

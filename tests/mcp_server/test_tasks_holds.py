@@ -15,9 +15,10 @@ from mcp_server._tasks._holds import (
     HoldPolicy,
     Holds,
     HoldsFileError,
+    UsageLimits,
     limited_task,
 )
-from mcp_server._tasks._model import RunReport, Task, TaskOptions, Turn, new_task, start_run
+from mcp_server._tasks._model import Clock, RunReport, Task, TaskOptions, Turn, new_task, start_run
 
 NOW = datetime.datetime(2026, 12, 6, 15, 0, tzinfo=datetime.UTC)
 POLICY = HoldPolicy(jitter_s=10.0, backoff_base_s=60.0, backoff_max_s=1800.0)
@@ -127,3 +128,15 @@ def test_a_limited_task_resumes_its_session_with_a_continue_turn(tmp_path: pathl
     no_session = attrs.evolve(report, session_id=None)
     fresh = limited_task(_task(session_id=None), hold, no_session, NOW)
     assert [turn.instructions for turn in fresh.turns] == ["do it"]
+
+
+async def test_a_bad_holds_file_is_moved_aside_at_start(tmp_path: pathlib.Path) -> None:
+    """The runner's load keeps a bad holds.json as holds.json.bad and starts with no holds."""
+    (tmp_path / "holds.json").write_text("not json")
+    woken: list[bool] = []
+    limits = UsageLimits(tmp_path, Clock(), lambda: woken.append(True), POLICY)
+    await limits.load()
+    assert limits.holds.holds == {}
+    assert (tmp_path / "holds.json.bad").read_text() == "not json"
+    assert not (tmp_path / "holds.json").exists()
+    assert woken == [True]
