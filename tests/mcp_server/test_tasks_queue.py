@@ -8,10 +8,12 @@ import json
 import pathlib
 from typing import Any
 
+from _support.daemon import running_daemon
 from _support.polling import eventually
 from _support.task_server import Client, Env, all_events, task_server, up_client, wait_done
 
 from host_daemon import RunRequest, open_run
+from mcp_server._tasks import DaemonEndpoint
 
 MAX_RUNS = {"max_runs": 2}
 
@@ -227,3 +229,22 @@ async def test_up_sigkilled_with_a_queue_starts_each_once_in_order(tmp_path: pat
             assert sum(e["kind"] == "run_started" for e in events) == 1
             started.append((await client.ok("report", id=task["task_id"]))["started_at"])
         assert started == sorted(started)
+
+
+async def test_check_status_takes_the_daemons_new_limit(tmp_path: pathlib.Path) -> None:
+    """The daemon now allows more runs (here: one with a higher --max-runs took over): the next
+    check_status's probe gives the queue the new capacity, and the queued task starts."""
+    async with task_server(tmp_path, daemon_config={"max_runs": 1}) as env:
+        first = await create(env, "p1", hold(env, "1"))
+        second = await create(env, "p2", hold(env, "2"))
+        assert second["queue_reason"] == "the daemon runs at most 1 at once (1 in flight)"
+        agent = {"CLAUDE_PATH": str(tmp_path / "bin" / "claude")}
+        async with running_daemon(roots=[env.root], env=agent, max_runs=2) as bigger:
+            env.runner.daemon = DaemonEndpoint(bigger.host, bigger.port, bigger.token)
+            status_now = await env.client.ok("check_status")
+            assert status_now["daemon"]["max_concurrent_runs"] == 2
+            await eventually(lambda: status(env, second["task_id"]) == "in_progress")
+            release(env, "2")
+            assert (await wait_done(env.client, second["task_id"]))["status"] == "waiting"
+        release(env, "1")
+        await wait_done(env.client, first["task_id"])
