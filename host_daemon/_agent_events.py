@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ._limits import claude_limit, codex_limit, gemini_limit
 from ._parsers import EventParser
 from ._records import AgentEvent, Outcome, RunRequest
 
@@ -65,6 +66,7 @@ class ClaudeParser(EventParser):
     def __init__(self, request: RunRequest | None = None) -> None:
         super().__init__(request)
         self.result: dict[str, Any] | None = None
+        self.rate_limit: dict[str, Any] | None = None
 
     def _on_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
         kind = obj.get("type")
@@ -78,6 +80,7 @@ class ClaudeParser(EventParser):
             return self._tool_results(obj)
         if kind == "rate_limit_event":
             info = _dict(obj.get("rate_limit_info")) or {}
+            self.rate_limit = info
             data = dict(info, status=info.get("status"), resets_at=info.get("resetsAt"))
             return [self._event("rate_limit", data=data)]
         if kind == "result":
@@ -125,6 +128,7 @@ class ClaudeParser(EventParser):
 
     def _result(self, obj: dict[str, Any]) -> list[AgentEvent]:
         self.result = obj
+        self.limit = claude_limit(obj, self.rate_limit)
         self.session_id = _str(obj.get("session_id")) or self.session_id
         self.final_text = _str(obj.get("result"))
         self.cost_usd = _number(obj.get("total_cost_usd"))
@@ -191,9 +195,11 @@ class CodexParser(EventParser):
             self.terminal = obj
             error = _dict(obj.get("error")) or {}
             self.last_error = _str(error.get("message")) or "the turn failed"
+            self.limit = self.limit or codex_limit(self.last_error, self.clock())
             return [self._event("error", text=self.last_error, is_error=True)]
         if kind == "error":
             self.last_error = _str(obj.get("message")) or "error"
+            self.limit = self.limit or codex_limit(self.last_error, self.clock())
             return [self._event("error", text=self.last_error, is_error=True)]
         if kind in ("item.started", "item.updated", "item.completed"):
             item = _dict(obj.get("item"))
@@ -360,6 +366,8 @@ class GeminiParser(EventParser):
             if obj.get("status") != "success":
                 error = _dict(obj.get("error")) or {}
                 self.last_error = _str(error.get("message")) or self.last_error
+                if self.last_error is not None:
+                    self.limit = gemini_limit(self.last_error, self.clock())
                 events.append(self._event("error", text=self.last_error, is_error=True))
             return events
         return [self._event("other", data={"type": kind})]

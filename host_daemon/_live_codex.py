@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import os
 import shlex
+import time
 from typing import Any, Final
 
 import attrs
@@ -37,6 +38,7 @@ import orjson
 
 from ._agent_events import CodexParser
 from ._agents import plain_name_error
+from ._limits import codex_limit
 from ._live_driver import DriverOutput, DriverRefused, PermissionAsk
 from ._parsers import Reason
 from ._records import AgentEvent, ApprovalBehavior, Outcome, RunFinished, RunRequest
@@ -500,8 +502,9 @@ class CodexLiveDriver:
         events = [self._events.make("usage", data=data)]
         if error is not None and outcome == "error":
             events.append(self._events.make("error", text=error, is_error=True))
+        limit = codex_limit(error, time.time()) if error and outcome == "error" else None
         finished = RunFinished(
-            outcome=outcome,
+            outcome="limited" if limit is not None else outcome,
             exit_code=None,
             signal=None,
             session_id=self._thread_id,
@@ -512,6 +515,7 @@ class CodexLiveDriver:
             error=error,
             output_truncated=self._events.output_truncated,
             session_open=open_,
+            limit=limit,
         )
         self._last_finished = finished
         return DriverOutput(events=events, turn_finished=finished)

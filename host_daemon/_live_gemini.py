@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import time
 from typing import Any, Final
 
 import attrs
 import orjson
 
 from ._agents import plain_name_error
+from ._limits import gemini_limit
 from ._live_driver import DriverOutput, DriverRefused, LiveAdapter, PermissionAsk
 from ._parsers import Reason, signal_name
 from ._records import AgentEvent, AgentEventKind, ApprovalBehavior, Outcome, RunFinished, RunRequest
@@ -524,8 +526,9 @@ class GeminiLiveDriver:
         signal: int | None,
         open_: bool,
     ) -> RunFinished:
+        limit = gemini_limit(error, time.time()) if error and outcome == "error" else None
         return RunFinished(
-            outcome=outcome,
+            outcome="limited" if limit is not None else outcome,
             exit_code=exit_code,
             signal=signal,
             session_id=self._session_id,
@@ -536,6 +539,7 @@ class GeminiLiveDriver:
             error=error,
             output_truncated=self._truncated,
             session_open=open_,
+            limit=limit,
         )
 
     def _event(self, kind: AgentEventKind, **fields: Any) -> AgentEvent:

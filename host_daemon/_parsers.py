@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import re
 import signal as signal_module
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 import orjson
 
-from ._records import AgentEvent, AgentEventKind, Outcome, RunFinished, RunRequest
+from ._records import AgentEvent, AgentEventKind, LimitInfo, Outcome, RunFinished, RunRequest
 
 __all__ = ["EventParser", "Reason", "signal_name"]
 
@@ -66,6 +67,10 @@ class EventParser:
         self._stderr_error: str | None = None
         self._stderr_last: str | None = None
         self.resume_mismatch: str | None = None
+        #: A usage or rate limit the agent's events named: an error outcome becomes ``limited``.
+        self.limit: LimitInfo | None = None
+        #: The wall clock (epoch seconds) a limit's "try again at" time is read against.
+        self.clock: Callable[[], float] = time.time
         self._raw = ""
 
     def feed(self, line: str, *, truncated: bool = False) -> list[AgentEvent]:
@@ -120,6 +125,9 @@ class EventParser:
             outcome, error = "error", self.resume_mismatch
         else:
             outcome, error = self._decide(exit_code)
+        limit = self.limit if outcome == "error" else None
+        if limit is not None:
+            outcome = "limited"
         return RunFinished(
             outcome=outcome,
             exit_code=exit_code,
@@ -131,6 +139,7 @@ class EventParser:
             usage=self.usage,
             error=error,
             output_truncated=self.output_truncated,
+            limit=limit,
         )
 
     def _on_event(self, obj: dict[str, Any]) -> list[AgentEvent]:

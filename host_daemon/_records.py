@@ -15,7 +15,8 @@ AgentName = Literal["claude", "codex", "gemini"]
 AGENT_NAMES: tuple[AgentName, ...] = ("claude", "codex", "gemini")
 
 #: ``interrupted``: a live turn stopped by an ``Interrupt`` (the conversation goes on).
-Outcome = Literal["success", "error", "cancelled", "timed_out", "killed", "interrupted"]
+#: ``limited``: the agent's account hit a usage or rate limit (``RunFinished.limit`` says until).
+Outcome = Literal["success", "error", "cancelled", "timed_out", "killed", "interrupted", "limited"]
 
 AgentEventKind = Literal[
     "init",  # the agent's conversation started or resumed: session_id, data.model
@@ -133,6 +134,17 @@ class AgentEvent:
 
 
 @attrs.frozen
+class LimitInfo:
+    """The agent's account hit a usage or rate limit, as the agent's own events said."""
+
+    #: When the limit resets (epoch seconds), when the agent said; None: unknown (back off).
+    resets_at: float | None
+    #: Which event said so: "claude rate_limit_event", "claude api_error 429", "codex error"…
+    source: str
+    message: str | None = None
+
+
+@attrs.frozen
 class RunFinished:
     """The run is over: always the last event of a run stream."""
 
@@ -148,6 +160,8 @@ class RunFinished:
     output_truncated: bool = False
     #: A live turn ended and its agent stays alive, idle, for the session's next turn.
     session_open: bool = False
+    #: ``outcome == "limited"``: the limit and its reset time.
+    limit: LimitInfo | None = None
 
 
 # -- live turns: permission requests, decisions, steering, interrupts -----------------------------

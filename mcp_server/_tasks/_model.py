@@ -177,6 +177,8 @@ class RunReport:
     """The run's length on the monotonic clock (``None`` in records from before it was kept)."""
     commit: str | None = None
     """The commit of the run's changes on the task's branch (``None``: none, or no worktree)."""
+    limit_resets_at: datetime.datetime | None = None
+    """``outcome == "limited"``: when the agent said its usage limit resets (if it said)."""
 
     def duration(self) -> float:
         """Seconds the run took: monotonic if measured, else by the wall clock but never < 0."""

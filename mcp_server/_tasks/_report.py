@@ -94,6 +94,7 @@ class ReportBuilder:
                 exit_code=finished.exit_code,
                 signal=finished.signal,
                 session_id=finished.session_id or self.session_id,
+                limit_resets_at=_resets_at(finished),
                 **common,
             )
         if stop_reason is not None:
@@ -110,6 +111,13 @@ class ReportBuilder:
             session_id=self.session_id,
             **common,
         )
+
+
+def _resets_at(finished: RunFinished) -> datetime.datetime | None:
+    """The limit's reset time as a UTC time (``None``: no limit, or no time given)."""
+    if finished.limit is None or finished.limit.resets_at is None:
+        return None
+    return datetime.datetime.fromtimestamp(finished.limit.resets_at, datetime.UTC)
 
 
 def summarize(event: AgentEvent) -> str:

@@ -28,6 +28,7 @@ from host_daemon import (
 )
 
 from ._errors import ShuttingDown, TaskBusy, TaskError, TaskNotFound, WorktreeFailed
+from ._holds import HoldPolicy, UsageLimits
 from ._listener import Listener
 from ._live import LiveDesk
 from ._model import (
@@ -98,6 +99,7 @@ class TaskRunner(TurnRunning):
         sweep_interval_s: float = SWEEP_INTERVAL_S,
         live_idle_s: float = LIVE_IDLE_S,
         gates: Sequence[Gate] = (),
+        hold_policy: HoldPolicy | None = None,
     ) -> None:
         self.start_timeout_s = start_timeout_s
         self.live_idle_s = live_idle_s
@@ -119,7 +121,13 @@ class TaskRunner(TurnRunning):
         """The durable tasks; the runner runs its flusher and hears what it wrote."""
         self.clock = self.store.clock
         self.live = LiveDesk(self)
-        self.queue = TaskQueue(self, gates)
+
+        def wake() -> None:  # the queue is made below, with the holds' gate
+            self.queue.wake()
+
+        self.limits = UsageLimits(self.store.root, self.clock, wake, hold_policy)
+        """Usage-limit holds per agent account (``_holds``); ``hold_policy`` is for tests."""
+        self.queue = TaskQueue(self, [*gates, self.limits.gate])
         """The tasks waiting to start, and the gates that decide when they may."""
         """Live turns: permission requests and decisions, steering, interrupts."""
 
@@ -135,6 +143,7 @@ class TaskRunner(TurnRunning):
             )
             self._nursery = nursery
             try:
+                await self.limits.load()  # the holds before the queue plans
                 await nursery.start(self.queue.run)  # the tasks queued before a restart start
                 task_status.started()
                 await trio.sleep_forever()

@@ -26,6 +26,7 @@ from host_daemon import (
 )
 
 from ._errors import TaskNotFound
+from ._holds import UsageLimits
 from ._model import Clock, RunReport, Task, finish_run, record_session, requeue
 from ._report import ReportBuilder, event_data, summarize
 from ._store import StateWriteError, TaskStore, UnknownTask
@@ -50,6 +51,7 @@ class TurnRunning:
     store: TaskStore
     live: LiveDesk
     queue: TaskQueue
+    limits: UsageLimits
     worktrees: TaskWorktrees
     _active: dict[str, RunInFlight]
 
@@ -196,8 +198,12 @@ class TurnRunning:
         def events(task: Task) -> list[dict[str, Any]]:
             return [finished, change_event("status", task.status, {"status": task.status})]
 
-        def change(task: Task) -> Task:
+        def finish(task: Task) -> Task:
             return finish_run(task, report, self.clock.wall(), asked_to_stop=asked_to_stop)
+
+        # Usage limits (_holds): a limited run holds its agent's account; the task waits.
+        task = self.store.tasks.get(task_id)
+        change = await self.limits.finish_change(task, report, asked_to_stop) or finish
 
         self.live.turn_ended(self.store.tasks.get(task_id))
         try:

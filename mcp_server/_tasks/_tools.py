@@ -221,6 +221,8 @@ class TaskTools:
     async def check_status(self, ctx: RequestContext, args: NoArgs) -> ToolResult:
         status = await self.resources.status_view()
         status["queue"] = self._queue_view()
+        runner = self.runner
+        status["holds"] = runner.limits.holds.view(runner.store.tasks.values(), runner.clock.wall())
         if not status["state"]["writable"]:
             return failure("state_unwritable", status["state"]["error"], status)
         if not status["daemon"]["reachable"]:

@@ -18,7 +18,7 @@ import orjson
 
 from mcp_server._core import JSON, ResourceContents, TextContents, ToolResult
 
-from ._model import PendingApproval, RunReport, Task, TaskEvent
+from ._model import PendingApproval, RunReport, Task, TaskEvent, UsageLimit
 from ._schedule import Waiting
 
 MAX_TEXT_CHARS = 60_000
@@ -96,7 +96,7 @@ def task_view(task: Task, *, full: bool = False, place: Waiting | None = None) -
         "queued_at": _time(task.queued_at),
         "queue_position": place.position if place is not None else None,
         "queue_reason": place.reason if place is not None else task.queue_reason,
-        "limit": None if task.limit is None else attrs.asdict(task.limit),
+        "limit": limit_view(task.limit),
     }
     if full:
         view["options"] = attrs.asdict(task.options)
@@ -115,6 +115,19 @@ def task_view(task: Task, *, full: bool = False, place: Waiting | None = None) -
                 "commits": f"task://{task.id}/commits",
             }
     return view
+
+
+def limit_view(limit: UsageLimit | None) -> JSON | None:
+    """The usage limit a ``limited`` task waits out (times as ISO 8601)."""
+    if limit is None:
+        return None
+    return {
+        "agent": limit.agent,
+        "resets_at": _time(limit.resets_at),
+        "hit_at": _time(limit.hit_at),
+        "attempt": limit.attempt,
+        "message": limit.message,
+    }
 
 
 def pending_view(task: Task, request: PendingApproval) -> JSON:

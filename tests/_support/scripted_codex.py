@@ -83,7 +83,7 @@ class ScriptedCodexModel(ScriptedEndpoint):
         step = await self._take_step(body, main=main, side=Reply("Scripted session"))
         if isinstance(step, ApiError):
             error = {"message": step.message, "type": step.error_type, "code": None}
-            await send_json(stream, step.status, {"error": error})
+            await send_json(stream, step.status, step.body or {"error": error}, step.headers)
             return
         response_id = self._next_id("resp")
         if isinstance(step, StreamFailure):

@@ -72,7 +72,10 @@ class ScriptedGeminiModel(ScriptedEndpoint):
         main = streamed and bool(body.get("tools"))
         step = await self._take_step(body, main=main, side=Reply("Scripted session"))
         if isinstance(step, ApiError):
-            await self._error(stream, step.status, step.error_type, step.message)
+            if step.body is not None:
+                await send_json(stream, step.status, step.body, step.headers)
+            else:
+                await self._error(stream, step.status, step.error_type, step.message)
             return
         chunks = self._chunks(step)
         if not streamed:  # one response with every part

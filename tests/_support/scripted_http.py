@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -99,25 +99,38 @@ _REASONS = {
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
+    529: "Overloaded",
 }
 
 
-async def send_json(stream: trio.SocketStream, status: int, payload: Any) -> None:
-    """Answer with ``payload`` as JSON and HTTP ``status``."""
+async def send_json(
+    stream: trio.SocketStream,
+    status: int,
+    payload: Any,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Answer with ``payload`` as JSON and HTTP ``status`` (and extra ``headers``)."""
     data = json.dumps(payload).encode()
     reason = _REASONS.get(status, "Error")
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\nrequest-id: req_scripted\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(data)}\r\nrequest-id: req_scripted\r\n{extra}"
+        "Connection: close\r\n\r\n"
     )
     await stream.send_all(head.encode() + data)
 
 
-async def send_sse(stream: trio.SocketStream, frames: Iterable[tuple[str | None, Any]]) -> None:
+async def send_sse(
+    stream: trio.SocketStream,
+    frames: Iterable[tuple[str | None, Any]],
+    headers: Mapping[str, str] | None = None,
+) -> None:
     """Answer 200 with a server-sent event stream of ``(event name or None, data)`` frames."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-        "request-id: req_scripted\r\nConnection: close\r\n\r\n"
+        f"request-id: req_scripted\r\n{extra}Connection: close\r\n\r\n"
     )
     await stream.send_all(head.encode())
     for event, data in frames:

@@ -84,6 +84,10 @@ class ApiError:
     status: int = 400
     error_type: str = "invalid_request_error"
     message: str = "scripted error"
+    #: Response headers (``anthropic-ratelimit-unified-status``/``-reset`` for a usage limit).
+    headers: dict[str, str] = attrs.field(factory=dict)
+    #: The whole error body as the vendor sends it, instead of one built from the fields above.
+    body: dict[str, Any] | None = None
 
 
 @attrs.define(eq=False)
@@ -211,7 +215,15 @@ class ScriptedEndpoint:
 
 
 class ScriptedModel(ScriptedEndpoint):
-    """The Anthropic Messages API stand-in (what Claude Code calls)."""
+    """The Anthropic Messages API stand-in (what Claude Code calls).
+
+    ``response_headers`` go on every successful answer (the unified rate-limit headers a
+    subscription's responses carry, which Claude Code reports as ``rate_limit_event``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.response_headers: dict[str, str] = {}
 
     async def _route(self, stream: trio.SocketStream, method: str, path: str, body: bytes) -> None:
         if method == "POST" and path == "/v1/messages/count_tokens":
@@ -225,11 +237,13 @@ class ScriptedModel(ScriptedEndpoint):
         main = _is_main_loop(body)
         step = await self._take_step(body, main=main, side=Reply("Scripted session"))
         if isinstance(step, ApiError):
-            await send_json(stream, step.status, _error_body(step.error_type, step.message))
+            error = step.body or _error_body(step.error_type, step.message)
+            await send_json(stream, step.status, error, step.headers)
             return
         message = self._message(body, step)
         if body.get("stream"):
-            await send_sse(stream, ((event["type"], event) for event in _sse_events(message)))
+            frames = ((event["type"], event) for event in _sse_events(message))
+            await send_sse(stream, frames, self.response_headers)
         else:
             await send_json(stream, 200, message)
 

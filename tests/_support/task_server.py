@@ -38,6 +38,7 @@ from mcp_server._tasks import (
     Workspace,
     register_tasks,
 )
+from mcp_server._tasks._holds import HoldPolicy
 
 VERSION = "2025-11-25"
 STAND_IN = pathlib.Path(__file__).parents[1] / "e2e" / "stand_in_claude.py"
@@ -151,6 +152,7 @@ async def task_server(
     daemon_config: Mapping[str, Any] | None = None,
     sweep_interval_s: float = 600.0,
     client_root: str | None = None,
+    hold_policy: HoldPolicy | None = None,
 ) -> AsyncIterator[Env]:
     """Daemon + runner + MCP server on loopback; ``token``/``port`` override the server's view,
     ``daemon_env``/``daemon_config`` the daemon's environment and :class:`DaemonConfig` fields
@@ -173,6 +175,7 @@ async def task_server(
             Workspace(PurePosixPath(client_root or root), PurePosixPath(root)),
             listener=TaskNotices(registry),
             sweep_interval_s=sweep_interval_s,
+            hold_policy=hold_policy,
         )
         await runner.store.load()
         register_tasks(registry, runner)

@@ -20,6 +20,10 @@ Installed as ``CLAUDE_PATH`` for the daemon; the prompt is the last argv word. I
   then succeeds once ``DIR/done`` exists (a test paces the events).
 - ``fail``: an error result (``is_error``), exit 1.
 - ``newsession``: like ``hello`` but reports a new session id even when resuming.
+- ``limit S``: a ``rate_limit_event`` (``rejected``, ``resetsAt`` S seconds ahead), then the
+  error result Claude Code 2.1.332 printed for a refused 429
+  (``tests/host_daemon/fixtures/claude_usage_limit_429.jsonl``), exit 1.
+- ``Continue …`` (the server's turn after a usage limit): a success result ``continued``.
 """
 
 import json
@@ -51,6 +55,24 @@ def result(session: str, final: str, *, error: bool = False, turns: int = 1) -> 
             "num_turns": turns,
             "total_cost_usd": 0.0125,
             "usage": {"input_tokens": 12, "output_tokens": 34},
+        }
+    )
+
+
+def usage_limit(session: str, resets_at: int) -> None:
+    info = {"status": "rejected", "resetsAt": resets_at, "rateLimitType": "five_hour"}
+    emit({"type": "rate_limit_event", "rate_limit_info": info, "session_id": session})
+    emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": True,
+            "api_error_status": 429,
+            "api_error_type": "rate_limit_error",
+            "result": "API Error: Request rejected (429) · This request would exceed your limit.",
+            "session_id": session,
+            "num_turns": 1,
+            "total_cost_usd": 0,
         }
     )
 
@@ -160,6 +182,12 @@ def main() -> int:  # noqa: PLR0911, PLR0912 -- one branch and return per script
     if word == "fail":
         result(session, "it went wrong", error=True)
         return 1
+    if word == "limit":
+        usage_limit(session, int(time.time()) + int(rest))
+        return 1
+    if word == "Continue":
+        result(session, "continued")
+        return 0
     assistant(session, {"type": "text", "text": f"unknown prompt {prompt!r}"})
     return 3
 

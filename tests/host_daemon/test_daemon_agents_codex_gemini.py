@@ -277,11 +277,14 @@ def test_gemini_auto_edit_tool_results() -> None:
 
 
 def test_gemini_error_result_decides_whatever_the_exit_code() -> None:
-    """An HTTP 429 ends with an error result (exit 173, the status modulo 256): an error."""
+    """An HTTP 429 ends with an error result (exit 173, the status modulo 256) naming the quota.
+
+    The result decides, whatever the exit code: a usage limit (``limited``), with its message.
+    """
     _, finished = _replay("gemini_error")
     assert finished.exit_code == 173
     for result in (finished, _replay("gemini_error", 0)[1]):
-        assert result.outcome == "error"
+        assert result.outcome == "limited"
         assert result.error is not None
         assert result.error.startswith(
             "gemini reported an error: [API Error: You exceeded your current quota"

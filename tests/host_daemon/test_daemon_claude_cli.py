@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -25,6 +26,7 @@ from _support.daemon import running_daemon
 from _support.polling import eventually
 from _support.procs import marked_processes
 from _support.scripted_model import (
+    ApiError,
     BashCall,
     Hold,
     Reply,
@@ -91,6 +93,8 @@ async def daemon(
     (home / ".claude" / "settings.json").write_text(json.dumps(settings))
     marker = uuid.uuid4().hex
     env = dict(claude_env(model.base_url, home), CLAUDE_PATH=claude, **{_MARKER: marker})
+    # A 429 ends the run at once (by default Claude retries it for minutes).
+    env["CLAUDE_CODE_MAX_RETRIES"] = "0"
     async with running_daemon([root], env, kill_grace_s=2.0) as served:
         yield Daemon(served.host, served.port, served.token, root, marker)
 
@@ -244,6 +248,31 @@ async def test_claude_default_mode_denies_instead_of_asking(
     [usage] = [e for e in events if isinstance(e, AgentEvent) and e.kind == "usage"]
     assert usage.data is not None
     assert [d["tool_name"] for d in usage.data["permission_denials"]] == ["Bash"]
+
+
+async def test_claude_usage_limit_ends_the_run_limited(
+    daemon: Daemon, model: ScriptedModel
+) -> None:
+    """A 429 ``rate_limit_error`` (unified status ``rejected``) ends the run ``limited``, in its
+    session; a 529 overloaded is an ordinary error."""
+    reset = str(int(time.time()) + 5)
+    headers = {
+        "anthropic-ratelimit-unified-status": "rejected",
+        "anthropic-ratelimit-unified-reset": reset,
+    }
+    model.script(
+        ApiError(429, "rate_limit_error", "This request would exceed your rate limit.", headers),
+        ApiError(529, "overloaded_error", "Overloaded"),
+    )
+    request = RunRequest(agent="claude", prompt="hello", cwd=str(daemon.root))
+    limited = _finished(await _run(daemon, request))
+    assert limited.outcome == "limited"
+    assert limited.limit is not None
+    assert limited.limit.source == "claude api_error 429"
+    assert limited.session_id is not None
+    overloaded = _finished(await _run(daemon, request))
+    assert overloaded.outcome == "error"
+    assert overloaded.limit is None
 
 
 async def test_claude_run_timed_out_while_the_model_thinks(

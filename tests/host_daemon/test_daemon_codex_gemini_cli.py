@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -197,6 +198,33 @@ async def test_codex_turn_failed_is_a_failed_run(daemon: Daemon) -> None:
     assert finished.outcome == "error"
     assert finished.error is not None
     assert "scripted outage" in finished.error
+
+
+async def test_codex_usage_limit_ends_the_run_limited_with_its_reset(daemon: Daemon) -> None:
+    """A 429 ``usage_limit_reached`` ends the run ``limited`` at the minute Codex names."""
+    resets_at = int(time.time()) + 120
+    error = {"type": "usage_limit_reached", "message": "limit", "resets_at": resets_at}
+    daemon.codex.script(ApiError(429, body={"error": error}))
+    _, finished = await _run(daemon, _request(daemon, "codex", "go"))
+    assert finished.outcome == "limited"
+    assert finished.limit is not None
+    assert finished.limit.resets_at is not None
+    # Codex prints the time to the minute; the hold waits out that minute.
+    assert resets_at - 60 <= finished.limit.resets_at <= resets_at + 60
+
+
+async def test_gemini_quota_error_ends_the_run_limited(daemon: Daemon) -> None:
+    """A 429 RESOURCE_EXHAUSTED (a daily quota) ends the run ``limited``, with no reset time."""
+    error = {
+        "code": 429,
+        "message": "You exceeded your current quota.",
+        "status": "RESOURCE_EXHAUSTED",
+    }
+    daemon.gemini.script(ApiError(429, body={"error": error}))
+    _, finished = await _run(daemon, _request(daemon, "gemini", "go"))
+    assert finished.outcome == "limited"
+    assert finished.limit is not None
+    assert finished.limit.resets_at is None
 
 
 async def test_codex_run_cancelled_mid_command_leaves_no_process(daemon: Daemon) -> None:

@@ -203,10 +203,13 @@ def test_edits_are_write_and_edit() -> None:
 
 
 def test_api_error_keeps_the_session() -> None:
-    """A JSON-RPC error answering the prompt ends the turn as an error, the session open."""
+    """A JSON-RPC error answering the prompt ends the turn (a 429 quota: ``limited``, the
+    usage limit), the session open."""
     result = replay("api_error")
     (finished,) = result.finished
-    assert finished.outcome == "error"
+    assert finished.outcome == "limited"
+    assert finished.limit is not None
+    assert finished.limit.source == "gemini error"
     assert finished.error == "gemini reported an error: quota gone"
     assert finished.session_open
 

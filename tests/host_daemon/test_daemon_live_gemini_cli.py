@@ -231,12 +231,14 @@ async def test_auto_edit_mode_still_asks_for_the_shell(setup: Setup) -> None:
 
 
 async def test_api_error_ends_the_turn_but_not_the_session(setup: Setup) -> None:
-    """A model error ends the turn as an error with the API's message; the next prompt works."""
+    """A model error ends the turn with the API's message (a 429 quota: ``limited``); the
+    session stays open and the next prompt works."""
     setup.model.script(ApiError(429, "RESOURCE_EXHAUSTED", "quota gone"), Reply("recovered"))
     async with live(setup) as agent:
         await agent.start("hello")
         finished = await agent.turn_finished()
-        assert finished.outcome == "error"
+        assert finished.outcome == "limited"
+        assert finished.limit is not None
         assert finished.error is not None
         assert "quota gone" in finished.error
         assert finished.session_open
