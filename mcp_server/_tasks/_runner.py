@@ -34,7 +34,9 @@ from host_daemon import (
     probe,
 )
 
+from ._budgets import Spending, crossing_text
 from ._errors import ShuttingDown, TaskBusy, TaskNotFound, WorktreeFailed
+from ._ledger import Ledger, utc_day
 from ._listener import Listener
 from ._live import LiveDesk
 from ._model import (
@@ -101,6 +103,7 @@ class TaskRunner:
         start_timeout_s: float = START_TIMEOUT_S,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
         live_idle_s: float = LIVE_IDLE_S,
+        spending: Spending | None = None,
     ) -> None:
         self.start_timeout_s = start_timeout_s
         self.live_idle_s = live_idle_s
@@ -121,6 +124,8 @@ class TaskRunner:
         self.store = store(self._on_stored)
         """The durable tasks; the runner runs its flusher and hears what it wrote."""
         self.clock = self.store.clock
+        self.spending = spending or Spending(Ledger(self.store.root))
+        """The cost ledger and the budgets (S3): recorded after each run, a gate on starts."""
         self.live = LiveDesk(self)
         """Live turns: permission requests and decisions, steering, interrupts."""
 
@@ -128,6 +133,7 @@ class TaskRunner:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs and the store's flusher until cancelled (runs then become interrupted)."""
+        await self.spending.ledger.load(self.store.tasks, utc_day(self.clock.wall()))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)
@@ -560,15 +566,22 @@ class TaskRunner:
     async def _finish(self, task_id: str, report: RunReport, *, asked_to_stop: bool) -> None:
         cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"
         turns = "" if report.num_turns is None else f", {report.num_turns} turns"
+        # Seam (S3): the run goes into the ledger; the budgets it crossed end its turn for good.
+        ran = self.store.tasks.get(task_id)
+        crossed = [] if ran is None else await self.spending.run_finished(ran, report)
+        budget = {"budget_crossed": [b.view() for b in crossed]} if crossed else {}
+        why = f"; {crossing_text(crossed)}" if crossed else ""
         finished = _event(
             "run_finished",
             f"run finished: {report.outcome}{turns}{cost}"
-            + (f" ({_short(report.error)})" if report.error else ""),
-            {"outcome": report.outcome, "error": report.error, "cost_usd": report.cost_usd},
+            + (f" ({_short(report.error)})" if report.error else "")
+            + why,
+            {"outcome": report.outcome, "error": report.error, "cost_usd": report.cost_usd}
+            | budget,
         )
 
         def events(task: Task) -> list[dict[str, Any]]:
-            return [finished, _event("status", task.status, {"status": task.status})]
+            return [finished, _event("status", task.status + why, {"status": task.status} | budget)]
 
         def change(task: Task) -> Task:
             return finish_run(task, report, self.clock.wall(), asked_to_stop=asked_to_stop)
@@ -580,6 +593,8 @@ class TaskRunner:
             return  # deleted (clean_state) while the run was stopping
         log.info("task %s: run %d ended %s", task_id, task.runs, report.outcome)
         self.notify(task_id, "transition")
+        if crossed:  # a live agent is not kept for a turn that would wait queued
+            await self.live.close_session(task_id)
 
 
 def _event(kind: str, summary: str, data: dict[str, Any]) -> dict[str, Any]:

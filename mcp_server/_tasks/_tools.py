@@ -48,6 +48,7 @@ from ._asking import (
     input_key,
     read_answer,
 )
+from ._budgets import task_usage_view, usage_view
 from ._errors import NotPending, RunNotStarted, TaskBusy, TaskError, WorktreeFailed
 from ._isolation import REPORT_FILES, diffstat_view
 from ._model import PendingApproval, Task, TaskOptions, new_task_id
@@ -189,6 +190,10 @@ class TaskTools:
         if args.id is not None:
             task = self.runner.get(args.id)
             view = task_view(task, full=True)
+            spending = self.runner.spending  # seam (S3): the task's totals from the ledger
+            view["usage"] = task_usage_view(
+                spending.ledger, spending.budgets, task, self.runner.clock.wall()
+            )
             if task.has_open_worktree:
                 try:
                     done = await self.review.diff(task.id)
@@ -199,7 +204,8 @@ class TaskTools:
                     view["diffstat"] = stat | {"full": f"task://{task.id}/diffstat"}
             return success(f"task {task.id} is {task.status}", view)
         tasks = self.runner.tasks()
-        return success(f"{len(tasks)} tasks", statistics_view(tasks))
+        usage = usage_view(self.runner.spending.ledger, self.runner.clock.wall())
+        return success(f"{len(tasks)} tasks", statistics_view(tasks) | {"usage": usage})
 
     async def check_status(self, ctx: RequestContext, args: NoArgs) -> ToolResult:
         status = await self.resources.status_view()
