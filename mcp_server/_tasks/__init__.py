@@ -45,17 +45,21 @@ from ._listener import Listener
 from ._live import remembered_rule
 from ._model import (
     TASK_STATUSES,
+    WAITING_TO_START,
     InvalidTransition,
     PendingApproval,
+    Priority,
     RunReport,
     Task,
     TaskEvent,
     TaskOptions,
     TaskStatus,
+    UsageLimit,
 )
 from ._notices import TaskNotices
 from ._resources import TaskResources
 from ._runner import LIVE_IDLE_S, ChangeKind, StoreFactory, TaskChange, TaskRunner
+from ._schedule import CapacityGate, Gate, ProjectGate, Scheduler
 from ._store import OutputLost, StateWriteError, StoreEvent, TaskStore, Visible
 from ._tools import TOOLS, TaskTools, ToolSpec, register_tasks
 from ._workspace import DaemonEndpoint, PathRefused, Workspace
@@ -67,11 +71,14 @@ __all__ = [
     "SWEEP_INTERVAL_S",
     "TASK_STATUSES",
     "TOOLS",
+    "WAITING_TO_START",
     "Breach",
     "BudgetGate",
     "Budgets",
+    "CapacityGate",
     "ChangeKind",
     "DaemonEndpoint",
+    "Gate",
     "InvalidTransition",
     "Ledger",
     "LedgerEntry",
@@ -82,8 +89,11 @@ __all__ = [
     "OutputLost",
     "PathRefused",
     "PendingApproval",
+    "Priority",
+    "ProjectGate",
     "RunNotStarted",
     "RunReport",
+    "Scheduler",
     "ShuttingDown",
     "Spending",
     "StateWriteError",
@@ -105,6 +115,7 @@ __all__ = [
     "Tokens",
     "ToolFailure",
     "ToolSpec",
+    "UsageLimit",
     "Visible",
     "Workspace",
     "WorktreeFailed",

@@ -165,6 +165,12 @@ class CreateArgs(RunOptionsArgs):
         kw_only=True,
         description="Copy the checkout's uncommitted changes in as the branch's first commit.",
     )
+    priority: Literal["high", "normal", "low"] = argument(
+        "normal",
+        kw_only=True,
+        description="Its place when runs wait for capacity: high before normal before low, "
+        "then the oldest (default normal).",
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.isolation == "none" and (self.base_ref is not None or self.include_uncommitted):

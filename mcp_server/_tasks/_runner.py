@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -41,6 +41,7 @@ from ._listener import Listener
 from ._live import LiveDesk
 from ._model import (
     Isolation,
+    Priority,
     RunOutcome,
     RunReport,
     Task,
@@ -54,6 +55,7 @@ from ._model import (
     start_run,
 )
 from ._report import ReportBuilder, event_data, summarize
+from ._schedule import Gate
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
 from ._turn import LiveTurn, RunInFlight, run_request
 from ._workspace import DaemonEndpoint, Workspace
@@ -104,6 +106,7 @@ class TaskRunner:
         sweep_interval_s: float = SWEEP_INTERVAL_S,
         live_idle_s: float = LIVE_IDLE_S,
         spending: Spending | None = None,
+        gates: Sequence[Gate] = (),
     ) -> None:
         self.start_timeout_s = start_timeout_s
         self.live_idle_s = live_idle_s
@@ -126,6 +129,7 @@ class TaskRunner:
         self.clock = self.store.clock
         self.spending = spending or Spending(Ledger(self.store.root))
         """The cost ledger and the budgets (S3): recorded after each run, a gate on starts."""
+        self._extra_gates = [*gates, self.spending.gate]
         self.live = LiveDesk(self)
         """Live turns: permission requests and decisions, steering, interrupts."""
 
@@ -297,6 +301,7 @@ class TaskRunner:
         base_ref: str | None = None,
         include_uncommitted: bool = False,
         task_id: str | None = None,
+        priority: Priority = "normal",
     ) -> Task:
         """Create a task (its worktree first, unless isolation is none) and start its first run;
         returns once the start is durable. A worktree the daemon refused: no task. ``task_id``
@@ -314,6 +319,7 @@ class TaskRunner:
             now=self.clock.wall(),
             task_id=task_id,
             live=live,
+            priority=priority,
         )
         self._preparing.add(task.id)
         try:
