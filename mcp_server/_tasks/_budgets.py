@@ -251,3 +251,11 @@ class Spending:
         if entry is None:
             return []
         return crossed(self.ledger.book, self.budgets, task, entry.cost_usd, report.finished_at)
+
+    def run_budget(self, task: Task) -> float | None:
+        """What the task's next run may spend (the agent's ``--max-budget-usd``): its
+        ``max_budget_usd`` less what its runs spent (``None``: no task budget)."""
+        limit = task.options.max_budget_usd
+        if limit is None:
+            return None
+        return max(0.0, limit - self.ledger.book.task(task.id).cost_usd)

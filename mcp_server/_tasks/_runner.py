@@ -479,6 +479,8 @@ class TaskRunner:
     async def _run_turn(self, task_id: str, active: RunInFlight) -> None:
         task = self.get(task_id)
         request = run_request(task, self.live_idle_s)
+        # Seam (S3): the run may spend what is left of the task's max_budget_usd.
+        request = attrs.evolve(request, max_budget_usd=self.spending.run_budget(task))
         builder = ReportBuilder(
             clock=self.clock, cwd=task.cwd, asked_session=request.resume_session_id
         )
