@@ -3,7 +3,9 @@
 The runner owns one nursery for the server's lifetime (:meth:`TaskRunner.run`); every run is a
 child of it holding one ``open_run`` stream, so a run never outlives the server. Per task there
 is at most one run: a follow-up while a run is in flight is refused with :class:`TaskBusy`
-(the client may ``wait_task`` and retry), so two agents never work in one directory.
+(the client may ``wait_task`` and retry). A turn that may not start yet (the daemon's runs are
+all taken, its project has a run in flight, a gate holds it) is accepted ``queued``; the
+:class:`TaskQueue` starts it in order when it may.
 
 The runner builds its store (from a :data:`StoreFactory`), passing the listener the store tells
 what it wrote; it tells its own listener (the MCP layer's notices) each :class:`TaskChange`.
@@ -35,7 +37,7 @@ from host_daemon import (
 )
 
 from ._budgets import Spending, crossing_text
-from ._errors import ShuttingDown, TaskBusy, TaskNotFound, WorktreeFailed
+from ._errors import ShuttingDown, TaskBusy, TaskError, TaskNotFound, WorktreeFailed
 from ._ledger import Ledger, utc_day
 from ._listener import Listener
 from ._live import LiveDesk
@@ -48,12 +50,15 @@ from ._model import (
     TaskEvent,
     TaskOptions,
     end,
+    enqueue,
     finish_run,
     isolate,
     new_task,
     record_session,
+    requeue,
     start_run,
 )
+from ._queue import TaskQueue
 from ._report import ReportBuilder, event_data, summarize
 from ._schedule import Gate
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
@@ -129,8 +134,9 @@ class TaskRunner:
         self.clock = self.store.clock
         self.spending = spending or Spending(Ledger(self.store.root))
         """The cost ledger and the budgets (S3): recorded after each run, a gate on starts."""
-        self._extra_gates = [*gates, self.spending.gate]
         self.live = LiveDesk(self)
+        self.queue = TaskQueue(self, [*gates, self.spending.gate])
+        """The tasks waiting to start, and the gates that decide when they may."""
         """Live turns: permission requests and decisions, steering, interrupts."""
 
     # -- lifetime -------------------------------------------------------------------------
@@ -141,6 +147,7 @@ class TaskRunner:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)
+            nursery.start_soon(self.queue.run)
             nursery.start_soon(
                 self.worktrees.sweep_every, self.sweep_interval_s, self.worktree_keys
             )
@@ -229,6 +236,10 @@ class TaskRunner:
         """True while the task's run is in flight or its end is not yet recorded."""
         return self.get(task_id).running or task_id in self._active
 
+    def run_pending(self, task_id: str) -> bool:
+        """True while the task's run is in flight, or ``queued`` (it starts by itself)."""
+        return self.is_running(task_id) or self.get(task_id).status == "queued"
+
     def in_flight(self, task_id: str) -> RunInFlight | None:
         """The task's run in flight, if any."""
         return self._active.get(task_id)
@@ -258,6 +269,18 @@ class TaskRunner:
         """How many runs are in flight."""
         return len(self._active)
 
+    def tasks_in_flight(self) -> list[Task]:
+        """The tasks whose runs are in flight (or begun), as their runs began."""
+        return [active.task for active in self._active.values() if active.task is not None]
+
+    def may_start_runs(self) -> bool:
+        """True while runs may start (the runner runs, and is not shutting down)."""
+        return self._nursery is not None and not self._closing
+
+    def may_schedule(self, task_id: str) -> bool:
+        """True unless the task has a run in flight, is under review or being made."""
+        return not (task_id in self._active or task_id in self._held or task_id in self._preparing)
+
     def last_seq(self, task_id: str) -> int:
         """The seq of the task's latest event."""
         self.get(task_id)
@@ -274,9 +297,10 @@ class TaskRunner:
         return await self.store.read_events(task_id, after, limit)
 
     async def wait(self, task_id: str, timeout_s: float) -> Task:
-        """Wait until the task's run ended or ``timeout_s`` passed; its record."""
+        """Wait until the task's run ended or ``timeout_s`` passed; its record (a ``queued``
+        task's run is waited for too: it starts by itself)."""
         with trio.move_on_after(timeout_s):
-            while self.is_running(task_id):
+            while self.run_pending(task_id):
                 await self.changed(task_id).wait()
         return self.get(task_id)
 
@@ -339,7 +363,14 @@ class TaskRunner:
         nursery = self._require_nursery()
         now = self.clock.wall()
         first = _event("turn", f"turn 1: {_short(instructions)}", {"turn": 1})
-        active = self._begin(task.id)
+        reason = self.queue.blocks(task)
+        if reason is not None:
+            queued = enqueue(task, now, reason)
+            await self.store.create(queued, lambda t: [first, _queued(reason)])
+            self.notify(task.id, "created")
+            self.queue.wake()
+            return self.get(task.id)
+        active = self._begin(task)
         await self._save_start(
             task.id, active, lambda: self.store.create(start_run(task, now), lambda t: [first])
         )
@@ -352,14 +383,24 @@ class TaskRunner:
         """Start the next turn in the same agent conversation (raises :class:`TaskBusy`)."""
         if task_id in self._active or task_id in self._held:
             raise TaskBusy(task_id)
-        self.get(task_id)
+        task = self.get(task_id)
         nursery = self._require_nursery()
 
         def turn(task: Task) -> list[dict[str, Any]]:
             count = len(task.turns)
             return [_event("turn", f"turn {count}: {_short(instructions)}", {"turn": count})]
 
-        active = self._begin(task_id)
+        reason = None if task.waiting_to_start else self.queue.blocks(task)
+        if reason is not None:
+            await self._commit_or_not_found(
+                task_id,
+                lambda t: enqueue(t, self.clock.wall(), reason, instructions),
+                lambda t: [*turn(t), _queued(reason)],
+            )
+            self.notify(task_id, "transition")
+            self.queue.wake()
+            return self.get(task_id)
+        active = self._begin(task)
         await self._save_start(
             task_id,
             active,
@@ -393,6 +434,7 @@ class TaskRunner:
             except UnknownTask:
                 raise TaskNotFound(task_id) from None
             self.notify(task_id, "transition")
+            self.queue.wake()
             note = await self.live.close_session(task_id)
             if note is not None:
                 self.append(task_id, kind="status", summary=f"completed: {note}")
@@ -422,6 +464,7 @@ class TaskRunner:
             self.notify(task_id, "deleted")
             deleted += 1
         await self.worktrees.sweep(self.worktree_keys)
+        self.queue.wake()
         return deleted
 
     # -- running --------------------------------------------------------------------------
@@ -460,10 +503,62 @@ class TaskRunner:
             raise ShuttingDown("the server is shutting down: no new runs start")
         return self._nursery
 
-    def _begin(self, task_id: str) -> RunInFlight:
-        active = RunInFlight()
-        self._active[task_id] = active
+    def _begin(self, task: Task) -> RunInFlight:
+        active = RunInFlight(task=task)
+        self._active[task.id] = active
         return active
+
+    async def _commit_or_not_found(
+        self,
+        task_id: str,
+        change: Callable[[Task], Task],
+        events: Callable[[Task], list[dict[str, Any]]],
+    ) -> Task:
+        try:
+            return await self.store.commit(task_id, change, events)
+        except UnknownTask:
+            raise TaskNotFound(task_id) from None
+
+    def start_waiting_soon(self, task: Task) -> None:
+        """Begin the run of a waiting task now (its slot is taken at once) and start it."""
+        nursery = self._require_nursery()
+        active = self._begin(task)
+        nursery.start_soon(self._start_waiting, task.id, active)
+
+    async def _start_waiting(self, task_id: str, active: RunInFlight) -> None:
+        """Start a queued or limited task's recorded turn (durably first), then run it."""
+
+        def started(task: Task) -> list[dict[str, Any]]:
+            summary = f"in_progress: turn {len(task.turns)} started from the queue"
+            return [_event("status", summary, {"status": "in_progress"})]
+
+        try:
+            await self._save_start(
+                task_id,
+                active,
+                lambda: self.store.commit(
+                    task_id, lambda t: start_run(t, self.clock.wall()), started
+                ),
+            )
+        except TaskError as exc:  # ended or deleted meanwhile, or the start not writable
+            log.info("task %s: queued run not started: %s", task_id, exc)
+            self.queue.wake()
+            return
+        self.notify(task_id, "transition")
+        await self._run_turn(task_id, active)
+
+    async def _requeue(self, task_id: str, reason: str) -> None:
+        """The daemon refused the start (busy): back to the head of the queue, not failed."""
+        event = _event("status", f"queued: {reason}", {"status": "queued", "reason": reason})
+        self.live.turn_ended(self.store.tasks.get(task_id))
+        try:
+            await self.store.commit(
+                task_id, lambda t: requeue(t, self.clock.wall(), reason), lambda t: [event]
+            )
+        except UnknownTask:
+            return
+        log.info("task %s: the daemon refused its start (%s): queued again", task_id, reason)
+        self.notify(task_id, "transition")
 
     def append(
         self,
@@ -499,7 +594,10 @@ class TaskRunner:
         except StateWriteError as exc:
             error = active.failed("state_unwritable", f"run stopped: {exc}")
         except DaemonError as exc:
-            error = active.failed(exc.code, f"daemon: {exc.code}: {exc.message}")
+            if exc.code == "busy" and not active.started.is_set():
+                active.requeued = f"the daemon is busy ({exc.message}); it starts when it may"
+            else:
+                error = active.failed(exc.code, f"daemon: {exc.code}: {exc.message}")
         except OSError as exc:
             error = active.failed("daemon_unavailable", f"daemon connection failed: {exc}")
         except Exception as exc:
@@ -511,13 +609,32 @@ class TaskRunner:
             if active.control is not None:
                 active.control.end()
             with trio.CancelScope(shield=True):
-                try:
-                    report = builder.build(finished, error, active.stop_reason, active.stop_message)
-                    report = await self._commit_turn(task_id, report)
-                    await self._finish(task_id, report, asked_to_stop=active.asked_to_stop)
-                finally:
-                    self._active.pop(task_id, None)
-                    active.done.set()
+                await self._end_run(task_id, active, builder, finished, error)
+
+    async def _end_run(
+        self,
+        task_id: str,
+        active: RunInFlight,
+        builder: ReportBuilder,
+        finished: RunFinished | None,
+        error: str | None,
+    ) -> None:
+        """Record the run's end (or, refused as busy, its requeue) and free its slot."""
+        try:
+            if active.requeued is not None and active.stop_reason is None:
+                await self._requeue(task_id, active.requeued)
+            else:
+                active.requeued = None
+                report = builder.build(finished, error, active.stop_reason, active.stop_message)
+                report = await self._commit_turn(task_id, report)
+                await self._finish(task_id, report, asked_to_stop=active.asked_to_stop)
+        finally:
+            self._active.pop(task_id, None)
+            active.done.set()
+            if active.requeued is not None:
+                self.queue.refused()
+            else:
+                self.queue.freed()
 
     async def _consume(
         self,
@@ -608,6 +725,10 @@ class TaskRunner:
 def _event(kind: str, summary: str, data: dict[str, Any]) -> dict[str, Any]:
     """A transition's event, as :meth:`TaskStore.commit` takes it."""
     return {"kind": kind, "summary": summary, "data": data}
+
+
+def _queued(reason: str) -> dict[str, Any]:
+    return _event("status", f"queued: {reason}", {"status": "queued", "reason": reason})
 
 
 def _short(text: str, limit: int = 120) -> str:
