@@ -155,3 +155,25 @@ def test_usage_of_each_agent_is_normalised() -> None:
     assert (codex.input, codex.output, codex.cache_read, codex.cache_write) == (9, 2, 4, 1)
     assert (gemini.input, gemini.output, gemini.cache_read, gemini.cache_write) == (331, 8, 3, None)
     assert normalize_usage(None).input is None
+
+
+async def test_an_entry_the_disk_refused_is_counted_and_written_later(
+    tmp_path: pathlib.Path,
+) -> None:
+    """An append that fails keeps the entry counted (shown unsaved) and writes it with the next."""
+    async with task_server(tmp_path) as env:
+        blocker = env.state / LEDGER_FILE
+        blocker.mkdir()  # the file's place taken: the append fails (EISDIR)
+        first = await env.client.ok("create_task", title="t", instructions="cost 0.25")
+        await wait_done(env.client, first["task_id"])
+        usage = await env.client.read("agent://usage")
+        assert usage["today"]["cost_usd"] == 0.25
+        assert usage["ledger"]["unsaved_entries"] == 1
+        assert env.runner.spending.ledger.fault is not None
+
+        blocker.rmdir()
+        second = await env.client.ok("create_task", title="t", instructions="cost 0.5")
+        await wait_done(env.client, second["task_id"])
+        lines = ledger_lines(env.state)
+        assert [line["task_id"] for line in lines] == [first["task_id"], second["task_id"]]
+        assert (await env.client.read("agent://usage"))["ledger"]["unsaved_entries"] == 0
