@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mcp_server.tasks")
 
-PROBE_TIMEOUT_S = 10.0
+PROBE_TIMEOUT_S = 5.0
+"""How long the capacity probe may take (a daemon that does not answer: no limit known)."""
 
 
 class TaskQueue:
@@ -71,6 +72,9 @@ class TaskQueue:
 
     def place(self, task_id: str) -> Waiting | None:
         """The task's place in the queue as of the last pass (``None``: not waiting)."""
+        task = self._runner.store.tasks.get(task_id)
+        if task is None or not task.waiting_to_start:
+            return None
         return self._places.get(task_id)
 
     def places(self) -> list[Waiting]:
@@ -86,8 +90,11 @@ class TaskQueue:
         self.plan_now()
         return self.scheduler.blocks(task, self._runner.clock.wall())
 
-    async def run(self) -> None:
-        """Plan whenever woken or a gate's time comes, until cancelled."""
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Plan whenever woken or a gate's time comes, until cancelled (started once the
+        daemon's capacity is known, or its probe failed)."""
+        await self._probe()
+        task_status.started()
         while True:
             if self._probe_wanted:
                 await self._probe()

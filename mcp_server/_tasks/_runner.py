@@ -15,28 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import attrs
 import trio
 
 from host_daemon import (
-    AgentEvent,
     AgentName,
-    DaemonError,
-    InputAccepted,
-    PermissionRequest,
-    PermissionResolved,
     ProbeInfo,
-    RunEvent,
-    RunFinished,
-    RunStarted,
-    open_run,
     probe,
 )
 
-from ._budgets import Spending, crossing_text
+from ._budgets import Spending
 from ._errors import ShuttingDown, TaskBusy, TaskError, TaskNotFound, WorktreeFailed
 from ._ledger import Ledger, utc_day
 from ._listener import Listener
@@ -45,24 +36,20 @@ from ._model import (
     Isolation,
     Priority,
     RunOutcome,
-    RunReport,
     Task,
     TaskEvent,
     TaskOptions,
     end,
     enqueue,
-    finish_run,
     isolate,
     new_task,
-    record_session,
-    requeue,
     start_run,
 )
 from ._queue import TaskQueue
-from ._report import ReportBuilder, event_data, summarize
+from ._running import TurnRunning, change_event, queued_event, shorten
 from ._schedule import Gate
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
-from ._turn import LiveTurn, RunInFlight, run_request
+from ._turn import LiveTurn, RunInFlight
 from ._workspace import DaemonEndpoint, Workspace
 from ._worktrees import COMMIT_TIMEOUT_S, SWEEP_INTERVAL_S, TaskWorktrees
 
@@ -97,7 +84,7 @@ LIVE_IDLE_S = 600.0
 """How long the daemon keeps a live task's agent alive without a turn (``LIVE_IDLE_S``)."""
 
 
-class TaskRunner:
+class TaskRunner(TurnRunning):
     """Creates, runs, follows up, ends and forgets tasks; see the module docstring."""
 
     def __init__(
@@ -147,12 +134,12 @@ class TaskRunner:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)
-            nursery.start_soon(self.queue.run)
             nursery.start_soon(
                 self.worktrees.sweep_every, self.sweep_interval_s, self.worktree_keys
             )
             self._nursery = nursery
             try:
+                await nursery.start(self.queue.run)  # the tasks queued before a restart start
                 task_status.started()
                 await trio.sleep_forever()
             finally:
@@ -278,8 +265,8 @@ class TaskRunner:
         return self._nursery is not None and not self._closing
 
     def may_schedule(self, task_id: str) -> bool:
-        """True unless the task has a run in flight, is under review or being made."""
-        return not (task_id in self._active or task_id in self._held or task_id in self._preparing)
+        """True unless the task has a run in flight or is under review."""
+        return not (task_id in self._active or task_id in self._held)
 
     def last_seq(self, task_id: str) -> int:
         """The seq of the task's latest event."""
@@ -362,13 +349,13 @@ class TaskRunner:
     async def _create(self, task: Task, instructions: str) -> Task:
         nursery = self._require_nursery()
         now = self.clock.wall()
-        first = _event("turn", f"turn 1: {_short(instructions)}", {"turn": 1})
+        first = change_event("turn", f"turn 1: {shorten(instructions)}", {"turn": 1})
         reason = self.queue.blocks(task)
         if reason is not None:
             queued = enqueue(task, now, reason)
-            await self.store.create(queued, lambda t: [first, _queued(reason)])
+            await self.store.create(queued, lambda t: [first, queued_event(reason)])
             self.notify(task.id, "created")
-            self.queue.wake()
+            self.queue.plan_now()  # its place now (or its start, if a slot freed meanwhile)
             return self.get(task.id)
         active = self._begin(task)
         await self._save_start(
@@ -388,17 +375,17 @@ class TaskRunner:
 
         def turn(task: Task) -> list[dict[str, Any]]:
             count = len(task.turns)
-            return [_event("turn", f"turn {count}: {_short(instructions)}", {"turn": count})]
+            return [change_event("turn", f"turn {count}: {shorten(instructions)}", {"turn": count})]
 
         reason = None if task.waiting_to_start else self.queue.blocks(task)
         if reason is not None:
             await self._commit_or_not_found(
                 task_id,
                 lambda t: enqueue(t, self.clock.wall(), reason, instructions),
-                lambda t: [*turn(t), _queued(reason)],
+                lambda t: [*turn(t), queued_event(reason)],
             )
             self.notify(task_id, "transition")
-            self.queue.wake()
+            self.queue.plan_now()
             return self.get(task_id)
         active = self._begin(task)
         await self._save_start(
@@ -423,7 +410,7 @@ class TaskRunner:
                 raise TaskBusy(task_id)
             return end(task, self.clock.wall())
 
-        ended = _event("status", "completed: ended by the client", {"status": "completed"})
+        ended = change_event("status", "completed: ended by the client", {"status": "completed"})
         while True:
             while task_id in self._active:
                 await self.stop(task_id)
@@ -434,7 +421,7 @@ class TaskRunner:
             except UnknownTask:
                 raise TaskNotFound(task_id) from None
             self.notify(task_id, "transition")
-            self.queue.wake()
+            self.queue.plan_now()  # the places behind it move up
             note = await self.live.close_session(task_id)
             if note is not None:
                 self.append(task_id, kind="status", summary=f"completed: {note}")
@@ -530,7 +517,7 @@ class TaskRunner:
 
         def started(task: Task) -> list[dict[str, Any]]:
             summary = f"in_progress: turn {len(task.turns)} started from the queue"
-            return [_event("status", summary, {"status": "in_progress"})]
+            return [change_event("status", summary, {"status": "in_progress"})]
 
         try:
             await self._save_start(
@@ -547,19 +534,6 @@ class TaskRunner:
         self.notify(task_id, "transition")
         await self._run_turn(task_id, active)
 
-    async def _requeue(self, task_id: str, reason: str) -> None:
-        """The daemon refused the start (busy): back to the head of the queue, not failed."""
-        event = _event("status", f"queued: {reason}", {"status": "queued", "reason": reason})
-        self.live.turn_ended(self.store.tasks.get(task_id))
-        try:
-            await self.store.commit(
-                task_id, lambda t: requeue(t, self.clock.wall(), reason), lambda t: [event]
-            )
-        except UnknownTask:
-            return
-        log.info("task %s: the daemon refused its start (%s): queued again", task_id, reason)
-        self.notify(task_id, "transition")
-
     def append(
         self,
         task_id: str,
@@ -570,167 +544,3 @@ class TaskRunner:
     ) -> None:
         """Queue an output event; it is visible (and announced) once written."""
         self.store.append_event(task_id, kind=kind, summary=summary, data=data, raw=raw)
-
-    async def _run_turn(self, task_id: str, active: RunInFlight) -> None:
-        task = self.get(task_id)
-        request = run_request(task, self.live_idle_s)
-        # Seam (S3): the run may spend what is left of the task's max_budget_usd.
-        request = attrs.evolve(request, max_budget_usd=self.spending.run_budget(task))
-        builder = ReportBuilder(
-            clock=self.clock, cwd=task.cwd, asked_session=request.resume_session_id
-        )
-        finished: RunFinished | None = None
-        error: str | None = None
-        try:
-            with active.scope:
-                daemon = self.daemon
-                async with open_run(
-                    daemon.host, daemon.port, daemon.token, request, timeout=self.start_timeout_s
-                ) as stream:
-                    if stream.started.live:
-                        active.control = LiveTurn(stream, stream.started)
-                    active.started.set()
-                    finished = await self._consume(task_id, active, stream, builder)
-        except StateWriteError as exc:
-            error = active.failed("state_unwritable", f"run stopped: {exc}")
-        except DaemonError as exc:
-            if exc.code == "busy" and not active.started.is_set():
-                active.requeued = f"the daemon is busy ({exc.message}); it starts when it may"
-            else:
-                error = active.failed(exc.code, f"daemon: {exc.code}: {exc.message}")
-        except OSError as exc:
-            error = active.failed("daemon_unavailable", f"daemon connection failed: {exc}")
-        except Exception as exc:
-            # A bug here must fail this run, not the server and every other run with it.
-            log.exception("task %s: the run failed unexpectedly", task_id)
-            error = active.failed("internal_error", f"internal error: {type(exc).__name__}")
-        finally:
-            active.started.set()
-            if active.control is not None:
-                active.control.end()
-            with trio.CancelScope(shield=True):
-                await self._end_run(task_id, active, builder, finished, error)
-
-    async def _end_run(
-        self,
-        task_id: str,
-        active: RunInFlight,
-        builder: ReportBuilder,
-        finished: RunFinished | None,
-        error: str | None,
-    ) -> None:
-        """Record the run's end (or, refused as busy, its requeue) and free its slot."""
-        try:
-            if active.requeued is not None and active.stop_reason is None:
-                await self._requeue(task_id, active.requeued)
-            else:
-                active.requeued = None
-                report = builder.build(finished, error, active.stop_reason, active.stop_message)
-                report = await self._commit_turn(task_id, report)
-                await self._finish(task_id, report, asked_to_stop=active.asked_to_stop)
-        finally:
-            self._active.pop(task_id, None)
-            active.done.set()
-            if active.requeued is not None:
-                self.queue.refused()
-            else:
-                self.queue.freed()
-
-    async def _consume(
-        self,
-        task_id: str,
-        active: RunInFlight,
-        stream: AsyncIterator[RunEvent],
-        builder: ReportBuilder,
-    ) -> RunFinished | None:
-        """Store a run's events as they arrive; the run's ``RunFinished``, if it came."""
-        finished: RunFinished | None = None
-        async for event in stream:
-            if isinstance(event, RunStarted):
-                data = {"pid": event.pid, "argv": event.argv, "cwd": event.cwd}
-                if event.live:
-                    data |= {"live": True, "reused": event.reused, "steerable": event.steerable}
-                how = " (live, reused)" if event.reused else " (live)" if event.live else ""
-                self.append(task_id, "run_started", f"run started: pid {event.pid}{how}", data)
-            elif isinstance(event, AgentEvent):
-                builder.see(event)
-                self.append(task_id, "agent", summarize(event), event_data(event), event.raw)
-                if event.kind == "init" and event.session_id:
-                    await self._record_session(task_id, event.session_id)
-                await self.store.backpressure(task_id)
-            elif isinstance(event, PermissionRequest | PermissionResolved):
-                await self.live.on_frame(task_id, active.control, event)
-            elif isinstance(event, InputAccepted):
-                if active.control is not None:
-                    active.control.accepted(event)
-            elif isinstance(event, RunFinished):
-                finished = event
-        return finished
-
-    async def _record_session(self, task_id: str, session_id: str) -> None:
-        if self.get(task_id).session_id == session_id:
-            return
-        try:
-            await self.store.commit(
-                task_id, lambda t: record_session(t, session_id, self.clock.wall())
-            )
-        except UnknownTask:
-            raise TaskNotFound(task_id) from None
-
-    async def _commit_turn(self, task_id: str, report: RunReport) -> RunReport:
-        """The run's report with the commit of what the turn changed (a worktree task's)."""
-        task = self.store.tasks.get(task_id)
-        if task is None or not task.has_open_worktree:
-            return report
-
-        def note(summary: str, data: dict[str, Any]) -> None:
-            self.append(task_id, "commit", summary, data)
-
-        return await self.worktrees.commit_turn(task, report, note)
-
-    async def _finish(self, task_id: str, report: RunReport, *, asked_to_stop: bool) -> None:
-        cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"
-        turns = "" if report.num_turns is None else f", {report.num_turns} turns"
-        # Seam (S3): the run goes into the ledger; the budgets it crossed end its turn for good.
-        ran = self.store.tasks.get(task_id)
-        crossed = [] if ran is None else await self.spending.run_finished(ran, report)
-        budget = {"budget_crossed": [b.view() for b in crossed]} if crossed else {}
-        why = f"; {crossing_text(crossed)}" if crossed else ""
-        finished = _event(
-            "run_finished",
-            f"run finished: {report.outcome}{turns}{cost}"
-            + (f" ({_short(report.error)})" if report.error else "")
-            + why,
-            {"outcome": report.outcome, "error": report.error, "cost_usd": report.cost_usd}
-            | budget,
-        )
-
-        def events(task: Task) -> list[dict[str, Any]]:
-            return [finished, _event("status", task.status + why, {"status": task.status} | budget)]
-
-        def change(task: Task) -> Task:
-            return finish_run(task, report, self.clock.wall(), asked_to_stop=asked_to_stop)
-
-        self.live.turn_ended(self.store.tasks.get(task_id))
-        try:
-            task = await self.store.commit(task_id, change, events, defer=True)
-        except UnknownTask:
-            return  # deleted (clean_state) while the run was stopping
-        log.info("task %s: run %d ended %s", task_id, task.runs, report.outcome)
-        self.notify(task_id, "transition")
-        if crossed:  # a live agent is not kept for a turn that would wait queued
-            await self.live.close_session(task_id)
-
-
-def _event(kind: str, summary: str, data: dict[str, Any]) -> dict[str, Any]:
-    """A transition's event, as :meth:`TaskStore.commit` takes it."""
-    return {"kind": kind, "summary": summary, "data": data}
-
-
-def _queued(reason: str) -> dict[str, Any]:
-    return _event("status", f"queued: {reason}", {"status": "queued", "reason": reason})
-
-
-def _short(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
