@@ -9,7 +9,8 @@ taken) and started by the runner, whose start is durable before the daemon is as
 never starts twice, across a restart neither.
 
 Capacity is the daemon's ``max_concurrent_runs`` from its probe (probed when the loop starts,
-and again after the daemon refused a start as ``busy``): see :class:`CapacityGate`.
+again after the daemon refused a start as ``busy``, and taken from every other probe, e.g.
+``check_status``'s): see :class:`CapacityGate`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from host_daemon import DaemonError
+from host_daemon import DaemonError, ProbeInfo
 
 from ._model import Task
 from ._schedule import CapacityGate, Gate, Plan, ProjectGate, Scheduler, Waiting
@@ -110,13 +111,16 @@ class TaskQueue:
     async def _probe(self) -> None:
         self._probe_wanted = False
         try:
-            info = await self._runner.probe(timeout=PROBE_TIMEOUT_S)
+            await self._runner.probe(timeout=PROBE_TIMEOUT_S)  # which calls observe
         except (DaemonError, OSError) as exc:
             log.info("queue: daemon probe failed (%s); its refusals set the capacity", exc)
-            return
+
+    def observe(self, info: ProbeInfo) -> None:
+        """The daemon answered a probe (any: ``check_status``'s too): take its run limit."""
         if info.max_concurrent_runs != self.capacity.max_runs:
             log.info("queue: the daemon runs at most %d at once", info.max_concurrent_runs)
-        self.capacity.max_runs = info.max_concurrent_runs
+            self.capacity.max_runs = info.max_concurrent_runs
+            self.wake()
 
     def plan_now(self) -> Plan | None:
         """One pass: start what may start (reserved at once), note the others' places."""

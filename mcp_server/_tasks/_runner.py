@@ -294,9 +294,11 @@ class TaskRunner(TurnRunning):
     async def probe(self, timeout: float = 5.0, live_check_s: float | None = None) -> ProbeInfo:
         """Ask the daemon what it is and can do (raises ``DaemonError`` when it cannot answer)."""
         daemon = self.daemon
-        return await probe(
+        info = await probe(
             daemon.host, daemon.port, daemon.token, timeout=timeout, live_check_s=live_check_s
         )
+        self.queue.observe(info)
+        return info
 
     # -- commands -------------------------------------------------------------------------
 
