@@ -146,7 +146,9 @@ async def test_a_server_day_budget_queues_every_project(tmp_path: pathlib.Path) 
         assert held["status"] == "queued"
         assert held["queue_reason"].startswith("budget: the server spent $0.5 today (UTC ")
         assert held["queue_reason"].endswith("of its $0.3 a day; starts after " + midnight())
-        budgets = (await env.client.ok("check_status"))["budgets"]
+        status = await env.client.ok("check_status")
+        assert status["queue"]["by_reason"] == {"budget": 1}
+        budgets = status["budgets"]
         assert budgets["server_day_reached"] is True
         assert budgets["server_spent_today_usd"] == 0.5
         assert budgets["resets_at"] == midnight()
