@@ -44,6 +44,8 @@ from ._config import (
     DEFAULT_PORT,
     ConfigError,
     ServerConfig,
+    add_budget_flags,
+    budgets_config,
     dashboard_settings,
     default_data_dir,
     forget_daemon_address,
@@ -65,7 +67,10 @@ from ._oauth import OAuthService, StateFileError, oauth_blueprint, oauth_main
 from ._tasks import (
     LIVE_IDLE_S,
     SWEEP_INTERVAL_S,
+    Budgets,
     DaemonEndpoint,
+    Ledger,
+    Spending,
     TaskNotices,
     TaskRunner,
     TaskStore,
@@ -118,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument(
         "--grace", type=_grace, default=5.0, help="seconds running tasks get at shutdown (5)"
     )
+    add_budget_flags(serve_parser)
     up_parser = commands.add_parser(
         "up", help="run the host daemon and the MCP server together on loopback"
     )
@@ -163,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=pathlib.Path,
         help="TOML with allow = [...] and deny = [...] rules, added to the flags'",
     )
+    add_budget_flags(up_parser)
     commands.add_parser("doctor", help="check the installation", add_help=False)
     commands.add_parser("oauth", help="OAuth: consent password, granted clients", add_help=False)
     token_parser = commands.add_parser(
@@ -190,6 +197,7 @@ async def run_server(
         listener=FanOut([TaskNotices(registry), hub]),
         sweep_interval_s=config.sweep_interval_s,
         live_idle_s=config.live_idle_s,
+        spending=Spending(Ledger(config.state_path), config.budgets),
     )
     await runner.store.load()
     tools = register_tasks(registry, runner, features=config.features)
@@ -320,6 +328,7 @@ class _UpPlan:
     allow_rules: tuple[str, ...] = ()
     deny_rules: tuple[str, ...] = ()
     public_urls: tuple[str, ...] = ()
+    budgets: Budgets = attrs.field(factory=Budgets)
 
 
 def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
@@ -346,6 +355,7 @@ def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
         live_idle_s=parse_interval(environ, "LIVE_IDLE_S", LIVE_IDLE_S),
         dashboard=dashboard_settings(environ),
         public_urls=tunnel_urls(environ),
+        budgets=budgets_config(environ, args),
         **_up_policy(args),
     )
 
@@ -412,6 +422,7 @@ async def _up_main(plan: _UpPlan, lock: StateLock) -> int:
             live_idle_s=plan.live_idle_s,
             dashboard=plan.dashboard,
             public_urls=plan.public_urls,
+            budgets=plan.budgets,
         )
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))
         urls = await nursery.start(server.run)
@@ -484,6 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 daemon_port=args.daemon_port,
                 grace_s=args.grace,
             )
+            config = attrs.evolve(config, budgets=budgets_config(os.environ, args))
             with StateLock.acquire(config.state_path, _command_line(arguments)) as lock:
                 return trio.run(_serve_main, config, lock)
         plan = _plan_up(args, os.environ)

@@ -5,6 +5,7 @@ Flags win over the environment. Nothing here logs a token.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import pathlib
@@ -20,7 +21,7 @@ from host_daemon import (
     token_from_environment,
 )
 
-from ._tasks import LIVE_IDLE_S, SWEEP_INTERVAL_S, DaemonEndpoint, Workspace
+from ._tasks import LIVE_IDLE_S, SWEEP_INTERVAL_S, Budgets, DaemonEndpoint, Workspace
 from ._web import DashboardSettings
 
 CONTAINER_WORKSPACE = PurePosixPath("/workspace")
@@ -94,6 +95,8 @@ class ServerConfig:
     own limit caps it)."""
     dashboard: DashboardSettings = attrs.field(factory=DashboardSettings)
     """The dashboard's logins (``DASHBOARD_SESSION_IDLE_S``: how long an unused one lasts)."""
+    budgets: Budgets = attrs.field(factory=Budgets)
+    """The day budgets (``BUDGET_PROJECT_DAY_USD``, ``BUDGET_SERVER_DAY_USD``)."""
 
 
 def prepare_state_dir(path: pathlib.Path) -> pathlib.Path:
@@ -291,3 +294,45 @@ def stored_daemon_address(state_path: pathlib.Path) -> tuple[str, int] | None:
             f"expected HOST:PORT, got {text[:64]!r} @ {state_path / DAEMON_ADDRESS_FILE}"
         )
     return host, parse_port(port, str(state_path / DAEMON_ADDRESS_FILE), allow_zero=False)
+
+
+def parse_budget(value: str | None, name: str) -> float | None:
+    """A budget in US dollars: a number >= 0 (unset or empty: no budget)."""
+    if value is None or not value.strip():
+        return None
+    try:
+        dollars = float(value)
+    except ValueError:
+        dollars = math.nan
+    if not (math.isfinite(dollars) and dollars >= 0):
+        raise ConfigError(f"{name} must be a number of US dollars >= 0, got {value!r}")
+    return dollars
+
+
+def add_budget_flags(parser: argparse.ArgumentParser) -> None:
+    """``--budget-project-day-usd`` and ``--budget-server-day-usd`` (``serve`` and ``up``)."""
+    parser.add_argument(
+        "--budget-project-day-usd",
+        metavar="USD",
+        help="what one project may spend a UTC day; more runs wait queued "
+        "(env BUDGET_PROJECT_DAY_USD; default none)",
+    )
+    parser.add_argument(
+        "--budget-server-day-usd",
+        metavar="USD",
+        help="what the server may spend a UTC day (env BUDGET_SERVER_DAY_USD; default none)",
+    )
+
+
+def budgets_config(environ: Mapping[str, str], args: argparse.Namespace) -> Budgets:
+    """The day budgets: the flags, else ``BUDGET_PROJECT_DAY_USD``/``BUDGET_SERVER_DAY_USD``."""
+    project = getattr(args, "budget_project_day_usd", None)
+    server = getattr(args, "budget_server_day_usd", None)
+    return Budgets(
+        project_day_usd=parse_budget(project, "--budget-project-day-usd")
+        if project is not None
+        else parse_budget(environ.get("BUDGET_PROJECT_DAY_USD"), "BUDGET_PROJECT_DAY_USD"),
+        server_day_usd=parse_budget(server, "--budget-server-day-usd")
+        if server is not None
+        else parse_budget(environ.get("BUDGET_SERVER_DAY_USD"), "BUDGET_SERVER_DAY_USD"),
+    )

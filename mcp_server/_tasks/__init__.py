@@ -21,12 +21,14 @@ requests and decisions, steering, interrupts; ``_asking``: elicitation), worktre
 (``_isolation`` sans-IO, ``_worktrees`` asking the daemon, ``_review`` for merge and discard);
 the MCP surface: arguments and their schemas (``_arguments``), tool handlers (``_tools``),
 resources (``_resources``), views of records (``_views``), change notices (``_notices``),
-prompts (``_prompts``). Both JSON boundaries use one strict converter factory (``_convert``);
-observers are :class:`Listener` s given to the constructor of what they observe; every error
-raised on purpose is a :class:`TaskError` with the ``code`` a failed tool answer names.
+prompts (``_prompts``); money: the cost ledger (``_ledger``) and budgets (``_budgets``).
+Both JSON boundaries use one strict converter factory (``_convert``); observers are
+:class:`Listener` s given to the constructor of what they observe; every error raised on
+purpose is a :class:`TaskError` with the ``code`` a failed tool answer names.
 """
 
 from ._arguments import OUTPUT_SCHEMA, ToolFailure, input_schema, parse_args
+from ._budgets import Breach, BudgetGate, Budgets, Spending
 from ._convert import describe_error, make_strict_converter
 from ._errors import (
     LiveUnsupported,
@@ -39,6 +41,7 @@ from ._errors import (
     TaskNotFound,
     WorktreeFailed,
 )
+from ._ledger import Ledger, LedgerEntry, Tokens, normalize_usage
 from ._listener import Listener
 from ._live import remembered_rule
 from ._model import (
@@ -70,11 +73,16 @@ __all__ = [
     "TASK_STATUSES",
     "TOOLS",
     "WAITING_TO_START",
+    "Breach",
+    "BudgetGate",
+    "Budgets",
     "CapacityGate",
     "ChangeKind",
     "DaemonEndpoint",
     "Gate",
     "InvalidTransition",
+    "Ledger",
+    "LedgerEntry",
     "Listener",
     "LiveUnsupported",
     "NotPending",
@@ -88,6 +96,7 @@ __all__ = [
     "RunReport",
     "Scheduler",
     "ShuttingDown",
+    "Spending",
     "StateWriteError",
     "StoreEvent",
     "StoreFactory",
@@ -104,6 +113,7 @@ __all__ = [
     "TaskStatus",
     "TaskStore",
     "TaskTools",
+    "Tokens",
     "ToolFailure",
     "ToolSpec",
     "UsageLimit",
@@ -113,6 +123,7 @@ __all__ = [
     "describe_error",
     "input_schema",
     "make_strict_converter",
+    "normalize_usage",
     "parse_args",
     "register_tasks",
     "remembered_rule",

@@ -24,6 +24,7 @@ from mcp_server._core import (
     ResourceTemplate,
 )
 
+from ._budgets import budgets_view, usage_by_day_view, usage_view
 from ._errors import TaskNotFound, WorktreeFailed
 from ._isolation import DIFF_PAGE_CHARS, commit_view, diff_page, diffstat_view
 from ._model import InvalidTransition, Task
@@ -66,6 +67,17 @@ class TaskResources:
                 description=f"The tasks (the latest {LIST_TASKS}), newest last.",
                 mime_type="application/json",
                 read=self._read_tasks,
+            )
+        )
+        registry.add_resource(
+            Resource(
+                uri="agent://usage",
+                name="agent-usage",
+                description="Money and tokens the agents reported (the cost ledger): today per "
+                "project, this month per agent and per project and day (UTC days), and the "
+                "budgets.",
+                mime_type="application/json",
+                read=self._read_usage,
             )
         )
         templates = [
@@ -168,6 +180,7 @@ class TaskResources:
         daemon["host"] = self.runner.daemon.host
         daemon["port"] = self.runner.daemon.port
         tasks = self.runner.tasks()
+        spending, now = self.runner.spending, self.runner.clock.wall()
         return {
             "daemon": daemon,
             "state": state,
@@ -176,6 +189,8 @@ class TaskResources:
             "input_required_tasks": sum(task.status == "input_required" for task in tasks),
             "total_tasks": len(tasks),
             "running_processes": self.runner.running(),
+            "budgets": budgets_view(spending.ledger, spending.budgets, now),
+            "usage_today": usage_view(spending.ledger, now)["today"],
         }
 
     async def _read_task_template(
@@ -272,6 +287,13 @@ class TaskResources:
             return self.runner.get(task_id)
         except TaskNotFound:
             raise ResourceNotFound(uri) from None
+
+    async def _read_usage(self, uri: str) -> list[ResourceContents]:
+        spending, now = self.runner.spending, self.runner.clock.wall()
+        view = usage_view(spending.ledger, now)
+        view["projects_by_day_this_month"] = usage_by_day_view(spending.ledger, now)
+        view["budgets"] = budgets_view(spending.ledger, spending.budgets, now)
+        return json_contents(uri, view)
 
     async def _read_status(self, uri: str) -> list[ResourceContents]:
         return json_contents(uri, await self.status_view())

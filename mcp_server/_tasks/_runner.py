@@ -27,8 +27,10 @@ from host_daemon import (
     probe,
 )
 
+from ._budgets import Spending
 from ._errors import ShuttingDown, TaskBusy, TaskError, TaskNotFound, WorktreeFailed
 from ._holds import HoldPolicy, UsageLimits
+from ._ledger import Ledger, utc_day
 from ._listener import Listener
 from ._live import LiveDesk
 from ._model import (
@@ -98,6 +100,7 @@ class TaskRunner(TurnRunning):
         start_timeout_s: float = START_TIMEOUT_S,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
         live_idle_s: float = LIVE_IDLE_S,
+        spending: Spending | None = None,
         gates: Sequence[Gate] = (),
         hold_policy: HoldPolicy | None = None,
     ) -> None:
@@ -120,21 +123,24 @@ class TaskRunner(TurnRunning):
         self.store = store(self._on_stored)
         """The durable tasks; the runner runs its flusher and hears what it wrote."""
         self.clock = self.store.clock
+        self.spending = spending or Spending(Ledger(self.store.root))
+        """The cost ledger and the budgets (S3): recorded after each run, a gate on starts."""
         self.live = LiveDesk(self)
+        """Live turns: permission requests and decisions, steering, interrupts."""
 
         def wake() -> None:  # the queue is made below, with the holds' gate
             self.queue.wake()
 
         self.limits = UsageLimits(self.store.root, self.clock, wake, hold_policy)
         """Usage-limit holds per agent account (``_holds``); ``hold_policy`` is for tests."""
-        self.queue = TaskQueue(self, [*gates, self.limits.gate])
+        self.queue = TaskQueue(self, [*gates, self.limits.gate, self.spending.gate])
         """The tasks waiting to start, and the gates that decide when they may."""
-        """Live turns: permission requests and decisions, steering, interrupts."""
 
     # -- lifetime -------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs and the store's flusher until cancelled (runs then become interrupted)."""
+        await self.spending.ledger.load(self.store.tasks, utc_day(self.clock.wall()))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)

@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from host_daemon import (
@@ -25,6 +26,7 @@ from host_daemon import (
     open_run,
 )
 
+from ._budgets import Spending, crossing_text
 from ._errors import TaskNotFound
 from ._holds import UsageLimits
 from ._model import Clock, RunReport, Task, finish_run, record_session, requeue
@@ -53,6 +55,7 @@ class TurnRunning:
     queue: TaskQueue
     limits: UsageLimits
     worktrees: TaskWorktrees
+    spending: Spending
     _active: dict[str, RunInFlight]
 
     if TYPE_CHECKING:
@@ -73,6 +76,8 @@ class TurnRunning:
     async def _run_turn(self, task_id: str, active: RunInFlight) -> None:
         task = self.get(task_id)
         request = run_request(task, self.live_idle_s)
+        # Seam (S3): the run may spend what is left of the task's max_budget_usd.
+        request = attrs.evolve(request, max_budget_usd=self.spending.run_budget(task))
         builder = ReportBuilder(
             clock=self.clock, cwd=task.cwd, asked_session=request.resume_session_id
         )
@@ -188,15 +193,23 @@ class TurnRunning:
     async def _finish(self, task_id: str, report: RunReport, *, asked_to_stop: bool) -> None:
         cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"
         turns = "" if report.num_turns is None else f", {report.num_turns} turns"
+        # Seam (S3): the run goes into the ledger; the budgets it crossed end its turn for good.
+        ran = self.store.tasks.get(task_id)
+        crossed = [] if ran is None else await self.spending.run_finished(ran, report)
+        budget = {"budget_crossed": [b.view() for b in crossed]} if crossed else {}
+        why = f"; {crossing_text(crossed)}" if crossed else ""
         finished = change_event(
             "run_finished",
             f"run finished: {report.outcome}{turns}{cost}"
-            + (f" ({shorten(report.error)})" if report.error else ""),
-            {"outcome": report.outcome, "error": report.error, "cost_usd": report.cost_usd},
+            + (f" ({shorten(report.error)})" if report.error else "")
+            + why,
+            {"outcome": report.outcome, "error": report.error, "cost_usd": report.cost_usd}
+            | budget,
         )
 
         def events(task: Task) -> list[dict[str, Any]]:
-            return [finished, change_event("status", task.status, {"status": task.status})]
+            status = change_event("status", task.status + why, {"status": task.status} | budget)
+            return [finished, status]
 
         def finish(task: Task) -> Task:
             return finish_run(task, report, self.clock.wall(), asked_to_stop=asked_to_stop)
@@ -212,6 +225,8 @@ class TurnRunning:
             return  # deleted (clean_state) while the run was stopping
         log.info("task %s: run %d ended %s", task_id, task.runs, report.outcome)
         self.notify(task_id, "transition")
+        if crossed:  # a live agent is not kept for a turn that would wait queued
+            await self.live.close_session(task_id)
 
     async def _requeue(self, task_id: str, reason: str) -> None:
         """The daemon refused the start (busy): back to the head of the queue, not failed."""

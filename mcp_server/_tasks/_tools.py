@@ -48,6 +48,7 @@ from ._asking import (
     input_key,
     read_answer,
 )
+from ._budgets import task_usage_view, usage_view
 from ._errors import NotPending, RunNotStarted, TaskBusy, TaskError, WorktreeFailed
 from ._isolation import REPORT_FILES, diffstat_view
 from ._model import PendingApproval, Task, TaskOptions, new_task_id
@@ -196,6 +197,10 @@ class TaskTools:
         if args.id is not None:
             task = self.runner.get(args.id)
             view = self._view(task, full=True)
+            spending = self.runner.spending  # seam (S3): the task's totals from the ledger
+            view["usage"] = task_usage_view(
+                spending.ledger, spending.budgets, task, self.runner.clock.wall()
+            )
             if task.has_open_worktree:
                 try:
                     done = await self.review.diff(task.id)
@@ -208,6 +213,7 @@ class TaskTools:
         tasks = self.runner.tasks()
         view = statistics_view(tasks, self.runner.queue.place_map())
         view["queue"] = self._queue_view()
+        view["usage"] = usage_view(self.runner.spending.ledger, self.runner.clock.wall())
         return success(f"{len(tasks)} tasks", view)
 
     def _queue_view(self) -> JSON:

@@ -31,6 +31,7 @@ from _support.mcp_http import serving
 from mcp_server import Registry
 from mcp_server._tasks import (
     DaemonEndpoint,
+    Spending,
     StoreFactory,
     TaskNotices,
     TaskRunner,
@@ -153,11 +154,13 @@ async def task_server(
     sweep_interval_s: float = 600.0,
     client_root: str | None = None,
     hold_policy: HoldPolicy | None = None,
+    spending: Spending | None = None,
 ) -> AsyncIterator[Env]:
     """Daemon + runner + MCP server on loopback; ``token``/``port`` override the server's view,
     ``daemon_env``/``daemon_config`` the daemon's environment and :class:`DaemonConfig` fields
     (a ``state_dir`` gives it worktrees); ``client_root`` is where clients see the root (as
-    ``/workspace`` in the container; default: the root's own path)."""
+    ``/workspace`` in the container; default: the root's own path); ``spending`` the runner's
+    ledger and budgets (default: a ledger in the state dir, no day budgets)."""
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
     agent = install_agent(tmp_path / "bin")
@@ -176,6 +179,7 @@ async def task_server(
             listener=TaskNotices(registry),
             sweep_interval_s=sweep_interval_s,
             hold_policy=hold_policy,
+            spending=spending,
         )
         await runner.store.load()
         register_tasks(registry, runner)

@@ -24,6 +24,7 @@ Installed as ``CLAUDE_PATH`` for the daemon; the prompt is the last argv word. I
   error result Claude Code 2.1.332 printed for a refused 429
   (``tests/host_daemon/fixtures/claude_usage_limit_429.jsonl``), exit 1.
 - ``Continue …`` (the server's turn after a usage limit): a success result ``continued``.
+- ``cost USD``: like ``hello``, its result reporting ``total_cost_usd`` USD and cache tokens.
 """
 
 import json
@@ -44,7 +45,12 @@ def assistant(session: str, *content: dict) -> None:
     emit({"type": "assistant", "session_id": session, "message": {"content": list(content)}})
 
 
-def result(session: str, final: str, *, error: bool = False, turns: int = 1) -> None:
+def result(
+    session: str, final: str, *, error: bool = False, turns: int = 1, cost: float = 0.0125
+) -> None:
+    usage = {"input_tokens": 12, "output_tokens": 34}
+    if cost != 0.0125:
+        usage |= {"cache_read_input_tokens": 56, "cache_creation_input_tokens": 78}
     emit(
         {
             "type": "result",
@@ -53,8 +59,8 @@ def result(session: str, final: str, *, error: bool = False, turns: int = 1) -> 
             "result": final,
             "session_id": session,
             "num_turns": turns,
-            "total_cost_usd": 0.0125,
-            "usage": {"input_tokens": 12, "output_tokens": 34},
+            "total_cost_usd": cost,
+            "usage": usage,
         }
     )
 
@@ -114,6 +120,9 @@ def main() -> int:  # noqa: PLR0911, PLR0912 -- one branch and return per script
     if word in ("hello", "newsession"):
         assistant(session, {"type": "text", "text": f"hello from {os.getcwd()}"})
         result(session, "said hello")
+        return 0
+    if word == "cost":
+        result(session, f"spent {rest}", cost=float(rest))
         return 0
     if word == "edit":
         name, _, words = rest.partition(" ")
