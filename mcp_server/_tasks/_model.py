@@ -116,6 +116,8 @@ class TaskOptions:
     """More rules that deny a permission request at once."""
     approval_timeout_s: float | None = None
     """Deny a permission request nobody answered after this long (at most the daemon's)."""
+    notify_url: str | None = None
+    """Where this task's notifications also go (checked against the owner's allowlist)."""
 
 
 @attrs.frozen

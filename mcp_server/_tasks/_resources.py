@@ -7,7 +7,7 @@ after seq ``after``; each page names the next one); for a worktree task its diff
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import attrs
 import orjson
@@ -47,6 +47,8 @@ class TaskResources:
 
     runner: TaskRunner
     features: Mapping[str, bool] = attrs.field(factory=dict)
+    sections: Mapping[str, Callable[[], JSON]] = attrs.field(factory=dict)
+    """More keys of the status view, each from its owner (``notifications``)."""
 
     def register(self, registry: Registry) -> None:
         """Declare the fixed resources and the templates on ``registry``."""
@@ -176,7 +178,7 @@ class TaskResources:
             "input_required_tasks": sum(task.status == "input_required" for task in tasks),
             "total_tasks": len(tasks),
             "running_processes": self.runner.running(),
-        }
+        } | {name: section() for name, section in self.sections.items()}
 
     async def _read_task_template(
         self, uri: str, variables: Mapping[str, str]
