@@ -95,6 +95,11 @@ EXAMPLES: dict[str, tuple[dict[str, Any], str]] = {
 #: What each task status means.
 STATUSES: dict[str, str] = {
     "pending": "created; its first run has not started yet",
+    "queued": "accepted; its run waits for capacity (the daemon's runs, its project's run), "
+    "a hold or a budget, and starts by itself in order (priority, then age); `queue_position` "
+    "and `queue_reason` say where and why; `end_task` dequeues it",
+    "limited": "its last run hit the agent's usage limit; it resumes by itself when the limit "
+    "resets (`limit` says when)",
     "in_progress": "a run is in flight",
     "input_required": "a live run is in flight and its agent waits for a decision on a "
     "permission request (`approve`, or the elicitation `wait_task` sends)",

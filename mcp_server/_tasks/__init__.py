@@ -42,17 +42,21 @@ from ._listener import Listener
 from ._live import remembered_rule
 from ._model import (
     TASK_STATUSES,
+    WAITING_TO_START,
     InvalidTransition,
     PendingApproval,
+    Priority,
     RunReport,
     Task,
     TaskEvent,
     TaskOptions,
     TaskStatus,
+    UsageLimit,
 )
 from ._notices import TaskNotices
 from ._resources import TaskResources
 from ._runner import LIVE_IDLE_S, ChangeKind, StoreFactory, TaskChange, TaskRunner
+from ._schedule import CapacityGate, Gate, ProjectGate, Scheduler
 from ._store import OutputLost, StateWriteError, StoreEvent, TaskStore, Visible
 from ._tools import TOOLS, TaskTools, ToolSpec, register_tasks
 from ._workspace import DaemonEndpoint, PathRefused, Workspace
@@ -64,8 +68,11 @@ __all__ = [
     "SWEEP_INTERVAL_S",
     "TASK_STATUSES",
     "TOOLS",
+    "WAITING_TO_START",
+    "CapacityGate",
     "ChangeKind",
     "DaemonEndpoint",
+    "Gate",
     "InvalidTransition",
     "Listener",
     "LiveUnsupported",
@@ -74,8 +81,11 @@ __all__ = [
     "OutputLost",
     "PathRefused",
     "PendingApproval",
+    "Priority",
+    "ProjectGate",
     "RunNotStarted",
     "RunReport",
+    "Scheduler",
     "ShuttingDown",
     "StateWriteError",
     "StoreEvent",
@@ -95,6 +105,7 @@ __all__ = [
     "TaskTools",
     "ToolFailure",
     "ToolSpec",
+    "UsageLimit",
     "Visible",
     "Workspace",
     "WorktreeFailed",

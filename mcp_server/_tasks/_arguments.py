@@ -174,6 +174,12 @@ class CreateArgs(RunOptionsArgs):
         min_length=1,
         max_length=2048,
     )
+    priority: Literal["high", "normal", "low"] = argument(
+        "normal",
+        kw_only=True,
+        description="Its place when runs wait for capacity: high before normal before low, "
+        "then the oldest (default normal).",
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.isolation == "none" and (self.base_ref is not None or self.include_uncommitted):

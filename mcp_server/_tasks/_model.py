@@ -18,6 +18,11 @@ Statuses::
     not running, with a worktree ──discard──▶ cancelled (review "discarded"; an ended task
                                                 stays completed)
 
+A run that cannot start yet (no capacity, a busy project, a hold, a budget) waits ``queued``
+(:func:`enqueue`; a follow-up's turn is recorded then); a run that hit a usage limit waits
+``limited`` (:func:`limited`). Both are :data:`WAITING_TO_START`: the scheduler starts them in
+order (priority, then ``queued_at``, then ``seq``) with :func:`start_run`; ``end`` dequeues them.
+
 ``input_required`` is a run in flight whose agent waits for a person's decision on permission
 requests (:class:`PendingApproval`): whatever treats ``in_progress`` as running treats it the
 same (:data:`RUNNING`). A turn the client interrupted (``interrupt_task``) ends ``waiting``.
@@ -42,6 +47,8 @@ from ._errors import TaskError
 
 TaskStatus = Literal[
     "pending",
+    "queued",
+    "limited",
     "in_progress",
     "input_required",
     "waiting",
@@ -55,6 +62,12 @@ RUNNING: frozenset[TaskStatus] = frozenset({"in_progress", "input_required"})
 """Statuses of a task whose run is in flight."""
 RESUMABLE: frozenset[TaskStatus] = frozenset({"waiting", "failed", "cancelled", "interrupted"})
 """Statuses from which a follow-up turn may start."""
+WAITING_TO_START: frozenset[TaskStatus] = frozenset({"queued", "limited"})
+"""Statuses of a task whose next run is recorded but not started (the scheduler starts it)."""
+
+Priority = Literal["high", "normal", "low"]
+"""Which queued task starts first: high before normal before low, then the oldest."""
+PRIORITY_RANK: dict[Priority, int] = {"high": 0, "normal": 1, "low": 2}
 
 RunOutcome = Outcome | Literal["interrupted"]
 
@@ -117,7 +130,7 @@ class TaskOptions:
     approval_timeout_s: float | None = None
     """Deny a permission request nobody answered after this long (at most the daemon's)."""
     notify_url: str | None = None
-    """Where this task's notifications also go (checked against the owner's allowlist)."""
+    """A webhook told of this task's transitions (checked against the owner's allowlist)."""
 
 
 @attrs.frozen
@@ -187,6 +200,19 @@ class WorktreeRecord:
 
 
 @attrs.frozen
+class UsageLimit:
+    """The agent account's usage limit that the task's last run hit, and when it resets."""
+
+    agent: AgentName
+    resets_at: datetime.datetime | None
+    """When the limit resets, as the agent said (``None``: it did not say; back off)."""
+    hit_at: datetime.datetime
+    attempt: int = 1
+    """How many times in a row a resume hit the limit again (drives the backoff)."""
+    message: str | None = None
+
+
+@attrs.frozen
 class Task:
     """One coding task: its turns, options, status, timestamps and last run's report."""
 
@@ -223,6 +249,13 @@ class Task:
     """The permission requests of the run in flight that wait for a decision, oldest first."""
     granted_rules: tuple[str, ...] = ()
     """Rules a person allowed for the rest of the task (``approve`` with ``remember: task``)."""
+    priority: Priority = "normal"
+    queued_at: datetime.datetime | None = None
+    """When its waiting run was queued (``None`` unless ``queued`` or ``limited``)."""
+    queue_reason: str | None = None
+    """Why it waits, as a sentence ("2 runs ahead (the daemon runs at most 2)")."""
+    limit: UsageLimit | None = None
+    """The usage limit its last run hit (set while ``limited``)."""
 
     @property
     def running(self) -> bool:
@@ -242,6 +275,17 @@ class Task:
         """``isolation: worktree (branch coding-agent/…)``, as results say it."""
         note = f" ({self.isolation_note})" if self.isolation_note else ""
         return f"isolation: {self.isolation}{note}"
+
+    @property
+    def waiting_to_start(self) -> bool:
+        """True while its next run is recorded but not started (``queued``, ``limited``)."""
+        return self.status in WAITING_TO_START
+
+    @property
+    def queue_order(self) -> tuple[int, datetime.datetime, int]:
+        """Sort key of the queue: priority, then when it was queued, then creation order."""
+        queued_at = self.queued_at or self.created_at
+        return (PRIORITY_RANK[self.priority], queued_at, self.seq)
 
     @property
     def order(self) -> tuple[int, datetime.datetime]:
@@ -277,6 +321,7 @@ def new_task(
     now: datetime.datetime,
     task_id: str | None = None,
     live: bool = False,
+    priority: Priority = "normal",
 ) -> Task:
     """A fresh ``pending`` task holding its first turn (isolation: see :func:`isolate`)."""
     return Task(
@@ -291,6 +336,7 @@ def new_task(
         created_at=now,
         updated_at=now,
         live=live,
+        priority=priority,
     )
 
 
@@ -312,12 +358,50 @@ def _refuse(task: Task, action: str, allowed: str) -> InvalidTransition:
 
 
 def start_run(task: Task, now: datetime.datetime, instructions: str | None = None) -> Task:
-    """Start a run: the first turn of a ``pending`` task, or a follow-up with ``instructions``."""
+    """Start a run: the first turn of a ``pending`` task, a follow-up with ``instructions``, or
+    the run a ``queued``/``limited`` task holds (its turn was recorded when it was queued)."""
+    _check_open(task, "start a run of")
+    if task.status == "pending" or task.status in WAITING_TO_START:
+        if instructions is not None:
+            which = "first turn" if task.status == "pending" else "queued turn"
+            raise InvalidTransition(
+                f"cannot add instructions to task {task.id}: its {which} has not run yet"
+            )
+        turns = task.turns
+    elif task.status in RESUMABLE:
+        if instructions is None:
+            raise InvalidTransition(f"a follow-up turn of task {task.id} needs instructions")
+        turns = (*task.turns, Turn(instructions=instructions, at=now))
+    else:
+        allowed = ["pending", *sorted(WAITING_TO_START), *sorted(RESUMABLE)]
+        raise _refuse(task, "start a run of", ", ".join(allowed))
+    return attrs.evolve(
+        task,
+        status="in_progress",
+        turns=turns,
+        started_at=task.started_at or now,
+        updated_at=now,
+        runs=task.runs + 1,
+        queued_at=None,
+        queue_reason=None,
+        limit=None,
+    )
+
+
+def _check_open(task: Task, action: str) -> None:
     if task.review is not None:
         raise InvalidTransition(
-            f"cannot start a run of task {task.id}: its work was {task.review} "
+            f"cannot {action} task {task.id}: its work was {task.review} "
             "(its worktree is gone); create a new task"
         )
+
+
+def enqueue(
+    task: Task, now: datetime.datetime, reason: str | None, instructions: str | None = None
+) -> Task:
+    """Queue the task's next run: its first turn (``pending``), or a follow-up (``instructions``
+    recorded now, from a resumable status). It starts later, by :func:`start_run`."""
+    _check_open(task, "queue a run of")
     if task.status == "pending":
         if instructions is not None:
             raise InvalidTransition(
@@ -329,14 +413,45 @@ def start_run(task: Task, now: datetime.datetime, instructions: str | None = Non
             raise InvalidTransition(f"a follow-up turn of task {task.id} needs instructions")
         turns = (*task.turns, Turn(instructions=instructions, at=now))
     else:
-        raise _refuse(task, "start a run of", "pending, " + ", ".join(sorted(RESUMABLE)))
+        raise _refuse(task, "queue a run of", "pending, " + ", ".join(sorted(RESUMABLE)))
+    return attrs.evolve(
+        task, status="queued", turns=turns, queued_at=now, queue_reason=reason, updated_at=now
+    )
+
+
+def requeue(task: Task, now: datetime.datetime, reason: str | None) -> Task:
+    """A started run the daemon refused (busy) goes back to the head of the queue (of its
+    priority: ``queued_at`` is the task's creation), ``queued`` with no run counted."""
+    if not task.running:
+        raise _refuse(task, "requeue", "in_progress, input_required")
     return attrs.evolve(
         task,
-        status="in_progress",
-        turns=turns,
-        started_at=task.started_at or now,
+        status="queued",
+        runs=max(0, task.runs - 1),
+        queued_at=task.created_at,
+        queue_reason=reason,
         updated_at=now,
-        runs=task.runs + 1,
+        pending=(),
+    )
+
+
+def limited(task: Task, limit: UsageLimit, report: RunReport, now: datetime.datetime) -> Task:
+    """The run hit a usage limit: ``limited`` until the limit resets; the scheduler resumes it
+    (its queue place: the time the limit was hit)."""
+    if not task.running:
+        raise _refuse(task, "limit", "in_progress, input_required")
+    commits = task.commits if report.commit is None else (*task.commits, report.commit)
+    return attrs.evolve(
+        task,
+        status="limited",
+        report=report,
+        limit=limit,
+        session_id=report.session_id or task.session_id,
+        queued_at=now,
+        queue_reason=None,
+        updated_at=now,
+        commits=commits,
+        pending=(),
     )
 
 
@@ -420,7 +535,16 @@ def end(task: Task, now: datetime.datetime) -> Task:
     """Close the task for good (the runner stops any run in flight first)."""
     if task.status == "completed":
         raise _refuse(task, "end", "any status but completed")
-    return attrs.evolve(task, status="completed", completed_at=now, updated_at=now, pending=())
+    return attrs.evolve(
+        task,
+        status="completed",
+        completed_at=now,
+        updated_at=now,
+        pending=(),
+        queued_at=None,
+        queue_reason=None,
+        limit=None,
+    )
 
 
 def check_reviewable(task: Task, action: str, *, running: bool = False) -> None:

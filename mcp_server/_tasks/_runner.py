@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -39,6 +39,7 @@ from ._listener import Listener
 from ._live import LiveDesk
 from ._model import (
     Isolation,
+    Priority,
     RunOutcome,
     RunReport,
     Task,
@@ -52,6 +53,7 @@ from ._model import (
     start_run,
 )
 from ._report import ReportBuilder, event_data, summarize
+from ._schedule import Gate
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
 from ._turn import LiveTurn, RunInFlight, run_request
 from ._workspace import DaemonEndpoint, Workspace
@@ -101,6 +103,7 @@ class TaskRunner:
         start_timeout_s: float = START_TIMEOUT_S,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
         live_idle_s: float = LIVE_IDLE_S,
+        gates: Sequence[Gate] = (),
     ) -> None:
         self.start_timeout_s = start_timeout_s
         self.live_idle_s = live_idle_s
@@ -121,6 +124,7 @@ class TaskRunner:
         self.store = store(self._on_stored)
         """The durable tasks; the runner runs its flusher and hears what it wrote."""
         self.clock = self.store.clock
+        self._extra_gates = list(gates)
         self.live = LiveDesk(self)
         """Live turns: permission requests and decisions, steering, interrupts."""
 
@@ -291,6 +295,7 @@ class TaskRunner:
         base_ref: str | None = None,
         include_uncommitted: bool = False,
         task_id: str | None = None,
+        priority: Priority = "normal",
     ) -> Task:
         """Create a task (its worktree first, unless isolation is none) and start its first run;
         returns once the start is durable. A worktree the daemon refused: no task. ``task_id``
@@ -308,6 +313,7 @@ class TaskRunner:
             now=self.clock.wall(),
             task_id=task_id,
             live=live,
+            priority=priority,
         )
         self._preparing.add(task.id)
         try:

@@ -108,6 +108,7 @@ class TaskTools:
             base_ref=args.base_ref,
             include_uncommitted=args.include_uncommitted,
             task_id=ctx.task_id,  # as an MCP task: its id, minted by new_task_id
+            priority=args.priority,
         )
         return await self._started(ctx, task, f"created ({task.isolation_text()})")
 

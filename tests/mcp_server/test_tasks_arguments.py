@@ -128,6 +128,12 @@ CLIENTS_SAW: dict[str, dict[str, Any]] = {
                 "description": "Copy the checkout's uncommitted changes in as the branch's "
                 "first commit.",
             },
+            "priority": {
+                "type": "string",
+                "enum": ["high", "normal", "low"],
+                "description": "Its place when runs wait for capacity: high before normal "
+                "before low, then the oldest (default normal).",
+            },
         },
         ["title", "instructions"],
     ),

@@ -18,11 +18,14 @@ from mcp_server._tasks._model import (
     Task,
     TaskOptions,
     TaskStatus,
+    UsageLimit,
     ask,
     count_events,
     end,
+    enqueue,
     finish_run,
     interrupt,
+    limited,
     new_task,
     next_event,
     record_session,
@@ -33,7 +36,7 @@ T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(seconds=5)
 
 
-def make(status: TaskStatus = "pending") -> Task:
+def make(status: TaskStatus = "pending") -> Task:  # noqa: PLR0911 (one branch per status)
     task = new_task(
         title="t",
         instructions="do it",
@@ -45,7 +48,11 @@ def make(status: TaskStatus = "pending") -> Task:
     )
     if status == "pending":
         return task
+    if status == "queued":
+        return enqueue(task, T0, "the daemon runs at most 1 at once (1 in flight)")
     task = start_run(task, T0)
+    if status == "limited":
+        return limited(task, UsageLimit("claude", T1, T0), report("error"), T0)
     if status == "in_progress":
         return task
     if status == "input_required":
