@@ -18,8 +18,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from mcp_server._tasks._convert import describe_error, make_strict_converter
-from mcp_server._tasks._files import fsync_dir
+from mcp_server._tasks import describe_error, make_strict_converter
 
 from ._outbox import OutboxEntry
 
@@ -105,6 +104,15 @@ class NotifyDir:
 def _encode(entry: OutboxEntry) -> bytes:
     data: Any = _converter.unstructure(entry)
     return json.dumps(data, ensure_ascii=False).encode()
+
+
+def fsync_dir(path: pathlib.Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_atomic(path: pathlib.Path, data: bytes) -> None:

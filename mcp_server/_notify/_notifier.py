@@ -26,8 +26,7 @@ import attrs
 import httpx
 import trio
 
-from mcp_server._tasks import Task, TaskChange
-from mcp_server._tasks._model import utcnow
+from mcp_server._tasks import Task, TaskChange, utcnow
 
 from ._disk import NotifyDir
 from ._events import NotifyEvent, change_key, event_for, json_body, ntfy_request

@@ -25,7 +25,7 @@ import attrs
 import cattrs
 import orjson
 
-from mcp_server._tasks._convert import describe_error, make_strict_converter
+from mcp_server._tasks import describe_error, make_strict_converter
 
 STATE_FILE: Final = "oauth.json"
 PASSWORD_FILE: Final = "oauth-password"  # noqa: S105 (a file name, not a password)

@@ -27,6 +27,7 @@ raised on purpose is a :class:`TaskError` with the ``code`` a failed tool answer
 """
 
 from ._arguments import OUTPUT_SCHEMA, ToolFailure, input_schema, parse_args
+from ._convert import describe_error, make_strict_converter
 from ._errors import (
     LiveUnsupported,
     NotPending,
@@ -52,6 +53,7 @@ from ._model import (
     TaskOptions,
     TaskStatus,
     UsageLimit,
+    utcnow,
 )
 from ._notices import TaskNotices
 from ._resources import TaskResources
@@ -109,8 +111,11 @@ __all__ = [
     "Visible",
     "Workspace",
     "WorktreeFailed",
+    "describe_error",
     "input_schema",
+    "make_strict_converter",
     "parse_args",
     "register_tasks",
     "remembered_rule",
+    "utcnow",
 ]
