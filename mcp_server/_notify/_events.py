@@ -83,7 +83,8 @@ def event_for(
 
 
 def summary_line(task: Task) -> str:
-    """One sentence a person reads on a phone: what happened to which task."""
+    """One sentence a person reads on a phone: what happened to which task (times in UTC, as
+    every task record keeps them)."""
     title = _short(task.title, 80)
     if task.status == "input_required":
         asked = task.pending[0].tool_name if task.pending else "a decision"
@@ -93,7 +94,9 @@ def summary_line(task: Task) -> str:
         why = f": {_short(report.error, 160)}" if report is not None and report.error else ""
         return f"Task {title!r} failed{why}."
     if task.status == "limited":
-        return f"Task {title!r} hit a usage limit; it resumes by itself after the reset."
+        resets = task.limit.resets_at if task.limit is not None else None
+        when = f" at {resets:%Y-%m-%d %H:%M} UTC" if resets is not None else ""
+        return f"Task {title!r} hit a usage limit; it resumes by itself after the reset{when}."
     if task.status == "completed":
         return f"Task {title!r} is completed."
     text = report.final_text if report is not None else None

@@ -28,8 +28,8 @@ from mcp_server._notify import (
     signed_headers,
     verify,
 )
-from mcp_server._tasks import RunReport, TaskOptions
-from mcp_server._tasks._model import finish_run, new_task, start_run
+from mcp_server._tasks import RunReport, TaskOptions, UsageLimit
+from mcp_server._tasks._model import finish_run, limited, new_task, start_run
 
 DOCS = pathlib.Path(__file__).parents[3] / "docs" / "notifications.md"
 T0 = datetime.datetime(2026, 12, 6, 12, 0, tzinfo=datetime.UTC)
@@ -173,6 +173,31 @@ def test_an_event_id_is_the_same_for_the_same_change_and_new_for_the_next() -> N
         "task": f"task://{task.id}",
         "dashboard": f"https://h.example:3000/tasks/{task.id}",
     }
+
+
+def test_a_usage_limit_is_announced_with_its_reset_time() -> None:
+    """``limited`` (S1's status, S2's transition) is an event naming when the task resumes."""
+    task = new_task(
+        title="t",
+        instructions="i",
+        agent="claude",
+        project_dir="",
+        cwd="/",
+        options=TaskOptions(),
+        now=T0,
+    )
+    resets = T0 + datetime.timedelta(hours=2)
+    held = limited(
+        start_run(task, T0),
+        UsageLimit(agent="claude", resets_at=resets, hit_at=T0),
+        RunReport("limited", T0, T0),
+        T0,
+    )
+    key = change_key(held)
+    assert key == "limited#1"
+    event = event_for(held, key, T0)
+    assert (event.type, event.outcome) == ("task.limited", "limited")
+    assert event.summary.endswith("after the reset at 2026-12-06 14:00 UTC.")
 
 
 def test_targets_come_from_env_and_flags_with_formats_and_a_generated_secret(
