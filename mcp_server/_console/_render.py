@@ -24,6 +24,8 @@ _CODES = {
 }
 STATUS_COLOURS = {
     "pending": "cyan",
+    "queued": "cyan",
+    "limited": "yellow",
     "in_progress": "yellow",
     "input_required": "magenta",
     "waiting": "green",
@@ -40,8 +42,9 @@ KIND_COLOURS = {
     "approval_request": "magenta",
     "approval": "magenta",
 }
-ACTIVE = frozenset({"pending", "in_progress", "input_required"})
-"""Statuses in which a task's run is still to come or going on."""
+ACTIVE = frozenset({"pending", "queued", "in_progress", "input_required"})
+"""Statuses in which a task's run is still to come or going on (a ``limited`` task's resume
+may be hours away: it is shown, not waited for)."""
 FAILED = frozenset({"failed", "interrupted"})
 """Statuses that end ``new --wait`` or ``logs -f`` with exit code 1 (a run someone cancelled,
 with ``end`` or ``discard``, did not fail)."""

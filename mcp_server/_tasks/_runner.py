@@ -3,7 +3,9 @@
 The runner owns one nursery for the server's lifetime (:meth:`TaskRunner.run`); every run is a
 child of it holding one ``open_run`` stream, so a run never outlives the server. Per task there
 is at most one run: a follow-up while a run is in flight is refused with :class:`TaskBusy`
-(the client may ``wait_task`` and retry), so two agents never work in one directory.
+(the client may ``wait_task`` and retry). A turn that may not start yet (the daemon's runs are
+all taken, its project has a run in flight, a gate holds it) is accepted ``queued``; the
+:class:`TaskQueue` starts it in order when it may.
 
 The runner builds its store (from a :data:`StoreFactory`), passing the listener the store tells
 what it wrote; it tells its own listener (the MCP layer's notices) each :class:`TaskChange`.
@@ -13,49 +15,39 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import attrs
 import trio
 
 from host_daemon import (
-    AgentEvent,
     AgentName,
-    DaemonError,
-    InputAccepted,
-    PermissionRequest,
-    PermissionResolved,
     ProbeInfo,
-    RunEvent,
-    RunFinished,
-    RunStarted,
-    open_run,
     probe,
 )
 
-from ._errors import ShuttingDown, TaskBusy, TaskNotFound, WorktreeFailed
+from ._errors import ShuttingDown, TaskBusy, TaskError, TaskNotFound, WorktreeFailed
 from ._listener import Listener
 from ._live import LiveDesk
 from ._model import (
     Isolation,
     Priority,
     RunOutcome,
-    RunReport,
     Task,
     TaskEvent,
     TaskOptions,
     end,
-    finish_run,
+    enqueue,
     isolate,
     new_task,
-    record_session,
     start_run,
 )
-from ._report import ReportBuilder, event_data, summarize
+from ._queue import TaskQueue
+from ._running import TurnRunning, change_event, queued_event, shorten
 from ._schedule import Gate
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
-from ._turn import LiveTurn, RunInFlight, run_request
+from ._turn import LiveTurn, RunInFlight
 from ._workspace import DaemonEndpoint, Workspace
 from ._worktrees import COMMIT_TIMEOUT_S, SWEEP_INTERVAL_S, TaskWorktrees
 
@@ -90,7 +82,7 @@ LIVE_IDLE_S = 600.0
 """How long the daemon keeps a live task's agent alive without a turn (``LIVE_IDLE_S``)."""
 
 
-class TaskRunner:
+class TaskRunner(TurnRunning):
     """Creates, runs, follows up, ends and forgets tasks; see the module docstring."""
 
     def __init__(
@@ -124,8 +116,9 @@ class TaskRunner:
         self.store = store(self._on_stored)
         """The durable tasks; the runner runs its flusher and hears what it wrote."""
         self.clock = self.store.clock
-        self._extra_gates = list(gates)
         self.live = LiveDesk(self)
+        self.queue = TaskQueue(self, gates)
+        """The tasks waiting to start, and the gates that decide when they may."""
         """Live turns: permission requests and decisions, steering, interrupts."""
 
     # -- lifetime -------------------------------------------------------------------------
@@ -140,6 +133,7 @@ class TaskRunner:
             )
             self._nursery = nursery
             try:
+                await nursery.start(self.queue.run)  # the tasks queued before a restart start
                 task_status.started()
                 await trio.sleep_forever()
             finally:
@@ -223,6 +217,10 @@ class TaskRunner:
         """True while the task's run is in flight or its end is not yet recorded."""
         return self.get(task_id).running or task_id in self._active
 
+    def run_pending(self, task_id: str) -> bool:
+        """True while the task's run is in flight, or ``queued`` (it starts by itself)."""
+        return self.is_running(task_id) or self.get(task_id).status == "queued"
+
     def in_flight(self, task_id: str) -> RunInFlight | None:
         """The task's run in flight, if any."""
         return self._active.get(task_id)
@@ -252,6 +250,18 @@ class TaskRunner:
         """How many runs are in flight."""
         return len(self._active)
 
+    def tasks_in_flight(self) -> list[Task]:
+        """The tasks whose runs are in flight (or begun), as their runs began."""
+        return [active.task for active in self._active.values() if active.task is not None]
+
+    def may_start_runs(self) -> bool:
+        """True while runs may start (the runner runs, and is not shutting down)."""
+        return self._nursery is not None and not self._closing
+
+    def may_schedule(self, task_id: str) -> bool:
+        """True unless the task has a run in flight or is under review."""
+        return not (task_id in self._active or task_id in self._held)
+
     def last_seq(self, task_id: str) -> int:
         """The seq of the task's latest event."""
         self.get(task_id)
@@ -268,9 +278,10 @@ class TaskRunner:
         return await self.store.read_events(task_id, after, limit)
 
     async def wait(self, task_id: str, timeout_s: float) -> Task:
-        """Wait until the task's run ended or ``timeout_s`` passed; its record."""
+        """Wait until the task's run ended or ``timeout_s`` passed; its record (a ``queued``
+        task's run is waited for too: it starts by itself)."""
         with trio.move_on_after(timeout_s):
-            while self.is_running(task_id):
+            while self.run_pending(task_id):
                 await self.changed(task_id).wait()
         return self.get(task_id)
 
@@ -332,8 +343,15 @@ class TaskRunner:
     async def _create(self, task: Task, instructions: str) -> Task:
         nursery = self._require_nursery()
         now = self.clock.wall()
-        first = _event("turn", f"turn 1: {_short(instructions)}", {"turn": 1})
-        active = self._begin(task.id)
+        first = change_event("turn", f"turn 1: {shorten(instructions)}", {"turn": 1})
+        reason = self.queue.blocks(task)
+        if reason is not None:
+            queued = enqueue(task, now, reason)
+            await self.store.create(queued, lambda t: [first, queued_event(reason)])
+            self.notify(task.id, "created")
+            self.queue.plan_now()  # its place now (or its start, if a slot freed meanwhile)
+            return self.get(task.id)
+        active = self._begin(task)
         await self._save_start(
             task.id, active, lambda: self.store.create(start_run(task, now), lambda t: [first])
         )
@@ -346,14 +364,24 @@ class TaskRunner:
         """Start the next turn in the same agent conversation (raises :class:`TaskBusy`)."""
         if task_id in self._active or task_id in self._held:
             raise TaskBusy(task_id)
-        self.get(task_id)
+        task = self.get(task_id)
         nursery = self._require_nursery()
 
         def turn(task: Task) -> list[dict[str, Any]]:
             count = len(task.turns)
-            return [_event("turn", f"turn {count}: {_short(instructions)}", {"turn": count})]
+            return [change_event("turn", f"turn {count}: {shorten(instructions)}", {"turn": count})]
 
-        active = self._begin(task_id)
+        reason = None if task.waiting_to_start else self.queue.blocks(task)
+        if reason is not None:
+            await self._commit_or_not_found(
+                task_id,
+                lambda t: enqueue(t, self.clock.wall(), reason, instructions),
+                lambda t: [*turn(t), queued_event(reason)],
+            )
+            self.notify(task_id, "transition")
+            self.queue.plan_now()
+            return self.get(task_id)
+        active = self._begin(task)
         await self._save_start(
             task_id,
             active,
@@ -376,7 +404,7 @@ class TaskRunner:
                 raise TaskBusy(task_id)
             return end(task, self.clock.wall())
 
-        ended = _event("status", "completed: ended by the client", {"status": "completed"})
+        ended = change_event("status", "completed: ended by the client", {"status": "completed"})
         while True:
             while task_id in self._active:
                 await self.stop(task_id)
@@ -387,6 +415,7 @@ class TaskRunner:
             except UnknownTask:
                 raise TaskNotFound(task_id) from None
             self.notify(task_id, "transition")
+            self.queue.plan_now()  # the places behind it move up
             note = await self.live.close_session(task_id)
             if note is not None:
                 self.append(task_id, kind="status", summary=f"completed: {note}")
@@ -416,6 +445,7 @@ class TaskRunner:
             self.notify(task_id, "deleted")
             deleted += 1
         await self.worktrees.sweep(self.worktree_keys)
+        self.queue.wake()
         return deleted
 
     # -- running --------------------------------------------------------------------------
@@ -454,10 +484,49 @@ class TaskRunner:
             raise ShuttingDown("the server is shutting down: no new runs start")
         return self._nursery
 
-    def _begin(self, task_id: str) -> RunInFlight:
-        active = RunInFlight()
-        self._active[task_id] = active
+    def _begin(self, task: Task) -> RunInFlight:
+        active = RunInFlight(task=task)
+        self._active[task.id] = active
         return active
+
+    async def _commit_or_not_found(
+        self,
+        task_id: str,
+        change: Callable[[Task], Task],
+        events: Callable[[Task], list[dict[str, Any]]],
+    ) -> Task:
+        try:
+            return await self.store.commit(task_id, change, events)
+        except UnknownTask:
+            raise TaskNotFound(task_id) from None
+
+    def start_waiting_soon(self, task: Task) -> None:
+        """Begin the run of a waiting task now (its slot is taken at once) and start it."""
+        nursery = self._require_nursery()
+        active = self._begin(task)
+        nursery.start_soon(self._start_waiting, task.id, active)
+
+    async def _start_waiting(self, task_id: str, active: RunInFlight) -> None:
+        """Start a queued or limited task's recorded turn (durably first), then run it."""
+
+        def started(task: Task) -> list[dict[str, Any]]:
+            summary = f"in_progress: turn {len(task.turns)} started from the queue"
+            return [change_event("status", summary, {"status": "in_progress"})]
+
+        try:
+            await self._save_start(
+                task_id,
+                active,
+                lambda: self.store.commit(
+                    task_id, lambda t: start_run(t, self.clock.wall()), started
+                ),
+            )
+        except TaskError as exc:  # ended or deleted meanwhile, or the start not writable
+            log.info("task %s: queued run not started: %s", task_id, exc)
+            self.queue.wake()
+            return
+        self.notify(task_id, "transition")
+        await self._run_turn(task_id, active)
 
     def append(
         self,
@@ -469,130 +538,3 @@ class TaskRunner:
     ) -> None:
         """Queue an output event; it is visible (and announced) once written."""
         self.store.append_event(task_id, kind=kind, summary=summary, data=data, raw=raw)
-
-    async def _run_turn(self, task_id: str, active: RunInFlight) -> None:
-        task = self.get(task_id)
-        request = run_request(task, self.live_idle_s)
-        builder = ReportBuilder(
-            clock=self.clock, cwd=task.cwd, asked_session=request.resume_session_id
-        )
-        finished: RunFinished | None = None
-        error: str | None = None
-        try:
-            with active.scope:
-                daemon = self.daemon
-                async with open_run(
-                    daemon.host, daemon.port, daemon.token, request, timeout=self.start_timeout_s
-                ) as stream:
-                    if stream.started.live:
-                        active.control = LiveTurn(stream, stream.started)
-                    active.started.set()
-                    finished = await self._consume(task_id, active, stream, builder)
-        except StateWriteError as exc:
-            error = active.failed("state_unwritable", f"run stopped: {exc}")
-        except DaemonError as exc:
-            error = active.failed(exc.code, f"daemon: {exc.code}: {exc.message}")
-        except OSError as exc:
-            error = active.failed("daemon_unavailable", f"daemon connection failed: {exc}")
-        except Exception as exc:
-            # A bug here must fail this run, not the server and every other run with it.
-            log.exception("task %s: the run failed unexpectedly", task_id)
-            error = active.failed("internal_error", f"internal error: {type(exc).__name__}")
-        finally:
-            active.started.set()
-            if active.control is not None:
-                active.control.end()
-            with trio.CancelScope(shield=True):
-                try:
-                    report = builder.build(finished, error, active.stop_reason, active.stop_message)
-                    report = await self._commit_turn(task_id, report)
-                    await self._finish(task_id, report, asked_to_stop=active.asked_to_stop)
-                finally:
-                    self._active.pop(task_id, None)
-                    active.done.set()
-
-    async def _consume(
-        self,
-        task_id: str,
-        active: RunInFlight,
-        stream: AsyncIterator[RunEvent],
-        builder: ReportBuilder,
-    ) -> RunFinished | None:
-        """Store a run's events as they arrive; the run's ``RunFinished``, if it came."""
-        finished: RunFinished | None = None
-        async for event in stream:
-            if isinstance(event, RunStarted):
-                data = {"pid": event.pid, "argv": event.argv, "cwd": event.cwd}
-                if event.live:
-                    data |= {"live": True, "reused": event.reused, "steerable": event.steerable}
-                how = " (live, reused)" if event.reused else " (live)" if event.live else ""
-                self.append(task_id, "run_started", f"run started: pid {event.pid}{how}", data)
-            elif isinstance(event, AgentEvent):
-                builder.see(event)
-                self.append(task_id, "agent", summarize(event), event_data(event), event.raw)
-                if event.kind == "init" and event.session_id:
-                    await self._record_session(task_id, event.session_id)
-                await self.store.backpressure(task_id)
-            elif isinstance(event, PermissionRequest | PermissionResolved):
-                await self.live.on_frame(task_id, active.control, event)
-            elif isinstance(event, InputAccepted):
-                if active.control is not None:
-                    active.control.accepted(event)
-            elif isinstance(event, RunFinished):
-                finished = event
-        return finished
-
-    async def _record_session(self, task_id: str, session_id: str) -> None:
-        if self.get(task_id).session_id == session_id:
-            return
-        try:
-            await self.store.commit(
-                task_id, lambda t: record_session(t, session_id, self.clock.wall())
-            )
-        except UnknownTask:
-            raise TaskNotFound(task_id) from None
-
-    async def _commit_turn(self, task_id: str, report: RunReport) -> RunReport:
-        """The run's report with the commit of what the turn changed (a worktree task's)."""
-        task = self.store.tasks.get(task_id)
-        if task is None or not task.has_open_worktree:
-            return report
-
-        def note(summary: str, data: dict[str, Any]) -> None:
-            self.append(task_id, "commit", summary, data)
-
-        return await self.worktrees.commit_turn(task, report, note)
-
-    async def _finish(self, task_id: str, report: RunReport, *, asked_to_stop: bool) -> None:
-        cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"
-        turns = "" if report.num_turns is None else f", {report.num_turns} turns"
-        finished = _event(
-            "run_finished",
-            f"run finished: {report.outcome}{turns}{cost}"
-            + (f" ({_short(report.error)})" if report.error else ""),
-            {"outcome": report.outcome, "error": report.error, "cost_usd": report.cost_usd},
-        )
-
-        def events(task: Task) -> list[dict[str, Any]]:
-            return [finished, _event("status", task.status, {"status": task.status})]
-
-        def change(task: Task) -> Task:
-            return finish_run(task, report, self.clock.wall(), asked_to_stop=asked_to_stop)
-
-        self.live.turn_ended(self.store.tasks.get(task_id))
-        try:
-            task = await self.store.commit(task_id, change, events, defer=True)
-        except UnknownTask:
-            return  # deleted (clean_state) while the run was stopping
-        log.info("task %s: run %d ended %s", task_id, task.runs, report.outcome)
-        self.notify(task_id, "transition")
-
-
-def _event(kind: str, summary: str, data: dict[str, Any]) -> dict[str, Any]:
-    """A transition's event, as :meth:`TaskStore.commit` takes it."""
-    return {"kind": kind, "summary": summary, "data": data}
-
-
-def _short(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

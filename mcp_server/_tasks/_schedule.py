@@ -44,7 +44,9 @@ class Waiting:
 
     task_id: str
     position: int
-    reason: str | None
+    reason: str
+    blocked_by: str
+    """Which gate: its class name without ``Gate``, lower case ("capacity", "project", …)."""
 
 
 @attrs.frozen
@@ -70,10 +72,14 @@ class Scheduler:
 
     def blocks(self, task: Task, now: datetime.datetime) -> str | None:
         """The first gate's reason the task may not start now, or ``None``."""
+        block = self._first_block(task, now)
+        return None if block is None else block[1]
+
+    def _first_block(self, task: Task, now: datetime.datetime) -> tuple[str, str] | None:
         for gate in self.gates:
             reason = gate.blocks(task, now)
             if reason is not None:
-                return reason
+                return gate_name(gate), reason
         return None
 
     def plan(
@@ -87,18 +93,23 @@ class Scheduler:
         started: list[Task] = []
         waiting: list[Waiting] = []
         for task in queue_order(tasks):
-            reason = self.blocks(task, now)
-            if reason is None:
+            block = self._first_block(task, now)
+            if block is None:
                 reserve(task)
                 started.append(task)
             else:
-                waiting.append(Waiting(task.id, len(waiting) + 1, reason))
+                waiting.append(Waiting(task.id, len(waiting) + 1, block[1], block[0]))
         return Plan(tuple(started), tuple(waiting), self.next_change(now))
 
     def next_change(self, now: datetime.datetime) -> datetime.datetime | None:
         """The earliest time a gate's block may lift by itself."""
         times = [t for gate in self.gates if (t := gate.next_change(now)) is not None]
         return min(times, default=None)
+
+
+def gate_name(gate: Gate) -> str:
+    """``capacity`` for a ``CapacityGate``: how views count the reasons tasks wait."""
+    return type(gate).__name__.removesuffix("Gate").lower() or "gate"
 
 
 class CapacityGate:

@@ -58,7 +58,7 @@ from ._resources import TaskResources
 from ._review import TaskReview
 from ._runner import TaskRunner
 from ._status_line import StatusReporter
-from ._views import failure, statistics_view, success, task_view
+from ._views import failure, queue_view, statistics_view, success, task_view
 
 log = logging.getLogger("mcp_server.tasks")
 
@@ -85,7 +85,7 @@ class TaskTools:
                 return failure(exc.code, exc.message, exc.result)
             except RunNotStarted as exc:
                 task = self.runner.get(exc.task_id)
-                return failure(exc.code, str(exc), task_view(task, full=True))
+                return failure(exc.code, str(exc), self._view(task, full=True))
             except TaskError as exc:  # not found, busy, refused path or transition, …
                 return failure(exc.code, str(exc))
 
@@ -133,24 +133,30 @@ class TaskTools:
                     "busy",
                     f"task {task.id}: the instructions did not reach the running turn "
                     f"({steered.message}); wait for it (wait_task) and retry",
-                    task_view(task),
+                    self._view(task),
                 )
             return success(
                 f"task {task.id}: the instructions went into the running turn (steered)",
-                task_view(task) | {"steered": True},
+                self._view(task) | {"steered": True},
             )
         task = await self.runner.follow_up(args.id, args.instructions)
         return await self._started(ctx, task, "updated")
 
     async def _started(self, ctx: RequestContext, task: Task, verb: str) -> ToolResult:
+        if not ctx.as_task and task.status == "queued":
+            return success(
+                f"task {task.id} {verb} and queued ({_place_text(self.runner, task)}); it "
+                f"starts by itself (follow it with wait_task or task://{task.id})",
+                self._view(task),
+            )
         if not ctx.as_task:
             return success(
                 f"task {task.id} {verb}; the agent is working "
                 f"(follow it with wait_task or task://{task.id})",
-                task_view(task),
+                self._view(task),
             )
         task = await self._follow(ctx, task.id)
-        view = task_view(task, full=True)
+        view = self._view(task, full=True)
         if task.status == "waiting":
             return success(
                 f"task {task.id}: the run succeeded; the task waits for follow-ups", view
@@ -164,7 +170,7 @@ class TaskTools:
         declined: set[str] = set()
         status = StatusReporter(self.runner, task_id)
         try:
-            while self.runner.is_running(task_id):
+            while self.runner.run_pending(task_id):
                 await status.update(ctx)
                 seq = self.runner.last_seq(task_id)
                 await ctx.progress(float(seq), None, f"{seq} events")
@@ -178,7 +184,7 @@ class TaskTools:
 
     async def end_task(self, ctx: RequestContext, args: IdArgs) -> ToolResult:
         task = await self.runner.end(args.id)
-        return success(f"task {task.id} ended", task_view(task, full=True))
+        return success(f"task {task.id} ended", self._view(task, full=True))
 
     async def merge_task(self, ctx: RequestContext, args: MergeArgs) -> ToolResult:
         task, done = await self.review.merge(args.id, args.strategy, args.message)
@@ -186,7 +192,7 @@ class TaskTools:
         return success(
             f"task {task.id} merged into {done.base_branch} at {done.commit[:12]} "
             f"({done.strategy}, {len(done.files)} files; {where}); the task is {task.status}",
-            task_view(task, full=True)
+            self._view(task, full=True)
             | {"merge": attrs.asdict(done) | {"files": done.files[:200]}},
         )
 
@@ -196,13 +202,13 @@ class TaskTools:
             f"task {task.id}: worktree {'removed' if done.removed_worktree else 'was gone'}, "
             f"branch {'deleted' if done.deleted_branch else 'was gone'}; the task is "
             f"{task.status}",
-            task_view(task, full=True) | {"discard": attrs.asdict(done)},
+            self._view(task, full=True) | {"discard": attrs.asdict(done)},
         )
 
     async def report(self, ctx: RequestContext, args: OptionalIdArgs) -> ToolResult:
         if args.id is not None:
             task = self.runner.get(args.id)
-            view = task_view(task, full=True)
+            view = self._view(task, full=True)
             if task.has_open_worktree:
                 try:
                     done = await self.review.diff(task.id)
@@ -213,10 +219,21 @@ class TaskTools:
                     view["diffstat"] = stat | {"full": f"task://{task.id}/diffstat"}
             return success(f"task {task.id} is {task.status}", view)
         tasks = self.runner.tasks()
-        return success(f"{len(tasks)} tasks", statistics_view(tasks))
+        view = statistics_view(tasks, self.runner.queue.place_map())
+        view["queue"] = self._queue_view()
+        return success(f"{len(tasks)} tasks", view)
+
+    def _queue_view(self) -> JSON:
+        self.runner.queue.plan_now()  # the places as of now (it starts what may start)
+        return queue_view(self.runner.store.tasks, self.runner.queue.places())
+
+    def _view(self, task: Task, *, full: bool = False) -> JSON:
+        """The task's view with its place in the queue."""
+        return task_view(task, full=full, place=self.runner.queue.place(task.id))
 
     async def check_status(self, ctx: RequestContext, args: NoArgs) -> ToolResult:
         status = await self.resources.status_view()
+        status["queue"] = self._queue_view()
         if not status["state"]["writable"]:
             return failure("state_unwritable", status["state"]["error"], status)
         if not status["daemon"]["reachable"]:
@@ -247,9 +264,11 @@ class TaskTools:
             )
         elif task.status == "in_progress":
             message = f"task {task.id} is still running; call wait_task again"
+        elif task.status == "queued":
+            message = f"task {task.id} is still queued ({_place_text(self.runner, task)})"
         else:
             message = f"task {task.id} is {task.status}"
-        return success(message, task_view(task, full=not task.running))
+        return success(message, self._view(task, full=not task.running))
 
     async def _supervise(
         self,
@@ -267,7 +286,7 @@ class TaskTools:
         """
         deadline = trio.current_time() + timeout_s
         eliciting = can_elicit(ctx)
-        while self.runner.is_running(task_id):
+        while self.runner.run_pending(task_id):
             changed = self.runner.changed(task_id)  # before reading: no missed wake-up
             task = self.runner.get(task_id)
             unasked = [
@@ -328,7 +347,7 @@ class TaskTools:
             f"task {task.id}: request {args.request_id} {args.decision}ed"
             + ("" if done else " (sent; the daemon has not confirmed it yet)")
             + f"; the task is {task.status}",
-            task_view(task),
+            self._view(task),
         )
 
     async def interrupt_task(self, ctx: RequestContext, args: IdArgs) -> ToolResult:
@@ -336,7 +355,7 @@ class TaskTools:
         return success(
             f"task {task.id}: the turn was interrupted; the task is {task.status} "
             "(update_task goes on in the same conversation)",
-            task_view(task, full=True),
+            self._view(task, full=True),
         )
 
     async def get_prompt(self, ctx: RequestContext, args: PromptIdArgs) -> ToolResult:
@@ -349,6 +368,14 @@ class TaskTools:
                 f"no prompt {args.prompt_id!r}; known: {', '.join(PROMPTS)}",
             )
         return success(f"prompt {spec.name}", prompt_view(spec))
+
+
+def _place_text(runner: TaskRunner, task: Task) -> str:
+    """``position 3: the daemon runs at most 2 at once (2 in flight)``."""
+    place = runner.queue.place(task.id)
+    if place is None:
+        return task.queue_reason or "waiting for its turn"
+    return f"position {place.position}: {place.reason}"
 
 
 def _options(args: RunOptionsArgs) -> TaskOptions:

@@ -121,6 +121,8 @@ class RunInFlight:
     start_error: tuple[str, str] | None = None  # (code, message) when the daemon refused
     control: LiveTurn | None = None  # a live turn's channel to its agent, once started
     asked_to_stop: bool = False  # interrupt_task: the turn ends, the task waits for the next
+    task: Task | None = None  # its record when the run was begun (the project gate reads it)
+    requeued: str | None = None  # why the daemon refused to start it (busy): queued again
 
     def failed(self, code: str, message: str) -> str:
         """Note why the run failed (a start error if it never started); returns ``message``."""
@@ -130,6 +132,7 @@ class RunInFlight:
 
     async def wait_started(self, task_id: str) -> None:
         await self.started.wait()
-        if self.start_error is not None:
+        if self.start_error is not None or self.requeued is not None:
             await self.done.wait()
+        if self.start_error is not None:
             raise RunNotStarted(task_id, *self.start_error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -18,6 +19,7 @@ import orjson
 from mcp_server._core import JSON, ResourceContents, TextContents, ToolResult
 
 from ._model import PendingApproval, RunReport, Task, TaskEvent
+from ._schedule import Waiting
 
 MAX_TEXT_CHARS = 60_000
 """Cap on one answer's text (~15k tokens), well under a client's 25k-token limit."""
@@ -64,8 +66,9 @@ def report_view(task: Task, report: RunReport | None) -> JSON | None:
     }
 
 
-def task_view(task: Task, *, full: bool = False) -> JSON:
-    """A task as clients see it (``full`` adds the instructions and the last report)."""
+def task_view(task: Task, *, full: bool = False, place: Waiting | None = None) -> JSON:
+    """A task as clients see it (``full`` adds the instructions and the last report); ``place``:
+    its place in the queue as the scheduler last saw it."""
     view: JSON = {
         "task_id": task.id,
         "title": task.title,
@@ -89,6 +92,11 @@ def task_view(task: Task, *, full: bool = False) -> JSON:
         "review": task.review,
         "live": task.live,
         "pending_approvals": [pending_view(task, request) for request in task.pending],
+        "priority": task.priority,
+        "queued_at": _time(task.queued_at),
+        "queue_position": place.position if place is not None else None,
+        "queue_reason": place.reason if place is not None else task.queue_reason,
+        "limit": None if task.limit is None else attrs.asdict(task.limit),
     }
     if full:
         view["options"] = attrs.asdict(task.options)
@@ -173,8 +181,38 @@ def json_contents(uri: str, value: Any) -> list[ResourceContents]:
     return [TextContents(uri=uri, text=dumps(value), mime_type="application/json")]
 
 
-def statistics_view(tasks: list[Task]) -> JSON:
+QUEUE_LISTED = 20
+"""Waiting tasks listed in ``report``/``check_status`` (the rest are counted)."""
+
+
+def queue_view(tasks: Mapping[str, Task], places: list[Waiting]) -> JSON:
+    """The queue: its length, how many wait for each gate, and the first ``QUEUE_LISTED``."""
+    listed = []
+    for place in places[:QUEUE_LISTED]:
+        task = tasks.get(place.task_id)
+        if task is not None:
+            listed.append(
+                {
+                    "position": place.position,
+                    "task_id": task.id,
+                    "title": task.title,
+                    "status": task.status,
+                    "priority": task.priority,
+                    "project_dir": task.project_dir,
+                    "queued_at": _time(task.queued_at),
+                    "reason": place.reason,
+                }
+            )
+    return {
+        "length": len(places),
+        "by_reason": dict(Counter(place.blocked_by for place in places)),
+        "first": listed,
+    }
+
+
+def statistics_view(tasks: list[Task], places: Mapping[str, Waiting] | None = None) -> JSON:
     """The original's statistics over every task, plus the latest ``LIST_TASKS`` tasks."""
+    places = places or {}
     durations = [t.report.duration() for t in tasks if t.report]
     finished = [t for t in tasks if t.report is not None]
     succeeded = [t for t in finished if t.report and t.report.outcome == "success"]
@@ -185,7 +223,7 @@ def statistics_view(tasks: list[Task]) -> JSON:
         "average_duration_seconds": round(statistics.fmean(durations), 3) if durations else None,
         "success_rate": round(len(succeeded) / len(finished), 4) if finished else None,
         "tasks_omitted": max(0, len(tasks) - LIST_TASKS),
-        "tasks": [task_view(t) for t in tasks[-LIST_TASKS:]],
+        "tasks": [task_view(t, place=places.get(t.id)) for t in tasks[-LIST_TASKS:]],
     }
 
 

@@ -78,12 +78,12 @@ async def follow_up_quietly(runner: TaskRunner, task_id: str, instructions: str)
         await runner.follow_up(task_id, instructions)
 
 
-async def create(runner: TaskRunner, instructions: str) -> str:
+async def create(runner: TaskRunner, instructions: str, project_dir: str | None = None) -> str:
     task = await runner.create(
         title="t",
         instructions=instructions,
         agent="claude",
-        project_dir=None,
+        project_dir=project_dir,
         options=TaskOptions(),
     )
     return task.id
@@ -117,8 +117,10 @@ async def test_clean_stops_a_run_started_while_cleaning(
 ) -> None:
     """A follow-up started while clean_state stops another run is stopped before its delete."""
     async with runner_env(tmp_path) as env:
-        running = await create(env.runner, "sleep 30")
-        idle = await create(env.runner, "hello")
+        for project in ("busy", "other"):  # two projects: both run at once
+            (tmp_path / "root" / project).mkdir()
+        running = await create(env.runner, "sleep 30", "busy")
+        idle = await create(env.runner, "hello", "other")
         with trio.fail_after(60):
             await env.runner.wait(idle, 50)
         assert env.runner.get(idle).status == "waiting"

@@ -1,0 +1,235 @@
+"""The run path of :class:`TaskRunner`: one turn's run through the daemon, from its stream's
+events to its recorded end (or, refused as busy, its return to the queue).
+
+A mixin, so the runner's module stays about commands and lifetime; the attributes it reads are
+the runner's (declared here for the type checker).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from host_daemon import (
+    AgentEvent,
+    DaemonError,
+    InputAccepted,
+    PermissionRequest,
+    PermissionResolved,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    open_run,
+)
+
+from ._errors import TaskNotFound
+from ._model import Clock, RunReport, Task, finish_run, record_session, requeue
+from ._report import ReportBuilder, event_data, summarize
+from ._store import StateWriteError, TaskStore, UnknownTask
+from ._turn import LiveTurn, RunInFlight, run_request
+
+if TYPE_CHECKING:
+    from ._live import LiveDesk
+    from ._queue import TaskQueue
+    from ._workspace import DaemonEndpoint
+    from ._worktrees import TaskWorktrees
+
+log = logging.getLogger("mcp_server.tasks")
+
+
+class TurnRunning:
+    """Runs one turn and records its end; mixed into :class:`TaskRunner`."""
+
+    daemon: DaemonEndpoint
+    start_timeout_s: float
+    live_idle_s: float
+    clock: Clock
+    store: TaskStore
+    live: LiveDesk
+    queue: TaskQueue
+    worktrees: TaskWorktrees
+    _active: dict[str, RunInFlight]
+
+    if TYPE_CHECKING:
+
+        def get(self, task_id: str) -> Task: ...
+
+        def notify(self, task_id: str, kind: Any, *, notice: str | None = None) -> None: ...
+
+        def append(
+            self,
+            task_id: str,
+            kind: Any,
+            summary: str,
+            data: dict[str, Any] | None = None,
+            raw: str | None = None,
+        ) -> None: ...
+
+    async def _run_turn(self, task_id: str, active: RunInFlight) -> None:
+        task = self.get(task_id)
+        request = run_request(task, self.live_idle_s)
+        builder = ReportBuilder(
+            clock=self.clock, cwd=task.cwd, asked_session=request.resume_session_id
+        )
+        finished: RunFinished | None = None
+        error: str | None = None
+        try:
+            with active.scope:
+                daemon = self.daemon
+                async with open_run(
+                    daemon.host, daemon.port, daemon.token, request, timeout=self.start_timeout_s
+                ) as stream:
+                    if stream.started.live:
+                        active.control = LiveTurn(stream, stream.started)
+                    active.started.set()
+                    finished = await self._consume(task_id, active, stream, builder)
+        except StateWriteError as exc:
+            error = active.failed("state_unwritable", f"run stopped: {exc}")
+        except DaemonError as exc:
+            if exc.code == "busy" and not active.started.is_set():
+                active.requeued = f"the daemon is busy ({exc.message}); it starts when it may"
+            else:
+                error = active.failed(exc.code, f"daemon: {exc.code}: {exc.message}")
+        except OSError as exc:
+            error = active.failed("daemon_unavailable", f"daemon connection failed: {exc}")
+        except Exception as exc:
+            # A bug here must fail this run, not the server and every other run with it.
+            log.exception("task %s: the run failed unexpectedly", task_id)
+            error = active.failed("internal_error", f"internal error: {type(exc).__name__}")
+        finally:
+            active.started.set()
+            if active.control is not None:
+                active.control.end()
+            with trio.CancelScope(shield=True):
+                await self._end_run(task_id, active, builder, finished, error)
+
+    async def _end_run(
+        self,
+        task_id: str,
+        active: RunInFlight,
+        builder: ReportBuilder,
+        finished: RunFinished | None,
+        error: str | None,
+    ) -> None:
+        """Record the run's end (or, refused as busy, its requeue) and free its slot."""
+        try:
+            if active.requeued is not None and active.stop_reason is None:
+                await self._requeue(task_id, active.requeued)
+            else:
+                active.requeued = None
+                report = builder.build(finished, error, active.stop_reason, active.stop_message)
+                report = await self._commit_turn(task_id, report)
+                await self._finish(task_id, report, asked_to_stop=active.asked_to_stop)
+        finally:
+            self._active.pop(task_id, None)
+            active.done.set()
+            if active.requeued is not None:
+                self.queue.refused()
+            else:
+                self.queue.freed()
+
+    async def _consume(
+        self,
+        task_id: str,
+        active: RunInFlight,
+        stream: AsyncIterator[RunEvent],
+        builder: ReportBuilder,
+    ) -> RunFinished | None:
+        """Store a run's events as they arrive; the run's ``RunFinished``, if it came."""
+        finished: RunFinished | None = None
+        async for event in stream:
+            if isinstance(event, RunStarted):
+                data = {"pid": event.pid, "argv": event.argv, "cwd": event.cwd}
+                if event.live:
+                    data |= {"live": True, "reused": event.reused, "steerable": event.steerable}
+                how = " (live, reused)" if event.reused else " (live)" if event.live else ""
+                self.append(task_id, "run_started", f"run started: pid {event.pid}{how}", data)
+            elif isinstance(event, AgentEvent):
+                builder.see(event)
+                self.append(task_id, "agent", summarize(event), event_data(event), event.raw)
+                if event.kind == "init" and event.session_id:
+                    await self._record_session(task_id, event.session_id)
+                await self.store.backpressure(task_id)
+            elif isinstance(event, PermissionRequest | PermissionResolved):
+                await self.live.on_frame(task_id, active.control, event)
+            elif isinstance(event, InputAccepted):
+                if active.control is not None:
+                    active.control.accepted(event)
+            elif isinstance(event, RunFinished):
+                finished = event
+        return finished
+
+    async def _record_session(self, task_id: str, session_id: str) -> None:
+        if self.get(task_id).session_id == session_id:
+            return
+        try:
+            await self.store.commit(
+                task_id, lambda t: record_session(t, session_id, self.clock.wall())
+            )
+        except UnknownTask:
+            raise TaskNotFound(task_id) from None
+
+    async def _commit_turn(self, task_id: str, report: RunReport) -> RunReport:
+        """The run's report with the commit of what the turn changed (a worktree task's)."""
+        task = self.store.tasks.get(task_id)
+        if task is None or not task.has_open_worktree:
+            return report
+
+        def note(summary: str, data: dict[str, Any]) -> None:
+            self.append(task_id, "commit", summary, data)
+
+        return await self.worktrees.commit_turn(task, report, note)
+
+    async def _finish(self, task_id: str, report: RunReport, *, asked_to_stop: bool) -> None:
+        cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"
+        turns = "" if report.num_turns is None else f", {report.num_turns} turns"
+        finished = change_event(
+            "run_finished",
+            f"run finished: {report.outcome}{turns}{cost}"
+            + (f" ({shorten(report.error)})" if report.error else ""),
+            {"outcome": report.outcome, "error": report.error, "cost_usd": report.cost_usd},
+        )
+
+        def events(task: Task) -> list[dict[str, Any]]:
+            return [finished, change_event("status", task.status, {"status": task.status})]
+
+        def change(task: Task) -> Task:
+            return finish_run(task, report, self.clock.wall(), asked_to_stop=asked_to_stop)
+
+        self.live.turn_ended(self.store.tasks.get(task_id))
+        try:
+            task = await self.store.commit(task_id, change, events, defer=True)
+        except UnknownTask:
+            return  # deleted (clean_state) while the run was stopping
+        log.info("task %s: run %d ended %s", task_id, task.runs, report.outcome)
+        self.notify(task_id, "transition")
+
+    async def _requeue(self, task_id: str, reason: str) -> None:
+        """The daemon refused the start (busy): back to the head of the queue, not failed."""
+        event = change_event("status", f"queued: {reason}", {"status": "queued", "reason": reason})
+        self.live.turn_ended(self.store.tasks.get(task_id))
+        try:
+            await self.store.commit(
+                task_id, lambda t: requeue(t, self.clock.wall(), reason), lambda t: [event]
+            )
+        except UnknownTask:
+            return
+        log.info("task %s: the daemon refused its start (%s): queued again", task_id, reason)
+        self.notify(task_id, "transition")
+
+
+def change_event(kind: str, summary: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A transition's event, as :meth:`TaskStore.commit` takes it."""
+    return {"kind": kind, "summary": summary, "data": data}
+
+
+def queued_event(reason: str) -> dict[str, Any]:
+    return change_event("status", f"queued: {reason}", {"status": "queued", "reason": reason})
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
