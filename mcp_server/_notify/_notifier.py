@@ -66,6 +66,7 @@ class Notifier:
         self._changed = trio.Event()
         self._entries: dict[str, OutboxEntry] = {}
         self._seen: dict[str, str] = {}
+        self._forgotten: set[str] = set()  # deleted tasks: dropped from the seen states
         self._lanes: dict[str, _Lane] = {}
         self._processing = trio.Lock()
         self._writing = trio.Lock()
@@ -82,6 +83,9 @@ class Notifier:
         task = change.task
         if change.kind in ("created", "transition") and task and change_key(task) is not None:
             self._changes.append(task)
+            self._changed.set()
+        elif change.kind == "deleted":
+            self._forgotten.add(change.task_id)
             self._changed.set()
 
     # -- lifetime -------------------------------------------------------------------------
@@ -135,7 +139,10 @@ class Notifier:
 
     async def _process(self) -> None:
         async with self._processing:
-            written = False
+            written = bool(self._forgotten & self._seen.keys())
+            for task_id in self._forgotten:
+                self._seen.pop(task_id, None)
+            self._forgotten.clear()
             while self._changes:
                 task = self._changes.popleft()
                 key = change_key(task)

@@ -17,7 +17,7 @@ from _support.task_server import Client, wait_done
 from _support.webhook_receiver import webhook_receiver
 
 from mcp_server._notify import Notifier, NotifyConfig, RetryPolicy, Target, change_key
-from mcp_server._tasks import RunReport, TaskOptions
+from mcp_server._tasks import RunReport, TaskChange, TaskOptions
 from mcp_server._tasks._model import finish_run, new_task, start_run, utcnow
 
 SECRET = "test-secret-not-a-real-one"
@@ -118,3 +118,29 @@ async def test_a_change_never_written_to_the_outbox_is_derived_at_start_up(
     body = json.loads(receiver.unique_accepted()[0].body)
     assert (body["task_id"], body["type"], body["outcome"]) == (task.id, "task.failed", "error")
     assert json.loads((notify / "seen.json").read_text())[task.id] == "failed#2"
+
+
+async def test_a_deleted_task_is_forgotten_from_the_announced_states(
+    tmp_path: pathlib.Path,
+) -> None:
+    """clean_state's deletions leave no entry behind in seen.json."""
+    now = utcnow()
+    task = new_task(
+        title="t",
+        instructions="hello",
+        agent="claude",
+        project_dir="",
+        cwd=str(tmp_path),
+        options=TaskOptions(),
+        now=now,
+    )
+    done = finish_run(start_run(task, now), RunReport("success", now, now), now)
+    seen = tmp_path / "notify" / "seen.json"
+    notifier = Notifier(NotifyConfig(secret=SECRET), tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(notifier.run, list)
+        notifier(TaskChange(done.id, "transition", done))
+        await eventually(lambda: done.id in json.loads(seen.read_text()), "the announced state")
+        notifier(TaskChange(done.id, "deleted", None))
+        await eventually(lambda: json.loads(seen.read_text()) == {}, "the state forgotten")
+        nursery.cancel_scope.cancel()
