@@ -39,6 +39,7 @@ from host_daemon import (
 )
 from mcp_server._core import Registry
 from mcp_server._http import HttpSettings, raise_open_files_limit, serve
+from mcp_server._notify import Notifier, NotifyConfig, check_notify_url
 
 from ._config import (
     DEFAULT_PORT,
@@ -51,6 +52,7 @@ from ._config import (
     forget_daemon_address,
     forget_mcp_url,
     mcp_token,
+    notifications,
     parse_interval,
     parse_port,
     prepare_state_dir,
@@ -124,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--grace", type=_grace, default=5.0, help="seconds running tasks get at shutdown (5)"
     )
     add_budget_flags(serve_parser)
+    _notify_flags(serve_parser)
     up_parser = commands.add_parser(
         "up", help="run the host daemon and the MCP server together on loopback"
     )
@@ -170,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML with allow = [...] and deny = [...] rules, added to the flags'",
     )
     add_budget_flags(up_parser)
+    _notify_flags(up_parser)
     commands.add_parser("doctor", help="check the installation", add_help=False)
     commands.add_parser("oauth", help="OAuth: consent password, granted clients", add_help=False)
     token_parser = commands.add_parser(
@@ -178,6 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
     token_parser.add_argument("--state-path", type=pathlib.Path, help="env STATE_PATH")
     add_console_commands(commands)
     return parser
+
+
+def _notify_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--webhook-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="POST task notifications here, added to WEBHOOK_URLS (repeatable; "
+        "'ntfy+https://…' for the ntfy format)",
+    )
+    parser.add_argument(
+        "--notify-allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a host a task's notify_url may name, added to NOTIFY_ALLOWED_HOSTS (repeatable)",
+    )
 
 
 async def run_server(
@@ -190,17 +212,24 @@ async def run_server(
     (grace) and flush."""
     registry = Registry()
     hub = BoardHub()
+    notifier = Notifier(config.notify, config.state_path)
     runner = TaskRunner(
         functools.partial(TaskStore, config.state_path),
         config.daemon,
         config.workspace,
-        listener=FanOut([TaskNotices(registry), hub]),
+        listener=FanOut([TaskNotices(registry), hub, notifier]),
         sweep_interval_s=config.sweep_interval_s,
         live_idle_s=config.live_idle_s,
         spending=Spending(Ledger(config.state_path), config.budgets),
     )
     await runner.store.load()
-    tools = register_tasks(registry, runner, features=config.features)
+    tools = register_tasks(
+        registry,
+        runner,
+        features=config.features,
+        status_sections={"notifications": notifier.status_view},
+        check_notify_url=functools.partial(check_notify_url, config=config.notify),
+    )
     oauth = OAuthService(config.state_path, config.auth_token)
     await oauth.load()
     settings = HttpSettings(
@@ -239,11 +268,14 @@ async def run_server(
         await nursery.start(runner.run)
         await nursery.start(oauth.run)
         urls: list[str] = await nursery.start(serve_http)
+        notifier.dashboard_url = (config.public_urls or urls)[0]
+        await nursery.start(notifier.run, runner.tasks)
         task_status.started(urls)
         await shutdown.wait()
         # Runs first: calls waiting on them (wait_task, MCP tasks) then answer before the
         # transport drains, so requests in flight complete.
         await runner.shutdown(config.grace_s)
+        await notifier.flush()
         http_shutdown.set()
         await served.wait()
         nursery.cancel_scope.cancel()
@@ -325,6 +357,7 @@ class _UpPlan:
     sweep_interval_s: float
     live_idle_s: float
     dashboard: DashboardSettings
+    notify: NotifyConfig
     allow_rules: tuple[str, ...] = ()
     deny_rules: tuple[str, ...] = ()
     public_urls: tuple[str, ...] = ()
@@ -356,6 +389,7 @@ def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
         dashboard=dashboard_settings(environ),
         public_urls=tunnel_urls(environ),
         budgets=budgets_config(environ, args),
+        notify=notifications(environ, state, args.webhook_url, args.notify_allowed_host),
         **_up_policy(args),
     )
 
@@ -423,6 +457,7 @@ async def _up_main(plan: _UpPlan, lock: StateLock) -> int:
             dashboard=plan.dashboard,
             public_urls=plan.public_urls,
             budgets=plan.budgets,
+            notify=plan.notify,
         )
         server = _Service(functools.partial(run_server, config, shutdown=shutdown))
         urls = await nursery.start(server.run)
@@ -494,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 daemon_host=args.daemon_host,
                 daemon_port=args.daemon_port,
                 grace_s=args.grace,
+                webhook_urls=args.webhook_url,
+                notify_allowed_hosts=args.notify_allowed_host,
             )
             config = attrs.evolve(config, budgets=budgets_config(os.environ, args))
             with StateLock.acquire(config.state_path, _command_line(arguments)) as lock:

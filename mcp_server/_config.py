@@ -9,7 +9,7 @@ import argparse
 import math
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
 import attrs
@@ -21,6 +21,7 @@ from host_daemon import (
     token_from_environment,
 )
 
+from ._notify import NotifyConfig, NotifyConfigError, notify_config
 from ._tasks import LIVE_IDLE_S, SWEEP_INTERVAL_S, Budgets, DaemonEndpoint, Workspace
 from ._web import DashboardSettings
 
@@ -97,6 +98,8 @@ class ServerConfig:
     """The dashboard's logins (``DASHBOARD_SESSION_IDLE_S``: how long an unused one lasts)."""
     budgets: Budgets = attrs.field(factory=Budgets)
     """The day budgets (``BUDGET_PROJECT_DAY_USD``, ``BUDGET_SERVER_DAY_USD``)."""
+    notify: NotifyConfig = attrs.field(factory=NotifyConfig)
+    """Webhooks and their signing secret (``WEBHOOK_URLS``, ``--webhook-url``, …)."""
 
 
 def prepare_state_dir(path: pathlib.Path) -> pathlib.Path:
@@ -154,6 +157,8 @@ def serve_config(
     daemon_host: str | None = None,
     daemon_port: int | None = None,
     grace_s: float = 5.0,
+    webhook_urls: Sequence[str] = (),
+    notify_allowed_hosts: Sequence[str] = (),
 ) -> ServerConfig:
     """The ``serve`` configuration from the environment, flags overriding."""
     state = prepare_state_dir(
@@ -194,7 +199,21 @@ def serve_config(
         sweep_interval_s=parse_interval(environ, "WORKTREE_SWEEP_INTERVAL_S", SWEEP_INTERVAL_S),
         live_idle_s=parse_interval(environ, "LIVE_IDLE_S", LIVE_IDLE_S),
         dashboard=dashboard_settings(environ),
+        notify=notifications(environ, state, webhook_urls, notify_allowed_hosts),
     )
+
+
+def notifications(
+    environ: Mapping[str, str],
+    state: pathlib.Path,
+    webhook_urls: Sequence[str],
+    allowed_hosts: Sequence[str],
+) -> NotifyConfig:
+    """The notification settings (``serve`` and ``up``), a bad one a :class:`ConfigError`."""
+    try:
+        return notify_config(environ, state, urls=webhook_urls, allowed_hosts=allowed_hosts)
+    except NotifyConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def tunnel_urls(environ: Mapping[str, str]) -> tuple[str, ...]:

@@ -56,6 +56,7 @@ from ._model import (
     TaskOptions,
     TaskStatus,
     UsageLimit,
+    utcnow,
 )
 from ._notices import TaskNotices
 from ._resources import TaskResources
@@ -127,4 +128,5 @@ __all__ = [
     "parse_args",
     "register_tasks",
     "remembered_rule",
+    "utcnow",
 ]

@@ -165,6 +165,15 @@ class CreateArgs(RunOptionsArgs):
         kw_only=True,
         description="Copy the checkout's uncommitted changes in as the branch's first commit.",
     )
+    notify_url: str | None = argument(
+        None,
+        kw_only=True,
+        description="A webhook told when the task completes, fails, waits or needs a decision "
+        "(besides the server's own): https (http on loopback) to a host the owner allowed "
+        "(NOTIFY_ALLOWED_HOSTS); 'ntfy+https://…' for the ntfy format.",
+        min_length=1,
+        max_length=2048,
+    )
     priority: Literal["high", "normal", "low"] = argument(
         "normal",
         kw_only=True,

@@ -7,7 +7,7 @@ after seq ``after``; each page names the next one); for a worktree task its diff
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import attrs
 import orjson
@@ -48,6 +48,8 @@ class TaskResources:
 
     runner: TaskRunner
     features: Mapping[str, bool] = attrs.field(factory=dict)
+    sections: Mapping[str, Callable[[], JSON]] = attrs.field(factory=dict)
+    """More keys of the status view, each from its owner (``notifications``)."""
 
     def register(self, registry: Registry) -> None:
         """Declare the fixed resources and the templates on ``registry``."""
@@ -191,7 +193,7 @@ class TaskResources:
             "running_processes": self.runner.running(),
             "budgets": budgets_view(spending.ledger, spending.budgets, now),
             "usage_today": usage_view(spending.ledger, now)["today"],
-        }
+        } | {name: section() for name, section in self.sections.items()}
 
     async def _read_task_template(
         self, uri: str, variables: Mapping[str, str]

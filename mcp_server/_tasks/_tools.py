@@ -73,6 +73,8 @@ class TaskTools:
     runner: TaskRunner
     resources: TaskResources
     review: TaskReview
+    check_notify_url: Callable[[str], object] | None = None
+    """Refuses a ``notify_url`` the owner's allowlist does not admit (``None``: refuses all)."""
 
     def handler(self, spec: ToolSpec) -> Callable[[RequestContext, JSON], Awaitable[ToolResult]]:
         """The tool's handler: parse its arguments, run it, turn known failures into answers."""
@@ -95,12 +97,14 @@ class TaskTools:
         errors += rule_errors(args.deny_rules or [], "$.arguments.deny_rules")
         if errors:
             raise ToolFailure("invalid_arguments", "; ".join(errors))
+        if args.notify_url is not None:
+            self._check_notify_url(args.notify_url)
         task = await self.runner.create(
             title=args.title,
             instructions=args.instructions,
             agent=args.agent,
             project_dir=args.project_dir,
-            options=_options(args),
+            options=attrs.evolve(_options(args), notify_url=args.notify_url),
             isolation=args.isolation,
             base_ref=args.base_ref,
             include_uncommitted=args.include_uncommitted,
@@ -108,6 +112,15 @@ class TaskTools:
             priority=args.priority,
         )
         return await self._started(ctx, task, f"created ({task.isolation_text()})")
+
+    def _check_notify_url(self, url: str) -> None:
+        if self.check_notify_url is None:
+            raise ToolFailure(
+                "invalid_arguments",
+                "notify_url: this server sends no notifications to tasks' URLs (the allowlist "
+                "NOTIFY_ALLOWED_HOSTS or --notify-allowed-host is empty) @ $.arguments.notify_url",
+            )
+        self.check_notify_url(url)
 
     async def update_task(self, ctx: RequestContext, args: UpdateArgs) -> ToolResult:
         self.runner.get(args.id)
@@ -502,13 +515,26 @@ TOOLS: tuple[ToolSpec, ...] = (
 
 
 def register_tasks(
-    registry: Registry, runner: TaskRunner, *, features: Mapping[str, bool] | None = None
+    registry: Registry,
+    runner: TaskRunner,
+    *,
+    features: Mapping[str, bool] | None = None,
+    status_sections: Mapping[str, Callable[[], JSON]] | None = None,
+    check_notify_url: Callable[[str], object] | None = None,
 ) -> TaskTools:
     """Declare the coding-task surface on ``registry``: tools, resources (the tasks that exist
     already among them), templates and prompts. The runner's changes reach clients through the
-    :class:`TaskNotices` it was built with."""
-    resources = TaskResources(runner=runner, features=dict(features or {}))
-    tools = TaskTools(runner=runner, resources=resources, review=TaskReview(runner))
+    :class:`TaskNotices` it was built with. ``status_sections`` add keys to ``check_status``
+    (``notifications``); ``check_notify_url`` admits a task's ``notify_url`` or raises."""
+    resources = TaskResources(
+        runner=runner, features=dict(features or {}), sections=dict(status_sections or {})
+    )
+    tools = TaskTools(
+        runner=runner,
+        resources=resources,
+        review=TaskReview(runner),
+        check_notify_url=check_notify_url,
+    )
     for spec in TOOLS:
         annotations = ANNOTATIONS[spec.name]
         registry.add_tool(

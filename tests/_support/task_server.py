@@ -29,6 +29,7 @@ from _support.agent_up import Up, base_env, coding_agent_up
 from _support.daemon import install_stand_in_agent, running_daemon
 from _support.mcp_http import serving
 from mcp_server import Registry
+from mcp_server._notify import Notifier, NotifyConfig, check_notify_url
 from mcp_server._tasks import (
     DaemonEndpoint,
     Spending,
@@ -40,6 +41,7 @@ from mcp_server._tasks import (
     register_tasks,
 )
 from mcp_server._tasks._holds import HoldPolicy
+from mcp_server._web import FanOut
 
 VERSION = "2025-11-25"
 STAND_IN = pathlib.Path(__file__).parents[1] / "e2e" / "stand_in_claude.py"
@@ -140,6 +142,7 @@ class Env:
     runner: TaskRunner
     root: pathlib.Path
     state: pathlib.Path
+    notifier: Notifier | None = None
 
 
 @contextlib.asynccontextmanager
@@ -155,12 +158,14 @@ async def task_server(
     client_root: str | None = None,
     hold_policy: HoldPolicy | None = None,
     spending: Spending | None = None,
+    notify: NotifyConfig | None = None,
 ) -> AsyncIterator[Env]:
     """Daemon + runner + MCP server on loopback; ``token``/``port`` override the server's view,
     ``daemon_env``/``daemon_config`` the daemon's environment and :class:`DaemonConfig` fields
     (a ``state_dir`` gives it worktrees); ``client_root`` is where clients see the root (as
     ``/workspace`` in the container; default: the root's own path); ``spending`` the runner's
-    ledger and budgets (default: a ledger in the state dir, no day budgets)."""
+    ledger and budgets (default: a ledger in the state dir, no day budgets); ``notify`` runs a
+    :class:`Notifier` with these settings beside the runner."""
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
     agent = install_agent(tmp_path / "bin")
@@ -172,23 +177,36 @@ async def task_server(
             token=daemon.token if token is None else token,
         )
         registry = Registry()
+        notifier = None if notify is None else Notifier(notify, tmp_path / "state")
         runner = TaskRunner(
             store or functools.partial(TaskStore, tmp_path / "state"),
             endpoint,
             Workspace(PurePosixPath(client_root or root), PurePosixPath(root)),
-            listener=TaskNotices(registry),
+            listener=TaskNotices(registry)
+            if notifier is None
+            else FanOut([TaskNotices(registry), notifier]),
             sweep_interval_s=sweep_interval_s,
             hold_policy=hold_policy,
             spending=spending,
         )
         await runner.store.load()
-        register_tasks(registry, runner)
+        if notifier is None:
+            register_tasks(registry, runner)
+        else:
+            register_tasks(
+                registry,
+                runner,
+                status_sections={"notifications": notifier.status_view},
+                check_notify_url=functools.partial(check_notify_url, config=notifier.config),
+            )
         async with trio.open_nursery() as nursery:
             await nursery.start(runner.run)
+            if notifier is not None:
+                await nursery.start(notifier.run, runner.tasks)
             async with serving(registry) as url, httpx.AsyncClient(timeout=60) as http:
                 client = Client(http, url)
                 await client.initialize()
-                yield Env(client, runner, root, tmp_path / "state")
+                yield Env(client, runner, root, tmp_path / "state", notifier)
             nursery.cancel_scope.cancel()
 
 

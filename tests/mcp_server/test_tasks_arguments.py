@@ -128,6 +128,15 @@ CLIENTS_SAW: dict[str, dict[str, Any]] = {
                 "description": "Copy the checkout's uncommitted changes in as the branch's "
                 "first commit.",
             },
+            # Issue 10: a webhook of the task's own, checked against the owner's allowlist.
+            "notify_url": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 2048,
+                "description": "A webhook told when the task completes, fails, waits or needs "
+                "a decision (besides the server's own): https (http on loopback) to a host the "
+                "owner allowed (NOTIFY_ALLOWED_HOSTS); 'ntfy+https://…' for the ntfy format.",
+            },
             "priority": {
                 "type": "string",
                 "enum": ["high", "normal", "low"],
