@@ -44,8 +44,9 @@ CASES = [
     _case("codex_file_change", "waiting", ["/work/project/README.md", "/work/project/hello.py"]),
     _case("gemini_success", "waiting", []),
     _case("gemini_auto_edit", "waiting", ["hello.py"]),
-    _case("gemini_error", "failed", []),
     _case("gemini_turn_limit", "failed", []),
+    # "You exceeded your current quota": a usage limit, which holds Gemini's later tasks: last.
+    _case("gemini_error", "limited", []),
 ]
 
 
