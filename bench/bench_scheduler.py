@@ -164,6 +164,8 @@ async def bench(rounds: int, queued: int, work: pathlib.Path) -> dict[str, Any]:
     env.pop("DAEMON_TOKEN", None)
     mcp_token = secrets.token_urlsafe(16)
     listen, auth = ["--listen", f"127.0.0.1:{daemon_port}"], ["--token-file", str(token_file)]
+    # Its own state dir: the default one is locked by any daemon already running here.
+    auth += ["--state-dir", str(work / "daemon-state")]
     limits = ["--max-runs", "1", "--log-level", "error"]
     daemon = await trio.lowlevel.open_process(
         [sys.executable, "-m", "host_daemon", *listen, "--root", str(root), *auth, *limits],

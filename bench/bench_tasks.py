@@ -155,6 +155,9 @@ async def bench(tasks: int, events: int, work: pathlib.Path) -> dict[str, Any]:
             str(root),
             "--token-file",
             str(token_file),
+            # Its own state dir: the default one is locked by any daemon already running here.
+            "--state-dir",
+            str(token_file.parent / "daemon-state"),
             "--max-runs",
             str(tasks),
             "--log-level",

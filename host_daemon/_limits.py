@@ -96,10 +96,24 @@ def _codex_reset(message: str, now: float, tz: dt.tzinfo | None) -> float | None
     clock = dt.datetime.strptime(found.group("clock").upper().replace(" ", ""), "%I:%M%p")
     when = today.replace(hour=clock.hour, minute=clock.minute, second=0, microsecond=0)
     if found.group("date"):
-        day = dt.datetime.strptime(found.group("date"), "%b %d")
-        when = when.replace(month=day.month, day=day.day)
-        if when.timestamp() + _MINUTE < now:
-            when = when.replace(year=when.year + 1)
+        dated = _on_day(when, found.group("date"), now)
+        if dated is None:
+            return None
+        when = dated
     elif when.timestamp() + _MINUTE < now:
         when += dt.timedelta(days=1)
     return when.timestamp() + _MINUTE
+
+
+def _on_day(when: dt.datetime, date: str, now: float) -> dt.datetime | None:
+    """``when`` moved to ``date`` ("Dec 7"), this year or, once past, the next (a year is
+    always given to ``strptime``: without one, Python 3.13 warns that Feb 29 is ambiguous)."""
+    for year in (when.year, when.year + 1):
+        try:
+            day = dt.datetime.strptime(f"{year} {date}", "%Y %b %d")
+        except ValueError:  # Feb 29 in a year without one
+            continue
+        moved = when.replace(year=year, month=day.month, day=day.day)
+        if moved.timestamp() + _MINUTE >= now:
+            return moved
+    return None
