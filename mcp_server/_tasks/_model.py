@@ -347,13 +347,13 @@ def isolate(
 ) -> Task:
     """Say where a ``pending`` task runs (before its first run): its worktree, or none."""
     if task.status != "pending" or task.runs:
-        raise _refuse(task, "isolate", "pending, before its first run")
+        raise refuse(task, "isolate", "pending, before its first run")
     if (isolation == "worktree") != (worktree is not None):
         raise ValueError(f"isolation {isolation!r} does not match worktree {worktree!r}")
     return attrs.evolve(task, isolation=isolation, isolation_note=note, worktree=worktree)
 
 
-def _refuse(task: Task, action: str, allowed: str) -> InvalidTransition:
+def refuse(task: Task, action: str, allowed: str) -> InvalidTransition:
     return InvalidTransition(
         f"cannot {action} task {task.id}: it is {task.status} (allowed from {allowed})"
     )
@@ -376,7 +376,7 @@ def start_run(task: Task, now: datetime.datetime, instructions: str | None = Non
         turns = (*task.turns, Turn(instructions=instructions, at=now))
     else:
         allowed = ["pending", *sorted(WAITING_TO_START), *sorted(RESUMABLE)]
-        raise _refuse(task, "start a run of", ", ".join(allowed))
+        raise refuse(task, "start a run of", ", ".join(allowed))
     return attrs.evolve(
         task,
         status="in_progress",
@@ -415,7 +415,7 @@ def enqueue(
             raise InvalidTransition(f"a follow-up turn of task {task.id} needs instructions")
         turns = (*task.turns, Turn(instructions=instructions, at=now))
     else:
-        raise _refuse(task, "queue a run of", "pending, " + ", ".join(sorted(RESUMABLE)))
+        raise refuse(task, "queue a run of", "pending, " + ", ".join(sorted(RESUMABLE)))
     return attrs.evolve(
         task, status="queued", turns=turns, queued_at=now, queue_reason=reason, updated_at=now
     )
@@ -425,7 +425,7 @@ def requeue(task: Task, now: datetime.datetime, reason: str | None) -> Task:
     """A started run the daemon refused (busy) goes back to the head of the queue (of its
     priority: ``queued_at`` is the task's creation), ``queued`` with no run counted."""
     if not task.running:
-        raise _refuse(task, "requeue", "in_progress, input_required")
+        raise refuse(task, "requeue", "in_progress, input_required")
     return attrs.evolve(
         task,
         status="queued",
@@ -441,7 +441,7 @@ def dequeue(task: Task, now: datetime.datetime) -> Task:
     """A queued run is called off before it started (its MCP task was cancelled): ``cancelled``
     (a follow-up may start again); the turn it held stays in the record, never run."""
     if task.status != "queued":
-        raise _refuse(task, "dequeue", "queued")
+        raise refuse(task, "dequeue", "queued")
     return attrs.evolve(task, status="cancelled", queued_at=None, queue_reason=None, updated_at=now)
 
 
@@ -449,7 +449,7 @@ def limited(task: Task, limit: UsageLimit, report: RunReport, now: datetime.date
     """The run hit a usage limit: ``limited`` until the limit resets; the scheduler resumes it
     (its queue place: the time the limit was hit)."""
     if not task.running:
-        raise _refuse(task, "limit", "in_progress, input_required")
+        raise refuse(task, "limit", "in_progress, input_required")
     commits = task.commits if report.commit is None else (*task.commits, report.commit)
     return attrs.evolve(
         task,
@@ -468,7 +468,7 @@ def limited(task: Task, limit: UsageLimit, report: RunReport, now: datetime.date
 def record_session(task: Task, session_id: str, now: datetime.datetime) -> Task:
     """Remember the agent's conversation id (from its init event) for later follow-ups."""
     if not task.running:
-        raise _refuse(task, "record a session for", "in_progress, input_required")
+        raise refuse(task, "record a session for", "in_progress, input_required")
     return attrs.evolve(task, session_id=session_id, updated_at=now)
 
 
@@ -482,7 +482,7 @@ def finish_run(
     dropped (the daemon resolved them ``closed``).
     """
     if not task.running:
-        raise _refuse(task, "finish a run of", "in_progress, input_required")
+        raise refuse(task, "finish a run of", "in_progress, input_required")
     status: TaskStatus
     if report.outcome == "success" or (asked_to_stop and report.outcome == "interrupted"):
         status = "waiting"
@@ -507,7 +507,7 @@ def finish_run(
 def ask(task: Task, request: PendingApproval, now: datetime.datetime) -> Task:
     """The agent asks for permission: the task is ``input_required`` until it is decided."""
     if not task.running:
-        raise _refuse(task, "ask for a decision in", "in_progress, input_required")
+        raise refuse(task, "ask for a decision in", "in_progress, input_required")
     if task.pending_request(request.request_id) is not None:
         return task
     return attrs.evolve(
@@ -537,14 +537,14 @@ def interrupt(task: Task, now: datetime.datetime) -> Task:
     """The process that ran the task stopped (crash or shutdown) before the run ended; its
     pending requests went with it (the daemon ended the session)."""
     if task.status != "pending" and not task.running:
-        raise _refuse(task, "interrupt", "pending, in_progress, input_required")
+        raise refuse(task, "interrupt", "pending, in_progress, input_required")
     return attrs.evolve(task, status="interrupted", updated_at=now, pending=())
 
 
 def end(task: Task, now: datetime.datetime) -> Task:
     """Close the task for good (the runner stops any run in flight first)."""
     if task.status == "completed":
-        raise _refuse(task, "end", "any status but completed")
+        raise refuse(task, "end", "any status but completed")
     return attrs.evolve(
         task,
         status="completed",
@@ -554,45 +554,6 @@ def end(task: Task, now: datetime.datetime) -> Task:
         queued_at=None,
         queue_reason=None,
         limit=None,
-    )
-
-
-def check_reviewable(task: Task, action: str, *, running: bool = False) -> None:
-    """Refuse to merge or discard a task that has no open worktree, or (unless ``running`` is
-    allowed) a run in flight."""
-    if task.worktree is None:
-        raise InvalidTransition(
-            f"cannot {action} task {task.id}: it has no worktree ({task.isolation_text()})"
-        )
-    if task.review is not None:
-        raise InvalidTransition(f"cannot {action} task {task.id}: it was already {task.review}")
-    if task.running and not running:
-        raise _refuse(task, action, "any status but in_progress, input_required")
-
-
-def merged(task: Task, now: datetime.datetime) -> Task:
-    """The task's branch landed in its base branch: the task is ``completed``."""
-    check_reviewable(task, "merge")
-    return attrs.evolve(
-        task,
-        status="completed",
-        review="merged",
-        completed_at=task.completed_at or now,
-        updated_at=now,
-    )
-
-
-def discarded(task: Task, now: datetime.datetime) -> Task:
-    """The task's worktree and branch were removed: ``cancelled`` (an ended task stays
-    ``completed``, which is final)."""
-    check_reviewable(task, "discard")
-    status: TaskStatus = "completed" if task.status == "completed" else "cancelled"
-    return attrs.evolve(
-        task,
-        status=status,
-        review="discarded",
-        completed_at=task.completed_at or now,
-        updated_at=now,
     )
 
 

@@ -17,7 +17,8 @@ import attrs
 from host_daemon import CommitsDone, DiffDone, DiscardDone, MergeDone, MergeStrategy
 
 from ._errors import TaskBusy, TaskNotFound
-from ._model import Task, check_reviewable, discarded, merged
+from ._model import Task
+from ._model_review import check_reviewable, discarded, merged
 from ._runner import TaskRunner
 from ._store import UnknownTask
 

@@ -22,14 +22,13 @@ from mcp_server._tasks._model import (
     Task,
     TaskOptions,
     WorktreeRecord,
-    discarded,
     end,
     finish_run,
     isolate,
-    merged,
     new_task,
     start_run,
 )
+from mcp_server._tasks._model_review import discarded, merged
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(seconds=5)
