@@ -26,12 +26,12 @@ from mcp_server._tasks._model import (
     WorktreeRecord,
     answered,
     ask,
-    check_reviewable,
     finish_run,
     grant,
     new_task,
     start_run,
 )
+from mcp_server._tasks._model_review import check_reviewable
 from mcp_server._tasks._store import TaskStore
 from mcp_server._tasks._views import task_view
 
