@@ -140,7 +140,7 @@ class TaskRunner(TurnRunning):
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs and the store's flusher until cancelled (runs then become interrupted)."""
-        await self.spending.ledger.load(self.store.tasks, utc_day(self.clock.wall()))
+        await self.spending.ledger.load(await self.store.ids(), utc_day(self.clock.wall()))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)
@@ -226,9 +226,11 @@ class TaskRunner(TurnRunning):
             raise TaskNotFound(task_id)
         return task
 
-    def tasks(self) -> list[Task]:
-        """Every task, oldest first: in creation order, whatever the wall clock did meanwhile."""
-        return sorted(self.store.tasks.values(), key=lambda t: t.order)
+    def active_tasks(self) -> list[Task]:
+        """The tasks not at rest (pending, queued, limited, running), oldest first: in creation
+        order, whatever the wall clock did meanwhile. The others are read through the index
+        (:meth:`TaskStore.page`)."""
+        return sorted(self.store.tasks.resident.values(), key=lambda t: t.order)
 
     def is_running(self, task_id: str) -> bool:
         """True while the task's run is in flight or its end is not yet recorded."""
@@ -249,7 +251,7 @@ class TaskRunner(TurnRunning):
 
     def worktree_keys(self) -> list[str]:
         """The tasks whose worktree must stay: open ones, and those being made."""
-        return [t.id for t in self.store.tasks.values() if t.has_open_worktree] + [*self._preparing]
+        return [*self.store.open_worktrees, *self._preparing]
 
     @contextlib.contextmanager
     def hold(self, task_id: str) -> Iterator[None]:
@@ -470,14 +472,19 @@ class TaskRunner(TurnRunning):
         Each task is forgotten with no checkpoint after its last run stopped, so a run started
         meanwhile (a ``create_task`` or ``update_task`` during the clean) is stopped too.
         """
-        deleted = 0
-        while self.store.tasks:
-            task_id = next(iter(self.store.tasks))
-            while task_id in self._active:
-                await self.stop(task_id)
-            await self.store.delete(task_id)
-            self.notify(task_id, "deleted")
-            deleted += 1
+        gone: set[str] = set()
+        while left := [
+            task_id
+            for task_id in [*self.store.tasks.resident, *await self.store.ids(limit=100)]
+            if task_id not in gone
+        ]:
+            for task_id in left:
+                while task_id in self._active:
+                    await self.stop(task_id)
+                await self.store.delete(task_id)
+                self.notify(task_id, "deleted")
+                gone.add(task_id)
+        deleted = len(gone)
         await self.worktrees.sweep(self.worktree_keys)
         self.queue.wake()
         return deleted
