@@ -233,6 +233,7 @@ class IndexDb:
             self._check()
 
     def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         if fresh:
