@@ -236,7 +236,7 @@ class IndexDb:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        if fresh:
+        if fresh and self.rebuilt is None:
             self.rebuilt = "there was no index"
         return connection
 
