@@ -33,7 +33,7 @@ def read_record(tasks_dir: pathlib.Path, task_id: str) -> Task | None:
     path = tasks_dir / (task_id + RECORD_SUFFIX)
     try:
         data = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # none (or a name no task can have: too long, a directory)
         return None
     try:
         return decode_record(data, task_id)

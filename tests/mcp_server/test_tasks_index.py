@@ -10,6 +10,7 @@ import pathlib
 import attrs
 import pytest
 import trio
+from _support.task_server import task_server
 
 from mcp_server._tasks import TaskQuery, TaskStore, task_page
 from mcp_server._tasks._files import (
@@ -218,3 +219,33 @@ async def test_last_log_page_reads_from_the_end(tmp_path: pathlib.Path) -> None:
     assert len(reopened.marks) == 0
     middle = await again.read_events(task.id, 2 * MARK_STRIDE + 3, 5)
     assert [e.seq for e in middle] == list(range(2 * MARK_STRIDE + 4, 2 * MARK_STRIDE + 9))
+
+
+async def test_agent_tasks_resource_pages_and_filters(tmp_path: pathlib.Path) -> None:
+    """agent://tasks lists the newest page and names the older one; agent://tasks?{query}
+    filters by cwd and status and pages with the cursor it names; a bad query is an error."""
+    tasks_dir = tmp_path / "state" / "tasks"
+    tasks_dir.mkdir(parents=True)
+    tasks = [
+        attrs.evolve(done(a_task(f"task {n}", "/w/a" if n % 2 else "/w/b")), seq=n + 1)
+        for n in range(60)
+    ]
+    for task in tasks:
+        (tasks_dir / (task.id + RECORD_SUFFIX)).write_bytes(encode_task(task))
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]  # no daemon: listing needs none
+    async with task_server(tmp_path, port=free_port) as env:
+        first = await env.client.read("agent://tasks")
+        assert [t["task_id"] for t in first["tasks"]] == [t.id for t in tasks[10:]]
+        assert (first["total_tasks"], first["tasks_omitted"], first["newer"]) == (60, 10, None)
+        older = await env.client.read(first["older"])
+        assert [t["task_id"] for t in older["tasks"]] == [t.id for t in tasks[:10]]
+        assert older["older"] is None
+        in_a = await env.client.read("agent://tasks?cwd=%2Fw%2Fa&status=waiting&limit=5")
+        assert [t["task_id"] for t in in_a["tasks"]] == [t.id for t in tasks[51::2]]
+        assert in_a["matching_tasks"] == 30
+        before = await env.client.read(in_a["older"])
+        assert [t["task_id"] for t in before["tasks"]] == [t.id for t in tasks[41:51:2]]
+        answer = await env.client.rpc("resources/read", {"uri": "agent://tasks?status=nope"})
+        assert "expected statuses among" in answer["error"]["message"]
