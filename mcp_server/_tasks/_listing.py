@@ -41,6 +41,11 @@ async def page(store: TaskStore, query: TaskQuery) -> tuple[Listing, list[Task]]
     return listing, [task for task in tasks if task is not None]
 
 
+async def ids(store: TaskStore, limit: int = -1) -> list[str]:
+    """Every task's id (at most ``limit``), oldest first, from the index."""
+    return await store.index.call(lambda db: db.ids(limit=limit))
+
+
 async def stats(store: TaskStore) -> Stats:
     """Counts over every task, from the index."""
     return await store.index.call(IndexDb.stats)

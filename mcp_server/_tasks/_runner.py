@@ -32,6 +32,7 @@ from ._errors import ShuttingDown, TaskBusy, TaskError, TaskNotFound, WorktreeFa
 from ._holds import HoldPolicy, UsageLimits
 from ._ledger import Ledger, utc_day
 from ._listener import Listener
+from ._listing import ids as task_ids
 from ._live import LiveDesk
 from ._model import (
     InvalidTransition,
@@ -140,7 +141,7 @@ class TaskRunner(TurnRunning):
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs and the store's flusher until cancelled (runs then become interrupted)."""
-        await self.spending.ledger.load(await self.store.ids(), utc_day(self.clock.wall()))
+        await self.spending.ledger.load(await task_ids(self.store), utc_day(self.clock.wall()))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)
@@ -475,7 +476,7 @@ class TaskRunner(TurnRunning):
         gone: set[str] = set()
         while left := [
             task_id
-            for task_id in [*self.store.tasks.resident, *await self.store.ids(limit=100)]
+            for task_id in [*self.store.tasks.resident, *await task_ids(self.store, 100)]
             if task_id not in gone
         ]:
             for task_id in left:

@@ -5,6 +5,14 @@ Layout::
     STATE_PATH/tasks/<id>.json            the task record, replaced atomically on every transition
     STATE_PATH/tasks/<id>.events.ndjson   the task's events, one per line, seq 1, 2, 3, …
     STATE_PATH/quarantine/                whatever recovery could not read, moved aside, never lost
+    STATE_PATH/index.sqlite               the index (:mod:`._index`): derived, rebuildable
+
+Memory and the index: the records and logs are the durable record, written first; the index
+row of a task is written after them (a crash in between is repaired at the next start, which
+compares the files with the index and reads only what changed, and the tasks not at rest).
+Tasks not at rest (pending, queued, limited, running) stay in memory; the others are read on
+demand and cached (:class:`._taskmap.TaskMap`); listings page through the index
+(:mod:`._listing`). A log's offsets are kept sparsely (:attr:`._files.Log.marks`).
 
 Durability policy:
 
@@ -37,12 +45,13 @@ or published); a log the flusher cannot append to loses its queued output and th
 (:class:`OutputLost`) to end that run; a run's end is never lost: refused, it is published in
 memory and written by :meth:`TaskStore.retry` (every ``RETRY_INTERVAL_S``) once the disk takes it.
 
-Recovery (:meth:`TaskStore.load`, reading with :class:`._recovery.Recovery`): a record that does
-not parse, a log line that does not parse, a log whose sequence breaks, or a log without a record
-is moved into ``quarantine/`` with a warning naming it. A torn last log line (the write a crash
-cut short) is cut back to the last whole line, the torn bytes kept in quarantine. A task found
-``pending``, ``in_progress`` or ``input_required`` becomes ``interrupted`` (its pending
-permission requests are dropped: the daemon ended the live session with the connection).
+Recovery (:meth:`TaskStore.load`, reading what changed with :class:`._recovery.Recovery`): a
+record that does not parse, a log line that does not parse, a log whose sequence breaks, or a
+log without a record is moved into ``quarantine/`` with a warning naming it. A torn last log
+line (the write a crash cut short) is cut back to the last whole line, the torn bytes kept in
+quarantine. A task found ``pending``, ``in_progress`` or ``input_required`` becomes
+``interrupted`` (its pending permission requests are dropped: the daemon ended the live
+session with the connection).
 """
 
 from __future__ import annotations
@@ -342,20 +351,14 @@ class TaskStore:
         else:
             self.open_worktrees.discard(task.id)
 
-    def _pinned(self, task_id: str) -> bool:
-        """A task at rest stays in memory while its log or record waits for the disk, or its
-        record's event count is behind its log."""
-        state = self._logs.get(task_id)
-        task = self.tasks.peek(task_id)
-        return task_id in self._unsaved or (
-            state is not None
-            and (
-                bool(state.pending)
-                or state.unsynced
-                or task is None
-                or task.event_count != state.written
-                or self._lock(task_id).locked()
-            )
+    def _pinned(self, task: Task) -> bool:
+        """A task at rest stays in memory while its record or log waits for the disk, its lock
+        is held, or its record's event count is behind its log."""
+        state, lock = self._logs.get(task.id), self._locks.get(task.id)
+        if task.id in self._unsaved or (lock is not None and lock.locked()):
+            return True
+        return state is not None and (
+            bool(state.pending) or state.unsynced or task.event_count != state.written
         )
 
     def _evicted(self, task_id: str) -> None:
@@ -592,7 +595,3 @@ class TaskStore:
                 task = known if known is not None else task
                 self.tasks.remember(task)
         return task
-
-    async def ids(self, limit: int = -1) -> list[str]:
-        """Every task's id (at most ``limit``), oldest first, from the index."""
-        return await self.index.call(lambda db: db.ids(limit=limit))

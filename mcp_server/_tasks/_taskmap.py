@@ -58,7 +58,7 @@ class TaskMap:
     def __init__(
         self,
         tasks_dir: pathlib.Path,
-        pinned: Callable[[str], bool],
+        pinned: Callable[[Task], bool],
         evicted: Callable[[str], None],
         capacity: int = CACHED_TASKS,
     ) -> None:
@@ -110,10 +110,10 @@ class TaskMap:
         self._cached[task.id] = task
         self._cached.move_to_end(task.id)
         if len(self._cached) > self.capacity:
-            for task_id in list(self._cached)[: len(self._cached) - self.capacity]:
-                if not self._pinned(task_id):
-                    del self._cached[task_id]
-                    self._evicted(task_id)
+            for old in list(self._cached.values())[: len(self._cached) - self.capacity]:
+                if not self._pinned(old):
+                    del self._cached[old.id]
+                    self._evicted(old.id)
 
     def forget(self, task_id: str) -> None:
         self.resident.pop(task_id, None)
