@@ -30,8 +30,12 @@ from ._files import (
 )
 from ._index import FileStat, IndexDb, row_of
 from ._model import Task, utcnow
+from ._taskmap import resident
 
 log = logging.getLogger("mcp_server.tasks")
+
+ROWS_PER_BATCH = 1000
+"""Index rows written per transaction while reading records back (memory stays small)."""
 
 
 @attrs.define
@@ -42,6 +46,8 @@ class Recovery:
     quarantine_dir: pathlib.Path
     logs: dict[str, Log] = attrs.field(factory=dict)
     quarantined: list[pathlib.Path] = attrs.field(factory=list)
+    kept_on_disk: int = 0
+    """Tasks at rest read (their index rows made) but not kept."""
     recounted: set[str] = attrs.field(factory=set)
     """Tasks whose record's event count is not what their log holds (the record is stale)."""
 
@@ -59,7 +65,8 @@ class Recovery:
 
     def run(self, index: IndexDb) -> dict[str, Task]:
         """Read back what changed behind ``index`` (and what the server keeps in memory), bring
-        the index up to date; returns the tasks read, their logs in :attr:`logs`."""
+        the index up to date; returns the tasks the store must hold or rewrite (not at rest, or
+        their record's event count is not their log's), their logs in :attr:`logs`."""
         loaded: dict[str, Task] = {}
         self.tasks_dir.mkdir(parents=True, exist_ok=True)
         stale = index.stale(self._entries())
@@ -82,13 +89,19 @@ class Recovery:
                     self.quarantine(log_path, "event log of an unreadable task record")
                 index.drop([task_id])
                 continue
-            self.logs[task_id] = self._load_log(task_id)
-            count = self.logs[task_id].last_seq
+            events = self._load_log(task_id)
+            count = events.last_seq
+            rows.append(row_of(task, *self.stats(task_id), count))
             if count != task.event_count:
                 self.recounted.add(task_id)
                 task = attrs.evolve(task, event_count=count)
-            loaded[task_id] = task
-            rows.append(row_of(task, *self.stats(task_id), count))
+            elif not resident(task):
+                self.kept_on_disk += 1  # at rest, and its record says all: read when asked for
+            if resident(task) or task_id in self.recounted:
+                loaded[task_id], self.logs[task_id] = task, events
+            if len(rows) >= ROWS_PER_BATCH:
+                index.put(rows)
+                rows.clear()
         index.put(rows)
         for task_id in stale.orphan_logs:
             self.quarantine(

@@ -195,8 +195,8 @@ class TaskStore:
 
     async def load(self) -> list[Task]:
         """Reconcile the files with the index, quarantining what cannot be read; returns the
-        tasks read back (what changed behind the index, and the resident tasks: the others stay
-        on disk until asked for), as published."""
+        tasks it holds (not at rest) or rewrote (interrupted, or recounted), as published: the
+        others stay on disk until asked for."""
         recovery = Recovery(self.tasks_dir, self.quarantine_dir)
         async with self._io_lock:
             loaded = await self.index.call(recovery.run)
@@ -215,9 +215,6 @@ class TaskStore:
                 self._logs[task_id] = state
                 self._publish(task)
                 read.append(task)
-                continue
-            elif task_id not in recovery.recounted:
-                read.append(task)  # at rest, its record says all: read again when asked for
                 continue
             self._logs[task_id] = state
             async with self._lock(task_id):
