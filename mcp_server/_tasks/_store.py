@@ -87,7 +87,7 @@ from ._files import (
     read_page,
     save_sync,
 )
-from ._index import INDEX_NAME, IndexDb, TaskIndex, row_of
+from ._index import INDEX_NAME, FileStat, IndexDb, TaskIndex, row_of
 from ._listener import Listener
 from ._model import Clock, Task, TaskEvent, count_events, interrupt, next_event
 from ._recovery import Recovery
@@ -297,12 +297,7 @@ class TaskStore:
             batch = list(state.pending)
             try:
                 written, stats = await trio.to_thread.run_sync(
-                    save_sync,
-                    self.tasks_dir,
-                    task.id,
-                    (state.path, state.size),
-                    batch,
-                    encode_task(task),
+                    self._save_sync, task.id, state.path, state.size, batch, encode_task(task)
                 )
             except StateWriteError as error:
                 self._refused(error)
@@ -340,6 +335,11 @@ class TaskStore:
         them already follows them (the log's seqs must stay contiguous)."""
         if own and state.pending[-len(own) :] == own:
             del state.pending[-len(own) :]
+
+    def _save_sync(
+        self, task_id: str, log_path: pathlib.Path, size: int, batch: list[TaskEvent], data: bytes
+    ) -> tuple[Written, tuple[FileStat, FileStat | None]]:
+        return save_sync(self.tasks_dir, task_id, (log_path, size), batch, data)
 
     def _publish(self, task: Task) -> None:
         self.tasks.remember(task)
