@@ -19,6 +19,7 @@ import logging
 import os
 import pathlib
 import sqlite3
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -409,6 +410,9 @@ class TaskIndex:
         def run() -> T:
             if self._db is None:
                 self._db = IndexDb(self.path)
+                # Closed when this object goes (if close() was not awaited), never left to the
+                # connection's own finalizer (which warns, and could run mid-statement).
+                weakref.finalize(self, self._db.close)
             return work(self._db)
 
         return await trio.to_thread.run_sync(run, limiter=self._limiter)
