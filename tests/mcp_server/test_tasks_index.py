@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import pathlib
 
 import attrs
@@ -122,6 +123,29 @@ async def test_record_changed_behind_the_index_is_picked_up(tmp_path: pathlib.Pa
     assert failed == [first]
     assert again.tasks[first].title == "renamed behind the index"
     assert await listed(again) == [first, unseen.id]
+
+
+async def test_record_rewritten_with_its_size_and_mtime_is_picked_up(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A record replaced by one of the same size within the same clock tick (same mtime) is
+    still read again at start: the rename gave it a new inode."""
+    store = await loaded(tmp_path)
+    (task_id,) = await finished_tasks(store, 1)
+    await store.close()
+    record = tmp_path / "tasks" / (task_id + RECORD_SUFFIX)
+    before = record.stat()
+    renamed = attrs.evolve(store.tasks[task_id], title="task X")  # was "task 0": same size
+    staged = record.with_name("staged")
+    staged.write_bytes(encode_task(renamed))
+    os.utime(staged, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(staged, record)
+    assert (record.stat().st_size, record.stat().st_mtime_ns) == (
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    again = await loaded(tmp_path)
+    assert await listed(again, TaskQuery(words=("task", "x"))) == [task_id]
 
 
 async def test_tasks_at_rest_are_not_held_in_memory(tmp_path: pathlib.Path) -> None:
