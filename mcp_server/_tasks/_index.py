@@ -219,12 +219,19 @@ class Stale:
 # -- the database (blocking; worker threads only) --------------------------------------------
 
 
+def remove_index(path: pathlib.Path) -> None:
+    """Delete the index's files (the next open makes it anew)."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(path) + suffix)
+
+
 class IndexDb:
     """One connection to ``index.sqlite``; a missing, foreign or corrupt file is made anew."""
 
-    def __init__(self, path: pathlib.Path) -> None:
+    def __init__(self, path: pathlib.Path, rebuilt: str | None = None) -> None:
         self.path = path
-        self.rebuilt: str | None = None
+        self.rebuilt = rebuilt
         """Why the index was made anew at open (``None``: it was there and sound)."""
         try:
             self.connection = self._open()
@@ -232,7 +239,7 @@ class IndexDb:
         except sqlite3.DatabaseError as exc:
             with contextlib.suppress(AttributeError, sqlite3.Error):
                 self.connection.close()
-            self._remove()
+            remove_index(self.path)
             self.rebuilt = f"the index was unreadable ({exc})"
             self.connection = self._open()
             self._check()
@@ -259,11 +266,6 @@ class IndexDb:
             db.execute("DROP TABLE IF EXISTS tasks")
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-    def _remove(self) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(str(self.path) + suffix)
 
     def close(self) -> None:
         self.connection.close()
@@ -423,6 +425,18 @@ class TaskIndex:
             return work(self._db)
 
         return await trio.to_thread.run_sync(run, limiter=self._limiter)
+
+    async def reset(self, why: str) -> None:
+        """Remove the index and make it anew (``why`` it was: logged by the rebuild)."""
+
+        def remake() -> None:
+            if self._db is not None:
+                self._db.close()
+            remove_index(self.path)
+            self._db = IndexDb(self.path, why)
+            weakref.finalize(self, self._db.close)
+
+        await trio.to_thread.run_sync(remake, limiter=self._limiter)
 
     async def close(self) -> None:
         if self._db is not None:

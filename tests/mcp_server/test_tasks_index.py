@@ -3,10 +3,12 @@ tasks at rest read on demand, and log pages read without a per-event offset tabl
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
 import pathlib
+import sqlite3
 
 import attrs
 import pytest
@@ -101,6 +103,24 @@ async def test_corrupt_index_is_rebuilt_from_the_files(
     with caplog.at_level(logging.WARNING, "mcp_server.tasks"):
         again = await loaded(tmp_path)
     assert "rebuilding the task index from 2 task records: the index was unreadable" in caplog.text
+    assert await listed(again) == ids
+
+
+async def test_index_that_fails_its_queries_is_rebuilt(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sound database of the right version whose table is not the index's (it passes the
+    open's checks, then a query fails) is made anew from the records, saying why."""
+    store = await loaded(tmp_path)
+    ids = await finished_tasks(store, 2)
+    await store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / INDEX_NAME)) as db:
+        db.execute("DROP TABLE tasks")
+        db.execute("CREATE TABLE tasks (id TEXT PRIMARY KEY)")
+        db.commit()
+    with caplog.at_level(logging.WARNING, "mcp_server.tasks"):
+        again = await loaded(tmp_path)
+    assert "task records: the index failed (no such column" in caplog.text
     assert await listed(again) == ids
 
 
