@@ -324,8 +324,9 @@ class TaskStore:
                 self._written(state, batch, written)
                 self._unsaved.discard(task.id)
                 if self._logs.get(task.id) is state:
-                    await self._index_put([row_of(task, *stats, state.written)])
                     self._publish(task)
+                    with trio.CancelScope(shield=True):  # the row follows its record, always
+                        await self._index_put([row_of(task, *stats, state.written)])
                 self._accepted()
             self._drained.set()
             self._drained = trio.Event()

@@ -13,6 +13,7 @@ import sqlite3
 import attrs
 import pytest
 import trio
+from _support.polling import eventually
 from _support.task_server import task_server
 
 from mcp_server._tasks import TaskQuery, TaskStore, task_page
@@ -293,3 +294,28 @@ async def test_agent_tasks_resource_pages_and_filters(tmp_path: pathlib.Path) ->
         assert [t["task_id"] for t in before["tasks"]] == [t.id for t in tasks[41:51:2]]
         answer = await env.client.rpc("resources/read", {"uri": "agent://tasks?status=nope"})
         assert "expected statuses among" in answer["error"]["message"]
+
+
+async def test_a_transition_cancelled_while_the_index_is_busy_is_published_and_indexed(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A commit cancelled after its record is written, while its index row waits for the busy
+    index, is still published, and its row still follows."""
+    store = await loaded(tmp_path)
+    task = await store.create(a_task())
+    await store.commit(task.id, lambda t: start_run(t, T0))
+    report = RunReport(outcome="success", started_at=T0, finished_at=T0)
+    holder = object()
+    await store.index._limiter.acquire_on_behalf_of(holder)  # the index is busy
+    scope = trio.CancelScope()
+
+    async def finish() -> None:
+        with scope:
+            await store.commit(task.id, lambda t: finish_run(t, report, T0))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(finish)
+        await eventually(lambda: store.tasks[task.id].status == "waiting")  # before its row
+        scope.cancel()
+        store.index._limiter.release_on_behalf_of(holder)
+    assert await listed(store, TaskQuery(statuses=("waiting",))) == [task.id]
