@@ -1,5 +1,5 @@
-"""The task index (``STATE/index.sqlite``): rebuilt from the files, repaired at start, paging,
-tasks at rest read on demand, and log pages read without a per-event offset table."""
+"""The task index (``STATE/index.sqlite``): rebuilt from the files, repaired at start, paging;
+tasks at rest read on demand; log pages read without a per-event offset table."""
 
 from __future__ import annotations
 
@@ -110,8 +110,7 @@ async def test_corrupt_index_is_rebuilt_from_the_files(
 async def test_index_that_fails_its_queries_is_rebuilt(
     tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A sound database of the right version whose table is not the index's (it passes the
-    open's checks, then a query fails) is made anew from the records, saying why."""
+    """An index that passes the open's checks but fails a query is rebuilt, saying why."""
     store = await loaded(tmp_path)
     ids = await finished_tasks(store, 2)
     await store.close()
@@ -126,8 +125,7 @@ async def test_index_that_fails_its_queries_is_rebuilt(
 
 
 async def test_record_changed_behind_the_index_is_picked_up(tmp_path: pathlib.Path) -> None:
-    """A record replaced after its index row was made (a crash between the two) is read again
-    at start; a record the index never saw is added; a row whose record is gone is dropped."""
+    """Records changed, added or removed behind the index are what the next start sees."""
     store = await loaded(tmp_path)
     first, second = await finished_tasks(store, 2)
     await store.close()
@@ -149,8 +147,7 @@ async def test_record_changed_behind_the_index_is_picked_up(tmp_path: pathlib.Pa
 async def test_record_rewritten_with_its_size_and_mtime_is_picked_up(
     tmp_path: pathlib.Path,
 ) -> None:
-    """A record replaced by one of the same size within the same clock tick (same mtime) is
-    still read again at start: the rename gave it a new inode."""
+    """A same-size rewrite with the same mtime is still read again (its inode is new)."""
     store = await loaded(tmp_path)
     (task_id,) = await finished_tasks(store, 1)
     await store.close()
@@ -231,8 +228,7 @@ async def test_pages_are_stable_across_inserts(tmp_path: pathlib.Path) -> None:
 
 
 async def test_last_log_page_reads_from_the_end(tmp_path: pathlib.Path) -> None:
-    """A log's last page is found by reading back from its end (a task at rest: no scan from
-    the start), and a scanned log keeps one offset per MARK_STRIDE events, not one per event."""
+    """A log's last page is read back from its end, and offsets are kept per MARK_STRIDE."""
     store = await loaded(tmp_path)
     task = await store.create(a_task())
     await store.commit(task.id, lambda t: start_run(t, T0))
@@ -267,8 +263,7 @@ async def test_last_log_page_reads_from_the_end(tmp_path: pathlib.Path) -> None:
 
 
 async def test_agent_tasks_resource_pages_and_filters(tmp_path: pathlib.Path) -> None:
-    """agent://tasks lists the newest page and names the older one; agent://tasks?{query}
-    filters by cwd and status and pages with the cursor it names; a bad query is an error."""
+    """agent://tasks and agent://tasks?{query} page and filter; a bad query is an error."""
     tasks_dir = tmp_path / "state" / "tasks"
     tasks_dir.mkdir(parents=True)
     tasks = [
@@ -299,8 +294,7 @@ async def test_agent_tasks_resource_pages_and_filters(tmp_path: pathlib.Path) ->
 async def test_a_transition_cancelled_while_the_index_is_busy_is_published_and_indexed(
     tmp_path: pathlib.Path,
 ) -> None:
-    """A commit cancelled after its record is written, while its index row waits for the busy
-    index, is still published, and its row still follows."""
+    """A commit cancelled while the index is busy is published at once and indexed after."""
     store = await loaded(tmp_path)
     task = await store.create(a_task())
     await store.commit(task.id, lambda t: start_run(t, T0))
