@@ -17,7 +17,11 @@ CLI driven against a scripted model, ``tests/host_daemon/test_daemon_live_codex*
   and ``item/fileChange/requestApproval {itemId}`` (the changes come before it, in the
   ``item/started`` of that item), answered ``{"decision": "accept" | "decline"}``. A decline has
   no room for a message (the model reads "rejected by user"), so a deny's message is sent as a
-  ``turn/steer`` just before the decline: the model reads it in its next call, same turn.
+  ``turn/steer``, and the decline only once Codex answered it: the model reads both in its next
+  call, same turn. Codex runs a request such as ``turn/steer`` in a task of its own but hands an
+  approval's answer to the waiting turn at once, so a decline written with the steer can overtake
+  it: the model then answers the rejection without the message, and Codex calls it once more for
+  the late steer. Codex answers ``turn/steer`` once the input waits in the turn.
 - ``turn/steer {threadId, expectedTurnId, input}`` reaches the model in its next call of the same
   turn; once the turn ended Codex answers "no active turn to steer" (an ``error`` event here).
 - ``turn/interrupt {threadId, turnId}`` ends the turn (``interrupted``), but a command it started
@@ -154,6 +158,14 @@ class _Pending:
     ask: PermissionAsk
 
 
+@attrs.frozen
+class _HeldDecline:
+    """A decline written once Codex answered the steer that carries the deny's message."""
+
+    rpc_id: int | str
+    line: bytes
+
+
 class CodexLiveDriver:
     """One ``codex app-server`` process: a thread, its turns, approvals, steering, interrupts."""
 
@@ -172,6 +184,8 @@ class CodexLiveDriver:
         self._queued_steers: list[str] = []
         self._interrupt_wanted = False
         self._pending: dict[str, _Pending] = {}
+        #: Declines waiting for Codex's answer to their message's steer: steer's id → decline.
+        self._held_declines: dict[int, _HeldDecline] = {}
         #: File-change items seen started, by id (their approval request names only the id).
         self._changes: dict[str, list[dict[str, Any]]] = {}
         self._turn_usage: dict[str, Any] | None = None
@@ -253,20 +267,22 @@ class CodexLiveDriver:
         message: str | None = None,
         updated_input: dict[str, Any] | None = None,
     ) -> DriverOutput:
-        """``accept`` or ``decline``; a deny's message goes first, as a steer of the turn.
+        """``accept`` or ``decline``; a deny's message goes first, as a steer of the turn, and
+        the decline once Codex answered the steer (see the module docstring).
 
         ``updated_input`` is Claude's only: Codex runs what it asked for or nothing.
         """
         pending = self._pending.pop(request_id, None)
         if pending is None:
             raise DriverRefused(f"codex has no pending permission request {request_id!r}")
-        writes = []
+        decision = "accept" if behavior == "allow" else "decline"
+        answer = _line({"id": pending.rpc_id, "result": {"decision": decision}})
         if behavior == "deny" and message and self._turn_id is not None:
             what = pending.ask.input.get("command") or pending.ask.input.get("file_path")
-            writes.append(self._steer(f"Permission denied for {what}: {message}"))
-        decision = "accept" if behavior == "allow" else "decline"
-        writes.append(_line({"id": pending.rpc_id, "result": {"decision": decision}}))
-        return DriverOutput(writes=writes)
+            steer_id, steer = self._steer_call(f"Permission denied for {what}: {message}")
+            self._held_declines[steer_id] = _HeldDecline(pending.rpc_id, answer)
+            return DriverOutput(writes=[steer])
+        return DriverOutput(writes=[answer])
 
     def interrupt(self) -> DriverOutput:
         """``turn/interrupt``; the turn ends at its ``turn/completed`` (then the process goes)."""
@@ -285,6 +301,7 @@ class CodexLiveDriver:
     def finish(self, exit_code: int | None, signal: int | None, *, reason: Reason) -> RunFinished:
         """The process ended: the turn in flight ends with it (or the last turn's result)."""
         self._pending.clear()
+        self._held_declines.clear()
         if not self._in_turn and self._last_finished is not None:
             return attrs.evolve(
                 self._last_finished, exit_code=exit_code, signal=signal, session_open=False
@@ -296,6 +313,14 @@ class CodexLiveDriver:
     # -- what Codex says -----------------------------------------------------------------------
 
     def _response(self, rpc_id: int, message: dict[str, Any]) -> DriverOutput:
+        held = self._held_declines.pop(rpc_id, None)
+        out = self._answered(rpc_id, message)
+        if held is None:
+            return out
+        # Accepted or refused, the steer is settled: the approval is answered either way.
+        return attrs.evolve(out, writes=[held.line, *out.writes])
+
+    def _answered(self, rpc_id: int, message: dict[str, Any]) -> DriverOutput:
         method = self._calls.pop(rpc_id, None)
         error = message.get("error")
         result = _dict(message.get("result"))
@@ -393,6 +418,9 @@ class CodexLiveDriver:
             for request_id, pending in list(self._pending.items()):
                 if pending.rpc_id == rpc_id:
                     del self._pending[request_id]
+            for steer_id, held in list(self._held_declines.items()):
+                if held.rpc_id == rpc_id:
+                    del self._held_declines[steer_id]
         return DriverOutput()
 
     def _turn_completed(self, turn: dict[str, Any]) -> DriverOutput:
@@ -450,9 +478,12 @@ class CodexLiveDriver:
     # -- what we say ---------------------------------------------------------------------------
 
     def _call(self, method: str, params: dict[str, Any]) -> bytes:
+        return self._numbered_call(method, params)[1]
+
+    def _numbered_call(self, method: str, params: dict[str, Any]) -> tuple[int, bytes]:
         rpc_id = next(self._ids)
         self._calls[rpc_id] = method
-        return _line({"id": rpc_id, "method": method, "params": params})
+        return rpc_id, _line({"id": rpc_id, "method": method, "params": params})
 
     def _thread_call(self) -> bytes:
         params: dict[str, Any] = {"cwd": self._request.cwd, "approvalPolicy": APPROVAL_POLICY}
@@ -474,12 +505,15 @@ class CodexLiveDriver:
         return self._call("turn/start", params)
 
     def _steer(self, text: str) -> bytes:
+        return self._steer_call(text)[1]
+
+    def _steer_call(self, text: str) -> tuple[int, bytes]:
         params = {
             "threadId": self._thread_id,
             "expectedTurnId": self._turn_id,
             "input": [{"type": "text", "text": text}],
         }
-        return self._call("turn/steer", params)
+        return self._numbered_call("turn/steer", params)
 
     # -- turns ---------------------------------------------------------------------------------
 
@@ -497,6 +531,7 @@ class CodexLiveDriver:
         self._turn_id = None
         self._queued_steers.clear()
         self._pending.clear()
+        self._held_declines.clear()
         self._changes.clear()
         data = {"usage": self._turn_usage, "num_turns": 1}
         events = [self._events.make("usage", data=data)]

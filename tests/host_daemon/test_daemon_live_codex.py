@@ -70,7 +70,8 @@ def _sessions(name: str) -> list[list[dict[str, Any]]]:
 
 
 def replay(name: str) -> list[Replayed]:
-    """Drive a fresh driver per recorded session; every recorded write must come out, in order."""
+    """Drive a fresh driver per recorded session; every recorded write must come out, in order,
+    and before the next line Codex printed (what the driver wrote then, it writes then)."""
     replayed: list[Replayed] = []
     for steps in _sessions(name):
         resume = None
@@ -81,6 +82,8 @@ def replay(name: str) -> list[Replayed]:
         session = Replayed(CODEX_LIVE.new_driver(_request(resume=resume)))
         unwritten: list[str] = []
         for step in steps:
+            if "codex" in step:
+                assert not unwritten, f"{name}: the driver wrote {unwritten} too early"
             out = _step(session.driver, step)
             if out is None:
                 assert unwritten, f"{name}: the driver did not write {step['wrote']}"
@@ -175,13 +178,17 @@ def test_every_line_is_in_the_transcript_once() -> None:
     assert [event.raw for event in session.events if event.raw] == lines
 
 
-def test_deny_message_is_steered_before_the_decline() -> None:
-    """A deny with a message writes turn/steer with it, then the decline (no room for it)."""
+def test_deny_message_is_steered_and_declined_once_the_steer_is_answered() -> None:
+    """A deny with a message writes turn/steer with it; the decline (no room for a message)
+    goes once Codex answered the steer, so the model's next call carries both."""
     [session] = replay("live_codex_deny.jsonl")
     steer, decline = session.writes[-2:]
     assert steer["method"] == "turn/steer"
     assert "Not in this task: leave f.txt alone." in steer["params"]["input"][0]["text"]
     assert decline == {"id": 0, "result": {"decision": "decline"}}
+    [decided] = [out for out in session.outputs if _writes(out) == [steer]]
+    [answered] = [out for out in session.outputs if _writes(out) == [decline]]
+    assert session.outputs.index(decided) < session.outputs.index(answered)
 
 
 def test_file_change_ask_is_edit_with_the_first_path_and_changes() -> None:
@@ -380,6 +387,60 @@ def test_withdrawn_request_cannot_be_decided() -> None:
     driver.feed(_line(resolved), truncated=False)
     with pytest.raises(DriverRefused):
         driver.decide(permission.request_id, "allow")
+
+
+def _asked_driver() -> tuple[CodexLiveDriver, PermissionAsk]:
+    """A driver in turn U1 with a command approval (JSON-RPC id 0) pending."""
+    driver = _started_driver()
+    driver.feed(_line({"id": 3, "result": {"turn": {"id": "U1"}}}), truncated=False)
+    ask = {"id": 0, "method": "item/commandExecution/requestApproval", "params": {"command": "ls"}}
+    [permission] = driver.feed(_line(ask), truncated=False).asks
+    return driver, permission
+
+
+def test_decline_waits_for_the_answer_to_the_message_steer() -> None:
+    """A deny with a message writes only the steer; Codex's answer to it brings the decline."""
+    driver, permission = _asked_driver()
+    [steer] = _writes(driver.decide(permission.request_id, "deny", message="not now"))
+    assert steer["method"] == "turn/steer"
+    assert steer["params"]["input"][0]["text"] == "Permission denied for ls: not now"
+    answer = driver.feed(_line({"id": steer["id"], "result": {"turnId": "U1"}}), truncated=False)
+    assert _writes(answer) == [{"id": 0, "result": {"decision": "decline"}}]
+
+
+def test_refused_message_steer_still_declines() -> None:
+    """Codex refusing the steer is reported, and the approval is still declined."""
+    driver, permission = _asked_driver()
+    [steer] = _writes(driver.decide(permission.request_id, "deny", message="not now"))
+    refusal = {"id": steer["id"], "error": {"code": -32600, "message": "no active turn"}}
+    out = driver.feed(_line(refusal), truncated=False)
+    assert _writes(out) == [{"id": 0, "result": {"decision": "decline"}}]
+    assert [event.text for event in out.events if event.kind == "error"] == [
+        "codex refused turn/steer: no active turn"
+    ]
+
+
+def test_withdrawn_request_drops_its_waiting_decline() -> None:
+    """An approval Codex withdrew while its message's steer was unanswered is not declined."""
+    driver, permission = _asked_driver()
+    [steer] = _writes(driver.decide(permission.request_id, "deny", message="not now"))
+    resolved = {"method": "serverRequest/resolved", "params": {"requestId": 0}}
+    driver.feed(_line(resolved), truncated=False)
+    answer = driver.feed(_line({"id": steer["id"], "result": {"turnId": "U1"}}), truncated=False)
+    assert answer.writes == []
+
+
+def test_deny_without_message_and_allow_answer_at_once() -> None:
+    """Only a deny's message needs a steer first: allow, and deny without one, answer at once."""
+    driver, permission = _asked_driver()
+    assert _writes(driver.decide(permission.request_id, "deny")) == [
+        {"id": 0, "result": {"decision": "decline"}}
+    ]
+    ask = {"id": 1, "method": "item/commandExecution/requestApproval", "params": {"command": "ls"}}
+    [second] = driver.feed(_line(ask), truncated=False).asks
+    assert _writes(driver.decide(second.request_id, "allow")) == [
+        {"id": 1, "result": {"decision": "accept"}}
+    ]
 
 
 def test_process_exit_mid_turn_is_an_error_naming_stderr() -> None:

@@ -45,12 +45,14 @@ async def test_live_codex_command_asked_and_allowed_runs(tmp_path: pathlib.Path)
 async def test_live_codex_denied_command_does_not_run_and_message_reaches_model(
     tmp_path: pathlib.Path,
 ) -> None:
-    """A denied command does not run; the model reads the rejection and the deny's message."""
+    """A denied command does not run; the model reads the rejection and the deny's message in
+    the same call (a message arriving later would cost Codex one more call)."""
     outcome = await run_scenario("deny", tmp_path)
     assert not (outcome.project / "f.txt").exists()
-    last_call = _model_input(outcome.model.main_requests[-1])
-    assert "rejected by user" in last_call
-    assert DENY_MESSAGE in last_call
+    assert len(outcome.model.main_requests) == 2
+    answering = _model_input(outcome.model.main_requests[1])
+    assert "rejected by user" in answering
+    assert DENY_MESSAGE in answering
     [finished] = outcome.sessions[0].finished
     assert (finished.outcome, finished.final_text) == ("success", "I left f.txt alone.")
 

@@ -95,7 +95,8 @@ async def test_command_asked_then_allowed_runs_and_session_stays(
 async def test_denied_command_does_not_run_and_the_message_reaches_the_model(
     daemon: LiveAgentDaemon, model: ScriptedCodexModel
 ) -> None:
-    """A denied command does not run; the model reads the rejection and the deny's message."""
+    """A denied command does not run; the model reads the rejection and the deny's message in
+    the same call (a message arriving later would cost Codex one more call)."""
     model.script(ShellCall("echo hi > f.txt"), Reply("I left f.txt alone."))
 
     async def deny(stream: RunStream, event: RunEvent) -> None:
@@ -108,6 +109,7 @@ async def test_denied_command_does_not_run_and_the_message_reaches_the_model(
     events = await run_turn(daemon, daemon.request("Create f.txt."), deny)
     assert finished(events).outcome == "success"
     assert not (daemon.root / "f.txt").exists()
+    assert len(model.main_requests) == 2
     assert "rejected by user" in _history(model)
     assert _DENY_MESSAGE in _history(model)
 
