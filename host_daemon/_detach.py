@@ -366,7 +366,7 @@ async def serve_attachment(run: DetachableRun, attachment: Attachment) -> None:
 async def _read_controls(run: DetachableRun, attachment: Attachment) -> None:
     try:
         while (message := await attachment.conn.receive()) is not None:
-            if isinstance(message, RunCancel):
+            if isinstance(message, RunCancel) and message.run_id == run.run_id:
                 log.info("run cancel on its stream", extra=_fields(run_id=run.run_id))
                 run.cancel("cancelled")
             elif type(message) in LIVE_CONTROL and run.control is not None:
