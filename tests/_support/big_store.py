@@ -20,6 +20,7 @@ import argparse
 import datetime
 import pathlib
 import random
+import shutil
 import sys
 import uuid
 from collections import Counter
@@ -28,6 +29,7 @@ from typing import Any
 
 import attrs
 import orjson
+import pytest
 
 from host_daemon import AgentEvent
 from mcp_server._tasks._files import (
@@ -48,7 +50,12 @@ from mcp_server._tasks._model import (
 )
 from mcp_server._tasks._report import event_data, summarize
 
-__all__ = ["PROJECTS", "Manifest", "Row", "build_store"]
+__all__ = ["PROJECTS", "SMALL_EVENTS", "SMALL_TASKS", "Manifest", "Row", "big_store", "build_store"]
+
+SMALL_TASKS = 2000
+"""Tasks in the ``big_store`` fixture's store (the bench's shape, fiftyfold smaller)."""
+SMALL_EVENTS = 20_000
+"""Events in the log of the fixture's big task."""
 
 PROJECTS = tuple(f"proj-{n:02d}" for n in range(40))
 """Projects, the first ones busiest (weights 1/(n+1))."""
@@ -325,6 +332,22 @@ def build_store(
         (tasks_dir / (task.id + RECORD_SUFFIX)).write_bytes(encode_task(task))
         rows.append(Row(task.id, seq, task.status, project, task.created_at.isoformat(), count))
     return Manifest(state=str(state), rows=rows, big=big, now=now.isoformat())
+
+
+@pytest.fixture(scope="session")
+def _big_store_template(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
+    """One store of ``SMALL_TASKS`` tasks per session; tests get copies of it."""
+    state = tmp_path_factory.mktemp("big-store") / "state"
+    return build_store(state, SMALL_TASKS, SMALL_EVENTS)
+
+
+@pytest.fixture
+def big_store(_big_store_template: Manifest, tmp_path: pathlib.Path) -> Manifest:
+    """A state dir of its own (``manifest.state``) holding ``SMALL_TASKS`` tasks at rest and one
+    log of ``SMALL_EVENTS`` events (``manifest.big``), built by :func:`build_store`."""
+    state = tmp_path / "state"
+    shutil.copytree(_big_store_template.state, state)
+    return attrs.evolve(_big_store_template, state=str(state))
 
 
 def main() -> None:
