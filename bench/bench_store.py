@@ -1,12 +1,13 @@
 """Benchmark: the task store at scale, today's tree against a reference commit, in one run.
 
     .venv/bin/python bench/bench_store.py [--tasks 100000] [--events 1000000]
-        [--reference bd588ef] [--starts 3] [--reads 20]
+        [--reference bd588ef] [--starts 3] [--reads 20] [--keep-store DIR]
 
 Builds a state directory of ``--tasks`` stored tasks at rest (a year of them, 40 projects, five
 statuses, each with a short log of its turns) plus one task whose log holds ``--events`` events,
 with ``tests/_support/big_store.py``: written straight to disk by the store's own encoders, those
 of the reference (the format a year of use left behind; the new tree must read it as it is).
+``--keep-store DIR`` keeps it there and reuses it in a later run with the same sizes and reference.
 
 Then for OLD (``git archive REFERENCE`` unpacked into a temp dir, run from there) and NEW (this
 tree), each on its own copy of the state dir, it starts ``python -m mcp_server serve`` on
@@ -21,8 +22,10 @@ loopback ``--starts`` times (no host daemon: nothing runs, every task is at rest
   ``report`` of the oldest task, and the last page of the big task's log
   (``task://{id}/logs/{after}``, ``after`` 50 events before the end).
 
-Every answer is checked against what was written (ids, statuses, seqs), so a fast wrong answer
-does not pass. Absolute figures depend on the machine and its load: compare the ratios.
+Starts alternate between the sides, and so do the reads (both last servers stay up for them), so
+that load changes hit both alike. Every answer is checked against what was written (ids,
+statuses, seqs), so a fast wrong answer does not pass. Absolute figures depend on the machine and
+its load: compare the ratios.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import contextlib
 import os
 import pathlib
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -101,13 +105,17 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def extract(reference: str, target: pathlib.Path) -> None:
-    """``git archive REFERENCE | tar -x -C target``."""
+def extract(reference: str, target: pathlib.Path) -> str:
+    """``git archive REFERENCE | tar -x -C target``; returns the commit's hash."""
     target.mkdir(parents=True)
     with subprocess.Popen(["git", "archive", reference], cwd=REPO, stdout=subprocess.PIPE) as git:
         subprocess.run(["tar", "-x", "-C", str(target)], stdin=git.stdout, check=True)
     if git.returncode != 0:
         raise SystemExit(f"git archive {reference} failed (exit {git.returncode})")
+    commit = ["git", "rev-parse", "--verify", f"{reference}^{{commit}}"]
+    return subprocess.run(
+        commit, cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def generate(tree: pathlib.Path, state: pathlib.Path, tasks: int, events: int) -> Manifest:
@@ -314,23 +322,34 @@ async def readers(
 
 
 def build(args: argparse.Namespace, work: pathlib.Path) -> tuple[list[Side], Checks]:
-    """The old tree unpacked, the store generated into ``work/old/state`` and copied into
-    ``work/new/state``."""
+    """The old tree unpacked; the store generated (or reused from ``--keep-store``) and copied
+    for each side into ``work/old/state`` and ``work/new/state``."""
     old_tree = work / "old-tree"
-    extract(args.reference, old_tree)
-    started = time.perf_counter()
-    manifest = generate(old_tree, work / "old" / "state", args.tasks, args.events)
-    print(
-        f"built {args.tasks} tasks and a log of {args.events} events in "
-        f"{time.perf_counter() - started:.0f} s",
-        file=sys.stderr,
-    )
-    (work / "new").mkdir()
-    subprocess.run(["cp", "-a", str(work / "old" / "state"), str(work / "new")], check=True)
+    commit = extract(args.reference, old_tree)
+    store = args.keep_store or work / "store"
+    key = {"tasks": args.tasks, "events": args.events, "commit": commit}
+    kept = store / "manifest.json"
+    if kept.exists() and orjson.loads(kept.read_bytes())["key"] == key:
+        manifest = Manifest.from_json(orjson.dumps(orjson.loads(kept.read_bytes())["manifest"]))
+        print(f"reusing the store in {store}", file=sys.stderr)
+    else:
+        if store.exists():
+            shutil.rmtree(store)
+        started = time.perf_counter()
+        manifest = generate(old_tree, store / "state", args.tasks, args.events)
+        print(
+            f"built {args.tasks} tasks and a log of {args.events} events in "
+            f"{time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
+        kept.write_bytes(orjson.dumps({"key": key, "manifest": attrs.asdict(manifest)}))
     sides = [
         Side("old", old_tree, work / "old" / "state"),
         Side("new", REPO, work / "new" / "state"),
     ]
+    for side in sides:
+        side.state.parent.mkdir()
+        subprocess.run(["cp", "-a", str(store / "state"), str(side.state.parent)], check=True)
     return sides, Checks(manifest)
 
 
@@ -379,6 +398,11 @@ def main() -> None:
     parser.add_argument("--reference", default="bd588ef", help="the OLD store's git ref")
     parser.add_argument("--starts", type=int, default=3, help="server starts per side")
     parser.add_argument("--reads", type=int, default=20, help="reads per figure (median)")
+    parser.add_argument(
+        "--keep-store",
+        type=pathlib.Path,
+        help="build the store here, or reuse the one built here with the same sizes and reference",
+    )
     args = parser.parse_args()
     if args.tasks < 2 or args.events < TAIL + 6 or args.starts < 1 or args.reads < 1:
         parser.error(f"expected --tasks >= 2, --events >= {TAIL + 6}, --starts and --reads >= 1")

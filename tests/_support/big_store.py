@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import pathlib
 import random
 import shutil
@@ -81,6 +82,8 @@ WORDS = (
     *("variables", "win", "over", "file", "update", "README", "with", "new", "flags", "check"),
 )
 TOOLS = ("Read", "Edit", "Bash", "Grep", "Write")
+POOL = 601
+"""A turn's first agent events made afresh; a longer turn repeats them (the init aside)."""
 FILES = ("src/app.py", "src/config.py", "tests/test_app.py", "README.md", "pyproject.toml")
 
 
@@ -190,13 +193,19 @@ def _turn_events(
     yield {"kind": "status", "summary": "in_progress", "data": {"status": "in_progress"}}
     pid = rng.randint(1000, 99999)
     yield {"kind": "run_started", "summary": f"run started: pid {pid}", "data": {"pid": pid}}
-    for event in _agent_events(rng, task.session_id or "", agent_count):
-        yield {
-            "kind": "agent",
-            "summary": summarize(event),
-            "data": event_data(event),
-            "raw": event.raw,
-        }
+    pool: list[dict[str, Any]] = []
+    for event in _agent_events(rng, task.session_id or "", min(agent_count, POOL)):
+        pool.append(
+            {
+                "kind": "agent",
+                "summary": summarize(event),
+                "data": event_data(event),
+                "raw": event.raw,
+            }
+        )
+        yield pool[-1]
+    for n in range(POOL, agent_count):  # a long turn repeats its first events (not the init)
+        yield pool[1 + (n - 1) % (POOL - 1)]
     outcome = task.report.outcome if turn == len(task.turns) else "success"
     yield {
         "kind": "run_finished",
@@ -218,12 +227,12 @@ def _log_lines(
     span = (task.updated_at - start) / max(1, len(task.turns))
     for turn in range(1, len(task.turns) + 1):
         begin = start + span * (turn - 1)
-        fields = list(_turn_events(rng, task, turn, per_turn, start=begin, end=begin + span))
-        if turn == len(task.turns) and task.status == "completed":
-            fields.append(
-                {"kind": "status", "summary": "completed", "data": {"status": "completed"}}
-            )
-        step = span / (len(fields) + 1)
+        fields = _turn_events(rng, task, turn, per_turn, start=begin, end=begin + span)
+        ended = turn == len(task.turns) and task.status == "completed"
+        if ended:
+            end = {"kind": "status", "summary": "completed", "data": {"status": "completed"}}
+            fields = itertools.chain(fields, [end])
+        step = span / (per_turn + 5 + ended + 1)
         for n, field in enumerate(fields, start=1):
             seq += 1
             event = TaskEvent(seq=seq, time=begin + step * n, **field)
