@@ -10,6 +10,7 @@ at once.
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
 import logging
 import os
@@ -77,6 +78,7 @@ from ._tasks import (
     TaskRunner,
     TaskStore,
     Workspace,
+    recent_tasks,
     register_tasks,
 )
 from ._web import BoardHub, DashboardSettings, FanOut, dashboard_blueprint
@@ -269,7 +271,11 @@ async def run_server(
         await nursery.start(oauth.run)
         urls: list[str] = await nursery.start(serve_http)
         notifier.dashboard_url = (config.public_urls or urls)[0]
-        await nursery.start(notifier.run, runner.tasks)
+        # What changed while no notifier listened: the tasks in memory and those updated in
+        # the last day (a task at rest changed before that was heard before it rested).
+        since = runner.clock.wall() - datetime.timedelta(days=1)
+        changed = await recent_tasks(runner.store, since)
+        await nursery.start(notifier.run, lambda: changed)
         task_status.started(urls)
         await shutdown.wait()
         # Runs first: calls waiting on them (wait_task, MCP tasks) then answer before the

@@ -41,8 +41,11 @@ from ._errors import (
     TaskNotFound,
     WorktreeFailed,
 )
+from ._index import TaskQuery
 from ._ledger import Ledger, LedgerEntry, Tokens, normalize_usage
 from ._listener import Listener
+from ._listing import page as task_page
+from ._listing import recent as recent_tasks
 from ._live import remembered_rule
 from ._model import (
     TASK_STATUSES,
@@ -109,6 +112,7 @@ __all__ = [
     "TaskNotFound",
     "TaskNotices",
     "TaskOptions",
+    "TaskQuery",
     "TaskResources",
     "TaskRunner",
     "TaskStatus",
@@ -126,7 +130,9 @@ __all__ = [
     "make_strict_converter",
     "normalize_usage",
     "parse_args",
+    "recent_tasks",
     "register_tasks",
     "remembered_rule",
+    "task_page",
     "utcnow",
 ]

@@ -14,13 +14,14 @@ import json
 import os
 import pathlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 import orjson
 
 from ._convert import describe_error, make_strict_converter
 from ._errors import TaskError
+from ._index import FileStat
 from ._model import Task, TaskEvent
 
 MAX_RAW_CHARS = 64 * 1024
@@ -30,6 +31,7 @@ MAX_DATA_CHARS = 8_000
 MAX_EVENT_BYTES = 256 * 1024
 """No log line is longer: an event the other caps leave longer is stored with a preview of data."""
 COPY_CHUNK = 1 << 20
+SCAN_CHUNK = 64 * 1024
 ORJSON_MAX_BYTES = 64 * 1024
 RECORD_SUFFIX = ".json"
 """A task's record is ``tasks/<id>.json``."""
@@ -168,30 +170,128 @@ def writing(path: pathlib.Path) -> Iterator[None]:
 # -- the event log --------------------------------------------------------------------------
 
 
+MARK_STRIDE = 1024
+"""A log remembers where every ``MARK_STRIDE``-th event starts (a sparse offset index)."""
+
+
 @attrs.define
 class Log:
     """A task's log as the store tracks it: what is on disk and what waits to be written.
 
     Only trio code mutates it (worker threads get copies and return what they did), so a reader
-    always sees a consistent prefix on disk followed by the events still pending.
+    always sees a consistent prefix on disk followed by the events still pending. Where events
+    start is known sparsely (:attr:`marks`): 8 bytes per ``MARK_STRIDE`` events, so a log of a
+    million events costs ~8 kB of memory, not 8 MB.
     """
 
     path: pathlib.Path
     written: int = 0  # the last seq on disk
-    # offsets[i] = where event seq i+1 starts; an array: 8 bytes per event, not an int object
-    offsets: array.array[int] = attrs.field(factory=lambda: array.array("q"))
+    # marks[k] = where event seq k * MARK_STRIDE + 1 starts (as far as known)
+    marks: array.array[int] = attrs.field(factory=lambda: array.array("q"))
     size: int = 0
     pending: list[TaskEvent] = attrs.field(factory=list)  # includes a batch being written
     unsynced: bool = False
     last_fsync: float = 0.0
+    scanned: int = 0
+    """Bytes read to find where pages start (not the pages themselves): a measure for tests."""
 
     @property
     def last_seq(self) -> int:
         return self.pending[-1].seq if self.pending else self.written
 
-    def end_of(self, seq: int) -> int:
-        """Where the written event ``seq`` ends in the file."""
-        return self.offsets[seq] if seq < self.written else self.size
+    def note(self, seq: int, offset: int) -> None:
+        """Event ``seq`` starts at ``offset``: kept if it is the next mark."""
+        if (seq - 1) == len(self.marks) * MARK_STRIDE:
+            self.marks.append(offset)
+
+    def route(self, seq: int) -> Route:
+        """How to find where the written event ``seq`` starts: forward from the nearest mark
+        before it, or backward from the end, whichever passes fewer lines."""
+        mark = min((seq - 1) // MARK_STRIDE, len(self.marks) - 1)
+        start, forward = (
+            (0, seq - 1) if mark < 0 else (self.marks[mark], seq - 1 - mark * MARK_STRIDE)
+        )
+        first = 1 if mark < 0 else mark * MARK_STRIDE + 1
+        backward = self.written - seq + 1
+        if backward < forward:
+            return Route(start=self.size, first=seq, forward=0, backward=backward)
+        return Route(start=start, first=first, forward=forward, backward=0)
+
+
+@attrs.frozen
+class Route:
+    """Where a read of a log starts looking (see :meth:`Log.route`)."""
+
+    start: int
+    first: int  # the seq of the event at ``start`` when reading forward
+    forward: int  # whole lines to pass from ``start``
+    backward: int  # or: events to step back from the end ``start``
+
+
+@attrs.frozen
+class Page:
+    """A read of a log: its lines, the marks passed on the way, the bytes read to find it."""
+
+    data: bytes
+    marks: list[tuple[int, int]]
+    scanned: int
+
+
+def read_page(path: pathlib.Path, end: int, route: Route, count: int, max_bytes: int) -> Page:
+    """At most ``count`` whole lines from the event ``route`` leads to, at most ``max_bytes`` of
+    them unless the first alone is longer; nothing at or past ``end`` (the written end)."""
+    with path.open("rb") as handle:
+        if route.backward:
+            start, scanned = _step_back(handle, end, route.backward)
+            marks: list[tuple[int, int]] = []
+        else:
+            start, scanned, marks = _step_forward(handle, route, end)
+        handle.seek(start)
+        lines: list[bytes] = []
+        size = 0
+        while len(lines) < count and start + size < end:
+            line = handle.readline(end - start - size)
+            if not line.endswith(b"\n") or (lines and size + len(line) > max_bytes):
+                break
+            lines.append(line)
+            size += len(line)
+    return Page(data=b"".join(lines), marks=marks, scanned=scanned)
+
+
+def _step_forward(
+    handle: BinaryIO, route: Route, end: int
+) -> tuple[int, int, list[tuple[int, int]]]:
+    """Pass ``route.forward`` lines from ``route.start``; the marks passed on the way."""
+    handle.seek(route.start)
+    offset, seq, marks = route.start, route.first, []
+    for _ in range(route.forward):
+        if (seq - 1) % MARK_STRIDE == 0:
+            marks.append((seq, offset))
+        offset += len(handle.readline(end - offset))
+        seq += 1
+    if (seq - 1) % MARK_STRIDE == 0:
+        marks.append((seq, offset))
+    return offset, offset - route.start, marks
+
+
+def _step_back(handle: BinaryIO, end: int, events: int) -> tuple[int, int]:
+    """Where the ``events``-th line from ``end`` starts (``end`` ends a whole line)."""
+    newlines = events + 1  # the last line's own newline, then one before each line passed
+    position = end
+    while position > 0:
+        chunk_start = max(0, position - SCAN_CHUNK)
+        handle.seek(chunk_start)
+        chunk = handle.read(position - chunk_start)
+        index = len(chunk)
+        while newlines:
+            index = chunk.rfind(b"\n", 0, index)
+            if index < 0:
+                break
+            newlines -= 1
+        if not newlines:
+            return chunk_start + index + 1, end - chunk_start
+        position = chunk_start
+    return 0, end
 
 
 @attrs.frozen
@@ -278,7 +378,7 @@ class Scan:
 
 
 def scan_log(state: Log) -> Scan:
-    """Read ``state.path`` line by line into ``state`` (offsets, written); memory is one line."""
+    """Read ``state.path`` line by line into ``state`` (marks, written); memory is one line."""
     good_end = 0
     problem: str | None = None
     with state.path.open("rb") as handle:
@@ -291,14 +391,105 @@ def scan_log(state: Log) -> Scan:
             except Exception as exc:
                 problem = f"line {state.written + 1}: {describe_error(exc)}"
                 break
-            state.offsets.append(good_end)
+            state.note(event.seq, good_end)
             state.written = event.seq
             good_end += len(line)
         total = handle.seek(0, os.SEEK_END)
     return Scan(good_end=good_end, total=total, problem=problem)
 
 
-def read_range(path: pathlib.Path, start: int, stop: int) -> bytes:
-    with path.open("rb") as handle:
-        handle.seek(start)
-        return handle.read(stop - start)
+# -- the store's blocking steps (worker threads) -------------------------------------------
+
+
+def save_sync(
+    tasks_dir: pathlib.Path,
+    task_id: str,
+    log_end: tuple[pathlib.Path, int],
+    batch: list[TaskEvent],
+    data: bytes,
+) -> tuple[Written, tuple[FileStat, FileStat | None]]:
+    """Append ``batch`` (fsync'd) to the log at ``log_end`` (its path and known size), then
+    replace the task's record with ``data`` (fsync'd, then its directory); returns what was
+    appended and how record and log look now (for the index)."""
+    log_path, size = log_end
+    written = append_sync(log_path, size, batch, fsync=True, unsynced=True)
+    path = tasks_dir / (task_id + RECORD_SUFFIX)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with writing(tmp), tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with writing(path):
+            os.replace(tmp, path)
+            fsync_dir(tasks_dir)
+    except StateWriteError:
+        # Unrecorded, the batch is still queued: take it back out of the log so the next
+        # write does not repeat its seqs.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+            if batch:
+                os.truncate(log_path, size)
+        raise
+    try:
+        events: FileStat | None = FileStat.of(os.stat(log_path))
+    except FileNotFoundError:
+        events = None
+    return written, (FileStat.of(os.stat(path)), events)
+
+
+def discard_sync(tasks_dir: pathlib.Path, task_id: str) -> None:
+    """Remove what a refused create may have left (an empty log); best effort."""
+    for suffix in (LOG_SUFFIX, RECORD_SUFFIX + ".tmp"):
+        with contextlib.suppress(OSError):
+            (tasks_dir / (task_id + suffix)).unlink(missing_ok=True)
+
+
+def delete_sync(tasks_dir: pathlib.Path, task_id: str) -> None:
+    for suffix in (RECORD_SUFFIX, LOG_SUFFIX):
+        path = tasks_dir / (task_id + suffix)
+        with writing(path):
+            path.unlink(missing_ok=True)
+    with writing(tasks_dir):
+        fsync_dir(tasks_dir)
+
+
+def probe_sync(root: pathlib.Path) -> None:
+    """Write and fsync 4 kB in ``root`` (raises :class:`StateWriteError` if refused)."""
+    probe = root / ".write-probe"
+    try:
+        with writing(probe), probe.open("wb") as handle:
+            handle.write(b"\0" * 4096)
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+def flush_sync(work: list[tuple[Log, list[TaskEvent], bool]]) -> list[Written | StateWriteError]:
+    """Append each log's batch (fsync'd if asked); a refused one is its error, not raised."""
+    results: list[Written | StateWriteError] = []
+    for state, batch, fsync in work:
+        try:
+            results.append(append_sync(state.path, state.size, batch, fsync, state.unsynced))
+        except StateWriteError as error:
+            results.append(error)
+    return results
+
+
+def open_log(
+    path: pathlib.Path, event_count: int, known: tuple[int, int | None, int | None] | None
+) -> Log:
+    """A log the store did not track: as its index row ``known`` (event count, mtime, size)
+    says if the file still has that size and the record that count, else scanned."""
+    state = Log(path=path)
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return state
+    if known is not None and known[2] == size and known[0] == event_count:
+        state.written, state.size = event_count, size
+        return state
+    state.size = scan_log(state).good_end
+    return state

@@ -128,7 +128,7 @@ class TaskQueue:
         if not runner.may_start_runs():
             return None
         self.passes += 1
-        waiting = [t for t in runner.store.tasks.values() if t.waiting_to_start]
+        waiting = [t for t in runner.store.tasks.resident.values() if t.waiting_to_start]
         waiting = [t for t in waiting if runner.may_schedule(t.id)]
         plan = self.scheduler.plan(waiting, runner.clock.wall(), runner.start_waiting_soon)
         self._places = {w.task_id: w for w in plan.waiting}

@@ -25,8 +25,9 @@ from mcp_server._core import (
 )
 
 from ._budgets import budgets_view, usage_by_day_view, usage_view
-from ._errors import TaskNotFound, WorktreeFailed
+from ._errors import WorktreeFailed
 from ._isolation import DIFF_PAGE_CHARS, commit_view, diff_page, diffstat_view
+from ._listing import MAX_PAGE, BadQuery, complete, page, page_links, parse_query
 from ._model import InvalidTransition, Task
 from ._notices import TASK_TEMPLATE
 from ._review import TaskReview
@@ -66,9 +67,22 @@ class TaskResources:
             Resource(
                 uri="agent://tasks",
                 name="agent-tasks",
-                description=f"The tasks (the latest {LIST_TASKS}), newest last.",
+                description=f"The tasks (the latest {LIST_TASKS}), newest last; "
+                "agent://tasks?{query} filters and pages them.",
                 mime_type="application/json",
                 read=self._read_tasks,
+            )
+        )
+        registry.add_template(
+            ResourceTemplate(
+                uri_template="agent://tasks?{query}",
+                name="agent-tasks-query",
+                description="A page of the tasks, newest last: query parameters status "
+                "(comma-separated), project, cwd, host, created_after, updated_after (ISO "
+                f"times), q (words), limit (at most {MAX_PAGE}), before/after (the cursors "
+                "'older' and 'newer' name); values percent-encoded ('/' as %2F).",
+                mime_type="application/json",
+                read=self._read_tasks_query,
             )
         )
         registry.add_resource(
@@ -146,7 +160,7 @@ class TaskResources:
     ) -> list[str]:
         if argument != "id":
             return []
-        return [task.id for task in self.runner.tasks() if task.id.startswith(partial)][:100]
+        return await complete(self.runner.store, partial)
 
     async def status_view(self) -> JSON:
         """The daemon's probe (or why it failed), the state disk's condition, the task counts."""
@@ -181,7 +195,8 @@ class TaskResources:
             }
         daemon["host"] = self.runner.daemon.host
         daemon["port"] = self.runner.daemon.port
-        tasks = self.runner.tasks()
+        tasks = self.runner.active_tasks()
+        total = await self.runner.store.index.call(lambda db: db.count())
         spending, now = self.runner.spending, self.runner.clock.wall()
         return {
             "daemon": daemon,
@@ -189,7 +204,7 @@ class TaskResources:
             "features": dict(self.features),
             "active_tasks": sum(task.running for task in tasks),
             "input_required_tasks": sum(task.status == "input_required" for task in tasks),
-            "total_tasks": len(tasks),
+            "total_tasks": total,
             "running_processes": self.runner.running(),
             "budgets": budgets_view(spending.ledger, spending.budgets, now),
             "usage_today": usage_view(spending.ledger, now)["today"],
@@ -198,11 +213,11 @@ class TaskResources:
     async def _read_task_template(
         self, uri: str, variables: Mapping[str, str]
     ) -> list[ResourceContents]:
-        task = self._task_or_not_found(uri, variables["id"])
+        task = await self._task_or_not_found(uri, variables["id"])
         return json_contents(uri, task_view(task, full=True))
 
     async def _read_result(self, uri: str, variables: Mapping[str, str]) -> list[ResourceContents]:
-        task = self._task_or_not_found(uri, variables["id"])
+        task = await self._task_or_not_found(uri, variables["id"])
         return json_contents(
             uri,
             {"task_id": task.id, "status": task.status, "report": report_view(task, task.report)},
@@ -214,7 +229,7 @@ class TaskResources:
         return await self._read_logs(uri, {"id": variables["id"], "after": "0"})
 
     async def _read_logs(self, uri: str, variables: Mapping[str, str]) -> list[ResourceContents]:
-        task = self._task_or_not_found(uri, variables["id"])
+        task = await self._task_or_not_found(uri, variables["id"])
         after_text = variables["after"]
         # str.isdigit() alone admits '²' (int() then fails) and '٣' (int() reads 3).
         if not (after_text.isascii() and after_text.isdigit()) or len(after_text) > 12:
@@ -250,7 +265,7 @@ class TaskResources:
         return await self._read_diff(uri, {"id": variables["id"], "offset": "0"})
 
     async def _read_diff(self, uri: str, variables: Mapping[str, str]) -> list[ResourceContents]:
-        task = self._task_or_not_found(uri, variables["id"])
+        task = await self._task_or_not_found(uri, variables["id"])
         offset_text = variables["offset"]
         if not (offset_text.isascii() and offset_text.isdigit()) or len(offset_text) > 12:
             raise InvalidParams(f"expected a character offset, got {offset_text!r} @ $.params.uri")
@@ -266,12 +281,12 @@ class TaskResources:
     async def _read_diffstat(
         self, uri: str, variables: Mapping[str, str]
     ) -> list[ResourceContents]:
-        task = self._task_or_not_found(uri, variables["id"])
+        task = await self._task_or_not_found(uri, variables["id"])
         done = await self._diff(uri, task)
         return json_contents(uri, diffstat_view(task.id, done))
 
     async def _read_commits(self, uri: str, variables: Mapping[str, str]) -> list[ResourceContents]:
-        task = self._task_or_not_found(uri, variables["id"])
+        task = await self._task_or_not_found(uri, variables["id"])
         done = await self._commits(uri, task)
         commits = [commit_view(commit) for commit in done.commits]
         return json_contents(uri, {"task_id": task.id, "commits": commits})
@@ -284,11 +299,11 @@ class TaskResources:
         with _worktree_errors(uri):
             return await TaskReview(self.runner).commits(task.id)
 
-    def _task_or_not_found(self, uri: str, task_id: str) -> Task:
-        try:
-            return self.runner.get(task_id)
-        except TaskNotFound:
-            raise ResourceNotFound(uri) from None
+    async def _task_or_not_found(self, uri: str, task_id: str) -> Task:
+        task = await self.runner.store.fetch(task_id)
+        if task is None:
+            raise ResourceNotFound(uri)
+        return task
 
     async def _read_usage(self, uri: str) -> list[ResourceContents]:
         spending, now = self.runner.spending, self.runner.clock.wall()
@@ -301,11 +316,29 @@ class TaskResources:
         return json_contents(uri, await self.status_view())
 
     async def _read_tasks(self, uri: str) -> list[ResourceContents]:
-        tasks = self.runner.tasks()
-        views = [task_view(task) for task in tasks[-LIST_TASKS:]]
+        return await self._read_tasks_query(uri, {"query": ""})
+
+    async def _read_tasks_query(
+        self, uri: str, variables: Mapping[str, str]
+    ) -> list[ResourceContents]:
+        """A page of tasks from the index (the newest ``LIST_TASKS`` without a cursor)."""
+        text = variables["query"]
+        try:
+            query = parse_query(text, uri, LIST_TASKS)
+        except BadQuery as exc:
+            raise InvalidParams(str(exc)) from None
+        listing, tasks = await page(self.runner.store, query)
+        total = await self.runner.store.index.call(lambda db: db.count())
+        views = [task_view(task) for task in tasks]
         return json_contents(
             uri,
-            {"total_tasks": len(tasks), "tasks_omitted": len(tasks) - len(views), "tasks": views},
+            {
+                "total_tasks": total,
+                "matching_tasks": listing.matching,
+                "tasks_omitted": listing.matching - len(views),
+                "tasks": views,
+            }
+            | page_links("agent://tasks", text, listing),
         )
 
 

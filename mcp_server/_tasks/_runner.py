@@ -32,6 +32,7 @@ from ._errors import ShuttingDown, TaskBusy, TaskError, TaskNotFound, WorktreeFa
 from ._holds import HoldPolicy, UsageLimits
 from ._ledger import Ledger, utc_day
 from ._listener import Listener
+from ._listing import ids as task_ids
 from ._live import LiveDesk
 from ._model import (
     InvalidTransition,
@@ -140,7 +141,7 @@ class TaskRunner(TurnRunning):
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs and the store's flusher until cancelled (runs then become interrupted)."""
-        await self.spending.ledger.load(self.store.tasks, utc_day(self.clock.wall()))
+        await self.spending.ledger.load(await task_ids(self.store), utc_day(self.clock.wall()))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)
@@ -226,9 +227,11 @@ class TaskRunner(TurnRunning):
             raise TaskNotFound(task_id)
         return task
 
-    def tasks(self) -> list[Task]:
-        """Every task, oldest first: in creation order, whatever the wall clock did meanwhile."""
-        return sorted(self.store.tasks.values(), key=lambda t: t.order)
+    def active_tasks(self) -> list[Task]:
+        """The tasks not at rest (pending, queued, limited, running), oldest first: in creation
+        order, whatever the wall clock did meanwhile. The others are read through the index
+        (:meth:`TaskStore.page`)."""
+        return sorted(self.store.tasks.resident.values(), key=lambda t: t.order)
 
     def is_running(self, task_id: str) -> bool:
         """True while the task's run is in flight or its end is not yet recorded."""
@@ -249,7 +252,7 @@ class TaskRunner(TurnRunning):
 
     def worktree_keys(self) -> list[str]:
         """The tasks whose worktree must stay: open ones, and those being made."""
-        return [t.id for t in self.store.tasks.values() if t.has_open_worktree] + [*self._preparing]
+        return [*self.store.open_worktrees, *self._preparing]
 
     @contextlib.contextmanager
     def hold(self, task_id: str) -> Iterator[None]:
@@ -470,14 +473,19 @@ class TaskRunner(TurnRunning):
         Each task is forgotten with no checkpoint after its last run stopped, so a run started
         meanwhile (a ``create_task`` or ``update_task`` during the clean) is stopped too.
         """
-        deleted = 0
-        while self.store.tasks:
-            task_id = next(iter(self.store.tasks))
-            while task_id in self._active:
-                await self.stop(task_id)
-            await self.store.delete(task_id)
-            self.notify(task_id, "deleted")
-            deleted += 1
+        gone: set[str] = set()
+        while left := [
+            task_id
+            for task_id in [*self.store.tasks.resident, *await task_ids(self.store, 100)]
+            if task_id not in gone
+        ]:
+            for task_id in left:
+                while task_id in self._active:
+                    await self.stop(task_id)
+                await self.store.delete(task_id)
+                self.notify(task_id, "deleted")
+                gone.add(task_id)
+        deleted = len(gone)
         await self.worktrees.sweep(self.worktree_keys)
         self.queue.wake()
         return deleted

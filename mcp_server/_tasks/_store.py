@@ -5,6 +5,14 @@ Layout::
     STATE_PATH/tasks/<id>.json            the task record, replaced atomically on every transition
     STATE_PATH/tasks/<id>.events.ndjson   the task's events, one per line, seq 1, 2, 3, …
     STATE_PATH/quarantine/                whatever recovery could not read, moved aside, never lost
+    STATE_PATH/index.sqlite               the index (:mod:`._index`): derived, rebuildable
+
+Memory and the index: the records and logs are the durable record, written first; the index
+row of a task is written after them (a crash in between is repaired at the next start, which
+compares the files with the index and reads only what changed, and the tasks not at rest).
+Tasks not at rest (pending, queued, limited, running) stay in memory; the others are read on
+demand and cached (:class:`._taskmap.TaskMap`); listings page through the index
+(:mod:`._listing`). A log's offsets are kept sparsely (:attr:`._files.Log.marks`).
 
 Durability policy:
 
@@ -37,12 +45,13 @@ or published); a log the flusher cannot append to loses its queued output and th
 (:class:`OutputLost`) to end that run; a run's end is never lost: refused, it is published in
 memory and written by :meth:`TaskStore.retry` (every ``RETRY_INTERVAL_S``) once the disk takes it.
 
-Recovery (:meth:`TaskStore.load`, reading with :class:`._recovery.Recovery`): a record that does
-not parse, a log line that does not parse, a log whose sequence breaks, or a log without a record
-is moved into ``quarantine/`` with a warning naming it. A torn last log line (the write a crash
-cut short) is cut back to the last whole line, the torn bytes kept in quarantine. A task found
-``pending``, ``in_progress`` or ``input_required`` becomes ``interrupted`` (its pending
-permission requests are dropped: the daemon ended the live session with the connection).
+Recovery (:meth:`TaskStore.load`, reading what changed with :class:`._recovery.Recovery`): a
+record that does not parse, a log line that does not parse, a log whose sequence breaks, or a
+log without a record is moved into ``quarantine/`` with a warning naming it. A torn last log
+line (the write a crash cut short) is cut back to the last whole line, the torn bytes kept in
+quarantine. A task found ``pending``, ``in_progress`` or ``input_required`` becomes
+``interrupted`` (its pending permission requests are dropped: the daemon ended the live
+session with the connection).
 """
 
 from __future__ import annotations
@@ -50,8 +59,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import pathlib
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -65,19 +74,24 @@ from ._files import (
     Log,
     StateWriteError,
     Written,
-    append_sync,
     cap_event,
     decode_event,
     decode_task,
+    delete_sync,
+    discard_sync,
     encode_event,
     encode_task,
-    fsync_dir,
-    read_range,
-    writing,
+    flush_sync,
+    open_log,
+    probe_sync,
+    read_page,
+    save_sync,
 )
+from ._index import INDEX_NAME, FileStat, IndexDb, TaskIndex, row_of
 from ._listener import Listener
 from ._model import Clock, Task, TaskEvent, count_events, interrupt, next_event
 from ._recovery import Recovery
+from ._taskmap import TaskMap, read_record, resident
 
 __all__ = [
     "FSYNC_INTERVAL_S",
@@ -158,8 +172,13 @@ class TaskStore:
         """The last creation sequence number given out (tasks list in this order)."""
         self.tasks_dir = root / "tasks"
         self.quarantine_dir = root / "quarantine"
-        self.tasks: dict[str, Task] = {}
-        """The published records: each one durable (written and fsync'd) before it is here."""
+        self.index = TaskIndex(root / INDEX_NAME)
+        """Listing, filtering, paging: derived from the files, rebuilt from them if need be."""
+        self.tasks = TaskMap(self.tasks_dir, self._pinned, self._evicted)
+        """The published records: each one durable (written and fsync'd) before it is here;
+        resident ones in memory, those at rest read on demand (see :class:`TaskMap`)."""
+        self.open_worktrees: set[str] = set()
+        """The tasks whose worktree is open (the sweep keeps them), at rest or not."""
         self._logs: dict[str, Log] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._io_lock = trio.Lock()
@@ -175,28 +194,37 @@ class TaskStore:
     # -- loading and recovery -------------------------------------------------------------
 
     async def load(self) -> list[Task]:
-        """Read every task back, quarantining what cannot be read; returns the tasks loaded."""
+        """Reconcile the files with the index, quarantining what cannot be read; returns the
+        tasks it holds (not at rest) or rewrote (interrupted, or recounted), as published: the
+        others stay on disk until asked for."""
         recovery = Recovery(self.tasks_dir, self.quarantine_dir)
         async with self._io_lock:
-            loaded = await trio.to_thread.run_sync(recovery.run)
-        self._logs.update(recovery.logs)
+            loaded = await self.index.call(recovery.run)
+            self._created = await self.index.call(IndexDb.max_seq)
+            self.open_worktrees = set(await self.index.call(IndexDb.open_worktrees))
         self.quarantined.extend(recovery.quarantined)
-        for task_id, task in loaded.items():
+        read = []
+        for task_id, found in loaded.items():
+            state, task = recovery.logs[task_id], found
             if task.status == "pending" or task.running:
                 log.warning(
                     "task %s was %s when the server stopped: now interrupted", task_id, task.status
                 )
-                async with self._lock(task_id):
-                    await self._write(
-                        self._logs[task_id],
-                        interrupt(task, self.clock.wall()),
-                        _no_events,
-                        defer=True,
-                    )
-            else:
-                self.tasks[task_id] = task
-        self._created = max((task.seq for task in loaded.values()), default=0)
-        return list(self.tasks.values())
+                task = interrupt(task, self.clock.wall())
+            elif resident(task):
+                self._logs[task_id] = state
+                self._publish(task)
+                read.append(task)
+                continue
+            self._logs[task_id] = state
+            async with self._lock(task_id):
+                # Rewritten: interrupted, or its record's event count behind its log.
+                read.append(await self._write(state, task, _no_events, defer=True))
+        return read
+
+    async def close(self) -> None:
+        """Close the index (the files need nothing)."""
+        await self.index.close()
 
     # -- records --------------------------------------------------------------------------
 
@@ -209,7 +237,7 @@ class TaskStore:
         The task gets the next creation sequence number (a failed create leaves a gap). Raises
         :class:`StateWriteError` when the state disk refuses it (nothing of it stays behind).
         """
-        if task.id in self._logs:
+        if task.id in self._logs or task.id in self.tasks:
             raise ValueError(f"task {task.id} exists")
         self._created += 1
         task = attrs.evolve(task, seq=self._created)
@@ -220,18 +248,12 @@ class TaskStore:
                 return await self._write(state, task, events)
         except StateWriteError:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._discard_sync, task.id)
+                await trio.to_thread.run_sync(discard_sync, self.tasks_dir, task.id)
             raise
         finally:
             if task.id not in self.tasks and self._logs.get(task.id) is state:
                 del self._logs[task.id]
                 self._locks.pop(task.id, None)
-
-    def _discard_sync(self, task_id: str) -> None:
-        """Remove what a refused create may have left (an empty log); best effort."""
-        for suffix in (LOG_SUFFIX, RECORD_SUFFIX + ".tmp"):
-            with contextlib.suppress(OSError):
-                (self.tasks_dir / (task_id + suffix)).unlink(missing_ok=True)
 
     async def commit(
         self,
@@ -250,10 +272,10 @@ class TaskStore:
         events, and written as soon as the disk takes it (see :meth:`retry`).
         """
         async with self._lock(task_id):
-            current = self.tasks.get(task_id)
-            state = self._logs.get(task_id)
-            if current is None or state is None:
+            current = await self.fetch(task_id)
+            if current is None:
                 raise UnknownTask(task_id)
+            state = await self._open_log(task_id, current)
             return await self._write(state, change(current), events, defer=defer)
 
     async def save(self, task_id: str) -> None:
@@ -274,7 +296,7 @@ class TaskStore:
             task = count_events(task, state.last_seq)
             batch = list(state.pending)
             try:
-                written = await trio.to_thread.run_sync(
+                written, stats = await trio.to_thread.run_sync(
                     self._save_sync, task.id, state.path, state.size, batch, encode_task(task)
                 )
             except StateWriteError as error:
@@ -289,16 +311,17 @@ class TaskStore:
                     task.status,
                 )
                 if self._logs.get(task.id) is state:
-                    self.tasks[task.id] = task
                     self._unsaved.add(task.id)
+                    self._publish(task)
             except BaseException:
                 self._unqueue(state, own)
                 raise
             else:
                 self._written(state, batch, written)
-                if self._logs.get(task.id) is state:
-                    self.tasks[task.id] = task
                 self._unsaved.discard(task.id)
+                if self._logs.get(task.id) is state:
+                    await self._index_put([row_of(task, *stats, state.written)])
+                    self._publish(task)
                 self._accepted()
             self._drained.set()
             self._drained = trio.Event()
@@ -315,33 +338,46 @@ class TaskStore:
 
     def _save_sync(
         self, task_id: str, log_path: pathlib.Path, size: int, batch: list[TaskEvent], data: bytes
-    ) -> Written:
-        written = append_sync(log_path, size, batch, fsync=True, unsynced=True)
-        path = self.tasks_dir / (task_id + RECORD_SUFFIX)
-        tmp = path.with_name(path.name + ".tmp")
+    ) -> tuple[Written, tuple[FileStat, FileStat | None]]:
+        return save_sync(self.tasks_dir, task_id, (log_path, size), batch, data)
+
+    def _publish(self, task: Task) -> None:
+        self.tasks.remember(task)
+        if task.has_open_worktree:
+            self.open_worktrees.add(task.id)
+        else:
+            self.open_worktrees.discard(task.id)
+
+    def _pinned(self, task: Task) -> bool:
+        """A task at rest stays in memory while its record or log waits for the disk, its lock
+        is held, or its record's event count is behind its log."""
+        state, lock = self._logs.get(task.id), self._locks.get(task.id)
+        if task.id in self._unsaved or (lock is not None and lock.locked()):
+            return True
+        return state is not None and (
+            bool(state.pending) or state.unsynced or task.event_count != state.written
+        )
+
+    def _evicted(self, task_id: str) -> None:
+        self._logs.pop(task_id, None)
+        lock = self._locks.get(task_id)
+        if lock is not None and not lock.locked():
+            del self._locks[task_id]
+
+    async def _index_put(self, rows: list[tuple[Any, ...]]) -> None:
+        """Update the index after the files; a failure leaves it stale, repaired at the next
+        start (the files are the record)."""
         try:
-            with writing(tmp), tmp.open("wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            with writing(path):
-                os.replace(tmp, path)
-                fsync_dir(self.tasks_dir)
-        except StateWriteError:
-            # Unrecorded, the batch is still queued: take it back out of the log so the next
-            # write does not repeat its seqs.
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-                if batch:
-                    os.truncate(log_path, size)
-            raise
-        return written
+            await self.index.call(lambda db: db.put(rows))
+        except sqlite3.Error as exc:
+            log.warning("the task index was not updated (the next start repairs it): %s", exc)
 
     @staticmethod
     def _written(state: Log, batch: list[TaskEvent], written: Written) -> None:
         if batch:
             del state.pending[: len(batch)]
-            state.offsets.extend(written.offsets)
+            for event, offset in zip(batch, written.offsets, strict=True):
+                state.note(event.seq, offset)
             state.size = written.size
             state.written = batch[-1].seq
             state.unsynced = True
@@ -379,22 +415,11 @@ class TaskStore:
             return
         async with self._io_lock:
             try:
-                await trio.to_thread.run_sync(self._probe_sync)
+                await trio.to_thread.run_sync(probe_sync, self.root)
             except StateWriteError as error:
                 self._refused(error)
             else:
                 self._accepted()
-
-    def _probe_sync(self) -> None:
-        probe = self.root / ".write-probe"
-        try:
-            with writing(probe), probe.open("wb") as handle:
-                handle.write(b"\0" * 4096)
-                handle.flush()
-                os.fsync(handle.fileno())
-        finally:
-            with contextlib.suppress(OSError):
-                probe.unlink()
 
     def unsaved(self) -> int:
         """How many published records wait in memory for the disk."""
@@ -402,20 +427,15 @@ class TaskStore:
 
     async def delete(self, task_id: str) -> None:
         """Forget a task at once (before any checkpoint), then remove its files."""
-        self.tasks.pop(task_id, None)
+        self.tasks.forget(task_id)
+        self.open_worktrees.discard(task_id)
         self._logs.pop(task_id, None)
         self._locks.pop(task_id, None)
         self._unsaved.discard(task_id)
         async with self._io_lock:
-            await trio.to_thread.run_sync(self._delete_sync, task_id)
-
-    def _delete_sync(self, task_id: str) -> None:
-        for suffix in (RECORD_SUFFIX, LOG_SUFFIX):
-            path = self.tasks_dir / (task_id + suffix)
-            with writing(path):
-                path.unlink(missing_ok=True)
-        with writing(self.tasks_dir):
-            fsync_dir(self.tasks_dir)
+            await trio.to_thread.run_sync(delete_sync, self.tasks_dir, task_id)
+            with contextlib.suppress(sqlite3.Error):
+                await self.index.call(lambda db: db.drop([task_id]))
 
     # -- events ---------------------------------------------------------------------------
 
@@ -429,7 +449,8 @@ class TaskStore:
 
     def last_seq(self, task_id: str) -> int:
         """The seq of the task's latest visible (written) event."""
-        return self._logs[task_id].written
+        state = self._logs.get(task_id)
+        return state.written if state is not None else self.tasks[task_id].event_count
 
     async def flush(self, *, force_fsync: bool = False) -> None:
         """Write every queued event; fsync per the policy (or now, with ``force_fsync``).
@@ -450,7 +471,9 @@ class TaskStore:
                     work.append((task_id, state, list(state.pending), fsync))
             if not work:
                 return
-            results = await trio.to_thread.run_sync(self._flush_sync, work)
+            results = await trio.to_thread.run_sync(
+                flush_sync, [(state, batch, fsync) for _, state, batch, fsync in work]
+            )
             failed = self._flushed(work, results)
             self._drained.set()
             self._drained = trio.Event()
@@ -493,18 +516,6 @@ class TaskStore:
         while state is not None and len(state.pending) >= MAX_PENDING_EVENTS:
             await self._drained.wait()
 
-    @staticmethod
-    def _flush_sync(
-        work: list[tuple[str, Log, list[TaskEvent], bool]],
-    ) -> list[Written | StateWriteError]:
-        results: list[Written | StateWriteError] = []
-        for _, state, batch, fsync in work:
-            try:
-                results.append(append_sync(state.path, state.size, batch, fsync, state.unsynced))
-            except StateWriteError as error:
-                results.append(error)
-        return results
-
     async def run_flusher(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
@@ -543,13 +554,41 @@ class TaskStore:
     ) -> list[TaskEvent]:
         """Visible events with ``seq > after``: at most ``limit``, and at most ``max_bytes`` of
         the log unless the first event alone is longer (queued events are not visible yet)."""
-        state = self._logs[task_id]
+        task = await self.fetch(task_id)
+        if task is None:
+            raise UnknownTask(task_id)
+        state = await self._open_log(task_id, task)
         if after >= state.written:
             return []
-        start = state.offsets[after]
-        last = after + 1
-        stop = min(after + limit, state.written)
-        while last < stop and state.end_of(last + 1) - start <= max_bytes:
-            last += 1
-        data = await trio.to_thread.run_sync(read_range, state.path, start, state.end_of(last))
-        return [decode_event(line) for line in data.splitlines()]
+        count = min(limit, state.written - after)
+        page = await trio.to_thread.run_sync(
+            read_page, state.path, state.size, state.route(after + 1), count, max_bytes
+        )
+        state.scanned += page.scanned
+        for seq, offset in page.marks:
+            state.note(seq, offset)
+        return [decode_event(line) for line in page.data.splitlines()]
+
+    async def _open_log(self, task_id: str, task: Task) -> Log:
+        """The task's log: as the store tracks it, or opened from what its index row says
+        (scanned if the file changed since)."""
+        state = self._logs.get(task_id)
+        if state is not None:
+            return state
+        path = self.tasks_dir / (task_id + LOG_SUFFIX)
+        known = await self.index.call(lambda db: db.log_stat(task_id))
+        opened = await trio.to_thread.run_sync(open_log, path, task.event_count, known)
+        return self._logs.setdefault(task_id, opened)
+
+    # -- reading tasks back -----------------------------------------------------------------
+
+    async def fetch(self, task_id: str) -> Task | None:
+        """The task's record, read in a worker thread if it is not in memory."""
+        task = self.tasks.peek(task_id)
+        if task is None:
+            task = await trio.to_thread.run_sync(read_record, self.tasks_dir, task_id)
+            if task is not None:
+                known = self.tasks.peek(task_id)  # published meanwhile: that one is newer
+                task = known if known is not None else task
+                self.tasks.remember(task)
+        return task

@@ -50,7 +50,9 @@ from ._asking import (
 )
 from ._budgets import task_usage_view, usage_view
 from ._errors import NotPending, RunNotStarted, TaskBusy, TaskError, WorktreeFailed
+from ._index import TaskQuery
 from ._isolation import REPORT_FILES, diffstat_view
+from ._listing import page, stats
 from ._model import PendingApproval, Task, TaskOptions, new_task_id
 from ._notices import TaskNotices
 from ._progress import progress_while
@@ -59,7 +61,7 @@ from ._resources import TaskResources
 from ._review import TaskReview
 from ._runner import TaskRunner
 from ._status_line import StatusReporter
-from ._views import failure, queue_view, statistics_view, success, task_view
+from ._views import LIST_TASKS, failure, queue_view, statistics_view, success, task_view
 
 log = logging.getLogger("mcp_server.tasks")
 
@@ -81,7 +83,11 @@ class TaskTools:
 
         async def handle(ctx: RequestContext, arguments: JSON) -> ToolResult:
             try:
-                return await spec.run(self, ctx, parse_args(spec.arguments, arguments))
+                args = parse_args(spec.arguments, arguments)
+                task_id = getattr(args, "id", None)
+                if isinstance(task_id, str):
+                    await self.runner.store.fetch(task_id)  # a task at rest: read in a thread
+                return await spec.run(self, ctx, args)
             except ToolFailure as exc:
                 return failure(exc.code, exc.message, exc.result)
             except RunNotStarted as exc:
@@ -223,15 +229,16 @@ class TaskTools:
                     stat = diffstat_view(task.id, done, limit=REPORT_FILES)
                     view["diffstat"] = stat | {"full": f"task://{task.id}/diffstat"}
             return success(f"task {task.id} is {task.status}", view)
-        tasks = self.runner.tasks()
-        view = statistics_view(tasks, self.runner.queue.place_map())
+        counts = await stats(self.runner.store)
+        _, latest = await page(self.runner.store, TaskQuery(limit=LIST_TASKS))
+        view = statistics_view(counts, latest, self.runner.queue.place_map())
         view["queue"] = self._queue_view()
         view["usage"] = usage_view(self.runner.spending.ledger, self.runner.clock.wall())
-        return success(f"{len(tasks)} tasks", view)
+        return success(f"{counts.total} tasks", view)
 
     def _queue_view(self) -> JSON:
         self.runner.queue.plan_now()  # the places as of now (it starts what may start)
-        return queue_view(self.runner.store.tasks, self.runner.queue.places())
+        return queue_view(self.runner.store.tasks.resident, self.runner.queue.places())
 
     def _view(self, task: Task, *, full: bool = False) -> JSON:
         """The task's view with its place in the queue."""
@@ -241,7 +248,9 @@ class TaskTools:
         status = await self.resources.status_view()
         status["queue"] = self._queue_view()
         runner = self.runner
-        status["holds"] = runner.limits.holds.view(runner.store.tasks.values(), runner.clock.wall())
+        status["holds"] = runner.limits.holds.view(
+            runner.store.tasks.resident.values(), runner.clock.wall()
+        )
         if not status["state"]["writable"]:
             return failure("state_unwritable", status["state"]["error"], status)
         if not status["daemon"]["reachable"]:
@@ -551,7 +560,7 @@ def register_tasks(
             )
         )
     resources.register(registry)
-    TaskNotices(registry).list_tasks(runner.tasks())
+    TaskNotices(registry).list_tasks(runner.active_tasks())
     for prompt in PROMPTS.values():
         registry.add_prompt(prompt.prompt())
     return tools

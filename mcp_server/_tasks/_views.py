@@ -8,7 +8,6 @@ marker naming the resource that holds the rest. Plain functions of records: no I
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +17,7 @@ import orjson
 
 from mcp_server._core import JSON, ResourceContents, TextContents, ToolResult
 
+from ._index import Stats
 from ._model import PendingApproval, RunReport, Task, TaskEvent, UsageLimit
 from ._schedule import Waiting
 
@@ -223,20 +223,21 @@ def queue_view(tasks: Mapping[str, Task], places: list[Waiting]) -> JSON:
     }
 
 
-def statistics_view(tasks: list[Task], places: Mapping[str, Waiting] | None = None) -> JSON:
-    """The original's statistics over every task, plus the latest ``LIST_TASKS`` tasks."""
+def statistics_view(
+    counts: Stats, latest: list[Task], places: Mapping[str, Waiting] | None = None
+) -> JSON:
+    """The original's statistics over every task (``counts``, from the index), plus the
+    ``latest`` tasks."""
     places = places or {}
-    durations = [t.report.duration() for t in tasks if t.report]
-    finished = [t for t in tasks if t.report is not None]
-    succeeded = [t for t in finished if t.report and t.report.outcome == "success"]
+    average = counts.average_duration_s
     return {
-        "total_tasks": len(tasks),
-        "by_status": dict(Counter(t.status for t in tasks)),
-        "by_tool": dict(Counter(t.agent for t in tasks)),
-        "average_duration_seconds": round(statistics.fmean(durations), 3) if durations else None,
-        "success_rate": round(len(succeeded) / len(finished), 4) if finished else None,
-        "tasks_omitted": max(0, len(tasks) - LIST_TASKS),
-        "tasks": [task_view(t, place=places.get(t.id)) for t in tasks[-LIST_TASKS:]],
+        "total_tasks": counts.total,
+        "by_status": counts.by_status,
+        "by_tool": counts.by_agent,
+        "average_duration_seconds": None if average is None else round(average, 3),
+        "success_rate": round(counts.succeeded / counts.finished, 4) if counts.finished else None,
+        "tasks_omitted": max(0, counts.total - len(latest)),
+        "tasks": [task_view(t, place=places.get(t.id)) for t in latest],
     }
 
 

@@ -21,7 +21,7 @@ from . import _oauth_pages, _streams, _task_pages
 from ._base import Dashboard, page, refused, see_other
 from ._guard import SECURITY_HEADERS, Refusal, WebGuard, local_path
 from ._hub import BoardHub
-from ._render import BoardFilter, board
+from ._render import BoardFilter
 from ._settings import DashboardSettings
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def _register_board(blueprint: Blueprint, dash: Dashboard) -> None:
         chosen = BoardFilter.parse(request.args.get("status"), request.args.get("q"))
         return await page(
             "board.html",
-            board=board(dash.runner.tasks(), chosen, dash.now()),
+            board=await dash.board(chosen),
             chosen=chosen,
             statuses=TASK_STATUSES,
         )

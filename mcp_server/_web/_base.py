@@ -9,10 +9,11 @@ from typing import Any
 import attrs
 from quart import Response, g, render_template, request
 
-from mcp_server._tasks import TaskResources, TaskRunner, TaskTools
+from mcp_server._tasks import TaskResources, TaskRunner, TaskTools, task_page
 
 from ._guard import Refusal, WebGuard
 from ._hub import BoardHub
+from ._render import Board, BoardFilter, board
 from ._sessions import LoginSession
 
 HTMX_CONFIG = '{"includeIndicatorStyles": false, "allowEval": false, "allowScriptTags": false}'
@@ -35,6 +36,19 @@ class Dashboard:
     @property
     def resources(self) -> TaskResources:
         return self.tools.resources
+
+    async def board(self, chosen: BoardFilter) -> Board:
+        """The board for ``chosen``, from the index (only the rows shown are read)."""
+        store = self.runner.store
+        listing, shown = await task_page(store, chosen.task_query())
+        total = await store.index.call(lambda db: db.count())
+        return board(
+            shown,
+            self.now(),
+            total=total,
+            matching=listing.matching,
+            active=self.runner.active_tasks(),
+        )
 
     def now(self) -> datetime.datetime:
         return self.runner.clock.wall()

@@ -15,7 +15,14 @@ from urllib.parse import urlencode
 
 import attrs
 
-from mcp_server._tasks import TASK_STATUSES, PendingApproval, Task, TaskEvent, remembered_rule
+from mcp_server._tasks import (
+    TASK_STATUSES,
+    PendingApproval,
+    Task,
+    TaskEvent,
+    TaskQuery,
+    remembered_rule,
+)
 
 BOARD_ROWS: Final = 500
 """Rows of the board (newest first); the rest are counted."""
@@ -74,11 +81,12 @@ class BoardFilter:
         status = status if status in TASK_STATUSES else ""
         return cls(status=status or "", query=" ".join((query or "").split())[:200])
 
-    def matches(self, task: Task) -> bool:
-        if self.status and task.status != self.status:
-            return False
-        haystack = f"{task.title} {task.agent} {task.project_dir}".lower()
-        return all(word in haystack for word in self.query.lower().split())
+    def task_query(self) -> TaskQuery:
+        """The filter as an index query for the newest ``BOARD_ROWS`` tasks it matches."""
+        statuses = (self.status,) if self.status else ()
+        return TaskQuery(
+            statuses=statuses, words=tuple(self.query.lower().split()), limit=BOARD_ROWS
+        )
 
     def query_string(self) -> str:
         """The filter as URL query parameters (for the board's stream)."""
@@ -118,9 +126,16 @@ class Board:
     """Every task waiting for a decision, whatever the filter (newest first)."""
 
 
-def board(tasks: Sequence[Task], chosen: BoardFilter, now: datetime.datetime) -> Board:
-    """The board's rows, newest first, at most ``BOARD_ROWS``."""
-    matching = [task for task in tasks if chosen.matches(task)]
+def board(
+    shown: Sequence[Task],
+    now: datetime.datetime,
+    *,
+    total: int,
+    matching: int,
+    active: Sequence[Task],
+) -> Board:
+    """The board: ``shown`` (the newest matching tasks, oldest first, from the index) as rows
+    newest first; the ``active`` tasks waiting for a decision (those at rest never do)."""
     rows = tuple(
         BoardRow(
             id=task.id,
@@ -133,14 +148,14 @@ def board(tasks: Sequence[Task], chosen: BoardFilter, now: datetime.datetime) ->
             turns=len(task.turns),
             pending=len(task.pending),
         )
-        for task in reversed(matching[-BOARD_ROWS:])
+        for task in reversed(shown[-BOARD_ROWS:])
     )
     asking = tuple(
         Asking(id=task.id, title=task.title, requests=len(task.pending))
-        for task in reversed(tasks)
+        for task in reversed(active)
         if task.pending
     )
-    return Board(rows=rows, total=len(tasks), matching=len(matching), asking=asking)
+    return Board(rows=rows, total=total, matching=matching, asking=asking)
 
 
 @attrs.frozen

@@ -23,7 +23,7 @@ from mcp_server._tasks import TASK_STATUSES, TaskNotFound
 
 from ._base import Dashboard, current_session
 from ._hub import wait_any
-from ._render import LOG_PAGE, BoardFilter, board, log_lines, pending_mark
+from ._render import LOG_PAGE, BoardFilter, log_lines, pending_mark
 from ._task_pages import read_page, task_context
 
 KEEPALIVE_S: Final = 15.0
@@ -113,7 +113,7 @@ async def _board_stream(
     yield f"retry: {RETRY_MS}\n\n".encode()
     while not dash.hub.draining.is_set():
         changed = dash.hub.board_changed()
-        shown = board(dash.runner.tasks(), chosen, dash.now())
+        shown = await dash.board(chosen)
         yield sse("board", await rows.render_async(board=shown, statuses=TASK_STATUSES))
         async for keepalive in _until_changed(dash, changed):
             yield keepalive

@@ -202,7 +202,7 @@ async def task_server(
         async with trio.open_nursery() as nursery:
             await nursery.start(runner.run)
             if notifier is not None:
-                await nursery.start(notifier.run, runner.tasks)
+                await nursery.start(notifier.run, runner.active_tasks)
             async with serving(registry) as url, httpx.AsyncClient(timeout=60) as http:
                 client = Client(http, url)
                 await client.initialize()

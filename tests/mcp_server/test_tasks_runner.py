@@ -134,7 +134,7 @@ async def test_clean_stops_a_run_started_while_cleaning(
             deleted = await env.runner.clean()
         assert deleted == 2
         assert env.runner.running() == 0
-        assert env.runner.tasks() == []
+        assert env.runner.active_tasks() == []
         await trio.testing.wait_all_tasks_blocked()
         failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert failures == []  # a run whose task vanished under it fails "unexpectedly"

@@ -167,7 +167,9 @@ async def test_refused_run_end_is_kept_until_the_disk_takes_it(small_disk: pathl
         await eventually(lambda: store.fault is None)
         nursery.cancel_scope.cancel()
     assert [e.summary for e in await store.read_events(task_id, 0, 10)] == ["failed"]
-    (again,) = await TaskStore(small_disk).load()
+    reloaded = TaskStore(small_disk)
+    await reloaded.load()
+    again = reloaded.tasks[task_id]
     assert (again.status, again.event_count) == ("failed", 1)
 
 
@@ -176,6 +178,7 @@ async def test_read_only_disk_refused_clearly(small_disk: pathlib.Path) -> None:
     store = TaskStore(small_disk)
     await store.load()
     task_id = (await store.create(a_task())).id
+    await store.close()  # the index's open database would keep the disk busy (rw)
     await trio.run_process(["mount", "-o", "remount,ro", str(small_disk)])
     try:
         with pytest.raises(StateWriteError, match="state disk read-only: Read-only file system"):

@@ -158,7 +158,7 @@ async def test_bad_arguments_rejected(tmp_path: pathlib.Path, arguments: dict[st
     async with task_server(tmp_path) as env:
         result = await env.client.call("create_task", **arguments)
         assert result["isError"] is True
-        assert env.runner.tasks() == []
+        assert env.runner.active_tasks() == []
 
 
 HUGE = "x" * 300_000
@@ -537,8 +537,8 @@ async def test_mcp_task_cancel_stops_run(tmp_path: pathlib.Path, when: str) -> N
         )
         mcp_task = answer["result"]["task"]["taskId"]
         # The task is listed once its start is durable, its run counted once begun.
-        await eventually(lambda: env.runner.running() == 1 and len(env.runner.tasks()) == 1)
-        [task] = env.runner.tasks()
+        await eventually(lambda: env.runner.running() == 1 and len(env.runner.active_tasks()) == 1)
+        [task] = env.runner.active_tasks()
         assert task.id == mcp_task  # one id: tasks/cancel takes the coding task's
         if when == "running":
             await eventually(lambda: env.runner.get(task.id).session_id is not None)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import pathlib
 
+import attrs
 import orjson
 import pytest
 
 from host_daemon import AgentEvent
 from mcp_server import InvalidParams
+from mcp_server._tasks import TaskQuery, TaskStore
+from mcp_server._tasks._files import RECORD_SUFFIX, encode_task
+from mcp_server._tasks._listing import page
+from mcp_server._tasks._listing import stats as count_tasks
 from mcp_server._tasks._model import (
     RunReport,
     Task,
@@ -62,10 +68,16 @@ def test_tool_text_is_capped() -> None:
     assert "more characters" in result.content[0]["text"]
 
 
-def test_statistics_list_is_bounded() -> None:
+async def test_statistics_list_is_bounded(tmp_path: pathlib.Path) -> None:
     """Statistics count every task but list only the latest ones, under the size cap."""
-    tasks = [finished("done", n) for n in range(LIST_TASKS + 70)]
-    stats = statistics_view(tasks)
+    (tmp_path / "tasks").mkdir()
+    for n in range(LIST_TASKS + 70):
+        task = attrs.evolve(finished("done", n), seq=n + 1)
+        (tmp_path / "tasks" / (task.id + RECORD_SUFFIX)).write_bytes(encode_task(task))
+    store = TaskStore(tmp_path)
+    await store.load()
+    _, latest = await page(store, TaskQuery(limit=LIST_TASKS))
+    stats = statistics_view(await count_tasks(store), latest)
     assert stats["total_tasks"] == LIST_TASKS + 70
     assert stats["tasks_omitted"] == 70
     assert len(stats["tasks"]) == LIST_TASKS

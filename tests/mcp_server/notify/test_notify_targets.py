@@ -59,7 +59,7 @@ async def test_a_task_notify_url_is_refused_unless_its_host_is_allowed(
         assert "expected https" in await refusal("http://hooks.example.org/hook")
         assert "expected an http(s) URL" in await refusal("ftp://hooks.example.org/hook")
         assert "not in the allowlist" in await refusal("http://127.0.0.1:9/hook")
-        assert env.runner.tasks() == []
+        assert env.runner.active_tasks() == []
 
 
 async def test_an_allowed_notify_url_gets_its_task_events_besides_the_configured_targets(

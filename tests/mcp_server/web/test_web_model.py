@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import pathlib
 
 import attrs
 
-from mcp_server._tasks import PendingApproval, Task, TaskOptions
+from mcp_server._tasks import PendingApproval, Task, TaskOptions, TaskStore, task_page
+from mcp_server._tasks._files import RECORD_SUFFIX, encode_task
 from mcp_server._tasks._model import new_task
 from mcp_server._web._render import (
     BOARD_ROWS,
     LOG_PAGE,
+    Board,
     BoardFilter,
     age,
     board,
@@ -116,20 +119,38 @@ def test_big_file_starts_folded() -> None:
     assert [file.folded for file in diff.files] == [True, False, False]
 
 
-def test_board_filters_and_lists_newest_first() -> None:
+async def _board(tmp_path: pathlib.Path, tasks: list[Task], chosen: BoardFilter) -> Board:
+    """The board of a store holding ``tasks`` (records written, the index built at load)."""
+    tasks_dir = tmp_path / "tasks"
+    tasks_dir.mkdir(parents=True)
+    for task in tasks:
+        (tasks_dir / (task.id + RECORD_SUFFIX)).write_bytes(encode_task(task))
+    store = TaskStore(tmp_path)
+    await store.load()
+    listing, shown = await task_page(store, chosen.task_query())
+    total = await store.index.call(lambda db: db.count())
+    active = list(store.tasks.resident.values())
+    return board(shown, NOW, total=total, matching=listing.matching, active=active)
+
+
+async def test_board_filters_and_lists_newest_first(tmp_path: pathlib.Path) -> None:
     """The board lists matching tasks newest first, with age and turns."""
-    tasks = [_task("fix parser", 1), _task("write docs", 2, "waiting"), _task("fix lexer", 3)]
-    shown = board(tasks, BoardFilter.parse(None, "fix"), NOW)
+    tasks = [
+        _task("fix parser", 1, "failed"),
+        _task("write docs", 2, "waiting"),
+        _task("fix lexer", 3, "failed"),
+    ]
+    shown = await _board(tmp_path / "a", tasks, BoardFilter.parse(None, "fix"))
     assert [row.title for row in shown.rows] == ["fix lexer", "fix parser"]
     assert (shown.total, shown.matching, shown.rows[0].age, shown.rows[0].turns) == (3, 2, "5m", 1)
-    waiting = board(tasks, BoardFilter.parse("waiting", ""), NOW)
+    waiting = await _board(tmp_path / "b", tasks, BoardFilter.parse("waiting", ""))
     assert [row.title for row in waiting.rows] == ["write docs"]
 
 
-def test_board_rows_are_capped() -> None:
+async def test_board_rows_are_capped(tmp_path: pathlib.Path) -> None:
     """However many tasks there are, the board renders at most BOARD_ROWS rows."""
-    tasks = [_task(f"t{n}", n) for n in range(BOARD_ROWS + 7)]
-    shown = board(tasks, BoardFilter(), NOW)
+    tasks = [_task(f"t{n}", n, "failed") for n in range(1, BOARD_ROWS + 8)]
+    shown = await _board(tmp_path, tasks, BoardFilter())
     assert len(shown.rows) == BOARD_ROWS
     assert shown.matching == BOARD_ROWS + 7
 
