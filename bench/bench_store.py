@@ -156,10 +156,9 @@ class Checks:
             self.first_page(page)
             return
         ids = [task["task_id"] for task in page["tasks"]]
-        assert ids, "the filtered page is empty"
-        assert set(ids) <= set(self.filtered), "the filtered page holds other tasks"
-        statuses = {task["status"] for task in page["tasks"]}
-        assert statuses == {FILTER_STATUS}, statuses
+        assert ids == self.filtered[-len(ids) :], "the filtered page is not the newest matches"
+        assert len(ids) == min(50, len(self.filtered)), (len(ids), len(self.filtered))
+        assert page["matching_tasks"] == len(self.filtered), page["matching_tasks"]
 
     def report(self, view: dict[str, Any]) -> None:
         oldest = self.manifest.oldest
@@ -177,10 +176,9 @@ class Checks:
 
 
 def filtered_uri(templates: list[str]) -> str | None:
-    """The filtered listing's URI when the server's templates offer one (else ``None``)."""
-    for template in templates:
-        if template.startswith("agent://tasks{?") and "status" in template:
-            return f"agent://tasks?status={FILTER_STATUS}&project={FILTER_PROJECT}"
+    """The filtered listing's URI when the server offers ``agent://tasks?{query}`` (else None)."""
+    if "agent://tasks?{query}" in templates:
+        return f"agent://tasks?status={FILTER_STATUS}&project={FILTER_PROJECT}"
     return None
 
 

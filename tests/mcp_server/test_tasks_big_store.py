@@ -71,3 +71,18 @@ async def test_last_page_of_the_big_log_ends_the_turn(big_store: Manifest) -> No
     assert page["events"][-1]["data"] == {"status": "waiting"}
     assert first["events"][0]["kind"] == "turn"
     assert first["next"] == f"task://{big_store.big}/logs/{first['events'][-1]['seq']}"
+
+
+async def test_filtered_pages_are_the_matching_tasks(big_store: Manifest) -> None:
+    """agent://tasks?status=failed&project=proj-01: the newest matches, then the older page."""
+    matching = [
+        row.id for row in big_store.rows if row.status == "failed" and row.project == "proj-01"
+    ]
+    assert len(matching) > 10  # the generator's mix gives this query two pages at limit=10
+    async with client_of(big_store) as client:
+        page = await client.read("agent://tasks?status=failed&project=proj-01&limit=10")
+        older = await client.read(page["older"])
+    assert [task["task_id"] for task in page["tasks"]] == matching[-10:]
+    assert page["matching_tasks"] == len(matching)
+    assert page["total_tasks"] == SMALL_TASKS
+    assert [task["task_id"] for task in older["tasks"]] == matching[-20:-10]
