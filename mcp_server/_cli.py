@@ -285,6 +285,7 @@ async def run_server(
         http_shutdown.set()
         await served.wait()
         nursery.cancel_scope.cancel()
+    await runner.store.close()  # the index's database, checkpointed
 
 
 def _print(*lines: str) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import pathlib
 import sys
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
@@ -101,7 +102,9 @@ def add_console_commands(commands: Any) -> None:
     where.add_argument("--state-path", type=pathlib.Path, help="up's state dir (env STATE_PATH)")
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
     add = commands.add_parser
-    add("tasks", parents=[common], help="list the tasks (the latest 50)")
+    tasks = add("tasks", parents=[common], help="list the tasks (the latest 50)")
+    tasks.add_argument("--status", help="only these statuses (comma-separated)")
+    tasks.add_argument("--project", help="only tasks of this project directory")
     add("show", parents=[common], help="a task's details").add_argument("id")
     logs = add("logs", parents=[common], help="a task's event log")
     logs.add_argument("id")
@@ -230,7 +233,15 @@ async def _read_task_json(session: McpSession, task_id: str) -> JSON:
 
 
 async def _tasks(session: McpSession, args: argparse.Namespace, out: Output) -> int:
-    listing = await out.waiting("reading tasks", lambda: session.read_json("agent://tasks"))
+    query = urllib.parse.urlencode(
+        [
+            (key, value)
+            for key, value in (("status", args.status), ("project", args.project))
+            if value
+        ]
+    )
+    uri = f"agent://tasks?{query}" if query else "agent://tasks"
+    listing = await out.waiting("reading tasks", lambda: session.read_json(uri))
     if args.json:
         _print_json(out, listing)
         return 0

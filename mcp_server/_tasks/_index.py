@@ -3,7 +3,8 @@ server need not hold (or read) every task record.
 
 The per-task files stay the durable record; the index is derived from them and may be deleted
 at any time (the next start rebuilds it, with a log line). A row is written *after* its record,
-and remembers the (mtime_ns, size) of the record and of the log it was made from: at start,
+and remembers the (inode, mtime_ns, size) of the record (replaced by a rename, so a new inode
+every write: a coarse mtime cannot hide a rewrite) and of the log it was made from: at start,
 :meth:`IndexDb.stale` compares them with a ``scandir`` of ``tasks/`` in SQL, so only records
 that changed behind the index (a crash between record and row, an edit, a copy) are read again.
 
@@ -19,6 +20,7 @@ import logging
 import os
 import pathlib
 import sqlite3
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -32,7 +34,7 @@ log = logging.getLogger("mcp_server.tasks")
 T = TypeVar("T")
 
 INDEX_NAME = "index.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESIDENT_STATUSES = frozenset({"pending", "in_progress", "input_required", *WAITING_TO_START})
 """Statuses of a task the server keeps in memory (the scheduler, queue and runner use them)."""
 
@@ -52,6 +54,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     outcome TEXT,
     duration_s REAL,
     event_count INTEGER NOT NULL,
+    record_ino INTEGER NOT NULL,
     record_mtime_ns INTEGER NOT NULL,
     record_size INTEGER NOT NULL,
     log_mtime_ns INTEGER,
@@ -66,7 +69,7 @@ CREATE INDEX IF NOT EXISTS tasks_updated ON tasks (updated_at);
 """
 _COLUMNS = (
     "id, seq, status, agent, title, project_dir, cwd, host, created_at, updated_at,"
-    " open_worktree, outcome, duration_s, event_count, record_mtime_ns, record_size,"
+    " open_worktree, outcome, duration_s, event_count, record_ino, record_mtime_ns, record_size,"
     " log_mtime_ns, log_size"
 )
 
@@ -78,12 +81,13 @@ _COLUMNS = (
 class FileStat:
     """What a file looked like when its row was made."""
 
+    ino: int
     mtime_ns: int
     size: int
 
     @classmethod
     def of(cls, stat: os.stat_result) -> FileStat:
-        return cls(stat.st_mtime_ns, stat.st_size)
+        return cls(stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 def row_of(
@@ -106,6 +110,7 @@ def row_of(
         None if report is None else report.outcome,
         None if report is None else report.duration(),
         event_count,
+        record.ino,
         record.mtime_ns,
         record.size,
         None if events is None else events.mtime_ns,
@@ -214,12 +219,19 @@ class Stale:
 # -- the database (blocking; worker threads only) --------------------------------------------
 
 
+def remove_index(path: pathlib.Path) -> None:
+    """Delete the index's files (the next open makes it anew)."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(path) + suffix)
+
+
 class IndexDb:
     """One connection to ``index.sqlite``; a missing, foreign or corrupt file is made anew."""
 
-    def __init__(self, path: pathlib.Path) -> None:
+    def __init__(self, path: pathlib.Path, rebuilt: str | None = None) -> None:
         self.path = path
-        self.rebuilt: str | None = None
+        self.rebuilt = rebuilt
         """Why the index was made anew at open (``None``: it was there and sound)."""
         try:
             self.connection = self._open()
@@ -227,7 +239,7 @@ class IndexDb:
         except sqlite3.DatabaseError as exc:
             with contextlib.suppress(AttributeError, sqlite3.Error):
                 self.connection.close()
-            self._remove()
+            remove_index(self.path)
             self.rebuilt = f"the index was unreadable ({exc})"
             self.connection = self._open()
             self._check()
@@ -255,11 +267,6 @@ class IndexDb:
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    def _remove(self) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(str(self.path) + suffix)
-
     def close(self) -> None:
         self.connection.close()
 
@@ -277,23 +284,25 @@ class IndexDb:
     def put(self, rows: Iterable[tuple[Any, ...]]) -> None:
         with self._transaction() as db:
             db.executemany(
-                f"INSERT OR REPLACE INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * 18)})", rows
+                f"INSERT OR REPLACE INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * 19)})", rows
             )
 
     def drop(self, task_ids: Iterable[str]) -> None:
         with self._transaction() as db:
             db.executemany("DELETE FROM tasks WHERE id = ?", ((task_id,) for task_id in task_ids))
 
-    def stale(self, entries: Iterable[tuple[str, bool, int, int]]) -> Stale:
-        """Compare the directory's ``(task id, is_log, mtime_ns, size)`` entries with the rows."""
+    def stale(self, entries: Iterable[tuple[str, bool, int, int, int]]) -> Stale:
+        """Compare the directory's ``(task id, is_log, ino, mtime_ns, size)`` entries with the
+        rows."""
         db = self.connection
         db.execute("DROP TABLE IF EXISTS temp.seen")
         db.execute(
-            "CREATE TEMP TABLE seen (id TEXT, is_log INTEGER, mtime_ns INTEGER, size INTEGER,"
+            "CREATE TEMP TABLE seen (id TEXT, is_log INTEGER, ino INTEGER, mtime_ns INTEGER,"
+            " size INTEGER,"
             " PRIMARY KEY (id, is_log)) WITHOUT ROWID"
         )
         with self._transaction():
-            db.executemany("INSERT OR REPLACE INTO temp.seen VALUES (?, ?, ?, ?)", entries)
+            db.executemany("INSERT OR REPLACE INTO temp.seen VALUES (?, ?, ?, ?, ?)", entries)
         resident = ", ".join(f"'{status}'" for status in sorted(RESIDENT_STATUSES))
         records = db.execute(
             "SELECT r.id FROM temp.seen r"
@@ -301,7 +310,8 @@ class IndexDb:
             " LEFT JOIN temp.seen l ON l.id = r.id AND l.is_log = 1"
             " WHERE r.is_log = 0 AND (t.id IS NULL"
             f" OR t.status IN ({resident})"
-            " OR t.record_mtime_ns != r.mtime_ns OR t.record_size != r.size"
+            " OR t.record_ino != r.ino OR t.record_mtime_ns != r.mtime_ns"
+            " OR t.record_size != r.size"
             " OR t.log_mtime_ns IS NOT l.mtime_ns OR t.log_size IS NOT l.size)"
             " ORDER BY r.id"
         ).fetchall()
@@ -409,9 +419,24 @@ class TaskIndex:
         def run() -> T:
             if self._db is None:
                 self._db = IndexDb(self.path)
+                # Closed when this object goes (if close() was not awaited), never left to the
+                # connection's own finalizer (which warns, and could run mid-statement).
+                weakref.finalize(self, self._db.close)
             return work(self._db)
 
         return await trio.to_thread.run_sync(run, limiter=self._limiter)
+
+    async def reset(self, why: str) -> None:
+        """Remove the index and make it anew (``why`` it was: logged by the rebuild)."""
+
+        def remake() -> None:
+            if self._db is not None:
+                self._db.close()
+            remove_index(self.path)
+            self._db = IndexDb(self.path, why)
+            weakref.finalize(self, self._db.close)
+
+        await trio.to_thread.run_sync(remake, limiter=self._limiter)
 
     async def close(self) -> None:
         if self._db is not None:

@@ -118,9 +118,9 @@ class Recovery:
             events = None
         return record, events
 
-    def _entries(self) -> Iterator[tuple[str, bool, int, int]]:
-        """``(task id, is_log, mtime_ns, size)`` of each task file; leftovers of an unfinished
-        write are removed on the way."""
+    def _entries(self) -> Iterator[tuple[str, bool, int, int, int]]:
+        """``(task id, is_log, inode, mtime_ns, size)`` of each task file; leftovers of an
+        unfinished write are removed on the way."""
         with os.scandir(self.tasks_dir) as entries:
             for entry in entries:
                 name = entry.name
@@ -137,7 +137,7 @@ class Recovery:
                 else:
                     continue
                 stat = entry.stat(follow_symlinks=False)
-                yield task_id, is_log, stat.st_mtime_ns, stat.st_size
+                yield task_id, is_log, entry.inode(), stat.st_mtime_ns, stat.st_size
 
     def _load_log(self, task_id: str) -> Log:
         """The task's log scanned; a torn last line or a corrupt tail moved aside."""

@@ -199,7 +199,11 @@ class TaskStore:
         others stay on disk until asked for."""
         recovery = Recovery(self.tasks_dir, self.quarantine_dir)
         async with self._io_lock:
-            loaded = await self.index.call(recovery.run)
+            try:
+                loaded = await self.index.call(recovery.run)
+            except sqlite3.DatabaseError as exc:  # it passed its checks, yet fails: made anew
+                await self.index.reset(f"the index failed ({exc})")
+                loaded = await self.index.call(recovery.run)
             self._created = await self.index.call(IndexDb.max_seq)
             self.open_worktrees = set(await self.index.call(IndexDb.open_worktrees))
         self.quarantined.extend(recovery.quarantined)
@@ -320,8 +324,9 @@ class TaskStore:
                 self._written(state, batch, written)
                 self._unsaved.discard(task.id)
                 if self._logs.get(task.id) is state:
-                    await self._index_put([row_of(task, *stats, state.written)])
                     self._publish(task)
+                    with trio.CancelScope(shield=True):  # the row follows its record, always
+                        await self._index_put([row_of(task, *stats, state.written)])
                 self._accepted()
             self._drained.set()
             self._drained = trio.Event()

@@ -67,6 +67,7 @@ def register(blueprint: Blueprint, dash: Dashboard) -> None:
 
     @blueprint.get("/tasks/<task_id>/events")
     async def task_events(task_id: str) -> Response:
+        await dash.runner.store.fetch(task_id)  # a task at rest: read in a worker thread
         try:
             dash.runner.get(task_id)
         except TaskNotFound:

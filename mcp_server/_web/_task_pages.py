@@ -120,6 +120,7 @@ def _register_pages(blueprint: Blueprint, dash: Dashboard) -> None:
 
     @blueprint.get("/tasks/<task_id>")
     async def task_page(task_id: str) -> Response:
+        await runner.store.fetch(task_id)  # a task at rest: read in a worker thread
         try:
             task = runner.get(task_id)
         except TaskNotFound:
@@ -137,6 +138,7 @@ def _register_pages(blueprint: Blueprint, dash: Dashboard) -> None:
 
     @blueprint.get("/tasks/<task_id>/log")
     async def log_page(task_id: str) -> Response:
+        await runner.store.fetch(task_id)
         try:
             runner.get(task_id)
         except TaskNotFound:
@@ -158,6 +160,7 @@ def _register_pages(blueprint: Blueprint, dash: Dashboard) -> None:
 
     @blueprint.get("/tasks/<task_id>/diff")
     async def diff_page(task_id: str) -> Response:
+        await runner.store.fetch(task_id)  # a task at rest: read in a worker thread
         try:
             task = runner.get(task_id)
         except TaskNotFound:

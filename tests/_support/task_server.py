@@ -13,6 +13,7 @@ subprocess running the ``_support/stand_in_agent.py`` agent.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import json
 import pathlib
@@ -38,6 +39,7 @@ from mcp_server._tasks import (
     TaskRunner,
     TaskStore,
     Workspace,
+    recent_tasks,
     register_tasks,
 )
 from mcp_server._tasks._holds import HoldPolicy
@@ -202,7 +204,9 @@ async def task_server(
         async with trio.open_nursery() as nursery:
             await nursery.start(runner.run)
             if notifier is not None:
-                await nursery.start(notifier.run, runner.active_tasks)
+                since = runner.clock.wall() - datetime.timedelta(days=1)  # as the CLI does
+                changed = await recent_tasks(runner.store, since)
+                await nursery.start(notifier.run, lambda: changed)
             async with serving(registry) as url, httpx.AsyncClient(timeout=60) as http:
                 client = Client(http, url)
                 await client.initialize()

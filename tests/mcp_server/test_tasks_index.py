@@ -1,15 +1,19 @@
-"""The task index (``STATE/index.sqlite``): rebuilt from the files, repaired at start, paging,
-tasks at rest read on demand, and log pages read without a per-event offset table."""
+"""The task index (``STATE/index.sqlite``): rebuilt from the files, repaired at start, paging;
+tasks at rest read on demand; log pages read without a per-event offset table."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+import os
 import pathlib
+import sqlite3
 
 import attrs
 import pytest
 import trio
+from _support.polling import eventually
 from _support.task_server import task_server
 
 from mcp_server._tasks import TaskQuery, TaskStore, task_page
@@ -103,9 +107,25 @@ async def test_corrupt_index_is_rebuilt_from_the_files(
     assert await listed(again) == ids
 
 
+async def test_index_that_fails_its_queries_is_rebuilt(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An index that passes the open's checks but fails a query is rebuilt, saying why."""
+    store = await loaded(tmp_path)
+    ids = await finished_tasks(store, 2)
+    await store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / INDEX_NAME)) as db:
+        db.execute("DROP TABLE tasks")
+        db.execute("CREATE TABLE tasks (id TEXT PRIMARY KEY)")
+        db.commit()
+    with caplog.at_level(logging.WARNING, "mcp_server.tasks"):
+        again = await loaded(tmp_path)
+    assert "task records: the index failed (no such column" in caplog.text
+    assert await listed(again) == ids
+
+
 async def test_record_changed_behind_the_index_is_picked_up(tmp_path: pathlib.Path) -> None:
-    """A record replaced after its index row was made (a crash between the two) is read again
-    at start; a record the index never saw is added; a row whose record is gone is dropped."""
+    """Records changed, added or removed behind the index are what the next start sees."""
     store = await loaded(tmp_path)
     first, second = await finished_tasks(store, 2)
     await store.close()
@@ -122,6 +142,28 @@ async def test_record_changed_behind_the_index_is_picked_up(tmp_path: pathlib.Pa
     assert failed == [first]
     assert again.tasks[first].title == "renamed behind the index"
     assert await listed(again) == [first, unseen.id]
+
+
+async def test_record_rewritten_with_its_size_and_mtime_is_picked_up(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A same-size rewrite with the same mtime is still read again (its inode is new)."""
+    store = await loaded(tmp_path)
+    (task_id,) = await finished_tasks(store, 1)
+    await store.close()
+    record = tmp_path / "tasks" / (task_id + RECORD_SUFFIX)
+    before = record.stat()
+    renamed = attrs.evolve(store.tasks[task_id], title="task X")  # was "task 0": same size
+    staged = record.with_name("staged")
+    staged.write_bytes(encode_task(renamed))
+    os.utime(staged, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(staged, record)
+    assert (record.stat().st_size, record.stat().st_mtime_ns) == (
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    again = await loaded(tmp_path)
+    assert await listed(again, TaskQuery(words=("task", "x"))) == [task_id]
 
 
 async def test_tasks_at_rest_are_not_held_in_memory(tmp_path: pathlib.Path) -> None:
@@ -186,8 +228,7 @@ async def test_pages_are_stable_across_inserts(tmp_path: pathlib.Path) -> None:
 
 
 async def test_last_log_page_reads_from_the_end(tmp_path: pathlib.Path) -> None:
-    """A log's last page is found by reading back from its end (a task at rest: no scan from
-    the start), and a scanned log keeps one offset per MARK_STRIDE events, not one per event."""
+    """A log's last page is read back from its end, and offsets are kept per MARK_STRIDE."""
     store = await loaded(tmp_path)
     task = await store.create(a_task())
     await store.commit(task.id, lambda t: start_run(t, T0))
@@ -222,8 +263,7 @@ async def test_last_log_page_reads_from_the_end(tmp_path: pathlib.Path) -> None:
 
 
 async def test_agent_tasks_resource_pages_and_filters(tmp_path: pathlib.Path) -> None:
-    """agent://tasks lists the newest page and names the older one; agent://tasks?{query}
-    filters by cwd and status and pages with the cursor it names; a bad query is an error."""
+    """agent://tasks and agent://tasks?{query} page and filter; a bad query is an error."""
     tasks_dir = tmp_path / "state" / "tasks"
     tasks_dir.mkdir(parents=True)
     tasks = [
@@ -249,3 +289,27 @@ async def test_agent_tasks_resource_pages_and_filters(tmp_path: pathlib.Path) ->
         assert [t["task_id"] for t in before["tasks"]] == [t.id for t in tasks[41:51:2]]
         answer = await env.client.rpc("resources/read", {"uri": "agent://tasks?status=nope"})
         assert "expected statuses among" in answer["error"]["message"]
+
+
+async def test_a_transition_cancelled_while_the_index_is_busy_is_published_and_indexed(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A commit cancelled while the index is busy is published at once and indexed after."""
+    store = await loaded(tmp_path)
+    task = await store.create(a_task())
+    await store.commit(task.id, lambda t: start_run(t, T0))
+    report = RunReport(outcome="success", started_at=T0, finished_at=T0)
+    holder = object()
+    await store.index._limiter.acquire_on_behalf_of(holder)  # the index is busy
+    scope = trio.CancelScope()
+
+    async def finish() -> None:
+        with scope:
+            await store.commit(task.id, lambda t: finish_run(t, report, T0))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(finish)
+        await eventually(lambda: store.tasks[task.id].status == "waiting")  # before its row
+        scope.cancel()
+        store.index._limiter.release_on_behalf_of(holder)
+    assert await listed(store, TaskQuery(statuses=("waiting",))) == [task.id]

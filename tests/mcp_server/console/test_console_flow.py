@@ -124,3 +124,21 @@ async def test_logs_reads_every_page(tmp_path: pathlib.Path) -> None:
     assert seqs == list(range(1, len(seqs) + 1))
     assert len(seqs) > 450
     assert listed.out.splitlines()[-1].endswith(" status       waiting")
+
+
+async def test_tasks_filters_by_status(tmp_path: pathlib.Path) -> None:
+    """``tasks --status`` lists only tasks in those statuses (through agent://tasks?status=);
+    an unknown status is an error naming the statuses there are."""
+    async with console_world(tmp_path) as world:
+        created = await world.cli("new", "--title", "Say hi", "hello")
+        found = re.fullmatch(rf"({ID}) created: status in_progress\n", created.out)
+        assert found, created.out
+        assert (await world.cli("logs", found[1], "-f")).code == 0
+        waiting = await world.cli("tasks", "--status", "waiting,failed")
+        assert waiting.code == 0, waiting
+        assert any(line.startswith(found[1]) for line in waiting.out.splitlines())
+        none = await world.cli("tasks", "--status", "failed")
+        assert (none.code, none.out) == (0, "no tasks\n")
+        bad = await world.cli("tasks", "--status", "nope")
+        assert bad.code != 0
+        assert "expected statuses among" in bad.err
