@@ -93,21 +93,20 @@ async def run_so_far(store: TaskStore, task: Task) -> RunSoFar:
     """Read the task's log back from its end to its run's start (the event whose data names
     the ``run_id``): the last frame number recorded, and what the report needs."""
     daemon_seq = 0
-    started_at = lost_at = task.updated_at
+    lost_at = task.updated_at
+    started_at: datetime.datetime | None = None  # the run_started event's
     seen: list[AgentEvent] = []
     high = store.last_seq(task.id)
-    newest = True
+    if high:
+        lost_at = max(lost_at, (await store.read_events(task.id, high - 1, 1))[0].time)
     while high > 0:
         low = max(0, high - SCAN_PAGE)
-        page = await _read_range(store, task.id, low, high)
-        for event in reversed(page):
-            if newest:
-                lost_at, newest = max(lost_at, event.time), False
+        for event in reversed(await _read_range(store, task.id, low, high)):
             if event.daemon_seq is None:
-                if _starts(event, task):
-                    started_at = max(started_at if daemon_seq else event.time, event.time)
-                    seen.reverse()
-                    return RunSoFar(daemon_seq, started_at, lost_at, seen)
+                if _starts(event, task):  # the run's first event: done
+                    started_at = started_at or event.time
+                    high = 0
+                    break
                 continue
             daemon_seq = max(daemon_seq, event.daemon_seq)
             if event.kind == "run_started":
@@ -115,9 +114,10 @@ async def run_so_far(store: TaskStore, task: Task) -> RunSoFar:
             again = seen_again(event.data) if event.kind == "agent" and event.data else None
             if again is not None:
                 seen.append(again)
-        high = low
+        else:
+            high = low
     seen.reverse()
-    return RunSoFar(daemon_seq, started_at, lost_at, seen)
+    return RunSoFar(daemon_seq, started_at or task.updated_at, lost_at, seen)
 
 
 def _starts(event: TaskEvent, task: Task) -> bool:
@@ -150,6 +150,7 @@ class RunFollowing:
     _owed: dict[str, Task]
     _owed_wakeup: trio.Event
     _detached: bool
+    _changed: dict[str, trio.Event]
 
     if TYPE_CHECKING:
 
@@ -309,7 +310,9 @@ class RunFollowing:
         stays running; waiters are told."""
         self._active.pop(task_id, None)
         active.done.set()
-        self.notify(task_id, "transition")
+        changed = self._changed.pop(task_id, None)  # no transition: only waiters are told
+        if changed is not None:
+            changed.set()
 
     async def _cancel_left_run(self, task: Task, active: RunInFlight) -> None:
         """A detachable run the server stops following without its end: cancel it by id

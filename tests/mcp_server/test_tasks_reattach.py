@@ -23,6 +23,7 @@ from _support.tcp_proxy import TcpProxy, tcp_proxy
 from host_daemon._proc import read_stat
 from mcp_server._tasks import DaemonEndpoint, TaskRunner, TaskStore, Workspace
 from mcp_server._tasks._model import Task, TaskOptions, new_task, start_run
+from mcp_server._tasks._reattach import run_so_far
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 GRACE = {"detach_grace_s": 60.0}
@@ -219,3 +220,43 @@ async def test_an_unreachable_daemon_past_its_grace_interrupts_the_run(
     assert "the host daemon was unreachable for longer than its 1 s detach grace" in (
         ended.report.error or ""
     )
+
+
+async def test_the_log_says_how_far_the_run_was_recorded(tmp_path: pathlib.Path) -> None:
+    """Read back from the log's end to the run's start: the run's last frame recorded, and the
+    events its report needs (an earlier run's frames do not count)."""
+    store = TaskStore(tmp_path)
+    await store.load()
+    task = new_task(
+        title="t",
+        instructions="go",
+        agent="claude",
+        project_dir="",
+        cwd="/w",
+        options=TaskOptions(),
+        now=store.clock.wall(),
+    )
+    await store.create(task)
+    add = functools.partial(store.append_event, task.id)
+    add(kind="turn", summary="turn 1", data={"turn": 1, "run_id": "a" * 32})
+    for seq in (1, 2, 3, 4):
+        add(kind="agent", summary=f"old {seq}", data={"kind": "text"}, daemon_seq=seq)
+    marker = {"kind": "turn", "summary": "turn 2", "data": {"turn": 2, "run_id": RUN_ID}}
+    task = await store.commit(
+        task.id, lambda t: start_run(t, t.created_at, run_id=RUN_ID), lambda t: [marker]
+    )
+    assert (await run_so_far(store, task)).daemon_seq == 0  # nothing of this run yet
+    add(kind="run_started", summary="run started", data={"pid": 1}, daemon_seq=1)
+    add(kind="agent", summary="init", data={"kind": "init", "session_id": "s1"}, daemon_seq=2)
+    edit = {"kind": "tool_use", "tool_name": "Edit", "tool_input": {"file_path": "/w/a.py"}}
+    add(kind="agent", summary="edit", data=edit, daemon_seq=3)
+    add(kind="steer", summary="steer: faster", data={"text": "faster"})
+    await store.save(task.id)
+    so_far = await run_so_far(store, task)
+    assert so_far.daemon_seq == 3
+    assert [(e.kind, e.session_id, e.tool_name) for e in so_far.seen] == [
+        ("init", "s1", None),
+        ("tool_use", None, "Edit"),
+    ]
+    started = (await store.read_events(task.id, 6, 1))[0]
+    assert (started.kind, so_far.started_at) == ("run_started", started.time)
