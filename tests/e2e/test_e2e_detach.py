@@ -307,3 +307,51 @@ async def test_e2e_end_task_while_detached_kills_the_run(
             hold.release()
             log = await events(client, task_id)
             assert log[-3]["summary"].startswith("run finished: cancelled"), log[-3:]
+
+
+async def test_e2e_a_pending_approval_survives_a_server_restart(
+    world: World, model: ScriptedModel
+) -> None:
+    """A live turn waits for a decision when the server dies: the restarted server re-attaches
+    with the request still pending (recorded once), approve reaches the agent on the new stream,
+    and the turn ends waiting."""
+    (world.root / "write.sh").write_text('echo "$1" > out.txt\n')
+    command = "sh write.sh approved"
+    model.script(BashCall(command), Reply("Done."))
+    root, state = world.root, world.server_state
+    async with daemon_process(
+        world.daemon_state, root, world.daemon_env, detach_grace_s=GRACE_S
+    ) as daemon:
+        async with (
+            serve_process(state, root, daemon, world.server_env) as up,
+            sdk_client(up) as client,
+        ):
+            created = await ok(client, "create_task", title="t", instructions="write out.txt")
+            assert created["live"] is True, created
+            task_id = created["task_id"]
+            with trio.fail_after(DEADLINE_S):
+                while (task := await ok(client, "wait_task", id=task_id, timeout_s=20))[
+                    "status"
+                ] != "input_required":
+                    assert task["status"] == "in_progress", task
+            (pending,) = task["pending_approvals"]
+            up.kill()
+            await up.process.wait()
+        async with (
+            serve_process(state, root, daemon, world.server_env) as up,
+            sdk_client(up) as client,
+        ):
+            task = await ok(client, "report", id=task_id)
+            assert task["status"] == "input_required", task
+            assert [p["request_id"] for p in task["pending_approvals"]] == [pending["request_id"]]
+            await eventually(lambda: "re-attached to run" in up.log(), "the re-attach")
+            await ok(
+                client, "approve", id=task_id, request_id=pending["request_id"], decision="allow"
+            )
+            done = await wait_done(client, task_id)
+            assert done["status"] == "waiting", done
+            assert (root / "out.txt").read_text() == "approved\n"
+            log = await events(client, task_id)
+            assert sum(e["kind"] == "approval_request" for e in log) == 1
+            assert [e["data"]["decided_by"] for e in log if e["kind"] == "approval"] == ["client"]
+            assert_each_once(stored_events(world, task_id))
