@@ -255,7 +255,7 @@ class RunFollowing:
                     active.daemon_seq,
                     timeout=self.start_timeout_s,
                 ) as stream:
-                    attached = True
+                    attached = active.reattached = True
                     log.info(
                         "task %s: re-attached to run %s after frame %d",
                         task_id,

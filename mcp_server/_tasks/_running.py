@@ -135,6 +135,10 @@ class TurnRunning(RunFollowing):
             else:
                 active.requeued = None
                 report = builder.build(finished, error, active.stop_reason, active.stop_message)
+                if active.reattached and report.outcome == "killed":
+                    # The daemon ended it while no server followed it (its detach grace ran out,
+                    # it shut down): like a restart's, the turn was interrupted.
+                    report = attrs.evolve(report, outcome="interrupted")
                 report = await self._commit_turn(task_id, report)
                 seq = None if finished is None else finished.seq
                 await self._finish(task_id, report, asked_to_stop=active.asked_to_stop, seq=seq)

@@ -127,6 +127,7 @@ class RunInFlight:
     daemon_seq: int = 0  # the last frame of the run recorded (a detachable run's frames count)
     detaching: bool = False  # the server stops following it: no cancel, its end not recorded
     gone: bool = False  # the daemon no longer has the run (or cannot be reached): nothing to cancel
+    reattached: bool = False  # its stream was lost and attached again (a restart, a blip)
 
     def failed(self, code: str, message: str) -> str:
         """Note why the run failed (a start error if it never started); returns ``message``."""

@@ -214,8 +214,8 @@ async def test_e2e_server_stopped_mid_turn_reattaches(
 async def test_e2e_detached_past_the_grace_is_interrupted(
     world: World, model: ScriptedModel
 ) -> None:
-    """A run nobody re-attaches to within the daemon's detach grace ends with its group; the
-    restarted server records it interrupted, saying why."""
+    """A run nobody re-attaches to within the daemon's detach grace ends with its group; once
+    the daemon has dropped it, the restarted server records it interrupted, saying why."""
     hold = Hold(then=Reply("too late"))
     model.script(Reply("First answer."), BashCall("echo before-the-stop"), hold)
     root, state = world.root, world.server_state
@@ -229,7 +229,10 @@ async def test_e2e_detached_past_the_grace_is_interrupted(
             task_id, _ = await run_up_to_the_hold(client, hold)
             up.kill()
             await up.process.wait()
+        run_id = json.loads((state / "tasks" / f"{task_id}.json").read_text())["run_id"]
+        spool = world.daemon_state / "spool" / f"{run_id}.ndjson"
         await eventually(lambda: not agent_processes(world, daemon), "the grace to end the run")
+        await eventually(lambda: not spool.exists(), "the daemon to drop the run's spool")
         hold.release()
         async with (
             serve_process(state, root, daemon, world.server_env) as up,
@@ -237,7 +240,7 @@ async def test_e2e_detached_past_the_grace_is_interrupted(
         ):
             done = await wait_done(client, task_id)
             assert done["status"] == "interrupted", done
-            assert "grace" in done["report"]["error"], done["report"]
+            assert done["report"]["error"].startswith("the host daemon no longer has the run")
             assert_each_once(stored_events(world, task_id))
 
 

@@ -136,6 +136,27 @@ async def test_a_restarted_runner_reattaches_to_its_run(tmp_path: pathlib.Path) 
             assert_each_once(env.state, task_id)
 
 
+async def test_a_run_detached_past_the_grace_is_interrupted_saying_so(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Nobody re-attaches within the daemon's detach grace: the daemon ends the run; the next
+    runner gets its end and records the turn interrupted with the daemon's reason."""
+    async with task_daemon(tmp_path, detach_grace_s=1.0, finished_spool_s=60.0) as daemon:
+        async with task_server(tmp_path, daemon=daemon) as env:
+            task_id = (await env.client.ok("create_task", title="t", instructions=steps(env, 2)))[
+                "task_id"
+            ]
+            step(env, "1")
+            await eventually(lambda: env.runner.last_seq(task_id) >= 4, "step 1 to be recorded")
+            pid = await run_pid(env, task_id)
+        await eventually(lambda: not alive(pid), "the grace to end the run", timeout=DEADLINE_S)
+        async with task_server(tmp_path, daemon=daemon) as env:
+            task = await wait_done(env.client, task_id)
+            assert task["status"] == "interrupted", task
+            assert "detached for longer than the 1 s grace" in task["report"]["error"]
+            assert_each_once(env.state, task_id)
+
+
 async def test_end_task_while_the_daemon_is_unreachable_cancels_the_run_later(
     tmp_path: pathlib.Path,
 ) -> None:
