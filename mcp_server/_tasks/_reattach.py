@@ -28,7 +28,7 @@ import datetime
 import functools
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -155,8 +155,6 @@ class RunFollowing:
     if TYPE_CHECKING:
 
         def get(self, task_id: str) -> Task: ...
-
-        def notify(self, task_id: str, kind: Any, *, notice: str | None = None) -> None: ...
 
         def _daemon_for(self, task: Task) -> DaemonEndpoint: ...
 
