@@ -369,3 +369,39 @@ async def test_e2e_a_pending_approval_survives_a_server_restart(
             assert sum(e["kind"] == "approval_request" for e in log) == 1
             assert [e["data"]["decided_by"] for e in log if e["kind"] == "approval"] == ["client"]
             assert_each_once(stored_events(world, task_id))
+
+
+async def test_e2e_interrupt_after_a_restart_reaches_the_live_turn(
+    world: World, model: ScriptedModel
+) -> None:
+    """interrupt_task on a live turn the restarted server re-attached to: the interrupt goes on
+    the new stream, the turn ends (waiting, outcome interrupted), and the conversation goes on."""
+    hold = Hold(then=Reply("too late"))
+    model.script(Reply("First answer."), BashCall("echo before-the-stop"), hold, Reply("Again."))
+    root, state = world.root, world.server_state
+    async with daemon_process(
+        world.daemon_state, root, world.daemon_env, detach_grace_s=GRACE_S
+    ) as daemon:
+        async with (
+            serve_process(state, root, daemon, world.server_env) as up,
+            sdk_client(up) as client,
+        ):
+            task_id, first = await run_up_to_the_hold(client, hold)
+            up.kill()
+            await up.process.wait()
+        async with (
+            serve_process(state, root, daemon, world.server_env) as up,
+            sdk_client(up) as client,
+        ):
+            await eventually(lambda: "re-attached to run" in up.log(), "the re-attach")
+            stopped = await ok(client, "interrupt_task", id=task_id)
+            assert stopped["status"] == "waiting", stopped
+            assert stopped["report"]["outcome"] == "interrupted"
+            # Its end came from the daemon (a frame), not from the server giving up on the turn.
+            ends = [e for e in stored_events(world, task_id) if e["kind"] == "run_finished"]
+            assert "daemon_seq" in ends[-1], ends[-1]
+            hold.release()
+            await ok(client, "update_task", id=task_id, instructions="Go on")
+            again = await wait_done(client, task_id)
+            assert (again["status"], again["session_id"]) == ("waiting", first["session_id"])
+            assert_each_once(stored_events(world, task_id))
