@@ -292,11 +292,12 @@ async def test_e2e_daemon_restarted_while_the_server_was_down(
         assert again["status"] == "waiting", again
 
 
-async def test_e2e_end_task_while_detached_kills_the_run(
+async def test_e2e_end_task_after_a_restart_kills_the_run(
     world: World, model: ScriptedModel
 ) -> None:
-    """end_task on a run the server follows no more (its daemon unreachable meanwhile): the run
-    is cancelled by id once the daemon answers, and its processes are gone."""
+    """end_task on a run that outlived the server it started under: the restarted server
+    cancels it by id (closing a stream only detaches it), and its processes are gone. (With the
+    daemon unreachable meanwhile: tests/mcp_server/test_tasks_reattach.py.)"""
     hold = Hold(then=Reply("too late"))
     model.script(Reply("First answer."), BashCall("echo before-the-stop"), hold)
     root, state = world.root, world.server_state
