@@ -1,11 +1,11 @@
 """Runs tasks' turns through the host daemon and writes every step through to the store.
 
-The runner owns one nursery for the server's lifetime (:meth:`TaskRunner.run`); every run is a
-child of it holding one ``open_run`` stream, so a run never outlives the server. Per task there
-is at most one run: a follow-up while a run is in flight is refused with :class:`TaskBusy`
-(the client may ``wait_task`` and retry). A turn that may not start yet (the daemon's runs are
-all taken, its project has a run in flight, a gate holds it) is accepted ``queued``; the
-:class:`TaskQueue` starts it in order when it may.
+The runner owns one nursery for the server's lifetime (:meth:`TaskRunner.run`); every run it
+follows is a child of it holding the run's stream (a server that stops detaches; the next one
+re-attaches: :mod:`._reattach`). Per task there is at most one run: a follow-up while a run is
+in flight is refused with :class:`TaskBusy` (the client may ``wait_task`` and retry). A turn
+that may not start yet (the daemon's runs are all taken, its project has a run in flight, a gate
+holds it) is accepted ``queued``; the :class:`TaskQueue` starts it in order when it may.
 
 The runner builds its store (from a :data:`StoreFactory`), passing the listener the store tells
 what it wrote; it tells its own listener (the MCP layer's notices) each :class:`TaskChange`.
@@ -50,6 +50,7 @@ from ._model import (
     start_run,
 )
 from ._queue import TaskQueue
+from ._reattach import DETACH_GRACE_S, OwedCancel, new_run_id
 from ._running import TurnRunning, change_event, queued_event, shorten
 from ._schedule import Gate
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
@@ -104,8 +105,14 @@ class TaskRunner(TurnRunning):
         spending: Spending | None = None,
         gates: Sequence[Gate] = (),
         hold_policy: HoldPolicy | None = None,
+        detach_grace_s: float = DETACH_GRACE_S,
     ) -> None:
         self.start_timeout_s = start_timeout_s
+        self.detach_grace_s = detach_grace_s  # the daemon's, until a probe says
+        self._graces: dict[tuple[str, int], float] = {}  # per daemon, as its probe said
+        self._owed: dict[str, OwedCancel] = {}  # run id -> a cancel not sent yet
+        self._owed_wakeup = trio.Event()
+        self._detached = False  # the server stopped following its runs (shutdown)
         self.live_idle_s = live_idle_s
         self.sweep_interval_s = sweep_interval_s
         self.daemon = daemon
@@ -140,7 +147,8 @@ class TaskRunner(TurnRunning):
     # -- lifetime -------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the runs and the store's flusher until cancelled (runs then become interrupted)."""
+        """Own the runs and the store's flusher until cancelled (detachable runs are then
+        detached, others interrupted); re-attach first to the runs in flight at the start."""
         await self.spending.ledger.load(await task_ids(self.store), utc_day(self.clock.wall()))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
@@ -148,20 +156,22 @@ class TaskRunner(TurnRunning):
             nursery.start_soon(
                 self.worktrees.sweep_every, self.sweep_interval_s, self.worktree_keys
             )
+            nursery.start_soon(self.pay_owed_cancels)
             self._nursery = nursery
             try:
                 await self.limits.load()  # the holds before the queue plans
+                self._reattach_all(nursery)
                 await nursery.start(self.queue.run)  # the tasks queued before a restart start
                 task_status.started()
                 await trio.sleep_forever()
             finally:
                 self._nursery = None
-                for active in self._active.values():
-                    active.stop_reason = active.stop_reason or "interrupted"
-                    active.scope.cancel()
+                self._stop_following(detach=True)
 
-    async def shutdown(self, grace_s: float) -> None:
-        """Give running tasks ``grace_s`` to finish, then stop them (recorded ``interrupted``).
+    async def shutdown(self, grace_s: float, *, detach: bool = True) -> None:
+        """Give running tasks ``grace_s`` to finish, then detach from them (they go on in the
+        daemon; the next server re-attaches), or with ``detach=False`` (the daemon stops too)
+        stop them, recorded ``interrupted``; so are runs that cannot be detached.
 
         From now on no run starts: ``create``/``follow_up`` raise :class:`ShuttingDown`.
         """
@@ -169,9 +179,7 @@ class TaskRunner(TurnRunning):
         with trio.move_on_after(grace_s):
             for active in list(self._active.values()):
                 await active.done.wait()
-        for active in list(self._active.values()):
-            active.stop_reason = active.stop_reason or "interrupted"
-            active.scope.cancel()
+        self._stop_following(detach=detach)
         for active in list(self._active.values()):
             await active.done.wait()
         await self.store.flush(force_fsync=True)
@@ -238,8 +246,9 @@ class TaskRunner(TurnRunning):
         return self.get(task_id).running or task_id in self._active
 
     def run_pending(self, task_id: str) -> bool:
-        """True while the task's run is in flight, or ``queued`` (it starts by itself)."""
-        return self.is_running(task_id) or self.get(task_id).status == "queued"
+        """True while the task's run is in flight (and followed), or ``queued``."""
+        running = self.is_running(task_id) and not self._let_go_of(task_id)
+        return running or self.get(task_id).status == "queued"
 
     def in_flight(self, task_id: str) -> RunInFlight | None:
         """The task's run in flight, if any."""
@@ -312,6 +321,7 @@ class TaskRunner(TurnRunning):
             daemon.host, daemon.port, daemon.token, timeout=timeout, cli_wait_s=cli_wait_s
         )
         self.queue.observe(info)
+        self._graces[(daemon.host, daemon.port)] = info.detach_grace_s
         return info
 
     # -- commands -------------------------------------------------------------------------
@@ -365,6 +375,7 @@ class TaskRunner(TurnRunning):
     async def _create(self, task: Task, instructions: str) -> Task:
         nursery = self._require_nursery()
         now = self.clock.wall()
+        run_id = new_run_id()
         first = change_event("turn", f"turn 1: {shorten(instructions)}", {"turn": 1})
         reason = self.queue.blocks(task)
         if reason is not None:
@@ -374,8 +385,11 @@ class TaskRunner(TurnRunning):
             self.queue.plan_now()  # its place now (or its start, if a slot freed meanwhile)
             return self.get(task.id)
         active = self._begin(task)
+        first["data"]["run_id"] = run_id  # marks where the run's events begin (_reattach)
         await self._save_start(
-            task.id, active, lambda: self.store.create(start_run(task, now), lambda t: [first])
+            task.id,
+            active,
+            lambda: self.store.create(start_run(task, now, run_id=run_id), lambda t: [first]),
         )
         self.notify(task.id, "created")
         nursery.start_soon(self._run_turn, task.id, active)
@@ -388,10 +402,12 @@ class TaskRunner(TurnRunning):
             raise TaskBusy(task_id)
         task = self.get(task_id)
         nursery = self._require_nursery()
+        run_id = new_run_id()
 
         def turn(task: Task) -> list[dict[str, Any]]:
             count = len(task.turns)
-            return [change_event("turn", f"turn {count}: {shorten(instructions)}", {"turn": count})]
+            data = {"turn": count} | ({"run_id": task.run_id} if task.running else {})
+            return [change_event("turn", f"turn {count}: {shorten(instructions)}", data)]
 
         reason = None if task.waiting_to_start else self.queue.blocks(task)
         if reason is not None:
@@ -408,7 +424,7 @@ class TaskRunner(TurnRunning):
             task_id,
             active,
             lambda: self.store.commit(
-                task_id, lambda t: start_run(t, self.clock.wall(), instructions), turn
+                task_id, lambda t: start_run(t, self.clock.wall(), instructions, run_id), turn
             ),
         )
         self.notify(task_id, "transition")
@@ -553,14 +569,16 @@ class TaskRunner(TurnRunning):
 
         def started(task: Task) -> list[dict[str, Any]]:
             summary = f"in_progress: turn {len(task.turns)} started from the queue"
-            return [change_event("status", summary, {"status": "in_progress"})]
+            data = {"status": "in_progress", "run_id": task.run_id}
+            return [change_event("status", summary, data)]
 
+        run_id = new_run_id()
         try:
             await self._save_start(
                 task_id,
                 active,
                 lambda: self.store.commit(
-                    task_id, lambda t: start_run(t, self.clock.wall()), started
+                    task_id, lambda t: start_run(t, self.clock.wall(), run_id=run_id), started
                 ),
             )
         except TaskError as exc:  # ended or deleted meanwhile, or the start not writable
@@ -577,6 +595,14 @@ class TaskRunner(TurnRunning):
         summary: str,
         data: dict[str, Any] | None = None,
         raw: str | None = None,
+        *,
+        daemon_seq: int | None = None,
     ) -> None:
-        """Queue an output event; it is visible (and announced) once written."""
-        self.store.append_event(task_id, kind=kind, summary=summary, data=data, raw=raw)
+        """Queue an output event (``daemon_seq``: its run frame's number); visible once written."""
+        self.store.append_event(
+            task_id, kind=kind, summary=summary, data=data, raw=raw, daemon_seq=daemon_seq
+        )
+
+    def _daemon_for(self, task: Task) -> DaemonEndpoint:
+        """The daemon that runs the task's runs (the one configured)."""
+        return self.daemon

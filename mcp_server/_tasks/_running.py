@@ -23,30 +23,28 @@ from host_daemon import (
     RunEvent,
     RunFinished,
     RunStarted,
-    open_run,
 )
 
 from ._budgets import Spending, crossing_text
 from ._errors import TaskNotFound
 from ._holds import UsageLimits
 from ._model import Clock, RunReport, Task, finish_run, record_session, requeue
+from ._reattach import RunFollowing, run_so_far
 from ._report import ReportBuilder, event_data, summarize
 from ._store import StateWriteError, TaskStore, UnknownTask
-from ._turn import LiveTurn, RunInFlight, run_request
+from ._turn import RunInFlight, run_request
 
 if TYPE_CHECKING:
     from ._live import LiveDesk
     from ._queue import TaskQueue
-    from ._workspace import DaemonEndpoint
     from ._worktrees import TaskWorktrees
 
 log = logging.getLogger("mcp_server.tasks")
 
 
-class TurnRunning:
+class TurnRunning(RunFollowing):
     """Runs one turn and records its end; mixed into :class:`TaskRunner`."""
 
-    daemon: DaemonEndpoint
     start_timeout_s: float
     live_idle_s: float
     clock: Clock
@@ -71,9 +69,13 @@ class TurnRunning:
             summary: str,
             data: dict[str, Any] | None = None,
             raw: str | None = None,
+            *,
+            daemon_seq: int | None = None,
         ) -> None: ...
 
-    async def _run_turn(self, task_id: str, active: RunInFlight) -> None:
+    async def _run_turn(self, task_id: str, active: RunInFlight, resume: bool = False) -> None:
+        """Run the task's latest turn (or, ``resume``, follow its run begun before a restart)
+        and record its end; a run the server detaches from goes on in the daemon, unrecorded."""
         task = self.get(task_id)
         request = run_request(task, self.live_idle_s)
         # Seam (S3): the run may spend what is left of the task's max_budget_usd.
@@ -85,14 +87,14 @@ class TurnRunning:
         error: str | None = None
         try:
             with active.scope:
-                daemon = self.daemon
-                async with open_run(
-                    daemon.host, daemon.port, daemon.token, request, timeout=self.start_timeout_s
-                ) as stream:
-                    if stream.started.live:
-                        active.control = LiveTurn(stream, stream.started)
-                    active.started.set()
-                    finished = await self._consume(task_id, active, stream, builder)
+                lost_at = None
+                if resume:
+                    so_far = await run_so_far(self.store, task)
+                    builder.resume(so_far.started_at, so_far.seen)
+                    active.daemon_seq, lost_at = so_far.daemon_seq, so_far.lost_at
+                finished = await self._follow(
+                    task_id, active, None if resume else request, builder, lost_at
+                )
         except StateWriteError as exc:
             error = active.failed("state_unwritable", f"run stopped: {exc}")
         except DaemonError as exc:
@@ -111,7 +113,26 @@ class TurnRunning:
             if active.control is not None:
                 active.control.end()
             with trio.CancelScope(shield=True):
-                await self._end_run(task_id, active, builder, finished, error)
+                await self._close_run(task, active, builder, finished, error)
+
+    async def _close_run(
+        self,
+        task: Task,
+        active: RunInFlight,
+        builder: ReportBuilder,
+        finished: RunFinished | None,
+        error: str | None,
+    ) -> None:
+        """Let go of a run the server detaches from; else cancel what may be left of it on the
+        daemon (its stream's end only detached it) and record its end."""
+        if active.detaching:
+            self._let_go(task.id, active)
+            return
+        try:
+            if finished is None:
+                await self._cancel_left_run(task, active)
+        finally:
+            await self._end_run(task.id, active, builder, finished, error)
 
     async def _end_run(
         self,
@@ -128,8 +149,13 @@ class TurnRunning:
             else:
                 active.requeued = None
                 report = builder.build(finished, error, active.stop_reason, active.stop_message)
+                if active.reattached and report.outcome == "killed":
+                    # The daemon ended it while no server followed it (its detach grace ran out,
+                    # it shut down): like a restart's, the turn was interrupted.
+                    report = attrs.evolve(report, outcome="interrupted")
                 report = await self._commit_turn(task_id, report)
-                await self._finish(task_id, report, asked_to_stop=active.asked_to_stop)
+                seq = None if finished is None else finished.seq
+                await self._finish(task_id, report, asked_to_stop=active.asked_to_stop, seq=seq)
         finally:
             self._active.pop(task_id, None)
             active.done.set()
@@ -148,15 +174,22 @@ class TurnRunning:
         """Store a run's events as they arrive; the run's ``RunFinished``, if it came."""
         finished: RunFinished | None = None
         async for event in stream:
+            seq = None if isinstance(event, InputAccepted) else event.seq
+            if seq is not None:
+                if seq <= active.daemon_seq:
+                    continue  # recorded before the stream was re-attached
+                active.daemon_seq = seq
             if isinstance(event, RunStarted):
                 data = {"pid": event.pid, "argv": event.argv, "cwd": event.cwd}
                 if event.live:
                     data |= {"live": True, "reused": event.reused, "steerable": event.steerable}
                 how = " (live, reused)" if event.reused else " (live)" if event.live else ""
-                self.append(task_id, "run_started", f"run started: pid {event.pid}{how}", data)
+                summary = f"run started: pid {event.pid}{how}"
+                self.append(task_id, "run_started", summary, data, daemon_seq=seq)
             elif isinstance(event, AgentEvent):
                 builder.see(event)
-                self.append(task_id, "agent", summarize(event), event_data(event), event.raw)
+                summary = summarize(event)
+                self.append(task_id, "agent", summary, event_data(event), event.raw, daemon_seq=seq)
                 if event.kind == "init" and event.session_id:
                     await self._record_session(task_id, event.session_id)
                 await self.store.backpressure(task_id)
@@ -190,7 +223,10 @@ class TurnRunning:
 
         return await self.worktrees.commit_turn(task, report, note)
 
-    async def _finish(self, task_id: str, report: RunReport, *, asked_to_stop: bool) -> None:
+    async def _finish(
+        self, task_id: str, report: RunReport, *, asked_to_stop: bool, seq: int | None = None
+    ) -> None:
+        """Record the run's end (``seq``: the number of its ``RunFinished`` frame)."""
         cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"
         turns = "" if report.num_turns is None else f", {report.num_turns} turns"
         # Seam (S3): the run goes into the ledger; the budgets it crossed end its turn for good.
@@ -206,6 +242,8 @@ class TurnRunning:
             {"outcome": report.outcome, "error": report.error, "cost_usd": report.cost_usd}
             | budget,
         )
+        if seq is not None:
+            finished["daemon_seq"] = seq
 
         def events(task: Task) -> list[dict[str, Any]]:
             status = change_event("status", task.status + why, {"status": task.status} | budget)
