@@ -154,6 +154,9 @@ class DetachableRun:
         self._lock = trio.Lock()
         self._detached_at: float | None = None
         self._grace_scope: trio.CancelScope | None = None
+        #: Why the spool took no more frames (a full disk, say): the run then ends with its
+        #: stream, as a run without a ``run_id`` does, since a re-attach could not replay it.
+        self.spool_error: str | None = None
 
     @property
     def detached(self) -> bool:
@@ -168,7 +171,11 @@ class DetachableRun:
         async with self._lock:
             wire, spooled, self.next_seq = number_frames(frames, self.next_seq)
             if spooled:
-                await trio.to_thread.run_sync(self._spool.append, spooled)
+                if self.spool_error is None:
+                    try:
+                        await trio.to_thread.run_sync(self._spool.append, spooled)
+                    except OSError as exc:
+                        self._spool_failed(exc)
                 if self.started is None:
                     self._note_started(spooled)
                 if spooled[spooled.rfind(b"\n", 0, -1) + 1 :].startswith(_FINISHED_PREFIX):
@@ -186,6 +193,16 @@ class DetachableRun:
             else:
                 if self.finished_spooled:
                     self._deliver()
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """The spool refused a write: the run goes on while streamed, never detached."""
+        self.spool_error = f"its spool could not be written ({exc.strerror or exc})"
+        log.warning(
+            "run's spool failed, the run now ends with its stream",
+            extra=_fields(run_id=self.run_id, error=self.spool_error),
+        )
+        if self.attachment is None:
+            self.cancel("cancelled", f"the run was detached and {self.spool_error}")
 
     def _note_started(self, spooled: bytes) -> None:
         first = spooled[: spooled.index(b"\n")]
@@ -275,6 +292,9 @@ class DetachableRun:
         if grace <= 0:
             self.cancel("cancelled")
             return
+        if self.spool_error is not None:
+            self.cancel("cancelled", f"the run was detached and {self.spool_error}")
+            return
         self._detached_at = trio.current_time()
         self._set_grace_deadline()
 
@@ -283,6 +303,10 @@ class DetachableRun:
         await self.started_or_ended.wait()
         if self.started is None:
             raise self.owner.unknown(self.run_id)
+        if self.spool_error is not None:
+            raise RequestError(
+                "unknown_run", f"run {self.run_id} cannot be re-attached: {self.spool_error}"
+            )
         if not 0 <= after_seq < self.next_seq:
             raise RequestError(
                 "invalid_request",
