@@ -258,6 +258,8 @@ class Task:
     """Why it waits, as a sentence ("2 runs ahead (the daemon runs at most 2)")."""
     limit: UsageLimit | None = None
     """The usage limit its last run hit (set while ``limited``)."""
+    host: str = "default"
+    """The host daemon its runs go to (records from before several hosts: ``default``)."""
 
     @property
     def running(self) -> bool:
@@ -324,6 +326,7 @@ def new_task(
     task_id: str | None = None,
     live: bool = False,
     priority: Priority = "normal",
+    host: str = "default",
 ) -> Task:
     """A fresh ``pending`` task holding its first turn (isolation: see :func:`isolate`)."""
     return Task(
@@ -339,6 +342,7 @@ def new_task(
         updated_at=now,
         live=live,
         priority=priority,
+        host=host,
     )
 
 

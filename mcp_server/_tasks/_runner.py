@@ -14,6 +14,7 @@ what it wrote; it tells its own listener (the MCP layer's notices) each :class:`
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from host_daemon import (
 from ._budgets import Spending
 from ._errors import ShuttingDown, TaskBusy, TaskError, TaskNotFound, WorktreeFailed
 from ._holds import HoldPolicy, UsageLimits
+from ._hosts import DEFAULT_HOST, Host, HostTable
 from ._ledger import Ledger, utc_day
 from ._listener import Listener
 from ._live import LiveDesk
@@ -103,14 +105,15 @@ class TaskRunner(TurnRunning):
         spending: Spending | None = None,
         gates: Sequence[Gate] = (),
         hold_policy: HoldPolicy | None = None,
+        hosts: Sequence[Host] = (),
     ) -> None:
         self.start_timeout_s = start_timeout_s
         self.live_idle_s = live_idle_s
         self.sweep_interval_s = sweep_interval_s
-        self.daemon = daemon
-        self.workspace = workspace
-        self.worktrees = TaskWorktrees(daemon)
-        """The tasks' git worktrees, made and swept through the daemon."""
+        self.hosts = HostTable(hosts or [Host(DEFAULT_HOST, daemon, (workspace,))])
+        """The host daemons (``hosts``, else ``daemon`` serving ``workspace`` as ``default``);
+        each task's daemon calls go to its own host's (:meth:`_daemon_for`)."""
+        self._worktrees_at = functools.cache(TaskWorktrees)  # one per daemon: its sweep lock
         self._listener = listener
         self._active: dict[str, RunInFlight] = {}
         self._held: set[str] = set()  # tasks under review (merge, discard): no run starts
@@ -144,9 +147,9 @@ class TaskRunner(TurnRunning):
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)
-            nursery.start_soon(
-                self.worktrees.sweep_every, self.sweep_interval_s, self.worktree_keys
-            )
+            for host in self.hosts:
+                sweeps = self._worktrees_at(host.daemon)
+                nursery.start_soon(sweeps.sweep_every, self.sweep_interval_s, self.worktree_keys)
             self._nursery = nursery
             try:
                 await self.limits.load()  # the holds before the queue plans
@@ -263,9 +266,20 @@ class TaskRunner(TurnRunning):
         finally:
             self._held.discard(task_id)
 
-    def running(self) -> int:
-        """How many runs are in flight."""
-        return len(self._active)
+    def running(self, host: str | None = None) -> int:
+        """How many runs are in flight (on ``host``'s daemon, when given)."""
+        if host is None:
+            return len(self._active)
+        return sum(a.task is not None and a.task.host == host for a in self._active.values())
+
+    def _daemon_for(self, task: Task) -> DaemonEndpoint:
+        """The daemon of the task's host: every daemon call for a task goes there
+        (:class:`UnknownHost` when its host is no longer configured)."""
+        return self.hosts[task.host].daemon
+
+    def worktrees_for(self, task: Task) -> TaskWorktrees:
+        """The task's git worktree, made, reviewed and swept through its host's daemon."""
+        return self._worktrees_at(self._daemon_for(task))
 
     def tasks_in_flight(self) -> list[Task]:
         """The tasks whose runs are in flight (or begun), as their runs began."""
@@ -302,13 +316,17 @@ class TaskRunner(TurnRunning):
                 await self.changed(task_id).wait()
         return self.get(task_id)
 
-    async def probe(self, timeout: float = 5.0, cli_wait_s: float | None = None) -> ProbeInfo:
-        """Ask the daemon what it is and can do (raises ``DaemonError`` when it cannot answer)."""
-        daemon = self.daemon
+    async def probe(
+        self, timeout: float = 5.0, cli_wait_s: float | None = None, host: str | None = None
+    ) -> ProbeInfo:
+        """Ask a host's daemon (default: the first host's) what it is and can do (raises
+        ``DaemonError`` when it cannot answer)."""
+        named = self.hosts.hosts[0] if host is None else self.hosts[host]
+        daemon = named.daemon
         info = await probe(
             daemon.host, daemon.port, daemon.token, timeout=timeout, cli_wait_s=cli_wait_s
         )
-        self.queue.observe(info)
+        self.queue.observe(info, named.name)
         return info
 
     # -- commands -------------------------------------------------------------------------
@@ -326,13 +344,15 @@ class TaskRunner(TurnRunning):
         include_uncommitted: bool = False,
         task_id: str | None = None,
         priority: Priority = "normal",
+        host: str | None = None,
     ) -> Task:
         """Create a task (its worktree first, unless isolation is none) and start its first run;
         returns once the start is durable. A worktree the daemon refused: no task. ``task_id``
-        (one from :func:`new_task_id`) names it; by default a fresh one."""
-        relative, cwd = self.workspace.resolve(project_dir)
+        (one from :func:`new_task_id`) names it; by default a fresh one. ``host``: the host it
+        runs on (default: the one serving ``project_dir``)."""
+        chosen, relative, cwd = self.hosts.route(project_dir, host)
         self._require_nursery()
-        live = await self.live.resolve(agent, options.live)
+        live = await self.live.resolve(agent, options.live, chosen.name)
         task = new_task(
             title=title,
             instructions=instructions,
@@ -344,17 +364,20 @@ class TaskRunner(TurnRunning):
             task_id=task_id,
             live=live,
             priority=priority,
+            host=chosen.name,
         )
         self._preparing.add(task.id)
         try:
-            made = await self.worktrees.create(task, isolation, base_ref, include_uncommitted)
+            made = await self.worktrees_for(task).create(
+                task, isolation, base_ref, include_uncommitted
+            )
             task = isolate(task, made.isolation, made.note, made.worktree)
             return await self._create(task, instructions)
         except BaseException:
             if task.has_open_worktree and task.id not in self.store.tasks:
                 with trio.CancelScope(shield=True), contextlib.suppress(WorktreeFailed):
                     with trio.move_on_after(COMMIT_TIMEOUT_S):
-                        await self.worktrees.discard(task.id)
+                        await self.worktrees_for(task).discard(task.id)
             raise
         finally:
             self._preparing.discard(task.id)
@@ -478,7 +501,8 @@ class TaskRunner(TurnRunning):
             await self.store.delete(task_id)
             self.notify(task_id, "deleted")
             deleted += 1
-        await self.worktrees.sweep(self.worktree_keys)
+        for host in self.hosts:
+            await self._worktrees_at(host.daemon).sweep(self.worktree_keys)
         self.queue.wake()
         return deleted
 

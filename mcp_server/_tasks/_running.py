@@ -29,6 +29,7 @@ from host_daemon import (
 from ._budgets import Spending, crossing_text
 from ._errors import TaskNotFound
 from ._holds import UsageLimits
+from ._hosts import DEFAULT_HOST, HostTable, UnknownHost
 from ._model import Clock, RunReport, Task, finish_run, record_session, requeue
 from ._report import ReportBuilder, event_data, summarize
 from ._store import StateWriteError, TaskStore, UnknownTask
@@ -46,7 +47,7 @@ log = logging.getLogger("mcp_server.tasks")
 class TurnRunning:
     """Runs one turn and records its end; mixed into :class:`TaskRunner`."""
 
-    daemon: DaemonEndpoint
+    hosts: HostTable
     start_timeout_s: float
     live_idle_s: float
     clock: Clock
@@ -54,13 +55,16 @@ class TurnRunning:
     live: LiveDesk
     queue: TaskQueue
     limits: UsageLimits
-    worktrees: TaskWorktrees
     spending: Spending
     _active: dict[str, RunInFlight]
 
     if TYPE_CHECKING:
 
         def get(self, task_id: str) -> Task: ...
+
+        def _daemon_for(self, task: Task) -> DaemonEndpoint: ...
+
+        def worktrees_for(self, task: Task) -> TaskWorktrees: ...
 
         def notify(self, task_id: str, kind: Any, *, notice: str | None = None) -> None: ...
 
@@ -85,7 +89,7 @@ class TurnRunning:
         error: str | None = None
         try:
             with active.scope:
-                daemon = self.daemon
+                daemon = self._daemon_for(task)
                 async with open_run(
                     daemon.host, daemon.port, daemon.token, request, timeout=self.start_timeout_s
                 ) as stream:
@@ -95,13 +99,20 @@ class TurnRunning:
                     finished = await self._consume(task_id, active, stream, builder)
         except StateWriteError as exc:
             error = active.failed("state_unwritable", f"run stopped: {exc}")
+        except UnknownHost as exc:
+            error = active.failed(exc.code, f"{exc}: the task's host is no longer configured")
         except DaemonError as exc:
             if exc.code == "busy" and not active.started.is_set():
-                active.requeued = f"the daemon is busy ({exc.message}); it starts when it may"
+                busy = f"the {self._daemon_text(task)} is busy ({exc.message})"
+                active.requeued = f"{busy}; it starts when it may"
             else:
-                error = active.failed(exc.code, f"daemon: {exc.code}: {exc.message}")
+                error = active.failed(
+                    exc.code, f"{self._daemon_text(task)}: {exc.code}: {exc.message}"
+                )
         except OSError as exc:
-            error = active.failed("daemon_unavailable", f"daemon connection failed: {exc}")
+            error = active.failed(
+                "daemon_unavailable", f"{self._daemon_text(task)}: connection failed: {exc}"
+            )
         except Exception as exc:
             # A bug here must fail this run, not the server and every other run with it.
             log.exception("task %s: the run failed unexpectedly", task_id)
@@ -112,6 +123,10 @@ class TurnRunning:
                 active.control.end()
             with trio.CancelScope(shield=True):
                 await self._end_run(task_id, active, builder, finished, error)
+
+    def _daemon_text(self, task: Task) -> str:
+        """``daemon`` (one host) or ``daemon of host laptop``: how a run's error names it."""
+        return f"daemon of host {task.host}" if len(self.hosts) > 1 else "daemon"
 
     async def _end_run(
         self,
@@ -133,10 +148,11 @@ class TurnRunning:
         finally:
             self._active.pop(task_id, None)
             active.done.set()
+            host = DEFAULT_HOST if active.task is None else active.task.host
             if active.requeued is not None:
-                self.queue.refused()
+                self.queue.refused(host)
             else:
-                self.queue.freed()
+                self.queue.freed(host)
 
     async def _consume(
         self,
@@ -188,7 +204,7 @@ class TurnRunning:
         def note(summary: str, data: dict[str, Any]) -> None:
             self.append(task_id, "commit", summary, data)
 
-        return await self.worktrees.commit_turn(task, report, note)
+        return await self.worktrees_for(task).commit_turn(task, report, note)
 
     async def _finish(self, task_id: str, report: RunReport, *, asked_to_stop: bool) -> None:
         cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"
