@@ -67,10 +67,12 @@ from ._console import add_console_commands, console_main
 from ._doctor import doctor_main
 from ._oauth import OAuthService, StateFileError, oauth_blueprint, oauth_main
 from ._tasks import (
+    DEFAULT_HOST,
     LIVE_IDLE_S,
     SWEEP_INTERVAL_S,
     Budgets,
     DaemonEndpoint,
+    Host,
     Ledger,
     Spending,
     TaskNotices,
@@ -122,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--state-path", type=pathlib.Path, help="env STATE_PATH")
     serve_parser.add_argument("--daemon-host", help="env CLAUDE_PROXY_HOST")
     serve_parser.add_argument("--daemon-port", type=_port, help="env CLAUDE_PROXY_PORT")
+    serve_parser.add_argument(
+        "--daemon",
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT[,token_file=PATH][,roots=/a:/b]",
+        help="one more host daemon (repeatable; env DAEMONS, ';'-separated); "
+        "with none, the --daemon-host/--daemon-port daemon is the host 'default'",
+    )
     serve_parser.add_argument(
         "--grace", type=_grace, default=5.0, help="seconds running tasks get at shutdown (5)"
     )
@@ -221,6 +231,7 @@ async def run_server(
         sweep_interval_s=config.sweep_interval_s,
         live_idle_s=config.live_idle_s,
         spending=Spending(Ledger(config.state_path), config.budgets),
+        hosts=config.hosts,
     )
     await runner.store.load()
     tools = register_tasks(
@@ -307,9 +318,9 @@ async def _serve_main(config: ServerConfig, lock: StateLock) -> int:
         record_mcp_url(config.state_path, local_url)
         try:
             _print(f"MCP URL: {_mcp_url(urls)}", f"Dashboard: {_dashboard_url(urls)}")
-            log.info(
-                "serving; the daemon is expected at %s:%d", config.daemon.host, config.daemon.port
-            )
+            hosts = config.hosts or (Host(DEFAULT_HOST, config.daemon, (config.workspace,)),)
+            for host in hosts:
+                log.info("serving; host %s", host.roots_text())
             await server.done.wait()
             nursery.cancel_scope.cancel()
         finally:
@@ -531,6 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 grace_s=args.grace,
                 webhook_urls=args.webhook_url,
                 notify_allowed_hosts=args.notify_allowed_host,
+                daemons=args.daemon,
             )
             config = attrs.evolve(config, budgets=budgets_config(os.environ, args))
             with StateLock.acquire(config.state_path, _command_line(arguments)) as lock:

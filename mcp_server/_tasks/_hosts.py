@@ -133,6 +133,11 @@ class HostTable:
         )
 
 
+def daemon_label(hosts: HostTable, name: str) -> str:
+    """``daemon`` (one host) or ``daemon of host laptop``: how errors name a host's daemon."""
+    return f"daemon of host {name}" if len(hosts) > 1 else "daemon"
+
+
 class HostCapacityGate:
     """Each host's daemon runs at most its ``max_concurrent_runs`` (a :class:`CapacityGate`
     per host): a full host queues its own tasks, the others' start."""

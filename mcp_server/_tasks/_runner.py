@@ -14,7 +14,6 @@ what it wrote; it tells its own listener (the MCP layer's notices) each :class:`
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Literal
@@ -22,15 +21,12 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from host_daemon import (
-    AgentName,
-    ProbeInfo,
-    probe,
-)
+from host_daemon import AgentName
 
 from ._budgets import Spending
 from ._errors import ShuttingDown, TaskBusy, TaskError, TaskNotFound, WorktreeFailed
 from ._holds import HoldPolicy, UsageLimits
+from ._host_runs import HostRuns
 from ._hosts import DEFAULT_HOST, Host, HostTable
 from ._ledger import Ledger, utc_day
 from ._listener import Listener
@@ -56,7 +52,7 @@ from ._schedule import Gate
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
 from ._turn import LiveTurn, RunInFlight
 from ._workspace import DaemonEndpoint, Workspace
-from ._worktrees import COMMIT_TIMEOUT_S, SWEEP_INTERVAL_S, TaskWorktrees
+from ._worktrees import COMMIT_TIMEOUT_S, SWEEP_INTERVAL_S
 
 log = logging.getLogger("mcp_server.tasks")
 
@@ -89,7 +85,7 @@ LIVE_IDLE_S = 600.0
 """How long the daemon keeps a live task's agent alive without a turn (``LIVE_IDLE_S``)."""
 
 
-class TaskRunner(TurnRunning):
+class TaskRunner(TurnRunning, HostRuns):
     """Creates, runs, follows up, ends and forgets tasks; see the module docstring."""
 
     def __init__(
@@ -113,7 +109,7 @@ class TaskRunner(TurnRunning):
         self.hosts = HostTable(hosts or [Host(DEFAULT_HOST, daemon, (workspace,))])
         """The host daemons (``hosts``, else ``daemon`` serving ``workspace`` as ``default``);
         each task's daemon calls go to its own host's (:meth:`_daemon_for`)."""
-        self._worktrees_at = functools.cache(TaskWorktrees)  # one per daemon: its sweep lock
+        self._worktrees = {}
         self._listener = listener
         self._active: dict[str, RunInFlight] = {}
         self._held: set[str] = set()  # tasks under review (merge, discard): no run starts
@@ -147,8 +143,7 @@ class TaskRunner(TurnRunning):
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)
-            for host in self.hosts:
-                sweeps = self._worktrees_at(host.daemon)
+            for sweeps in self._host_worktrees():
                 nursery.start_soon(sweeps.sweep_every, self.sweep_interval_s, self.worktree_keys)
             self._nursery = nursery
             try:
@@ -266,20 +261,10 @@ class TaskRunner(TurnRunning):
         finally:
             self._held.discard(task_id)
 
-    def running(self, host: str | None = None) -> int:
-        """How many runs are in flight (on ``host``'s daemon, when given)."""
-        if host is None:
-            return len(self._active)
-        return sum(a.task is not None and a.task.host == host for a in self._active.values())
-
     def _daemon_for(self, task: Task) -> DaemonEndpoint:
         """The daemon of the task's host: every daemon call for a task goes there
         (:class:`UnknownHost` when its host is no longer configured)."""
         return self.hosts[task.host].daemon
-
-    def worktrees_for(self, task: Task) -> TaskWorktrees:
-        """The task's git worktree, made, reviewed and swept through its host's daemon."""
-        return self._worktrees_at(self._daemon_for(task))
 
     def tasks_in_flight(self) -> list[Task]:
         """The tasks whose runs are in flight (or begun), as their runs began."""
@@ -315,19 +300,6 @@ class TaskRunner(TurnRunning):
             while self.run_pending(task_id):
                 await self.changed(task_id).wait()
         return self.get(task_id)
-
-    async def probe(
-        self, timeout: float = 5.0, cli_wait_s: float | None = None, host: str | None = None
-    ) -> ProbeInfo:
-        """Ask a host's daemon (default: the first host's) what it is and can do (raises
-        ``DaemonError`` when it cannot answer)."""
-        named = self.hosts.hosts[0] if host is None else self.hosts[host]
-        daemon = named.daemon
-        info = await probe(
-            daemon.host, daemon.port, daemon.token, timeout=timeout, cli_wait_s=cli_wait_s
-        )
-        self.queue.observe(info, named.name)
-        return info
 
     # -- commands -------------------------------------------------------------------------
 
@@ -501,8 +473,8 @@ class TaskRunner(TurnRunning):
             await self.store.delete(task_id)
             self.notify(task_id, "deleted")
             deleted += 1
-        for host in self.hosts:
-            await self._worktrees_at(host.daemon).sweep(self.worktree_keys)
+        for sweeps in self._host_worktrees():
+            await sweeps.sweep(self.worktree_keys)
         self.queue.wake()
         return deleted
 

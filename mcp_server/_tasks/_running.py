@@ -29,7 +29,7 @@ from host_daemon import (
 from ._budgets import Spending, crossing_text
 from ._errors import TaskNotFound
 from ._holds import UsageLimits
-from ._hosts import DEFAULT_HOST, HostTable, UnknownHost
+from ._hosts import DEFAULT_HOST, HostTable, UnknownHost, daemon_label
 from ._model import Clock, RunReport, Task, finish_run, record_session, requeue
 from ._report import ReportBuilder, event_data, summarize
 from ._store import StateWriteError, TaskStore, UnknownTask
@@ -103,15 +103,16 @@ class TurnRunning:
             error = active.failed(exc.code, f"{exc}: the task's host is no longer configured")
         except DaemonError as exc:
             if exc.code == "busy" and not active.started.is_set():
-                busy = f"the {self._daemon_text(task)} is busy ({exc.message})"
+                busy = f"the {daemon_label(self.hosts, task.host)} is busy ({exc.message})"
                 active.requeued = f"{busy}; it starts when it may"
             else:
                 error = active.failed(
-                    exc.code, f"{self._daemon_text(task)}: {exc.code}: {exc.message}"
+                    exc.code, f"{daemon_label(self.hosts, task.host)}: {exc.code}: {exc.message}"
                 )
         except OSError as exc:
             error = active.failed(
-                "daemon_unavailable", f"{self._daemon_text(task)}: connection failed: {exc}"
+                "daemon_unavailable",
+                f"{daemon_label(self.hosts, task.host)}: connection failed: {exc}",
             )
         except Exception as exc:
             # A bug here must fail this run, not the server and every other run with it.
@@ -123,10 +124,6 @@ class TurnRunning:
                 active.control.end()
             with trio.CancelScope(shield=True):
                 await self._end_run(task_id, active, builder, finished, error)
-
-    def _daemon_text(self, task: Task) -> str:
-        """``daemon`` (one host) or ``daemon of host laptop``: how a run's error names it."""
-        return f"daemon of host {task.host}" if len(self.hosts) > 1 else "daemon"
 
     async def _end_run(
         self,

@@ -1,0 +1,133 @@
+"""One MCP server driving several real host daemons on loopback, each with roots of its own.
+
+    async with hosts_server(tmp_path, {"a": {}, "b": {"max_runs": 1}}) as env:
+        created = await env.client.ok("create_task", ..., project_dir=str(env.roots["b"] / "p"))
+        await env.stop("b")  # host b's daemon stops (its port closes): the host is down
+
+Each host ``NAME`` gets a root ``tmp_path/root-NAME`` (served by its daemon and configured as its
+host's root) and its own copy of the task stand-in agent in ``tmp_path/bin-NAME`` (a run's
+``run_started`` argv names the daemon that ran it). A host's dict overrides its daemon's
+``DaemonConfig`` fields; ``roots`` (a list of paths) replaces its default root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import pathlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import Any
+
+import attrs
+import httpx
+import trio
+
+from _support.daemon import RunningDaemon, running_daemon
+from _support.mcp_http import serving
+from _support.task_server import Client, install_agent
+from mcp_server import Registry
+from mcp_server._tasks import (
+    DaemonEndpoint,
+    Host,
+    TaskNotices,
+    TaskRunner,
+    TaskStore,
+    Workspace,
+    register_tasks,
+)
+
+
+@attrs.define
+class HostsEnv:
+    client: Client
+    runner: TaskRunner
+    roots: dict[str, pathlib.Path]
+    agents: dict[str, str]
+    """Each host's agent path (``argv[0]`` of the runs its daemon starts)."""
+    daemons: dict[str, RunningDaemon]
+    _scopes: dict[str, trio.CancelScope]
+    _stopped: dict[str, trio.Event]
+
+    async def stop(self, name: str) -> None:
+        """Stop host ``name``'s daemon (its runs are killed, its port closes) and wait for it."""
+        self._scopes[name].cancel()
+        await self._stopped[name].wait()
+
+
+async def _serve(
+    roots: Sequence[pathlib.Path],
+    env: Mapping[str, str],
+    config: Mapping[str, Any],
+    scope: trio.CancelScope,
+    stopped: trio.Event,
+    *,
+    task_status: trio.TaskStatus[RunningDaemon],
+) -> None:
+    try:
+        with scope:
+            async with running_daemon(roots=roots, env=env, **config) as daemon:
+                task_status.started(daemon)
+                await trio.sleep_forever()
+    finally:
+        stopped.set()
+
+
+@contextlib.asynccontextmanager
+async def hosts_server(
+    tmp_path: pathlib.Path, hosts: Mapping[str, Mapping[str, Any]]
+) -> AsyncIterator[HostsEnv]:
+    """The daemons of ``hosts`` (in order), a runner with one host each, and an MCP client."""
+    roots: dict[str, pathlib.Path] = {}
+    agents: dict[str, str] = {}
+    served: dict[str, list[pathlib.Path]] = {}
+    for name, given in hosts.items():
+        roots[name] = tmp_path / f"root-{name}"
+        served[name] = [pathlib.Path(p) for p in given.get("roots", [roots[name]])]
+        for root in served[name]:
+            root.mkdir(parents=True, exist_ok=True)
+        agents[name] = install_agent(tmp_path / f"bin-{name}")
+    scopes = {name: trio.CancelScope() for name in hosts}
+    stopped = {name: trio.Event() for name in hosts}
+    async with trio.open_nursery() as daemons_nursery:
+        daemons: dict[str, RunningDaemon] = {}
+        for name, given in hosts.items():
+            config = {k: v for k, v in given.items() if k != "roots"}
+            daemons[name] = await daemons_nursery.start(
+                _serve,
+                served[name],
+                {"CLAUDE_PATH": agents[name]},
+                config,
+                scopes[name],
+                stopped[name],
+            )
+        table = [
+            Host(
+                name,
+                DaemonEndpoint(daemon.host, daemon.port, daemon.token),
+                tuple(
+                    Workspace(PurePosixPath(os.fspath(r)), PurePosixPath(os.fspath(r)))
+                    for r in served[name]
+                ),
+            )
+            for name, daemon in daemons.items()
+        ]
+        registry = Registry()
+        runner = TaskRunner(
+            functools.partial(TaskStore, tmp_path / "state"),
+            table[0].daemon,
+            table[0].roots[0],
+            listener=TaskNotices(registry),
+            hosts=table,
+        )
+        await runner.store.load()
+        register_tasks(registry, runner)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runner.run)
+            async with serving(registry) as url, httpx.AsyncClient(timeout=60) as http:
+                client = Client(http, url)
+                await client.initialize()
+                yield HostsEnv(client, runner, roots, agents, daemons, scopes, stopped)
+            nursery.cancel_scope.cancel()
+        daemons_nursery.cancel_scope.cancel()
