@@ -15,7 +15,14 @@ from urllib.parse import urlencode
 
 import attrs
 
-from mcp_server._tasks import TASK_STATUSES, PendingApproval, Task, TaskEvent, remembered_rule
+from mcp_server._tasks import (
+    DEFAULT_HOST,
+    TASK_STATUSES,
+    PendingApproval,
+    Task,
+    TaskEvent,
+    remembered_rule,
+)
 
 BOARD_ROWS: Final = 500
 """Rows of the board (newest first); the rest are counted."""
@@ -62,8 +69,8 @@ def cost(task: Task) -> str:
 
 @attrs.frozen
 class BoardFilter:
-    """Which tasks the board lists: a status (or all) and words the title, agent or project
-    must contain."""
+    """Which tasks the board lists: a status (or all) and words the title, agent, project or
+    host must contain."""
 
     status: str = ""
     query: str = ""
@@ -77,7 +84,8 @@ class BoardFilter:
     def matches(self, task: Task) -> bool:
         if self.status and task.status != self.status:
             return False
-        haystack = f"{task.title} {task.agent} {task.project_dir}".lower()
+        host = "" if task.host == DEFAULT_HOST else task.host  # as the task page shows it
+        haystack = f"{task.title} {task.agent} {task.project_dir} {host}".lower()
         return all(word in haystack for word in self.query.lower().split())
 
     def query_string(self) -> str:
