@@ -1,7 +1,7 @@
 """The host daemon: runs coding-agent CLIs in process groups for authenticated clients.
 
-The public API: the wire records, the client library (``probe``, ``open_run``,
-``close_session``, and one
+The public API: the wire records, the client library (``probe``, ``open_run``, ``attach_run``,
+``cancel_run``, ``close_session``, and one
 coroutine per worktree operation: ``create_worktree``, ``commit_worktree``, ``diff_worktree``,
 ``worktree_commits``, ``merge_worktree``, ``discard_worktree``, ``sweep_worktrees``), its errors
 (``DaemonError`` and its subclasses, each with a code of ``ErrorCode``), the shared token, the
@@ -14,6 +14,8 @@ from ._auth import TokenError, load_or_create_token, token_from_environment
 from ._cli import resolve_worktrees_dir
 from ._client import (
     RunStream,
+    attach_run,
+    cancel_run,
     close_session,
     commit_worktree,
     create_worktree,
@@ -65,6 +67,10 @@ from ._records import (
     PermissionRequest,
     PermissionResolved,
     ProbeInfo,
+    RunAttach,
+    RunAttached,
+    RunCancel,
+    RunCancelled,
     RunEvent,
     RunFinished,
     RunRequest,
@@ -133,6 +139,10 @@ __all__ = [
     "ProbeInfo",
     "ProtocolError",
     "RequestRejected",
+    "RunAttach",
+    "RunAttached",
+    "RunCancel",
+    "RunCancelled",
     "RunEvent",
     "RunFinished",
     "RunRequest",
@@ -157,7 +167,9 @@ __all__ = [
     "WorktreeSkipped",
     "WorktreeSweep",
     "__version__",
+    "attach_run",
     "become_subreaper",
+    "cancel_run",
     "close_session",
     "commit_worktree",
     "create_worktree",

@@ -7,6 +7,10 @@ whole process group. A live turn (``RunRequest.live``) also takes the client's a
 connection (``RunStream.decide``, ``steer``, ``interrupt``); ``close_session`` ends a live
 session. A worktree operation is one request and one reply; one the client stops
 waiting for still finishes daemon-side (git is never left half-way).
+
+A run with ``RunRequest.run_id`` is detachable: leaving ``open_run`` then only detaches it (the
+daemon keeps it for its detach grace), ``attach_run`` streams it again from a frame number on,
+and ``RunStream.cancel`` or ``cancel_run`` ends it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Final, TypeVar
 import trio
 
 from ._connection import FramedStream, HandshakeFailed, client_handshake
-from ._errors import DaemonUnavailable, ProtocolError, error_from_code
+from ._errors import DaemonUnavailable, ProtocolError, RequestRejected, error_from_code
 from ._protocol import (
     DAEMON_TO_CLIENT,
     DEFAULT_MAX_EVENT_FRAME_BYTES,
@@ -41,6 +45,10 @@ from ._records import (
     PermissionRequest,
     PermissionResolved,
     ProbeInfo,
+    RunAttach,
+    RunAttached,
+    RunCancel,
+    RunCancelled,
     RunEvent,
     RunFinished,
     RunRequest,
@@ -291,13 +299,24 @@ class RunStream:
 
     A live turn's stream also carries ``PermissionRequest``, ``PermissionResolved`` and
     ``InputAccepted`` frames; ``decide``, ``steer`` and ``interrupt`` answer on the same
-    connection, and may be called while another task iterates.
+    connection, and may be called while another task iterates. A stream from ``attach_run``
+    starts with the spooled frames after the client's ``after_seq`` (``attached`` is the
+    daemon's answer; ``started`` the run's first frame, yielded only if replayed).
     """
 
-    def __init__(self, conn: FramedStream, started: RunStarted) -> None:
+    def __init__(
+        self,
+        conn: FramedStream,
+        started: RunStarted,
+        *,
+        run_id: str | None = None,
+        attached: RunAttached | None = None,
+    ) -> None:
         self._conn = conn
         self.started = started
-        self._pending: RunStarted | None = started
+        self.run_id = run_id
+        self.attached = attached
+        self._pending: RunStarted | None = started if attached is None else None
         self.finished: RunFinished | None = None
         self._send_lock = trio.Lock()
 
@@ -322,6 +341,14 @@ class RunStream:
     async def interrupt(self) -> None:
         """Stop the running live turn; it finishes ``interrupted``, the session stays open."""
         await self._control(Interrupt())
+
+    async def cancel(self) -> None:
+        """End a detachable run: it finishes ``cancelled`` (its ``RunFinished`` follows)."""
+        if self.run_id is None:
+            raise RequestRejected(
+                "invalid_request", "only a run with a run_id can be cancelled on its stream"
+            )
+        await self._control(RunCancel(run_id=self.run_id))
 
     def __aiter__(self) -> RunStream:
         return self
@@ -373,4 +400,55 @@ async def open_run(
             raise DaemonUnavailable("timeout", "the daemon did not start the run in time")
         if not isinstance(first, RunStarted):
             raise ProtocolError("unexpected_message", "the daemon did not start the run")
-        yield RunStream(conn, first)
+        yield RunStream(conn, first, run_id=request.run_id)
+
+
+@contextlib.asynccontextmanager
+async def attach_run(
+    host: str,
+    port: int,
+    token: str,
+    run_id: str,
+    after_seq: int,
+    *,
+    timeout: float = 10.0,
+    max_frame_bytes: int = DEFAULT_MAX_EVENT_FRAME_BYTES,
+) -> AsyncIterator[RunStream]:
+    """Stream the detachable run ``run_id`` again: its frames numbered above ``after_seq``
+    (spooled ones first), then the live ones, up to its ``RunFinished``.
+
+    A stream attached before (another connection's) is closed by the daemon; the run is not
+    cancelled. A run the daemon does not know (or no longer: the error's message says why when
+    it can) raises ``RequestRejected`` with code ``unknown_run``. Leaving the context detaches
+    the run again.
+    """
+    async with _connect(
+        host, port, token, timeout=timeout, max_frame_bytes=max_frame_bytes
+    ) as conn:
+        with trio.move_on_after(timeout) as deadline:
+            await _send(conn, RunAttach(run_id=run_id, after_seq=after_seq))
+            first = await _receive(conn)
+        if deadline.cancelled_caught:
+            raise DaemonUnavailable("timeout", f"the daemon did not attach run {run_id} in time")
+        if not isinstance(first, RunAttached):
+            raise ProtocolError(
+                "unexpected_message",
+                f"the daemon answered run_attach with {type(first).__name__}",
+            )
+        yield RunStream(conn, first.started, run_id=run_id, attached=first)
+
+
+async def cancel_run(
+    host: str, port: int, token: str, run_id: str, *, timeout: float = 30.0
+) -> RunCancelled:
+    """End the detachable run ``run_id`` wherever its stream is (or with none); ``found``:
+    whether the daemon knew it. Returns once the run's process group is gone."""
+    return await _call(
+        host,
+        port,
+        token,
+        RunCancel(run_id=run_id),
+        RunCancelled,
+        timeout=timeout,
+        what="run_cancel",
+    )

@@ -49,6 +49,10 @@ ErrorCode = Literal[
     "disk_budget",
     # A live turn the daemon cannot run: the CLI cannot do live control (or --no-live).
     "live_unsupported",
+    # Detachable runs: a ``run_id`` the daemon has already, or one it does not know (or no
+    # longer: the message says why when it can).
+    "run_exists",
+    "unknown_run",
     # The client could not talk to the daemon.
     "unreachable",
     "timeout",
@@ -121,6 +125,8 @@ CLIENT_ERROR_CLASSES: Final[Mapping[ErrorCode, type[DaemonError]]] = {
     "git_failed": RequestRejected,
     "disk_budget": RequestRejected,
     "live_unsupported": RequestRejected,
+    "run_exists": RequestRejected,
+    "unknown_run": RequestRejected,
     "unreachable": DaemonUnavailable,
     "timeout": DaemonUnavailable,
     "connection_lost": DaemonUnavailable,

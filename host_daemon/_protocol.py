@@ -16,6 +16,12 @@ message; the other fields are the message's attributes. A conversation goes:
    ``discard_done``, ``sweep_done``); or, at any point, one ``error`` frame, after which the
    daemon closes the connection.
 
+A run with a ``run_id`` is detachable: its ``run_started``, ``agent_event``,
+``permission_request``, ``permission_resolved`` and ``run_finished`` frames carry ``seq`` (1, 2,
+3…), the client may send ``run_cancel`` on its stream, and a fresh connection may ask ``run_attach``
+(answered ``run_attached``, then the run's frames from ``after_seq + 1``) or ``run_cancel``
+(answered ``run_cancelled``).
+
 During a live run (``live: true``) the client may also send ``permission_decision``,
 ``turn_input`` and ``interrupt`` frames, and the run's stream carries ``permission_request``,
 ``permission_resolved`` and ``input_accepted`` frames among its ``agent_event`` frames.
@@ -48,6 +54,10 @@ from ._records import (
     PermissionRequest,
     PermissionResolved,
     ProbeInfo,
+    RunAttach,
+    RunAttached,
+    RunCancel,
+    RunCancelled,
     RunFinished,
     RunRequest,
     RunStarted,
@@ -150,6 +160,10 @@ Message: TypeAlias = (
     | Interrupt
     | SessionClose
     | SessionClosed
+    | RunAttach
+    | RunAttached
+    | RunCancel
+    | RunCancelled
     | ErrorFrame
 )
 
@@ -186,6 +200,10 @@ _TAGS: Final[Mapping[type[Any], str]] = {
     Interrupt: "interrupt",
     SessionClose: "session_close",
     SessionClosed: "session_closed",
+    RunAttach: "run_attach",
+    RunAttached: "run_attached",
+    RunCancel: "run_cancel",
+    RunCancelled: "run_cancelled",
     ErrorFrame: "error",
 }
 _BY_TAG: Final[Mapping[str, type[Any]]] = {tag: cls for cls, tag in _TAGS.items()}
@@ -209,9 +227,23 @@ _REQUESTS: Final[frozenset[type[Any]]] = frozenset({RunRequest, SessionClose, *W
 #: What a client may send during a live run, after its request.
 LIVE_CONTROL: Final[frozenset[type[Any]]] = frozenset({PermissionDecision, TurnInput, Interrupt})
 
+#: The frames of a detachable run that carry ``seq``: numbered, spooled, replayed on attach.
+NUMBERED: Final[frozenset[type[Any]]] = frozenset(
+    {RunStarted, AgentEvent, PermissionRequest, PermissionResolved, RunFinished}
+)
+
 #: What each side may receive.
 CLIENT_TO_DAEMON: Final[frozenset[type[Any]]] = frozenset(
-    {Hello, ProbeRequest, RunRequest, SessionClose, *WORKTREE_OPERATIONS, *LIVE_CONTROL}
+    {
+        Hello,
+        ProbeRequest,
+        RunRequest,
+        RunAttach,
+        RunCancel,
+        SessionClose,
+        *WORKTREE_OPERATIONS,
+        *LIVE_CONTROL,
+    }
 )
 DAEMON_TO_CLIENT: Final[frozenset[type[Any]]] = frozenset(
     {
@@ -233,6 +265,8 @@ DAEMON_TO_CLIENT: Final[frozenset[type[Any]]] = frozenset(
         PermissionResolved,
         InputAccepted,
         SessionClosed,
+        RunAttached,
+        RunCancelled,
         ErrorFrame,
     }
 )
@@ -248,7 +282,7 @@ CONVERTER: Final = make_strict_converter()
 
 def _unstructure_agent_event(event: AgentEvent) -> dict[str, Any]:
     # The hot path of a run: one per output line. Equal to the converter's output (tested).
-    return {
+    fields: dict[str, Any] = {
         "type": "agent_event",
         "kind": event.kind,
         "raw": event.raw,
@@ -261,10 +295,15 @@ def _unstructure_agent_event(event: AgentEvent) -> dict[str, Any]:
         "data": event.data,
         "truncated": event.truncated,
     }
+    if event.seq is not None:
+        fields["seq"] = event.seq
+    return fields
 
 
-_AGENT_EVENT_ORDER: Final = tuple(field.name for field in attrs.fields(AgentEvent))
-_AGENT_EVENT_FIELDS: Final = frozenset(_AGENT_EVENT_ORDER)
+_AGENT_EVENT_NUMBERED_ORDER: Final = tuple(field.name for field in attrs.fields(AgentEvent))
+#: Without ``seq``: a frame of a run without ``run_id`` has none (the wire stays as it was).
+_AGENT_EVENT_ORDER: Final = _AGENT_EVENT_NUMBERED_ORDER[:-1]
+_AGENT_EVENT_FIELDS: Final = frozenset(_AGENT_EVENT_NUMBERED_ORDER)
 _AGENT_EVENT_KINDS: Final = frozenset(get_args(AgentEventKind))
 
 
@@ -274,15 +313,16 @@ def _structure_agent_event(obj: dict[str, Any]) -> AgentEvent | None:
     Accepts only what the strict converter accepts, and builds the same event (tested); any
     doubt falls back to the converter, which also words the error.
     """
-    if tuple(obj) == _AGENT_EVENT_ORDER:  # every field, in the order this module writes them
-        kind, raw, session_id, text, tool_name, tool_use_id, tool_input, is_error, data, cut = (
-            obj.values()
-        )
+    keys = tuple(obj)
+    if keys in (_AGENT_EVENT_ORDER, _AGENT_EVENT_NUMBERED_ORDER):  # as this module writes them
+        values = (*obj.values(), None)  # ``seq`` is None when absent
+        kind, raw, session_id, text, tool_name, tool_use_id, tool_input, is_error = values[:8]
+        data, cut, seq = values[8:11]
     elif obj.keys() <= _AGENT_EVENT_FIELDS:
         get = obj.get
         kind, raw, session_id, text = get("kind"), get("raw"), get("session_id"), get("text")
         tool_name, tool_use_id, tool_input = get("tool_name"), get("tool_use_id"), get("tool_input")
-        is_error, data, cut = get("is_error"), get("data"), get("truncated", False)
+        is_error, data, cut, seq = get("is_error"), get("data"), get("truncated", False), get("seq")
     else:
         return None
     if (
@@ -297,10 +337,21 @@ def _structure_agent_event(obj: dict[str, Any]) -> AgentEvent | None:
         and (is_error is None or type(is_error) is bool)
         and (data is None or type(data) is dict)
         and type(cut) is bool
+        and (seq is None or type(seq) is int)
     ):
         kind = typing.cast(AgentEventKind, kind)  # checked against the literal's values
         return AgentEvent(
-            kind, raw, session_id, text, tool_name, tool_use_id, tool_input, is_error, data, cut
+            kind,
+            raw,
+            session_id,
+            text,
+            tool_name,
+            tool_use_id,
+            tool_input,
+            is_error,
+            data,
+            cut,
+            seq,
         )
     return None
 
@@ -315,6 +366,8 @@ def encode_frame(message: Message) -> bytes:
     if type(message) is AgentEvent:
         return orjson.dumps(_unstructure_agent_event(message), option=orjson.OPT_APPEND_NEWLINE)
     fields = CONVERTER.unstructure(message)
+    if type(message) in NUMBERED and fields["seq"] is None:
+        del fields["seq"]  # a run without ``run_id``: its frames are as they always were
     return orjson.dumps({"type": _TAGS[type(message)], **fields}, option=orjson.OPT_APPEND_NEWLINE)
 
 

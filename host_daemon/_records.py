@@ -63,6 +63,10 @@ class RunRequest:
     deny_rules: list[str] = attrs.field(factory=list)
     #: Rules a person allowed for the rest of this task (``remember: task`` on an approval).
     granted_rules: list[str] = attrs.field(factory=list)
+    #: Makes the run *detachable*: chosen by the client (``[A-Za-z0-9_-]{8,64}``, 128 random
+    #: bits), it names the run for ``RunAttach`` and ``RunCancel``; the run's frames are numbered
+    #: (``seq``) and spooled, and the end of the stream detaches the run instead of cancelling it.
+    run_id: str | None = None
 
 
 @attrs.frozen
@@ -98,6 +102,10 @@ class ProbeInfo:
     #: The host owner's policy: rules that allow or deny a permission request at once.
     allow_rules: list[str] = attrs.field(factory=list)
     deny_rules: list[str] = attrs.field(factory=list)
+    #: How long a detachable run goes on without a stream (0: it is cancelled at once).
+    detach_grace_s: float = 0.0
+    #: Detachable runs in flight with no stream attached now.
+    detached_runs: int = 0
 
 
 @attrs.frozen
@@ -113,6 +121,8 @@ class RunStarted:
     reused: bool = False
     #: ``TurnInput`` during this turn reaches the agent (Claude queues it, Codex steers).
     steerable: bool = False
+    #: A detachable run's frame number (1, 2, 3… per run); None for a run without ``run_id``.
+    seq: int | None = None
 
 
 # Not slotted: a frozen slotted class sets each field through ``object.__setattr__``, which makes
@@ -131,6 +141,8 @@ class AgentEvent:
     is_error: bool | None = None
     data: dict[str, Any] | None = None
     truncated: bool = False
+    #: A detachable run's frame number (1, 2, 3… per run); None for a run without ``run_id``.
+    seq: int | None = None
 
 
 @attrs.frozen
@@ -162,6 +174,8 @@ class RunFinished:
     session_open: bool = False
     #: ``outcome == "limited"``: the limit and its reset time.
     limit: LimitInfo | None = None
+    #: A detachable run's frame number (1, 2, 3… per run); None for a run without ``run_id``.
+    seq: int | None = None
 
 
 # -- live turns: permission requests, decisions, steering, interrupts -----------------------------
@@ -192,6 +206,8 @@ class PermissionRequest:
     suggestions: list[dict[str, Any]] = attrs.field(factory=list)
     tool_use_id: str | None = None
     agent_tool_name: str | None = None
+    #: A detachable run's frame number (1, 2, 3… per run); None for a run without ``run_id``.
+    seq: int | None = None
 
 
 @attrs.frozen
@@ -211,6 +227,8 @@ class PermissionResolved:
     rule: str | None = None
     #: Who the client said decided (``decided_by == "client"``): "approve tool", "elicitation"…
     decider: str | None = None
+    #: A detachable run's frame number (1, 2, 3… per run); None for a run without ``run_id``.
+    seq: int | None = None
 
 
 @attrs.frozen
@@ -262,6 +280,52 @@ class SessionClosed:
     """Whether a live session with that key was open (and is now gone)."""
 
     closed: bool
+
+
+# -- detachable runs: attach to a run by id, cancel it by id -------------------------------------
+
+
+@attrs.frozen
+class RunAttach:
+    """Client → daemon, the request of a fresh connection: stream run ``run_id`` again.
+
+    The daemon answers ``RunAttached``, then every spooled frame numbered above ``after_seq``,
+    in order, then the live ones; a stream attached before is closed (taken over, no cancel).
+    """
+
+    run_id: str
+    #: The last frame the client has (0: none).
+    after_seq: int
+
+
+@attrs.frozen
+class RunAttached:
+    """Daemon → client: the stream is attached; frames from ``after_seq + 1`` follow."""
+
+    run_id: str
+    #: The number the daemon's next new frame of the run will carry.
+    next_seq: int
+    #: The run is a live turn: the stream takes ``TurnInput``, ``PermissionDecision``,
+    #: ``Interrupt``.
+    live: bool
+    #: The run's first frame, as sent when it started (also the client's ``RunStream.started``).
+    started: RunStarted
+
+
+@attrs.frozen
+class RunCancel:
+    """Client → daemon: end run ``run_id`` (it finishes ``cancelled``), on the run's own stream
+    or as the request of a fresh connection (answered ``RunCancelled``)."""
+
+    run_id: str
+
+
+@attrs.frozen
+class RunCancelled:
+    """Daemon → client: whether a run ``run_id`` of this client was known (and is now ending)."""
+
+    run_id: str
+    found: bool
 
 
 RunEvent = (

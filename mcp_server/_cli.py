@@ -3,8 +3,9 @@ and the task commands (``tasks``, ``show``, ``logs``, ``new``, ``send``, ``appro
 ``interrupt``, ``end``, ``merge``, ``discard``: see :mod:`mcp_server._console`).
 
 Signals: the first SIGTERM/SIGINT drains (MCP requests in flight complete, running tasks get a
-grace period and are then recorded ``interrupted``, state is flushed, exit 0); a second one exits
-at once.
+grace period, state is flushed, exit 0); a second one exits at once. After the grace ``serve``
+detaches from the runs still in flight (the daemon keeps them for its detach grace; the next
+server re-attaches), ``up`` records them ``interrupted`` (its daemon stops with it).
 """
 
 from __future__ import annotations
@@ -216,10 +217,12 @@ async def run_server(
     config: ServerConfig,
     *,
     shutdown: trio.Event,
+    detach_runs: bool = True,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Load the tasks, serve MCP (and the dashboard at ``/``) until ``shutdown``, then stop runs
-    (grace) and flush."""
+    """Load the tasks, serve MCP (and the dashboard at ``/``) until ``shutdown``, then give runs
+    their grace, detach from them (the daemon keeps them; ``detach_runs=False``: stop them, as
+    ``up`` does, whose daemon stops too) and flush."""
     registry = Registry()
     hub = BoardHub()
     notifier = Notifier(config.notify, config.state_path)
@@ -285,7 +288,7 @@ async def run_server(
         await shutdown.wait()
         # Runs first: calls waiting on them (wait_task, MCP tasks) then answer before the
         # transport drains, so requests in flight complete.
-        await runner.shutdown(config.grace_s)
+        await runner.shutdown(config.grace_s, detach=detach_runs)
         await notifier.flush()
         http_shutdown.set()
         await served.wait()
@@ -470,7 +473,9 @@ async def _up_main(plan: _UpPlan, lock: StateLock) -> int:
             budgets=plan.budgets,
             notify=plan.notify,
         )
-        server = _Service(functools.partial(run_server, config, shutdown=shutdown))
+        # The daemon stops with the server: the runs end with it, recorded interrupted at once.
+        serve = functools.partial(run_server, config, shutdown=shutdown, detach_runs=False)
+        server = _Service(serve)
         urls = await nursery.start(server.run)
         url = _mcp_url(urls)
         # The task CLI finds the server through this file (and the token beside it); doctor

@@ -112,8 +112,9 @@ STATUSES: dict[str, str] = {
     "failed": "the last run failed (its report says why); `update_task` tries again",
     "cancelled": "the run was cancelled; `update_task` starts a new turn (not after "
     "`discard_task`: `review` `discarded`)",
-    "interrupted": "the server stopped mid-run; `update_task` resumes it (a turn stopped "
-    "with `interrupt_task` ends `waiting`)",
+    "interrupted": "the run ended without its end reaching the server (the host daemon "
+    "restarted, or the run was detached longer than the daemon's grace; the report says why); "
+    "`update_task` resumes it (a turn stopped with `interrupt_task` ends `waiting`)",
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 import orjson
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from ._convert import describe_error, make_strict_converter
 from ._errors import TaskError
@@ -39,6 +40,11 @@ LOG_SUFFIX = ".events.ndjson"
 
 STATE_CONVERTER = make_strict_converter()
 """The state-file boundary's converter (tool arguments have their own, made alike)."""
+STATE_CONVERTER.register_unstructure_hook(
+    TaskEvent,
+    # Most events come from no daemon frame: their lines stay as they were without the field.
+    make_dict_unstructure_fn(TaskEvent, STATE_CONVERTER, daemon_seq=override(omit_if_default=True)),
+)
 
 
 def encode_task(task: Task) -> bytes:

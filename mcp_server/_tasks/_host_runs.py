@@ -29,6 +29,7 @@ class HostRuns:
     queue: TaskQueue
     _active: dict[str, RunInFlight]
     _worktrees: dict[DaemonEndpoint, TaskWorktrees]
+    _graces: dict[tuple[str, int], float]
     """One :class:`TaskWorktrees` per daemon (its sweep lock orders creates and sweeps)."""
 
     if TYPE_CHECKING:
@@ -67,4 +68,5 @@ class HostRuns:
             daemon.host, daemon.port, daemon.token, timeout=timeout, cli_wait_s=cli_wait_s
         )
         self.queue.observe(info, named.name)
+        self._graces[(daemon.host, daemon.port)] = info.detach_grace_s
         return info

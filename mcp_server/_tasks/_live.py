@@ -93,6 +93,13 @@ def describe_input(tool_name: str, tool_input: dict[str, Any], limit: int = 200)
     return f"{tool_name} `{detail}`"
 
 
+def _frame_data(frame: PermissionRequest | PermissionResolved) -> dict[str, Any]:
+    """A frame's fields as its event's data (its number is the event's ``daemon_seq``)."""
+    data = attrs.asdict(frame)
+    data.pop("seq", None)
+    return data
+
+
 def _resolution(event: PermissionResolved) -> str:
     """Who decided, as the log says it."""
     if event.decided_by == "policy":
@@ -168,8 +175,9 @@ class LiveDesk:
             f"approval requested: {what} (request {frame.request_id}; answer with approve, "
             f"denied after {frame.timeout_s:g} s)"
         )
-        data = attrs.asdict(frame) | {"timeout_at": request.timeout_at.isoformat()}
-        event = {"kind": "approval_request", "summary": summary, "data": data}
+        data = _frame_data(frame) | {"timeout_at": request.timeout_at.isoformat()}
+        event: dict[str, Any] = {"kind": "approval_request", "summary": summary, "data": data}
+        event["daemon_seq"] = frame.seq
         await self._commit(task_id, lambda t: ask(t, request, self._runner.clock.wall()), event)
         notice = f"task {task_id} needs a decision: the agent asks to use {what}"
         self._runner.notify(task_id, "transition", notice=notice)
@@ -180,11 +188,12 @@ class LiveDesk:
         what = describe_input(frame.tool_name, frame.input)
         message = f": {frame.message}" if frame.message else ""
         summary = f"approval: {what} {how}{message}"
-        data = attrs.asdict(frame)
+        data = _frame_data(frame)
         event: dict[str, Any] = {"kind": "approval", "summary": summary, "data": data}
+        event["daemon_seq"] = frame.seq
         task = self._runner.get(task_id)
-        if task.pending_request(frame.request_id) is None:
-            self._runner.append(task_id, "approval", summary, data)  # the policy's: never pending
+        if task.pending_request(frame.request_id) is None:  # the policy's: never pending
+            self._runner.append(task_id, "approval", summary, data, daemon_seq=frame.seq)
             return
         await self._commit(
             task_id, lambda t: answered(t, frame.request_id, self._runner.clock.wall()), event

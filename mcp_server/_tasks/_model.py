@@ -260,11 +260,18 @@ class Task:
     """The usage limit its last run hit (set while ``limited``)."""
     host: str = "default"
     """The host daemon its runs go to (records from before several hosts: ``default``)."""
+    run_id: str | None = None
+    """Its latest run's id on the daemon (a detachable run: the server re-attaches to it)."""
 
     @property
     def running(self) -> bool:
         """True while a run is in flight (``in_progress`` or ``input_required``)."""
         return self.status in RUNNING
+
+    @property
+    def reattachable(self) -> bool:
+        """True while a detachable run is in flight: a restarted server re-attaches to it."""
+        return self.running and self.run_id is not None
 
     def pending_request(self, request_id: str) -> PendingApproval | None:
         """The pending permission request with this id, if it is still pending."""
@@ -307,6 +314,8 @@ class TaskEvent:
     summary: str
     data: dict[str, Any] | None = None
     raw: str | None = None
+    daemon_seq: int | None = None
+    """The daemon's number of the run frame it records (``None``: not from a frame)."""
 
 
 def new_task_id() -> str:
@@ -363,9 +372,11 @@ def refuse(task: Task, action: str, allowed: str) -> InvalidTransition:
     )
 
 
-def start_run(task: Task, now: datetime.datetime, instructions: str | None = None) -> Task:
-    """Start a run: the first turn of a ``pending`` task, a follow-up with ``instructions``, or
-    the run a ``queued``/``limited`` task holds (its turn was recorded when it was queued)."""
+def start_run(
+    task: Task, now: datetime.datetime, instructions: str | None = None, run_id: str | None = None
+) -> Task:
+    """Start a run (named ``run_id`` on the daemon): the first turn of a ``pending`` task, a
+    follow-up with ``instructions``, or the run a ``queued``/``limited`` task holds."""
     _check_open(task, "start a run of")
     if task.status == "pending" or task.status in WAITING_TO_START:
         if instructions is not None:
@@ -391,6 +402,7 @@ def start_run(task: Task, now: datetime.datetime, instructions: str | None = Non
         queued_at=None,
         queue_reason=None,
         limit=None,
+        run_id=run_id,
     )
 
 
@@ -578,6 +590,7 @@ def next_event(
     now: datetime.datetime,
     data: dict[str, Any] | None = None,
     raw: str | None = None,
+    daemon_seq: int | None = None,
 ) -> TaskEvent:
     """The event that follows ``last_seq`` in a task's log."""
-    return TaskEvent(seq=last_seq + 1, time=now, kind=kind, summary=summary, data=data, raw=raw)
+    return TaskEvent(last_seq + 1, now, kind, summary, data, raw, daemon_seq)

@@ -35,6 +35,15 @@ class ReportBuilder:
         self.started_at = self.clock.wall()
         self.started_monotonic = self.clock.monotonic()
 
+    def resume(self, started_at: datetime.datetime, seen: list[AgentEvent]) -> None:
+        """Gather a re-attached run: it began at ``started_at`` (its length then comes from the
+        wall clock), and ``seen`` are the events recorded before, oldest first."""
+        self.started_at = started_at
+        elapsed = max(0.0, (self.clock.wall() - started_at).total_seconds())
+        self.started_monotonic = self.clock.monotonic() - elapsed
+        for event in seen:
+            self.see(event)
+
     def see(self, event: AgentEvent) -> None:
         if event.kind == "init" and event.session_id:
             self.session_id = event.session_id
@@ -142,6 +151,28 @@ def summarize(event: AgentEvent) -> str:
 
 
 def event_data(event: AgentEvent) -> dict[str, Any]:
+    """The event's fields as an event's data (``None``/``False`` left out)."""
     fields = attrs.asdict(event, recurse=False)
     fields.pop("raw")
+    fields.pop("seq", None)  # the frame's number is the event's ``daemon_seq``
     return {key: value for key, value in fields.items() if value not in (None, False)}
+
+
+def seen_again(data: dict[str, Any]) -> AgentEvent | None:
+    """The agent event a stored event's data (:func:`event_data`) says, as far as the report
+    needs it (its kind, session, tool); ``None`` when the data is not such an event."""
+    kind, tool_input = data.get("kind"), data.get("tool_input")
+    if kind not in ("init", "tool_use", "error"):
+        return None
+    return AgentEvent(
+        kind=kind,
+        raw="",
+        session_id=_text(data.get("session_id")),
+        text=_text(data.get("text")),
+        tool_name=_text(data.get("tool_name")),
+        tool_input=tool_input if isinstance(tool_input, dict) else None,
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

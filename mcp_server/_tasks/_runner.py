@@ -1,11 +1,11 @@
 """Runs tasks' turns through the host daemon and writes every step through to the store.
 
-The runner owns one nursery for the server's lifetime (:meth:`TaskRunner.run`); every run is a
-child of it holding one ``open_run`` stream, so a run never outlives the server. Per task there
-is at most one run: a follow-up while a run is in flight is refused with :class:`TaskBusy`
-(the client may ``wait_task`` and retry). A turn that may not start yet (the daemon's runs are
-all taken, its project has a run in flight, a gate holds it) is accepted ``queued``; the
-:class:`TaskQueue` starts it in order when it may.
+The runner owns one nursery for the server's lifetime (:meth:`TaskRunner.run`); every run it
+follows is a child of it holding the run's stream (a server that stops detaches; the next one
+re-attaches: :mod:`._reattach`). Per task there is at most one run: a follow-up while a run is
+in flight is refused with :class:`TaskBusy` (the client may ``wait_task`` and retry). A turn
+that may not start yet (the daemon's runs are all taken, its project has a run in flight, a gate
+holds it) is accepted ``queued``; the :class:`TaskQueue` starts it in order when it may.
 
 The runner builds its store (from a :data:`StoreFactory`), passing the listener the store tells
 what it wrote; it tells its own listener (the MCP layer's notices) each :class:`TaskChange`.
@@ -47,6 +47,7 @@ from ._model import (
     start_run,
 )
 from ._queue import TaskQueue
+from ._reattach import DETACH_GRACE_S, new_run_id
 from ._running import TurnRunning, change_event, queued_event, shorten
 from ._schedule import Gate
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
@@ -102,8 +103,14 @@ class TaskRunner(TurnRunning, HostRuns):
         gates: Sequence[Gate] = (),
         hold_policy: HoldPolicy | None = None,
         hosts: Sequence[Host] = (),
+        detach_grace_s: float = DETACH_GRACE_S,
     ) -> None:
         self.start_timeout_s = start_timeout_s
+        self.detach_grace_s = detach_grace_s  # the daemon's, until a probe says
+        self._graces: dict[tuple[str, int], float] = {}  # per daemon, as its probe said
+        self._owed: dict[str, Task] = {}  # run id -> its task: cancels not sent yet
+        self._owed_wakeup = trio.Event()
+        self._detached = False  # the server stopped following its runs (shutdown)
         self.live_idle_s = live_idle_s
         self.sweep_interval_s = sweep_interval_s
         self.hosts = HostTable(hosts or [Host(DEFAULT_HOST, daemon, (workspace,))])
@@ -138,27 +145,30 @@ class TaskRunner(TurnRunning, HostRuns):
     # -- lifetime -------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the runs and the store's flusher until cancelled (runs then become interrupted)."""
+        """Own the runs and the store's flusher until cancelled (detachable runs are then
+        detached, others interrupted); re-attach first to the runs in flight at the start."""
         await self.spending.ledger.load(self.store.tasks, utc_day(self.clock.wall()))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)
             for sweeps in self._host_worktrees():
                 nursery.start_soon(sweeps.sweep_every, self.sweep_interval_s, self.worktree_keys)
+            nursery.start_soon(self.pay_owed_cancels)
             self._nursery = nursery
             try:
                 await self.limits.load()  # the holds before the queue plans
+                self._reattach_all(nursery)
                 await nursery.start(self.queue.run)  # the tasks queued before a restart start
                 task_status.started()
                 await trio.sleep_forever()
             finally:
                 self._nursery = None
-                for active in self._active.values():
-                    active.stop_reason = active.stop_reason or "interrupted"
-                    active.scope.cancel()
+                self._stop_following(detach=True)
 
-    async def shutdown(self, grace_s: float) -> None:
-        """Give running tasks ``grace_s`` to finish, then stop them (recorded ``interrupted``).
+    async def shutdown(self, grace_s: float, *, detach: bool = True) -> None:
+        """Give running tasks ``grace_s`` to finish, then detach from them (they go on in the
+        daemon; the next server re-attaches), or with ``detach=False`` (the daemon stops too)
+        stop them, recorded ``interrupted``; so are runs that cannot be detached.
 
         From now on no run starts: ``create``/``follow_up`` raise :class:`ShuttingDown`.
         """
@@ -166,9 +176,7 @@ class TaskRunner(TurnRunning, HostRuns):
         with trio.move_on_after(grace_s):
             for active in list(self._active.values()):
                 await active.done.wait()
-        for active in list(self._active.values()):
-            active.stop_reason = active.stop_reason or "interrupted"
-            active.scope.cancel()
+        self._stop_following(detach=detach)
         for active in list(self._active.values()):
             await active.done.wait()
         await self.store.flush(force_fsync=True)
@@ -297,7 +305,7 @@ class TaskRunner(TurnRunning, HostRuns):
         """Wait until the task's run ended or ``timeout_s`` passed; its record (a ``queued``
         task's run is waited for too: it starts by itself)."""
         with trio.move_on_after(timeout_s):
-            while self.run_pending(task_id):
+            while self.run_pending(task_id) and not self._let_go_of(task_id):
                 await self.changed(task_id).wait()
         return self.get(task_id)
 
@@ -357,6 +365,7 @@ class TaskRunner(TurnRunning, HostRuns):
     async def _create(self, task: Task, instructions: str) -> Task:
         nursery = self._require_nursery()
         now = self.clock.wall()
+        run_id = new_run_id()
         first = change_event("turn", f"turn 1: {shorten(instructions)}", {"turn": 1})
         reason = self.queue.blocks(task)
         if reason is not None:
@@ -366,8 +375,11 @@ class TaskRunner(TurnRunning, HostRuns):
             self.queue.plan_now()  # its place now (or its start, if a slot freed meanwhile)
             return self.get(task.id)
         active = self._begin(task)
+        first["data"]["run_id"] = run_id  # marks where the run's events begin (_reattach)
         await self._save_start(
-            task.id, active, lambda: self.store.create(start_run(task, now), lambda t: [first])
+            task.id,
+            active,
+            lambda: self.store.create(start_run(task, now, run_id=run_id), lambda t: [first]),
         )
         self.notify(task.id, "created")
         nursery.start_soon(self._run_turn, task.id, active)
@@ -380,10 +392,12 @@ class TaskRunner(TurnRunning, HostRuns):
             raise TaskBusy(task_id)
         task = self.get(task_id)
         nursery = self._require_nursery()
+        run_id = new_run_id()
 
         def turn(task: Task) -> list[dict[str, Any]]:
             count = len(task.turns)
-            return [change_event("turn", f"turn {count}: {shorten(instructions)}", {"turn": count})]
+            data = {"turn": count} | ({"run_id": task.run_id} if task.running else {})
+            return [change_event("turn", f"turn {count}: {shorten(instructions)}", data)]
 
         reason = None if task.waiting_to_start else self.queue.blocks(task)
         if reason is not None:
@@ -400,7 +414,7 @@ class TaskRunner(TurnRunning, HostRuns):
             task_id,
             active,
             lambda: self.store.commit(
-                task_id, lambda t: start_run(t, self.clock.wall(), instructions), turn
+                task_id, lambda t: start_run(t, self.clock.wall(), instructions, run_id), turn
             ),
         )
         self.notify(task_id, "transition")
@@ -541,14 +555,16 @@ class TaskRunner(TurnRunning, HostRuns):
 
         def started(task: Task) -> list[dict[str, Any]]:
             summary = f"in_progress: turn {len(task.turns)} started from the queue"
-            return [change_event("status", summary, {"status": "in_progress"})]
+            data = {"status": "in_progress", "run_id": task.run_id}
+            return [change_event("status", summary, data)]
 
+        run_id = new_run_id()
         try:
             await self._save_start(
                 task_id,
                 active,
                 lambda: self.store.commit(
-                    task_id, lambda t: start_run(t, self.clock.wall()), started
+                    task_id, lambda t: start_run(t, self.clock.wall(), run_id=run_id), started
                 ),
             )
         except TaskError as exc:  # ended or deleted meanwhile, or the start not writable
@@ -565,6 +581,11 @@ class TaskRunner(TurnRunning, HostRuns):
         summary: str,
         data: dict[str, Any] | None = None,
         raw: str | None = None,
+        *,
+        daemon_seq: int | None = None,
     ) -> None:
-        """Queue an output event; it is visible (and announced) once written."""
-        self.store.append_event(task_id, kind=kind, summary=summary, data=data, raw=raw)
+        """Queue an output event (``daemon_seq``: the number of the run frame it records); it is
+        visible (and announced) once written."""
+        self.store.append_event(
+            task_id, kind=kind, summary=summary, data=data, raw=raw, daemon_seq=daemon_seq
+        )

@@ -23,7 +23,6 @@ from host_daemon import (
     RunEvent,
     RunFinished,
     RunStarted,
-    open_run,
 )
 
 from ._budgets import Spending, crossing_text
@@ -31,20 +30,20 @@ from ._errors import TaskNotFound
 from ._holds import UsageLimits
 from ._hosts import DEFAULT_HOST, HostTable, UnknownHost, daemon_label
 from ._model import Clock, RunReport, Task, finish_run, record_session, requeue
+from ._reattach import RunFollowing, run_so_far
 from ._report import ReportBuilder, event_data, summarize
 from ._store import StateWriteError, TaskStore, UnknownTask
-from ._turn import LiveTurn, RunInFlight, run_request
+from ._turn import RunInFlight, run_request
 
 if TYPE_CHECKING:
     from ._live import LiveDesk
     from ._queue import TaskQueue
-    from ._workspace import DaemonEndpoint
     from ._worktrees import TaskWorktrees
 
 log = logging.getLogger("mcp_server.tasks")
 
 
-class TurnRunning:
+class TurnRunning(RunFollowing):
     """Runs one turn and records its end; mixed into :class:`TaskRunner`."""
 
     hosts: HostTable
@@ -62,8 +61,6 @@ class TurnRunning:
 
         def get(self, task_id: str) -> Task: ...
 
-        def _daemon_for(self, task: Task) -> DaemonEndpoint: ...
-
         def worktrees_for(self, task: Task) -> TaskWorktrees: ...
 
         def notify(self, task_id: str, kind: Any, *, notice: str | None = None) -> None: ...
@@ -75,9 +72,13 @@ class TurnRunning:
             summary: str,
             data: dict[str, Any] | None = None,
             raw: str | None = None,
+            *,
+            daemon_seq: int | None = None,
         ) -> None: ...
 
-    async def _run_turn(self, task_id: str, active: RunInFlight) -> None:
+    async def _run_turn(self, task_id: str, active: RunInFlight, resume: bool = False) -> None:
+        """Run the task's latest turn (or, ``resume``, follow its run begun before a restart)
+        and record its end; a run the server detaches from goes on in the daemon, unrecorded."""
         task = self.get(task_id)
         request = run_request(task, self.live_idle_s)
         # Seam (S3): the run may spend what is left of the task's max_budget_usd.
@@ -89,26 +90,20 @@ class TurnRunning:
         error: str | None = None
         try:
             with active.scope:
-                daemon = self._daemon_for(task)
-                async with open_run(
-                    daemon.host, daemon.port, daemon.token, request, timeout=self.start_timeout_s
-                ) as stream:
-                    if stream.started.live:
-                        active.control = LiveTurn(stream, stream.started)
-                    active.started.set()
-                    finished = await self._consume(task_id, active, stream, builder)
+                lost_at = None
+                if resume:
+                    so_far = await run_so_far(self.store, task)
+                    builder.resume(so_far.started_at, so_far.seen)
+                    active.daemon_seq, lost_at = so_far.daemon_seq, so_far.lost_at
+                finished = await self._follow(
+                    task_id, active, None if resume else request, builder, lost_at
+                )
         except StateWriteError as exc:
             error = active.failed("state_unwritable", f"run stopped: {exc}")
         except UnknownHost as exc:
             error = active.failed(exc.code, f"{exc}: the task's host is no longer configured")
         except DaemonError as exc:
-            if exc.code == "busy" and not active.started.is_set():
-                busy = f"the {daemon_label(self.hosts, task.host)} is busy ({exc.message})"
-                active.requeued = f"{busy}; it starts when it may"
-            else:
-                error = active.failed(
-                    exc.code, f"{daemon_label(self.hosts, task.host)}: {exc.code}: {exc.message}"
-                )
+            error = self._daemon_refused(task, active, exc)
         except OSError as exc:
             error = active.failed(
                 "daemon_unavailable",
@@ -123,7 +118,21 @@ class TurnRunning:
             if active.control is not None:
                 active.control.end()
             with trio.CancelScope(shield=True):
-                await self._end_run(task_id, active, builder, finished, error)
+                if active.detaching:
+                    self._let_go(task_id, active)
+                else:
+                    if finished is None:
+                        await self._cancel_left_run(task, active)
+                    await self._end_run(task_id, active, builder, finished, error)
+
+    def _daemon_refused(self, task: Task, active: RunInFlight, exc: DaemonError) -> str | None:
+        """The daemon's error as the run's, naming its host (``busy`` before the start: the
+        run is requeued, no error)."""
+        label = daemon_label(self.hosts, task.host)
+        if exc.code == "busy" and not active.started.is_set():
+            active.requeued = f"the {label} is busy ({exc.message}); it starts when it may"
+            return None
+        return active.failed(exc.code, f"{label}: {exc.code}: {exc.message}")
 
     async def _end_run(
         self,
@@ -140,8 +149,13 @@ class TurnRunning:
             else:
                 active.requeued = None
                 report = builder.build(finished, error, active.stop_reason, active.stop_message)
+                if active.reattached and report.outcome == "killed":
+                    # The daemon ended it while no server followed it (its detach grace ran out,
+                    # it shut down): like a restart's, the turn was interrupted.
+                    report = attrs.evolve(report, outcome="interrupted")
                 report = await self._commit_turn(task_id, report)
-                await self._finish(task_id, report, asked_to_stop=active.asked_to_stop)
+                seq = None if finished is None else finished.seq
+                await self._finish(task_id, report, asked_to_stop=active.asked_to_stop, seq=seq)
         finally:
             self._active.pop(task_id, None)
             active.done.set()
@@ -161,15 +175,22 @@ class TurnRunning:
         """Store a run's events as they arrive; the run's ``RunFinished``, if it came."""
         finished: RunFinished | None = None
         async for event in stream:
+            seq = None if isinstance(event, InputAccepted) else event.seq
+            if seq is not None:
+                if seq <= active.daemon_seq:
+                    continue  # recorded before the stream was re-attached
+                active.daemon_seq = seq
             if isinstance(event, RunStarted):
                 data = {"pid": event.pid, "argv": event.argv, "cwd": event.cwd}
                 if event.live:
                     data |= {"live": True, "reused": event.reused, "steerable": event.steerable}
                 how = " (live, reused)" if event.reused else " (live)" if event.live else ""
-                self.append(task_id, "run_started", f"run started: pid {event.pid}{how}", data)
+                summary = f"run started: pid {event.pid}{how}"
+                self.append(task_id, "run_started", summary, data, daemon_seq=seq)
             elif isinstance(event, AgentEvent):
                 builder.see(event)
-                self.append(task_id, "agent", summarize(event), event_data(event), event.raw)
+                summary = summarize(event)
+                self.append(task_id, "agent", summary, event_data(event), event.raw, daemon_seq=seq)
                 if event.kind == "init" and event.session_id:
                     await self._record_session(task_id, event.session_id)
                 await self.store.backpressure(task_id)
@@ -203,7 +224,10 @@ class TurnRunning:
 
         return await self.worktrees_for(task).commit_turn(task, report, note)
 
-    async def _finish(self, task_id: str, report: RunReport, *, asked_to_stop: bool) -> None:
+    async def _finish(
+        self, task_id: str, report: RunReport, *, asked_to_stop: bool, seq: int | None = None
+    ) -> None:
+        """Record the run's end (``seq``: the number of its ``RunFinished`` frame)."""
         cost = "" if report.cost_usd is None else f", ${report.cost_usd:.4f}"
         turns = "" if report.num_turns is None else f", {report.num_turns} turns"
         # Seam (S3): the run goes into the ledger; the budgets it crossed end its turn for good.
@@ -219,6 +243,8 @@ class TurnRunning:
             {"outcome": report.outcome, "error": report.error, "cost_usd": report.cost_usd}
             | budget,
         )
+        if seq is not None:
+            finished["daemon_seq"] = seq
 
         def events(task: Task) -> list[dict[str, Any]]:
             status = change_event("status", task.status + why, {"status": task.status} | budget)

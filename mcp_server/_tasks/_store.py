@@ -41,8 +41,10 @@ Recovery (:meth:`TaskStore.load`, reading with :class:`._recovery.Recovery`): a 
 not parse, a log line that does not parse, a log whose sequence breaks, or a log without a record
 is moved into ``quarantine/`` with a warning naming it. A torn last log line (the write a crash
 cut short) is cut back to the last whole line, the torn bytes kept in quarantine. A task found
-``pending``, ``in_progress`` or ``input_required`` becomes ``interrupted`` (its pending
-permission requests are dropped: the daemon ended the live session with the connection).
+``pending``, or running a run without a ``run_id`` (a record from before runs were detachable),
+becomes ``interrupted`` (its pending permission requests are dropped: the daemon ended the
+session with the connection). A detachable run (``run_id``) stays in flight: the daemon kept it,
+and the runner re-attaches to it (:mod:`._reattach`).
 """
 
 from __future__ import annotations
@@ -182,7 +184,7 @@ class TaskStore:
         self._logs.update(recovery.logs)
         self.quarantined.extend(recovery.quarantined)
         for task_id, task in loaded.items():
-            if task.status == "pending" or task.running:
+            if task.status == "pending" or (task.running and not task.reattachable):
                 log.warning(
                     "task %s was %s when the server stopped: now interrupted", task_id, task.status
                 )

@@ -44,6 +44,7 @@ def run_request(task: Task, live_idle_s: float) -> RunRequest:
         allow_rules=None if options.allow_rules is None else list(options.allow_rules),
         deny_rules=list(options.deny_rules),
         granted_rules=list(task.granted_rules),
+        run_id=task.run_id,
     )
 
 
@@ -123,6 +124,10 @@ class RunInFlight:
     asked_to_stop: bool = False  # interrupt_task: the turn ends, the task waits for the next
     task: Task | None = None  # its record when the run was begun (the project gate reads it)
     requeued: str | None = None  # why the daemon refused to start it (busy): queued again
+    daemon_seq: int = 0  # the last frame of the run recorded (a detachable run's frames count)
+    detaching: bool = False  # the server stops following it: no cancel, its end not recorded
+    gone: bool = False  # the daemon no longer has the run (or cannot be reached): nothing to cancel
+    reattached: bool = False  # its stream was lost and attached again (a restart, a blip)
 
     def failed(self, code: str, message: str) -> str:
         """Note why the run failed (a start error if it never started); returns ``message``."""

@@ -26,7 +26,7 @@ import httpx
 import trio
 
 from _support.agent_up import Up, base_env, coding_agent_up
-from _support.daemon import install_stand_in_agent, running_daemon
+from _support.daemon import RunningDaemon, install_stand_in_agent, running_daemon
 from _support.mcp_http import serving
 from mcp_server import Registry
 from mcp_server._notify import Notifier, NotifyConfig, check_notify_url
@@ -159,18 +159,22 @@ async def task_server(
     hold_policy: HoldPolicy | None = None,
     spending: Spending | None = None,
     notify: NotifyConfig | None = None,
+    daemon: RunningDaemon | None = None,
+    detach_grace_s: float | None = None,
 ) -> AsyncIterator[Env]:
     """Daemon + runner + MCP server on loopback; ``token``/``port`` override the server's view,
     ``daemon_env``/``daemon_config`` the daemon's environment and :class:`DaemonConfig` fields
     (a ``state_dir`` gives it worktrees); ``client_root`` is where clients see the root (as
     ``/workspace`` in the container; default: the root's own path); ``spending`` the runner's
     ledger and budgets (default: a ledger in the state dir, no day budgets); ``notify`` runs a
-    :class:`Notifier` with these settings beside the runner."""
+    :class:`Notifier` with these settings beside the runner; ``daemon`` one that outlives the
+    block (made with :func:`task_daemon`), else the block has its own; ``detach_grace_s`` the
+    runner's idea of the daemon's detach grace until it probes."""
     root = tmp_path / "root"
-    root.mkdir(exist_ok=True)
-    agent = install_agent(tmp_path / "bin")
-    env = {"CLAUDE_PATH": agent, **(daemon_env or {})}
-    async with running_daemon(roots=[root], env=env, **(daemon_config or {})) as daemon:
+    async with contextlib.AsyncExitStack() as stack:
+        if daemon is None:
+            config = daemon_config or {}
+            daemon = await stack.enter_async_context(task_daemon(tmp_path, daemon_env, **config))
         endpoint = DaemonEndpoint(
             host=daemon.host,
             port=daemon.port if port is None else port,
@@ -188,6 +192,7 @@ async def task_server(
             sweep_interval_s=sweep_interval_s,
             hold_policy=hold_policy,
             spending=spending,
+            **({} if detach_grace_s is None else {"detach_grace_s": detach_grace_s}),
         )
         await runner.store.load()
         if notifier is None:
@@ -208,6 +213,16 @@ async def task_server(
                 await client.initialize()
                 yield Env(client, runner, root, tmp_path / "state", notifier)
             nursery.cancel_scope.cancel()
+
+
+def task_daemon(
+    tmp_path: pathlib.Path, daemon_env: Mapping[str, str] | None = None, **config: Any
+) -> contextlib.AbstractAsyncContextManager[RunningDaemon]:
+    """The daemon of :func:`task_server` (root ``tmp_path/root``, the task stand-in agent)."""
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    agent = install_agent(tmp_path / "bin")
+    return running_daemon(roots=[root], env={"CLAUDE_PATH": agent, **(daemon_env or {})}, **config)
 
 
 async def wait_done(client: Client, task_id: str) -> dict[str, Any]:

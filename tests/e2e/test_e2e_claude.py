@@ -210,7 +210,8 @@ async def test_e2e_end_task_kills_tool_tree(world: World, model: ScriptedModel) 
 
 
 async def test_e2e_sigkill_then_restart_resumes(world: World, model: ScriptedModel) -> None:
-    """A server SIGKILLed mid-run restarts with the task interrupted, its events kept, resumable."""
+    """``up`` (server and daemon) SIGKILLed mid-run restarts with the task interrupted (the
+    daemon went with it), its events kept, resumable."""
     hold = Hold(then=Reply("too late"))
     model.script(Reply("First answer."), hold, Reply("Resumed answer."))
     async with coding_agent_up(world.state, world.root, world.env) as up, sdk_client(up) as client:
@@ -232,8 +233,10 @@ async def test_e2e_sigkill_then_restart_resumes(world: World, model: ScriptedMod
     hold.release()
     await eventually(lambda: not marked_processes(world.marker), "the killed run's processes")
     async with coding_agent_up(world.state, world.root, world.env) as up, sdk_client(up) as client:
-        task = await ok(client, "report", id=task_id)
+        # The server re-attaches to the run; the daemon, restarted with it, no longer has it.
+        task = await wait_done(client, task_id)
         assert task["status"] == "interrupted"
+        assert "the host daemon no longer has the run" in task["report"]["error"]
         after = await events(client, task_id)
         assert after[: len(before)] == before
         await ok(client, "update_task", id=task_id, instructions="Go on")

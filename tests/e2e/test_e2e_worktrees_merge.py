@@ -12,7 +12,7 @@ import trio
 from _support.checkouts import Snapshot
 from _support.git_repos import commit_files, git
 from _support.scripted_model import Hold, Reply, ScriptedModel
-from _support.sdk_tasks import events, ok, refused
+from _support.sdk_tasks import events, ok, refused, wait_done
 from _support.worktree_e2e import (
     DEADLINE_S,
     World,
@@ -320,7 +320,9 @@ async def test_work_of_a_turn_cut_by_a_crash_is_not_lost_by_a_merge(
     await eventually(lambda: not world.processes(), "the killed run's processes")
     assert (world.worktree(task_id) / "cut.txt").exists()
     async with serving(world) as session:
-        assert (await ok(session.client, "report", id=task_id))["status"] == "interrupted"
+        # The restarted server re-attaches to the run; the restarted daemon no longer has it.
+        interrupted = await wait_done(session.client, task_id, timeout=DEADLINE_S)
+        assert interrupted["status"] == "interrupted"
         await ok(session.client, "merge_task", id=task_id)
     assert (world.repo / "first.txt").read_text() == "turn one\n"
     assert (world.repo / "cut.txt").read_text() == "cut\n"

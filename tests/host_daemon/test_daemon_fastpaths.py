@@ -40,6 +40,7 @@ FIELDS = [
     "is_error",
     "data",
     "truncated",
+    "seq",
 ]
 
 json_values = st.recursive(
@@ -65,6 +66,7 @@ agent_events = st.builds(
     is_error=st.none() | st.booleans(),
     data=free_dicts,
     truncated=st.booleans(),
+    seq=st.none() | st.integers(1, 2**53),
 )
 # Field values of every JSON type, so that each field sees right and wrong types alike.
 any_value = st.one_of(
@@ -83,8 +85,12 @@ event_like_dicts = st.dictionaries(
 
 
 def converter_frame(event: AgentEvent) -> bytes:
-    """The frame as the general path builds it: the converter's dict, ``type`` first."""
-    return orjson.dumps({"type": "agent_event", **CONVERTER.unstructure(event)}) + b"\n"
+    """The frame as the general path builds it: the converter's dict, ``type`` first, and no
+    ``seq`` when it is None (the frames of a run without ``run_id`` are as they always were)."""
+    fields = CONVERTER.unstructure(event)
+    if fields["seq"] is None:
+        del fields["seq"]
+    return orjson.dumps({"type": "agent_event", **fields}) + b"\n"
 
 
 @settings(max_examples=300, deadline=None)

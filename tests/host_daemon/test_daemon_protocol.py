@@ -20,6 +20,10 @@ from host_daemon import (
     FileStat,
     MergeDone,
     ProbeInfo,
+    RunAttach,
+    RunAttached,
+    RunCancel,
+    RunCancelled,
     RunFinished,
     RunRequest,
     RunStarted,
@@ -72,7 +76,9 @@ run_requests = st.builds(
     permission_mode=st.none() | request_text,
     timeout_s=st.none() | finite,
     worktree=st.none() | request_text,
+    run_id=st.none() | st.text("abcdef0123456789", min_size=8, max_size=64),
 )
+seqs = st.none() | st.integers(1, 2**40)
 worktree_requests: st.SearchStrategy[Message] = st.one_of(
     st.builds(
         WorktreeCreate,
@@ -167,11 +173,15 @@ agent_events = st.builds(
     is_error=st.none() | st.booleans(),
     data=free_dicts,
     truncated=st.booleans(),
+    seq=seqs,
+)
+run_started = st.builds(
+    RunStarted, pid=st.integers(1, 2**22), argv=st.lists(st.text()), cwd=st.text(), seq=seqs
 )
 daemon_messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Challenge, protocol_version=st.integers(0, 9), server_nonce=st.text()),
     st.builds(Welcome, proof=st.text()),
-    st.builds(RunStarted, pid=st.integers(1, 2**22), argv=st.lists(st.text()), cwd=st.text()),
+    run_started,
     agent_events,
     st.builds(
         RunFinished,
@@ -184,7 +194,16 @@ daemon_messages: st.SearchStrategy[Message] = st.one_of(
         num_turns=st.none() | st.integers(0, 1000),
         usage=free_dicts,
         error=st.none() | st.text(),
+        seq=seqs,
     ),
+    st.builds(
+        RunAttached,
+        run_id=st.text(),
+        next_seq=st.integers(1, 2**40),
+        live=st.booleans(),
+        started=run_started,
+    ),
+    st.builds(RunCancelled, run_id=st.text(), found=st.booleans()),
     st.builds(ErrorFrame, code=st.sampled_from(sorted(ERROR_CODES)), message=st.text()),
     worktree_replies,
 )
@@ -193,6 +212,8 @@ client_messages: st.SearchStrategy[Message] = st.one_of(
     st.just(ProbeRequest()),
     run_requests,
     worktree_requests,
+    st.builds(RunAttach, run_id=st.text(), after_seq=st.integers(0, 2**40)),
+    st.builds(RunCancel, run_id=st.text()),
 )
 
 

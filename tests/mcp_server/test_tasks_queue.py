@@ -161,6 +161,8 @@ async def test_restart_keeps_the_order_and_starts_each_once(tmp_path: pathlib.Pa
         ]
         assert [t["status"] for t in queued] == ["queued"] * 3
     async with task_server(tmp_path, daemon_config={"max_runs": 1}) as env:
+        # Its run went with the first daemon: the new one does not know it.
+        await env.runner.wait(blocker["task_id"], 30)
         assert status(env, blocker["task_id"]) == "interrupted"
         order = [queued[2], queued[1], queued[0]]
         for task in order:

@@ -132,12 +132,49 @@ async def test_flusher_writes_and_fsyncs(tmp_path: pathlib.Path) -> None:
 
 
 async def test_running_task_becomes_interrupted(tmp_path: pathlib.Path) -> None:
-    """A task found in_progress at startup is recorded interrupted, durably."""
+    """A task found in_progress at startup with no run_id (its run was not detachable) is
+    recorded interrupted, durably."""
     await stored_task(tmp_path, running=True)
     (task,) = await TaskStore(tmp_path).load()
     assert task.status == "interrupted"
     (again,) = await TaskStore(tmp_path).load()
     assert again.status == "interrupted"
+
+
+async def test_a_detachable_run_stays_in_flight(tmp_path: pathlib.Path) -> None:
+    """A task found in_progress with a run_id stays in_progress: the daemon kept its run, the
+    runner re-attaches to it."""
+    store = TaskStore(tmp_path)
+    await store.load()
+    task = new_task(
+        title="t",
+        instructions="go",
+        agent="claude",
+        project_dir="p",
+        cwd="/w/p",
+        options=TaskOptions(),
+        now=T0,
+    )
+    await store.create(task)
+    await store.commit(task.id, lambda t: start_run(t, T0, run_id="0123456789abcdef"))
+    (loaded,) = await TaskStore(tmp_path).load()
+    assert (loaded.status, loaded.run_id) == ("in_progress", "0123456789abcdef")
+    assert loaded.reattachable
+
+
+async def test_an_event_keeps_its_daemon_frame_number(tmp_path: pathlib.Path) -> None:
+    """An event recorded from a daemon frame keeps the frame's number; others have none and
+    their log lines have no such field."""
+    task_id = await stored_task(tmp_path)
+    store = TaskStore(tmp_path)
+    await store.load()
+    store.append_event(task_id, kind="agent", summary="from a frame", daemon_seq=7)
+    store.append_event(task_id, kind="steer", summary="from the server")
+    await store.save(task_id)
+    framed, own = await store.read_events(task_id, 0, 10)
+    assert (framed.daemon_seq, own.daemon_seq) == (7, None)
+    lines = (tmp_path / "tasks" / (task_id + LOG_SUFFIX)).read_bytes().splitlines()
+    assert [b"daemon_seq" in line for line in lines] == [True, False]
 
 
 @pytest.mark.parametrize(

@@ -491,7 +491,8 @@ async def _sdk_events(client: McpClient, task_id: str) -> list[dict[str, Any]]:
 
 
 async def test_restart_interrupts_and_resumes(tmp_path: pathlib.Path) -> None:
-    """A server SIGKILLed mid-run: the next one recovers the task as interrupted, and resumes it."""
+    """``up`` (server and daemon in one process) SIGKILLed mid-run: the next one re-attaches,
+    the restarted daemon no longer has the run, the task is interrupted saying so, and resumes."""
     root, state = tmp_path / "root", tmp_path / "state"
     root.mkdir()
     env = base_env(CLAUDE_PATH=install_agent(tmp_path / "bin"))
@@ -510,9 +511,10 @@ async def test_restart_interrupts_and_resumes(tmp_path: pathlib.Path) -> None:
     record = json.loads((state / "tasks" / f"{task_id}.json").read_text())
     assert record["status"] == "in_progress"
     async with coding_agent_up(state, root, env) as up, sdk_client(up) as client:
-        recovered = await _sdk_ok(client, "report", id=task_id)
+        recovered = await _sdk_ok(client, "wait_task", id=task_id, timeout_s=30)
         assert recovered["status"] == "interrupted"
-        assert f"task {task_id} was in_progress when the server stopped" in up.log()
+        assert recovered["report"]["error"].startswith("the host daemon no longer has the run")
+        assert f"task {task_id}: the host daemon no longer has the run" in up.log()
         assert (await _sdk_events(client, task_id))[: len(before)] == before
         await _sdk_ok(client, "update_task", id=task_id, instructions="hello")
         with trio.fail_after(60):
