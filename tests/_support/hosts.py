@@ -8,6 +8,10 @@ Each host ``NAME`` gets a root ``tmp_path/root-NAME`` (served by its daemon and 
 host's root) and its own copy of the task stand-in agent in ``tmp_path/bin-NAME`` (a run's
 ``run_started`` argv names the daemon that ran it). A host's dict overrides its daemon's
 ``DaemonConfig`` fields; ``roots`` (a list of paths) replaces its default root.
+
+The daemons may outlive a server: ``async with host_daemons(tmp_path, hosts, proxied={"b"})``
+runs them (host b reached through a :class:`TcpProxy` the test can cut), and each
+``hosts_server(tmp_path, daemons)`` block is one server lifetime on the same state directory.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import contextlib
 import functools
 import os
 import pathlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -27,6 +31,7 @@ import trio
 from _support.daemon import RunningDaemon, running_daemon
 from _support.mcp_http import serving
 from _support.task_server import Client, install_agent
+from _support.tcp_proxy import TcpProxy, tcp_proxy
 from mcp_server import Registry
 from mcp_server._tasks import (
     DaemonEndpoint,
@@ -40,13 +45,15 @@ from mcp_server._tasks import (
 
 
 @attrs.define
-class HostsEnv:
-    client: Client
-    runner: TaskRunner
+class HostDaemons:
+    """The hosts' daemons (and proxies), their roots and agents."""
+
     roots: dict[str, pathlib.Path]
+    served: dict[str, list[pathlib.Path]]
     agents: dict[str, str]
     """Each host's agent path (``argv[0]`` of the runs its daemon starts)."""
     daemons: dict[str, RunningDaemon]
+    proxies: dict[str, TcpProxy]
     _scopes: dict[str, trio.CancelScope]
     _stopped: dict[str, trio.Event]
 
@@ -54,6 +61,41 @@ class HostsEnv:
         """Stop host ``name``'s daemon (its runs are killed, its port closes) and wait for it."""
         self._scopes[name].cancel()
         await self._stopped[name].wait()
+
+    def table(self) -> list[Host]:
+        """The hosts as the server is configured with them (a proxied one: its proxy's port)."""
+        hosts = []
+        for name, daemon in self.daemons.items():
+            proxy = self.proxies.get(name)
+            port = daemon.port if proxy is None else proxy.port
+            roots = tuple(
+                Workspace(PurePosixPath(os.fspath(r)), PurePosixPath(os.fspath(r)))
+                for r in self.served[name]
+            )
+            hosts.append(Host(name, DaemonEndpoint("127.0.0.1", port, daemon.token), roots))
+        return hosts
+
+
+@attrs.define
+class HostsEnv:
+    client: Client
+    runner: TaskRunner
+    hosts: HostDaemons
+
+    @property
+    def roots(self) -> dict[str, pathlib.Path]:
+        return self.hosts.roots
+
+    @property
+    def agents(self) -> dict[str, str]:
+        return self.hosts.agents
+
+    @property
+    def daemons(self) -> dict[str, RunningDaemon]:
+        return self.hosts.daemons
+
+    async def stop(self, name: str) -> None:
+        await self.hosts.stop(name)
 
 
 async def _serve(
@@ -75,10 +117,12 @@ async def _serve(
 
 
 @contextlib.asynccontextmanager
-async def hosts_server(
-    tmp_path: pathlib.Path, hosts: Mapping[str, Mapping[str, Any]]
-) -> AsyncIterator[HostsEnv]:
-    """The daemons of ``hosts`` (in order), a runner with one host each, and an MCP client."""
+async def host_daemons(
+    tmp_path: pathlib.Path,
+    hosts: Mapping[str, Mapping[str, Any]],
+    proxied: Collection[str] = (),
+) -> AsyncIterator[HostDaemons]:
+    """The daemons of ``hosts`` (in order); those ``proxied`` behind a :class:`TcpProxy`."""
     roots: dict[str, pathlib.Path] = {}
     agents: dict[str, str] = {}
     served: dict[str, list[pathlib.Path]] = {}
@@ -90,11 +134,12 @@ async def hosts_server(
         agents[name] = install_agent(tmp_path / f"bin-{name}")
     scopes = {name: trio.CancelScope() for name in hosts}
     stopped = {name: trio.Event() for name in hosts}
-    async with trio.open_nursery() as daemons_nursery:
+    async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
         daemons: dict[str, RunningDaemon] = {}
+        proxies: dict[str, TcpProxy] = {}
         for name, given in hosts.items():
             config = {k: v for k, v in given.items() if k != "roots"}
-            daemons[name] = await daemons_nursery.start(
+            daemons[name] = await nursery.start(
                 _serve,
                 served[name],
                 {"CLAUDE_PATH": agents[name]},
@@ -102,17 +147,24 @@ async def hosts_server(
                 scopes[name],
                 stopped[name],
             )
-        table = [
-            Host(
-                name,
-                DaemonEndpoint(daemon.host, daemon.port, daemon.token),
-                tuple(
-                    Workspace(PurePosixPath(os.fspath(r)), PurePosixPath(os.fspath(r)))
-                    for r in served[name]
-                ),
-            )
-            for name, daemon in daemons.items()
-        ]
+            if name in proxied:
+                daemon = daemons[name]
+                proxies[name] = await stack.enter_async_context(tcp_proxy(daemon.host, daemon.port))
+        yield HostDaemons(roots, served, agents, daemons, proxies, scopes, stopped)
+        await stack.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def hosts_server(
+    tmp_path: pathlib.Path, hosts: Mapping[str, Mapping[str, Any]] | HostDaemons
+) -> AsyncIterator[HostsEnv]:
+    """A runner with one host per daemon, and an MCP client; ``hosts``: the daemons to start
+    for this block, or daemons that outlive it (:func:`host_daemons`)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if not isinstance(hosts, HostDaemons):
+            hosts = await stack.enter_async_context(host_daemons(tmp_path, hosts))
+        table = hosts.table()
         registry = Registry()
         runner = TaskRunner(
             functools.partial(TaskStore, tmp_path / "state"),
@@ -128,6 +180,5 @@ async def hosts_server(
             async with serving(registry) as url, httpx.AsyncClient(timeout=60) as http:
                 client = Client(http, url)
                 await client.initialize()
-                yield HostsEnv(client, runner, roots, agents, daemons, scopes, stopped)
+                yield HostsEnv(client, runner, hosts)
             nursery.cancel_scope.cancel()
-        daemons_nursery.cancel_scope.cancel()
