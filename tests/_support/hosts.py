@@ -134,24 +134,25 @@ async def host_daemons(
         agents[name] = install_agent(tmp_path / f"bin-{name}")
     scopes = {name: trio.CancelScope() for name in hosts}
     stopped = {name: trio.Event() for name in hosts}
-    async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
-        daemons: dict[str, RunningDaemon] = {}
-        proxies: dict[str, TcpProxy] = {}
-        for name, given in hosts.items():
-            config = {k: v for k, v in given.items() if k != "roots"}
-            daemons[name] = await nursery.start(
-                _serve,
-                served[name],
-                {"CLAUDE_PATH": agents[name]},
-                config,
-                scopes[name],
-                stopped[name],
-            )
-            if name in proxied:
-                daemon = daemons[name]
-                proxies[name] = await stack.enter_async_context(tcp_proxy(daemon.host, daemon.port))
-        yield HostDaemons(roots, served, agents, daemons, proxies, scopes, stopped)
-        await stack.aclose()
+    async with trio.open_nursery() as nursery:
+        async with contextlib.AsyncExitStack() as proxies_stack:
+            daemons: dict[str, RunningDaemon] = {}
+            proxies: dict[str, TcpProxy] = {}
+            for name, given in hosts.items():
+                config = {k: v for k, v in given.items() if k != "roots"}
+                daemons[name] = await nursery.start(
+                    _serve,
+                    served[name],
+                    {"CLAUDE_PATH": agents[name]},
+                    config,
+                    scopes[name],
+                    stopped[name],
+                )
+                if name in proxied:
+                    daemon = daemons[name]
+                    proxy = tcp_proxy(daemon.host, daemon.port)
+                    proxies[name] = await proxies_stack.enter_async_context(proxy)
+            yield HostDaemons(roots, served, agents, daemons, proxies, scopes, stopped)
         nursery.cancel_scope.cancel()
 
 
