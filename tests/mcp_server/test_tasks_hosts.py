@@ -242,3 +242,20 @@ async def test_a_full_host_queues_its_own_tasks_while_another_runs(
         gate.write_text("go")
         await eventually(lambda: env.runner.get(first["task_id"]).status == "waiting")
         assert (await wait_done(env.client, second["task_id"]))["status"] == "waiting"
+
+
+async def test_a_usage_limit_holds_the_agent_on_its_host_only(tmp_path: pathlib.Path) -> None:
+    """Claude hits its usage limit on host a: a's next claude task waits for the hold (naming
+    host a), while b's claude task (another login) runs."""
+    async with hosts_server(tmp_path, {"a": {}, "b": {}}) as env:
+        for name, project in (("a", "p1"), ("a", "p2"), ("b", "p1")):
+            (env.roots[name] / project).mkdir()
+        limited = await create(env, str(env.roots["a"] / "p1"), "limit 3600")
+        assert (await wait_done(env.client, limited["task_id"]))["status"] == "limited"
+        held = await create(env, str(env.roots["a"] / "p2"))
+        other = await create(env, str(env.roots["b"] / "p1"))
+        assert held["status"] == "queued"
+        assert held["queue_reason"].startswith("usage limit of claude on host a until ")
+        assert (await wait_done(env.client, other["task_id"]))["status"] == "waiting"
+        holds = (await env.client.ok("check_status"))["holds"]
+        assert [(h["agent"], h["host"], h["active"]) for h in holds] == [("claude", "a", True)]
