@@ -19,13 +19,21 @@ from mcp_server._tasks import DaemonEndpoint, Host, Workspace
 async def test_run_server_routes_to_its_hosts_and_the_task_page_names_the_host(
     tmp_path: pathlib.Path,
 ) -> None:
-    """A server configured with host laptop (its own root, not the workspace) runs a task there;
-    the task's page shows ``Host: laptop``, and the board's search finds it by host."""
+    """A server configured with hosts laptop and build (their own roots, not the workspace) runs
+    a task on laptop; the task's page shows ``Host: laptop``, the board's search finds it by
+    host, and the status page lists both hosts."""
     root = tmp_path / "laptop-src"
     (root / "p").mkdir(parents=True)
+    build_root = tmp_path / "build-src"
+    build_root.mkdir()
     agent = install_agent(tmp_path / "bin")
-    async with running_daemon(roots=[root], env={"CLAUDE_PATH": agent}) as daemon:
+    async with (
+        running_daemon(roots=[root], env={"CLAUDE_PATH": agent}) as daemon,
+        running_daemon(roots=[build_root], env={"CLAUDE_PATH": agent}) as build,
+    ):
         endpoint = DaemonEndpoint(host=daemon.host, port=daemon.port, token=daemon.token)
+        build_endpoint = DaemonEndpoint(host=build.host, port=build.port, token=build.token)
+        build_roots = (Workspace(PurePosixPath(build_root), PurePosixPath(build_root)),)
         elsewhere = PurePosixPath(tmp_path / "workspace")
         config = ServerConfig(
             host="127.0.0.1",
@@ -35,6 +43,7 @@ async def test_run_server_routes_to_its_hosts_and_the_task_page_names_the_host(
             daemon=endpoint,
             hosts=(
                 Host("laptop", endpoint, (Workspace(PurePosixPath(root), PurePosixPath(root)),)),
+                Host("build", build_endpoint, build_roots),
             ),
             auth_token=TOKEN,
             http_graceful_s=2.0,
@@ -62,4 +71,11 @@ async def test_run_server_routes_to_its_hosts_and_the_task_page_names_the_host(
                 assert created["task_id"] in found
                 missed = (await browser.get("/", params={"q": "desktop"})).text
                 assert created["task_id"] not in missed
+                status = (await browser.get("/status")).text
+                for name, where in (("laptop", daemon), ("build", build)):
+                    assert (
+                        f'<li id="host-{name}"><strong>{name}</strong> 127.0.0.1:{where.port} '
+                        in status
+                    )
+                assert f"roots <code>{build_root}</code>" in status
             shutdown.set()
