@@ -47,7 +47,10 @@ from ._config import (
     ConfigError,
     ServerConfig,
     add_budget_flags,
+    add_daemon_flag,
+    beside_up,
     budgets_config,
+    daemon_specs,
     dashboard_settings,
     default_data_dir,
     forget_daemon_address,
@@ -62,6 +65,7 @@ from ._config import (
     serve_config,
     stored_mcp_token,
     tunnel_urls,
+    up_hosts,
 )
 from ._console import COMMANDS as CONSOLE_COMMANDS
 from ._console import add_console_commands, console_main
@@ -125,13 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--state-path", type=pathlib.Path, help="env STATE_PATH")
     serve_parser.add_argument("--daemon-host", help="env CLAUDE_PROXY_HOST")
     serve_parser.add_argument("--daemon-port", type=_port, help="env CLAUDE_PROXY_PORT")
-    serve_parser.add_argument(
-        "--daemon",
-        action="append",
-        default=[],
-        metavar="NAME=HOST:PORT[,token_file=PATH][,roots=/a:/b]",
-        help="one more host daemon (repeatable; env DAEMONS, ';'-separated); "
-        "with none, the --daemon-host/--daemon-port daemon is the host 'default'",
+    add_daemon_flag(
+        serve_parser,
+        "a host daemon (repeatable; env DAEMONS, ';'-separated); with none, the "
+        "--daemon-host/--daemon-port daemon is the host 'default'",
     )
     serve_parser.add_argument(
         "--grace", type=_grace, default=5.0, help="seconds running tasks get at shutdown (5)"
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=pathlib.Path,
         help="TOML with allow = [...] and deny = [...] rules, added to the flags'",
     )
+    add_daemon_flag(up_parser, "a host daemon beside up's own 'default' (repeatable; env DAEMONS)")
     add_budget_flags(up_parser)
     _notify_flags(up_parser)
     commands.add_parser("doctor", help="check the installation", add_help=False)
@@ -376,6 +378,8 @@ class _UpPlan:
     deny_rules: tuple[str, ...] = ()
     public_urls: tuple[str, ...] = ()
     budgets: Budgets = attrs.field(factory=Budgets)
+    hosts: tuple[Host, ...] = ()
+    """The ``--daemon`` hosts beside up's own."""
 
 
 def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
@@ -386,10 +390,12 @@ def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
     root = pathlib.Path(os.path.realpath(args.root or os.getcwd()))
     if not root.is_dir():
         raise ConfigError(f"--root {root} is not a directory")
+    token = load_or_create_token(state / "daemon.token")
     return _UpPlan(
         state=state,
         root=root,
-        daemon_token=load_or_create_token(state / "daemon.token"),
+        daemon_token=token,
+        hosts=up_hosts(daemon_specs(args.daemon, environ), root, token),
         daemon_port=parse_port(environ.get("CLAUDE_PROXY_PORT") or "0", "CLAUDE_PROXY_PORT"),
         port=args.port
         if args.port is not None
@@ -465,6 +471,7 @@ async def _up_main(plan: _UpPlan, lock: StateLock) -> int:
             ),
             daemon=DaemonEndpoint(host=daemon_host, port=bound_port, token=plan.daemon_token),
             auth_token=plan.auth_token,
+            hosts=beside_up(plan.hosts, plan.root, daemon_host, bound_port, plan.daemon_token),
             grace_s=plan.grace_s,
             sweep_interval_s=plan.sweep_interval_s,
             live_idle_s=plan.live_idle_s,

@@ -24,6 +24,7 @@ from host_daemon import (
 
 from ._notify import NotifyConfig, NotifyConfigError, notify_config
 from ._tasks import (
+    DEFAULT_HOST,
     HOST_NAME,
     LIVE_IDLE_S,
     SWEEP_INTERVAL_S,
@@ -283,6 +284,13 @@ def parse_daemon(text: str, where: str) -> DaemonSpec:
     )
 
 
+def add_daemon_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--daemon NAME=HOST:PORT[,token_file=PATH][,roots=/a:/b]`` (repeatable)."""
+    parser.add_argument(
+        "--daemon", action="append", default=[], metavar=DAEMON_SPEC, help=help_text
+    )
+
+
 def daemon_specs(flags: Sequence[str], environ: Mapping[str, str]) -> list[DaemonSpec]:
     """The ``--daemon`` flags, else the ``;``-separated ``DAEMONS`` (flags win); a name given
     twice is an error."""
@@ -328,6 +336,27 @@ def configured_hosts(
         roots = tuple(Workspace(root, root) for root in spec.roots) or (workspace,)
         hosts.append(Host(spec.name, DaemonEndpoint(spec.host, spec.port, token), roots))
     return tuple(hosts)
+
+
+def up_hosts(specs: Sequence[DaemonSpec], root: pathlib.Path, token: str) -> tuple[Host, ...]:
+    """``up``'s ``--daemon`` hosts, beside its own daemon (``default``; its token is theirs
+    unless ``token_file``; its root, unless ``roots``)."""
+    for spec in specs:
+        if spec.name == DEFAULT_HOST:
+            raise ConfigError(f"expected a name other than up's own 'default' @ {spec.where}")
+    workspace = Workspace(PurePosixPath(root), PurePosixPath(root))
+    return configured_hosts(specs, workspace, lambda: token)
+
+
+def beside_up(
+    hosts: Sequence[Host], root: pathlib.Path, host: str, port: int, token: str
+) -> tuple[Host, ...]:
+    """``up``'s own daemon as the host ``default``, then ``hosts`` (none: ``()``, the single
+    daemon)."""
+    if not hosts:
+        return ()
+    own = Workspace(PurePosixPath(root), PurePosixPath(root))
+    return (Host(DEFAULT_HOST, DaemonEndpoint(host, port, token), (own,)), *hosts)
 
 
 def notifications(

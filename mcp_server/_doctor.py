@@ -43,6 +43,7 @@ from ._config import (
     URL_FILE,
     ConfigError,
     DaemonSpec,
+    add_daemon_flag,
     daemon_specs,
     default_data_dir,
     parse_port,
@@ -441,13 +442,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--daemon-host", help="default $CLAUDE_PROXY_HOST, else 127.0.0.1")
     parser.add_argument("--daemon-port", type=int, help="default $CLAUDE_PROXY_PORT, else 9876")
     parser.add_argument("--token-file", help="default $DAEMON_TOKEN / $DAEMON_TOKEN_FILE")
-    parser.add_argument(
-        "--daemon",
-        action="append",
-        default=[],
-        metavar="NAME=HOST:PORT[,token_file=PATH][,roots=/a:/b]",
-        help="check this host daemon (repeatable; default $DAEMONS, ';'-separated); "
-        "instead of the single one",
+    add_daemon_flag(
+        parser,
+        "check this host daemon (repeatable; default $DAEMONS, ';'-separated) instead of the "
+        "single one",
     )
     parser.add_argument("--state-path", type=pathlib.Path, help="default $STATE_PATH")
     parser.add_argument(
