@@ -15,7 +15,7 @@ import os
 import pathlib
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -198,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(default %(default)s)",
     )
     parser.add_argument(
+        "--detach-grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a run whose client's stream ended (a server restart, a network blip) "
+        "goes on for the client to attach again; 0 ends it at once "
+        f"(default $DETACH_GRACE_S, else {defaults.detach_grace_s:g})",
+    )
+    parser.add_argument(
         "--max-runs",
         type=int,
         default=defaults.max_runs,
@@ -361,6 +370,7 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         raise ValueError("--grace must not be negative")
     if args.max_live_sessions < 1:
         raise ValueError("--max-live-sessions must be at least 1")
+    detach_grace = _detach_grace(args.detach_grace, environ)
     state_dir = args.state_dir or default_state_dir(environ)
     if args.token_file is not None:
         environ = {**environ, "DAEMON_TOKEN_FILE": str(args.token_file)}
@@ -382,6 +392,7 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         roots=roots,
         listen=tuple(args.listen or [(DEFAULT_HOST, DEFAULT_PORT)]),
         grace_s=args.grace,
+        detach_grace_s=detach_grace,
         max_runs=args.max_runs,
         max_connections=args.max_connections,
         max_unauthenticated=args.max_unauthenticated,
@@ -402,6 +413,23 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Daemo
         allow_rules=tuple(dict.fromkeys(allow_rules)),
         deny_rules=tuple(dict.fromkeys(deny_rules)),
     )
+
+
+def _detach_grace(given: float | None, environ: Mapping[str, str]) -> float:
+    """``--detach-grace``, else ``$DETACH_GRACE_S``, else the default: finite, not negative."""
+    if given is not None:
+        value, where = given, "--detach-grace"
+    elif (text := environ.get("DETACH_GRACE_S")) is not None:
+        where = "DETACH_GRACE_S"
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{where} must be a number of seconds, got {text!r}") from None
+    else:
+        return DaemonConfig(token="", roots=()).detach_grace_s
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{where} must be a finite number of seconds, at least 0, got {value}")
+    return value
 
 
 def resolve_worktrees_dir(
@@ -470,6 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "worktrees_dir": config.worktrees_dir,
                 "max_runs": config.max_runs,
                 "grace_s": config.grace_s,
+                "detach_grace_s": config.detach_grace_s,
             }
         },
     )

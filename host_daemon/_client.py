@@ -372,6 +372,8 @@ class RunStream:
             return message
         if isinstance(message, _RUN_FRAMES):
             return message
+        if isinstance(message, RunStarted) and self.attached is not None and message.seq == 1:
+            return message  # replayed: the client attached from the start
         raise ProtocolError("unexpected_message", f"unexpected {type(message).__name__} in a run")
 
 

@@ -42,6 +42,12 @@ class DaemonConfig:
     listen: tuple[tuple[str, int], ...] = ((DEFAULT_HOST, DEFAULT_PORT),)
     #: On graceful shutdown, how long runs in flight may go on before they are cancelled.
     grace_s: float = 30.0
+    #: A detachable run (``RunRequest.run_id``) whose stream ended goes on this long for a
+    #: client to attach again (0: it is cancelled at once, as a run without ``run_id`` is).
+    detach_grace_s: float = 900.0
+    #: How long a finished detachable run's spool waits for a client to attach and get its end
+    #: (None: ``detach_grace_s``); a client that got it frees it at once.
+    finished_spool_s: float | None = None
     #: Concurrent runs; one more gets a ``busy`` error.
     max_runs: int = 4
     #: Authenticated connections at once; one more gets a ``busy`` error frame after its

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import trio
 
@@ -22,6 +22,12 @@ from ._protocol import (
 
 #: Bytes to ask for per read: a run streams many frames, and each read costs a trip to the loop.
 _RECEIVE_CHUNK: Final = 256 * 1024
+
+
+class FrameSink(Protocol):
+    """Where a run's encoded frames go: its connection, or its ``_detach.DetachableRun``."""
+
+    async def send_frames(self, frames: bytes | bytearray) -> None: ...
 
 
 class FramedStream:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from ._connection import FramedStream
+from ._connection import FrameSink
 from ._live_driver import PermissionAsk
 from ._protocol import encode_frame
 from ._records import ApprovalBehavior, DecidedBy, PermissionResolved, RunFinished
@@ -32,7 +32,8 @@ class PendingAsk:
 class LiveTurn:
     """One turn in flight: its client's connection and how it ends."""
 
-    conn: FramedStream
+    #: The turn's connection, or its detachable run (which numbers, spools and forwards).
+    conn: FrameSink
     approval_timeout_s: float
     #: Tasks of the turn (permission timers) run here; the turn's handler owns it.
     nursery: trio.Nursery

@@ -361,6 +361,11 @@ def message_tag(message: Message) -> str:
     return _TAGS[type(message)]
 
 
+def type_tag(cls: type[Any]) -> str:
+    """The ``type`` the messages of class ``cls`` travel under."""
+    return _TAGS[cls]
+
+
 def encode_frame(message: Message) -> bytes:
     """One message as one frame: its JSON object, ``type`` first, then a newline."""
     if type(message) is AgentEvent:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import itertools
 import logging
 import os
@@ -23,29 +24,29 @@ from typing import Any, Final, TypeVar
 import attrs
 import trio
 
-from ._agents import ADAPTERS, EventParser, Reason
 from ._config import DaemonConfig
-from ._connection import FramedStream, HandshakeFailed, server_handshake
+from ._connection import FramedStream, FrameSink, HandshakeFailed, server_handshake
+from ._detach import ActiveRun, DetachableRun, Detachments, check_run_id
 from ._errors import DaemonError, ErrorCode
 from ._live import LiveSessions
 from ._live_turn import run_live_turn
+from ._plain_run import run_plain
 from ._plan import RequestError, RunPlan, plan_run
 from ._probe import AgentVersions
-from ._process import ExitStatus, spawn_group
 from ._protocol import (
     CLIENT_TO_DAEMON,
     PROTOCOL_VERSION,
     ErrorFrame,
     ProbeRequest,
     ProtocolViolation,
-    encode_frame,
     message_tag,
 )
 from ._records import (
-    AgentEvent,
     ProbeInfo,
+    RunAttach,
+    RunCancel,
+    RunCancelled,
     RunRequest,
-    RunStarted,
     SessionClose,
     SessionClosed,
     WorktreeDiscard,
@@ -67,11 +68,6 @@ _FINAL_REPORT_S: Final = 2.0
 #: How long an error frame may take to reach a client before the connection is dropped.
 _LINGER_S: Final = 2.0
 _LINGER_MAX_BYTES: Final = 4 * 1024 * 1024
-#: Bytes to read at once when watching a running client for its EOF.
-_WATCH_CHUNK: Final = 1024
-#: Output lines taken from a run at once, and the frames sent in one write: large enough that
-#: the per-write and per-wakeup costs vanish, small enough to hold per run without a thought.
-_SEND_BATCH_BYTES: Final = 256 * 1024
 #: How often a subreaper daemon reaps the orphans it adopted that no run claimed.
 _REAP_INTERVAL_S: Final = 1.0
 #: How long ``git --version`` may take in a probe (it answers in milliseconds); below the 5 s the
@@ -110,19 +106,6 @@ async def _send_error_and_close(conn: FramedStream, code: ErrorCode, message: st
 
 
 @attrs.define(eq=False)
-class _ActiveRun:
-    """A run in flight: how to cancel it, why it was, and what is known of its end."""
-
-    scope: trio.CancelScope
-    reason: Reason = "exited"
-    #: The leader's status, set once it exited and the output ended; a cancel that comes later
-    #: (while stragglers are killed, say) does not make a finished agent ``killed``.
-    status: ExitStatus | None = None
-    output_capped: bool = False
-    client_gone: bool = False
-
-
-@attrs.define(eq=False)
 class _Handshake:
     """A connection still proving the token: its deadline, and whether newer ones pushed it out."""
 
@@ -142,7 +125,13 @@ class _Daemon:
         self.environ: Mapping[str, str] = os.environ if config.environ is None else config.environ
         #: Marks every run, so that a later instance can sweep what this one leaves if killed.
         self.identity = DaemonIdentity.of_this_process(config.state_dir)
-        self.runs: set[_ActiveRun] = set()
+        #: The environment of every run: the daemon's, with this instance's marker.
+        self.run_env = {**self.environ, DAEMON_MARKER_ENV: self.identity.marker}
+        #: Binds detachable runs to the token of the connection that started them.
+        self.token_hash = hashlib.sha256(config.token.encode()).hexdigest()
+        self.runs: set[ActiveRun] = set()
+        #: The detachable runs (``RunRequest.run_id``), run by ``serve_daemon``.
+        self.detachments = Detachments(config)
         #: Every open connection (graceful shutdown waits for none), and the authenticated ones.
         self.connections = 0
         self.authenticated = 0
@@ -155,7 +144,7 @@ class _Daemon:
         self._ids = itertools.count(1)
         self.agents = AgentVersions(self.environ, live=config.live)
         #: The live sessions (agents kept alive between turns), run by ``serve_daemon``.
-        self.live = LiveSessions(config, {**self.environ, DAEMON_MARKER_ENV: self.identity.marker})
+        self.live = LiveSessions(config, self.run_env)
         #: The worktrees (None: the daemon has no worktrees directory, and makes none).
         self.worktrees = (
             None
@@ -279,6 +268,12 @@ class _Daemon:
             log.info("probe served", extra=_fields(conn=conn_id))
         elif isinstance(operation, RunRequest):
             await self.run(conn_id, conn, operation)
+        elif isinstance(operation, RunAttach):
+            await self.detachments.attach(conn_id, conn, operation, self.token_hash)
+        elif isinstance(operation, RunCancel):
+            found = await self.detachments.cancel(operation.run_id, self.token_hash)
+            log.info("run cancel", extra=_fields(conn=conn_id, found=found))
+            await conn.send(RunCancelled(run_id=operation.run_id, found=found))
         elif isinstance(operation, SessionClose):
             closed = await self.live.close(operation.key)
             log.info("session close", extra=_fields(conn=conn_id, closed=closed))
@@ -288,7 +283,8 @@ class _Daemon:
         elif operation is not None:
             raise ProtocolViolation(
                 "unexpected_message",
-                "expected a probe, run or worktree request after the handshake",
+                "expected a probe, run, run_attach, run_cancel or worktree request after the "
+                "handshake",
             )
 
     async def worktree_operation(
@@ -362,13 +358,19 @@ class _Daemon:
             max_live_sessions=self.config.max_live_sessions,
             allow_rules=list(self.config.allow_rules),
             deny_rules=list(self.config.deny_rules),
+            detach_grace_s=self.config.detach_grace_s,
+            detached_runs=self.detachments.detached_count,
         )
 
     async def run(self, conn_id: int, conn: FramedStream, request: RunRequest) -> None:
-        """Spawn the agent, stream its events back, then one ``RunFinished``."""
+        """Spawn the agent, stream its events back, then one ``RunFinished``; a request with a
+        ``run_id`` becomes a detachable run of ``self.detachments``, streamed on ``conn``."""
         run_directory_of = None if self.worktrees is None else self.worktrees.run_directory
+        if request.run_id is not None:
+            check_run_id(request.run_id)
         plan = plan_run(request, self.config, self.environ, run_directory_of)
-        with plan.directory:
+        with contextlib.ExitStack() as owned:
+            owned.enter_context(plan.directory)
             if request.live:
                 live, note = await self.agents.live_support(request.agent)
                 if not live:
@@ -379,129 +381,53 @@ class _Daemon:
                 raise RequestError(
                     "busy", f"the daemon is running {len(self.runs)} runs, its limit"
                 )
-            active = _ActiveRun(scope=trio.CancelScope())
+            active = ActiveRun(scope=trio.CancelScope())
             self.runs.add(active)
-            try:
-                if request.live:
-                    await run_live_turn(self.live, conn_id, conn, plan, active)
-                else:
-                    await self._run(conn_id, conn, plan, active)
-            finally:
-                self.runs.discard(active)
+            owned.callback(self.runs.discard, active)
+            if request.run_id is None:
+                await self._body(conn_id, conn, plan, active, watch=conn)
+                return
+            run = await self.detachments.prepare(
+                request.run_id, self.token_hash, active, live=request.live
+            )
+            owned.pop_all()  # the detachable run owns the directory and its place from here
+        body = functools.partial(self._detached_body, conn_id, plan, active)
+        await self.detachments.launch(conn_id, conn, run, body)
 
-    async def _run(
-        self, conn_id: int, conn: FramedStream, plan: RunPlan, active: _ActiveRun
+    async def _detached_body(
+        self, conn_id: int, plan: RunPlan, active: ActiveRun, run: DetachableRun
     ) -> None:
-        request = plan.request
-        parser = ADAPTERS[request.agent].new_parser(request)
-        timeout = request.timeout_s or self.config.max_run_timeout_s
+        try:
+            with plan.directory:
+                await self._body(conn_id, run, plan, active, watch=None, detachable=run)
+        finally:
+            self.runs.discard(active)
 
-        async def watch_client() -> None:
-            # After its request a client sends nothing: EOF (or anything) means it is gone.
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await conn.stream.receive_some(_WATCH_CHUNK)
-            active.client_gone = True
-            active.reason = "cancelled"
-            active.scope.cancel()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_client)
-            with active.scope, trio.move_on_after(timeout) as timer:
-                try:
-                    await self._stream_run(conn_id, conn, plan, parser, active)
-                except* (trio.BrokenResourceError, trio.ClosedResourceError):
-                    active.client_gone = True
-                    active.reason = "cancelled"
-            if timer.cancelled_caught:
-                active.reason = "timed_out"
-            nursery.cancel_scope.cancel()
-        status = active.status
-        reason = "exited" if status is not None else active.reason
-        finished = parser.finish(
-            status.exit_code if status is not None else None,
-            status.signal if status is not None else None,
-            reason=reason,
-        )
-        if active.output_capped:
-            finished = attrs.evolve(finished, output_truncated=True)
-        log.info(
-            "run finished",
-            extra=_fields(
-                conn=conn_id,
-                reason=reason,
-                outcome=finished.outcome,
-                exit_code=finished.exit_code,
-                signal=finished.signal,
-            ),
-        )
-        if not active.client_gone:
-            await conn.send(finished)
-
-    async def _stream_run(
+    async def _body(
         self,
         conn_id: int,
-        conn: FramedStream,
+        sink: FrameSink,
         plan: RunPlan,
-        parser: EventParser,
-        active: _ActiveRun,
+        active: ActiveRun,
+        *,
+        watch: FramedStream | None,
+        detachable: DetachableRun | None = None,
     ) -> None:
-        """Spawn the group and forward its output, in order, with backpressure.
-
-        The lines waiting in the runner are taken as one batch and their events sent in one
-        write (at most about ``_SEND_BATCH_BYTES`` each): a write awaits the client, so a
-        client that stops reading stops the batches, the runner's buffer fills and the agent
-        blocks on its pipe.
-
-        Once the output ended and the leader exited, its status and whether the output limit cut
-        the output go into ``active``, before the group's stragglers are killed.
-        """
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                proc = await stack.enter_async_context(
-                    spawn_group(
-                        plan.argv,
-                        cwd=plan.directory.fd,
-                        env={**self.environ, DAEMON_MARKER_ENV: self.identity.marker},
-                        kill_grace=self.config.kill_grace_s,
-                        max_output_bytes=self.config.max_output_bytes,
-                        max_line_bytes=self.config.max_line_bytes,
-                    )
-                )
-            except OSError as exc:
-                raise RequestError(
-                    "spawn_failed", f"cannot start {plan.argv[0]}: {exc.strerror or exc}"
-                ) from None
-            log.info(
-                "run started",
-                extra=_fields(
-                    conn=conn_id,
-                    agent=plan.request.agent,
-                    pid=proc.pid,
-                    cwd=plan.directory.path,
-                    mode=plan.mode,
-                ),
+        if plan.request.live:
+            assert watch is not None or detachable is not None  # noqa: S101 -- one or other
+            await run_live_turn(
+                self.live, sink, plan, active, conn_id=conn_id, watch=watch, detachable=detachable
             )
-            await conn.send(RunStarted(pid=proc.pid, argv=plan.argv, cwd=plan.directory.path))
-            while batch := await proc.next_batch(_SEND_BATCH_BYTES):
-                frames = bytearray()
-                for line in batch:
-                    text = line.data.decode("utf-8", errors="replace").rstrip("\r\n")
-                    if line.stream == "stderr":
-                        parser.note_stderr(text)
-                        events = [
-                            AgentEvent(kind="stderr", raw=text, text=text, truncated=line.truncated)
-                        ]
-                    else:
-                        events = parser.feed(text, truncated=line.truncated)
-                    for event in events:
-                        frames += encode_frame(event)
-                    if len(frames) >= _SEND_BATCH_BYTES:
-                        await conn.send_frames(frames)
-                        frames = bytearray()
-                if frames:
-                    await conn.send_frames(frames)
-            active.status = await proc.wait()
-            active.output_capped = proc.output_capped
+        else:
+            await run_plain(
+                sink,
+                plan,
+                active,
+                config=self.config,
+                env=self.run_env,
+                conn_id=conn_id,
+                watch=watch,
+            )
 
     async def reap_adopted_orphans_forever(self) -> None:
         """Reap, every second, dead adopted processes that belong to no run (subreaper only)."""
@@ -509,6 +435,11 @@ class _Daemon:
             for pid in reap_adopted_orphans():
                 log.info("reaped an adopted orphan", extra=_fields(pid=pid))
             await trio.sleep(_REAP_INTERVAL_S)
+
+    async def quiet(self) -> None:
+        """Wait until no connection is open and no run is in flight, attached or detached."""
+        await self.idle.wait()
+        await self.detachments.idle.wait()
 
     def kill_runs(self) -> None:
         """Cancel every run in flight and every live session; each run reports ``killed``."""
@@ -543,6 +474,7 @@ async def serve_daemon(
     addresses = [(str(host), int(port)) for host, port in bound]
     async with trio.open_nursery() as handlers:
         await handlers.start(daemon.live.run)
+        await handlers.start(daemon.detachments.run)
         if is_subreaper():
             handlers.start_soon(daemon.reap_adopted_orphans_forever)
         if config.state_dir is not None:
@@ -568,12 +500,12 @@ async def serve_daemon(
             extra=_fields(runs=len(daemon.runs), grace_s=config.grace_s),
         )
         with trio.move_on_after(config.grace_s):
-            await daemon.idle.wait()
-        if daemon.connections:
+            await daemon.quiet()
+        if daemon.connections or daemon.runs:
             log.warning("grace period over, killing runs", extra=_fields(runs=len(daemon.runs)))
             daemon.kill_runs()
             with trio.move_on_after(config.kill_grace_s + _FINAL_REPORT_S):
-                await daemon.idle.wait()
+                await daemon.quiet()
         await daemon.live.close_all()
         handlers.cancel_scope.cancel()
     log.info("stopped")

@@ -241,8 +241,9 @@ class TaskRunner(TurnRunning, HostRuns):
         return self.get(task_id).running or task_id in self._active
 
     def run_pending(self, task_id: str) -> bool:
-        """True while the task's run is in flight, or ``queued`` (it starts by itself)."""
-        return self.is_running(task_id) or self.get(task_id).status == "queued"
+        """True while the task's run is in flight (and followed), or ``queued``."""
+        running = self.is_running(task_id) and not self._let_go_of(task_id)
+        return running or self.get(task_id).status == "queued"
 
     def in_flight(self, task_id: str) -> RunInFlight | None:
         """The task's run in flight, if any."""
@@ -305,7 +306,7 @@ class TaskRunner(TurnRunning, HostRuns):
         """Wait until the task's run ended or ``timeout_s`` passed; its record (a ``queued``
         task's run is waited for too: it starts by itself)."""
         with trio.move_on_after(timeout_s):
-            while self.run_pending(task_id) and not self._let_go_of(task_id):
+            while self.run_pending(task_id):
                 await self.changed(task_id).wait()
         return self.get(task_id)
 
@@ -584,8 +585,7 @@ class TaskRunner(TurnRunning, HostRuns):
         *,
         daemon_seq: int | None = None,
     ) -> None:
-        """Queue an output event (``daemon_seq``: the number of the run frame it records); it is
-        visible (and announced) once written."""
+        """Queue an output event (``daemon_seq``: its run frame's number); visible once written."""
         self.store.append_event(
             task_id, kind=kind, summary=summary, data=data, raw=raw, daemon_seq=daemon_seq
         )

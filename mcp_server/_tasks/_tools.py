@@ -164,6 +164,9 @@ class TaskTools:
             return success(
                 f"task {task.id}: the run succeeded; the task waits for follow-ups", view
             )
+        if task.running:  # the server stopped following it: it shuts down
+            why = "the server shut down; the run goes on and the next server re-attaches to it"
+            return failure("shutting_down", f"task {task.id}: {why}", view)
         return failure("run_" + task.status, f"task {task.id}: the run ended {task.status}", view)
 
     async def _follow(self, ctx: RequestContext, task_id: str) -> Task:

@@ -12,6 +12,10 @@ daemon builds the real Claude adapter's argv, whose last word is the prompt. Pro
 - ``flood``: init, then 1 KiB assistant texts without end (for backpressure tests).
 - ``huge N M``: N assistant texts of M MiB each, then a success result.
 - ``exit N``: init, then exits with code N without a result.
+- ``gated A B …``: init, ``pids <leader> <grandchild>`` (a ``sleep`` in its group), then A
+  assistant texts ``step 1.1`` … ``step 1.A``; then waits for a file ``gate1`` in its working
+  directory, prints B texts ``step 2.1`` …, waits for ``gate2``, and so on; then a success
+  result.
 - ``write NAME``: init, writes ``NAME`` (a relative path) in its working directory with the
   text ``written by the stand-in``, then a success result.
 """
@@ -94,6 +98,18 @@ def main() -> int:  # noqa: PLR0911, PLR0912 -- one branch per scripted prompt
             text("y" * 1024)
     if word == "exit":
         return int(arg)
+    if word == "gated":
+        child = subprocess.Popen(["sleep", "600"])
+        text(f"pids {os.getpid()} {child.pid}")
+        for part, count in enumerate(arg.split(), start=1):
+            if part > 1:
+                while not os.path.exists(f"gate{part - 1}"):
+                    time.sleep(0.02)
+            for step in range(1, int(count) + 1):
+                text(f"step {part}.{step}")
+        child.kill()
+        result("gated done")
+        return 0
     if word == "write":
         with open(arg, "w") as file:
             file.write("written by the stand-in\n")

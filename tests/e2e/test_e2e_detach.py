@@ -177,9 +177,20 @@ async def test_e2e_server_stopped_mid_turn_reattaches(
                 up.kill()
                 await up.process.wait()
             else:
-                up.terminate()
+                # A wait_task in flight answers (the run is in flight, followed no more), and the
+                # server exits 0 after its grace.
+                answers: list[dict[str, Any]] = []
+
+                async def waiting() -> None:
+                    answers.append(await ok(client, "wait_task", id=task_id, timeout_s=40))
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(waiting)
+                    await eventually(lambda: "wait_task: waiting" in up.log(), "the call")
+                    up.terminate()
                 with trio.fail_after(DEADLINE_S):
                     assert await up.process.wait() == 0, up.log()[-3000:]
+                assert answers[0]["status"] == "in_progress", answers
         record = json.loads((state / "tasks" / f"{task_id}.json").read_text())
         assert record["status"] == "in_progress"
         assert agent_processes(world, daemon), "the run did not outlive the server"

@@ -281,3 +281,21 @@ async def test_the_log_says_how_far_the_run_was_recorded(tmp_path: pathlib.Path)
     ]
     started = (await store.read_events(task.id, 6, 1))[0]
     assert (started.kind, so_far.started_at) == ("run_started", started.time)
+
+
+async def test_with_no_detach_grace_a_restart_interrupts_the_run(tmp_path: pathlib.Path) -> None:
+    """A daemon with ``detach_grace_s=0`` ends a run when its stream ends, as before runs were
+    detachable: the next runner records it interrupted."""
+    async with task_daemon(tmp_path, detach_grace_s=0.0) as daemon:
+        async with task_server(tmp_path, daemon=daemon) as env:
+            task_id = (await env.client.ok("create_task", title="t", instructions=steps(env, 2)))[
+                "task_id"
+            ]
+            step(env, "1")
+            await eventually(lambda: env.runner.last_seq(task_id) >= 4, "step 1 to be recorded")
+            pid = await run_pid(env, task_id)
+        await eventually(lambda: not alive(pid), "the run to end with its stream")
+        async with task_server(tmp_path, daemon=daemon) as env:
+            task = await wait_done(env.client, task_id)
+            assert task["status"] == "interrupted", task
+            assert_each_once(env.state, task_id)
