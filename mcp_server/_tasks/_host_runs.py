@@ -29,8 +29,9 @@ class HostRuns:
     queue: TaskQueue
     _active: dict[str, RunInFlight]
     _worktrees: dict[DaemonEndpoint, TaskWorktrees]
-    _graces: dict[tuple[str, int], float]
     """One :class:`TaskWorktrees` per daemon (its sweep lock orders creates and sweeps)."""
+    _graces: dict[tuple[str, int], float]
+    """Each daemon's detach grace, as its last probe said (re-attach reads it)."""
 
     if TYPE_CHECKING:
 
