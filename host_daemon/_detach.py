@@ -54,6 +54,7 @@ __all__ = [
 log = logging.getLogger("host_daemon")
 
 RUN_ID: Final = re.compile(r"[A-Za-z0-9_-]{8,64}")
+_STARTED_PREFIX: Final = b'{"type":"run_started"'
 _FINISHED_PREFIX: Final = b'{"type":"run_finished"'
 #: After a cancel by id, how long the answer waits for the run's end beyond the kill grace.
 _CANCEL_REPORT_S: Final = 2.0
@@ -188,10 +189,11 @@ class DetachableRun:
 
     def _note_started(self, spooled: bytes) -> None:
         first = spooled[: spooled.index(b"\n")]
-        started = decode_frame(first, frozenset({RunStarted}))
-        assert isinstance(started, RunStarted)  # noqa: S101 -- a run's first frame
-        self.started = started
-        self.started_or_ended.set()
+        if first.startswith(_STARTED_PREFIX):  # else the run ended before it started
+            started = decode_frame(first, frozenset({RunStarted}))
+            assert isinstance(started, RunStarted)  # noqa: S101 -- checked by its tag
+            self.started = started
+            self.started_or_ended.set()
 
     def cancel(self, reason: Reason, message: str | None = None) -> None:
         """End the run (its ``RunFinished`` says ``reason``, and ``message`` if given)."""
@@ -366,7 +368,7 @@ async def serve_attachment(run: DetachableRun, attachment: Attachment) -> None:
 async def _read_controls(run: DetachableRun, attachment: Attachment) -> None:
     try:
         while (message := await attachment.conn.receive()) is not None:
-            if isinstance(message, RunCancel):
+            if isinstance(message, RunCancel) and message.run_id == run.run_id:
                 log.info("run cancel on its stream", extra=_fields(run_id=run.run_id))
                 run.cancel("cancelled")
             elif type(message) in LIVE_CONTROL and run.control is not None:

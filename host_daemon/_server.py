@@ -5,6 +5,10 @@ connection handler's scope, so a client that closes the connection, a timeout, a
 cancelled daemon all end in the same place: ``spawn_group`` leaving its context and killing the
 whole group.
 
+A run with a ``run_id`` is the exception: it is a child of the daemon's ``Detachments`` nursery
+(``_detach``), and its connection only streams it; the connection's end detaches it, for the
+detach grace. ``run_attach`` and ``run_cancel`` reach such a run from a fresh connection.
+
 A worktree operation is handed to the ``WorktreeManager`` and answered by its one reply frame or
 one error frame; it takes no run slot, and it runs to its end even if the client leaves (git is
 never stopped half-way on a client's whim; each git command has its own timeout).

@@ -18,6 +18,7 @@ recorded) and skips frames it has already, so every event is recorded exactly on
 Stopping a detachable run (``end_task``, ``clean_state``, an interrupt that did not end it) no
 longer follows from closing its stream: the runner cancels it by id (``RunCancel``); a cancel
 the daemon cannot be sent now is retried until the daemon's grace would have ended the run.
+Cancels owed are kept in ``STATE/owed-cancels.json``, so a restart still sends them.
 A server shutting down detaches (:attr:`RunInFlight.detaching`): nothing is cancelled, the
 record stays running, the next server re-attaches.
 """
@@ -27,10 +28,13 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import os
+import pathlib
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
+import orjson
 import trio
 
 from host_daemon import (
@@ -46,6 +50,8 @@ from host_daemon import (
     open_run,
 )
 
+from ._convert import describe_error
+from ._files import STATE_CONVERTER, fsync_dir
 from ._hosts import UnknownHost
 from ._model import Clock, Task, TaskEvent
 from ._report import ReportBuilder, seen_again
@@ -70,6 +76,46 @@ _LOST = frozenset({"unreachable", "timeout", "connection_lost", "closed"})
 """Codes of a stream or a daemon that went away: the run may well go on; re-attach."""
 _MAYBE_SENT = frozenset({"timeout", "connection_lost", "closed"})
 """Codes of a start that failed after its request may have reached the daemon."""
+
+
+OWED_FILE = "owed-cancels.json"
+"""The cancels not sent yet, in the state dir: run id -> :class:`OwedCancel`."""
+
+
+@attrs.frozen
+class OwedCancel:
+    """A run to cancel by id once its daemon answers: its task's record (which names the
+    daemon) and since when (past the daemon's grace the daemon has ended it anyway)."""
+
+    task: Task
+    since: datetime.datetime
+
+
+def load_owed(path: pathlib.Path) -> dict[str, OwedCancel]:
+    """The owed cancels stored at ``path`` (none if absent; unreadable: none, with a warning)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    try:
+        owed: dict[str, OwedCancel] = STATE_CONVERTER.structure(
+            orjson.loads(data), dict[str, OwedCancel]
+        )
+    except Exception as exc:  # any damage: the daemon's grace ends those runs anyway
+        log.warning("ignoring %s, which cannot be read: %s", path, describe_error(exc))
+        return {}
+    return owed
+
+
+def save_owed(path: pathlib.Path, owed: dict[str, OwedCancel]) -> None:
+    """Replace ``path`` with ``owed`` atomically (written, fsync'd, renamed)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        handle.write(orjson.dumps(STATE_CONVERTER.unstructure(owed, dict[str, OwedCancel])))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def new_run_id() -> str:
@@ -148,7 +194,7 @@ class RunFollowing:
     _active: dict[str, RunInFlight]
     _graces: dict[tuple[str, int], float]
     detach_grace_s: float
-    _owed: dict[str, Task]
+    _owed: dict[str, OwedCancel]
     _owed_wakeup: trio.Event
     _detached: bool
     _changed: dict[str, trio.Event]
@@ -156,8 +202,6 @@ class RunFollowing:
     if TYPE_CHECKING:
 
         def get(self, task_id: str) -> Task: ...
-
-        def notify(self, task_id: str, kind: Any, *, notice: str | None = None) -> None: ...
 
         def _daemon_for(self, task: Task) -> DaemonEndpoint: ...
 
@@ -323,8 +367,16 @@ class RunFollowing:
         if active.start_error is not None and active.start_error[0] not in _MAYBE_SENT:
             return  # refused, or never sent: the daemon has no such run
         if not await self._send_cancel(task, task.run_id):
-            self._owed[task.run_id] = task
+            self._owed[task.run_id] = OwedCancel(task, self.clock.wall())
+            await self._save_owed()
             self._owed_wakeup.set()
+
+    async def _save_owed(self) -> None:
+        path = self.store.root / OWED_FILE
+        try:
+            await trio.to_thread.run_sync(save_owed, path, dict(self._owed))
+        except OSError as exc:  # kept in memory; the daemon's grace ends the runs anyway
+            log.warning("cannot write %s: %s", path, exc)
 
     async def _send_cancel(self, task: Task, run_id: str) -> bool:
         """``RunCancel`` by id; False when the daemon could not be reached (try again later)."""
@@ -349,23 +401,34 @@ class RunFollowing:
         return True
 
     async def pay_owed_cancels(self) -> None:
-        """Send the cancels the daemon could not be sent, with a backoff, until sent or until
-        the daemon's grace has ended those runs anyway (the runner's nursery runs this)."""
-        since: dict[str, float] = {}
+        """Send the cancels the daemon could not be sent (those of a previous server too), with
+        a backoff, until sent or until the daemon's grace has ended those runs anyway (the
+        runner's nursery runs this)."""
+        path = self.store.root / OWED_FILE
+        self._owed.update(await trio.to_thread.run_sync(load_owed, path))
         delay = RETRY_FIRST_S
         while True:
             if not self._owed:
                 await self._owed_wakeup.wait()
                 self._owed_wakeup = trio.Event()
                 delay = RETRY_FIRST_S
-            for run_id, task in list(self._owed.items()):
-                first = since.setdefault(run_id, trio.current_time())
-                if trio.current_time() - first > self.grace_of(self._daemon_for(task)):
+            before = len(self._owed)
+            for run_id, owed in list(self._owed.items()):
+                task = owed.task
+                waited = (self.clock.wall() - owed.since).total_seconds()
+                try:
+                    daemon = self._daemon_for(task)
+                except UnknownHost as exc:  # its host is no longer configured
+                    log.warning("task %s: run %s not cancelled: %s", task.id, run_id, exc)
+                    self._owed.pop(run_id, None)
+                    continue
+                if waited > self.grace_of(daemon):
                     log.info("task %s: run %s: the daemon's grace has ended it", task.id, run_id)
                 elif not await self._send_cancel(task, run_id):
                     continue
                 self._owed.pop(run_id, None)
-                since.pop(run_id, None)
+            if len(self._owed) != before:
+                await self._save_owed()
             if self._owed:
                 await trio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)

@@ -47,7 +47,7 @@ from ._model import (
     start_run,
 )
 from ._queue import TaskQueue
-from ._reattach import DETACH_GRACE_S, new_run_id
+from ._reattach import DETACH_GRACE_S, OwedCancel, new_run_id
 from ._running import TurnRunning, change_event, queued_event, shorten
 from ._schedule import Gate
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
@@ -108,7 +108,7 @@ class TaskRunner(TurnRunning, HostRuns):
         self.start_timeout_s = start_timeout_s
         self.detach_grace_s = detach_grace_s  # the daemon's, until a probe says
         self._graces: dict[tuple[str, int], float] = {}  # per daemon, as its probe said
-        self._owed: dict[str, Task] = {}  # run id -> its task: cancels not sent yet
+        self._owed: dict[str, OwedCancel] = {}  # run id -> a cancel not sent yet
         self._owed_wakeup = trio.Event()
         self._detached = False  # the server stopped following its runs (shutdown)
         self.live_idle_s = live_idle_s

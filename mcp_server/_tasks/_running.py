@@ -118,12 +118,26 @@ class TurnRunning(RunFollowing):
             if active.control is not None:
                 active.control.end()
             with trio.CancelScope(shield=True):
-                if active.detaching:
-                    self._let_go(task_id, active)
-                else:
-                    if finished is None:
-                        await self._cancel_left_run(task, active)
-                    await self._end_run(task_id, active, builder, finished, error)
+                await self._close_run(task, active, builder, finished, error)
+
+    async def _close_run(
+        self,
+        task: Task,
+        active: RunInFlight,
+        builder: ReportBuilder,
+        finished: RunFinished | None,
+        error: str | None,
+    ) -> None:
+        """Let go of a run the server detaches from; else cancel what may be left of it on the
+        daemon (its stream's end only detached it) and record its end."""
+        if active.detaching:
+            self._let_go(task.id, active)
+            return
+        try:
+            if finished is None:
+                await self._cancel_left_run(task, active)
+        finally:
+            await self._end_run(task.id, active, builder, finished, error)
 
     def _daemon_refused(self, task: Task, active: RunInFlight, exc: DaemonError) -> str | None:
         """The daemon's error as the run's, naming its host (``busy`` before the start: the

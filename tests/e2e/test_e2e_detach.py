@@ -292,11 +292,12 @@ async def test_e2e_daemon_restarted_while_the_server_was_down(
         assert again["status"] == "waiting", again
 
 
-async def test_e2e_end_task_while_detached_kills_the_run(
+async def test_e2e_end_task_after_a_restart_kills_the_run(
     world: World, model: ScriptedModel
 ) -> None:
-    """end_task on a run the server follows no more (its daemon unreachable meanwhile): the run
-    is cancelled by id once the daemon answers, and its processes are gone."""
+    """end_task on a run that outlived the server it started under: the restarted server
+    cancels it by id (closing a stream only detaches it), and its processes are gone. (With the
+    daemon unreachable meanwhile: tests/mcp_server/test_tasks_reattach.py.)"""
     hold = Hold(then=Reply("too late"))
     model.script(Reply("First answer."), BashCall("echo before-the-stop"), hold)
     root, state = world.root, world.server_state
@@ -368,4 +369,40 @@ async def test_e2e_a_pending_approval_survives_a_server_restart(
             log = await events(client, task_id)
             assert sum(e["kind"] == "approval_request" for e in log) == 1
             assert [e["data"]["decided_by"] for e in log if e["kind"] == "approval"] == ["client"]
+            assert_each_once(stored_events(world, task_id))
+
+
+async def test_e2e_interrupt_after_a_restart_reaches_the_live_turn(
+    world: World, model: ScriptedModel
+) -> None:
+    """interrupt_task on a live turn the restarted server re-attached to: the interrupt goes on
+    the new stream, the turn ends (waiting, outcome interrupted), and the conversation goes on."""
+    hold = Hold(then=Reply("too late"))
+    model.script(Reply("First answer."), BashCall("echo before-the-stop"), hold, Reply("Again."))
+    root, state = world.root, world.server_state
+    async with daemon_process(
+        world.daemon_state, root, world.daemon_env, detach_grace_s=GRACE_S
+    ) as daemon:
+        async with (
+            serve_process(state, root, daemon, world.server_env) as up,
+            sdk_client(up) as client,
+        ):
+            task_id, first = await run_up_to_the_hold(client, hold)
+            up.kill()
+            await up.process.wait()
+        async with (
+            serve_process(state, root, daemon, world.server_env) as up,
+            sdk_client(up) as client,
+        ):
+            await eventually(lambda: "re-attached to run" in up.log(), "the re-attach")
+            stopped = await ok(client, "interrupt_task", id=task_id)
+            assert stopped["status"] == "waiting", stopped
+            assert stopped["report"]["outcome"] == "interrupted"
+            # Its end came from the daemon (a frame), not from the server giving up on the turn.
+            ends = [e for e in stored_events(world, task_id) if e["kind"] == "run_finished"]
+            assert "daemon_seq" in ends[-1], ends[-1]
+            hold.release()
+            await ok(client, "update_task", id=task_id, instructions="Go on")
+            again = await wait_done(client, task_id)
+            assert (again["status"], again["session_id"]) == ("waiting", first["session_id"])
             assert_each_once(stored_events(world, task_id))

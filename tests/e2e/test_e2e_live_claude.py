@@ -526,9 +526,9 @@ async def test_end_task_closes_the_idle_live_session(world: World, model: Script
 
 
 async def test_a_restart_clears_pending_requests(world: World, model: ScriptedModel) -> None:
-    """`up` killed while a request waits: the live agent goes with it; after the restart the
-    task is interrupted with nothing pending, the old request is not_pending, and a follow-up
-    resumes the conversation."""
+    """`up` killed while a request waits: the live agent goes with it (its daemon too); after
+    the restart the task is interrupted with nothing pending, the old request is not_pending,
+    and a follow-up resumes the conversation."""
     model.script(BashCall(WRITE), Reply("Resumed without writing."))
     state, root = world.tmp / "state", world.tmp / "root"
     root.mkdir(exist_ok=True)
@@ -540,13 +540,15 @@ async def test_a_restart_clears_pending_requests(world: World, model: ScriptedMo
         await up.process.wait()
     await eventually(lambda: marked(world) == [], "the killed server's live agent")
     async with coding_agent_up(state, root, world.env) as up, sdk_client(up) as sdk:
-        task = await ok(sdk, "report", id=task_id)
+        # The server re-attaches to the run; the daemon, restarted with it, no longer has it.
+        task = await until_done(sdk, task_id)
         assert (task["status"], task["pending_approvals"]) == ("interrupted", [])
+        assert "the host daemon no longer has the run" in task["report"]["error"]
         late = await sdk.call_tool(
             "approve", {"id": task_id, "request_id": pending["request_id"], "decision": "allow"}
         )
         assert late.is_error
-        assert "the task is interrupted, no run is in flight" in said(late)
+        assert "never decided: the run ended first); the task is interrupted" in said(late)
         await ok(sdk, "update_task", id=task_id, instructions="Go on")
         resumed = await until_done(sdk, task_id)
         assert resumed["status"] == "waiting", resumed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import signal
 import stat
 import subprocess
@@ -400,3 +401,36 @@ async def test_second_daemon_on_the_same_state_dir_exits_naming_the_first(
     assert f"in use by pid {first} (host-daemon --listen 127.0.0.1:0" in message
     assert str(state / "daemon.lock") in message
     assert "Traceback" not in message
+
+
+def detach_grace(*args: str, env: dict[str, str], tmp_path: pathlib.Path) -> float:
+    from host_daemon._cli import build_parser, config_from_args  # noqa: PLC0415
+
+    parsed = build_parser().parse_args(
+        ["--root", str(tmp_path), "--state-dir", str(tmp_path / "state"), *args]
+    )
+    return config_from_args(parsed, {"DAEMON_TOKEN": "x", **env}).detach_grace_s
+
+
+def test_detach_grace_from_flag_env_or_default(tmp_path: pathlib.Path) -> None:
+    """--detach-grace wins over $DETACH_GRACE_S, which wins over the default of 900 s."""
+    assert detach_grace(env={}, tmp_path=tmp_path) == 900.0
+    assert detach_grace(env={"DETACH_GRACE_S": "60"}, tmp_path=tmp_path) == 60.0
+    flagged = detach_grace("--detach-grace", "0", env={"DETACH_GRACE_S": "60"}, tmp_path=tmp_path)
+    assert flagged == 0.0
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        ((), {"DETACH_GRACE_S": "soon"}, "DETACH_GRACE_S must be a number of seconds, got 'soon'"),
+        (("--detach-grace", "-1"), {}, "--detach-grace must be a finite number of seconds"),
+        (("--detach-grace", "inf"), {}, "--detach-grace must be a finite number of seconds"),
+    ],
+)
+def test_bad_detach_grace_refused(
+    tmp_path: pathlib.Path, args: tuple[str, ...], env: dict[str, str], says: str
+) -> None:
+    """A detach grace that is not a finite number of seconds ≥ 0 is refused, naming its source."""
+    with pytest.raises(ValueError, match=re.escape(says)):
+        detach_grace(*args, env=env, tmp_path=tmp_path)

@@ -4,12 +4,17 @@ tasks, check_status shows each host, and each host has its own capacity."""
 
 from __future__ import annotations
 
+import datetime
 import pathlib
 from typing import Any
 
 from _support.hosts import HostsEnv, host_daemons, hosts_server
 from _support.polling import eventually
 from _support.task_server import all_events, wait_done
+
+from mcp_server._tasks import TaskOptions
+from mcp_server._tasks._model import new_task
+from mcp_server._tasks._reattach import OWED_FILE, OwedCancel, load_owed, save_owed
 
 
 async def ran_by(env: HostsEnv, task_id: str) -> str:
@@ -259,3 +264,29 @@ async def test_a_usage_limit_holds_the_agent_on_its_host_only(tmp_path: pathlib.
         assert (await wait_done(env.client, other["task_id"]))["status"] == "waiting"
         holds = (await env.client.ok("check_status"))["holds"]
         assert [(h["agent"], h["host"], h["active"]) for h in holds] == [("claude", "a", True)]
+
+
+async def test_an_owed_cancel_for_a_host_no_longer_configured_is_dropped(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A cancel a previous server owed to a host that is no longer configured is dropped at
+    start (logged), and the server runs on."""
+    state = tmp_path / "state"
+    state.mkdir()
+    now = datetime.datetime.now(datetime.UTC)
+    gone = new_task(
+        title="t",
+        instructions="x",
+        agent="claude",
+        project_dir="",
+        cwd="/gone",
+        options=TaskOptions(),
+        now=now,
+        host="gone",
+    )
+    save_owed(state / OWED_FILE, {"0123456789abcdef" * 2: OwedCancel(gone, now)})
+    async with hosts_server(tmp_path, {"a": {}}) as env:
+        (env.roots["a"] / "p").mkdir()
+        task = await create(env, str(env.roots["a"] / "p"))
+        assert (await wait_done(env.client, task["task_id"]))["status"] == "waiting"
+        await eventually(lambda: load_owed(state / OWED_FILE) == {}, "the owed cancel dropped")

@@ -299,3 +299,29 @@ async def test_with_no_detach_grace_a_restart_interrupts_the_run(tmp_path: pathl
             task = await wait_done(env.client, task_id)
             assert task["status"] == "interrupted", task
             assert_each_once(env.state, task_id)
+
+
+async def test_a_cancel_owed_at_a_restart_is_sent_by_the_next_server(
+    tmp_path: pathlib.Path,
+) -> None:
+    """end_task while the daemon is unreachable, then the server restarts before it answers:
+    the next server sends the cancel (it was stored), and the run's processes are gone."""
+    async with (
+        task_daemon(tmp_path, detach_grace_s=600.0) as daemon,
+        tcp_proxy(daemon.host, daemon.port) as proxy,
+    ):
+        async with task_server(tmp_path, daemon=daemon, port=proxy.port) as env:
+            task_id = (await env.client.ok("create_task", title="t", instructions=steps(env, 2)))[
+                "task_id"
+            ]
+            step(env, "1")
+            await eventually(lambda: env.runner.last_seq(task_id) >= 4, "step 1 to be recorded")
+            pid = await run_pid(env, task_id)
+            proxy.refusing = True
+            proxy.sever()
+            assert (await env.client.ok("end_task", id=task_id))["status"] == "completed"
+        assert alive(pid)
+        proxy.refusing = False
+        async with task_server(tmp_path, daemon=daemon, port=proxy.port):
+            await eventually(lambda: not alive(pid), "the run to be cancelled", timeout=DEADLINE_S)
+        assert json.loads((tmp_path / "state" / "owed-cancels.json").read_text()) == {}

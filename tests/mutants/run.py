@@ -114,9 +114,11 @@ MUTANTS = (
     ),
     Mutant(
         name="no-restart-recovery",
-        guarantee="tasks in flight at a restart come back interrupted",
+        guarantee="tasks in flight at a restart without a detachable run come back interrupted",
         path="mcp_server/_tasks/_store.py",
-        original='            if task.status == "pending" or task.running:\n',
+        original=(
+            '            if task.status == "pending" or (task.running and not task.reattachable):\n'
+        ),
         replacement="            if False:\n",
         tests=(
             "tests/mcp_server/test_tasks_store.py",
