@@ -100,6 +100,8 @@ async def server_handshake(conn: FramedStream, token: str) -> None:
 async def client_handshake(conn: FramedStream, token: str) -> None:
     """Answer the daemon's challenge and check its proof; raises on any failure."""
     challenge = await conn.receive()
+    if challenge is None:  # gone before a word: down, or shutting down (worth a retry)
+        raise HandshakeFailed("closed", "the daemon closed the connection before its challenge")
     if isinstance(challenge, ErrorFrame):
         raise HandshakeFailed(challenge.code, challenge.message)
     if not isinstance(challenge, Challenge):

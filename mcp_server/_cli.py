@@ -43,12 +43,16 @@ from mcp_server._core import Registry
 from mcp_server._http import HttpSettings, raise_open_files_limit, serve
 from mcp_server._notify import Notifier, NotifyConfig, check_notify_url
 
+from ._cli_flags import count_flag, grace_flag, notify_flags, port_flag
 from ._config import (
     DEFAULT_PORT,
     ConfigError,
     ServerConfig,
     add_budget_flags,
+    add_daemon_flag,
+    beside_up,
     budgets_config,
+    daemon_specs,
     dashboard_settings,
     default_data_dir,
     forget_daemon_address,
@@ -63,16 +67,19 @@ from ._config import (
     serve_config,
     stored_mcp_token,
     tunnel_urls,
+    up_hosts,
 )
 from ._console import COMMANDS as CONSOLE_COMMANDS
 from ._console import add_console_commands, console_main
 from ._doctor import doctor_main
 from ._oauth import OAuthService, StateFileError, oauth_blueprint, oauth_main
 from ._tasks import (
+    DEFAULT_HOST,
     LIVE_IDLE_S,
     SWEEP_INTERVAL_S,
     Budgets,
     DaemonEndpoint,
+    Host,
     Ledger,
     Spending,
     TaskNotices,
@@ -87,29 +94,6 @@ from ._web import BoardHub, DashboardSettings, FanOut, dashboard_blueprint
 log = logging.getLogger("mcp_server")
 
 
-def _port(value: str) -> int:
-    try:
-        return parse_port(value, "--port")
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _grace(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
-    if not 0 <= number <= 3600:
-        raise argparse.ArgumentTypeError(f"must be 0..3600 seconds, got {value}")
-    return number
-
-
-def _count(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 1000:
-        raise argparse.ArgumentTypeError(f"expected 1..1000, got {value!r}")
-    return int(value)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``coding-agent`` command line."""
     parser = argparse.ArgumentParser(
@@ -121,19 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run the MCP server alone (what the container runs)"
     )
     serve_parser.add_argument("--host", help="listen address (default 127.0.0.1)")
-    serve_parser.add_argument("--port", type=_port, help="MCP HTTP port (env PORT, 3000)")
+    serve_parser.add_argument("--port", type=port_flag, help="MCP HTTP port (env PORT, 3000)")
     serve_parser.add_argument("--state-path", type=pathlib.Path, help="env STATE_PATH")
     serve_parser.add_argument("--daemon-host", help="env CLAUDE_PROXY_HOST")
-    serve_parser.add_argument("--daemon-port", type=_port, help="env CLAUDE_PROXY_PORT")
+    serve_parser.add_argument("--daemon-port", type=port_flag, help="env CLAUDE_PROXY_PORT")
+    add_daemon_flag(
+        serve_parser,
+        "a host daemon (repeatable; env DAEMONS, ';'-separated); with none, the "
+        "--daemon-host/--daemon-port daemon is the host 'default'",
+    )
     serve_parser.add_argument(
-        "--grace", type=_grace, default=5.0, help="seconds running tasks get at shutdown (5)"
+        "--grace", type=grace_flag, default=5.0, help="seconds running tasks get at shutdown (5)"
     )
     add_budget_flags(serve_parser)
-    _notify_flags(serve_parser)
+    notify_flags(serve_parser)
     up_parser = commands.add_parser(
         "up", help="run the host daemon and the MCP server together on loopback"
     )
-    up_parser.add_argument("--port", type=_port, help="MCP HTTP port (env PORT, 3000)")
+    up_parser.add_argument("--port", type=port_flag, help="MCP HTTP port (env PORT, 3000)")
     up_parser.add_argument(
         "--state-path", type=pathlib.Path, help="state dir (env STATE_PATH, a user data dir)"
     )
@@ -143,10 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the directory agents may work in (default: the current directory)",
     )
     up_parser.add_argument(
-        "--grace", type=_grace, default=5.0, help="seconds running tasks get at shutdown (5)"
+        "--grace", type=grace_flag, default=5.0, help="seconds running tasks get at shutdown (5)"
     )
     up_parser.add_argument(
-        "--max-runs", type=_count, default=8, help="agent runs at once; more wait queued (8)"
+        "--max-runs", type=count_flag, default=8, help="agent runs at once; more wait queued (8)"
     )
     up_parser.add_argument(
         "--worktrees-dir",
@@ -175,8 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=pathlib.Path,
         help="TOML with allow = [...] and deny = [...] rules, added to the flags'",
     )
+    add_daemon_flag(up_parser, "a host daemon beside up's own 'default' (repeatable; env DAEMONS)")
     add_budget_flags(up_parser)
-    _notify_flags(up_parser)
+    notify_flags(up_parser)
     commands.add_parser("doctor", help="check the installation", add_help=False)
     commands.add_parser("oauth", help="OAuth: consent password, granted clients", add_help=False)
     token_parser = commands.add_parser(
@@ -185,24 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
     token_parser.add_argument("--state-path", type=pathlib.Path, help="env STATE_PATH")
     add_console_commands(commands)
     return parser
-
-
-def _notify_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--webhook-url",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="POST task notifications here, added to WEBHOOK_URLS (repeatable; "
-        "'ntfy+https://…' for the ntfy format)",
-    )
-    parser.add_argument(
-        "--notify-allowed-host",
-        action="append",
-        default=[],
-        metavar="HOST",
-        help="a host a task's notify_url may name, added to NOTIFY_ALLOWED_HOSTS (repeatable)",
-    )
 
 
 async def run_server(
@@ -226,6 +198,7 @@ async def run_server(
         sweep_interval_s=config.sweep_interval_s,
         live_idle_s=config.live_idle_s,
         spending=Spending(Ledger(config.state_path), config.budgets),
+        hosts=config.hosts,
     )
     await runner.store.load()
     tools = register_tasks(
@@ -317,9 +290,9 @@ async def _serve_main(config: ServerConfig, lock: StateLock) -> int:
         record_mcp_url(config.state_path, local_url)
         try:
             _print(f"MCP URL: {_mcp_url(urls)}", f"Dashboard: {_dashboard_url(urls)}")
-            log.info(
-                "serving; the daemon is expected at %s:%d", config.daemon.host, config.daemon.port
-            )
+            hosts = config.hosts or (Host(DEFAULT_HOST, config.daemon, (config.workspace,)),)
+            for host in hosts:
+                log.info("serving; host %s", host.roots_text())
             await server.done.wait()
             nursery.cancel_scope.cancel()
         finally:
@@ -372,6 +345,8 @@ class _UpPlan:
     deny_rules: tuple[str, ...] = ()
     public_urls: tuple[str, ...] = ()
     budgets: Budgets = attrs.field(factory=Budgets)
+    hosts: tuple[Host, ...] = ()
+    """The ``--daemon`` hosts beside up's own."""
 
 
 def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
@@ -382,10 +357,12 @@ def _plan_up(args: argparse.Namespace, environ: Mapping[str, str]) -> _UpPlan:
     root = pathlib.Path(os.path.realpath(args.root or os.getcwd()))
     if not root.is_dir():
         raise ConfigError(f"--root {root} is not a directory")
+    token = load_or_create_token(state / "daemon.token")
     return _UpPlan(
         state=state,
         root=root,
-        daemon_token=load_or_create_token(state / "daemon.token"),
+        daemon_token=token,
+        hosts=up_hosts(daemon_specs(args.daemon, environ), root, token),
         daemon_port=parse_port(environ.get("CLAUDE_PROXY_PORT") or "0", "CLAUDE_PROXY_PORT"),
         port=args.port
         if args.port is not None
@@ -461,6 +438,7 @@ async def _up_main(plan: _UpPlan, lock: StateLock) -> int:
             ),
             daemon=DaemonEndpoint(host=daemon_host, port=bound_port, token=plan.daemon_token),
             auth_token=plan.auth_token,
+            hosts=beside_up(plan.hosts, plan.root, daemon_host, bound_port, plan.daemon_token),
             grace_s=plan.grace_s,
             sweep_interval_s=plan.sweep_interval_s,
             live_idle_s=plan.live_idle_s,
@@ -543,6 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 grace_s=args.grace,
                 webhook_urls=args.webhook_url,
                 notify_allowed_hosts=args.notify_allowed_host,
+                daemons=args.daemon,
             )
             config = attrs.evolve(config, budgets=budgets_config(os.environ, args))
             with StateLock.acquire(config.state_path, _command_line(arguments)) as lock:

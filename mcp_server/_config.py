@@ -6,10 +6,11 @@ Flags win over the environment. Nothing here logs a token.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 
 import attrs
@@ -22,7 +23,16 @@ from host_daemon import (
 )
 
 from ._notify import NotifyConfig, NotifyConfigError, notify_config
-from ._tasks import LIVE_IDLE_S, SWEEP_INTERVAL_S, Budgets, DaemonEndpoint, Workspace
+from ._tasks import (
+    DEFAULT_HOST,
+    HOST_NAME,
+    LIVE_IDLE_S,
+    SWEEP_INTERVAL_S,
+    Budgets,
+    DaemonEndpoint,
+    Host,
+    Workspace,
+)
 from ._web import DashboardSettings
 
 CONTAINER_WORKSPACE = PurePosixPath("/workspace")
@@ -85,6 +95,9 @@ class ServerConfig:
     workspace: Workspace
     daemon: DaemonEndpoint
     auth_token: str = attrs.field(repr=False)
+    hosts: tuple[Host, ...] = ()
+    """The host daemons (``--daemon``, ``DAEMONS``); none: ``daemon`` serving ``workspace``,
+    as the host ``default``."""
     public_urls: tuple[str, ...] = ()
     features: Mapping[str, bool] = attrs.field(factory=dict)
     grace_s: float = 5.0
@@ -159,25 +172,33 @@ def serve_config(
     grace_s: float = 5.0,
     webhook_urls: Sequence[str] = (),
     notify_allowed_hosts: Sequence[str] = (),
+    daemons: Sequence[str] = (),
 ) -> ServerConfig:
-    """The ``serve`` configuration from the environment, flags overriding."""
+    """The ``serve`` configuration from the environment, flags overriding (``daemons``: the
+    ``--daemon`` flags)."""
     state = prepare_state_dir(
         state_path or pathlib.Path(environ.get("STATE_PATH") or default_data_dir(environ))
     )
     public_urls = tunnel_urls(environ)
+    workspace = workspace_from_env(environ)
     # On the host, serve and the daemon read the same default token file; the container is
     # given DAEMON_TOKEN_FILE (the daemon's file, mounted read-only).
-    daemon_token = token_from_environment(
-        environ, default_file=default_token_file(default_state_dir(environ))
+    daemon_token = functools.cache(
+        lambda: token_from_environment(
+            environ, default_file=default_token_file(default_state_dir(environ))
+        )
     )
+    hosts = configured_hosts(daemon_specs(daemons, environ), workspace, daemon_token)
     return ServerConfig(
         host=host or "127.0.0.1",
         port=port
         if port is not None
         else parse_port(environ.get("PORT", str(DEFAULT_PORT)), "PORT"),
         state_path=state,
-        workspace=workspace_from_env(environ),
-        daemon=DaemonEndpoint(
+        workspace=workspace,
+        daemon=hosts[0].daemon
+        if hosts
+        else DaemonEndpoint(
             host=daemon_host or environ.get("CLAUDE_PROXY_HOST") or DEFAULT_DAEMON_HOST,
             port=daemon_port
             if daemon_port is not None
@@ -186,8 +207,9 @@ def serve_config(
                 "CLAUDE_PROXY_PORT",
                 allow_zero=False,
             ),
-            token=daemon_token,
+            token=daemon_token(),
         ),
+        hosts=hosts,
         auth_token=mcp_token(environ, state),
         public_urls=public_urls,
         features={
@@ -201,6 +223,140 @@ def serve_config(
         dashboard=dashboard_settings(environ),
         notify=notifications(environ, state, webhook_urls, notify_allowed_hosts),
     )
+
+
+DAEMON_SPEC = "NAME=HOST:PORT[,token_file=PATH][,roots=/a:/b]"
+"""The shape of a ``--daemon`` flag and of each ``;``-separated item of ``DAEMONS``."""
+
+
+@attrs.frozen
+class DaemonSpec:
+    """One configured host daemon, as written (its token not read yet)."""
+
+    name: str
+    host: str
+    port: int
+    where: str
+    """The flag or variable it came from, for errors (``--daemon``, ``DAEMONS``)."""
+    token_file: pathlib.Path | None = None
+    roots: tuple[PurePosixPath, ...] = ()
+
+
+def parse_daemon(text: str, where: str) -> DaemonSpec:
+    """``NAME=HOST:PORT[,token_file=PATH][,roots=/a:/b]`` (``where``: the flag or variable)."""
+    name, equals, rest = text.strip().partition("=")
+    address, *options = rest.split(",")
+    host, colon, port = address.strip().rpartition(":")
+    if not (equals and colon and name.strip() and host):
+        raise ConfigError(f"expected {DAEMON_SPEC}, got {text.strip()[:200]!r} @ {where}")
+    name = name.strip()
+    if not HOST_NAME.fullmatch(name):
+        raise ConfigError(
+            f"expected a host name of letters, digits and _.- (at most 64, starting with a "
+            f"letter or digit), got {name[:80]!r} @ {where}"
+        )
+    here = f"{where} {name}"
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(f"expected a port number 1..65535, got {port[:20]!r} @ {here}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # an IPv6 address in brackets
+    found: dict[str, str] = {}
+    for option in options:
+        key, equals, value = (part.strip() for part in option.partition("="))
+        if key not in ("token_file", "roots") or not equals or not value or key in found:
+            raise ConfigError(
+                f"expected token_file=PATH or roots=/a:/b (each once), got "
+                f"{option.strip()[:200]!r} @ {here}"
+            )
+        found[key] = value
+    roots = tuple(PurePosixPath(root) for root in found.get("roots", "").split(":") if root)
+    for root in roots:
+        if not root.is_absolute() or ".." in root.parts:
+            raise ConfigError(f"expected absolute roots without '..', got {str(root)!r} @ {here}")
+    token_file = found.get("token_file")
+    return DaemonSpec(
+        name,
+        host,
+        int(port),
+        where,
+        None if token_file is None else pathlib.Path(token_file),
+        roots,
+    )
+
+
+def add_daemon_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--daemon NAME=HOST:PORT[,token_file=PATH][,roots=/a:/b]`` (repeatable)."""
+    parser.add_argument(
+        "--daemon", action="append", default=[], metavar=DAEMON_SPEC, help=help_text
+    )
+
+
+def daemon_specs(flags: Sequence[str], environ: Mapping[str, str]) -> list[DaemonSpec]:
+    """The ``--daemon`` flags, else the ``;``-separated ``DAEMONS`` (flags win); a name given
+    twice is an error."""
+    if flags:
+        specs = [parse_daemon(flag, "--daemon") for flag in flags]
+    else:
+        items = environ.get("DAEMONS", "").split(";")
+        specs = [parse_daemon(item, "DAEMONS") for item in items if item.strip()]
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name in seen:
+            raise ConfigError(
+                f"expected each host named once, got {spec.name} twice @ {spec.where}"
+            )
+        seen.add(spec.name)
+    return specs
+
+
+def read_token_file(path: pathlib.Path, where: str) -> str:
+    """A daemon's token from its file (read only: another host's daemon made it)."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"expected a readable token file, got {path} ({exc.strerror}) @ {where}"
+        ) from None
+    if not token:
+        raise ConfigError(f"expected a token in {path}, got an empty file @ {where}")
+    return token
+
+
+def configured_hosts(
+    specs: Sequence[DaemonSpec], workspace: Workspace, default_token: Callable[[], str]
+) -> tuple[Host, ...]:
+    """The hosts of ``specs``: a host without ``token_file`` uses ``default_token()`` (the
+    single daemon's token), one without ``roots`` serves ``workspace``."""
+    hosts = []
+    for spec in specs:
+        here = f"{spec.where} {spec.name}"
+        token = (
+            default_token() if spec.token_file is None else read_token_file(spec.token_file, here)
+        )
+        roots = tuple(Workspace(root, root) for root in spec.roots) or (workspace,)
+        hosts.append(Host(spec.name, DaemonEndpoint(spec.host, spec.port, token), roots))
+    return tuple(hosts)
+
+
+def up_hosts(specs: Sequence[DaemonSpec], root: pathlib.Path, token: str) -> tuple[Host, ...]:
+    """``up``'s ``--daemon`` hosts, beside its own daemon (``default``; its token is theirs
+    unless ``token_file``; its root, unless ``roots``)."""
+    for spec in specs:
+        if spec.name == DEFAULT_HOST:
+            raise ConfigError(f"expected a name other than up's own 'default' @ {spec.where}")
+    workspace = Workspace(PurePosixPath(root), PurePosixPath(root))
+    return configured_hosts(specs, workspace, lambda: token)
+
+
+def beside_up(
+    hosts: Sequence[Host], root: pathlib.Path, host: str, port: int, token: str
+) -> tuple[Host, ...]:
+    """``up``'s own daemon as the host ``default``, then ``hosts`` (none: ``()``, the single
+    daemon)."""
+    if not hosts:
+        return ()
+    own = Workspace(PurePosixPath(root), PurePosixPath(root))
+    return (Host(DEFAULT_HOST, DaemonEndpoint(host, port, token), (own,)), *hosts)
 
 
 def notifications(

@@ -80,7 +80,9 @@ EXAMPLES: dict[str, tuple[dict[str, Any], str]] = {
     "check_status": (
         {},
         "the daemon's probe (`reachable`, the agents found with `live` and `live_note`, `git`, "
-        "`live_sessions`, the `policy` rules), the disk, counts",
+        "`live_sessions`, the `policy` rules), `hosts` (each host daemon's `address`, `roots`, "
+        "`healthy` or `error`, `agents`, `active_runs`/`max_concurrent_runs`, `running`, "
+        "`queued`), the disk, counts",
     ),
     "clean_state": ({}, "`deleted`: how many tasks were deleted"),
     "get_prompt": ({"prompt_id": "fix_bug"}, "the prompt; without `prompt_id`, every prompt"),
@@ -95,7 +97,8 @@ EXAMPLES: dict[str, tuple[dict[str, Any], str]] = {
 #: What each task status means.
 STATUSES: dict[str, str] = {
     "pending": "created; its first run has not started yet",
-    "queued": "accepted; its run waits for capacity (the daemon's runs, its project's run), "
+    "queued": "accepted; its run waits for capacity (its host daemon's runs, its project's "
+    "run), "
     "a hold or a budget, and starts by itself in order (priority, then age); `queue_position` "
     "and `queue_reason` say where and why; `end_task` dequeues it",
     "limited": "its last run hit the agent's usage limit; it resumes by itself when the limit "

@@ -42,6 +42,9 @@ from ._config import (
     DEFAULT_DAEMON_PORT,
     URL_FILE,
     ConfigError,
+    DaemonSpec,
+    add_daemon_flag,
+    daemon_specs,
     default_data_dir,
     parse_port,
     stored_daemon_address,
@@ -89,6 +92,8 @@ class DoctorSettings:
     mcp_url_source: str = ""
     mcp_token: str | None = attrs.field(default=None, repr=False)
     mcp_token_source: str = ""
+    hosts: tuple[DaemonSpec, ...] = ()
+    """Several host daemons (``--daemon``, ``DAEMONS``): each is checked, not the single one."""
 
 
 def _read_token(
@@ -401,12 +406,16 @@ async def check_mcp(settings: DoctorSettings) -> Check:
 
 async def run_checks(settings: DoctorSettings) -> list[Check]:
     """Every check, in the order a user would fix them."""
-    token = check_token(settings)
-    daemon, info = await check_daemon(settings)
+    if settings.hosts:
+        from ._doctor_hosts import check_hosts  # noqa: PLC0415 (it builds on this module)
+
+        daemons, info = await check_hosts(settings)
+    else:
+        token = check_token(settings)
+        daemon, info = await check_daemon(settings)
+        daemons = [token, daemon, *check_agents(info)]
     return [
-        token,
-        daemon,
-        *check_agents(info),
+        *daemons,
         check_workspace(settings, info),
         check_state(settings),
         await check_mcp(settings),
@@ -433,6 +442,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--daemon-host", help="default $CLAUDE_PROXY_HOST, else 127.0.0.1")
     parser.add_argument("--daemon-port", type=int, help="default $CLAUDE_PROXY_PORT, else 9876")
     parser.add_argument("--token-file", help="default $DAEMON_TOKEN / $DAEMON_TOKEN_FILE")
+    add_daemon_flag(
+        parser,
+        "check this host daemon (repeatable; default $DAEMONS, ';'-separated) instead of the "
+        "single one",
+    )
     parser.add_argument("--state-path", type=pathlib.Path, help="default $STATE_PATH")
     parser.add_argument(
         "--workspace",
@@ -517,6 +531,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Docto
         mcp_url_source=url_source,
         mcp_token=mcp_token,
         mcp_token_source=mcp_token_source,
+        hosts=tuple(daemon_specs(args.daemon, environ)),
     )
 
 

@@ -114,6 +114,9 @@ def add_console_commands(commands: Any) -> None:
     new.add_argument("instructions", type=_text(10_000))
     new.add_argument("--agent", choices=AGENTS, help="the agent CLI (default claude)")
     new.add_argument("--project-dir", help="relative to the workspace (default: the workspace)")
+    new.add_argument(
+        "--host", help="the host daemon it runs on (default: the one serving the project dir)"
+    )
     new.add_argument("--wait", action="store_true", help="follow its log until the run ends")
     send = add("send", parents=[common], help="send follow-up instructions to a task")
     send.add_argument("id")
@@ -320,6 +323,8 @@ async def _new(session: McpSession, args: argparse.Namespace, out: Output) -> in
         arguments["agent"] = args.agent
     if args.project_dir:
         arguments["project_dir"] = args.project_dir
+    if args.host:
+        arguments["host"] = args.host
     answer = await out.waiting(
         "creating the task", lambda: session.call_tool("create_task", arguments)
     )

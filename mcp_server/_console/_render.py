@@ -119,6 +119,8 @@ def task_details(task: JSON, style: Style) -> list[str]:
         f"project:    {task.get('project_dir') or '-'}",
         f"isolation:  {task.get('isolation') or '-'}",
     ]
+    if task.get("host") not in (None, "default"):
+        lines.insert(4, f"host:       {task['host']}")
     if task.get("branch"):
         lines.append(f"branch:     {task['branch']}")
     if task.get("review"):

@@ -41,6 +41,7 @@ from ._errors import (
     TaskNotFound,
     WorktreeFailed,
 )
+from ._hosts import DEFAULT_HOST, HOST_NAME, Host, HostTable, UnknownHost
 from ._index import TaskQuery
 from ._ledger import Ledger, LedgerEntry, Tokens, normalize_usage
 from ._listener import Listener
@@ -71,6 +72,8 @@ from ._workspace import DaemonEndpoint, PathRefused, Workspace
 from ._worktrees import SWEEP_INTERVAL_S
 
 __all__ = [
+    "DEFAULT_HOST",
+    "HOST_NAME",
     "LIVE_IDLE_S",
     "OUTPUT_SCHEMA",
     "SWEEP_INTERVAL_S",
@@ -84,6 +87,8 @@ __all__ = [
     "ChangeKind",
     "DaemonEndpoint",
     "Gate",
+    "Host",
+    "HostTable",
     "InvalidTransition",
     "Ledger",
     "LedgerEntry",
@@ -121,6 +126,7 @@ __all__ = [
     "Tokens",
     "ToolFailure",
     "ToolSpec",
+    "UnknownHost",
     "UsageLimit",
     "Visible",
     "Workspace",

@@ -180,6 +180,14 @@ class CreateArgs(RunOptionsArgs):
         description="Its place when runs wait for capacity: high before normal before low, "
         "then the oldest (default normal).",
     )
+    host: str | None = argument(
+        None,
+        kw_only=True,
+        description="The host daemon it runs on, by name (check_status lists the hosts). "
+        "Default: the host whose roots contain project_dir (the longest root wins).",
+        min_length=1,
+        max_length=64,
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.isolation == "none" and (self.base_ref is not None or self.include_uncommitted):

@@ -1,5 +1,8 @@
 """Usage-limit holds: one per agent account, durable, and the gate that makes tasks wait on them.
 
+An account is an agent on a host (each host daemon runs the agents with its own logins): a
+limit hit on one host holds that agent's tasks on that host only.
+
 When a run ends ``limited`` (the agent's own events said its account hit a usage or rate limit,
 see ``host_daemon._limits``), the whole account is held, not only the task that hit it: every
 waiting task of that agent waits (``queue_reason`` "usage limit of claude until 15:04:05 UTC")
@@ -32,6 +35,7 @@ import trio
 
 from host_daemon import AgentName
 
+from ._hosts import DEFAULT_HOST
 from ._model import Clock, RunReport, Task, Turn, UsageLimit, limited
 
 __all__ = [
@@ -87,6 +91,12 @@ class Hold:
     resets_at: datetime.datetime | None = None
     """The reset time the agent gave (``None``: it gave none; ``until`` is a backoff)."""
     message: str | None = None
+    host: str = DEFAULT_HOST
+    """The host whose login of the agent hit the limit (each host has its own accounts)."""
+
+    @property
+    def key(self) -> tuple[str, AgentName]:
+        return (self.host, self.agent)
 
     def active(self, now: datetime.datetime) -> bool:
         """Whether its tasks still wait."""
@@ -129,7 +139,8 @@ class Holds:
         self.path = state_dir / HOLDS_FILE
         self.policy = policy or HoldPolicy()
         self._jitter = jitter
-        self.holds: dict[AgentName, Hold] = {}
+        self.holds: dict[tuple[str, AgentName], Hold] = {}
+        """(host, agent) -> its hold."""
         self._lock = trio.Lock()
 
     # -- the rules (plain code) ---------------------------------------------------------
@@ -140,9 +151,10 @@ class Holds:
         resets_at: datetime.datetime | None,
         message: str | None,
         now: datetime.datetime,
+        host: str = DEFAULT_HOST,
     ) -> Hold:
-        """A run of ``agent`` hit its limit: the account's hold from now on."""
-        previous = self.holds.get(agent)
+        """A run of ``agent`` on ``host`` hit its limit: the account's hold from now on."""
+        previous = self.holds.get((host, agent))
         attempt = 1
         if previous is not None:
             attempt = previous.attempt if previous.active(now) else previous.attempt + 1
@@ -153,41 +165,45 @@ class Holds:
             until = now + datetime.timedelta(seconds=self.policy.backoff_s(attempt))
         if previous is not None and previous.active(now) and previous.until > until:
             until = previous.until
-        hold = Hold(agent, until, attempt, now, resets_at, message)
-        self.holds[agent] = hold
+        hold = Hold(agent, until, attempt, now, resets_at, message, host)
+        self.holds[hold.key] = hold
         return hold
 
-    def ran(self, agent: AgentName, now: datetime.datetime) -> bool:
-        """A run of ``agent`` ended without a limit: an expired hold is lifted (True if so)."""
-        hold = self.holds.get(agent)
+    def ran(self, agent: AgentName, now: datetime.datetime, host: str = DEFAULT_HOST) -> bool:
+        """A run of ``agent`` on ``host`` ended without a limit: an expired hold is lifted
+        (True if so)."""
+        hold = self.holds.get((host, agent))
         if hold is None or hold.active(now):
             return False
-        del self.holds[agent]
+        del self.holds[hold.key]
         return True
 
-    def active(self, agent: AgentName, now: datetime.datetime) -> Hold | None:
-        """The agent's hold while its tasks wait, else ``None``."""
-        hold = self.holds.get(agent)
+    def active(
+        self, agent: AgentName, now: datetime.datetime, host: str = DEFAULT_HOST
+    ) -> Hold | None:
+        """The agent's hold on ``host`` while its tasks wait, else ``None``."""
+        hold = self.holds.get((host, agent))
         return hold if hold is not None and hold.active(now) else None
 
     def view(self, tasks: Iterable[Task], now: datetime.datetime) -> list[dict[str, Any]]:
-        """Each hold for ``check_status``: agent, until, attempt, and the tasks it holds."""
-        held: dict[str, list[str]] = {}
+        """Each hold for ``check_status``: agent, host, until, attempt, and the tasks it holds."""
+        held: dict[tuple[str, AgentName], list[str]] = {}
         for task in tasks:
             if task.waiting_to_start:
-                held.setdefault(task.agent, []).append(task.id)
+                held.setdefault((task.host, task.agent), []).append(task.id)
         return [
             {
                 "agent": hold.agent,
+                "host": hold.host,
                 "until": hold.until.isoformat(),
                 "active": hold.active(now),
                 "attempt": hold.attempt,
                 "resets_at": None if hold.resets_at is None else hold.resets_at.isoformat(),
                 "hit_at": hold.hit_at.isoformat(),
                 "message": hold.message,
-                "tasks": held.get(hold.agent, []) if hold.active(now) else [],
+                "tasks": held.get(hold.key, []) if hold.active(now) else [],
             }
-            for hold in sorted(self.holds.values(), key=lambda h: h.agent)
+            for hold in sorted(self.holds.values(), key=lambda h: (h.agent, h.host))
         ]
 
     # -- the file (trio.to_thread) ------------------------------------------------------
@@ -195,7 +211,7 @@ class Holds:
     async def load(self) -> None:
         """Read ``holds.json`` (none yet: no holds)."""
         holds = await trio.to_thread.run_sync(self._read)
-        self.holds = {hold.agent: hold for hold in holds}
+        self.holds = {hold.key: hold for hold in holds}
         if holds:
             log.info("holds: %s", ", ".join(f"{h.agent} until {h.until}" for h in holds))
 
@@ -269,14 +285,15 @@ class HoldGate:
         self.holds = holds
 
     def blocks(self, task: Task, now: datetime.datetime) -> str | None:
-        hold = self.holds.active(task.agent, now)
+        hold = self.holds.active(task.agent, now, task.host)
         if hold is None:
             return None
         until = hold.until.astimezone(datetime.UTC).strftime("%H:%M:%S UTC")
+        on = "" if task.host == DEFAULT_HOST else f" on host {task.host}"
         if hold.resets_at is None:
             why = f"no reset time given: attempt {hold.attempt}"
-            return f"usage limit of {task.agent} until {until} ({why})"
-        return f"usage limit of {task.agent} until {until}"
+            return f"usage limit of {task.agent}{on} until {until} ({why})"
+        return f"usage limit of {task.agent}{on} until {until}"
 
     def next_change(self, now: datetime.datetime) -> datetime.datetime | None:
         ends = [hold.until for hold in self.holds.holds.values() if hold.active(now)]
@@ -322,11 +339,11 @@ class UsageLimits:
             return None
         now = self._clock.wall()
         if report.outcome != "limited" or asked_to_stop:
-            if self.holds.ran(task.agent, now):
+            if self.holds.ran(task.agent, now, task.host):
                 log.info("holds: %s ran again after its hold: lifted", task.agent)
                 await self._save()
             return None
-        hold = self.holds.hit(task.agent, report.limit_resets_at, report.error, now)
+        hold = self.holds.hit(task.agent, report.limit_resets_at, report.error, now, task.host)
         log.info(
             "task %s: usage limit of %s: held until %s (attempt %d)",
             task.id,

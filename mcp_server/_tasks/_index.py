@@ -34,7 +34,7 @@ log = logging.getLogger("mcp_server.tasks")
 T = TypeVar("T")
 
 INDEX_NAME = "index.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RESIDENT_STATUSES = frozenset({"pending", "in_progress", "input_required", *WAITING_TO_START})
 """Statuses of a task the server keeps in memory (the scheduler, queue and runner use them)."""
 
@@ -103,7 +103,7 @@ def row_of(
         task.title,
         task.project_dir,
         task.cwd,
-        getattr(task, "host", None),
+        task.host,
         task.created_at.timestamp(),
         task.updated_at.timestamp(),
         int(task.has_open_worktree),
@@ -161,7 +161,10 @@ def _where(query: TaskQuery) -> tuple[str, list[Any]]:
         clauses.append("updated_at >= ?")
         params.append(query.updated_after)
     for word in query.words:
-        clauses.append("instr(lower(title || ' ' || agent || ' ' || project_dir), ?) > 0")
+        clauses.append(
+            "instr(lower(title || ' ' || agent || ' ' || project_dir || ' ' || "
+            "CASE WHEN host IS NULL OR host = 'default' THEN '' ELSE host END), ?) > 0"
+        )
         params.append(word.lower())
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 

@@ -33,6 +33,7 @@ from host_daemon import (
 )
 
 from ._errors import LiveUnsupported, NotPending, NotRunning, TaskNotFound
+from ._hosts import UnknownHost
 from ._model import PendingApproval, Task, answered, ask, grant
 from ._store import UnknownTask
 from ._turn import LiveTurn
@@ -120,16 +121,16 @@ class LiveDesk:
 
     # -- before a run ---------------------------------------------------------------------
 
-    async def resolve(self, agent: AgentName, wanted: bool | None) -> bool:
-        """Whether a new task runs live: as asked, or (``None``) when the daemon says the agent
-        can. Asked for an agent that cannot: :class:`LiveUnsupported`."""
+    async def resolve(self, agent: AgentName, wanted: bool | None, host: str) -> bool:
+        """Whether a new task runs live: as asked, or (``None``) when ``host``'s daemon says the
+        agent can. Asked for an agent that cannot: :class:`LiveUnsupported`."""
         if wanted is False:
             return False
         try:
             # A CLI slow to answer its help (a cold node on a loaded host) would otherwise make
             # the task per-turn for good: deciding waits for the check, once per CLI file.
             info = await self._runner.probe(
-                timeout=LIVE_CHECK_S + PROBE_MARGIN_S, cli_wait_s=LIVE_CHECK_S
+                timeout=LIVE_CHECK_S + PROBE_MARGIN_S, cli_wait_s=LIVE_CHECK_S, host=host
             )
         except (DaemonError, OSError):
             return bool(wanted)  # the run itself will say why the daemon cannot be reached
@@ -339,11 +340,14 @@ class LiveDesk:
         task = self._runner.store.tasks.get(task_id)
         if task is None or not task.live:
             return None
-        daemon = self._runner._daemon_for(task)
         try:
+            daemon = self._runner._daemon_for(task)
             await close_session(
                 daemon.host, daemon.port, daemon.token, task_id, timeout=CLOSE_TIMEOUT_S
             )
+        except UnknownHost as exc:
+            log.info("task %s: its live session was not closed: %s", task_id, exc)
+            return None
         except DaemonUnavailable as exc:
             if exc.code != "unreachable":
                 log.info("task %s: closing its live session: %s", task_id, exc)

@@ -258,6 +258,8 @@ class Task:
     """Why it waits, as a sentence ("2 runs ahead (the daemon runs at most 2)")."""
     limit: UsageLimit | None = None
     """The usage limit its last run hit (set while ``limited``)."""
+    host: str = "default"
+    """The host daemon its runs go to (records from before several hosts: ``default``)."""
     run_id: str | None = None
     """Its latest run's id on the daemon (a detachable run: the server re-attaches to it)."""
 
@@ -333,6 +335,7 @@ def new_task(
     task_id: str | None = None,
     live: bool = False,
     priority: Priority = "normal",
+    host: str = "default",
 ) -> Task:
     """A fresh ``pending`` task holding its first turn (isolation: see :func:`isolate`)."""
     return Task(
@@ -348,6 +351,7 @@ def new_task(
         updated_at=now,
         live=live,
         priority=priority,
+        host=host,
     )
 
 

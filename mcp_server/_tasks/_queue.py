@@ -8,9 +8,9 @@ no polling. A task it picks is reserved at once (counted as in flight, so the ga
 taken) and started by the runner, whose start is durable before the daemon is asked: a task
 never starts twice, across a restart neither.
 
-Capacity is the daemon's ``max_concurrent_runs`` from its probe (probed when the loop starts,
-again after the daemon refused a start as ``busy``, and taken from every other probe, e.g.
-``check_status``'s): see :class:`CapacityGate`.
+Capacity is per host: each daemon's ``max_concurrent_runs`` from its probe (probed when the
+loop starts, again after the daemon refused a start as ``busy``, and taken from every other
+probe, e.g. ``check_status``'s): see :class:`CapacityGate` and :class:`HostCapacityGate`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import trio
 
 from host_daemon import DaemonError, ProbeInfo
 
+from ._hosts import HostCapacityGate
 from ._model import Task
-from ._schedule import CapacityGate, Gate, Plan, ProjectGate, Scheduler, Waiting
+from ._schedule import Gate, Plan, ProjectGate, Scheduler, Waiting
 
 if TYPE_CHECKING:
     from ._runner import TaskRunner
@@ -41,12 +42,13 @@ class TaskQueue:
 
     def __init__(self, runner: TaskRunner, gates: Sequence[Gate]) -> None:
         self._runner = runner
-        self.capacity = CapacityGate(runner.running)
-        """The daemon's run limit (set from its probe)."""
+        hosts = [host.name for host in runner.hosts]
+        self.capacity = HostCapacityGate(hosts, runner.running)
+        """Each host daemon's run limit (set from its probe)."""
         self.projects = ProjectGate(runner.tasks_in_flight)
         self.scheduler = Scheduler([self.capacity, self.projects, *gates])
         self._woken = trio.Event()
-        self._probe_wanted = True
+        self._probes_wanted = set(hosts)
         self._places: dict[str, Waiting] = {}
         self.passes = 0
         """How many planning passes ran (for the benchmarks and tests)."""
@@ -60,15 +62,15 @@ class TaskQueue:
         """Something may have unblocked a waiting task: plan again soon."""
         self._woken.set()
 
-    def refused(self) -> None:
-        """The daemon answered ``busy`` to a start: hold back, probe again, plan again."""
-        self.capacity.refused(self._runner.clock.wall())
-        self._probe_wanted = True
+    def refused(self, host: str) -> None:
+        """The host's daemon answered ``busy`` to a start: hold back, probe again, plan again."""
+        self.capacity[host].refused(self._runner.clock.wall())
+        self._probes_wanted.add(host)
         self.wake()
 
-    def freed(self) -> None:
-        """A run of ours ended: its slot is free."""
-        self.capacity.freed()
+    def freed(self, host: str) -> None:
+        """A run of ours on ``host`` ended: its slot is free."""
+        self.capacity[host].freed()
         self.wake()
 
     def place(self, task_id: str) -> Waiting | None:
@@ -93,11 +95,11 @@ class TaskQueue:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Plan whenever woken or a gate's time comes, until cancelled (started once the
-        daemon's capacity is known, or its probe failed)."""
+        daemons' capacities are known, or their probes failed)."""
         await self._probe()
         task_status.started()
         while True:
-            if self._probe_wanted:
+            if self._probes_wanted:
                 await self._probe()
             self._woken = trio.Event()
             plan = self.plan_now()
@@ -109,17 +111,24 @@ class TaskQueue:
                 await self._woken.wait()
 
     async def _probe(self) -> None:
-        self._probe_wanted = False
-        try:
-            await self._runner.probe(timeout=PROBE_TIMEOUT_S)  # which calls observe
-        except (DaemonError, OSError) as exc:
-            log.info("queue: daemon probe failed (%s); its refusals set the capacity", exc)
+        """Probe the daemons asked for, at once (a host that is down delays no other)."""
+        wanted, self._probes_wanted = self._probes_wanted, set()
+        async with trio.open_nursery() as nursery:
+            for host in sorted(wanted):
+                nursery.start_soon(self._probe_host, host)
 
-    def observe(self, info: ProbeInfo) -> None:
-        """The daemon answered a probe (any: ``check_status``'s too): take its run limit."""
-        if info.max_concurrent_runs != self.capacity.max_runs:
-            log.info("queue: the daemon runs at most %d at once", info.max_concurrent_runs)
-            self.capacity.max_runs = info.max_concurrent_runs
+    async def _probe_host(self, host: str) -> None:
+        try:
+            await self._runner.probe(timeout=PROBE_TIMEOUT_S, host=host)  # which calls observe
+        except (DaemonError, OSError) as exc:
+            log.info("queue: host %s: probe failed (%s); its refusals set the capacity", host, exc)
+
+    def observe(self, info: ProbeInfo, host: str) -> None:
+        """A host's daemon answered a probe (any: ``check_status``'s too): take its run limit."""
+        capacity = self.capacity.hosts.get(host)
+        if capacity is not None and info.max_concurrent_runs != capacity.max_runs:
+            log.info("queue: host %s runs at most %d at once", host, info.max_concurrent_runs)
+            capacity.max_runs = info.max_concurrent_runs
             self.wake()
 
     def plan_now(self) -> Plan | None:

@@ -52,6 +52,7 @@ from host_daemon import (
 
 from ._convert import describe_error
 from ._files import STATE_CONVERTER, fsync_dir
+from ._hosts import UnknownHost
 from ._model import Clock, Task, TaskEvent
 from ._report import ReportBuilder, seen_again
 from ._turn import LiveTurn, RunInFlight
@@ -379,7 +380,11 @@ class RunFollowing:
 
     async def _send_cancel(self, task: Task, run_id: str) -> bool:
         """``RunCancel`` by id; False when the daemon could not be reached (try again later)."""
-        daemon = self._daemon_for(task)
+        try:
+            daemon = self._daemon_for(task)
+        except UnknownHost as exc:  # its host is no longer configured: nothing to reach
+            log.warning("task %s: run %s not cancelled: %s", task.id, run_id, exc)
+            return True
         try:
             answer = await cancel_run(
                 daemon.host, daemon.port, daemon.token, run_id, timeout=CANCEL_TIMEOUT_S
@@ -411,7 +416,13 @@ class RunFollowing:
             for run_id, owed in list(self._owed.items()):
                 task = owed.task
                 waited = (self.clock.wall() - owed.since).total_seconds()
-                if waited > self.grace_of(self._daemon_for(task)):
+                try:
+                    daemon = self._daemon_for(task)
+                except UnknownHost as exc:  # its host is no longer configured
+                    log.warning("task %s: run %s not cancelled: %s", task.id, run_id, exc)
+                    self._owed.pop(run_id, None)
+                    continue
+                if waited > self.grace_of(daemon):
                     log.info("task %s: run %s: the daemon's grace has ended it", task.id, run_id)
                 elif not await self._send_cancel(task, run_id):
                     continue

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import attrs
 import orjson
+import trio
 
 from host_daemon import CommitsDone, DaemonError, DiffDone
 from mcp_server._core import (
@@ -26,6 +27,7 @@ from mcp_server._core import (
 
 from ._budgets import budgets_view, usage_by_day_view, usage_view
 from ._errors import WorktreeFailed
+from ._hosts import Host
 from ._isolation import DIFF_PAGE_CHARS, commit_view, diff_page, diffstat_view
 from ._listing import MAX_PAGE, BadQuery, complete, page, page_links, parse_query
 from ._model import InvalidTransition, Task
@@ -58,7 +60,8 @@ class TaskResources:
             Resource(
                 uri="agent://status",
                 name="agent-status",
-                description="The host daemon's probe and task counts.",
+                description="The host daemons' probes (daemon: the first host's; hosts: each "
+                "host's health, agents and load) and task counts.",
                 mime_type="application/json",
                 read=self._read_status,
             )
@@ -172,9 +175,32 @@ class TaskResources:
             "error": None if store.fault is None else str(store.fault),
             "unsaved_tasks": store.unsaved(),
         }
+        views: dict[str, JSON] = {}
+        async with trio.open_nursery() as nursery:
+            for host in self.runner.hosts:
+                nursery.start_soon(self._probe_view, host, views)
+        first = self.runner.hosts.hosts[0]
+        tasks = self.runner.active_tasks()
+        total = await self.runner.store.index.call(lambda db: db.count())
+        spending, now = self.runner.spending, self.runner.clock.wall()
+        return {
+            "daemon": views[first.name],
+            "hosts": [self._host_view(host, views[host.name], tasks) for host in self.runner.hosts],
+            "state": state,
+            "features": dict(self.features),
+            "active_tasks": sum(task.running for task in tasks),
+            "input_required_tasks": sum(task.status == "input_required" for task in tasks),
+            "total_tasks": total,
+            "running_processes": self.runner.running(),
+            "budgets": budgets_view(spending.ledger, spending.budgets, now),
+            "usage_today": usage_view(spending.ledger, now)["today"],
+        } | {name: section() for name, section in self.sections.items()}
+
+    async def _probe_view(self, host: Host, views: dict[str, JSON]) -> None:
+        """The host daemon's probe (or why it failed) into ``views[host.name]``."""
         daemon: JSON
         try:
-            info = await self.runner.probe()
+            info = await self.runner.probe(host=host.name)
         except DaemonError as exc:
             daemon = {"reachable": False, "error": f"{exc.code}: {exc.message}"}
         except OSError as exc:
@@ -193,22 +219,25 @@ class TaskResources:
                 "max_live_sessions": info.max_live_sessions,
                 "policy": {"allow_rules": info.allow_rules, "deny_rules": info.deny_rules},
             }
-        daemon["host"] = self.runner.daemon.host
-        daemon["port"] = self.runner.daemon.port
-        tasks = self.runner.active_tasks()
-        total = await self.runner.store.index.call(lambda db: db.count())
-        spending, now = self.runner.spending, self.runner.clock.wall()
+        daemon["host"] = host.daemon.host
+        daemon["port"] = host.daemon.port
+        views[host.name] = daemon
+
+    def _host_view(self, host: Host, daemon: JSON, tasks: list[Task]) -> JSON:
+        """One host in ``check_status``: where, healthy or why not, its agents and its load."""
+        agents = daemon.get("agents") or []
         return {
-            "daemon": daemon,
-            "state": state,
-            "features": dict(self.features),
-            "active_tasks": sum(task.running for task in tasks),
-            "input_required_tasks": sum(task.status == "input_required" for task in tasks),
-            "total_tasks": total,
-            "running_processes": self.runner.running(),
-            "budgets": budgets_view(spending.ledger, spending.budgets, now),
-            "usage_today": usage_view(spending.ledger, now)["today"],
-        } | {name: section() for name, section in self.sections.items()}
+            "name": host.name,
+            "address": f"{host.daemon.host}:{host.daemon.port}",
+            "roots": [str(root.client_root) for root in host.roots],
+            "healthy": daemon["reachable"],
+            "error": daemon.get("error"),
+            "agents": [a["name"] for a in agents if a.get("path") and not a.get("error")],
+            "active_runs": daemon.get("active_runs"),
+            "max_concurrent_runs": daemon.get("max_concurrent_runs"),
+            "running": self.runner.running(host.name),
+            "queued": sum(t.waiting_to_start and t.host == host.name for t in tasks),
+        }
 
     async def _read_task_template(
         self, uri: str, variables: Mapping[str, str]

@@ -38,12 +38,12 @@ class TaskReview:
         return task
 
     async def diff(self, task_id: str) -> DiffDone:
-        self._readable(task_id)
-        return await self.runner.worktrees.diff(task_id)
+        task = self._readable(task_id)
+        return await self.runner.worktrees_for(task).diff(task_id)
 
     async def commits(self, task_id: str) -> CommitsDone:
-        self._readable(task_id)
-        return await self.runner.worktrees.commits(task_id)
+        task = self._readable(task_id)
+        return await self.runner.worktrees_for(task).commits(task_id)
 
     def _readable(self, task_id: str) -> Task:
         task = self.runner.get(task_id)
@@ -57,9 +57,9 @@ class TaskReview:
         """Land the task's branch in its base branch; the task is then ``completed``."""
         self._open_worktree(task_id, "merge")
         with self.runner.hold(task_id):
-            self._open_worktree(task_id, "merge")
+            task = self._open_worktree(task_id, "merge")
             await self.runner.live.close_session(task_id)  # no agent sits in a merged worktree
-            done = await self.runner.worktrees.merge(task_id, strategy, message)
+            done = await self.runner.worktrees_for(task).merge(task_id, strategy, message)
             where = f"merged into {done.base_branch} at {done.commit[:12]} ({done.strategy})"
             data = {
                 "review": "merged",
@@ -80,9 +80,9 @@ class TaskReview:
                 await self.runner.stop(task_id)
             try:
                 with self.runner.hold(task_id):
-                    self._open_worktree(task_id, "discard")
+                    task = self._open_worktree(task_id, "discard")
                     await self.runner.live.close_session(task_id)
-                    done = await self.runner.worktrees.discard(task_id)
+                    done = await self.runner.worktrees_for(task).discard(task_id)
                     why = "worktree and branch discarded"
                     task = await self._record(task_id, discarded, why, {"review": "discarded"})
                     return task, done

@@ -21,15 +21,13 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from host_daemon import (
-    AgentName,
-    ProbeInfo,
-    probe,
-)
+from host_daemon import AgentName
 
 from ._budgets import Spending
 from ._errors import ShuttingDown, TaskBusy, TaskError, TaskNotFound, WorktreeFailed
 from ._holds import HoldPolicy, UsageLimits
+from ._host_runs import HostRuns
+from ._hosts import DEFAULT_HOST, Host, HostTable
 from ._ledger import Ledger, utc_day
 from ._listener import Listener
 from ._listing import ids as task_ids
@@ -56,7 +54,7 @@ from ._schedule import Gate
 from ._store import StateWriteError, StoreEvent, TaskStore, UnknownTask, Visible
 from ._turn import LiveTurn, RunInFlight
 from ._workspace import DaemonEndpoint, Workspace
-from ._worktrees import COMMIT_TIMEOUT_S, SWEEP_INTERVAL_S, TaskWorktrees
+from ._worktrees import COMMIT_TIMEOUT_S, SWEEP_INTERVAL_S
 
 log = logging.getLogger("mcp_server.tasks")
 
@@ -89,7 +87,7 @@ LIVE_IDLE_S = 600.0
 """How long the daemon keeps a live task's agent alive without a turn (``LIVE_IDLE_S``)."""
 
 
-class TaskRunner(TurnRunning):
+class TaskRunner(TurnRunning, HostRuns):
     """Creates, runs, follows up, ends and forgets tasks; see the module docstring."""
 
     def __init__(
@@ -105,6 +103,7 @@ class TaskRunner(TurnRunning):
         spending: Spending | None = None,
         gates: Sequence[Gate] = (),
         hold_policy: HoldPolicy | None = None,
+        hosts: Sequence[Host] = (),
         detach_grace_s: float = DETACH_GRACE_S,
     ) -> None:
         self.start_timeout_s = start_timeout_s
@@ -115,10 +114,10 @@ class TaskRunner(TurnRunning):
         self._detached = False  # the server stopped following its runs (shutdown)
         self.live_idle_s = live_idle_s
         self.sweep_interval_s = sweep_interval_s
-        self.daemon = daemon
-        self.workspace = workspace
-        self.worktrees = TaskWorktrees(daemon)
-        """The tasks' git worktrees, made and swept through the daemon."""
+        self.hosts = HostTable(hosts or [Host(DEFAULT_HOST, daemon, (workspace,))])
+        """The host daemons (``hosts``, else ``daemon`` serving ``workspace`` as ``default``);
+        each task's daemon calls go to its own host's (:meth:`_daemon_for`)."""
+        self._worktrees = {}
         self._listener = listener
         self._active: dict[str, RunInFlight] = {}
         self._held: set[str] = set()  # tasks under review (merge, discard): no run starts
@@ -153,9 +152,8 @@ class TaskRunner(TurnRunning):
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run_flusher)
             nursery.start_soon(self._announce_output)
-            nursery.start_soon(
-                self.worktrees.sweep_every, self.sweep_interval_s, self.worktree_keys
-            )
+            for sweeps in self._host_worktrees():
+                nursery.start_soon(sweeps.sweep_every, self.sweep_interval_s, self.worktree_keys)
             nursery.start_soon(self.pay_owed_cancels)
             self._nursery = nursery
             try:
@@ -275,9 +273,10 @@ class TaskRunner(TurnRunning):
         finally:
             self._held.discard(task_id)
 
-    def running(self) -> int:
-        """How many runs are in flight."""
-        return len(self._active)
+    def _daemon_for(self, task: Task) -> DaemonEndpoint:
+        """The daemon of the task's host: every daemon call for a task goes there
+        (:class:`UnknownHost` when its host is no longer configured)."""
+        return self.hosts[task.host].daemon
 
     def tasks_in_flight(self) -> list[Task]:
         """The tasks whose runs are in flight (or begun), as their runs began."""
@@ -314,16 +313,6 @@ class TaskRunner(TurnRunning):
                 await self.changed(task_id).wait()
         return self.get(task_id)
 
-    async def probe(self, timeout: float = 5.0, cli_wait_s: float | None = None) -> ProbeInfo:
-        """Ask the daemon what it is and can do (raises ``DaemonError`` when it cannot answer)."""
-        daemon = self.daemon
-        info = await probe(
-            daemon.host, daemon.port, daemon.token, timeout=timeout, cli_wait_s=cli_wait_s
-        )
-        self.queue.observe(info)
-        self._graces[(daemon.host, daemon.port)] = info.detach_grace_s
-        return info
-
     # -- commands -------------------------------------------------------------------------
 
     async def create(
@@ -339,13 +328,15 @@ class TaskRunner(TurnRunning):
         include_uncommitted: bool = False,
         task_id: str | None = None,
         priority: Priority = "normal",
+        host: str | None = None,
     ) -> Task:
         """Create a task (its worktree first, unless isolation is none) and start its first run;
         returns once the start is durable. A worktree the daemon refused: no task. ``task_id``
-        (one from :func:`new_task_id`) names it; by default a fresh one."""
-        relative, cwd = self.workspace.resolve(project_dir)
+        (one from :func:`new_task_id`) names it; by default a fresh one. ``host``: the host it
+        runs on (default: the one serving ``project_dir``)."""
+        chosen, relative, cwd = self.hosts.route(project_dir, host)
         self._require_nursery()
-        live = await self.live.resolve(agent, options.live)
+        live = await self.live.resolve(agent, options.live, chosen.name)
         task = new_task(
             title=title,
             instructions=instructions,
@@ -357,17 +348,20 @@ class TaskRunner(TurnRunning):
             task_id=task_id,
             live=live,
             priority=priority,
+            host=chosen.name,
         )
         self._preparing.add(task.id)
         try:
-            made = await self.worktrees.create(task, isolation, base_ref, include_uncommitted)
+            made = await self.worktrees_for(task).create(
+                task, isolation, base_ref, include_uncommitted
+            )
             task = isolate(task, made.isolation, made.note, made.worktree)
             return await self._create(task, instructions)
         except BaseException:
             if task.has_open_worktree and task.id not in self.store.tasks:
                 with trio.CancelScope(shield=True), contextlib.suppress(WorktreeFailed):
                     with trio.move_on_after(COMMIT_TIMEOUT_S):
-                        await self.worktrees.discard(task.id)
+                        await self.worktrees_for(task).discard(task.id)
             raise
         finally:
             self._preparing.discard(task.id)
@@ -502,7 +496,8 @@ class TaskRunner(TurnRunning):
                 self.notify(task_id, "deleted")
                 gone.add(task_id)
         deleted = len(gone)
-        await self.worktrees.sweep(self.worktree_keys)
+        for sweeps in self._host_worktrees():
+            await sweeps.sweep(self.worktree_keys)
         self.queue.wake()
         return deleted
 
@@ -602,7 +597,3 @@ class TaskRunner(TurnRunning):
         self.store.append_event(
             task_id, kind=kind, summary=summary, data=data, raw=raw, daemon_seq=daemon_seq
         )
-
-    def _daemon_for(self, task: Task) -> DaemonEndpoint:
-        """The daemon that runs the task's runs (the one configured)."""
-        return self.daemon

@@ -28,6 +28,7 @@ from host_daemon import (
 from ._budgets import Spending, crossing_text
 from ._errors import TaskNotFound
 from ._holds import UsageLimits
+from ._hosts import DEFAULT_HOST, HostTable, UnknownHost, daemon_label
 from ._model import Clock, RunReport, Task, finish_run, record_session, requeue
 from ._reattach import RunFollowing, run_so_far
 from ._report import ReportBuilder, event_data, summarize
@@ -45,6 +46,7 @@ log = logging.getLogger("mcp_server.tasks")
 class TurnRunning(RunFollowing):
     """Runs one turn and records its end; mixed into :class:`TaskRunner`."""
 
+    hosts: HostTable
     start_timeout_s: float
     live_idle_s: float
     clock: Clock
@@ -52,13 +54,14 @@ class TurnRunning(RunFollowing):
     live: LiveDesk
     queue: TaskQueue
     limits: UsageLimits
-    worktrees: TaskWorktrees
     spending: Spending
     _active: dict[str, RunInFlight]
 
     if TYPE_CHECKING:
 
         def get(self, task_id: str) -> Task: ...
+
+        def worktrees_for(self, task: Task) -> TaskWorktrees: ...
 
         def notify(self, task_id: str, kind: Any, *, notice: str | None = None) -> None: ...
 
@@ -97,13 +100,15 @@ class TurnRunning(RunFollowing):
                 )
         except StateWriteError as exc:
             error = active.failed("state_unwritable", f"run stopped: {exc}")
+        except UnknownHost as exc:
+            error = active.failed(exc.code, f"{exc}: the task's host is no longer configured")
         except DaemonError as exc:
-            if exc.code == "busy" and not active.started.is_set():
-                active.requeued = f"the daemon is busy ({exc.message}); it starts when it may"
-            else:
-                error = active.failed(exc.code, f"daemon: {exc.code}: {exc.message}")
+            error = self._daemon_refused(task, active, exc)
         except OSError as exc:
-            error = active.failed("daemon_unavailable", f"daemon connection failed: {exc}")
+            error = active.failed(
+                "daemon_unavailable",
+                f"{daemon_label(self.hosts, task.host)}: connection failed: {exc}",
+            )
         except Exception as exc:
             # A bug here must fail this run, not the server and every other run with it.
             log.exception("task %s: the run failed unexpectedly", task_id)
@@ -134,6 +139,15 @@ class TurnRunning(RunFollowing):
         finally:
             await self._end_run(task.id, active, builder, finished, error)
 
+    def _daemon_refused(self, task: Task, active: RunInFlight, exc: DaemonError) -> str | None:
+        """The daemon's error as the run's, naming its host (``busy`` before the start: the
+        run is requeued, no error)."""
+        label = daemon_label(self.hosts, task.host)
+        if exc.code == "busy" and not active.started.is_set():
+            active.requeued = f"the {label} is busy ({exc.message}); it starts when it may"
+            return None
+        return active.failed(exc.code, f"{label}: {exc.code}: {exc.message}")
+
     async def _end_run(
         self,
         task_id: str,
@@ -159,10 +173,11 @@ class TurnRunning(RunFollowing):
         finally:
             self._active.pop(task_id, None)
             active.done.set()
+            host = DEFAULT_HOST if active.task is None else active.task.host
             if active.requeued is not None:
-                self.queue.refused()
+                self.queue.refused(host)
             else:
-                self.queue.freed()
+                self.queue.freed(host)
 
     async def _consume(
         self,
@@ -221,7 +236,7 @@ class TurnRunning(RunFollowing):
         def note(summary: str, data: dict[str, Any]) -> None:
             self.append(task_id, "commit", summary, data)
 
-        return await self.worktrees.commit_turn(task, report, note)
+        return await self.worktrees_for(task).commit_turn(task, report, note)
 
     async def _finish(
         self, task_id: str, report: RunReport, *, asked_to_stop: bool, seq: int | None = None

@@ -108,7 +108,11 @@ class Scheduler:
 
 
 def gate_name(gate: Gate) -> str:
-    """``capacity`` for a ``CapacityGate``: how views count the reasons tasks wait."""
+    """``capacity`` for a ``CapacityGate``: how views count the reasons tasks wait (a gate's
+    ``kind`` attribute, else its class name without ``Gate``)."""
+    kind = getattr(gate, "kind", None)
+    if isinstance(kind, str):
+        return kind
     return type(gate).__name__.removesuffix("Gate").lower() or "gate"
 
 
@@ -123,9 +127,13 @@ class CapacityGate:
 
     RETRY_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 
-    def __init__(self, running: Callable[[], int], max_runs: int | None = None) -> None:
+    def __init__(
+        self, running: Callable[[], int], max_runs: int | None = None, label: str = "the daemon"
+    ) -> None:
         self._running = running
         self.max_runs = max_runs
+        self.label = label
+        """How reasons name the daemon ("the daemon of host laptop" beside other hosts)."""
         self._cap: int | None = None
         self._retry_at: datetime.datetime | None = None
         self._refusals = 0
@@ -160,10 +168,10 @@ class CapacityGate:
             return None
         if self._cap is not None and (self.max_runs is None or self._cap < self.max_runs):
             return (
-                f"the daemon is busy ({running} runs of this server in flight; "
+                f"{self.label} is busy ({running} runs of this server in flight; "
                 "it refused one more, another client may be using it)"
             )
-        return f"the daemon runs at most {limit} at once ({running} in flight)"
+        return f"{self.label} runs at most {limit} at once ({running} in flight)"
 
     def next_change(self, now: datetime.datetime) -> datetime.datetime | None:
         return self._retry_at
@@ -186,7 +194,8 @@ def _overlap(a: str, b: str) -> bool:
 
 class ProjectGate:
     """One run per project directory at a time (a directory inside another counts as the
-    same project); a worktree task's runs write only its own worktree, so they never wait here.
+    same project; the same path on another host is another directory); a worktree task's runs
+    write only its own worktree, so they never wait here.
     """
 
     def __init__(self, busy: Callable[[], Collection[Task]]) -> None:
@@ -195,7 +204,9 @@ class ProjectGate:
     def blocks(self, task: Task, now: datetime.datetime) -> str | None:
         key = project_key(task)
         for other in self._busy():
-            if other.id != task.id and _overlap(key, project_key(other)):
+            if other.id == task.id or other.host != task.host:
+                continue
+            if _overlap(key, project_key(other)):
                 shown = task.project_dir or "(the workspace)"
                 return f"project {shown} has a run in flight (task {other.id})"
         return None

@@ -50,6 +50,7 @@ from ._asking import (
 )
 from ._budgets import task_usage_view, usage_view
 from ._errors import NotPending, RunNotStarted, TaskBusy, TaskError, WorktreeFailed
+from ._hosts import DEFAULT_HOST
 from ._index import TaskQuery
 from ._isolation import REPORT_FILES, diffstat_view
 from ._listing import page, stats
@@ -116,6 +117,7 @@ class TaskTools:
             include_uncommitted=args.include_uncommitted,
             task_id=ctx.task_id,  # as an MCP task: its id, minted by new_task_id
             priority=args.priority,
+            host=args.host,
         )
         return await self._started(ctx, task, f"created ({task.isolation_text()})")
 
@@ -256,8 +258,14 @@ class TaskTools:
         )
         if not status["state"]["writable"]:
             return failure("state_unwritable", status["state"]["error"], status)
-        if not status["daemon"]["reachable"]:
-            return failure("daemon_unavailable", status["daemon"]["error"], status)
+        hosts = status["hosts"]
+        down = [h for h in hosts if not h["healthy"]]
+        if len(down) == len(hosts):
+            return failure("daemon_unavailable", _down_text(down), status)
+        if len(hosts) > 1:
+            up = ", ".join(h["name"] for h in hosts if h["healthy"])
+            answer = f"hosts {up} answer" + (f"; {_down_text(down)}" if down else "")
+            return success(answer, status)
         git = status["daemon"].get("git")
         return success(
             "the host daemon answers; "
@@ -388,6 +396,13 @@ class TaskTools:
                 f"no prompt {args.prompt_id!r}; known: {', '.join(PROMPTS)}",
             )
         return success(f"prompt {spec.name}", prompt_view(spec))
+
+
+def _down_text(down: list[JSON]) -> str:
+    """``connection failed: …`` (one host) or ``host b is down (connection failed: …)``."""
+    if len(down) == 1 and down[0]["name"] == DEFAULT_HOST:
+        return str(down[0]["error"])
+    return "; ".join(f"host {h['name']} is down ({h['error']})" for h in down)
 
 
 def _place_text(runner: TaskRunner, task: Task) -> str:

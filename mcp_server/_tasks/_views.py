@@ -77,6 +77,7 @@ def task_view(task: Task, *, full: bool = False, place: Waiting | None = None) -
         "tool": task.agent,
         "status": task.status,
         "project_dir": task.project_dir,
+        "host": task.host,
         "session_id": task.session_id,
         "created_at": _time(task.created_at),
         "updated_at": _time(task.updated_at),

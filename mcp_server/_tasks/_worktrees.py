@@ -76,6 +76,8 @@ class TaskWorktrees:
     """
 
     daemon: DaemonEndpoint
+    label: str = "daemon"
+    """How errors name the daemon (``daemon of host laptop`` beside other hosts)."""
     timeout_s: float = GIT_TIMEOUT_S
     _sweeping: trio.Lock = attrs.field(factory=trio.Lock, init=False)
     _creating: int = attrs.field(default=0, init=False)
@@ -88,9 +90,10 @@ class TaskWorktrees:
                 daemon.host, daemon.port, daemon.token, request, timeout=self.timeout_s
             )
         except DaemonError as exc:
-            raise WorktreeFailed(exc.code, f"daemon: {exc.code}: {exc.message}") from None
+            raise WorktreeFailed(exc.code, f"{self.label}: {exc.code}: {exc.message}") from None
         except OSError as exc:
-            raise WorktreeFailed("daemon_unavailable", f"daemon connection failed: {exc}") from None
+            why = f"{self.label} connection failed: {exc}"
+            raise WorktreeFailed("daemon_unavailable", why) from None
 
     async def create(
         self,

@@ -69,8 +69,8 @@ def cost(task: Task) -> str:
 
 @attrs.frozen
 class BoardFilter:
-    """Which tasks the board lists: a status (or all) and words the title, agent or project
-    must contain."""
+    """Which tasks the board lists: a status (or all) and words the title, agent, project or
+    host must contain."""
 
     status: str = ""
     query: str = ""

@@ -131,6 +131,24 @@ async def test_wrong_answer_to_probe_is_a_protocol_error() -> None:
             await probe("127.0.0.1", port, TOKEN)
 
 
+async def test_a_peer_closing_before_its_challenge_is_unavailable() -> None:
+    """A peer that accepts and closes at once (a daemon going down, a proxy with no upstream)
+    is a daemon gone away (``closed``: worth retrying), not a protocol error."""
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with listener:
+        port = listener.socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+
+            async def close_at_once() -> None:
+                stream = await listener.accept()
+                await stream.aclose()
+
+            nursery.start_soon(close_at_once)
+            with pytest.raises(DaemonUnavailable) as caught:
+                await probe("127.0.0.1", port, TOKEN, timeout=30.0)
+    assert caught.value.code in ("closed", "connection_lost")
+
+
 async def test_silent_daemon_times_out() -> None:
     """A peer that accepts but never challenges makes the client give up after its timeout."""
     (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")

@@ -143,6 +143,15 @@ CLIENTS_SAW: dict[str, dict[str, Any]] = {
                 "description": "Its place when runs wait for capacity: high before normal "
                 "before low, then the oldest (default normal).",
             },
+            # Issue 14: several hosts.
+            "host": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 64,
+                "description": "The host daemon it runs on, by name (check_status lists the "
+                "hosts). Default: the host whose roots contain project_dir (the longest root "
+                "wins).",
+            },
         },
         ["title", "instructions"],
     ),

@@ -140,3 +140,33 @@ async def test_a_bad_holds_file_is_moved_aside_at_start(tmp_path: pathlib.Path) 
     assert (tmp_path / "holds.json.bad").read_text() == "not json"
     assert not (tmp_path / "holds.json").exists()
     assert woken == [True]
+
+
+def test_a_hold_holds_the_agent_on_its_own_host_only(tmp_path: pathlib.Path) -> None:
+    """Each host has its own logins: claude's limit on host a holds a's claude tasks only, and
+    the reason names the host."""
+    holds = _holds(tmp_path, jitter=0.0)
+    holds.hit("claude", _later(60), None, NOW, host="a")
+    gate = HoldGate(holds)
+    on_a = attrs.evolve(_task("claude"), host="a")
+    on_b = attrs.evolve(_task("claude"), host="b")
+    assert gate.blocks(on_a, NOW) == "usage limit of claude on host a until 15:01:00 UTC"
+    assert gate.blocks(on_b, NOW) is None
+    assert gate.blocks(_task("claude"), NOW) is None  # the host "default"
+    assert [(v["agent"], v["host"]) for v in holds.view([on_a, on_b], NOW)] == [("claude", "a")]
+
+
+async def test_a_holds_file_from_before_hosts_loads_on_the_default_host(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A hold saved without ``host`` loads as the host ``default``'s."""
+    (tmp_path / "holds.json").write_text(
+        '{"format": 1, "holds": [{"agent": "claude", "until": "2026-12-06T15:01:00+00:00", '
+        '"attempt": 1, "hit_at": "2026-12-06T15:00:00+00:00"}]}'
+    )
+    holds = Holds(tmp_path, POLICY)
+    await holds.load()
+    assert list(holds.holds) == [("default", "claude")]
+    assert HoldGate(holds).blocks(_task("claude"), NOW) == (
+        "usage limit of claude until 15:01:00 UTC (no reset time given: attempt 1)"
+    )

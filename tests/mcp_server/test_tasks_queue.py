@@ -8,12 +8,13 @@ import json
 import pathlib
 from typing import Any
 
+import attrs
 from _support.daemon import running_daemon
 from _support.polling import eventually
 from _support.task_server import Client, Env, all_events, task_server, up_client, wait_done
 
 from host_daemon import RunRequest, open_run
-from mcp_server._tasks import DaemonEndpoint
+from mcp_server._tasks import DaemonEndpoint, HostTable
 
 MAX_RUNS = {"max_runs": 2}
 
@@ -177,7 +178,7 @@ async def test_daemon_busy_unexpectedly_requeues(tmp_path: pathlib.Path) -> None
     async with task_server(tmp_path, daemon_config=MAX_RUNS) as env:
         mine = await create(env, "p1", hold(env, "1"))
         (env.root / "p9").mkdir()
-        daemon = env.runner.daemon
+        daemon = env.runner.hosts["default"].daemon
         request = RunRequest(agent="claude", prompt=hold(env, "other"), cwd=str(env.root / "p9"))
         async with open_run(daemon.host, daemon.port, daemon.token, request) as stream:
             refused = await create(env, "p2", "hello")
@@ -242,7 +243,10 @@ async def test_check_status_takes_the_daemons_new_limit(tmp_path: pathlib.Path) 
         assert second["queue_reason"] == "the daemon runs at most 1 at once (1 in flight)"
         agent = {"CLAUDE_PATH": str(tmp_path / "bin" / "claude")}
         async with running_daemon(roots=[env.root], env=agent, max_runs=2) as bigger:
-            env.runner.daemon = DaemonEndpoint(bigger.host, bigger.port, bigger.token)
+            bigger_daemon = DaemonEndpoint(bigger.host, bigger.port, bigger.token)
+            env.runner.hosts = HostTable(
+                [attrs.evolve(env.runner.hosts["default"], daemon=bigger_daemon)]
+            )
             status_now = await env.client.ok("check_status")
             assert status_now["daemon"]["max_concurrent_runs"] == 2
             await eventually(lambda: status(env, second["task_id"]) == "in_progress")
