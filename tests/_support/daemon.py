@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 import trio
 
-from host_daemon import DaemonConfig, serve_daemon
+from host_daemon import DaemonConfig, probe, serve_daemon
 
 
 @attrs.frozen
@@ -70,3 +70,13 @@ def install_stand_in_agent(directory: pathlib.Path, name: str = "claude") -> str
     path.write_text(f"#!{sys.executable}\n{source}")
     path.chmod(0o755)
     return str(path)
+
+
+async def wait_detached_runs(
+    host: str, port: int, token: str, count: int, timeout: float = 30.0
+) -> None:
+    """Wait until the daemon's probe reports ``count`` detached runs (polled: a detach has no
+    event a client could wait on)."""
+    with trio.fail_after(timeout):
+        while (await probe(host, port, token)).detached_runs != count:  # noqa: ASYNC110
+            await trio.sleep(0.02)

@@ -16,7 +16,12 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 import trio
-from _support.daemon import RunningDaemon, install_stand_in_agent, running_daemon
+from _support.daemon import (
+    RunningDaemon,
+    install_stand_in_agent,
+    running_daemon,
+    wait_detached_runs,
+)
 from _support.polling import eventually
 
 import host_daemon
@@ -139,10 +144,7 @@ async def detached_runs(d: RunningDaemon) -> int:
 
 
 async def wait_detached(d: RunningDaemon, count: int) -> None:
-    with trio.fail_after(DEADLINE):
-        # The count is only known by asking: poll the probe.
-        while await detached_runs(d) != count:  # noqa: ASYNC110
-            await trio.sleep(0.02)
+    await wait_detached_runs(d.host, d.port, d.token, count, DEADLINE)
 
 
 async def attach_all(d: RunningDaemon, run_id: str, after_seq: int) -> list[RunEvent]:
@@ -282,6 +284,8 @@ async def test_cancel_by_id_while_detached_kills_the_group(
     events = await attach_all(daemon, run_id, 0)
     assert isinstance(events[-1], RunFinished)
     assert events[-1].outcome == "cancelled"
+    spool = state_dir / "spool" / f"{run_id}.ndjson"
+    await eventually(lambda: not spool.exists(), "the delivered run's spool removed")
     after_delivery = await cancel_run(daemon.host, daemon.port, daemon.token, run_id)
     assert not after_delivery.found
     unknown = await cancel_run(daemon.host, daemon.port, daemon.token, new_run_id())

@@ -3,17 +3,20 @@ stream (it can no longer be replayed), and a re-attach says why (a real tmpfs; n
 
 from __future__ import annotations
 
-import errno
 import pathlib
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import BinaryIO
 
 import pytest
 import trio
-from _support.daemon import RunningDaemon, install_stand_in_agent, running_daemon
+from _support.daemon import (
+    RunningDaemon,
+    install_stand_in_agent,
+    running_daemon,
+    wait_detached_runs,
+)
 from _support.polling import eventually
+from _support.small_disk import fill, mounted_tmpfs
 
 import host_daemon
 from host_daemon import (
@@ -35,21 +38,9 @@ FILLING_TEXTS = [f"step 2.{n}" for n in range(1, FILLING + 1)]
 
 @pytest.fixture
 def small_disk(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
-    """A 256 KiB tmpfs for the daemon's state directory, unmounted after."""
-    mount = tmp_path / "state"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs at {mount} (this test needs root): {done.stderr}")
-    try:
+    """A 256 KiB tmpfs for the daemon's state directory."""
+    with mounted_tmpfs(tmp_path / "state", "256k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "--lazy", str(mount)], check=True)
 
 
 @pytest.fixture
@@ -74,19 +65,6 @@ async def daemon(
         [project.parent], env, state_dir=str(small_disk), kill_grace_s=1.0
     ) as d:
         yield d
-
-
-def fill(path: pathlib.Path) -> None:
-    """Write ``path`` until its disk is full."""
-    with path.open("wb", buffering=0) as handle:
-        with pytest.raises(OSError, match="No space left") as raised:
-            _write_forever(handle)
-        assert raised.value.errno == errno.ENOSPC
-
-
-def _write_forever(handle: BinaryIO) -> None:
-    while True:
-        handle.write(b"f" * 4096)
 
 
 def texts(events: list[RunEvent]) -> list[str]:
@@ -142,12 +120,9 @@ async def test_full_spool_of_a_detached_run_ends_its_group(
                 if texts(events)[-1:] == ["step 1.1"]:
                     break
     pids = [int(pid) for pid in texts(events)[0].split()[1:]]
-    probe = host_daemon.probe
     await eventually(lambda: all(alive(pid) for pid in pids), "the detached group alive")
-    with trio.fail_after(DEADLINE):
-        while (await probe(daemon.host, daemon.port, daemon.token)).detached_runs != 1:  # noqa: ASYNC110
-            await trio.sleep(0.02)
+    await wait_detached_runs(daemon.host, daemon.port, daemon.token, 1, DEADLINE)
     await trio.to_thread.run_sync(fill, small_disk / "filler")
     (project / "gate1").touch()
     await eventually(lambda: not any(alive(pid) for pid in pids), f"pids {pids} gone")
-    assert (await probe(daemon.host, daemon.port, daemon.token)).detached_runs == 0
+    await wait_detached_runs(daemon.host, daemon.port, daemon.token, 0, DEADLINE)

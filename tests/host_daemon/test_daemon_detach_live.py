@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 from _support.claude_cli import claude_executable
+from _support.daemon import wait_detached_runs
 from _support.live_claude import DEADLINE_S, LiveDaemon, live_daemon
 from _support.polling import eventually
 from _support.scripted_model import BashCall, Reply, ScriptedModel, open_scripted_model
 
-import host_daemon
 from host_daemon import (
     PermissionDecision,
     PermissionRequest,
@@ -54,10 +54,6 @@ async def daemon(
     await eventually(lambda: not served.leftovers(), "no agent process left", timeout=10)
 
 
-async def detached_runs(daemon: LiveDaemon) -> int:
-    return (await host_daemon.probe(daemon.host, daemon.port, daemon.token)).detached_runs
-
-
 async def test_pending_request_survives_a_detach_and_is_decided_after_attach(
     daemon: LiveDaemon, model: ScriptedModel
 ) -> None:
@@ -74,9 +70,7 @@ async def test_pending_request_survives_a_detach_and_is_decided_after_attach(
                 first.append(event)
                 if isinstance(event, PermissionRequest):
                     break
-        # Polling the probe: the detach has no event the test could wait on.
-        while await detached_runs(daemon) != 1:  # noqa: ASYNC110
-            await trio.sleep(0.02)
+        await wait_detached_runs(daemon.host, daemon.port, daemon.token, 1, DEADLINE_S)
     started, asked = first[0], first[-1]
     assert isinstance(started, RunStarted)
     assert isinstance(asked, PermissionRequest)

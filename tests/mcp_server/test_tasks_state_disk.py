@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime
-import errno
 import pathlib
-import subprocess
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 import pytest
 import trio
 from _support.polling import eventually
+from _support.small_disk import fill, mounted_tmpfs
 from _support.task_server import Client, all_events, up_client
 
 from mcp_server._tasks._model import (
@@ -25,43 +24,14 @@ from mcp_server._tasks._model import (
 )
 from mcp_server._tasks._store import RECORD_SUFFIX, StateWriteError, TaskStore
 
-CHUNK = 16 * 1024
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 @pytest.fixture
 def small_disk(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
-    """A 1 MiB tmpfs mounted at ``tmp_path/state`` (needs root, as in CI), unmounted after."""
-    mount = tmp_path / "state"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a 1 MiB tmpfs at {mount} (this test needs root): {done.stderr}")
-    try:
+    """A 1 MiB tmpfs mounted at ``tmp_path/state``."""
+    with mounted_tmpfs(tmp_path / "state", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "--lazy", str(mount)], check=True)
-
-
-def fill(path: pathlib.Path, leave: int) -> None:
-    """Write ``path`` until its disk is full, then give back ``leave`` bytes."""
-    with path.open("wb", buffering=0) as handle:
-        with pytest.raises(OSError, match="No space left") as raised:
-            _write_forever(handle)
-        assert raised.value.errno == errno.ENOSPC
-        size = handle.tell()
-    with path.open("r+b") as handle:
-        handle.truncate(max(0, size - leave))
-
-
-def _write_forever(handle: BinaryIO) -> None:
-    while True:
-        handle.write(b"f" * CHUNK)
 
 
 async def wait_ended(client: Client, task_id: str) -> dict[str, Any]:
